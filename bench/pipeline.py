@@ -1,0 +1,1073 @@
+"""Relais' delivery pipeline against the naive RQ design, side by side (issue 3, "Performance").
+
+    python -m bench.pipeline                                  # the full run, ~10 minutes
+    python -m bench.pipeline --messages 20000 --bulk 20000    # a quicker one
+
+It builds its own world: a PostgreSQL database (dropped and created again, migrated with
+Alembic), a Redis database number (flushed), a French clinic with the outbox channel and
+``--patients`` patients with mobile numbers. Then, on real processes:
+
+1. Throughput. ``--messages`` campaign messages written with ``outbox.send`` in transactions
+   of 1,000 while two ``relais worker`` processes drain them; and the naive design (one RQ job
+   per message on two stock ``rq worker`` processes, RQ's forking ``Worker``, see naive.py)
+   with ``--baseline-messages`` messages. Messages/s from the first send to the last message
+   handed to the provider; enqueue-to-provider latency p50/p99.
+2. OTP latency (p50/p99) of ``--otps`` codes sent one every 100 ms while ``--bulk`` campaign
+   messages are written by another process and drained.
+3. Redis memory before/after ``--scheduled`` messages are scheduled for tomorrow through
+   ``outbox.send``, topped up to ``--scheduled-total`` by copying rows in SQL; and the bytes
+   the naive design (``Queue.enqueue_at``, one job per message) needs per scheduled message.
+
+Every process it starts is stopped at the end, on errors and on Ctrl-C. Logs of the workers
+are kept in a temporary folder, printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import cycle, islice
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/pipeline.py` as well as `python -m bench.pipeline`
+    sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from redis import Redis  # noqa: E402
+from rq import Queue, Worker  # noqa: E402
+
+from bench import naive  # noqa: E402
+from core.app import create_app  # noqa: E402
+from core.crypto import generate_key  # noqa: E402
+from core.db import db  # noqa: E402
+from core.delivery import outbox, sweeper  # noqa: E402
+from core.jobs import QUEUES  # noqa: E402
+from core.models import Message, Patient  # noqa: E402
+from core.patients import create_patient  # noqa: E402
+from tenants import provisioning  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
+from tenants.scoping import system_scope, tenant_scope  # noqa: E402
+
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+# Only what the scenarios use: the outbox channel and the French regulation plugin.
+PLUGINS = ("plugins.channels.outbox.plugin", "plugins.regulations.fr.plugin")
+TRANSACTION = 1000  # messages written per transaction, as a campaign writes them
+CAMPAIGN = (
+    "Bonjour {{ name }}, {{ clinic }} ouvre la vaccination contre la grippe. "
+    "Prenez rendez-vous en ligne. STOP au 36180"
+)
+OTP = "Votre code Relais : {{ code }}. Il expire dans 10 minutes."
+TARGET_RATE, TARGET_RATIO, TARGET_OTP_P99 = 2000, 40, 0.250
+REDIS_BOUND = 1 << 20  # "bounded": the scheduled messages add less than 1 MiB to Redis
+UNFINISHED = ("pending", "sending", "scheduled")
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C does, children included."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class Children:
+    """Every process the benchmark starts; ``stop_all`` ends each of them, by its pid."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.running: dict[str, subprocess.Popen | multiprocessing.Process] = {}
+
+    def popen(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.logdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(  # noqa: S603 - our own executables
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the benchmark, which stops them in order
+        )
+        log.close()
+        self.running[name] = process
+        return process
+
+    def spawn(self, name: str, target, *args) -> multiprocessing.Process:
+        process = multiprocessing.get_context("spawn").Process(
+            target=target, args=args, name=name, daemon=True
+        )
+        process.start()
+        self.running[name] = process
+        return process
+
+    def check(self) -> None:
+        """Fail at once if a worker died (its log says why)."""
+        for name, process in self.running.items():
+            code = process.poll() if isinstance(process, subprocess.Popen) else None
+            if code is not None:
+                tail = (self.logdir / f"{name}.log").read_text()[-3000:]
+                raise RuntimeError(f"{name} exited with code {code}:\n{tail}")
+
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        process = self.running.pop(name, None)
+        if process is None:
+            return
+        if isinstance(process, subprocess.Popen):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # RQ: warm shutdown, the job finishes
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+        else:
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout)
+                if process.is_alive():
+                    process.kill()
+                    process.join(5)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            try:
+                self.stop(name)
+            except Exception as exc:  # noqa: BLE001 - stop the others anyway
+                print(f"could not stop {name}: {exc}", file=sys.stderr)
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """One line on stderr, redrawn in place (a line every 5 s when stderr is not a terminal)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, max(total, 1)
+        self.started = self.shown = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+        self.printed = -1  # the count last shown
+
+    def update(self, done: int, note: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.shown < (0.2 if self.tty else 5.0):
+            return
+        self.shown, self.printed = now, done
+        elapsed = now - self.started
+        width = 25
+        filled = min(width, int(width * done / self.total))
+        line = (
+            f"{self.label:<30} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done:>9,}/{self.total:,} {done / elapsed if elapsed else 0:>7,.0f}/s "
+            f"{elapsed:6.1f} s {note}"
+        )
+        self.last = line
+        if self.tty:
+            sys.stderr.write("\r" + line[:150] + "\033[K")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def finish(self, done: int, note: str = "") -> None:
+        if self.tty or self.printed != done:
+            self.update(done, note, force=True)
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    args: argparse.Namespace
+    config: dict
+    app: object
+    sql: sa.Engine  # as the superuser: measures across tenants, bypassing row-level security
+    redis: Redis
+    tenant_id: object
+    children: Children
+    results: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def worker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
+        env.update(
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            RELAIS_DATABASE_URL=self.config["DATABASE_URL"],
+            RELAIS_REDIS_URL=self.config["REDIS_URL"],
+            RELAIS_SECRET_KEY=self.config["SECRET_KEY"],
+            RELAIS_ENCRYPTION_KEYS=self.config["ENCRYPTION_KEYS"],
+            RELAIS_SERVER_NAME=self.config["SERVER_NAME"],
+            RELAIS_PLUGINS=json.dumps(self.config["PLUGINS"]),
+            RELAIS_RATELIMIT_STORAGE_URI="memory://",
+            NAIVE_DATABASE_URL=libpq_url(self.config["DATABASE_URL"]),
+        )
+        return env
+
+    def scalar(self, statement: str, **params):
+        with self.sql.connect() as conn:
+            return conn.execute(sa.text(statement), params).scalar()
+
+    def execute(self, statement: str, **params) -> None:
+        with self.sql.begin() as conn:
+            conn.execute(sa.text(statement), params)
+
+
+def libpq_url(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def recreate_database(url: str) -> None:
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def build_world(args, children: Children) -> World:
+    from flask_migrate import upgrade
+
+    say(f"Database {args.database_url} (recreated), Redis {args.redis_url} (flushed)")
+    recreate_database(args.database_url)
+    config = {
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "SERVER_NAME": "relais.bench",
+        "SECRET_KEY": secrets.token_hex(32),
+        "ENCRYPTION_KEYS": generate_key(),
+        "PLUGINS": list(PLUGINS),
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    app = create_app(config)
+    with app.app_context():
+        upgrade()
+    redis = Redis.from_url(args.redis_url)
+    redis.flushdb()
+    with app.app_context(), system_scope():
+        for plugin in ("outbox", "fr"):
+            provisioning.set_country_plugin("FR", plugin, True)
+        tenant = provisioning.create_tenant("Centre de santé du Banc", "banc", "FR")
+        db.session.commit()
+        tenant_id = tenant.id
+    progress = Progress("patients", args.patients)
+    with app.app_context(), tenant_scope(tenant_id):
+        tenant = db.session.get(Tenant, tenant_id)
+        for n in range(args.patients):
+            create_patient(
+                tenant,
+                {"first_name": f"Patient{n}", "last_name": "Banc", "phone": f"+3361{n:07d}"},
+            )
+            progress.update(n + 1)
+        db.session.commit()
+    progress.finish(args.patients)
+    sql = sa.create_engine(args.database_url, pool_size=2)
+    with sql.begin() as conn:
+        conn.exec_driver_sql(naive.SCHEMA)
+    return World(args, config, app, sql, redis, tenant_id, children)
+
+
+def reset_messages(world: World) -> None:
+    """Empty the outbox between scenarios, so each starts from the same state."""
+    world.execute(
+        "TRUNCATE messages, message_events, attempts, outbox_deliveries, early_receipts,"
+        " naive_deliveries, naive_messages CASCADE"
+    )
+    world.execute("ANALYZE")
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+def send_messages(
+    app,
+    tenant_id,
+    count: int,
+    purpose: str = "campaign",
+    not_before: datetime | None = None,
+    progress: Progress | None = None,
+    counter=None,
+) -> None:
+    """What a campaign does: ``outbox.send`` for a page of patients, commit, next page."""
+    done = 0
+    with app.app_context(), tenant_scope(tenant_id):
+        while done < count:
+            tenant = db.session.get(Tenant, tenant_id)
+            patients = db.session.scalars(sa.select(Patient).order_by(Patient.id)).all()
+            size = min(TRANSACTION, count - done)
+            for patient in islice(cycle(patients), size):
+                outbox.send(
+                    tenant,
+                    patient,
+                    purpose,
+                    CAMPAIGN,
+                    {"name": patient.first_name, "clinic": tenant.name},
+                    ["sms"],
+                    not_before=not_before,
+                )
+            db.session.commit()  # the ids reach Redis right after this commit
+            done += size
+            if progress:
+                progress.update(done)
+            if counter is not None:
+                counter.value = done
+        db.session.remove()
+    if progress:
+        progress.finish(done)
+
+
+def bulk_producer(config: dict, tenant_id, count: int, counter) -> None:
+    """Scenario 2's bulk send, in a process of its own (as a web app or cron would)."""
+    send_messages(create_app(config), tenant_id, count, counter=counter)
+
+
+def wait_finished(world: World, purpose: str, total: int, label: str, timeout: float) -> None:
+    """Until every ``purpose`` message left the outbox (sent or final), at most ``timeout``."""
+    progress = Progress(label, total)
+    deadline = time.monotonic() + timeout
+    while True:
+        world.children.check()
+        left = world.scalar(
+            "SELECT count(*) FROM messages WHERE purpose = :p AND status = ANY(:s)",
+            p=purpose,
+            s=list(UNFINISHED),
+        )
+        written = world.scalar("SELECT count(*) FROM messages WHERE purpose = :p", p=purpose)
+        done = written - left
+        progress.update(done)
+        if written >= total and left == 0:
+            progress.finish(done)
+            return
+        if time.monotonic() > deadline:
+            progress.finish(done)
+            raise TimeoutError(f"{label}: {left:,} messages still waiting after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+LATENCY = """
+SELECT count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.at - m.created_at)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.at - m.created_at)) AS p99,
+       max(extract(epoch FROM d.at - m.created_at)) AS worst,
+       max(d.at) AS last
+FROM messages m JOIN outbox_deliveries d ON d.tenant_id = m.tenant_id AND d.message_id = m.id
+WHERE m.purpose = :p
+"""
+
+
+def relais_figures(world: World, purpose: str) -> dict:
+    """Enqueue-to-provider latency: ``messages.created_at`` is stamped when the message's
+    INSERT is flushed, right before the commit that pushes its id to Redis;
+    ``outbox_deliveries.at`` when the provider (the outbox channel) takes it."""
+    with world.sql.connect() as conn:
+        row = conn.execute(sa.text(LATENCY), {"p": purpose}).mappings().one()
+        statuses = dict(
+            conn.execute(
+                sa.text("SELECT status, count(*) FROM messages WHERE purpose = :p GROUP BY 1"),
+                {"p": purpose},
+            ).all()
+        )
+        attempts = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM attempts a JOIN messages m"
+                " ON m.tenant_id = a.tenant_id AND m.id = a.message_id WHERE m.purpose = :p"
+            ),
+            {"p": purpose},
+        ).scalar()
+    return {**row, "statuses": statuses, "attempts": attempts}
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def pids_named(prefix: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by each part while a phase runs (PostgreSQL: every backend on the
+    server, other users' included)."""
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self.parts = {**parts, "postgres": pids_named("postgres"), "redis": pids_named("redis")}
+        self.before = {name: cpu_of(pids) for name, pids in self.parts.items()}
+        self.started = time.monotonic()
+
+    def report(self) -> str:
+        # PostgreSQL forks a backend per connection: count those that appeared meanwhile too.
+        self.parts["postgres"] = sorted(set(self.parts["postgres"]) | set(pids_named("postgres")))
+        wall = time.monotonic() - self.started
+        spent = {name: cpu_of(pids) - self.before.get(name, 0) for name, pids in self.parts.items()}
+        return f"CPU over {wall:.1f} s: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in spent.items()
+        )
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+def start_relais_workers(world: World, count: int) -> list[subprocess.Popen]:
+    executable = str(Path(sys.executable).parent / "relais")
+    started = [
+        world.children.popen(f"relais-worker-{n}", [executable, "worker"], world.worker_env())
+        for n in range(count)
+    ]
+    wait_for_workers(world, "otp", count)
+    return started
+
+
+def start_naive_workers(world: World, count: int) -> list[subprocess.Popen]:
+    executable = str(Path(sys.executable).parent / "rq")
+    argv = [executable, "worker", "-c", "bench.naive", "--url", world.args.redis_url, "naive"]
+    started = [
+        world.children.popen(f"rq-worker-{n}", argv, world.worker_env()) for n in range(count)
+    ]
+    wait_for_workers(world, "naive", count)
+    return started
+
+
+def wait_for_workers(world: World, queue: str, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(queue=Queue(queue, connection=world.redis))) < count:
+        world.children.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} workers on {queue!r} not ready after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def stop_workers(world: World, prefix: str) -> None:
+    for name in [n for n in world.children.running if n.startswith(prefix)]:
+        world.children.stop(name)
+
+
+# --- profiling (optional) ---------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy on the Relais workers and on this process (the producer) during scenario 1
+    (``--profile DIR``): raw collapsed stacks, one file per process, and a summary."""
+
+    def __init__(self, world: World, workers: list[subprocess.Popen], folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        targets = {f"relais-worker-{n}": w.pid for n, w in enumerate(workers)}
+        targets["producer"] = os.getpid()
+        self.files = {name: folder / f"{name}.txt" for name in targets}
+        self.spies = [
+            world.children.popen(
+                f"py-spy-{name}",
+                ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--idle"]
+                + ["--nonblocking", "--format", "raw", "-o", str(self.files[name])],
+                dict(os.environ),
+            )
+            for name, pid in targets.items()
+        ]
+
+    def stop(self, world: World) -> str:
+        for spy in self.spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for spy in self.spies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+        for name in self.files:
+            world.children.stop(f"py-spy-{name}")
+        workers = [path for name, path in self.files.items() if name != "producer"]
+        return (
+            "Relais workers, time inside jobs:\n"
+            + summarize_profiles(workers, "perform_job")
+            + "\n\nThe producer (outbox.send + commit + push):\n"
+            + summarize_profiles([self.files["producer"]], "send_messages")
+        )
+
+
+def summarize_profiles(files: list[Path], within: str, top: int = 25) -> str:
+    """Where time goes inside ``within``: inclusive share of each function of Relais, and
+    the largest leaves (what the time is spent in). Idle samples (waiting on PostgreSQL or
+    Redis) count: py-spy ran with --idle."""
+    inclusive, leaves, total = Counter(), Counter(), 0
+    for path in files:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if within not in stack:  # the worker waiting for work, the sweeper's thread
+                continue
+            frames = stack.split(";")
+            total += int(count)
+            for frame in {short(f) for f in frames}:
+                if frame.split(" (", 1)[1].startswith(("core/", "plugins/", "tenants/")):
+                    inclusive[frame] += int(count)
+            leaves[short(frames[-1])] += int(count)
+    if not total:
+        return "  no samples"
+    lines = [f"  {total:,} samples; inclusive share of Relais functions:"]
+    lines += [f"  {100 * c / total:5.1f} %  {f}" for f, c in inclusive.most_common(top)]
+    lines += ["  largest leaves (self time):"]
+    lines += [f"  {100 * c / total:5.1f} %  {f}" for f, c in leaves.most_common(top)]
+    return "\n".join(lines)
+
+
+def short(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    for marker in ("/site-packages/", "/lib/python3.11/", str(ROOT) + "/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where.split(':')[0]})"  # a function, whichever of its lines
+
+
+# --- scenario 1: throughput -------------------------------------------------------------------
+
+
+def relais_throughput(world: World, workers) -> dict:
+    n = world.args.messages
+    reset_messages(world)
+    profiler = Profiler(world, workers, world.args.profile) if world.args.profile else None
+    meter = CpuMeter(
+        {"relais workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]}
+    )
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    send_messages(world.app, world.tenant_id, n, progress=Progress("S1 Relais: outbox.send", n))
+    written = time.monotonic() - clock
+    wait_finished(world, "campaign", n, "S1 Relais: delivered", timeout=60 + n / 100)
+    cpu = meter.report()
+    figures = relais_figures(world, "campaign")
+    profile = profiler.stop(world) if profiler else None
+    seconds = (figures["last"] - started).total_seconds()
+    return {
+        "n": n,
+        "rate": n / seconds,
+        "seconds": seconds,
+        "write_rate": n / written,
+        "p50": figures["p50"],
+        "p99": figures["p99"],
+        "statuses": figures["statuses"],
+        "attempts": figures["attempts"],
+        "cpu": cpu,
+        "profile": profile,
+    }
+
+
+def naive_throughput(world: World, workers) -> dict:
+    n = world.args.baseline_messages
+    reset_messages(world)
+    queue = Queue("naive", connection=world.redis)
+    meter = CpuMeter({"rq workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]})
+    started = datetime.now(UTC)
+    progress = Progress("S1 naive: insert + enqueue", n)
+    done = 0
+    while done < n:
+        size = min(TRANSACTION, n - done)
+        rows = [
+            {"recipient": f"+3361{k % world.args.patients:07d}", "text": CAMPAIGN}
+            for k in range(done, done + size)
+        ]
+        with world.sql.begin() as conn:
+            ids = conn.execute(
+                sa.text(
+                    "INSERT INTO naive_messages (recipient, text)"
+                    " SELECT * FROM unnest(CAST(:r AS text[]), CAST(:t AS text[])) RETURNING id"
+                ),
+                {"r": [r["recipient"] for r in rows], "t": [r["text"] for r in rows]},
+            ).scalars()
+            ids = list(ids)
+        for message_id in ids:  # after the commit, one job per message
+            queue.enqueue(naive.send_message, message_id)
+        done += size
+        progress.update(done)
+    progress.finish(done)
+    deadline = time.monotonic() + 60 + n / 10
+    progress = Progress("S1 naive: delivered", n)
+    while True:
+        world.children.check()
+        sent = world.scalar("SELECT count(*) FROM naive_messages WHERE status = 'sent'")
+        progress.update(sent)
+        if sent >= n:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"naive: {n - sent:,} messages still waiting")
+        time.sleep(0.5)
+    progress.finish(sent)
+    cpu = meter.report()
+    with world.sql.connect() as conn:
+        row = (
+            conn.execute(
+                sa.text(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                    " d.at - m.created_at)) AS p50, percentile_cont(0.99) WITHIN GROUP"
+                    " (ORDER BY extract(epoch FROM d.at - m.created_at)) AS p99, max(d.at) AS last"
+                    " FROM naive_messages m JOIN naive_deliveries d ON d.message_id = m.id"
+                )
+            )
+            .mappings()
+            .one()
+        )
+    seconds = (row["last"] - started).total_seconds()
+    return {"n": n, "rate": n / seconds, "seconds": seconds, **row, "cpu": cpu}
+
+
+# --- scenario 2: OTPs during a bulk send ------------------------------------------------------
+
+
+def otp_during_bulk(world: World) -> dict:
+    bulk, otps = world.args.bulk, world.args.otps
+    reset_messages(world)
+    counter = multiprocessing.get_context("spawn").Value("q", 0)
+    started = datetime.now(UTC)
+    world.children.spawn(
+        "bulk-producer", bulk_producer, world.config, world.tenant_id, bulk, counter
+    )
+    # The OTPs start once a quarter of the bulk send is written: the workers are busy with it.
+    progress = Progress("S2 bulk written (by a process)", bulk)
+    deadline = time.monotonic() + 60 + bulk / 200
+    while counter.value < bulk // 4:
+        if not world.children.running["bulk-producer"].is_alive():
+            raise RuntimeError("the bulk producer stopped early")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bulk producer is too slow")
+        progress.update(counter.value)
+        time.sleep(0.05)
+    progress.finish(counter.value)
+    backlog = []  # bulk messages queued in Redis (jobs x 100) when each OTP is sent
+    progress = Progress("S2 OTPs, one per 100 ms", otps)
+    first = time.monotonic()
+    with world.app.app_context(), tenant_scope(world.tenant_id):
+        tenant = db.session.get(Tenant, world.tenant_id)
+        patients = db.session.scalars(sa.select(Patient).limit(otps)).all()
+        for k in range(otps):
+            time.sleep(max(0.0, first + 0.1 * k - time.monotonic()))
+            backlog.append(world.redis.llen("rq:queue:bulk") * 100)
+            patient = patients[k % len(patients)]
+            outbox.send(
+                tenant,
+                patient,
+                "otp",
+                OTP,
+                {"code": f"{secrets.randbelow(10**6):06d}"},
+                ["sms"],
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            )
+            db.session.commit()  # one OTP per transaction, pushed to the "otp" queue
+            progress.update(k + 1, f"bulk queued: {backlog[-1]:,}")
+        db.session.remove()
+    progress.finish(otps, f"bulk queued: {backlog[-1]:,}")
+    wait_finished(world, "otp", otps, "S2 OTPs delivered", timeout=60)
+    world.children.running["bulk-producer"].join(60 + bulk / 200)
+    world.children.stop("bulk-producer")
+    wait_finished(world, "campaign", bulk, "S2 bulk delivered", timeout=60 + bulk / 100)
+    otp = relais_figures(world, "otp")
+    campaign = relais_figures(world, "campaign")
+    seconds = (campaign["last"] - started).total_seconds()
+    return {
+        "bulk": bulk,
+        "otps": otp["n"],
+        "p50": otp["p50"],
+        "p99": otp["p99"],
+        "worst": otp["worst"],
+        "backlog_min": min(backlog),
+        "backlog_max": max(backlog),
+        "bulk_rate": bulk / seconds,
+        "statuses": {**campaign["statuses"], **{f"otp {k}": v for k, v in otp["statuses"].items()}},
+    }
+
+
+# --- scenario 3: Redis memory with messages scheduled for later ----------------------------------
+
+
+def redis_memory(redis: Redis) -> tuple[int, int, int]:
+    """(used_memory of the whole server, bytes of this database's keys, number of keys)."""
+    used = redis.info("memory")["used_memory"]
+    keys = list(redis.scan_iter(count=1000))
+    own = 0
+    for start in range(0, len(keys), 1000):
+        with redis.pipeline(transaction=False) as pipe:
+            for key in keys[start : start + 1000]:
+                pipe.memory_usage(key, samples=0)
+            own += sum(size or 0 for size in pipe.execute())
+    return used, own, len(keys)
+
+
+def queued_jobs(redis: Redis) -> int:
+    return sum(redis.llen(f"rq:queue:{name}") for name in QUEUES)
+
+
+def scheduled_memory(world: World) -> dict:
+    scheduled, total = world.args.scheduled, max(world.args.scheduled_total, world.args.scheduled)
+    reset_messages(world)
+    time.sleep(2)  # a sweeper pass or two on the empty outbox
+    before = redis_memory(world.redis)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    send_messages(
+        world.app,
+        world.tenant_id,
+        scheduled,
+        not_before=tomorrow,
+        progress=Progress("S3 scheduled via outbox.send", scheduled),
+    )
+    if total > scheduled:
+        copy_scheduled(world, scheduled, total)
+    world.execute("ANALYZE messages")
+    time.sleep(3)  # the workers' sweepers pass (once a second) over the scheduled messages
+    with world.app.app_context():
+        clock = time.monotonic()
+        counts = sweeper.sweep()
+        sweep_seconds = time.monotonic() - clock
+        db.session.remove()
+    after = redis_memory(world.redis)
+    in_database = world.scalar("SELECT count(*) FROM messages WHERE status = 'scheduled'")
+    return {
+        "scheduled": scheduled,
+        "total": total,
+        "in_database": in_database,
+        "before": before,
+        "after": after,
+        "queued_jobs": queued_jobs(world.redis),
+        "sweep": counts,
+        "sweep_seconds": sweep_seconds,
+    }
+
+
+def copy_scheduled(world: World, written: int, total: int) -> None:
+    """Top up to ``total`` scheduled messages by copying the rows ``outbox.send`` wrote
+    (new ids; their events are not copied): a bulk path for the memory check only."""
+    columns = [c.name for c in Message.__table__.columns]
+    select = ", ".join("gen_random_uuid()" if c == "id" else f"m.{c}" for c in columns)
+    progress = Progress("S3 scheduled via SQL copy", total)
+    done = written
+    with world.sql.connect() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE originals AS SELECT id FROM messages"))
+        conn.commit()
+        while done < total:
+            size = min(written, total - done, 100_000)
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO messages ({', '.join(columns)}) SELECT {select}"  # noqa: S608
+                    " FROM messages m JOIN (SELECT id FROM originals LIMIT :n) o ON o.id = m.id"
+                ),
+                {"n": size},
+            )
+            conn.commit()
+            done += size
+            progress.update(done)
+    progress.finish(done)
+
+
+def naive_scheduled_memory(world: World) -> dict:
+    """The naive design schedules with RQ: one job per message in Redis until its time."""
+    n = world.args.baseline_scheduled
+    world.redis.flushdb()
+    before = redis_memory(world.redis)
+    queue = Queue("naive", connection=world.redis)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    progress = Progress("S3 naive: enqueue_at", n)
+    for k in range(n):
+        queue.enqueue_at(tomorrow, naive.send_message, k + 1)
+        progress.update(k + 1)
+    progress.finish(n)
+    after = redis_memory(world.redis)
+    world.redis.flushdb()
+    return {
+        "n": n,
+        "per_job": (after[1] - before[1]) / n,
+        "used_per_job": (after[0] - before[0]) / n,
+    }
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def table(rows: list[tuple]) -> str:
+    header = ("scenario", "metric", "Relais", "baseline", "ratio", "target", "met")
+    rows = [header, *rows]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = []
+    for k, row in enumerate(rows):
+        out.append(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        if k == 0:
+            out.append(line)
+    return "\n".join(out)
+
+
+def report(world: World, r1, b1, r2, r3, b3) -> str:
+    rows, notes = [], []
+    if r1 and b1:
+        ratio = r1["rate"] / b1["rate"]
+        ok = r1["rate"] >= TARGET_RATE and ratio >= TARGET_RATIO
+        rows.append(
+            (
+                "1 throughput",
+                f"messages/s end to end (N = {r1['n']:,} / {b1['n']:,})",
+                f"{r1['rate']:,.0f}/s",
+                f"{b1['rate']:,.0f}/s",
+                f"{ratio:,.1f}×",
+                f"≥ {TARGET_RATE:,}/s and ≥ {TARGET_RATIO}×",
+                "yes" if ok else "NO",
+            )
+        )
+        for p in ("p50", "p99"):
+            rows.append(
+                (
+                    "1 throughput",
+                    f"enqueue→provider latency {p}",
+                    ms(r1[p]),
+                    ms(b1[p]),
+                    f"{b1[p] / r1[p]:,.1f}× lower" if r1[p] else "—",
+                    "",
+                    "",
+                )
+            )
+        if b1["n"] != r1["n"]:
+            notes.append(
+                f"Baseline on {b1['n']:,} messages, Relais on {r1['n']:,}: at ~{b1['rate']:,.0f}/s"
+                f" the naive design would take ~{r1['n'] / b1['rate'] / 60:,.0f} min for"
+                f" {r1['n']:,}. Its latencies grow with N (the backlog waits in one queue):"
+                " on the same N they would be larger still."
+            )
+        notes.append(
+            f"Relais: outbox.send + commit + push wrote {r1['write_rate']:,.0f} messages/s"
+            f" in the benchmark's process; {r1['seconds']:.1f} s end to end;"
+            f" statuses {r1['statuses']}, {r1['attempts']:,} attempts recorded."
+        )
+        notes.append(f"Relais S1 {r1['cpu']}")
+        notes.append(f"Naive S1 {b1['cpu']}")
+    if r2:
+        ok = r2["p99"] is not None and r2["p99"] < TARGET_OTP_P99
+        for p in ("p50", "p99"):
+            rows.append(
+                (
+                    "2 OTP during bulk",
+                    f"OTP enqueue→provider {p} ({r2['otps']} OTPs, bulk {r2['bulk']:,})",
+                    ms(r2[p]),
+                    "—",
+                    "",
+                    f"< {TARGET_OTP_P99 * 1000:.0f} ms" if p == "p99" else "",
+                    ("yes" if ok else "NO") if p == "p99" else "",
+                )
+            )
+        rows.append(
+            (
+                "2 OTP during bulk",
+                "bulk drained, messages/s",
+                f"{r2['bulk_rate']:,.0f}/s",
+                "—",
+                "",
+                "",
+                "",
+            )
+        )
+        notes.append(
+            f"S2: bulk messages queued in Redis when each OTP was sent: {r2['backlog_min']:,}"
+            f" to {r2['backlog_max']:,}; slowest OTP {ms(r2['worst'])}; statuses {r2['statuses']}."
+        )
+        if r2["backlog_min"] == 0:
+            notes.append(
+                "S2: the bulk queue was empty when some OTPs were sent: raise --bulk for a"
+                " harder test."
+            )
+    if r3:
+        own = r3["after"][1] - r3["before"][1]
+        used = r3["after"][0] - r3["before"][0]
+        naive_bytes = b3["per_job"] * r3["total"] if b3 else None
+        bounded = own < REDIS_BOUND and r3["queued_jobs"] == 0 and r3["in_database"] >= r3["total"]
+        rows.append(
+            (
+                "3 scheduled",
+                f"Redis growth, {r3['total']:,} scheduled for tomorrow",
+                f"{size(own)} ({size(used)} server-wide)",
+                f"≈ {size(naive_bytes)}" if naive_bytes is not None else "—",
+                f"{naive_bytes / max(own, 1):,.0f}× less" if naive_bytes else "",
+                "bounded",
+                "yes" if bounded else "NO",
+            )
+        )
+        rows.append(
+            (
+                "3 scheduled",
+                "sweeper pass with them in the database",
+                ms(r3["sweep_seconds"]),
+                "—",
+                "",
+                "",
+                "",
+            )
+        )
+        notes.append(
+            f"S3: {r3['scheduled']:,} messages scheduled through outbox.send"
+            + (
+                f", topped up to {r3['total']:,} by copying rows in SQL (INSERT ... SELECT)"
+                if r3["total"] > r3["scheduled"]
+                else ""
+            )
+            + f"; {r3['in_database']:,} scheduled rows in PostgreSQL, {r3['queued_jobs']} jobs"
+            f" queued in Redis; Redis keys of the bench database {r3['before'][2]} → "
+            f"{r3['after'][2]}; sweep moved {r3['sweep']}. Server-wide used_memory includes"
+            " other clients' databases."
+        )
+        if b3:
+            notes.append(
+                f"S3 baseline: Queue.enqueue_at for {b3['n']:,} jobs took {b3['per_job']:,.0f}"
+                f" bytes of Redis each (used_memory: {b3['used_per_job']:,.0f}); extrapolated to"
+                f" {r3['total']:,} scheduled messages."
+            )
+    return table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--database-url", default=DATABASE_URL, help="dropped and recreated")
+    parser.add_argument("--redis-url", default=REDIS_URL, help="its database is flushed")
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--messages", type=int, default=20_000, help="scenario 1, Relais")
+    parser.add_argument(
+        "--baseline-messages",
+        type=int,
+        default=None,
+        help="scenario 1, naive design (default: --messages, at most 2,000: ~50/s)",
+    )
+    parser.add_argument("--bulk", type=int, default=100_000, help="scenario 2's bulk send")
+    parser.add_argument("--otps", type=int, default=50)
+    parser.add_argument("--scheduled", type=int, default=100_000, help="via outbox.send")
+    parser.add_argument(
+        "--scheduled-total", type=int, default=1_000_000, help="topped up by SQL copies"
+    )
+    parser.add_argument("--baseline-scheduled", type=int, default=10_000)
+    parser.add_argument(
+        "--only", choices=("1", "2", "3"), action="append", help="run these scenarios only"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy the Relais workers in scenario 1")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args(argv)
+    if args.baseline_messages is None:
+        args.baseline_messages = min(args.messages, 2000)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    only = set(args.only or ("1", "2", "3"))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    logdir = Path(tempfile.mkdtemp(prefix="relais-bench-"))
+    children = Children(logdir)
+    world = None
+    r1 = b1 = r2 = r3 = b3 = None
+    load = os.getloadavg()
+    try:
+        world = build_world(args, children)
+        if "1" in only:
+            workers = start_naive_workers(world, args.workers)
+            b1 = naive_throughput(world, workers)
+            stop_workers(world, "rq-worker")
+        if "3" in only:
+            b3 = naive_scheduled_memory(world)
+        world.redis.flushdb()
+        workers = start_relais_workers(world, args.workers)
+        if "1" in only:
+            r1 = relais_throughput(world, workers)
+        if "2" in only:
+            r2 = otp_during_bulk(world)
+        if "3" in only:
+            r3 = scheduled_memory(world)
+        stop_workers(world, "relais-worker")
+    except KeyboardInterrupt:
+        say("\nInterrupted: stopping the processes the benchmark started.")
+        return 130
+    finally:
+        children.stop_all()
+        if world is not None:
+            world.redis.flushdb()
+            world.sql.dispose()
+            with world.app.app_context():
+                db.engine.dispose()
+            if not args.keep:
+                drop_database(args.database_url)
+        say(f"Worker logs: {logdir}")
+    print()
+    print(
+        f"Relais delivery benchmark — {os.cpu_count()} CPUs, load average before"
+        f" {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.workers} workers each side"
+    )
+    print()
+    print(report(world, r1, b1, r2, r3, b3))
+    if r1 and r1.get("profile"):
+        print(f"\nScenario 1 profiles (py-spy raw stacks in {args.profile}):")
+        print(r1["profile"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

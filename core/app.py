@@ -1,0 +1,200 @@
+"""The application factory."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babel import Locale
+from flask import Flask, abort, g, jsonify, render_template, request
+from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from core import api, config, web
+from core.db import db
+from core.delivery import metrics, queues, webhooks
+from core.errors import DomainError
+from core.extensions import (
+    babel,
+    csrf,
+    limiter,
+    login_manager,
+    migrate,
+    select_locale,
+    select_timezone,
+)
+from core.models import User
+from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
+from core.web import auth
+from tenants import console, resolution, scoping
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class RelaisState:
+    """What the app holds for Relais, in ``app.extensions["relais"]``."""
+
+    plugins: PluginHost
+    channels: dict = field(default_factory=dict)  # provider name -> (plugin, provider)
+    blueprint_owners: dict = field(default_factory=dict)  # blueprint name -> plugin name
+    fernet: object = None
+    redis: object = None
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build a Relais app: config, extensions, plugins, blueprints; fail early on bad plugins."""
+    app = Flask("core", static_folder=None, subdomain_matching=True, instance_relative_config=True)
+    config.load(app, overrides)
+    # Every route lives on a clinic subdomain unless it says otherwise (the operator console).
+    app.url_map.default_subdomain = "<tenant>"
+    app.static_folder = "static"
+    app.add_url_rule("/static/<path:filename>", "static", app.send_static_file)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        timezone_selector=select_timezone,
+        default_translation_directories=_translations_dir(),
+    )
+    scoping.install(app.config["DB_APP_ROLE"])
+    queues.install()
+
+    state = RelaisState(plugins=PluginHost())
+    app.extensions["relais"] = state
+    state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
+    resolution.init_app(app)
+    _register_core_blueprints(app)
+    _register_plugin_parts(app, state)
+    _register_page_context(app)
+    _register_template_helpers(app)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_core_blueprints(app: Flask) -> None:
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
+    app.register_blueprint(web.bp)
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+    csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
+    app.register_blueprint(console.bp, subdomain="operator")
+    app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(webhooks.inbound_bp, subdomain="hooks")
+    csrf.exempt(webhooks.bp)  # providers authenticate with their own signatures
+    csrf.exempt(webhooks.inbound_bp)
+
+
+def _register_plugin_parts(app: Flask, state: RelaisState) -> None:
+    for plugin, provider in state.plugins.collect("relais_register_channels"):
+        if provider.name in state.channels:
+            raise PluginError(f"two plugins declare the provider {provider.name!r}")
+        state.channels[provider.name] = (plugin, provider)
+    state.plugins.pm.hook.relais_register_commands(cli=app.cli)
+    for plugin, blueprint in state.plugins.collect("relais_register_blueprints"):
+        app.register_blueprint(blueprint)
+        state.blueprint_owners[blueprint.name] = plugin
+
+    @app.before_request
+    def guard_plugin_routes():
+        owner = state.blueprint_owners.get(request.blueprint or "")
+        if not owner:
+            return None
+        tenant = g.get("tenant")
+        if tenant is None or owner not in enabled_plugins(tenant):
+            abort(404)
+        # Staff only, unless the plugin marks its blueprint public (patient-facing pages).
+        public = getattr(app.blueprints[request.blueprint], "relais_public", False)
+        if not public and not isinstance(current_user._get_current_object(), User):
+            return login_manager.unauthorized()
+        return None
+
+
+def _register_page_context(app: Flask) -> None:
+    @app.context_processor
+    def page_context():
+        tenant = g.get("tenant")
+        if tenant is None:
+            return {"tenant": None, "menu": [], "country_profile": None}
+        hooks = hooks_for(tenant)
+        user = current_user._get_current_object()
+        menu = []
+        if isinstance(user, User):
+            menu = [
+                item
+                for items in hooks.relais_menu_items(tenant=tenant, user=user)
+                for item in items
+                if not item.roles or user.role in item.roles
+            ]
+        context = {}
+        for variables in hooks.relais_template_variables(tenant=tenant):
+            for name, value in (variables or {}).items():
+                context.setdefault(name, value)
+        context.update(
+            tenant=tenant,
+            menu=menu,
+            country_profile=hooks.relais_country_profile(country_code=tenant.country_code),
+        )
+        return context
+
+
+def _register_template_helpers(app: Flask) -> None:
+    app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.filters["format_datetime"] = format_datetime
+
+    @app.template_filter()
+    def format_date_or_blank(value):
+        return format_date(value) if value else ""
+
+    @app.template_filter()
+    def language_name(code: str) -> str:
+        return Locale.parse(code).get_display_name(get_locale()).capitalize()
+
+
+def _register_error_handlers(app: Flask) -> None:
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        db.session.rollback()  # a refused request changes nothing
+        if wants_json():
+            return jsonify(exc.as_json()), exc.status
+        return render_template("error.html", status=exc.status, message=exc.message), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if wants_json():
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return jsonify({"error": {"code": code, "message": exc.description}}), exc.code
+        return render_template("error.html", status=exc.code, message=_http_message(exc)), exc.code
+
+
+def _http_message(exc: HTTPException) -> str:
+    """What a page says about an HTTP error, in the reader's language (Werkzeug's and
+    extensions' descriptions are English only; the JSON API keeps them)."""
+    messages = {
+        400: _(
+            "The form could not be sent: it may have been open too long. "
+            "Reload the page and try again."
+        ),
+        403: _("You are not allowed to see this page."),
+        405: _("This page cannot be used this way."),
+        429: _("Too many attempts. Wait a few minutes, then try again."),
+        500: _("An unexpected error happened. Try again in a few minutes."),
+    }
+    return messages.get(exc.code, _("This request could not be completed."))
+
+
+def _migrations_dir() -> str:
+    return str(HERE.parent / "migrations")
+
+
+def _translations_dir() -> str:
+    return str(HERE / "translations")

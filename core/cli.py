@@ -1,0 +1,313 @@
+"""The ``relais`` command line: Flask's click group with Relais' commands.
+
+Plugins add commands through the ``relais_register_commands`` hook (see ``create_app``).
+Bad input exits with code 2 and a sentence, changing nothing.
+"""
+
+import functools
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from flask_migrate import upgrade
+from rq import SimpleWorker
+from werkzeug.serving import WSGIRequestHandler, run_simple
+
+from core import jobs
+from core.app import create_app
+from core.db import db
+from core.delivery import routing
+from core.delivery.sweeper import Sweeper
+from core.errors import DomainError
+from core.plugins import enabled_plugins
+from core.plugins import host as plugin_host
+from core.staff import create_user
+from tenants import provisioning
+from tenants.demo import seed as seed_demo
+from tenants.scoping import system_scope, tenant_scope
+
+main = FlaskGroup(create_app=create_app, help="Relais: run, provision and operate the platform.")
+
+
+def fail(message: str) -> None:
+    """Stop a command on bad input: the sentence on stderr, exit code 2."""
+    db.session.rollback()
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(2)
+
+
+def domain_errors(command):
+    """Turn domain errors into exit code 2 with their message; nothing is committed."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DomainError as exc:
+            fail(f"{exc.message}" + (f" ({exc.field})" if exc.field else ""))
+
+    return wrapper
+
+
+def tenant_option(feature: str | None = None):
+    """``--tenant SLUG``: the command runs in that clinic's scope and is given ``tenant``.
+
+    :param feature: a plugin that must be enabled for the clinic, else exit code 2.
+    """
+
+    def decorate(command):
+        @click.option("--tenant", "slug", required=True, help="The clinic's subdomain.")
+        @functools.wraps(command)
+        def wrapper(slug, **kwargs):
+            with system_scope():
+                tenant = domain_errors(provisioning.tenant_by_slug)(slug)
+                if feature and feature not in enabled_plugins(tenant):
+                    fail(f"The {feature} plugin is not enabled for the clinic {slug}.")
+            with tenant_scope(tenant.id):
+                return domain_errors(command)(tenant=tenant, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--serve/--no-serve", default=True, help="Start the web server afterwards.")
+def demo(host: str, port: int, serve: bool):
+    """Set up a demo platform (France, clinic 'demo', staff, patients) and serve it."""
+    upgrade()
+    with system_scope():
+        accounts = seed_demo()
+        db.session.commit()
+    server = f"localhost:{port}"
+    click.echo("Relais demo is ready.\n")
+    click.echo(f"  Clinic:   http://demo.{server}/")
+    click.echo(f"  Operator: http://operator.{server}/\n")
+    for role, email, password in accounts:
+        click.echo(f"  {role:<10} {email:<28} password: {password}")
+    click.echo(
+        "\n  Passwords are new at every run. At first login, scan the QR code with an\n"
+        "  authenticator app (or type the key shown under it).\n"
+    )
+    if current_app.config["REDIS_URL"]:
+        click.echo("  Delivery: queued on Redis; start `relais worker` beside the server.")
+    else:
+        click.echo("  Delivery: in-process (RELAIS_REDIS_URL is not set).")
+    if serve:
+        # Plain HTTP on this machine only: cookies cannot be marked Secure here.
+        current_app.config.update(SERVER_NAME=server, SESSION_COOKIE_SECURE=False)
+        Sweeper(current_app._get_current_object()).start()  # in-process delivery without Redis
+        run_simple(
+            host,
+            port,
+            current_app._get_current_object(),
+            threaded=True,
+            request_handler=PathOnlyLogHandler,
+        )
+
+
+class PathOnlyLogHandler(WSGIRequestHandler):
+    """Logs requests without their query string: searches carry patients' names."""
+
+    def log_request(self, code="-", size="-"):
+        self.log("info", '"%s %s" %s', self.command, self.path.split("?", 1)[0], code)
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+
+@main.group()
+def tenants():
+    """Create and list clinics."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--subdomain", required=True, help="Where the clinic lives: <subdomain>.<domain>.")
+@click.option("--country", required=True, help="ISO code, e.g. FR.")
+@click.option("--timezone", default=None, help="Defaults to the country's.")
+@domain_errors
+def tenants_create(name, subdomain, country, timezone):
+    """Create a clinic."""
+    with system_scope():
+        tenant = provisioning.create_tenant(name, subdomain, country, timezone)
+        db.session.commit()
+        click.echo(f"Created {tenant.name} at {tenant.slug}.{current_app.config['SERVER_NAME']}")
+
+
+@tenants.command("list")
+def tenants_list():
+    """List clinics."""
+    with system_scope():
+        for t in provisioning.tenants():
+            click.echo(f"{t.slug:<24} {t.country_code}  {t.timezone:<20} {t.name}")
+
+
+# --- plugins ----------------------------------------------------------------------------------
+
+
+@main.group()
+def plugins():
+    """List plugins; enable or disable them per country."""
+
+
+@plugins.command("list")
+@click.option("--country", default=None, help="Also show whether each is enabled there.")
+@domain_errors
+def plugins_list(country):
+    """List every installed plugin."""
+    # An unknown code is an error, not a country where every plugin is off.
+    enabled = provisioning.country_plugins(provisioning.country(country).code) if country else set()
+    for info in sorted(plugin_host().info.values(), key=lambda i: (i.kind, i.name)):
+        mark = ("on " if info.name in enabled else "off") if country else ""
+        click.echo(
+            f"{mark:<4}{info.name:<16} {info.kind:<11} {info.version:<8} "
+            f"{info.source:<28} {info.description}"
+        )
+
+
+def _set_plugin(name: str, country: str, enabled: bool) -> None:
+    with system_scope():
+        provisioning.set_country_plugin(country, name, enabled)
+        db.session.commit()
+    click.echo(f"{name} {'enabled' if enabled else 'disabled'} for {country.upper()}.")
+
+
+@plugins.command("enable")
+@click.argument("name")
+@click.option("--country", required=True)
+@domain_errors
+def plugins_enable(name, country):
+    """Enable a plugin for every clinic of a country."""
+    _set_plugin(name, country, True)
+
+
+@plugins.command("disable")
+@click.argument("name")
+@click.option("--country", required=True)
+@domain_errors
+def plugins_disable(name, country):
+    """Disable a plugin for every clinic of a country."""
+    _set_plugin(name, country, False)
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+@main.group()
+def routes():
+    """Choose the providers of each channel per country: priority, then weight."""
+
+
+@routes.command("list")
+@click.option("--country", default=None)
+def routes_list(country):
+    """List the operator's routes."""
+    with system_scope():
+        for r in routing.configured_routes(country):
+            click.echo(
+                f"{r.country_code}  {r.channel:<6} {r.provider:<20} "
+                f"priority {r.priority:<3} weight {r.weight}"
+            )
+
+
+@routes.command("set")
+@click.argument("provider")
+@click.option("--country", required=True)
+@click.option("--priority", type=int, default=1, show_default=True, help="1 is tried first.")
+@click.option(
+    "--weight",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Share of traffic among providers of the same priority.",
+)
+@domain_errors
+def routes_set(provider, country, priority, weight):
+    """Route a country's traffic of the provider's channel to it."""
+    with system_scope():
+        route = routing.set_route(country, provider, priority, weight)
+        db.session.commit()
+        click.echo(
+            f"{route.country_code} {route.channel}: {provider} priority {priority} weight {weight}"
+        )
+
+
+@routes.command("remove")
+@click.argument("provider")
+@click.option("--country", required=True)
+@domain_errors
+def routes_remove(provider, country):
+    """Stop routing a country's traffic to a provider."""
+    with system_scope():
+        routing.remove_route(country, provider)
+        db.session.commit()
+        click.echo(f"{provider} no longer routed in {country.upper()}.")
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+@main.group()
+def users():
+    """Create staff and operator accounts."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--name", required=True)
+@click.option("--tenant", "slug", default=None, help="The clinic (omit with --operator).")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "practitioner", "secretary"]),
+    default="admin",
+    show_default=True,
+)
+@click.option("--operator", is_flag=True, help="Create a country operator instead.")
+@click.option("--password", default=None, help="Generated and printed when omitted.")
+@domain_errors
+def users_create(email, name, slug, role, operator, password):
+    """Create an account; it enrols an authenticator app at first login."""
+    import secrets
+
+    if operator == bool(slug):
+        fail("Give either --tenant SLUG or --operator.")
+    shown = password is None
+    password = password or secrets.token_urlsafe(12)
+    if operator:
+        with system_scope():
+            provisioning.create_operator(email, name, password)
+            db.session.commit()
+    else:
+        with system_scope():
+            tenant = provisioning.tenant_by_slug(slug)
+        with tenant_scope(tenant.id):
+            create_user(email, name, role, password)
+            db.session.commit()
+    click.echo(f"Created {email}" + (f" with password {password}" if shown else ""))
+
+
+# --- worker -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(burst: bool):
+    """Run a worker on the delivery queues, highest priority first, with the scheduler."""
+    if not current_app.config["REDIS_URL"]:
+        fail("Set RELAIS_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker.")
+    # SimpleWorker runs jobs in this process (no fork per job: ~5x the throughput). The
+    # database, not RQ, is the source of truth, so a killed worker loses nothing.
+    queues = [jobs.queue(name) for name in jobs.QUEUES]
+    sweeper = Sweeper(current_app._get_current_object())
+    if not burst:
+        sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses
+    try:
+        SimpleWorker(queues, connection=jobs.redis()).work(burst=burst, with_scheduler=True)
+    finally:
+        sweeper.stopped.set()

@@ -1,0 +1,62 @@
+"""Configuration: defaults for the embedded first run, overridden by ``RELAIS_*`` variables.
+
+``RELAIS_DATABASE_URL``, ``RELAIS_REDIS_URL``, ``RELAIS_SECRET_KEY``,
+``RELAIS_ENCRYPTION_KEYS`` and ``RELAIS_SERVER_NAME`` are the ones a deployment sets;
+any other key below can be set the same way (``RELAIS_LOGIN_MAX_ATTEMPTS=10``).
+"""
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+
+from core.crypto import generate_key
+
+
+class Config:
+    SERVER_NAME = "localhost:5000"  # clinics live at <slug>.SERVER_NAME
+    DATABASE_URL = "sqlite:///relais.db"  # relative: under the instance folder
+    REDIS_URL = None  # without it, delivery runs in-process (first run only)
+    DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
+    SECRET_KEY = None
+    ENCRYPTION_KEYS = None
+    LANGUAGES = ("en", "fr")
+    BABEL_DEFAULT_LOCALE = "en"
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
+    LOGIN_LOCKOUT_MINUTES = 15
+    LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
+    RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
+    WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
+    METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics
+
+
+def load(app: Flask, overrides: dict | None) -> None:
+    app.config.from_object(Config)
+    app.config.from_prefixed_env("RELAIS")
+    app.config.update(overrides or {})
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    if not app.config["RATELIMIT_STORAGE_URI"]:
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    if not (app.config["SECRET_KEY"] and app.config["ENCRYPTION_KEYS"]):
+        _load_instance_keys(app)
+
+
+def _load_instance_keys(app: Flask) -> None:
+    """First run without configured keys: generate them once, kept in the instance folder."""
+    path = Path(app.instance_path) / "keys.json"
+    if path.exists():
+        keys = json.loads(path.read_text())
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = {"SECRET_KEY": os.urandom(32).hex(), "ENCRYPTION_KEYS": generate_key()}
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(keys))
+    for name, value in keys.items():
+        app.config[name] = app.config[name] or value

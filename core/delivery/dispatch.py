@@ -1,0 +1,296 @@
+"""The worker's side: claim due messages, send them, retry, fail over, fall back.
+
+Safe to run twice and to be killed anywhere: a claim is an atomic status change in the
+database with a lease; a message whose worker died is reclaimed by the sweeper when the lease
+ends and sent again under the same idempotency key (its id).
+"""
+
+import base64
+import random
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import url_for
+
+from core.db import db, new_id, utcnow
+from core.delivery import receipts, routing
+from core.delivery.outbox import record
+from core.delivery.providers import (
+    ACCEPTED,
+    PERMANENT,
+    TEMPORARY,
+    UNREACHABLE,
+    Outgoing,
+    Result,
+    send_batch,
+)
+from core.models import Attempt, Message, MessageStatus, Patient
+from core.plugins import hooks_for
+from tenants.models import Tenant
+from tenants.scoping import current_tenant_id
+
+LEASE = timedelta(seconds=60)
+MAX_TRIES = 3  # on one provider, before failing over to the next
+ROUNDS = 8  # failovers and fallbacks tried within one job
+TIMEOUT = 10.0  # seconds for one provider call
+IN_FLIGHT = "in_flight"  # a call started, its worker may have died during it
+UNKNOWN = "unknown"  # a call that failed in a way that may have reached the provider
+RECOVERED, LOST = "recovered", "lost"  # what the lookup found of an unknown outcome
+# Outcomes that show a provider not answering as it should (provider availability KPI).
+UNANSWERED = (TEMPORARY, UNKNOWN, RECOVERED, LOST)
+
+
+def deliver(message_ids: list[str]) -> int:
+    """Send the due messages among ``message_ids`` (a job of the current tenant).
+
+    Returns how many this call claimed.
+    """
+    tenant = db.session.get(Tenant, current_tenant_id())
+    claimed = claim([uuid.UUID(i) for i in message_ids])
+    if not claimed:
+        return 0
+    patients = {
+        p.id: p
+        for p in db.session.scalars(
+            sa.select(Patient).where(Patient.id.in_({m.patient_id for m in claimed}))
+        )
+    }
+    now = utcnow()
+    session = db.session()
+    session.expire_on_commit = False  # the claimed rows are ours: no reload after each commit
+    try:
+        todo = _recover(tenant, claimed, patients, now)
+        for _ in range(ROUNDS):
+            todo = _round(tenant, todo, patients, now)
+            if not todo:
+                break
+        for message in todo:  # still undecided after every round: try again later
+            _retry_later(message, now, "too many failovers in one go")
+        receipts.apply_early_receipts([m for m in claimed if m.status == MessageStatus.SENT])
+        changes = [(m.id, m.status) for m in claimed]
+        db.session.commit()
+    finally:
+        session.expire_on_commit = True
+    hooks = hooks_for(tenant)
+    for message_id, status in changes:
+        hooks.relais_message_status_changed(
+            tenant=tenant, message_id=message_id, status=str(status), at=now
+        )
+    return len(claimed)
+
+
+def claim(message_ids: list[uuid.UUID]) -> list[Message]:
+    """Atomically take the due ones among ``message_ids``: status ``sending`` with a lease.
+
+    On PostgreSQL, rows another worker holds are skipped (FOR UPDATE SKIP LOCKED). The claim
+    is committed before any provider is called.
+    """
+    claim_id, now = new_id(), utcnow()
+    due = (
+        sa.select(Message.id)
+        .where(
+            Message.id.in_(message_ids),
+            Message.status == MessageStatus.PENDING,
+            Message.next_attempt_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    db.session.execute(
+        sa.update(Message)
+        .where(Message.id.in_(due.scalar_subquery()))
+        .values(status=MessageStatus.SENDING, claim_id=claim_id, lease_until=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return list(db.session.scalars(sa.select(Message).where(Message.claim_id == claim_id)))
+
+
+def _round(tenant, messages, patients, now) -> list[Message]:
+    """Send each message on its current channel and provider; return those to try again."""
+    batches: dict[routing.Route, list[tuple[Message, Outgoing]]] = defaultdict(list)
+    for message in messages:
+        decided = _decide(tenant, message, patients.get(message.patient_id), now)
+        if decided:
+            batches[decided[0]].append((message, decided[1]))
+    again = []
+    for route, items in batches.items():
+        provider = routing.provider(tenant, route)
+        for start in range(0, len(items), provider.batch_size):
+            chunk = items[start : start + provider.batch_size]
+            attempts = [
+                Attempt(
+                    tenant_id=m.tenant_id,
+                    message_id=m.id,
+                    channel=m.channel,
+                    provider=route.provider,
+                    outcome=IN_FLIGHT,
+                    latency_ms=0,
+                )
+                for m, _ in chunk
+            ]
+            db.session.add_all(attempts)
+            db.session.commit()  # the call is on record before it is made (see _recover)
+            results, latency = send_batch(provider, [o for _, o in chunk], TIMEOUT)
+            routing.breaker.record(route.provider, any(r.outcome == ACCEPTED for r in results))
+            for attempt, (message, _), result in zip(attempts, chunk, results, strict=True):
+                # A call that may have reached the provider stays of unknown outcome: the
+                # retry looks the message up before sending it again.
+                outcome = UNKNOWN if result.unknown else result.outcome
+                attempt.outcome, attempt.latency_ms, attempt.error = outcome, latency, result.error
+                if _apply(message, route.provider, result, now):
+                    again.append(message)
+    return again
+
+
+def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Message]:
+    """Messages whose last call has no known outcome (its worker died during it): ask the
+    provider whether it took them before sending again, so none is sent twice."""
+    unknown = db.session.scalars(
+        sa.select(Attempt).where(
+            Attempt.message_id.in_([m.id for m in claimed]),
+            Attempt.outcome.in_((IN_FLIGHT, UNKNOWN)),
+        )
+    ).all()
+    if not unknown:
+        return claimed
+    by_id = {m.id: m for m in claimed}
+    by_provider: dict[str, list[Attempt]] = defaultdict(list)
+    for attempt in unknown:
+        by_provider[attempt.provider].append(attempt)
+    for name, attempts in by_provider.items():
+        route = next(
+            (r for r in routing.routes(tenant, attempts[0].channel) if r.provider == name), None
+        )
+        found = {}
+        if route is not None:
+            outgoing = [
+                _outgoing(
+                    tenant,
+                    by_id[a.message_id],
+                    a.channel,
+                    _address(patients.get(by_id[a.message_id].patient_id), a.channel),
+                    name,
+                )
+                for a in attempts
+            ]
+            since = min(a.at for a in attempts)
+            try:
+                found = {
+                    r.message_id: r
+                    for r in routing.provider(tenant, route).lookup(outgoing, since, TIMEOUT)
+                    if r.outcome == ACCEPTED
+                }
+            except Exception as exc:  # noqa: BLE001 - no answer: retry later, never guess
+                for a in attempts:
+                    _retry_later(by_id[a.message_id], now, f"{name}: lookup failed: {exc}")
+                continue
+        for attempt in attempts:
+            result = found.get(attempt.message_id)
+            attempt.outcome = RECOVERED if result else LOST
+            if result:
+                _apply(by_id[attempt.message_id], name, result, now)
+    return [m for m in claimed if m.status == MessageStatus.SENDING]
+
+
+def _decide(tenant, message: Message, patient, now: datetime):
+    """The route and the outgoing message, or None when the message reached a final status
+    or must wait (it is then already updated)."""
+    while True:
+        if message.expires_at and message.expires_at <= now:
+            _finish(message, MessageStatus.EXPIRED, now, "expired before it could be sent")
+            return None
+        channel = message.channel
+        if channel is None:
+            _finish(message, MessageStatus.FAILED, now, "no channel left in the plan")
+            return None
+        to = _address(patient, channel)
+        candidates = (
+            [r for r in routing.routes(tenant, channel) if r.provider not in message.exhausted]
+            if to
+            else []
+        )
+        route = routing.choose(candidates)
+        if route is not None:
+            return route, _outgoing(tenant, message, channel, to, route.provider)
+        if candidates:  # providers exist but every circuit is open: wait for one
+            _retry_later(message, now, "every provider of the channel is unavailable")
+            return None
+        record(
+            message,
+            "fallback",
+            f"cannot send by {channel}" if to else f"the patient cannot receive by {channel}",
+        )
+        _next_channel(message)
+
+
+def _address(patient, channel: str) -> str | None:
+    return routing.address(patient, channel) if patient else None
+
+
+def _outgoing(tenant, message: Message, channel: str, to: str | None, provider: str) -> Outgoing:
+    content = message.content
+    return Outgoing(
+        message_id=message.id,
+        tenant_id=message.tenant_id,
+        channel=channel,
+        to=to or "",
+        text=content["text"],
+        subject=content.get("subject"),
+        html=content.get("html"),
+        callback_url=_callback(tenant, provider),
+        attachments=tuple(
+            (a["filename"], a["mime_type"], base64.b64decode(a["data"]))
+            for a in content.get("attachments", ())
+        ),
+    )
+
+
+def _apply(message: Message, provider: str, result: Result, now: datetime) -> bool:
+    """Record a provider's answer; True when the message must be tried again now."""
+    if result.outcome == ACCEPTED:
+        message.status, message.provider = MessageStatus.SENT, provider
+        message.provider_ref, message.sent_at, message.tries = result.provider_ref, now, 0
+        message.lease_until = message.claim_id = None
+        record(message, MessageStatus.SENT, provider)
+        return False
+    if result.outcome == UNREACHABLE:
+        record(message, "fallback", f"{provider}: {result.error}")
+        _next_channel(message)
+        return True
+    if result.outcome == TEMPORARY:
+        message.tries += 1
+        if message.tries < MAX_TRIES:
+            _retry_later(message, now, f"{provider}: {result.error}")
+            return False
+    # permanent, or temporary too many times: this provider is done with this message
+    assert result.outcome in (PERMANENT, TEMPORARY)
+    message.exhausted = [*message.exhausted, provider]
+    message.tries = 0
+    record(message, "failover", f"{provider}: {result.error}")
+    return True
+
+
+def _next_channel(message: Message) -> None:
+    message.channel_index += 1
+    message.exhausted, message.tries = [], 0
+
+
+def _retry_later(message: Message, now: datetime, why: str) -> None:
+    """Back to the outbox, due after an exponential backoff with jitter."""
+    delay = min(2 ** max(message.tries, 1), 300) * (0.5 + random.random())  # noqa: S311
+    message.status, message.next_attempt_at = MessageStatus.PENDING, now + timedelta(seconds=delay)
+    message.enqueued_at = message.lease_until = message.claim_id = None
+    record(message, "retry", why[:200])
+
+
+def _finish(message: Message, status: MessageStatus, now: datetime, why: str) -> None:
+    message.status, message.finished_at = status, now
+    message.lease_until = message.claim_id = None
+    record(message, status, why)
+
+
+def _callback(tenant, provider: str) -> str:
+    """The webhook address a provider posts this message's receipts to."""
+    return url_for("webhooks.receipts", tenant=tenant.slug, provider=provider, _external=True)

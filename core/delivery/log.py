@@ -1,0 +1,174 @@
+"""The clinic's message log: what left for which patient, by which channel, how it went.
+
+The list never shows content; opening one message shows it, and that read of health data
+is written to the audit trail (``message.read``), as is every search (``message.search``,
+it shows patients' names).
+"""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from core import audit, patients
+from core.db import db
+from core.delivery.expressions import current_channel
+from core.delivery.outbox import CHANNELS, PURPOSES
+from core.delivery.views import find_message
+from core.errors import ValidationError
+from core.models import Attempt, Message, MessageEvent, MessageStatus, Patient
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the log is narrowed to; empty strings mean "any"."""
+
+    status: str = ""
+    channel: str = ""
+    purpose: str = ""
+    patient: str = ""  # a patient's id, or words of their name, phone or e-mail
+
+    def as_args(self) -> dict[str, str]:
+        """The non-empty filters, as query-string arguments (for the pages' links)."""
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def parse_filters(args: Mapping[str, str]) -> Filters:
+    """The filters of a request. :raises ValidationError: naming the field with a bad value."""
+    filters = Filters(
+        **{name: (args.get(name) or "").strip() for name in ("status", "channel", "purpose")},
+        patient=(args.get("patient") or "").strip()[:200],
+    )
+    for name, allowed in (
+        ("status", [s.value for s in MessageStatus]),
+        ("channel", CHANNELS),
+        ("purpose", PURPOSES),
+    ):
+        value = getattr(filters, name)
+        if value and value not in allowed:
+            raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(allowed)), name)
+    return filters
+
+
+def search_messages(filters: Filters, page: int = 1) -> tuple[list[tuple[Message, Patient]], int]:
+    """The clinic's messages matching ``filters``, newest first, with their patient; and
+    how many match in all."""
+    stmt = (
+        sa.select(Message, Patient)
+        .join(
+            Patient,
+            sa.and_(Patient.tenant_id == Message.tenant_id, Patient.id == Message.patient_id),
+        )
+        .where(*_conditions(filters))
+    )
+    total = db.session.scalar(
+        sa.select(sa.func.count()).select_from(stmt.with_only_columns(Message.id).subquery())
+    )
+    rows = db.session.execute(
+        stmt.order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+    ).all()
+    audit.record("message.search")
+    return [(m, p) for m, p in rows], total
+
+
+def read_message(message_id: uuid.UUID) -> tuple[Message, Patient]:
+    """A message of the clinic with its patient, its read audited. :raises NotFound."""
+    message = find_message(message_id)
+    audit.record("message.read", message.id)
+    patient = db.session.scalar(sa.select(Patient).where(Patient.id == message.patient_id))
+    return message, patient
+
+
+def history(message: Message) -> tuple[list[MessageEvent], list[Attempt]]:
+    """Its status changes and provider attempts, oldest first."""
+    events = db.session.scalars(
+        sa.select(MessageEvent)
+        .where(MessageEvent.message_id == message.id)
+        .order_by(MessageEvent.at, MessageEvent.id)
+    ).all()
+    attempts = db.session.scalars(
+        sa.select(Attempt).where(Attempt.message_id == message.id).order_by(Attempt.at, Attempt.id)
+    ).all()
+    return list(events), list(attempts)
+
+
+def _conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    if filters.status:
+        conditions.append(Message.status == MessageStatus(filters.status))
+    if filters.channel:
+        conditions.append(current_channel() == filters.channel)
+    if filters.purpose:
+        conditions.append(Message.purpose == filters.purpose)
+    if filters.patient:
+        try:
+            conditions.append(Message.patient_id == uuid.UUID(filters.patient))
+        except ValueError:
+            conditions += patients.matching(filters.patient)
+    return conditions
+
+
+# --- what the pages call things ---------------------------------------------------------------
+
+
+def status_labels() -> dict[str, str]:
+    return {
+        MessageStatus.SCHEDULED: _("Scheduled"),
+        MessageStatus.PENDING: _("Waiting to be sent"),
+        MessageStatus.SENDING: _("Sending"),
+        MessageStatus.SENT: _("Sent"),
+        MessageStatus.DELIVERED: _("Delivered"),
+        MessageStatus.UNDELIVERED: _("Not delivered"),
+        MessageStatus.FAILED: _("Failed"),
+        MessageStatus.EXPIRED: _("Expired"),
+        MessageStatus.DENIED: _("Refused by the rules"),
+        MessageStatus.CANCELLED: _("Cancelled"),
+    }
+
+
+def event_labels() -> dict[str, str]:
+    """Statuses, and the steps a message's history records between them."""
+    return {
+        **status_labels(),
+        "retry": _("Will be retried"),
+        "failover": _("Next provider"),
+        "fallback": _("Next channel"),
+    }
+
+
+def verdict_labels() -> dict[str, str]:
+    return {
+        "allow": _("Allowed"),
+        "defer": _("Deferred"),
+        "deny": _("Refused"),
+        "amend": _("Amended"),
+    }
+
+
+def channel_labels() -> dict[str, str]:
+    return {"push": _("Push"), "email": _("E-mail"), "sms": _("SMS"), "voice": _("Voice")}
+
+
+def purpose_labels() -> dict[str, str]:
+    return {
+        "otp": _("Sign-up or login code"),
+        "transactional": _("Transactional"),
+        "reminder": _("Reminder"),
+        "messaging": _("Patient messaging"),
+        "campaign": _("Campaign"),
+    }
+
+
+def outcome_labels() -> dict[str, str]:
+    return {
+        "accepted": _("Accepted"),
+        "temporary": _("Temporary failure"),
+        "permanent": _("Refused"),
+        "unreachable": _("Unreachable on this channel"),
+    }

@@ -1,0 +1,153 @@
+"""Which provider carries a message: the operator's routes, enablement, health and weight."""
+
+import random
+from dataclasses import dataclass
+
+import phonenumbers
+import sqlalchemy as sa
+from flask import current_app, g
+from flask_babel import gettext as _
+
+from core import settings
+from core.db import db
+from core.delivery.providers import CircuitBreaker, Provider
+from core.errors import NotFound, ValidationError
+from core.models import Patient
+from core.plugins import enabled_plugins
+from tenants import provisioning
+from tenants.models import ProviderRoute
+
+breaker = CircuitBreaker()  # per worker process: health is what this worker has seen
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    plugin: str
+    priority: int
+    weight: int
+
+
+def routes(tenant, channel: str) -> list[Route]:
+    """The providers able to carry ``channel`` for ``tenant``, best first.
+
+    The operator's routes for the country when there are some; else every provider of an
+    enabled plugin for that channel, by name.
+    """
+    cache = g.setdefault("_relais_routes", {})
+    if (tenant.id, channel) not in cache:
+        cache[(tenant.id, channel)] = _routes(tenant, channel)
+    return cache[(tenant.id, channel)]
+
+
+def _routes(tenant, channel: str) -> list[Route]:
+    declared = current_app.extensions["relais"].channels
+    enabled = enabled_plugins(tenant)
+    usable = {
+        name: plugin
+        for name, (plugin, cls) in declared.items()
+        if cls.channel == channel and plugin in enabled
+    }
+    with db.session.no_autoflush:
+        configured = db.session.scalars(
+            sa.select(ProviderRoute).where(
+                ProviderRoute.country_code == tenant.country_code, ProviderRoute.channel == channel
+            )
+        ).all()
+    if configured:
+        found = [
+            Route(r.provider, usable[r.provider], r.priority, r.weight)
+            for r in configured
+            if r.provider in usable
+        ]
+    else:
+        found = [Route(name, plugin, 1, 100) for name, plugin in sorted(usable.items())]
+    return sorted(found, key=lambda r: r.priority)
+
+
+def choose(candidates: list[Route]) -> Route | None:
+    """The best priority among healthy candidates; weight shares traffic within it."""
+    healthy = [r for r in candidates if breaker.available(r.provider)]
+    if not healthy:
+        return None
+    best = min(r.priority for r in healthy)
+    tier = [r for r in healthy if r.priority == best]
+    return random.choices(tier, weights=[max(r.weight, 0) or 1 for r in tier])[0]
+
+
+def provider(tenant, route: Route) -> Provider:
+    """An instance of the route's provider with its plugin's settings for the country
+    (one per application context: a job, a request)."""
+    cache = g.setdefault("_relais_providers", {})
+    key = (tenant.country_code, route.provider)
+    if key not in cache:
+        cls = current_app.extensions["relais"].channels[route.provider][1]
+        values = {s.name: s.default for s in settings.schema(route.plugin)}
+        with db.session.no_autoflush:
+            values.update(settings.stored(tenant.country_code, route.plugin))
+        cache[key] = cls(settings=values)
+    return cache[key]
+
+
+def address(patient: Patient, channel: str) -> str | None:
+    """Where ``patient`` can receive on ``channel``, or None if they cannot."""
+    if channel == "email":
+        return patient.email
+    if channel in ("sms", "voice") and patient.phone:
+        if channel == "voice":
+            return patient.phone
+        kind = phonenumbers.number_type(phonenumbers.parse(patient.phone))
+        mobile = (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        )
+        return patient.phone if kind in mobile else None  # no SMS to a landline
+    return None  # push: no subscriptions yet
+
+
+def configured_routes(country_code: str | None = None) -> list[ProviderRoute]:
+    """The operator's routes, by country, channel and priority."""
+    stmt = sa.select(ProviderRoute).order_by(
+        ProviderRoute.country_code,
+        ProviderRoute.channel,
+        ProviderRoute.priority,
+        ProviderRoute.provider,
+    )
+    if country_code:
+        stmt = stmt.where(ProviderRoute.country_code == country_code.upper())
+    return list(db.session.scalars(stmt))
+
+
+def set_route(country_code: str, provider: str, priority: int, weight: int) -> ProviderRoute:
+    """Route a country's traffic of the provider's channel to it (or change its place).
+
+    :raises ValidationError: unknown provider, priority below 1, weight outside 0..1000.
+    """
+    declared = current_app.extensions["relais"].channels.get(provider)
+    if declared is None:
+        raise ValidationError(_("No provider is named %(name)s.", name=provider), "provider")
+    if not isinstance(priority, int) or priority < 1:
+        raise ValidationError(_("The priority is a whole number from 1 (first)."), "priority")
+    if not isinstance(weight, int) or not 0 <= weight <= 1000:
+        raise ValidationError(_("The weight is a whole number from 0 to 1000."), "weight")
+    code = provisioning.country(country_code).code
+    channel = declared[1].channel
+    route = db.session.get(ProviderRoute, (code, channel, provider)) or ProviderRoute(
+        country_code=code, channel=channel, provider=provider
+    )
+    route.priority, route.weight = priority, weight
+    db.session.add(route)
+    return route
+
+
+def remove_route(country_code: str, provider: str) -> None:
+    """Stop routing a country's traffic to a provider. :raises NotFound."""
+    route = db.session.scalar(
+        sa.select(ProviderRoute).where(
+            ProviderRoute.country_code == (country_code or "").upper(),
+            ProviderRoute.provider == provider,
+        )
+    )
+    if route is None:
+        raise NotFound(_("No such route."), "provider")
+    db.session.delete(route)

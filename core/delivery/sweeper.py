@@ -1,0 +1,150 @@
+"""The sweeper: the database is the source of truth, Redis only a hint.
+
+Each pass, in bounded batches, across clinics:
+- scheduled messages whose time has come become due;
+- messages whose worker died (lease over) become due again;
+- due messages not pushed to Redis (Redis lost, restarted, or a retry's time has come) are
+  pushed again; a message pushed twice is claimed once;
+- messages past their expiry end as expired.
+"""
+
+import threading
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Flask
+
+from core import jobs
+from core.db import db, utcnow
+from core.delivery import queues
+from core.delivery.dispatch import deliver
+from core.delivery.outbox import record
+from core.models import Message, MessageStatus
+from tenants.scoping import system_scope, tenant_scope
+
+REPUSH_AFTER = timedelta(seconds=120)  # a due message not claimed by then was lost by Redis
+BATCH = 5000
+
+
+def sweep() -> dict[str, int]:
+    """One pass; returns how many messages each step moved."""
+    now = utcnow()
+    counts = {}
+    with system_scope():
+        counts["due"] = _move(
+            (Message.status == MessageStatus.SCHEDULED, Message.next_attempt_at <= now),
+            MessageStatus.PENDING,
+            "due",
+        )
+        counts["reclaimed"] = _move(
+            (Message.status == MessageStatus.SENDING, Message.lease_until < now),
+            MessageStatus.PENDING,
+            "the worker's lease ended: sending again",
+        )
+        counts["expired"] = _expire(now)
+        counts["pushed"] = _push_due(now)
+    return counts
+
+
+def _move(where, status: MessageStatus, why: str) -> int:
+    rows = db.session.scalars(
+        sa.select(Message).where(*where).limit(BATCH).with_for_update(skip_locked=True)
+    ).all()
+    for message in rows:
+        message.status = status
+        message.lease_until = message.claim_id = message.enqueued_at = None
+        record(message, status, why)
+    db.session.commit()
+    return len(rows)
+
+
+def _expire(now) -> int:
+    rows = db.session.scalars(
+        sa.select(Message)
+        .where(
+            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.PENDING]),
+            Message.expires_at < now,
+        )
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for message in rows:
+        message.status, message.finished_at = MessageStatus.EXPIRED, now
+        record(message, MessageStatus.EXPIRED, "expired before it could be sent")
+    db.session.commit()
+    return len(rows)
+
+
+def _push_due(now) -> int:
+    rows = db.session.execute(
+        sa.select(Message.tenant_id, Message.purpose, Message.id)
+        .where(
+            Message.status == MessageStatus.PENDING,
+            Message.next_attempt_at <= now,
+            sa.or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - REPUSH_AFTER),
+        )
+        .order_by(Message.next_attempt_at)
+        .limit(BATCH)
+    ).all()
+    if not rows:
+        return 0
+    db.session.execute(
+        sa.update(Message)
+        .where(Message.id.in_([r.id for r in rows]))
+        .values(enqueued_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()  # first the database, then Redis: a lost push is found again
+    queues.push([(t, queues.QUEUE_OF_PURPOSE[p], i) for t, p, i in rows])
+    return len(rows)
+
+
+def deliver_due_in_process(limit: int = 500) -> int:
+    """Without Redis (first run): send due messages from this process, clinic by clinic."""
+    with system_scope():
+        due = db.session.execute(
+            sa.select(Message.tenant_id, Message.id)
+            .where(Message.status == MessageStatus.PENDING, Message.next_attempt_at <= utcnow())
+            .limit(limit)
+        ).all()
+        db.session.rollback()
+    by_tenant: dict = {}
+    for tenant_id, message_id in due:
+        by_tenant.setdefault(tenant_id, []).append(str(message_id))
+    sent = 0
+    for tenant_id, ids in by_tenant.items():
+        with tenant_scope(tenant_id):
+            sent += deliver(ids)
+    return sent
+
+
+class Sweeper(threading.Thread):
+    """Runs :func:`sweep` every ``interval`` seconds beside a worker or the demo server.
+
+    With Redis, only one sweeper in the deployment works per interval (a Redis lock); without,
+    it also delivers due messages itself.
+    """
+
+    def __init__(self, app: Flask, interval: float = 1.0) -> None:
+        super().__init__(name="relais-sweeper", daemon=True)
+        self.app, self.interval = app, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - keep sweeping; the next pass retries
+                self.app.logger.exception("sweep failed")
+
+    def tick(self) -> None:
+        """One pass, in its own application context."""
+        with self.app.app_context():
+            try:
+                if not self.app.config["REDIS_URL"]:
+                    sweep()
+                    deliver_due_in_process()
+                elif jobs.redis().set("relais:sweeper", "1", nx=True, px=int(self.interval * 900)):
+                    sweep()  # one sweeper per interval in the whole deployment
+            finally:
+                db.session.remove()

@@ -1,0 +1,74 @@
+"""What a message looks like from outside: its status, history and attempts (no content)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from core.db import db
+from core.errors import NotFound, ValidationError
+from core.models import Attempt, Message, MessageEvent
+
+
+def find_message(message_id: uuid.UUID) -> Message:
+    message = db.session.scalar(sa.select(Message).where(Message.id == message_id))
+    if message is None:
+        raise NotFound(_("No such message."))
+    return message
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    events = db.session.scalars(
+        sa.select(MessageEvent)
+        .where(MessageEvent.message_id == message.id)
+        .order_by(MessageEvent.at, MessageEvent.id)
+    )
+    attempts = db.session.scalars(
+        sa.select(Attempt).where(Attempt.message_id == message.id).order_by(Attempt.at, Attempt.id)
+    )
+    return {
+        "id": str(message.id),
+        "patient_id": str(message.patient_id),
+        "purpose": message.purpose,
+        "status": str(message.status),
+        "channels": message.channels,
+        "channel": message.channel,
+        "provider": message.provider,
+        "verdict": {"action": message.verdict, "reason": message.verdict_reason},
+        "not_before": _iso(message.not_before),
+        "expires_at": _iso(message.expires_at),
+        "created_at": _iso(message.created_at),
+        "sent_at": _iso(message.sent_at),
+        "delivered_at": _iso(message.delivered_at),
+        "events": [{"at": _iso(e.at), "status": e.status, "detail": e.detail} for e in events],
+        "attempts": [
+            {
+                "at": _iso(a.at),
+                "channel": a.channel,
+                "provider": a.provider,
+                "outcome": a.outcome,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            }
+            for a in attempts
+        ],
+    }
+
+
+def parse_time(value: Any, field: str) -> datetime | None:
+    """An ISO 8601 time with its offset (``2026-11-23T09:00:00+01:00``), or None."""
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValidationError(_("Give an ISO 8601 time with its offset."), field)
+    return parsed
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,76 @@
+"""Providers' webhooks: delivery receipts on the clinic's subdomain, replies on ``hooks.``.
+
+Each call is authenticated as the provider's protocol allows (a signature, a shared secret):
+a bad or missing one is a 401 and changes nothing; a malformed body is a 400.
+"""
+
+from flask import Blueprint, abort, current_app, g, request
+
+from core import settings
+from core.db import db
+from core.delivery import receipts
+from core.delivery.providers import Provider, SignatureError
+from core.plugins import enabled_plugins, hooks_for
+from tenants import scoping
+
+bp = Blueprint("webhooks", __name__)  # on clinic subdomains: receipts
+inbound_bp = Blueprint("inbound", __name__)  # on hooks.<domain>: replies, per country
+
+
+def _provider(name: str, country_code: str, tenant=None) -> Provider:
+    declared = current_app.extensions["relais"].channels.get(name)
+    if declared is None or (tenant is not None and declared[0] not in enabled_plugins(tenant)):
+        abort(404)
+    plugin, cls = declared
+    values = {s.name: s.default for s in settings.schema(plugin)}
+    values.update(settings.stored(country_code, plugin))
+    return cls(settings=values)
+
+
+def _checked(provider: Provider) -> tuple[dict, bytes, dict]:
+    headers, body, form = dict(request.headers), request.get_data(), request.form.to_dict()
+    try:
+        provider.verify(request.url, headers, body, form)
+    except SignatureError:
+        abort(401)
+    return headers, body, form
+
+
+@bp.post("/webhooks/<provider>/receipts", endpoint="receipts")
+def receipts_hook(provider: str):
+    instance = _provider(provider, g.tenant.country_code, g.tenant)
+    headers, body, form = _checked(instance)
+    try:
+        reports = instance.parse_receipts(headers, body, form)
+    except ValueError:
+        abort(400)
+    changed = [m for m in (receipts.apply_receipt(provider, r) for r in reports) if m]
+    changes = [(m.id, str(m.status), m.finished_at) for m in changed]
+    db.session.commit()
+    hooks = hooks_for(g.tenant)
+    for message_id, status, at in changes:
+        hooks.relais_message_status_changed(
+            tenant=g.tenant, message_id=message_id, status=status, at=at
+        )
+    return "", 204
+
+
+@inbound_bp.post("/webhooks/<provider>/<country>/inbound")
+def inbound(provider: str, country: str):
+    country = country.upper()
+    instance = _provider(provider, country)
+    headers, body, form = _checked(instance)
+    try:
+        replies = instance.parse_inbound(headers, body, form)
+    except ValueError:
+        abort(400)
+    for reply in replies:
+        with scoping.system_scope():
+            tenant, patient_id = receipts.route_inbound(provider, instance.channel, country, reply)
+        if tenant is None:
+            current_app.logger.info("a reply from an unknown sender was dropped")
+            continue
+        with scoping.tenant_scope(tenant.id):
+            receipts.keep_inbound(tenant, patient_id, provider, instance.channel, reply)
+            db.session.commit()
+    return "", 204

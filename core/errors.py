@@ -1,0 +1,37 @@
+"""Domain errors: a message a user can act on, the field it concerns, an HTTP status."""
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def as_json(self) -> dict:
+        error = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class ValidationError(DomainError):
+    status = 422
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"

@@ -1,0 +1,35 @@
+"""Flask extensions, created unbound and bound by the app factory with ``init_app``."""
+
+from flask import current_app, g, has_request_context, request, session
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_wtf import CSRFProtect
+
+babel = Babel()
+csrf = CSRFProtect()
+login_manager = LoginManager()
+migrate = Migrate()
+limiter = Limiter(key_func=get_remote_address)
+
+
+def select_locale() -> str:
+    """The staff member's choice, else the clinic country's language, else the browser's."""
+    languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    tenant = g.get("tenant")
+    if tenant is not None and tenant.country.locale[:2] in languages:
+        return tenant.country.locale[:2]
+    return request.accept_languages.best_match(languages) or languages[0]
+
+
+def select_timezone() -> str | None:
+    """Times are shown in the clinic's time zone (stored in UTC)."""
+    tenant = g.get("tenant") if has_request_context() else None
+    return tenant.timezone if tenant is not None else None

@@ -1,0 +1,149 @@
+"""Every hook a Relais plugin can implement: the contract plugin authors read.
+
+Hooks are called with keyword arguments only; an implementation may accept any subset of
+the arguments listed, so a spec can grow arguments without breaking plugins. Calls made on
+behalf of a tenant (``hooks_for(tenant)``) reach only the plugins enabled for that tenant:
+enabled by the operator for the tenant's country and not switched off by the clinic.
+
+``register_*`` hooks are collected once, at start-up, from every installed plugin; the core
+then routes each registered thing to its plugin, so enablement still applies to them.
+
+A plugin module also declares ``kind = "channel" | "regulation" | "feature"`` and describes
+itself in its docstring, or in a ``description`` made with ``lazy_gettext`` so that pages show
+it in the reader's language (see docs/translations.md).
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("relais")
+
+
+# ---------------------------------------------------------------------------------------------
+# Channels: the providers that carry messages (SMS, voice, e-mail, push).
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def relais_register_channels():
+    """Declare the delivery providers this plugin implements. Collected once at start-up.
+
+    :return: a list of :class:`core.delivery.providers.Provider` subclasses, each with a
+        ``name`` (unique across plugins: a duplicate is a start-up error) and a ``channel``
+        (``"sms"``, ``"voice"``, ``"email"`` or ``"push"``).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Regulations: one plugin per country, answering what the law of that country requires.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def relais_country_profile(country_code):
+    """Describe a country's locale and safety information, shown on every clinic page.
+
+    Called when a page is rendered for a clinic of that country. First non-None result wins.
+
+    :param country_code: ISO 3166-1 alpha-2 code of the clinic's country, e.g. ``"FR"``.
+    :return: a :class:`core.regulation.CountryProfile`, or None if this plugin does not
+        regulate that country.
+    """
+
+
+@hookspec
+def relais_judge_message(tenant, patient, message):
+    """Judge an outgoing message before it enters the outbox (regulations).
+
+    Called once per message, inside the transaction that writes it. Every enabled plugin is
+    asked; the strictest verdict wins (deny, then defer to the latest date, then amend), and
+    it is recorded with the message.
+
+    :param tenant: the clinic sending it.
+    :param patient: the recipient (:class:`core.models.Patient`).
+    :param message: the :class:`core.models.Message` about to be written: ``purpose``,
+        ``channels``, rendered ``content``, ``not_before``.
+    :return: a :class:`core.regulation.Verdict`, or None to allow.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Features: pages, commands and reactions built on the core.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def relais_register_blueprints():
+    """Give the Flask blueprints of a feature. Collected once at start-up.
+
+    The core mounts them on every clinic subdomain; on a clinic where the plugin is not
+    enabled, their routes answer 404.
+
+    :return: a list of :class:`flask.Blueprint`.
+    """
+
+
+@hookspec
+def relais_register_commands(cli):
+    """Add click commands to the ``relais`` command line. Called once at start-up.
+
+    :param cli: the ``relais`` click group; add commands with ``@cli.command()``.
+    """
+
+
+@hookspec
+def relais_plugin_settings():
+    """Declare the settings an operator can set for this plugin, per country.
+
+    The core renders them in the operator console, validates them with each setting's
+    ``parse`` function and stores them encrypted. Read them with
+    :func:`core.settings.plugin_setting`.
+
+    :return: a list of :class:`core.settings.Setting`.
+    """
+
+
+@hookspec
+def relais_menu_items(tenant, user):
+    """Add entries to a clinic's navigation menu. Called on every page of a clinic.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param user: the staff member viewing the page (:class:`core.models.User`).
+    :return: a list of :class:`core.plugins.MenuItem`.
+    """
+
+
+@hookspec
+def relais_template_variables(tenant):
+    """Add variables to the Jinja context of every page of a clinic.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :return: a dict of variable names to values; later plugins cannot override a name an
+        earlier one set.
+    """
+
+
+@hookspec
+def relais_message_status_changed(tenant, message_id, status, at):
+    """React to a message's status change (queued, sent, delivered, failed...).
+
+    Called after the change is committed, once per change.
+
+    :param tenant: the clinic the message belongs to.
+    :param message_id: the message's opaque id (UUID).
+    :param status: the new status, e.g. ``"delivered"``.
+    :param at: when the change happened (aware UTC datetime).
+    """
+
+
+@hookspec(firstresult=True)
+def relais_handle_inbound(tenant, patient, channel, text):
+    """Handle a patient's inbound reply (an SMS "OUI", "STOP"...). First non-None result wins.
+
+    :param tenant: the clinic the reply is addressed to.
+    :param patient: the patient it came from (:class:`core.models.Patient`), or None if the
+        sender is unknown.
+    :param channel: the channel it came by, e.g. ``"sms"``.
+    :param text: the reply's text.
+    :return: a short description of what was done (kept with the reply), or None to let the
+        next plugin try; unhandled replies are kept for staff.
+    """

@@ -1,0 +1,158 @@
+"""Patients: creation, edition, search; each read by staff is audited."""
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from core import audit
+from core import validation as check
+from core.db import db, utcnow
+from core.errors import NotFound, ValidationError
+from core.models import Patient, PatientAttribute, Role, User
+
+FIELDS = (
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "birth_date",
+    "language",
+    "timezone",
+    "attributes",
+    "practitioner_ids",
+)
+LIST_FIELDS = ("attributes", "practitioner_ids")
+LANGUAGES = ("fr", "en", "de", "it", "nl")
+PAGE_SIZE = 50
+
+
+def create_patient(tenant, data: dict[str, Any]) -> Patient:
+    """Create a patient from form or JSON data. :raises ValidationError: naming the field."""
+    patient = Patient(language=tenant.country.locale[:2], timezone=tenant.timezone)
+    _apply(tenant, patient, data, creating=True)
+    db.session.add(patient)
+    db.session.flush()
+    audit.record("patient.create", patient.id)
+    return patient
+
+
+def update_patient(tenant, patient: Patient, data: dict[str, Any]) -> Patient:
+    """Change the fields present in ``data``; others stay. :raises ValidationError."""
+    _apply(tenant, patient, data, creating=False)
+    patient.updated_at = utcnow()
+    audit.record("patient.update", patient.id)
+    return patient
+
+
+def get_patient(patient_id: uuid.UUID | str) -> Patient:
+    """A patient of the current clinic, its read audited. :raises NotFound."""
+    patient = find_patient(patient_id)
+    audit.record("patient.read", patient.id)
+    return patient
+
+
+def find_patient(patient_id: uuid.UUID | str) -> Patient:
+    try:
+        patient_id = uuid.UUID(str(patient_id))
+    except ValueError:
+        raise NotFound(_("No such patient.")) from None
+    patient = db.session.scalar(sa.select(Patient).where(Patient.id == patient_id))
+    if patient is None:
+        raise NotFound(_("No such patient."))
+    return patient
+
+
+def search_patients(query: str = "", page: int = 1) -> tuple[list[Patient], int]:
+    """Patients whose name, phone or e-mail contains ``query``, by name; and the total."""
+    stmt = sa.select(Patient).where(*matching(query))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+    rows = db.session.scalars(
+        stmt.order_by(Patient.last_name, Patient.first_name, Patient.id)
+        .limit(PAGE_SIZE)
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+    ).all()
+    audit.record("patient.search")
+    return list(rows), total
+
+
+def matching(query: str) -> list[sa.ColumnElement[bool]]:
+    """Conditions on Patient: each word of ``query`` in the name, phone or e-mail."""
+    conditions = []
+    for word in query.split():
+        like = f"%{word.lower()}%"
+        conditions.append(
+            sa.or_(
+                sa.func.lower(Patient.last_name).like(like),
+                sa.func.lower(Patient.first_name).like(like),
+                Patient.phone.like(f"%{word}%"),
+                sa.func.lower(Patient.email).like(like),
+            )
+        )
+    return conditions
+
+
+def to_json(patient: Patient) -> dict[str, Any]:
+    return {
+        "id": str(patient.id),
+        "first_name": patient.first_name,
+        "last_name": patient.last_name,
+        "phone": patient.phone,
+        "email": patient.email,
+        "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
+        "language": patient.language,
+        "timezone": patient.timezone,
+        "attributes": list(patient.attributes or []),
+        "practitioner_ids": [str(u.id) for u in patient.practitioners],
+        "created_at": patient.created_at.isoformat(),
+        "updated_at": patient.updated_at.isoformat(),
+    }
+
+
+def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> None:
+    unknown = set(data) - set(FIELDS)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
+    for name in ("first_name", "last_name"):
+        if name in data or creating:
+            value = check.text(data.get(name), name, 100)
+            if not value:
+                raise ValidationError(_("This field is required."), name)
+            setattr(patient, name, value)
+    if "phone" in data:
+        patient.phone = check.phone(data["phone"], tenant.country_code)
+    if "email" in data:
+        patient.email = check.email(data["email"])
+    if "birth_date" in data:
+        patient.birth_date = check.birth_date(data["birth_date"])
+    if "language" in data:
+        if data["language"] not in LANGUAGES:
+            raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(LANGUAGES)), "language")
+        patient.language = data["language"]
+    if "timezone" in data:
+        patient.timezone = check.timezone(data["timezone"])
+    if "attributes" in data:
+        values = data["attributes"] or []
+        allowed = {a.value for a in PatientAttribute}
+        if not isinstance(values, list) or not set(values) <= allowed:
+            raise ValidationError(
+                _("Choose among: %(v)s.", v=", ".join(sorted(allowed))), "attributes"
+            )
+        patient.attributes = sorted(set(values))
+    if "practitioner_ids" in data:
+        patient.practitioners = _practitioners(data["practitioner_ids"] or [])
+
+
+def _practitioners(ids: list) -> list[User]:
+    try:
+        wanted = {uuid.UUID(str(i)) for i in ids}
+    except ValueError:
+        raise ValidationError(_("Unknown practitioner."), "practitioner_ids") from None
+    found = db.session.scalars(
+        sa.select(User).where(User.id.in_(wanted), User.role == Role.PRACTITIONER)
+    ).all()
+    if len(found) != len(wanted):
+        raise ValidationError(_("Unknown practitioner."), "practitioner_ids")
+    return list(found)

@@ -1,0 +1,155 @@
+"""The plugin host: one pluggy PluginManager per app, built-ins and entry points alike.
+
+Built-in plugins are listed in :data:`DEFAULT_PLUGINS` and registered exactly as third-party
+ones found in the ``relais.plugins`` entry-point group: the core imports them by name, never
+by an import statement. Calls made for a tenant go through :func:`hooks_for`, which reaches
+only the plugins enabled for it.
+"""
+
+import importlib
+import importlib.metadata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pluggy
+import sqlalchemy as sa
+from flask import current_app, g
+
+from core import hookspecs
+from core.db import db
+from tenants.models import CountryPlugin, TenantDisabledPlugin
+
+ENTRY_POINT_GROUP = "relais.plugins"
+KINDS = ("channel", "regulation", "feature")
+
+DEFAULT_PLUGINS = (
+    "plugins.channels.outbox.plugin",
+    "plugins.channels.sms_infobip.plugin",
+    "plugins.channels.sms_twilio.plugin",
+    "plugins.channels.smtp_email.plugin",
+    "plugins.regulations.fr.plugin",
+    "plugins.features.exports.plugin",
+)
+
+
+class PluginError(RuntimeError):
+    """A plugin cannot be loaded: unknown hook, missing kind, duplicate name."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    kind: str
+    version: str
+    description: str
+    source: str  # "built-in" or "entry point (<distribution>)"
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    """An entry of a clinic's navigation menu (see ``relais_menu_items``)."""
+
+    label: str
+    endpoint: str
+    roles: tuple[str, ...] = ()  # empty: every staff member
+
+
+class PluginHost:
+    """Loads plugins, knows what each one is, and routes tenant calls to enabled ones."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("relais")
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+
+    def load(self, builtins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
+        """Register the built-ins, then every entry point; fail on any unknown hook."""
+        own_version = _own_version()
+        for module_name in builtins:
+            parts = module_name.split(".")  # plugins.features.<name>.plugin, or pkg.<name>
+            name = parts[-2] if parts[-1] == "plugin" else parts[-1]
+            self._register(importlib.import_module(module_name), name, own_version, "built-in")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            self._register(ep.load(), ep.name, version, f"entry point ({dist})")
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from exc
+
+    def _register(self, module: ModuleType, name: str, version: str, source: str) -> None:
+        kind = getattr(module, "kind", None)
+        if kind not in KINDS:
+            raise PluginError(f"plugin {name!r} must declare kind = one of {', '.join(KINDS)}")
+        if name in self.info:
+            raise PluginError(f"two plugins are named {name!r}")
+        # A translatable ``description`` (lazy_gettext) wins over the docstring's first line.
+        description = getattr(module, "description", None)
+        if description is None:
+            summary = (module.__doc__ or "").strip().splitlines()
+            description = summary[0] if summary else ""
+        self.pm.register(module, name=name)
+        self.info[name] = PluginInfo(name, kind, version, description, source)
+
+    def collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call a ``register_*`` hook of every plugin, yielding (plugin name, item)."""
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            for item in result or ():
+                yield impl.plugin_name, item
+
+    def subset(self, enabled: frozenset[str]) -> "TenantHooks":
+        removed = [self.pm.get_plugin(n) for n in self.info if n not in enabled]
+        return TenantHooks(self.pm, removed)
+
+
+class TenantHooks:
+    """``hooks_for(tenant).relais_x(...)``: a hook call restricted to enabled plugins."""
+
+    def __init__(self, pm: pluggy.PluginManager, removed: list) -> None:
+        self._pm = pm
+        self._removed = removed
+
+    def __getattr__(self, hook_name: str):
+        return self._pm.subset_hook_caller(hook_name, self._removed)
+
+
+def host() -> PluginHost:
+    return current_app.extensions["relais"].plugins
+
+
+def enabled_plugins(tenant) -> frozenset[str]:
+    """The names of the plugins enabled for a clinic: on for its country, not off for it.
+
+    Cached for the application context: a request, a job, a sweeper pass.
+    """
+    cache = g.setdefault("_relais_enabled", {})
+    if tenant.id not in cache:
+        with db.session.no_autoflush:
+            on = db.session.scalars(
+                sa.select(CountryPlugin.plugin).where(
+                    CountryPlugin.country_code == tenant.country_code
+                )
+            ).all()
+            off = db.session.scalars(
+                sa.select(TenantDisabledPlugin.plugin).where(
+                    TenantDisabledPlugin.tenant_id == tenant.id
+                )
+            ).all()
+        cache[tenant.id] = (frozenset(on) - frozenset(off)) & frozenset(host().info)
+    return cache[tenant.id]
+
+
+def hooks_for(tenant) -> TenantHooks:
+    """Hook calls on behalf of ``tenant``: only its enabled plugins answer."""
+    return host().subset(enabled_plugins(tenant))
+
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version("relais")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"

@@ -1,0 +1,63 @@
+"""Staff accounts of a clinic."""
+
+import uuid
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from core import audit
+from core import validation as check
+from core.auth import hash_password
+from core.db import db
+from core.errors import Conflict, NotFound, ValidationError
+from core.models import Role, User
+
+
+def create_user(email: str, name: str, role: str, password: str) -> User:
+    """Create a staff account in the current clinic; it enrols its authenticator app at
+    first login. :raises ValidationError, Conflict: naming the field."""
+    # Lower-cased whole: the login form lower-cases what is typed before looking it up.
+    email = (check.email(email) or "").lower()
+    if not email:
+        raise ValidationError(_("This field is required."), "email")
+    name = check.text(name, "name", 200)
+    if not name:
+        raise ValidationError(_("This field is required."), "name")
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(_("Choose a role."), "role") from None
+    if db.session.scalar(sa.select(User.id).where(User.email == email)):
+        raise Conflict(_("A staff member already uses this e-mail."), "email")
+    user = User(email=email, name=name, role=role, password_hash=hash_password(password))
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.create", user.id)
+    return user
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(sa.select(User).order_by(User.name)))
+
+
+def practitioners() -> list[User]:
+    return list(
+        db.session.scalars(
+            sa.select(User).where(User.role == Role.PRACTITIONER, User.active).order_by(User.name)
+        )
+    )
+
+
+def find_user(user_id: uuid.UUID) -> User:
+    user = db.session.scalar(sa.select(User).where(User.id == user_id))
+    if user is None:
+        raise NotFound(_("No such staff member."))
+    return user
+
+
+def set_active(user: User, active: bool, by: User) -> None:
+    """Deactivate (or reactivate) an account; nobody deactivates themselves."""
+    if user.id == by.id and not active:
+        raise ValidationError(_("You cannot deactivate your own account."), "active")
+    user.active = active
+    audit.record("user.activate" if active else "user.deactivate", user.id)

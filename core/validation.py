@@ -1,0 +1,62 @@
+"""Checks of user input shared by every form and API: each raises ValidationError naming
+the field, with a sentence the user can act on."""
+
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+
+from core.errors import ValidationError
+
+
+def phone(value: Any, country_code: str) -> str | None:
+    """A phone number in E.164, read as a number of the clinic's country when not
+    international. :raises ValidationError: on ``phone`` when it is not a valid number."""
+    if value in (None, ""):
+        return None
+    try:
+        number = phonenumbers.parse(str(value), country_code)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise ValidationError(_("This is not a valid phone number."), "phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def email(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return validate_email(str(value), check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise ValidationError(_("This is not a valid e-mail address."), "email") from None
+
+
+def birth_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        born = date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(_("Use the form YYYY-MM-DD."), "birth_date") from None
+    if born > date.today() or born.year < 1880:
+        raise ValidationError(_("This birth date is not possible."), "birth_date")
+    return born
+
+
+def text(value: Any, field: str, limit: int) -> str:
+    text = ("" if value is None else str(value)).strip()
+    if len(text) > limit:
+        raise ValidationError(_("At most %(n)d characters.", n=limit), field)
+    return text
+
+
+def timezone(value: Any, field: str = "timezone") -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(_("Unknown time zone."), field) from None
+    return str(value)

@@ -1,0 +1,310 @@
+"""The clinic's pages: dashboard, patients, message log, staff, features and API keys.
+
+Routes only: parse the form, call a domain function, render. Every route needs a logged-in
+staff member of this clinic; settings pages need an admin.
+"""
+
+import uuid
+from functools import wraps
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from core import apikeys, patients, staff
+from core.db import db
+from core.delivery import log as message_log
+from core.delivery import outbox
+from core.errors import DomainError, ValidationError
+from core.models import PatientAttribute, Role, User
+from core.plugins import host
+from tenants import provisioning
+
+bp = Blueprint("web", __name__)
+
+
+@bp.before_request
+@login_required
+def require_staff():
+    if not isinstance(current_user, User):
+        abort(404)
+
+
+def admin_only(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_user.role != Role.ADMIN:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.route("/")
+def index():
+    _, total = patients.search_patients("", page=1)
+    return render_template("clinic/index.html", patient_count=total)
+
+
+# --- patients ---------------------------------------------------------------------------------
+
+
+@bp.route("/patients")
+def patient_list():
+    query = request.args.get("q", "").strip()
+    page = request.args.get("page", 1, type=int) or 1
+    rows, total = patients.search_patients(query, page)
+    db.session.commit()  # the audit of the search
+    return render_template(
+        "clinic/patients.html",
+        patients=rows,
+        total=total,
+        query=query,
+        page=page,
+        pages=max(1, -(-total // patients.PAGE_SIZE)),
+    )
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+def patient_new():
+    if request.method == "GET":
+        return _patient_form(None, {})
+    try:
+        patient = patients.create_patient(g.tenant, _patient_form_data())
+    except ValidationError as exc:
+        db.session.rollback()
+        return _patient_form(None, request.form, exc), exc.status
+    db.session.commit()
+    flash(_("Patient %(name)s created.", name=patient.full_name))
+    return redirect(url_for(".patient_view", patient_id=patient.id))
+
+
+@bp.route("/patients/<uuid:patient_id>")
+def patient_view(patient_id: uuid.UUID):
+    patient = patients.get_patient(patient_id)
+    db.session.commit()  # the audit of the read
+    return render_template(
+        "clinic/patient.html", patient=patient, attribute_labels=attribute_labels()
+    )
+
+
+@bp.route("/patients/<uuid:patient_id>/edit", methods=["GET", "POST"])
+def patient_edit(patient_id: uuid.UUID):
+    patient = patients.get_patient(patient_id)
+    if request.method == "GET":
+        db.session.commit()
+        return _patient_form(patient, {})
+    try:
+        patients.update_patient(g.tenant, patient, _patient_form_data())
+    except ValidationError as exc:
+        db.session.rollback()
+        patient = patients.find_patient(patient_id)
+        return _patient_form(patient, request.form, exc), exc.status
+    db.session.commit()
+    flash(_("Changes saved."))
+    return redirect(url_for(".patient_view", patient_id=patient.id))
+
+
+def _patient_form_data() -> dict:
+    form = request.form
+    return {
+        name: form.getlist(name) if name in patients.LIST_FIELDS else form.get(name, "")
+        for name in patients.FIELDS
+    }
+
+
+def _patient_form(patient, submitted, error: ValidationError | None = None):
+    return render_template(
+        "clinic/patient_form.html",
+        patient=patient,
+        submitted=submitted,
+        error=error,
+        attribute_labels=attribute_labels(),
+        practitioners=staff.practitioners(),
+        languages=patients.LANGUAGES,
+    )
+
+
+def attribute_labels() -> dict[str, str]:
+    return {
+        PatientAttribute.LONG_TERM_CONDITION: _("Long-term condition"),
+        PatientAttribute.CHRONIC_DISEASE: _("Chronic disease"),
+        PatientAttribute.PREGNANCY_FOLLOW_UP: _("Pregnancy follow-up"),
+        PatientAttribute.NEEDS_SUPPORT: _("Needs support"),
+    }
+
+
+# --- message log ------------------------------------------------------------------------------
+
+
+@bp.route("/messages")
+def message_list():
+    page = request.args.get("page", 1, type=int) or 1
+    try:
+        filters = message_log.parse_filters(request.args)
+    except ValidationError as exc:
+        return _message_log(message_log.Filters(), [], 0, 1, exc), exc.status
+    rows, total = message_log.search_messages(filters, page)
+    db.session.commit()  # the audit of the search
+    return _message_log(filters, rows, total, page)
+
+
+def _message_log(filters, rows, total: int, page: int, error: ValidationError | None = None):
+    return render_template(
+        "clinic/messages.html",
+        filters=filters,
+        submitted=request.args,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // message_log.PAGE_SIZE)),
+        error=error,
+        **_message_labels(),
+    )
+
+
+@bp.route("/messages/<uuid:message_id>")
+def message_view(message_id: uuid.UUID):
+    message, patient = message_log.read_message(message_id)
+    events, attempts = message_log.history(message)
+    db.session.commit()  # the audit of the read
+    return render_template(
+        "clinic/message.html",
+        message=message,
+        patient=patient,
+        events=events,
+        attempts=attempts,
+        outcomes=message_log.outcome_labels(),
+        steps=message_log.event_labels(),
+        verdicts=message_log.verdict_labels(),
+        **_message_labels(),
+    )
+
+
+def _message_labels() -> dict:
+    return {
+        "statuses": message_log.status_labels(),
+        "channels": message_log.channel_labels(),
+        "purposes": message_log.purpose_labels(),
+    }
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+def role_labels() -> dict[str, str]:
+    return {
+        Role.ADMIN: _("Administrator"),
+        Role.PRACTITIONER: _("Practitioner"),
+        Role.SECRETARY: _("Secretary"),
+    }
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+@admin_only
+def staff_list():
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            user = staff.create_user(
+                form.get("email", ""),
+                form.get("name", ""),
+                form.get("role", ""),
+                form.get("password", ""),
+            )
+        except DomainError as exc:  # invalid, or the e-mail is taken
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(
+                _(
+                    "Account created for %(name)s. They set up their authenticator app at "
+                    "first login.",
+                    name=user.name,
+                )
+            )
+            return redirect(url_for(".staff_list"))
+    return render_template(
+        "clinic/staff.html",
+        users=staff.list_users(),
+        error=error,
+        submitted=request.form,
+        roles=role_labels(),
+    ), (error.status if error else 200)
+
+
+@bp.route("/staff/<uuid:user_id>/active", methods=["POST"])
+@admin_only
+def staff_active(user_id: uuid.UUID):
+    user = staff.find_user(user_id)
+    staff.set_active(user, request.form.get("active") == "1", by=current_user)
+    db.session.commit()
+    return redirect(url_for(".staff_list"))
+
+
+# --- features ---------------------------------------------------------------------------------
+
+
+@bp.route("/settings/features", methods=["GET", "POST"])
+@admin_only
+def features():
+    if request.method == "POST":
+        plugin = request.form.get("plugin", "")
+        provisioning.set_tenant_feature(g.tenant, plugin, request.form.get("enabled") == "1")
+        db.session.commit()
+        return redirect(url_for(".features"))
+    offered = provisioning.country_plugins(g.tenant.country_code)
+    features = [i for i in host().info.values() if i.kind == "feature" and i.name in offered]
+    return render_template(
+        "clinic/features.html", features=features, disabled=provisioning.disabled_features(g.tenant)
+    )
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@bp.route("/settings/api-keys", methods=["GET", "POST"])
+@admin_only
+def api_keys():
+    token = error = None
+    if request.method == "POST":
+        try:
+            _key, token = apikeys.create_key(request.form.get("name", ""))
+        except ValidationError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+    return render_template(
+        "clinic/api_keys.html", keys=apikeys.list_keys(), token=token, error=error
+    ), (error.status if error else 200)
+
+
+@bp.route("/settings/api-keys/<uuid:key_id>/revoke", methods=["POST"])
+@admin_only
+def api_key_revoke(key_id: uuid.UUID):
+    apikeys.revoke_key(key_id)
+    db.session.commit()
+    flash(_("The key is revoked: requests using it are refused from now on."))
+    return redirect(url_for(".api_keys"))
+
+
+# --- messages to a patient ---------------------------------------------------------------------
+
+
+@bp.route("/patients/<uuid:patient_id>/messages", methods=["POST"])
+def patient_message(patient_id: uuid.UUID):
+    """Send a message to a patient now: through the outbox, never from this request."""
+    patient = patients.find_patient(patient_id)
+    channels = request.form.getlist("channels") or ["sms"]
+    try:
+        outbox.send(g.tenant, patient, "transactional", request.form.get("text", ""), {}, channels)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(exc.message)
+        return redirect(url_for(".patient_view", patient_id=patient_id)), 303
+    db.session.commit()
+    flash(_("Message queued: it leaves in a moment."))
+    return redirect(url_for(".patient_view", patient_id=patient_id)), 303

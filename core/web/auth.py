@@ -1,0 +1,151 @@
+"""Log in with a password and an authenticator-app code; enrol the app at first login.
+
+Registered twice: on every clinic subdomain (staff accounts of that clinic) and on the
+operator subdomain (operators). The session cookie is host-only, so a login on one clinic
+is no login on another; the session also names its realm, checked on every request.
+"""
+
+import uuid
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from core import auth
+from core.db import db
+from core.errors import DomainError
+from core.extensions import limiter, login_manager
+from core.models import User
+from tenants.models import Operator
+
+bp = Blueprint("auth", __name__)
+login_limit = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+
+
+def realm() -> str:
+    tenant = g.get("tenant")
+    return str(tenant.id) if tenant is not None else "operator"
+
+
+def _model():
+    return User if g.get("tenant") is not None else Operator
+
+
+@login_manager.user_loader
+def load_account(account_id: str):
+    if session.get("realm") != realm():
+        return None
+    return _account(account_id)
+
+
+def _account(account_id: str | None):
+    try:
+        wanted = uuid.UUID(str(account_id))
+    except ValueError:
+        return None
+    model = _model()
+    return db.session.scalar(sa.select(model).where(model.id == wanted))
+
+
+def _home():
+    return url_for("console.index" if g.get("tenant") is None else "web.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@login_limit
+def login():
+    if current_user.is_authenticated:
+        return redirect(_home())
+    if request.method == "GET":
+        return render_template("auth/login.html")
+    email = request.form.get("email", "").strip().lower()
+    model = _model()
+    account = db.session.scalar(sa.select(model).where(model.email == email))
+    try:
+        auth.check_password(account, request.form.get("password", ""))
+    except DomainError as exc:
+        db.session.commit()  # keep the failure count
+        return render_template("auth/login.html", error=exc.message, email=email), exc.status
+    lang = session.get("lang")
+    session.clear()  # a fresh session at each login (no fixation)
+    if lang:
+        session["lang"] = lang
+    session["pending"] = str(account.id)
+    session["realm"] = realm()
+    step = ".code" if account.totp_enrolled else ".enrol"
+    if not account.totp_enrolled and not account.totp_secret:
+        auth.start_enrolment(account)
+    db.session.commit()
+    return redirect(url_for(step))
+
+
+def _pending():
+    if session.get("realm") != realm():
+        return None
+    return _account(session.get("pending"))
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@login_limit
+def code():
+    account = _pending()
+    if account is None or not account.totp_enrolled:
+        return redirect(url_for(".login"))
+    if request.method == "GET":
+        return render_template("auth/code.html")
+    return _finish(account, "auth/code.html")
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+@login_limit
+def enrol():
+    account = _pending()
+    if account is None or account.totp_enrolled:
+        return redirect(url_for(".login"))
+    issuer = g.tenant.name if g.get("tenant") is not None else _("Relais operator")
+    uri = auth.provisioning_uri(account, issuer=f"Relais · {issuer}")
+    context = {"qr": auth.qr_svg(uri), "secret": account.totp_secret}
+    if request.method == "GET":
+        return render_template("auth/enrol.html", **context)
+    return _finish(account, "auth/enrol.html", **context)
+
+
+def _finish(account, template: str, **context):
+    try:
+        auth.check_code(account, request.form.get("code", ""))
+    except DomainError as exc:
+        db.session.commit()
+        return render_template(template, error=exc.message, **context), exc.status
+    account.totp_enrolled = True
+    db.session.commit()
+    session.pop("pending", None)
+    login_user(account)
+    session.permanent = True
+    return redirect(_home())
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    logout_user()
+    session.clear()
+    return redirect(url_for(".login"))
+
+
+@bp.route("/language", methods=["POST"])
+def language():
+    """Remember the interface language chosen in the page footer."""
+    chosen = request.form.get("lang")
+    if chosen in current_app.config["LANGUAGES"]:
+        session["lang"] = chosen
+    target = request.form.get("next", "")
+    # Only paths on this host: never an open redirect.
+    return redirect(target if target.startswith("/") and not target.startswith("//") else _home())
+
+
+login_manager.login_view = "auth.login"
+login_manager.blueprint_login_views = {"console": "operator_auth.login"}
+login_manager.login_message = None
+
+
+__all__ = ["bp"]

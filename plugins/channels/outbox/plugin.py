@@ -1,0 +1,99 @@
+"""Outbox (development): messages land in a table, shown on the clinic's Outbox page."""
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import Blueprint, render_template
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import hookimpl
+from core.db import UTCDateTime, created_column, db, id_column, new_id
+from core.delivery.providers import ACCEPTED, Outgoing, Provider, Result
+from core.plugins import MenuItem
+from tenants.scoping import TenantOwned
+
+kind = "channel"
+description = _l("Outbox (development): messages land in a table, shown on the Outbox page.")
+
+
+class OutboxDelivery(TenantOwned, db.Model):
+    """A message as the patient would have received it; one per message and channel."""
+
+    __tablename__ = "outbox_deliveries"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "message_id", "channel"),)
+
+    id: Mapped[uuid.UUID] = id_column()
+    message_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    subject: Mapped[str | None] = mapped_column(sa.String(200))
+    text: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = created_column()
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxProvider(Provider):
+    """Writes each message once into ``outbox_deliveries`` (idempotent by message id)."""
+
+    batch_size = 500
+
+    def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
+        rows = [
+            {
+                "tenant_id": o.tenant_id,
+                "id": new_id(),
+                "message_id": o.message_id,
+                "channel": o.channel,
+                "recipient": o.to,
+                "subject": o.subject,
+                "text": o.text,
+            }
+            for o in batch
+        ]
+        dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+        # One statement, many parameter sets: compiled once, sent as a batch.
+        db.session.execute(dialect.insert(OutboxDelivery).on_conflict_do_nothing(), rows)
+        return [
+            Result(o.message_id, ACCEPTED, provider_ref=f"outbox-{o.message_id}") for o in batch
+        ]
+
+
+class OutboxSms(OutboxProvider):
+    name, channel = "outbox_sms", "sms"
+
+
+class OutboxEmail(OutboxProvider):
+    name, channel = "outbox_email", "email"
+
+
+class OutboxVoice(OutboxProvider):
+    name, channel = "outbox_voice", "voice"
+
+
+bp = Blueprint("outbox", __name__, template_folder="templates")
+
+
+@bp.get("/outbox")
+def index():
+    rows = db.session.scalars(
+        sa.select(OutboxDelivery).order_by(OutboxDelivery.at.desc()).limit(200)
+    ).all()
+    return render_template("outbox/index.html", deliveries=rows)
+
+
+@hookimpl
+def relais_register_channels():
+    return [OutboxSms, OutboxEmail, OutboxVoice]
+
+
+@hookimpl
+def relais_register_blueprints():
+    return [bp]
+
+
+@hookimpl
+def relais_menu_items():
+    return [MenuItem(label=_l("Outbox"), endpoint="outbox.index")]

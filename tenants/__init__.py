@@ -1,0 +1,1 @@
+"""Tenancy: countries and clinics, subdomain resolution, query scoping, the operator console."""

@@ -1,0 +1,185 @@
+"""The operator console at ``operator.<domain>``: clinics, plugins per country, settings,
+delivery KPIs."""
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import format_decimal, format_percent
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from core import settings
+from core.db import db
+from core.delivery import kpis
+from core.delivery.log import channel_labels
+from core.errors import Conflict, ValidationError
+from core.plugins import host
+from tenants import provisioning, scoping
+from tenants.models import Operator
+
+bp = Blueprint("console", __name__)
+
+
+@bp.before_request
+@login_required
+def require_operator():
+    if not isinstance(current_user, Operator):
+        abort(404)
+    scoping.enter(scoping.SYSTEM)
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            tenant = provisioning.create_tenant(
+                form.get("name", ""),
+                form.get("subdomain", ""),
+                form.get("country", ""),
+                form.get("timezone") or None,
+            )
+        except (ValidationError, Conflict) as exc:  # both name a field of the form
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Clinic %(name)s created.", name=tenant.name))
+            return redirect(url_for(".index"))
+    return render_template(
+        "console/index.html",
+        tenants=provisioning.tenants(),
+        countries=provisioning.countries(),
+        error=error,
+        submitted=request.form,
+    ), (error.status if error else 200)
+
+
+@bp.route("/plugins", methods=["GET", "POST"])
+def plugins():
+    countries = provisioning.countries()
+    if request.method == "POST":
+        provisioning.set_country_plugin(
+            request.form.get("country", ""),
+            request.form.get("plugin", ""),
+            request.form.get("enabled") == "1",
+        )
+        db.session.commit()
+        return redirect(url_for(".plugins"))
+    enabled = {c.code: provisioning.country_plugins(c.code) for c in countries}
+    infos = sorted(host().info.values(), key=lambda i: (i.kind, i.name))
+    return render_template(
+        "console/plugins.html",
+        plugins=infos,
+        countries=countries,
+        enabled=enabled,
+        configurable={i.name for i in infos if settings.schema(i.name)},
+    )
+
+
+@bp.route("/plugins/<plugin>/settings/<country>", methods=["GET", "POST"])
+def plugin_settings(plugin: str, country: str):
+    info = host().info.get(plugin)
+    schema = settings.schema(plugin) if info else []
+    if not schema:
+        abort(404)
+    try:
+        where = provisioning.country(country)
+    except ValidationError:
+        abort(404)  # an address naming no country is a page that does not exist
+    error = None
+    if request.method == "POST":
+        try:
+            settings.save(where.code, plugin, request.form)
+        except ValidationError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Settings saved."))
+            return redirect(url_for(".plugin_settings", plugin=plugin, country=where.code))
+    return render_template(
+        "console/settings.html",
+        info=info,
+        schema=schema,
+        country=where,
+        values=settings.stored(where.code, plugin),
+        error=error,
+        submitted=request.form,
+    ), (error.status if error else 200)
+
+
+# --- delivery KPIs ----------------------------------------------------------------------------
+
+
+@bp.get("/kpis.json")
+def kpis_json():
+    """Delivery KPIs over ``from``/``to`` (ISO 8601 with offset) grouped by ``group``."""
+    try:
+        start, end = kpis.parse_window(request.args)
+        group = kpis.grouping(request.args.get("group", "country"))
+    except ValidationError as exc:
+        return jsonify(exc.as_json()), exc.status
+    tables = kpis.kpi_tables(start, end, [(group,), ()])
+    rows = tables[(group,)]
+    body = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "group": group,
+        "rows": [row.as_json((group,)) for row in rows],
+        "total": tables[()][0].as_json(),
+    }
+    if group == "clinic":
+        names = kpis.clinic_names(r.key[0] for r in rows)
+        for row in body["rows"]:
+            row["clinic_name"] = names.get(row["clinic"])
+    return jsonify(body)
+
+
+@bp.get("/kpis")
+def kpis_page():
+    choice = request.args.get("window") or "hour"
+    error = start = end = None
+    try:
+        if choice == "custom":
+            start, end = kpis.parse_local_window(request.args.get("from"), request.args.get("to"))
+        else:
+            start, end = kpis.preset_window(choice)
+    except ValidationError as exc:
+        error = exc
+    tables, total = {}, None
+    if error is None:
+        found = kpis.kpi_tables(start, end, [(name,) for name in kpis.GROUPS] + [()])
+        tables = {name: found[(name,)] for name in kpis.GROUPS}
+        total = found[()][0]
+    return render_template(
+        "console/kpis.html",
+        choice=choice,
+        start=start,
+        end=end,
+        submitted=request.args,
+        error=error,
+        tables=tables,
+        total=total,
+        labels=_kpi_labels(tables),
+        percent=_percent,
+        seconds=_seconds,
+        within=kpis.WITHIN,
+    ), (error.status if error else 200)
+
+
+def _kpi_labels(tables) -> dict[str, dict]:
+    """What each grouping's keys are called on the page."""
+    return {
+        "country": {c.code: c.name for c in provisioning.countries()},
+        "clinic": kpis.clinic_names(r.key[0] for r in tables.get("clinic", [])),
+        "channel": channel_labels(),
+        "provider": {},
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else format_percent(value, "#,##0.0%")
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else _("%(seconds)s s", seconds=format_decimal(value, "#,##0.00"))

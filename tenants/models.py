@@ -1,0 +1,87 @@
+"""Platform tables: countries, clinics (tenants), operators, plugin enablement and settings."""
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import UTCDateTime, created_column, db, id_column
+from core.models import Credentials
+
+
+class Country(db.Model):
+    __tablename__ = "countries"
+
+    code: Mapped[str] = mapped_column(sa.String(2), primary_key=True)  # ISO 3166-1 alpha-2
+    name: Mapped[str] = mapped_column(sa.String(80))
+    locale: Mapped[str] = mapped_column(sa.String(10))
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+
+
+class Tenant(db.Model):
+    """A clinic, reached at ``<slug>.<domain>``."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = id_column()
+    slug: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"))
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = created_column()
+
+    country: Mapped[Country] = relationship(lazy="joined")
+
+
+class Operator(Credentials, db.Model):
+    """A country operator: runs the console at ``operator.<domain>``."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[uuid.UUID] = id_column()
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+
+
+class CountryPlugin(db.Model):
+    """A plugin the operator enabled for every clinic of a country."""
+
+    __tablename__ = "country_plugins"
+
+    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"), primary_key=True)
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+
+
+class TenantDisabledPlugin(db.Model):
+    """A feature a clinic switched off although its country enabled it."""
+
+    __tablename__ = "tenant_disabled_plugins"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+
+
+class PluginSettings(db.Model):
+    """A plugin's settings for a country, encrypted whole (they may hold provider secrets)."""
+
+    __tablename__ = "plugin_settings"
+
+    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"), primary_key=True)
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    sealed: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderRoute(db.Model):
+    """An operator's choice of a provider for a channel in a country: priority first (lowest
+    wins), then weight shares traffic between providers of equal priority."""
+
+    __tablename__ = "provider_routes"
+
+    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"), primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    priority: Mapped[int] = mapped_column(default=1)
+    weight: Mapped[int] = mapped_column(default=100)

@@ -1,0 +1,182 @@
+"""A real Relais server on loopback, driven through Debian's Chromium, with axe-core audits.
+
+The server is a second app on the test database the session ``app`` fixture migrates; the
+tests depend on ``app``, so the schema exists and every table is emptied after each test.
+Chromium resolves ``*.localhost`` to 127.0.0.1: clinics are at ``http://<slug>.localhost:<port>``
+and the console at ``http://operator.localhost:<port>``.
+"""
+
+import threading
+from dataclasses import dataclass, field
+
+import pyotp
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from flask import Flask
+from flask_babel import force_locale, gettext, ngettext
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from core.app import create_app
+from core.db import db
+from tests.worlds import TEST_CONFIG, Account
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+BLOCKING = ("serious", "critical")  # axe impacts a page must not have
+TIMEOUT_MS = 10_000  # auto-waiting limit: a page that needs longer is a failure
+
+# Each new document gets an id, so the audit can tell which documents were checked.
+DOCUMENT_ID = "window.__relaisDocument = Math.random().toString(36).slice(2) + Date.now();"
+
+
+@dataclass
+class LiveServer:
+    app: Flask
+    port: int
+
+    def url(self, subdomain: str, path: str = "") -> str:
+        return f"http://{subdomain}.localhost:{self.port}{path}"
+
+
+def _not_ready(environ, start_response):  # pragma: no cover - replaced before serving
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
+@pytest.fixture(scope="session")
+def live_server(app) -> LiveServer:
+    # Bind first (port 0: the system picks a free one), then build the app that must know it.
+    server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
+    port = server.server_port
+    live_app = create_app(
+        {**TEST_CONFIG, "SERVER_NAME": f"localhost:{port}", "SESSION_COOKIE_SECURE": False}
+    )
+    server.app = live_app
+    thread = threading.Thread(target=server.serve_forever, name="relais-live", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(live_app, port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        with live_app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def translate(live_server):
+    """``translate("fr")`` gives the ``_`` of a locale: tests find what the user reads in the
+    language the page is in (a French clinic's pages are in French), whatever its wording."""
+
+    def translate(locale: str):
+        def _(message: str, plural: str | None = None, num: int | None = None, **variables):
+            with live_server.app.app_context(), force_locale(locale):
+                if plural is not None:
+                    return ngettext(message, plural, num, **variables)
+                return gettext(message, **variables)
+
+        return _
+
+    return translate
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(live_server, browser) -> Page:
+    """A fresh browser context (no cookies) per test; closed before the tables are emptied."""
+    context = browser.new_context(locale="en-GB")
+    context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    context.add_init_script(DOCUMENT_ID)
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@dataclass
+class Audit:
+    """Runs axe-core on the page shown; at the end of the test, every document the page
+    loaded must have been checked once."""
+
+    page: Page
+    axe: Axe = field(default_factory=Axe)
+    loads: list[str] = field(default_factory=list)
+    checked: dict[str, str] = field(default_factory=dict)  # document id -> URL
+    minor: list[str] = field(default_factory=list)  # moderate and minor findings, reported
+
+    def __post_init__(self):
+        self.page.on("load", lambda p: self.loads.append(p.url))
+
+    def __call__(self) -> None:
+        self.page.wait_for_load_state("load")
+        document = self.page.evaluate("window.__relaisDocument")
+        url = self.page.url
+        violations = self.axe.run(self.page).response["violations"]
+        self.checked[document] = url
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        self.minor += [f"{url}: {v['id']} ({v['impact']})" for v in violations if v not in blocking]
+        assert not blocking, f"axe-core on {url}:\n" + describe(blocking)
+
+    def unchecked(self) -> str | None:
+        """What went unchecked, if a loaded document was never audited."""
+        loaded = [url for url in self.loads if url.startswith("http")]
+        if len(self.checked) >= len(loaded):
+            return None
+        return f"loaded {loaded}, audited {list(self.checked.values())}"
+
+
+def describe(violations: list[dict]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"- {v['id']} [{v['impact']}] {v['help']} ({v['helpUrl']})")
+        for node in v["nodes"]:
+            lines.append(f"    at {', '.join(map(str, node['target']))}: {node['html'][:200]}")
+            if node.get("failureSummary"):
+                lines.append("      " + node["failureSummary"].replace("\n", "\n      "))
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def audit(page) -> Audit:
+    """Call ``audit()`` on every page the test shows; a page left unchecked fails the test."""
+    checker = Audit(page)
+    yield checker
+    for finding in checker.minor:
+        print("axe (not blocking):", finding)
+    missed = checker.unchecked()
+    assert missed is None, f"a page was shown without an axe-core audit: {missed}"
+
+
+@pytest.fixture
+def log_in(page, audit, translate):
+    """Log an enrolled account in through the real flow: password, then authenticator code."""
+
+    def log_in(base: str, account: Account, locale: str = "en") -> None:
+        _ = translate(locale)
+        page.goto(base + "/login")
+        audit()
+        page.get_by_role("textbox", name=_("E-mail"), exact=True).fill(account.email)
+        page.get_by_role("textbox", name=_("Password"), exact=True).fill(account.password)
+        page.get_by_role("button", name=_("Continue")).click()
+        page.wait_for_url(base + "/login/code")
+        audit()
+        code = page.get_by_role("textbox", name=_("Code"), exact=True)
+        code.fill(pyotp.TOTP(account.totp_secret).now())
+        page.get_by_role("button", name=_("Log in")).click()
+        page.wait_for_url(base + "/")
+        audit()
+
+    return log_in

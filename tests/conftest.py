@@ -1,0 +1,129 @@
+"""The worlds tests build: a migrated PostgreSQL database, Redis, clinics, staff, patients.
+
+Every test runs against the real servers: PostgreSQL (``RELAIS_TEST_DATABASE_URL``, by default
+a database of this run's own, dropped at the end) migrated once per run with Alembic, and
+Redis (``RELAIS_TEST_REDIS_URL``, flushed after each test).
+Requests really commit, so after each test every table but the reference data is emptied.
+"""
+
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+
+from core.app import create_app
+from core.db import db
+from core.delivery import routing
+from core.extensions import limiter
+from tests.worlds import (
+    DATABASE_URL,
+    KEEP,
+    OWN_DATABASE,
+    REDIS_URL,
+    TEST_CONFIG,
+    Account,
+    HostClient,
+    client_for,
+    log_in,
+    make_clinic,
+    make_staff,
+)
+
+
+def ensure_database(url: str) -> None:
+    """Create the test database if the server does not have it yet."""
+    target = sa.make_url(url)
+    if target.get_backend_name() != "postgresql":
+        return
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+        )
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def reset_schema(app) -> None:
+    """Drop everything and run every migration: tests use the migrated schema only."""
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        upgrade()
+
+
+@pytest.fixture(scope="session")
+def app():
+    ensure_database(DATABASE_URL)
+    application = create_app(TEST_CONFIG)
+    application.test_client_class = HostClient
+    reset_schema(application)
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+    if OWN_DATABASE:
+        drop_database(DATABASE_URL)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request):
+    """Empty the tables and Redis after each test; providers are healthy again."""
+    yield
+    routing.breaker.reset()
+    if "app" not in request.fixturenames:
+        return
+    application = request.getfixturevalue("app")
+    with application.app_context():
+        db.session.remove()
+        tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP]
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
+        limiter.reset()
+    Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# --- the worlds -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clinic_fr(app):
+    return make_clinic(app, "demo")
+
+
+@pytest.fixture
+def other_clinic(app):
+    return make_clinic(app, "other")
+
+
+@pytest.fixture
+def admin(app, clinic_fr) -> Account:
+    return make_staff(app, clinic_fr, "admin")
+
+
+@pytest.fixture
+def admin_client(app, clinic_fr, admin) -> HostClient:
+    client = client_for(app, clinic_fr.slug)
+    log_in(client, admin)
+    return client

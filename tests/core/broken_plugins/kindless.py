@@ -1,0 +1,1 @@
+"""Forgets to say which kind of plugin it is."""

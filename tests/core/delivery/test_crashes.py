@@ -1,0 +1,141 @@
+"""Whatever crashes, a message is never lost and never sent twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+
+from core import settings
+from core.app import create_app
+from core.db import db, utcnow
+from core.delivery import outbox, sweeper
+from core.models import Attempt, Message, MessageStatus, Patient
+from tenants.scoping import system_scope, tenant_scope
+from tests.core.delivery.loopback_api import LoopbackApi
+from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient
+
+ROOT = Path(__file__).resolve().parents[3]
+PLUGINS = ("plugins.regulations.fr.plugin", "tests.core.delivery.loopback")
+
+
+@pytest.fixture
+def api():
+    with LoopbackApi() as running:
+        yield running
+
+
+@pytest.fixture
+def crash_app(app, api):
+    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
+    with application.app_context(), system_scope():
+        settings.save("FR", "loopback", {"base_url": api.url})
+        db.session.commit()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def worker(*args) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
+        "RELAIS_REDIS_URL": REDIS_URL,
+        "RELAIS_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
+        "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
+        "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
+        "RELAIS_PLUGINS": json.dumps(PLUGINS),
+    }
+    executable = str(Path(sys.executable).parent / "relais")
+    return subprocess.Popen(
+        [executable, "worker", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(condition, seconds=30.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def statuses(app, tenant):
+    with app.app_context(), tenant_scope(tenant.id):
+        return db.session.scalars(sa.select(Message.status)).all()
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(crash_app, api):
+    clinic = make_clinic(crash_app, "demo", "FR", plugins=("fr", "loopback"))
+    patient = make_patient(crash_app, clinic)
+    with crash_app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        for n in range(6):
+            outbox.send(clinic, who, "transactional", f"Message {n}", {}, ["sms"])
+        db.session.commit()  # one job carries the six ids
+
+    api.delay = 1.0  # the provider takes each message, then answers slowly
+    first = worker("--burst")
+    wait_until(lambda: len(api.references()) >= 3)
+    first.send_signal(signal.SIGKILL)  # during the third call: taken, not recorded
+    first.communicate(timeout=10)
+
+    assert MessageStatus.SENDING in statuses(crash_app, clinic)  # claimed by the dead worker
+    with crash_app.app_context():
+        with system_scope():  # a minute later, its lease is over
+            db.session.execute(sa.update(Message).values(lease_until=utcnow()))
+            db.session.commit()
+        assert sweeper.sweep()["reclaimed"] >= 4
+    api.delay = 0.0
+    second = worker("--burst")
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, output
+
+    assert statuses(crash_app, clinic) == [MessageStatus.SENT] * 6
+    references = api.references()
+    assert len(references) == len(set(references)) == 6, "a message was sent twice"
+    with crash_app.app_context(), tenant_scope(clinic.id):
+        outcomes = db.session.scalars(sa.select(Attempt.outcome)).all()
+    assert "recovered" in outcomes  # the third message: found at the provider, not resent
+
+
+def test_redis_flushed_mid_run_loses_nothing(crash_app, api):
+    clinic = make_clinic(crash_app, "demo", "FR", plugins=("fr", "loopback"))
+    patient = make_patient(crash_app, clinic)
+    with crash_app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        for n in range(5):
+            outbox.send(clinic, who, "transactional", f"Message {n}", {}, ["sms"])
+            db.session.commit()  # five jobs
+    api.delay = 0.3
+    running = worker("--burst")
+    wait_until(lambda: len(api.references()) >= 1)
+    Redis.from_url(REDIS_URL).flushdb()  # Redis lost: the queued jobs are gone
+    running.communicate(timeout=60)
+    assert sorted(statuses(crash_app, clinic)).count(MessageStatus.SENT) < 5
+
+    with crash_app.app_context():
+        with system_scope():  # two minutes later, the sweeper notices
+            db.session.execute(
+                sa.update(Message)
+                .where(Message.status == MessageStatus.PENDING)
+                .values(enqueued_at=utcnow() - sweeper.REPUSH_AFTER)
+            )
+            db.session.commit()
+        sweeper.sweep()
+    api.delay = 0.0
+    worker("--burst").communicate(timeout=60)
+    assert statuses(crash_app, clinic) == [MessageStatus.SENT] * 5
+    assert len(api.references()) == len(set(api.references())) == 5

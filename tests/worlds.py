@@ -1,0 +1,176 @@
+"""One factory system for tests: clinics, staff, patients, and clients bound to a host."""
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyotp
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from core.db import db
+from core.delivery import dispatch, outbox, receipts
+from core.delivery.providers import Receipt
+from core.models import Attempt, Message, Patient
+from core.patients import create_patient
+from core.staff import create_user
+from tenants import provisioning
+from tenants.scoping import system_scope, tenant_scope
+
+# Each test run gets its own database and Redis database, so that runs side by side (two
+# terminals, a CI job and a developer) never see each other's rows or queues.
+RUN = os.getpid()
+OWN_DATABASE = "RELAIS_TEST_DATABASE_URL" not in os.environ
+DATABASE_URL = os.environ.get(
+    "RELAIS_TEST_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/relais_test_{RUN}"
+)
+REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + RUN % 15}")
+SERVER = "relais.test"
+PASSWORD = "correct horse battery"
+KEEP = {"countries", "alembic_version"}
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "DATABASE_URL": DATABASE_URL,
+    "REDIS_URL": REDIS_URL,
+    "SERVER_NAME": SERVER,
+    "SECRET_KEY": "test-secret-key",
+    "ENCRYPTION_KEYS": "uG1pZrSHn5QqvT0u0z0Ic3l6p1m5hWc4kLJj1b4yP3E=",
+    "RATELIMIT_STORAGE_URI": "memory://",
+}
+
+
+class HostClient(FlaskClient):
+    """A test client bound to one host, e.g. ``https://demo.relais.test``, sending the
+    Referer a browser sends (Flask-WTF checks it on HTTPS)."""
+
+    base_url: str | None = None
+
+    def open(self, *args, **kwargs):
+        if self.base_url and isinstance(args[0] if args else None, str):
+            kwargs.setdefault("base_url", self.base_url)
+            headers = kwargs.setdefault("headers", {})
+            headers.setdefault("Referer", self.base_url + "/")
+        return super().open(*args, **kwargs)
+
+
+def client_for(app, subdomain: str) -> HostClient:
+    client = app.test_client()
+    client.base_url = f"https://{subdomain}.{SERVER}"
+    return client
+
+
+@dataclass
+class Account:
+    """A staff member or operator with what they log in with."""
+
+    id: object
+    email: str
+    password: str
+    totp_secret: str | None
+
+
+def make_clinic(app, slug: str, country: str = "FR", plugins=("fr", "exports")):
+    with app.app_context(), system_scope():
+        for name in plugins:
+            provisioning.set_country_plugin(country, name, True)
+        tenant = provisioning.create_tenant(f"Clinic {slug}", slug, country)
+        db.session.commit()
+        db.session.refresh(tenant)
+        db.session.expunge(tenant)
+        return tenant
+
+
+def make_staff(app, tenant, role="admin", email=None, enrolled=True) -> Account:
+    secret = pyotp.random_base32() if enrolled else None
+    with app.app_context(), tenant_scope(tenant.id):
+        user = create_user(
+            email or f"{role}@{tenant.slug}.example",
+            f"{role.title()} {tenant.slug}",
+            role,
+            PASSWORD,
+        )
+        user.totp_secret, user.totp_enrolled = secret, enrolled
+        db.session.commit()
+        return Account(user.id, user.email, PASSWORD, secret)
+
+
+def make_patient(app, tenant, **data) -> Patient:
+    data = {"first_name": "Jeanne", "last_name": "Durand", "phone": "0612345678", **data}
+    with app.app_context(), tenant_scope(tenant.id):
+        patient = create_patient(tenant, data)
+        db.session.commit()
+        db.session.refresh(patient)
+        db.session.expunge(patient)
+        return patient
+
+
+def log_in(client: HostClient, account: Account) -> None:
+    """The real flow: password, then the authenticator code."""
+    page = client.post(
+        "/login",
+        data={
+            "email": account.email,
+            "password": account.password,
+            "csrf_token": csrf_token(client, "/login"),
+        },
+    )
+    assert page.status_code == 302, page.text
+    code = pyotp.TOTP(account.totp_secret).now()
+    page = client.post(
+        "/login/code", data={"code": code, "csrf_token": csrf_token(client, "/login/code")}
+    )
+    assert page.status_code == 302, page.text
+
+
+def csrf_token(client: HostClient, path: str) -> str:
+    """Read the CSRF token a page gives its forms, as a browser would."""
+    html = client.get(path).text
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def make_message(
+    app,
+    tenant,
+    patient,
+    text: str = "Bonjour",
+    purpose: str = "transactional",
+    channels=("sms",),
+    created=None,
+    deliver: bool = True,
+    receipt: str | None = None,
+    after: float = 1.0,
+    not_before=None,
+):
+    """A message through the real outbox, sent by the dispatcher unless ``deliver`` is false.
+
+    :param created: moves the message's creation there (its send and attempts just after).
+    :param receipt: ``delivered`` or ``undelivered``: the provider's report, ``after``
+        seconds after the creation, applied as the receipts webhook does.
+    """
+    with app.app_context(), tenant_scope(tenant.id):
+        who = db.session.get(Patient, (tenant.id, patient.id))
+        message_id = outbox.send(tenant, who, purpose, text, {}, list(channels)).id
+        db.session.commit()
+        if deliver:
+            dispatch.deliver([str(message_id)])
+        row = db.session.get(Message, (tenant.id, message_id))
+        if created is not None:
+            row.created_at, row.not_before = created, not_before
+            if row.sent_at:
+                row.sent_at = created + timedelta(milliseconds=200)
+            for attempt in db.session.scalars(
+                sa.select(Attempt).where(Attempt.message_id == row.id)
+            ):
+                attempt.at = created + timedelta(milliseconds=100)
+            db.session.commit()
+        if receipt:
+            report = Receipt(
+                status=receipt, at=row.created_at + timedelta(seconds=after), message_id=row.id
+            )
+            assert receipts.apply_receipt(row.provider, report) is not None
+            db.session.commit()
+        return message_id
