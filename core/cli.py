@@ -196,17 +196,17 @@ def plugins_disable(name, country):
     _set_plugin(name, country, False)
 
 
-# --- routes -----------------------------------------------------------------------------------
+# --- providers --------------------------------------------------------------------------------
 
 
 @main.group()
-def routes():
+def providers():
     """Choose the providers of each channel per country: priority, then weight."""
 
 
-@routes.command("list")
+@providers.command("list")
 @click.option("--country", default=None)
-def routes_list(country):
+def providers_list(country):
     """List the operator's routes."""
     with system_scope():
         for r in routing.configured_routes(country):
@@ -216,7 +216,7 @@ def routes_list(country):
             )
 
 
-@routes.command("set")
+@providers.command("set")
 @click.argument("provider")
 @click.option("--country", required=True)
 @click.option("--priority", type=int, default=1, show_default=True, help="1 is tried first.")
@@ -228,7 +228,7 @@ def routes_list(country):
     help="Share of traffic among providers of the same priority.",
 )
 @domain_errors
-def routes_set(provider, country, priority, weight):
+def providers_set(provider, country, priority, weight):
     """Route a country's traffic of the provider's channel to it."""
     with system_scope():
         route = routing.set_route(country, provider, priority, weight)
@@ -238,11 +238,11 @@ def routes_set(provider, country, priority, weight):
         )
 
 
-@routes.command("remove")
+@providers.command("remove")
 @click.argument("provider")
 @click.option("--country", required=True)
 @domain_errors
-def routes_remove(provider, country):
+def providers_remove(provider, country):
     """Stop routing a country's traffic to a provider."""
     with system_scope():
         routing.remove_route(country, provider)

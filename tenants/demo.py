@@ -6,14 +6,16 @@ Running it again keeps the data and gives the demo accounts new passwords.
 import secrets
 
 import sqlalchemy as sa
+from flask import current_app
 
 from core import patients, staff
 from core.auth import hash_password
 from core.db import db
+from core.delivery import routing
 from core.models import User
 from core.plugins import host
 from tenants import provisioning
-from tenants.models import Operator, Tenant
+from tenants.models import Operator, ProviderRoute, Tenant
 from tenants.scoping import tenant_scope
 
 DOMAIN = "relais.example"
@@ -59,6 +61,7 @@ def seed() -> list[tuple[str, str, str]]:
     """Create what is missing; returns (role, e-mail, new password) of each demo account."""
     for info in host().info.values():
         provisioning.set_country_plugin("FR", info.name, True)
+    _route_to_the_outbox()
     tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "demo"))
     if tenant is None:
         tenant = provisioning.create_tenant("Cabinet médical Demo", "demo", "FR")
@@ -71,6 +74,19 @@ def seed() -> list[tuple[str, str, str]]:
             for data in PATIENTS:
                 patients.create_patient(tenant, {**data, "practitioner_ids": [doctor.id]})
     return accounts
+
+
+def _route_to_the_outbox() -> None:
+    """Real providers (Twilio, Infobip, SMTP) are enabled but have no account yet: the demo's
+    messages go to the outbox page, unless the operator has routed a channel already."""
+    routed = set(
+        db.session.scalars(
+            sa.select(ProviderRoute.channel).where(ProviderRoute.country_code == "FR")
+        )
+    )
+    for name, (plugin, provider) in current_app.extensions["relais"].channels.items():
+        if plugin == "outbox" and provider.channel not in routed:
+            routing.set_route("FR", name, 1, 100)
 
 
 def _operator() -> tuple[str, str, str]:

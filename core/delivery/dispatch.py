@@ -48,19 +48,19 @@ def deliver(message_ids: list[str]) -> int:
     Returns how many this call claimed.
     """
     tenant = db.session.get(Tenant, current_tenant_id())
-    claimed = claim([uuid.UUID(i) for i in message_ids])
-    if not claimed:
-        return 0
-    patients = {
-        p.id: p
-        for p in db.session.scalars(
-            sa.select(Patient).where(Patient.id.in_({m.patient_id for m in claimed}))
-        )
-    }
-    now = utcnow()
     session = db.session()
     session.expire_on_commit = False  # the claimed rows are ours: no reload after each commit
     try:
+        claimed = claim([uuid.UUID(i) for i in message_ids])
+        if not claimed:
+            return 0
+        patients = {
+            p.id: p
+            for p in db.session.scalars(
+                sa.select(Patient).where(Patient.id.in_({m.patient_id for m in claimed}))
+            )
+        }
+        now = utcnow()
         todo = _recover(tenant, claimed, patients, now)
         for _ in range(ROUNDS):
             todo = _round(tenant, todo, patients, now)
@@ -97,14 +97,15 @@ def claim(message_ids: list[uuid.UUID]) -> list[Message]:
         )
         .with_for_update(skip_locked=True)
     )
-    db.session.execute(
+    claimed = db.session.scalars(
         sa.update(Message)
         .where(Message.id.in_(due.scalar_subquery()))
         .values(status=MessageStatus.SENDING, claim_id=claim_id, lease_until=now + LEASE)
+        .returning(Message)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
     db.session.commit()
-    return list(db.session.scalars(sa.select(Message).where(Message.claim_id == claim_id)))
+    return claimed
 
 
 def _round(tenant, messages, patients, now) -> list[Message]:

@@ -21,7 +21,10 @@ from core.app import create_app
 from core.auth import LoginFailed, check_password
 from core.cli import main
 from core.db import db
-from core.models import AuditEvent, Patient, User
+from core.delivery import outbox
+from core.delivery.sweeper import deliver_due_in_process
+from core.models import AuditEvent, Message, MessageStatus, Patient, User
+from plugins.channels.outbox.plugin import OutboxDelivery
 from tenants.models import Operator, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import PASSWORD, SERVER, TEST_CONFIG, client_for, csrf_token, make_patient
@@ -409,6 +412,7 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
         with demo_app.app_context(), system_scope():
             (tenant,) = db.session.scalars(sa.select(Tenant)).all()
             assert tenant.slug == "demo"
+            tenant_id = tenant.id
             assert tenant.country_code == "FR"
             operator = db.session.scalar(sa.select(Operator))
             assert operator.email == after["operator"][0]
@@ -420,6 +424,18 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
                 with pytest.raises(LoginFailed):
                     check_password(admin, before["admin"][1])
                 db.session.rollback()
+                # Twilio, Infobip and SMTP are enabled without accounts: SMS go to the outbox.
+                patient = db.session.scalars(sa.select(Patient).order_by(Patient.id)).first()
+                message = outbox.send(tenant, patient, "transactional", "Votre ordonnance")
+                db.session.commit()
+                message_id = message.id
+        with demo_app.app_context():
+            assert deliver_due_in_process() == 1
+        with demo_app.app_context(), tenant_scope(tenant_id):
+            message = db.session.get(Message, (tenant_id, message_id))
+            assert (message.status, message.provider) == (MessageStatus.SENT, "outbox_sms")
+            [delivery] = db.session.scalars(sa.select(OutboxDelivery)).all()
+            assert delivery.text == "Votre ordonnance"
     finally:
         with demo_app.app_context():
             db.engine.dispose()

@@ -13,7 +13,7 @@ def test_operators_set_list_and_remove_routes(app, runner):
         runner.invoke(
             main,
             args=[
-                "routes",
+                "providers",
                 "set",
                 "outbox_sms",
                 "--country",
@@ -27,32 +27,32 @@ def test_operators_set_list_and_remove_routes(app, runner):
         == 0
     )
     assert (
-        runner.invoke(main, args=["routes", "set", "outbox_email", "--country", "FR"]).exit_code
+        runner.invoke(main, args=["providers", "set", "outbox_email", "--country", "FR"]).exit_code
         == 0
     )
-    listing = runner.invoke(main, args=["routes", "list", "--country", "FR"]).output
+    listing = runner.invoke(main, args=["providers", "list", "--country", "FR"]).output
     assert "FR  email  outbox_email" in listing
     assert "FR  sms    outbox_sms           priority 2   weight 30" in listing
 
     assert (
-        runner.invoke(main, args=["routes", "remove", "outbox_sms", "--country", "FR"]).exit_code
+        runner.invoke(main, args=["providers", "remove", "outbox_sms", "--country", "FR"]).exit_code
         == 0
     )
-    assert "outbox_sms" not in runner.invoke(main, args=["routes", "list"]).output
+    assert "outbox_sms" not in runner.invoke(main, args=["providers", "list"]).output
 
 
 def test_bad_routes_exit_2_with_a_sentence_and_change_nothing(app, runner):
     for args, words in [
-        (["routes", "set", "nope_sms", "--country", "FR"], "No provider is named nope_sms"),
-        (["routes", "set", "outbox_sms", "--country", "ZZ"], "Unknown country"),
-        (["routes", "set", "outbox_sms", "--country", "FR", "--priority", "0"], "priority"),
-        (["routes", "set", "outbox_sms", "--country", "FR", "--weight", "5000"], "weight"),
-        (["routes", "remove", "outbox_sms", "--country", "FR"], "No such route"),
+        (["providers", "set", "nope_sms", "--country", "FR"], "No provider is named nope_sms"),
+        (["providers", "set", "outbox_sms", "--country", "ZZ"], "Unknown country"),
+        (["providers", "set", "outbox_sms", "--country", "FR", "--priority", "0"], "priority"),
+        (["providers", "set", "outbox_sms", "--country", "FR", "--weight", "5000"], "weight"),
+        (["providers", "remove", "outbox_sms", "--country", "FR"], "No such route"),
     ]:
         result = runner.invoke(main, args=args)
         assert result.exit_code == 2, args
         assert words in result.output, result.output
-    assert runner.invoke(main, args=["routes", "list"]).output == ""
+    assert runner.invoke(main, args=["providers", "list"]).output == ""
 
 
 def test_priority_first_then_weight_shares_traffic(app):
