@@ -1,16 +1,26 @@
 """The operator console at ``operator.<domain>``: clinics, plugins per country, settings,
-delivery KPIs."""
+providers per channel, delivery KPIs."""
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from core import settings
 from core.db import db
-from core.delivery import kpis
+from core.delivery import kpis, routing
 from core.delivery.log import channel_labels
-from core.errors import Conflict, ValidationError
+from core.errors import Conflict, NotFound, ValidationError
 from core.plugins import host
 from tenants import provisioning, scoping
 from tenants.models import Operator
@@ -106,6 +116,52 @@ def plugin_settings(plugin: str, country: str):
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
+
+
+# --- providers per channel -------------------------------------------------------------------
+
+
+@bp.route("/providers", methods=["GET", "POST"])
+def providers():
+    """Which providers carry each channel in each country: priority first, then weight."""
+    error, form = None, request.form
+    if request.method == "POST":
+        try:
+            if form.get("action") == "remove":
+                routing.remove_route(form.get("country", ""), form.get("provider", ""))
+                done = _("%(provider)s is no longer used in %(country)s.")
+            else:
+                routing.set_route(
+                    form.get("country", ""),
+                    form.get("provider", ""),
+                    _whole(form.get("priority"), "priority"),
+                    _whole(form.get("weight"), "weight"),
+                )
+                done = _("%(provider)s is used in %(country)s.")
+        except (ValidationError, NotFound) as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(done % {"provider": form["provider"], "country": form["country"].upper()})
+            return redirect(url_for(".providers"))
+    channels = current_app.extensions["relais"].channels
+    return render_template(
+        "console/providers.html",
+        routes=routing.configured_routes(),
+        countries=provisioning.countries(),
+        providers=sorted((name, cls.channel) for name, (_plugin, cls) in channels.items()),
+        labels=channel_labels(),
+        error=error,
+        submitted=form,
+    ), (error.status if error else 200)
+
+
+def _whole(text: str | None, field: str) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        raise ValidationError(_("Enter a whole number."), field) from None
 
 
 # --- delivery KPIs ----------------------------------------------------------------------------

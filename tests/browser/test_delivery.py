@@ -112,3 +112,29 @@ def test_an_operator_reads_the_delivery_kpis(app, live_server, page, audit, log_
     to = page.get_by_label("To (UTC)")
     expect(to).to_have_attribute("aria-invalid", "true")
     expect(to).to_have_accessible_description(re.compile("The end must come after the start."))
+
+
+def test_an_operator_adds_a_fallback_sms_provider(app, live_server, page, audit, log_in, clinic):
+    base = live_server.url("operator")
+    log_in(base, make_operator(app))
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Providers").click()
+    page.wait_for_url(base + "/providers")
+    audit()
+    page.get_by_label("Country").select_option("FR")
+    page.get_by_label("Provider").select_option("twilio_sms")
+    page.get_by_label("Priority").fill("first")
+    submit(page, page.get_by_role("button", name="Save"))
+    audit()
+    priority = page.get_by_label("Priority")
+    expect(priority).to_have_attribute("aria-invalid", "true")
+    expect(priority).to_have_accessible_description(re.compile("Enter a whole number."))
+
+    priority.fill("2")
+    submit(page, page.get_by_role("button", name="Save"))
+    row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="twilio_sms"))
+    expect(row.get_by_role("cell").nth(2)).to_have_text("2")  # country, channel, priority
+    audit()
+    row.get_by_role("button", name="Stop using twilio_sms in FR").click()
+    expect(page.get_by_text("No provider is listed yet")).to_be_visible()
+    audit()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from core.app import create_app
 from core.db import db
+from core.delivery.routing import configured_routes
 from core.plugins import DEFAULT_PLUGINS
 from core.settings import stored
 from tenants import provisioning
@@ -329,3 +330,53 @@ def test_a_secret_setting_is_stored_encrypted_and_never_shown(secretive_app):
     with secretive_app.app_context():
         assert stored("FR", "secretive") == {"api_token": SECRET, "sender": "Relais"}
     assert sealed_column(secretive_app) != raw
+
+
+# --- providers per channel ----------------------------------------------------------------------
+
+
+def test_an_operator_puts_a_second_sms_provider_behind_the_first(app, console):
+    make_clinic(app, "banc", "FR", plugins=("fr", "outbox"))
+
+    post(console, "/providers", country="FR", provider="outbox_sms", priority="2", weight="50")
+    page = post(
+        console, "/providers", country="FR", provider="twilio_sms", priority="1", weight="100"
+    )
+    assert page.status_code == 302
+
+    with app.app_context(), system_scope():
+        assert [(r.provider, r.priority, r.weight) for r in configured_routes("FR")] == [
+            ("twilio_sms", 1, 100),
+            ("outbox_sms", 2, 50),
+        ]
+    listing = console.get("/providers").get_data(as_text=True)
+    assert "outbox_sms" in listing and "Remove" in listing
+
+    post(console, "/providers", action="remove", country="FR", provider="outbox_sms")
+    with app.app_context(), system_scope():
+        assert [r.provider for r in configured_routes("FR")] == ["twilio_sms"]
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "message"),
+    [
+        (
+            {"provider": "nope_sms", "priority": "1", "weight": "1"},
+            "provider",
+            "No provider is named",
+        ),
+        (
+            {"provider": "outbox_sms", "priority": "first", "weight": "1"},
+            "priority",
+            "whole number",
+        ),
+        ({"provider": "outbox_sms", "priority": "1", "weight": "5000"}, "weight", "0 to 1000"),
+    ],
+)
+def test_a_bad_provider_route_is_refused_next_to_its_field(app, console, form, field, message):
+    response = post(console, "/providers", country="FR", **{"weight": "1", **form})
+    assert response.status_code == 422
+    body = html.unescape(response.get_data(as_text=True))
+    assert message in body and f'id="e-{field}"' in body
+    with app.app_context(), system_scope():
+        assert configured_routes("FR") == []
