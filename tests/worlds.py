@@ -1,9 +1,13 @@
 """One factory system for tests: clinics, staff, patients, and clients bound to a host."""
 
+import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
@@ -25,6 +29,7 @@ OWN_DATABASE = "RELAIS_TEST_DATABASE_URL" not in os.environ
 DATABASE_URL = os.environ.get(
     "RELAIS_TEST_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/relais_test_{RUN}"
 )
+ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + RUN % 15}")
 SERVER = "relais.test"
 PASSWORD = "correct horse battery"
@@ -174,3 +179,25 @@ def make_message(
             assert receipts.apply_receipt(row.provider, report) is not None
             db.session.commit()
         return message_id
+
+
+def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
+    """A real ``relais worker`` process on the test database and Redis, with ``plugins``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
+        "RELAIS_REDIS_URL": REDIS_URL,
+        "RELAIS_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
+        "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
+        "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
+        "RELAIS_PLUGINS": json.dumps(plugins),
+    }
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "relais"), "worker", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

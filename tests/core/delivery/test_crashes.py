@@ -1,12 +1,8 @@
 """Whatever crashes, a message is never lost and never sent twice."""
 
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,9 +15,8 @@ from core.delivery import outbox, sweeper
 from core.models import Attempt, Message, MessageStatus, Patient
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery.loopback_api import LoopbackApi
-from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient
+from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient, start_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 PLUGINS = ("plugins.regulations.fr.plugin", "tests.core.delivery.loopback")
 
 
@@ -44,25 +39,7 @@ def crash_app(app, api):
 
 
 def worker(*args) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
-        "RELAIS_REDIS_URL": REDIS_URL,
-        "RELAIS_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
-        "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
-        "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
-        "RELAIS_PLUGINS": json.dumps(PLUGINS),
-    }
-    executable = str(Path(sys.executable).parent / "relais")
-    return subprocess.Popen(
-        [executable, "worker", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_worker(PLUGINS, *args)
 
 
 def wait_until(condition, seconds=30.0):

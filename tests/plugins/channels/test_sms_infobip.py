@@ -10,14 +10,11 @@ import base64
 import importlib.util
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -52,9 +49,8 @@ from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer
 from tests.fakes.infobip import API_KEY, FakeInfobip
 from tests.plugins.channels import stop_words
-from tests.worlds import REDIS_URL, SERVER, TEST_CONFIG, make_clinic
+from tests.worlds import SERVER, TEST_CONFIG, make_clinic, start_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 TWILIO = importlib.util.find_spec("plugins.channels.sms_twilio") is not None
 PLUGINS = (
     "plugins.channels.outbox.plugin",
@@ -681,25 +677,7 @@ def test_a_slow_infobip_that_takes_it_after_the_timeout_gets_it_once(
 
 
 def worker(*args) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
-        "RELAIS_REDIS_URL": REDIS_URL,
-        "RELAIS_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
-        "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
-        "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
-        "RELAIS_PLUGINS": json.dumps(PLUGINS),
-    }
-    executable = str(Path(sys.executable).parent / "relais")
-    return subprocess.Popen(
-        [executable, "worker", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_worker(PLUGINS, *args)
 
 
 def test_a_worker_killed_during_the_call_is_recovered_by_lookup_not_sent_twice(
