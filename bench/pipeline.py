@@ -943,7 +943,9 @@ def report(world: World, r1, b1, r2, r3, b3) -> str:
                 f"Redis growth, {r3['total']:,} scheduled for tomorrow",
                 f"{size(own)} ({size(used)} server-wide)",
                 f"≈ {size(naive_bytes)}" if naive_bytes is not None else "—",
-                f"{naive_bytes / max(own, 1):,.0f}× less" if naive_bytes else "",
+                ("none held" if own <= 0 else f"{naive_bytes / own:,.0f}× less")
+                if naive_bytes
+                else "",
                 "bounded",
                 "yes" if bounded else "NO",
             )

@@ -51,7 +51,7 @@ def test_staff_follow_a_message_from_the_log(
     expect(page.get_by_role("status")).to_have_text(_("%(num)d message", "%(num)d messages", 5))
     rows = page.get_by_role("table").locator("tbody tr")
     expect(rows).to_have_count(5)
-    expect(page.get_by_role("table")).not_to_contain_text("Rappel")  # no content in the list
+    expect(page.get_by_role("table")).not_to_contain_text("Rappel 2")  # no content in the list
 
     page.get_by_role("combobox", name=_("Status"), exact=True).select_option("delivered")
     page.get_by_role("combobox", name=_("Channel"), exact=True).select_option("sms")
