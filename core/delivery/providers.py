@@ -96,6 +96,9 @@ class Provider:
     name: ClassVar[str]
     channel: ClassVar[str]
     batch_size: ClassVar[int] = 1  # how many messages one call may carry
+    # True when the provider has neither an idempotency key nor a lookup (SMTP): a message
+    # whose call's outcome is unknown is sent again and may arrive twice, same reference.
+    may_repeat: ClassVar[bool] = False
     settings: dict[str, Any] = field(default_factory=dict)
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:

@@ -53,6 +53,7 @@ class SmtpEmail(Provider):
 
     name, channel = "smtp_email", "email"
     batch_size = 50
+    may_repeat = True  # SMTP cannot be asked whether a lost transaction got through
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
         host, sender = self.settings.get("host"), self.settings.get("sender")

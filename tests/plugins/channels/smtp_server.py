@@ -6,6 +6,7 @@ connection that has carried that many messages, and AUTH succeeds only for ``use
 ``connections`` counts the connections that said EHLO; ``messages`` are the parsed e-mails.
 """
 
+import asyncio
 import datetime
 import email
 import email.policy
@@ -41,6 +42,7 @@ class SmtpServer:
         self.users = {USER: PASSWORD}
         self.close_after: int | None = None
         self._replies: dict[str, list[str]] = {}
+        self.stall = 0.0  # seconds the next RCPT TO waits before its answer
         self.port = free_port()
         self._controller: Controller | None = None
 
@@ -83,6 +85,9 @@ class SmtpServer:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stall:
+            stall, self.stall = self.stall, 0.0
+            await asyncio.sleep(stall)
         scripted = self._replies.get(address.lower())
         if scripted:
             return scripted.pop(0)

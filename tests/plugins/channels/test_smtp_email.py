@@ -18,6 +18,7 @@ from core.errors import ValidationError
 from core.models import Attempt, Message, MessageStatus, Patient
 from core.patients import create_patient
 from core.settings import save, schema, stored
+from core.testing import ChannelContract, ContractSetup, FailureMapping
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.channels.smtp_email.plugin import SmtpEmail
 from tenants.models import ProviderRoute
@@ -476,3 +477,31 @@ def test_the_default_security_is_starttls_on_587(app):
     with app.app_context():
         values = {s.name: s.default for s in schema("smtp_email")}
     assert values["security"] == "starttls" and values["port"] is None
+
+
+# --- the channel contract -----------------------------------------------------------------------
+
+
+class TestSmtpContract(ChannelContract, FailureMapping):
+    """The relay's answers to RCPT TO play each failure; a stalled answer plays a timeout."""
+
+    @pytest.fixture
+    def contract(self, smtp_server):
+        to = "jeanne@example.org"
+        failures = {
+            "temporary": lambda: smtp_server.refuse(to, "451 4.3.0 Try again later", times=1),
+            "permanent": lambda: smtp_server.refuse(to, "554 5.7.1 Relaying denied", times=1),
+            "unreachable": lambda: smtp_server.refuse(to, "550 5.1.1 No such user", times=1),
+            "timeout": lambda: setattr(smtp_server, "stall", 3.0),
+        }
+
+        def received():  # our message ids, from the Message-ID of each e-mail taken
+            return [m["Message-ID"].strip("<>").split("@")[0] for m in smtp_server.messages]
+
+        return ContractSetup(
+            provider=SmtpEmail(settings=smtp_server.settings()),
+            to=to,
+            fail=lambda kind: failures[kind](),
+            received=received,
+            timeout=1.0,
+        )
