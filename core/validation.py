@@ -54,6 +54,14 @@ def text(value: Any, field: str, limit: int) -> str:
     return text
 
 
+def whole_number(value: Any, field: str) -> int:
+    """A whole number typed in a form field."""
+    try:
+        return int(str(value or ""))
+    except ValueError:
+        raise ValidationError(_("Enter a whole number."), field) from None
+
+
 def timezone(value: Any, field: str = "timezone") -> str:
     try:
         ZoneInfo(str(value))

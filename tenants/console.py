@@ -16,7 +16,7 @@ from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import settings
+from core import settings, validation
 from core.db import db
 from core.delivery import kpis, routing
 from core.delivery.log import channel_labels
@@ -58,7 +58,7 @@ def index():
     return render_template(
         "console/index.html",
         tenants=provisioning.tenants(),
-        countries=provisioning.countries(),
+        countries=_country_names(),
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
@@ -134,8 +134,8 @@ def providers():
                 routing.set_route(
                     form.get("country", ""),
                     form.get("provider", ""),
-                    _whole(form.get("priority"), "priority"),
-                    _whole(form.get("weight"), "weight"),
+                    validation.whole_number(form.get("priority"), "priority"),
+                    validation.whole_number(form.get("weight"), "weight"),
                 )
                 done = _("%(provider)s is used in %(country)s.")
         except (ValidationError, NotFound) as exc:
@@ -145,23 +145,24 @@ def providers():
             db.session.commit()
             flash(done % {"provider": form["provider"], "country": form["country"].upper()})
             return redirect(url_for(".providers"))
+    labels = channel_labels()
     channels = current_app.extensions["relais"].channels
     return render_template(
         "console/providers.html",
         routes=routing.configured_routes(),
-        countries=provisioning.countries(),
-        providers=sorted((name, cls.channel) for name, (_plugin, cls) in channels.items()),
-        labels=channel_labels(),
+        countries=_country_names(),
+        providers={
+            name: f"{name} ({labels.get(cls.channel, cls.channel)})"
+            for name, (_plugin, cls) in sorted(channels.items())
+        },
+        labels=labels,
         error=error,
         submitted=form,
     ), (error.status if error else 200)
 
 
-def _whole(text: str | None, field: str) -> int:
-    try:
-        return int(text or "")
-    except ValueError:
-        raise ValidationError(_("Enter a whole number."), field) from None
+def _country_names() -> dict[str, str]:
+    return {c.code: c.name for c in provisioning.countries()}
 
 
 # --- delivery KPIs ----------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def kpis_page():
 def _kpi_labels(tables) -> dict[str, dict]:
     """What each grouping's keys are called on the page."""
     return {
-        "country": {c.code: c.name for c in provisioning.countries()},
+        "country": _country_names(),
         "clinic": kpis.clinic_names(r.key[0] for r in tables.get("clinic", [])),
         "channel": channel_labels(),
         "provider": {},

@@ -82,8 +82,7 @@ def test_admin_enrols_then_creates_and_edits_a_patient(app, live_server, page, a
 
     invalid = _("This is not a valid phone number.")
     audit()
-    expect(phone).to_have_attribute("aria-invalid", "true")
-    expect(phone).to_have_accessible_description(invalid)
+    expect_invalid(phone, invalid)
     expect(page.locator(".field.invalid")).to_have_count(1)
     expect(page.locator(".field.invalid")).to_contain_text(invalid)
     expect(phone).to_have_value("06 12")  # what was typed stays, to be corrected
@@ -188,10 +187,15 @@ def test_a_taken_subdomain_is_refused_next_to_the_field(app, live_server, page, 
     subdomain.fill("parc")
     submit(page, page.get_by_role("button", name="Create clinic"))
     audit()
-    expect(subdomain).to_have_attribute("aria-invalid", "true")
-    expect(subdomain).to_have_accessible_description("This subdomain is taken.")
+    expect_invalid(subdomain, "This subdomain is taken.")
     expect(page.get_by_role("textbox", name="Name", exact=True)).to_have_value("Another clinic")
     expect(page.get_by_role("row").filter(has_text="Another clinic")).to_have_count(0)
+
+
+def expect_invalid(field, message) -> None:
+    """The field is marked invalid and the error (a text or pattern) is read out with it."""
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(message)
 
 
 def submit(page, button) -> None:

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core.db import utcnow
-from tests.browser.test_clinic import make_operator, submit
+from tests.browser.test_clinic import expect_invalid, make_operator, submit
 from tests.worlds import make_clinic, make_message, make_patient, make_staff
 
 pytestmark = pytest.mark.browser
@@ -109,9 +109,7 @@ def test_an_operator_reads_the_delivery_kpis(app, live_server, page, audit, log_
     page.get_by_label("To (UTC)").fill("2026-03-01T10:00")
     submit(page, page.get_by_role("button", name="Show"))
     audit()
-    to = page.get_by_label("To (UTC)")
-    expect(to).to_have_attribute("aria-invalid", "true")
-    expect(to).to_have_accessible_description(re.compile("The end must come after the start."))
+    expect_invalid(page.get_by_label("To (UTC)"), re.compile("The end must come after the start."))
 
 
 def test_an_operator_adds_a_fallback_sms_provider(app, live_server, page, audit, log_in, clinic):
@@ -127,8 +125,7 @@ def test_an_operator_adds_a_fallback_sms_provider(app, live_server, page, audit,
     submit(page, page.get_by_role("button", name="Save"))
     audit()
     priority = page.get_by_label("Priority")
-    expect(priority).to_have_attribute("aria-invalid", "true")
-    expect(priority).to_have_accessible_description(re.compile("Enter a whole number."))
+    expect_invalid(priority, re.compile("Enter a whole number."))
 
     priority.fill("2")
     submit(page, page.get_by_role("button", name="Save"))

@@ -7,7 +7,6 @@ job function (``dispatch.deliver``); every test checks that Infobip never got a 
 """
 
 import base64
-import importlib.util
 import json
 import math
 import signal
@@ -48,14 +47,14 @@ from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer
 from tests.fakes.infobip import API_KEY, FakeInfobip
+from tests.fakes.twilio import FakeTwilio
 from tests.plugins.channels import stop_words
 from tests.worlds import SERVER, TEST_CONFIG, make_clinic, start_worker
 
-TWILIO = importlib.util.find_spec("plugins.channels.sms_twilio") is not None
 PLUGINS = (
     "plugins.channels.outbox.plugin",
     "plugins.channels.sms_infobip.plugin",
-    *(("plugins.channels.sms_twilio.plugin",) if TWILIO else ()),
+    "plugins.channels.sms_twilio.plugin",
     "plugins.regulations.fr.plugin",
     "tests.plugins.channels.stop_words",
 )
@@ -576,10 +575,7 @@ def test_settings_are_checked_before_they_are_stored(infobip_app):
         db.session.rollback()
 
 
-@pytest.mark.skipif(not TWILIO, reason="the sms_twilio plugin is not installed")
 def test_twilio_failing_is_retried_then_fails_over_to_infobip(infobip_app, infobip, app_server):
-    from tests.fakes.twilio import FakeTwilio
-
     clinic = make_clinic(infobip_app, "demo", "FR", plugins=("fr", "sms_twilio", "sms_infobip"))
     configure(infobip_app, infobip)
     route(infobip_app, "twilio_sms", "infobip_sms")  # the operator's order for French SMS
