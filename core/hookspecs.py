@@ -33,6 +33,23 @@ def relais_register_channels():
     """
 
 
+@hookspec(firstresult=True)
+def relais_channel_address(tenant, patient, channel):
+    """Say where a patient can receive on a channel the core does not know (push...).
+
+    The core answers for ``"sms"``, ``"voice"`` (the patient's phone) and ``"email"``; for any
+    other channel it asks the plugins, once per message and channel. First non-None result
+    wins.
+
+    :param tenant: the clinic sending.
+    :param patient: the recipient (:class:`core.models.Patient`).
+    :param channel: the channel of the message's plan being tried, e.g. ``"push"``.
+    :return: the address handed to the provider as ``Outgoing.to`` (any string the plugin's
+        provider understands, e.g. the patient's push subscriptions as JSON), or None when
+        the patient cannot receive on that channel (the message falls back to the next one).
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Regulations: one plugin per country, answering what the law of that country requires.
 # ---------------------------------------------------------------------------------------------

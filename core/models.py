@@ -91,6 +91,9 @@ class Patient(TenantOwned, db.Model):
     birth_date: Mapped[date | None]
     language: Mapped[str] = mapped_column(sa.String(10))
     timezone: Mapped[str] = mapped_column(sa.String(64))
+    # A channel the patient asked for (e.g. "voice" when they cannot read a screen): it goes
+    # first in the plan of every message; None lets each feature choose.
+    preferred_channel: Mapped[str | None] = mapped_column(sa.String(10))
     attributes: Mapped[list[str]] = mapped_column(EncryptedJSON, default=list)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = created_column()

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from core import audit
 from core import validation as check
 from core.db import db, utcnow
+from core.delivery.outbox import CHANNELS
 from core.errors import NotFound, ValidationError
 from core.models import Patient, PatientAttribute, Role, User
 
@@ -20,6 +21,7 @@ FIELDS = (
     "birth_date",
     "language",
     "timezone",
+    "preferred_channel",
     "attributes",
     "practitioner_ids",
 )
@@ -103,6 +105,7 @@ def to_json(patient: Patient) -> dict[str, Any]:
         "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
         "language": patient.language,
         "timezone": patient.timezone,
+        "preferred_channel": patient.preferred_channel,
         "attributes": list(patient.attributes or []),
         "practitioner_ids": [str(u.id) for u in patient.practitioners],
         "created_at": patient.created_at.isoformat(),
@@ -133,6 +136,13 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
         patient.language = data["language"]
     if "timezone" in data:
         patient.timezone = check.timezone(data["timezone"])
+    if "preferred_channel" in data:
+        value = data["preferred_channel"] or None
+        if value is not None and value not in CHANNELS:
+            raise ValidationError(
+                _("Choose one of: %(v)s.", v=", ".join(CHANNELS)), "preferred_channel"
+            )
+        patient.preferred_channel = value
     if "attributes" in data:
         values = data["attributes"] or []
         allowed = {a.value for a in PatientAttribute}

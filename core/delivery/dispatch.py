@@ -170,8 +170,8 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
                 _outgoing(
                     tenant,
                     by_id[a.message_id],
+                    patients.get(by_id[a.message_id].patient_id),
                     a.channel,
-                    _address(patients.get(by_id[a.message_id].patient_id), a.channel),
                     name,
                 )
                 for a in attempts
@@ -206,7 +206,7 @@ def _decide(tenant, message: Message, patient, now: datetime):
         if channel is None:
             _finish(message, MessageStatus.FAILED, now, "no channel left in the plan")
             return None
-        to = _address(patient, channel)
+        to = routing.address(tenant, patient, channel) if patient else None
         candidates = (
             [r for r in routing.routes(tenant, channel) if r.provider not in message.exhausted]
             if to
@@ -214,7 +214,7 @@ def _decide(tenant, message: Message, patient, now: datetime):
         )
         route = routing.choose(candidates)
         if route is not None:
-            return route, _outgoing(tenant, message, channel, to, route.provider)
+            return route, _outgoing(tenant, message, patient, channel, route.provider, to)
         if candidates:  # providers exist but every circuit is open: wait for one
             _retry_later(message, now, "every provider of the channel is unavailable")
             return None
@@ -226,11 +226,11 @@ def _decide(tenant, message: Message, patient, now: datetime):
         _next_channel(message)
 
 
-def _address(patient, channel: str) -> str | None:
-    return routing.address(patient, channel) if patient else None
-
-
-def _outgoing(tenant, message: Message, channel: str, to: str | None, provider: str) -> Outgoing:
+def _outgoing(
+    tenant, message: Message, patient, channel: str, provider: str, to: str | None = None
+) -> Outgoing:
+    if to is None and patient is not None:
+        to = routing.address(tenant, patient, channel)
     content = message.content
     return Outgoing(
         message_id=message.id,
@@ -245,6 +245,8 @@ def _outgoing(tenant, message: Message, channel: str, to: str | None, provider: 
             (a["filename"], a["mime_type"], base64.b64decode(a["data"]))
             for a in content.get("attachments", ())
         ),
+        purpose=message.purpose,
+        language=patient.language if patient else "en",
     )
 
 

@@ -47,6 +47,7 @@ def send(
     plan = list(channels)
     if not plan or any(c not in CHANNELS for c in plan) or len(set(plan)) != len(plan):
         raise ValidationError(_("Choose channels among: %(v)s.", v=", ".join(CHANNELS)), "channels")
+    plan = preferred_plan(patient, plan)
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
@@ -75,6 +76,20 @@ def send(
         message.enqueued_at = now  # pushed right after commit; the sweeper checks it got there
         queues.enqueue_after_commit(message)
     return message
+
+
+def preferred_plan(patient: Patient, plan: list[str]) -> list[str]:
+    """Put the patient's preferred channel first in ``plan``.
+
+    A patient who asked for voice (accessibility: they cannot read a screen) is called for
+    what would have gone by SMS; otherwise a preference only reorders the plan.
+    """
+    preferred = patient.preferred_channel
+    if preferred == "voice" and "voice" not in plan and "sms" in plan:
+        plan = [*plan, "voice"]
+    if preferred in plan:
+        plan = [preferred, *(c for c in plan if c != preferred)]
+    return plan
 
 
 def render(template: str | dict[str, str], variables: dict[str, Any]) -> dict[str, str]:

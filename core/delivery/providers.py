@@ -32,6 +32,8 @@ class Outgoing:
     html: str | None = None
     callback_url: str | None = None  # where the provider posts delivery receipts
     attachments: tuple = ()
+    purpose: str = "transactional"  # e.g. "otp": a voice call spells a code digit by digit
+    language: str = "en"  # the patient's language (ISO 639-1), for speech and app texts
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,10 @@ class Provider:
     # True when the provider has neither an idempotency key nor a lookup (SMTP): a message
     # whose call's outcome is unknown is sent again and may arrive twice, same reference.
     may_repeat: ClassVar[bool] = False
+    # True when a message counts as delivered only once the recipient's device acknowledges
+    # it (push): a sent message not acknowledged within the plugin's ``ack_timeout`` setting
+    # (minutes) falls back to the next channel of its plan.
+    acknowledged: ClassVar[bool] = False
     settings: dict[str, Any] = field(default_factory=dict)
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:

@@ -13,7 +13,7 @@ from core.db import db
 from core.delivery.providers import CircuitBreaker, Provider
 from core.errors import NotFound, ValidationError
 from core.models import Patient
-from core.plugins import enabled_plugins
+from core.plugins import enabled_plugins, hooks_for
 from tenants import provisioning
 from tenants.models import ProviderRoute
 
@@ -89,8 +89,12 @@ def provider(tenant, route: Route) -> Provider:
     return cache[key]
 
 
-def address(patient: Patient, channel: str) -> str | None:
-    """Where ``patient`` can receive on ``channel``, or None if they cannot."""
+def address(tenant, patient: Patient, channel: str) -> str | None:
+    """Where ``patient`` can receive on ``channel``, or None if they cannot.
+
+    Phones and e-mail are the patient's own fields; other channels (push) ask the channel
+    plugins (``relais_channel_address``).
+    """
     if channel == "email":
         return patient.email
     if channel in ("sms", "voice") and patient.phone:
@@ -102,7 +106,9 @@ def address(patient: Patient, channel: str) -> str | None:
             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
         )
         return patient.phone if kind in mobile else None  # no SMS to a landline
-    return None  # push: no subscriptions yet
+    if channel in ("sms", "voice"):
+        return None
+    return hooks_for(tenant).relais_channel_address(tenant=tenant, patient=patient, channel=channel)
 
 
 def configured_routes(country_code: str | None = None) -> list[ProviderRoute]:

@@ -84,7 +84,10 @@ def patient_view(patient_id: uuid.UUID):
     patient = patients.get_patient(patient_id)
     db.session.commit()  # the audit of the read
     return render_template(
-        "clinic/patient.html", patient=patient, attribute_labels=attribute_labels()
+        "clinic/patient.html",
+        patient=patient,
+        attribute_labels=attribute_labels(),
+        channels=message_log.channel_labels(),
     )
 
 
@@ -122,6 +125,7 @@ def _patient_form(patient, submitted, error: ValidationError | None = None):
         attribute_labels=attribute_labels(),
         practitioners=staff.practitioners(),
         languages=patients.LANGUAGES,
+        channels=message_log.channel_labels(),
     )
 
 
