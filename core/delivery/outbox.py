@@ -151,6 +151,27 @@ def record(message: Message, status: str, detail: str | None = None) -> None:
     )
 
 
+def fall_back(message: Message, why: str) -> bool:
+    """Send a message again by the next channel of its plan, after its current channel failed
+    to reach the patient (an undelivered SMS, an unanswered call, an unacknowledged push).
+
+    Returns False, changing nothing, when the plan has no next channel or the message has
+    expired: it then stays as it is (undelivered) for staff to see.
+    """
+    now = utcnow()
+    if message.channel_index + 1 >= len(message.channels or ()):
+        return False
+    if message.expires_at is not None and message.expires_at <= now:
+        return False
+    record(message, "fallback", why[:200])
+    message.channel_index += 1
+    message.exhausted, message.tries = [], 0
+    message.status, message.next_attempt_at, message.enqueued_at = MessageStatus.PENDING, now, now
+    message.provider = message.provider_ref = message.sent_at = message.finished_at = None
+    queues.enqueue_after_commit(message)
+    return True
+
+
 def cancel(message: Message, reason: str) -> bool:
     """Cancel a message that has not left yet (a cancelled appointment's reminders).
 

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from core.db import db
-from core.delivery.outbox import record
+from core.delivery.outbox import fall_back, record
 from core.delivery.providers import Inbound, Receipt
 from core.models import (
     EarlyReceipt,
@@ -46,11 +46,15 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
         return None  # already final (delivered, failed...): nothing changes
     if message.status == status:
         return None
+    record(message, status, receipt.error)
+    if status == MessageStatus.UNDELIVERED and fall_back(
+        message, f"{provider}: {receipt.error or 'not delivered'}"
+    ):
+        return message  # on its way by the next channel of its plan
     message.status = status
     if status == MessageStatus.DELIVERED:
         message.delivered_at = receipt.at
     message.finished_at = receipt.at
-    record(message, status, receipt.error)
     return message
 
 

@@ -76,6 +76,7 @@ def test_staff_create_a_patient_with_a_national_phone(app, clinic_fr, admin_clie
         ("birth_date", "2999-01-01"),
         ("timezone", "Mars/Olympus"),
         ("first_name", ""),
+        ("preferred_channel", "fax"),
     ],
 )
 def test_bad_input_names_the_field_and_creates_nothing(app, clinic_fr, admin_client, field, value):
@@ -170,9 +171,14 @@ def test_api_creates_reads_updates_and_lists(app, clinic_fr, api):
     assert uuid.UUID(body["id"]).version == 7  # opaque, not a counter
 
     assert api("GET", f"/patients/{body['id']}").json["last_name"] == "Petit"
-    patched = api("PATCH", f"/patients/{body['id']}", json={"email": "amina@example.org"})
+    patched = api(
+        "PATCH",
+        f"/patients/{body['id']}",
+        json={"email": "amina@example.org", "preferred_channel": "voice"},
+    )
     assert patched.status_code == 200
     assert patched.json["email"] == "amina@example.org" and patched.json["first_name"] == "Amina"
+    assert patched.json["preferred_channel"] == "voice" and body["preferred_channel"] is None
     listing = api("GET", "/patients?q=petit").json
     assert listing["total"] == 1 and listing["patients"][0]["id"] == body["id"]
 
@@ -192,6 +198,11 @@ def test_api_creates_reads_updates_and_lists(app, clinic_fr, api):
         ({"first_name": "A", "last_name": "B", "email": "a@"}, "email", 422),
         ({"first_name": "A", "last_name": "B", "attributes": ["vip"]}, "attributes", 422),
         ({"first_name": "A", "last_name": "B", "language": "xx"}, "language", 422),
+        (
+            {"first_name": "A", "last_name": "B", "preferred_channel": "fax"},
+            "preferred_channel",
+            422,
+        ),
         (
             {"first_name": "A", "last_name": "B", "practitioner_ids": ["nope"]},
             "practitioner_ids",

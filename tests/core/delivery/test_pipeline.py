@@ -13,7 +13,8 @@ from rq import Queue
 
 from core.app import create_app
 from core.db import db, utcnow
-from core.delivery import dispatch, outbox, sweeper
+from core.delivery import dispatch, outbox, receipts, sweeper
+from core.delivery.providers import Receipt
 from core.models import Attempt, Message, MessageEvent, MessageStatus, Patient
 from tenants import provisioning
 from tenants.models import ProviderRoute
@@ -157,6 +158,52 @@ def test_a_patient_without_email_gets_the_next_channel(app, clinic):
     message_id = send(app, clinic, patient, channels=("email", "sms"))
     run_job(app, clinic, message_id)
     assert [d[0] for d in deliveries(app, clinic)] == ["sms"]
+
+
+def test_a_patient_who_prefers_voice_is_called_instead_of_texted(app, clinic):
+    patient = make_patient(app, clinic, preferred_channel="voice")
+    message_id = send(app, clinic, patient, channels=("sms", "email"))
+    run_job(app, clinic, message_id)
+    assert deliveries(app, clinic) == [("voice", "+33612345678", "Bonjour Jeanne")]
+    assert state(app, clinic, message_id).channels == ["voice", "sms", "email"]
+
+
+def test_a_preferred_channel_goes_first_when_the_plan_has_it(app, clinic):
+    patient = make_patient(app, clinic, email="jeanne@example.org", preferred_channel="email")
+    message_id = send(app, clinic, patient, channels=("sms", "email"))
+    run_job(app, clinic, message_id)
+    assert [d[0] for d in deliveries(app, clinic)] == ["email"]
+    # A preference the plan does not have is not imposed (a code goes by SMS only).
+    other = make_patient(app, clinic, phone="0612345679", preferred_channel="email")
+    assert state(app, clinic, send(app, clinic, other, channels=("sms",))).channels == ["sms"]
+
+
+def test_an_undelivered_receipt_sends_by_the_next_channel(app, clinic):
+    patient = make_patient(app, clinic, email="jeanne@example.org")
+    message_id = send(app, clinic, patient, channels=("sms", "email"))
+    run_job(app, clinic, message_id)
+    report = Receipt(
+        "undelivered", utcnow(), provider_ref=f"outbox-{message_id}", error="unreachable handset"
+    )
+    with app.app_context(), tenant_scope(clinic.id):
+        receipts.apply_receipt("outbox_sms", report)
+        db.session.commit()
+    assert state(app, clinic, message_id).status == MessageStatus.PENDING
+    run_job(app, clinic, message_id)
+    assert [d[0] for d in deliveries(app, clinic)] == ["sms", "email"]
+    with app.app_context(), tenant_scope(clinic.id):
+        steps = db.session.scalars(
+            sa.select(MessageEvent.status)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(MessageEvent.at, MessageEvent.id)
+        ).all()
+        # The last channel undelivered too: nothing left, the message stays undelivered.
+        last = Receipt(status="undelivered", at=utcnow(), provider_ref=f"outbox-{message_id}")
+        receipts.apply_receipt("outbox_email", last)
+        db.session.commit()
+    assert steps.index("fallback") == steps.index("undelivered") + 1
+    assert steps.count("sent") == 2
+    assert state(app, clinic, message_id).status == MessageStatus.UNDELIVERED
 
 
 def test_no_channel_left_is_a_failure(app, clinic):
