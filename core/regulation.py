@@ -1,7 +1,10 @@
 """What regulation plugins answer about a country (see the ``relais_country_profile`` hook)."""
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import holidays
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,47 @@ class Verdict:
         if worst.action == "defer":
             return max((v for v in verdicts if v.action == "defer"), key=lambda v: v.until)
         return worst
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """When non-essential messages may reach patients, in the patient's local time.
+
+    :param start: first allowed minute of an allowed day.
+    :param end: end of the window (exclusive: at ``end`` the window is closed).
+    :param days: allowed weekdays, Monday = 0 (default Monday to Saturday).
+    :param skip_holidays: no message on the country's (and region's) public holidays.
+    """
+
+    start: time = time(8)
+    end: time = time(20)
+    days: frozenset[int] = field(default_factory=lambda: frozenset(range(6)))
+    skip_holidays: bool = True
+
+    def next_allowed(
+        self, at: datetime, timezone: str, country: str, subdivision: str | None = None
+    ) -> datetime:
+        """``at`` itself when a message may go then, else the first allowed minute after it.
+
+        Computed in ``timezone`` (so daylight-saving changes fall where the patient lives);
+        holidays from the ``holidays`` package for ``country`` and its ``subdivision``.
+        Returns an aware UTC datetime.
+        """
+        zone = ZoneInfo(timezone)
+        local = at.astimezone(zone)
+        days_off = (
+            holidays.country_holidays(country, subdiv=subdivision, years=local.year)
+            if self.skip_holidays
+            else {}
+        )
+        for offset in range(370):  # a window exists within a year, or there is none
+            day = local.date() + timedelta(days=offset)
+            if day.weekday() not in self.days or day in days_off:
+                continue
+            opens = datetime.combine(day, self.start, zone)
+            closes = datetime.combine(day, self.end, zone)
+            if offset == 0 and opens <= local < closes:
+                return at.astimezone(UTC)
+            if local < opens:
+                return opens.astimezone(UTC)
+        raise ValueError("these quiet hours never open")
