@@ -116,6 +116,15 @@ class TenantHooks:
     def __getattr__(self, hook_name: str):
         return self._pm.subset_hook_caller(hook_name, self._removed)
 
+    def each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call the enabled plugins' implementations one at a time, in pluggy's order,
+        yielding (plugin name, answer): for answers the core attributes to their plugin, and
+        for hooks where a plugin must see what the ones before it did (amendments compose).
+        """
+        caller = self._pm.subset_hook_caller(hook_name, self._removed)
+        for impl in reversed(caller.get_hookimpls()):
+            yield impl.plugin_name, impl.function(**{k: kwargs[k] for k in impl.argnames})
+
 
 def host() -> PluginHost:
     return current_app.extensions["relais"].plugins

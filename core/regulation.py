@@ -21,29 +21,49 @@ class CountryProfile:
     medical_emergency_number: str | None = None
 
 
+# Purposes that need no consent and are never deferred by quiet hours: what the patient asked
+# for or expects (codes, reminders, replies, appointment changes). Others (campaigns,
+# grouped communications, practice news) are non-essential.
+TRANSACTIONAL_PURPOSES = frozenset({"otp", "transactional", "reminder", "messaging"})
+
+
+def is_transactional(purpose: str) -> bool:
+    """True for a purpose patients need no consent for (see TRANSACTIONAL_PURPOSES)."""
+    return purpose in TRANSACTIONAL_PURPOSES
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A regulation plugin's answer about an outgoing message (``relais_judge_message``).
 
     ``action``: ``allow``; ``defer`` until ``until``; ``deny`` with a ``reason``; ``amend``
-    with a new ``text`` (e.g. a STOP mention added).
+    with a new ``text`` (e.g. a STOP mention added). ``rule`` names the rule that gave it
+    (e.g. ``"quiet_hours"``); the core fills ``plugin``.
     """
 
     action: str = "allow"
     until: datetime | None = None
     reason: str | None = None
     text: str | None = None
+    rule: str | None = None
+    plugin: str | None = None
 
     ORDER = ("allow", "amend", "defer", "deny")
 
     @classmethod
     def strictest(cls, verdicts: list["Verdict"]) -> "Verdict":
-        """Deny beats defer (the latest date) beats amend beats allow."""
+        """Deny beats defer (the latest date) beats amend beats allow.
+
+        Amendments compose before this is called (each plugin sees the text the previous
+        ones amended), so the last amendment carries them all.
+        """
         if not verdicts:
             return cls()
         worst = max(verdicts, key=lambda v: cls.ORDER.index(v.action))
         if worst.action == "defer":
             return max((v for v in verdicts if v.action == "defer"), key=lambda v: v.until)
+        if worst.action == "amend":
+            return [v for v in verdicts if v.action == "amend"][-1]
         return worst
 
 

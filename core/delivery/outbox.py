@@ -2,6 +2,7 @@
 
 import base64
 import functools
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +14,8 @@ from core.db import db, new_id, utcnow
 from core.delivery import queues
 from core.errors import ValidationError
 from core.models import Message, MessageEvent, MessageStatus, Patient
-from core.plugins import hooks_for
-from core.regulation import Verdict
+from core.plugins import enabled_plugins, hooks_for, host
+from core.regulation import Verdict, is_transactional
 
 PURPOSES = ("otp", "transactional", "reminder", "messaging", "campaign")
 CHANNELS = ("push", "email", "sms", "voice")
@@ -116,14 +117,30 @@ def _compiled(source: str, html: bool):
 
 
 def judge(tenant, patient: Patient, message: Message) -> Verdict:
-    """Ask the regulation plugins of the tenant's country; the strictest verdict wins."""
-    verdicts = [
-        v
-        for v in hooks_for(tenant).relais_judge_message(
-            tenant=tenant, patient=patient, message=message
+    """Ask the regulation plugins of the tenant's country; the strictest verdict wins.
+
+    Each plugin sees the text as the ones before it amended it. Without any regulation
+    plugin enabled for the country, non-essential messages are denied (fail closed).
+    """
+    if not is_transactional(message.purpose) and not any(
+        host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
+    ):
+        return Verdict(
+            "deny",
+            reason=f"no regulation plugin is enabled for {tenant.country_code}: "
+            "only transactional messages can be sent",
+            rule="no_regulation",
         )
-        if v is not None
-    ]
+    verdicts = []
+    answers = hooks_for(tenant).each(
+        "relais_judge_message", tenant=tenant, patient=patient, message=message
+    )
+    for plugin, verdict in answers:
+        if verdict is None:
+            continue
+        verdicts.append(replace(verdict, plugin=plugin))
+        if verdict.action == "amend" and verdict.text:
+            message.content = {**message.content, "text": verdict.text}
     return Verdict.strictest(verdicts)
 
 

@@ -349,7 +349,14 @@ def test_only_providers_of_enabled_plugins_are_used(flaky_app):
 @pytest.fixture
 def judged_app(app):
     application = create_app(
-        {**TEST_CONFIG, "PLUGINS": ("plugins.channels.outbox.plugin", "tests.core.delivery.judge")}
+        {
+            **TEST_CONFIG,
+            "PLUGINS": (
+                "plugins.channels.outbox.plugin",
+                "tests.core.delivery.judge",
+                "tests.core.delivery.judge_more",
+            ),
+        }
     )
     yield application
     with application.app_context():
@@ -383,3 +390,26 @@ def test_the_judge_of_a_disabled_regulation_is_not_asked(judged_app):
     clinic = make_clinic(judged_app, "demo", "FR", plugins=("outbox",))
     message_id = send(judged_app, clinic, make_patient(judged_app, clinic), template="Your promo")
     assert state(judged_app, clinic, message_id).status == MessageStatus.PENDING
+
+
+def test_amendments_compose_and_each_verdict_names_its_plugin(judged_app):
+    clinic = make_clinic(judged_app, "demo", "FR", plugins=("outbox", "judge", "judge_more"))
+    patient = make_patient(judged_app, clinic)
+    with judged_app.app_context(), tenant_scope(clinic.id):
+        message = Message(purpose="campaign", content={"text": "A campaign"}, channels=["sms"])
+        verdict = outbox.judge(clinic, patient, message)
+    assert verdict.action == "amend" and verdict.plugin in ("judge", "judge_more")
+    assert verdict.text == message.content["text"] == "A prevention campaign STOP 36180"
+    message_id = send(judged_app, clinic, patient, purpose="campaign", template="A campaign")
+    run_job(judged_app, clinic, message_id)
+    assert deliveries(judged_app, clinic)[0][2] == "A prevention campaign STOP 36180"
+
+
+def test_without_a_regulation_plugin_only_transactional_messages_go(judged_app):
+    clinic = make_clinic(judged_app, "demo", "FR", plugins=("outbox",))
+    patient = make_patient(judged_app, clinic)
+    campaign = state(judged_app, clinic, send(judged_app, clinic, patient, purpose="campaign"))
+    assert campaign.status == MessageStatus.DENIED
+    assert "no regulation plugin is enabled for FR" in campaign.verdict_reason
+    reminder = state(judged_app, clinic, send(judged_app, clinic, patient, purpose="reminder"))
+    assert reminder.status == MessageStatus.PENDING
