@@ -38,8 +38,8 @@ def relais_channel_address(tenant, patient, channel):
     """Say where a patient can receive on a channel the core does not know (push...).
 
     The core answers for ``"sms"``, ``"voice"`` (the patient's phone) and ``"email"``; for any
-    other channel it asks the plugins, once per message and channel. First non-None result
-    wins.
+    other channel it asks the plugins, once per message and channel.
+    First non-None result wins.
 
     :param tenant: the clinic sending.
     :param patient: the recipient (:class:`core.models.Patient`).
@@ -125,6 +125,20 @@ def relais_menu_items(tenant, user):
 
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
     :param user: the staff member viewing the page (:class:`core.models.User`).
+    :return: a list of :class:`core.plugins.MenuItem`.
+    """
+
+
+@hookspec
+def relais_patient_links(tenant, patient):
+    """Add links to a patient's own home page (``/me/``), under their clinic's name.
+
+    Called when a patient with a session of their own views the page; the endpoints are
+    routes of the plugin's blueprint marked ``relais_public``, which check the patient's
+    session themselves (:func:`core.web.patient.patient_required`).
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param patient: the patient viewing the page (:class:`core.models.Patient`).
     :return: a list of :class:`core.plugins.MenuItem`.
     """
 

@@ -112,6 +112,22 @@ class Patient(TenantOwned, db.Model):
         return f"{self.first_name} {self.last_name}"
 
 
+class AccessLinkUse(TenantOwned, db.Model):
+    """A patient's access link that was used: each link opens one session, once
+    (see :mod:`core.web.patient`)."""
+
+    __tablename__ = "access_link_uses"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"
+        ),
+    )
+
+    nonce: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    used_at: Mapped[datetime] = created_column()
+
+
 class ApiKey(TenantOwned, db.Model):
     """A clinic's key for the JSON API; only its SHA-256 digest is stored."""
 
@@ -182,6 +198,8 @@ class Message(TenantOwned, db.Model):
         ),
         sa.Index("ix_messages_due", "status", "next_attempt_at"),
         sa.Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        # The sweeper's look for sent messages awaiting a device's acknowledgement (push).
+        sa.Index("ix_messages_sent", "status", "provider", "sent_at"),
     )
 
     id: Mapped[uuid.UUID] = id_column()

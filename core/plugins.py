@@ -29,6 +29,8 @@ DEFAULT_PLUGINS = (
     "plugins.channels.sms_infobip.plugin",
     "plugins.channels.sms_twilio.plugin",
     "plugins.channels.smtp_email.plugin",
+    "plugins.channels.webpush.plugin",
+    "plugins.channels.voice_twilio.plugin",
     "plugins.regulations.fr.plugin",
     "plugins.features.exports.plugin",
 )

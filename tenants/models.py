@@ -74,6 +74,18 @@ class PluginSettings(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DeploymentSettings(db.Model):
+    """A plugin's settings for the whole deployment (every country), encrypted whole: what
+    must be one for all, such as the Web Push VAPID key pair. A country's own value of the
+    same name wins over it."""
+
+    __tablename__ = "deployment_settings"
+
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    sealed: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProviderRoute(db.Model):
     """An operator's choice of a provider for a channel in a country: priority first (lowest
     wins), then weight shares traffic between providers of equal priority."""

@@ -5,21 +5,25 @@ Each pass, in bounded batches, across clinics:
 - messages whose worker died (lease over) become due again;
 - due messages not pushed to Redis (Redis lost, restarted, or a retry's time has come) are
   pushed again; a message pushed twice is claimed once;
-- messages past their expiry end as expired.
+- messages past their expiry end as expired;
+- messages sent by a provider that waits for the device's acknowledgement (push), not
+  acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
+  end undelivered when none is left.
 """
 
 import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 
-from core import jobs
+from core import jobs, settings
 from core.db import db, utcnow
 from core.delivery import queues
 from core.delivery.dispatch import deliver
-from core.delivery.outbox import record
+from core.delivery.outbox import fall_back, record
 from core.models import Message, MessageStatus
+from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
 
 REPUSH_AFTER = timedelta(seconds=120)  # a due message not claimed by then was lost by Redis
@@ -42,6 +46,7 @@ def sweep() -> dict[str, int]:
             "the worker's lease ended: sending again",
         )
         counts["expired"] = _expire(now)
+        counts["unacknowledged"] = _unacknowledged(now)
         counts["pushed"] = _push_due(now)
     return counts
 
@@ -71,6 +76,52 @@ def _expire(now) -> int:
     for message in rows:
         message.status, message.finished_at = MessageStatus.EXPIRED, now
         record(message, MessageStatus.EXPIRED, "expired before it could be sent")
+    db.session.commit()
+    return len(rows)
+
+
+def _unacknowledged(now) -> int:
+    """Sent messages no device acknowledged in time: by the next channel, else undelivered."""
+    declared = current_app.extensions["relais"].channels
+    waits = {}  # provider -> (default minutes, {country: minutes})
+    for name, (plugin, provider) in declared.items():
+        if provider.acknowledged:
+            default, own = settings.by_country(plugin, "ack_timeout")
+            waits[name] = (int(default or 5), {c: int(m) for c, m in own.items()})
+    if not waits:
+        return 0
+    late = []
+    for name, (default, own) in waits.items():
+        per_country = [
+            sa.and_(Tenant.country_code == code, Message.sent_at < now - timedelta(minutes=m))
+            for code, m in own.items()
+        ]
+        elsewhere = sa.and_(
+            Tenant.country_code.not_in(list(own)),
+            Message.sent_at < now - timedelta(minutes=default),
+        )
+        late.append(sa.and_(Message.provider == name, sa.or_(elsewhere, *per_country)))
+    rows = db.session.execute(
+        sa.select(Message, Tenant.country_code)
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .where(Message.status == MessageStatus.SENT, sa.or_(*late))
+        .limit(BATCH)
+        .with_for_update(skip_locked=True, of=Message)
+    ).all()
+    for message, country in rows:
+        default, own = waits[message.provider]
+        why = (
+            f"{message.provider}: no device acknowledged it within "
+            f"{own.get(country, default)} minutes"
+        )
+        if not fall_back(message, why):
+            last = message.channel_index + 1 >= len(message.channels or ())
+            message.status, message.finished_at = MessageStatus.UNDELIVERED, now
+            record(
+                message,
+                MessageStatus.UNDELIVERED,
+                f"{why}; {'no channel left in the plan' if last else 'the message expired'}"[:200],
+            )
     db.session.commit()
     return len(rows)
 

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import apikeys, patients, staff
+from core import apikeys, patient_access, patients, staff
 from core.db import db
 from core.delivery import log as message_log
 from core.delivery import outbox
@@ -311,4 +311,19 @@ def patient_message(patient_id: uuid.UUID):
         return redirect(url_for(".patient_view", patient_id=patient_id)), 303
     db.session.commit()
     flash(_("Message queued: it leaves in a moment."))
+    return redirect(url_for(".patient_view", patient_id=patient_id)), 303
+
+
+@bp.route("/patients/<uuid:patient_id>/access-link", methods=["POST"])
+def patient_access_link(patient_id: uuid.UUID):
+    """Send the patient a link to their own pages (SMS, else e-mail), through the outbox."""
+    patient = patients.find_patient(patient_id)
+    try:
+        patient_access.send_access_link(g.tenant, patient)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(exc.message)
+        return redirect(url_for(".patient_view", patient_id=patient_id)), 303
+    db.session.commit()
+    flash(_("Access link sent: it works once, within 24 hours."))
     return redirect(url_for(".patient_view", patient_id=patient_id)), 303

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -108,6 +109,7 @@ class _Failure:
 class FakeTwilio:
     """A loopback Twilio; use as a context manager, or call :meth:`start` and :meth:`close`."""
 
+    resource: ClassVar[str] = "Messages.json"  # what it serves (tests/fakes/twilio_voice.py)
     account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
     auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
     callback_delay: float = 0.01  # seconds between a create and each status callback
@@ -225,6 +227,10 @@ class FakeTwilio:
 
     # --- the API -----------------------------------------------------------------------------
 
+    def _form(self, pairs: list[tuple[str, str]]) -> dict:
+        """A create request's form parameters (the last value of a repeated one)."""
+        return dict(pairs)
+
     def _create(self, account: str, form: dict[str, str], auth_ok: bool) -> tuple[int, dict]:
         self.requests.append({"form": form, "auth_ok": auth_ok})
         if not auth_ok or account != self.account_sid:
@@ -239,6 +245,15 @@ class FakeTwilio:
             return 0, {}  # closing: the message is never created
         if failure:
             return failure.status, _error(failure.code, failure.message, failure.status)
+        status, payload = self._take(account, form)
+        if status == 201 and hang:
+            if hang[1] is True:
+                self._stopping.wait(hang[0])
+            return 0, {}
+        return status, payload
+
+    def _take(self, account: str, form: dict[str, str]) -> tuple[int, dict]:
+        """Check and create a message (Twilio's status and answer), its callbacks scheduled."""
         to, body = form.get("To", ""), form.get("Body")
         sender, service = form.get("From"), form.get("MessagingServiceSid")
         if not to:
@@ -267,21 +282,24 @@ class FakeTwilio:
             status_callback=form.get("StatusCallback"),
             date_created=now,
         )
-        with self._wake:
+        with self._lock:
             self.messages.append(message)
-            if message.status_callback and not self.callbacks_before_answer:
-                for step, status in enumerate(self._statuses(), start=1):
-                    due = time.monotonic() + step * self.callback_delay
-                    heapq.heappush(self._due, (due, next(self._order), message, status))
-                self._wake.notify_all()
-        if message.status_callback and self.callbacks_before_answer:
-            for status in self._statuses():
-                self._advance(message, status)
-        if hang:
-            if hang[1] is True:
-                self._stopping.wait(hang[0])
-            return 0, {}
+        if message.status_callback:
+            self._schedule(message, self._statuses())
         return 201, message.resource()
+
+    def _schedule(self, record, statuses: list[str]) -> None:
+        """Post a created record's ``statuses`` as callbacks, one every ``callback_delay``
+        (at once, before the create's answer, with ``callbacks_before_answer``)."""
+        if self.callbacks_before_answer:
+            for status in statuses:
+                self._advance(record, status)
+            return
+        with self._wake:
+            for step, status in enumerate(statuses, start=1):
+                due = time.monotonic() + step * self.callback_delay
+                heapq.heappush(self._due, (due, next(self._order), record, status))
+            self._wake.notify_all()
 
     def _list(self, account: str, query: dict[str, list[str]], auth_ok: bool) -> tuple[int, dict]:
         if not auth_ok or account != self.account_sid:
@@ -379,16 +397,16 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers at close
 
     def do_POST(self):
-        account = self._account("Messages.json")
+        account = self._account(self.twilio.resource)
         if account is None:
             return self._send(404, _error(20404, "The requested resource was not found", 404))
         length = int(self.headers.get("Content-Length") or 0)
-        form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+        pairs = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
         self._pause()
-        self._send(*self.twilio._create(account, form, self._auth_ok()))
+        self._send(*self.twilio._create(account, self.twilio._form(pairs), self._auth_ok()))
 
     def do_GET(self):
-        account = self._account("Messages.json")
+        account = self._account(self.twilio.resource)
         if account is None:
             return self._send(404, _error(20404, "The requested resource was not found", 404))
         self._pause()

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from werkzeug.routing import Rule
 
-from core import apikeys
+from core import apikeys, patient_access
 from core.db import db
 from core.delivery import outbox
 from core.models import ApiKey, AuditEvent, Message, Patient, User, patient_practitioners
@@ -54,6 +54,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
     with app.app_context(), tenant_scope(other.id):
         recipient = db.session.get(Patient, (other.id, their_patient.id))
         their_message = outbox.send(other, recipient, "transactional", "Private", {}, ["sms"]).id
+        their_link = patient_access.make_token(other, recipient)  # an access link's token
         db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
@@ -62,6 +63,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "key_id": their_key,
         "message_id": their_message,
         "provider": "outbox_sms",
+        "token": their_link,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")

@@ -1,0 +1,139 @@
+"""Patients' own pages on their clinic's subdomain (``/me/``), with a session of their own.
+
+A patient session names its realm ``patient:<clinic id>``; a staff session names the clinic
+id alone (see :mod:`core.web.auth`). Each side checks its own realm on every request, and
+opening one session clears the other: a staff login grants nothing here, a patient session
+nothing on staff pages, and neither anything on another clinic (the cookie is host-only).
+
+For now a patient comes in through an access link staff send (:mod:`core.patient_access`);
+a later sign-up will call :func:`log_in_patient` the same way.
+"""
+
+import uuid
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from core import patient_access
+from core.db import db
+from core.errors import NotFound
+from core.models import Patient
+from core.plugins import hooks_for
+from core.web.auth import login_limit
+
+bp = Blueprint("patient", __name__, url_prefix="/me")
+
+_REALM = "patient:"
+
+
+def realm() -> str:
+    """The session realm of the current clinic's patients."""
+    return f"{_REALM}{g.tenant.id}"
+
+
+def log_in_patient(patient: Patient) -> None:
+    """Open a patient session for ``patient`` on this clinic, in a fresh session (no
+    fixation, and whatever staff session the browser had is gone)."""
+    lang = session.get("lang")
+    session.clear()
+    if lang or patient.language in current_app.config["LANGUAGES"]:
+        session["lang"] = lang or patient.language
+    session["realm"] = realm()
+    session["patient"] = str(patient.id)
+    session.permanent = True
+
+
+def log_out_patient() -> None:
+    session.clear()
+
+
+def current_patient() -> Patient | None:
+    """The patient of this request's session, or None (no session, staff, another clinic)."""
+    if "_relais_patient" in g:
+        return g._relais_patient
+    patient = None
+    if g.get("tenant") is not None and session.get("realm") == realm():
+        try:
+            patient_id = uuid.UUID(str(session.get("patient")))
+        except ValueError:
+            patient_id = None
+        if patient_id is not None:
+            patient = db.session.scalar(sa.select(Patient).where(Patient.id == patient_id))
+    g._relais_patient = patient
+    return patient
+
+
+def patient_required(view):
+    """Only for a patient of this clinic with a session: others get a 401 (JSON for JSON
+    requests, else a page saying how to come in). The view finds them in ``g.patient``."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        patient = current_patient()
+        if patient is None:
+            message = _("Open the link your clinic sent you to see this page.")
+            if request.is_json or request.accept_mimetypes.best == "application/json":
+                return jsonify({"error": {"code": "unauthorized", "message": message}}), 401
+            return render_template("patient/signed_out.html", message=message), 401
+        g.patient = patient
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.app_context_processor
+def patient_context() -> dict:
+    """``patient_session``: the patient logged in on this page, for the patient layout."""
+    wanted = has_request_context() and g.get("tenant") is not None
+    return {"patient_session": current_patient() if wanted else None}
+
+
+@bp.route("/access/<token>", methods=["GET", "POST"])
+@login_limit
+def access(token: str):
+    """An access link: a page to continue (link scanners only GET), then the session."""
+    try:
+        if request.method == "GET":
+            patient_access.check_token(g.tenant, token)
+            return render_template("patient/access.html")
+        patient = patient_access.use_token(g.tenant, token)
+    except NotFound as exc:
+        db.session.rollback()
+        return render_template("patient/link_refused.html", message=exc.message), 404
+    db.session.commit()
+    log_in_patient(patient)
+    return redirect(url_for(".home"))
+
+
+@bp.get("/")
+@patient_required
+def home():
+    """A patient's home: their clinic, emergency numbers, and what plugins offer."""
+    links = [
+        link
+        for found in hooks_for(g.tenant).relais_patient_links(tenant=g.tenant, patient=g.patient)
+        for link in found or ()
+    ]
+    return render_template("patient/home.html", patient=g.patient, links=links)
+
+
+@bp.post("/logout")
+def logout():
+    log_out_patient()
+    return render_template("patient/signed_out.html", message=_("You are logged out.")), 200
+
+
+__all__ = ["bp", "current_patient", "log_in_patient", "patient_required", "realm"]
