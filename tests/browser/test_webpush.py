@@ -66,7 +66,7 @@ def test_a_patient_turns_notifications_on_and_the_worker_acknowledges_a_push(
     expect(status).to_have_text(_("Notifications are off for this device."))
 
     # Without the permission, the page says how to give it.
-    page.get_by_role("button", name=_("Turn on")).click()
+    page.get_by_role("button", name=_("Turn on"), exact=True).click()
     expect(status).to_have_text(
         _(
             "Notifications are blocked for this site. Allow them in your browser's site "
@@ -76,7 +76,7 @@ def test_a_patient_turns_notifications_on_and_the_worker_acknowledges_a_push(
 
     # Headless Chromium here reaches no push service: the page says so, clearly.
     page.context.grant_permissions(["notifications"], origin=base)
-    page.get_by_role("button", name=_("Turn on")).click()
+    page.get_by_role("button", name=_("Turn on"), exact=True).click()
     expect(status).to_have_text(
         _(
             "This browser could not reach its push service, so notifications cannot be turned "

@@ -96,7 +96,66 @@ _ALPHANUMERIC = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
-class TwilioSms(Provider):
+class TwilioAccount(Provider):
+    """What Twilio's APIs share: an account's address and Basic authentication, webhooks
+    signed with ``X-Twilio-Signature``, and settling calls of unknown outcome with a lookup.
+
+    Subclasses (messages, voice calls) give ``try_send``, ``lookup`` and the parsers.
+    """
+
+    def _settle(self, message: Outgoing, started: datetime, timeout: float, exc) -> Result:
+        """The outcome of a call that got no answer: whatever the list API says now.
+
+        Twilio lists a message as soon as it creates it; one it creates later still (a very
+        slow request) is the case the core's lookup before a retry covers.
+        """
+        why = f"no answer from Twilio within {timeout:g} s ({type(exc).__name__})"
+        try:
+            found = self.lookup([message], started, timeout)
+        except Exception as lookup_exc:  # noqa: BLE001 - unknown stays temporary
+            return Result(
+                message.message_id,
+                TEMPORARY,
+                error=f"{why}; lookup failed: {lookup_exc}"[:200],
+                unknown=True,
+            )
+        if found:
+            return found[0]
+        # Twilio may still create it (a very slow request): the retry looks it up first.
+        return Result(
+            message.message_id, TEMPORARY, error=f"{why}; Twilio has no such message", unknown=True
+        )
+
+    def verify(self, url: str, headers: dict[str, str], body: bytes, form: dict) -> None:
+        """Check ``X-Twilio-Signature`` (HMAC-SHA1, keyed with the auth token, over the URL
+        Twilio called followed by every form parameter, name then value, sorted by name).
+
+        The URL is tried as Flask saw it, as ``https`` (TLS ended at a proxy in front of us),
+        and each with and without its default port, as Twilio's own libraries do: Twilio
+        signs the URL it was given, and which of these it was cannot be told from here.
+        Webhooks signed with a shared key (``X-Twilio-Webhooks-Signature-Settings``) are not
+        supported: set the auth token, Twilio's default.
+        """
+        token = self.settings.get("auth_token")
+        signature = _header(headers, "X-Twilio-Signature")
+        if not token or not signature:
+            raise SignatureError("no X-Twilio-Signature, or no auth token set")
+        params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        for candidate in _urls_twilio_may_have_signed(url):
+            expected = signature_for(token, candidate, params)
+            if hmac.compare_digest(expected.encode(), signature.encode()):
+                return
+        raise SignatureError("X-Twilio-Signature does not match")
+
+    def _url(self, resource: str) -> str:
+        base = (self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        return f"{base}/{API_VERSION}/Accounts/{self.settings['account_sid']}/{resource}"
+
+    def _auth(self) -> tuple[str, str]:
+        return self.settings["account_sid"], self.settings["auth_token"]
+
+
+class TwilioSms(TwilioAccount):
     """Twilio's Messages API, one request per message."""
 
     name, channel = "twilio_sms", "sms"
@@ -132,29 +191,6 @@ class TwilioSms(Provider):
             # Sent, but no (complete) answer: Twilio may have created the message.
             return self._settle(message, started, timeout, exc)
         return _answer(message, response)
-
-    def _settle(self, message: Outgoing, started: datetime, timeout: float, exc) -> Result:
-        """The outcome of a call that got no answer: whatever the list API says now.
-
-        Twilio lists a message as soon as it creates it; one it creates later still (a very
-        slow request) is the case the core's lookup before a retry covers.
-        """
-        why = f"no answer from Twilio within {timeout:g} s ({type(exc).__name__})"
-        try:
-            found = self.lookup([message], started, timeout)
-        except Exception as lookup_exc:  # noqa: BLE001 - unknown stays temporary
-            return Result(
-                message.message_id,
-                TEMPORARY,
-                error=f"{why}; lookup failed: {lookup_exc}"[:200],
-                unknown=True,
-            )
-        if found:
-            return found[0]
-        # Twilio may still create it (a very slow request): the retry looks it up first.
-        return Result(
-            message.message_id, TEMPORARY, error=f"{why}; Twilio has no such message", unknown=True
-        )
 
     # --- recovering unknown outcomes -------------------------------------------------------
 
@@ -208,27 +244,6 @@ class TwilioSms(Provider):
 
     # --- webhooks --------------------------------------------------------------------------
 
-    def verify(self, url: str, headers: dict[str, str], body: bytes, form: dict) -> None:
-        """Check ``X-Twilio-Signature`` (HMAC-SHA1, keyed with the auth token, over the URL
-        Twilio called followed by every form parameter, name then value, sorted by name).
-
-        The URL is tried as Flask saw it, as ``https`` (TLS ended at a proxy in front of us),
-        and each with and without its default port, as Twilio's own libraries do: Twilio
-        signs the URL it was given, and which of these it was cannot be told from here.
-        Webhooks signed with a shared key (``X-Twilio-Webhooks-Signature-Settings``) are not
-        supported: set the auth token, Twilio's default.
-        """
-        token = self.settings.get("auth_token")
-        signature = _header(headers, "X-Twilio-Signature")
-        if not token or not signature:
-            raise SignatureError("no X-Twilio-Signature, or no auth token set")
-        params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        for candidate in _urls_twilio_may_have_signed(url):
-            expected = signature_for(token, candidate, params)
-            if hmac.compare_digest(expected.encode(), signature.encode()):
-                return
-        raise SignatureError("X-Twilio-Signature does not match")
-
     def parse_receipts(self, headers: dict[str, str], body: bytes, form: dict) -> list[Receipt]:
         """A status callback: ``MessageSid``, ``MessageStatus``, ``ErrorCode`` on failures.
 
@@ -272,13 +287,6 @@ class TwilioSms(Provider):
             raise ProviderError(
                 f"sms_twilio is not configured: set its {', '.join(missing)}", PERMANENT
             )
-
-    def _url(self, resource: str) -> str:
-        base = (self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        return f"{base}/{API_VERSION}/Accounts/{self.settings['account_sid']}/{resource}"
-
-    def _auth(self) -> tuple[str, str]:
-        return self.settings["account_sid"], self.settings["auth_token"]
 
     def _sender(self) -> dict[str, str]:
         sender = self.settings["sender"]
@@ -396,7 +404,7 @@ def _client() -> httpx.Client:
     client = _clients.get(pid)
     if client is None:
         _clients.clear()
-        client = _clients[pid] = httpx.Client(headers={"User-Agent": "relais-sms-twilio"})
+        client = _clients[pid] = httpx.Client(headers={"User-Agent": "relais-twilio"})
     return client
 
 

@@ -52,7 +52,6 @@ from core.delivery.providers import (
     TEMPORARY,
     UNREACHABLE,
     Outgoing,
-    Provider,
     ProviderError,
     Receipt,
     Result,
@@ -62,7 +61,7 @@ from core.settings import Setting
 from plugins.channels.sms_twilio.plugin import (
     DEFAULT_BASE_URL,
     SKEW,
-    TwilioSms,
+    TwilioAccount,
     _client,
     _json,
     parse_account_sid,
@@ -116,17 +115,11 @@ _CALL_SID = re.compile(r"^CA[0-9a-f]{32}$", re.IGNORECASE)
 _VOICE = re.compile(r"^[A-Za-z]+(\.[A-Za-z0-9-]+)*$")
 
 
-class TwilioVoice(Provider):
+class TwilioVoice(TwilioAccount):
     """Twilio's Calls API, one call per message."""
 
     name, channel = "twilio_voice", "voice"
     batch_size = 1
-
-    # Twilio authenticates, addresses and signs calls exactly as messages: the same code.
-    verify = TwilioSms.verify
-    _url = TwilioSms._url
-    _auth = TwilioSms._auth
-    _settle = TwilioSms._settle
 
     # --- sending ---------------------------------------------------------------------------
 
