@@ -63,6 +63,7 @@ def send_access_link(tenant, patient: Patient) -> Message:
         {"text": "{{ text }}", "subject": "{{ subject }}"},
         {"text": text, "subject": subject},
         CHANNELS,
+        confidential=True,  # the link opens the patient's page: not for staff eyes
     )
 
 

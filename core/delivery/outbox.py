@@ -34,6 +34,7 @@ def send(
     not_before: datetime | None = None,
     expires_at: datetime | None = None,
     attachments: list[tuple[str, str, bytes]] | None = None,
+    confidential: bool = False,
 ) -> Message:
     """Put a message to ``patient`` in the outbox; it leaves after the caller commits.
 
@@ -41,6 +42,8 @@ def send(
     :param channels: the channel plan, tried in order (fallback on the next one).
     :param attachments: ``(filename, mime type, data)`` for channels that carry files
         (e-mail), e.g. an .ics invitation; stored encrypted with the content.
+    :param confidential: the text holds a secret for the patient alone (an access link, a
+        code): staff pages never show it.
     :raises ValidationError: naming the argument that is not acceptable.
     """
     if purpose not in PURPOSES:
@@ -53,6 +56,8 @@ def send(
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
     content = render(template, variables or {})
+    if confidential:
+        content["confidential"] = True
     if attachments:
         content["attachments"] = [
             {"filename": name, "mime_type": mime, "data": base64.b64encode(data).decode()}

@@ -56,7 +56,7 @@ from core.delivery.providers import (
     Receipt,
     Result,
 )
-from core.errors import ValidationError
+from core.errors import NotFound, ValidationError
 from core.settings import Setting
 from plugins.channels.sms_twilio.plugin import (
     DEFAULT_BASE_URL,
@@ -340,6 +340,8 @@ def message_audio(message_id: uuid.UUID):
     """A message of this clinic as its call says it (its read audited like the message page)."""
     message, patient = message_log.read_message(message_id)
     db.session.commit()  # the audit of the read
+    if message.content.get("confidential"):
+        raise NotFound(_("No such message."))  # a secret for the patient alone
     language = speech.language_of(patient.language if patient else None)
     return _wav(speech.script(message.content["text"], language, message.purpose), language)
 

@@ -757,3 +757,25 @@ def test_no_access_link_for_a_patient_who_cannot_receive_it(push_app, clinic):
     assert expected in staff.get(path).text
     with push_app.app_context(), tenant_scope(clinic.id):
         assert db.session.scalars(sa.select(Message)).all() == []
+
+
+def test_staff_never_read_an_access_link_in_the_message_log(push_app, clinic):
+    patient = make_patient(push_app, clinic)
+    staff = client_for(push_app, clinic.slug)
+    log_in(staff, make_staff(push_app, clinic, "admin"))
+    path = f"/patients/{patient.id}"
+    assert (
+        staff.post(f"{path}/access-link", data={"csrf_token": csrf_token(staff, path)}).status_code
+        == 303
+    )
+    with push_app.app_context(), tenant_scope(clinic.id):
+        message = db.session.scalars(sa.select(Message)).one()
+        link = re.search(r"https?://\S+/me/access/\S+", message.content["text"])[0]
+    page = staff.get(f"/messages/{message.id}")
+    assert page.status_code == 200
+    assert link not in page.text and "/me/access/" not in page.text
+    with push_app.app_context(), force_locale("fr"):  # the template's text, as is
+        hidden = gettext(
+            "Hidden: this message holds a secret for the patient alone (an access link or a code)."
+        )
+    assert hidden in page.text
