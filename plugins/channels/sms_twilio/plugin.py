@@ -25,6 +25,7 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
@@ -100,8 +101,34 @@ class TwilioAccount(Provider):
     """What Twilio's APIs share: an account's address and Basic authentication, webhooks
     signed with ``X-Twilio-Signature``, and settling calls of unknown outcome with a lookup.
 
-    Subclasses (messages, voice calls) give ``try_send``, ``lookup`` and the parsers.
+    Subclasses (messages, voice calls) give ``try_send``, ``lookup`` and the parsers, and
+    name their list resource, its JSON key and its date filter.
     """
+
+    resource: ClassVar[str]  # e.g. "Messages.json"
+    listed: ClassVar[str]  # the list's key in Twilio's answer, e.g. "messages"
+    since_filter: ClassVar[str]  # e.g. "DateSent>"
+
+    def _listed(self, to: str, earliest: datetime, timeout: float) -> list[dict]:
+        """The recipient's items since the day of ``earliest``, then their latest ones
+        unfiltered (an item still queued at Twilio has no date for the filter to match)."""
+        queries = (
+            {"To": to, self.since_filter: earliest.date().isoformat(), "PageSize": "100"},
+            {"To": to, "PageSize": "50"},
+        )
+        seen: dict[str, dict] = {}
+        for params in queries:
+            try:
+                response = _client().get(
+                    self._url(self.resource), params=params, auth=self._auth(), timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                raise ProviderError(f"Twilio's list did not answer: {exc}") from exc
+            if response.status_code != 200:
+                raise ProviderError(f"Twilio's list answered HTTP {response.status_code}")
+            for item in _json(response).get(self.listed) or []:
+                seen.setdefault(item.get("sid"), item)
+        return list(seen.values())
 
     def _settle(self, message: Outgoing, started: datetime, timeout: float, exc) -> Result:
         """The outcome of a call that got no answer: whatever the list API says now.
@@ -159,6 +186,7 @@ class TwilioSms(TwilioAccount):
     """Twilio's Messages API, one request per message."""
 
     name, channel = "twilio_sms", "sms"
+    resource, listed, since_filter = "Messages.json", "messages", "DateSent>"
     batch_size = 1
 
     # --- sending ---------------------------------------------------------------------------
@@ -222,25 +250,6 @@ class TwilioSms(TwilioAccount):
                 found.append(Result(message.message_id, ACCEPTED, provider_ref=sid))
                 break
         return found
-
-    def _listed(self, to: str, earliest: datetime, timeout: float) -> list[dict]:
-        queries = (
-            {"To": to, "DateSent>": earliest.date().isoformat(), "PageSize": "100"},
-            {"To": to, "PageSize": "50"},
-        )
-        seen: dict[str, dict] = {}
-        for params in queries:
-            try:
-                response = _client().get(
-                    self._url("Messages.json"), params=params, auth=self._auth(), timeout=timeout
-                )
-            except httpx.TransportError as exc:
-                raise ProviderError(f"Twilio's list did not answer: {exc}") from exc
-            if response.status_code != 200:
-                raise ProviderError(f"Twilio's list answered HTTP {response.status_code}")
-            for item in _json(response).get("messages") or []:
-                seen.setdefault(item.get("sid"), item)
-        return list(seen.values())
 
     # --- webhooks --------------------------------------------------------------------------
 

@@ -119,6 +119,7 @@ class TwilioVoice(TwilioAccount):
     """Twilio's Calls API, one call per message."""
 
     name, channel = "twilio_voice", "voice"
+    resource, listed, since_filter = "Calls.json", "calls", "StartTime>"
     batch_size = 1
 
     # --- sending ---------------------------------------------------------------------------
@@ -204,25 +205,6 @@ class TwilioVoice(TwilioAccount):
                 found.append(Result(message.message_id, ACCEPTED, provider_ref=sid))
                 break
         return found
-
-    def _listed(self, to: str, earliest: datetime, timeout: float) -> list[dict]:
-        queries = (
-            {"To": to, "StartTime>": earliest.date().isoformat(), "PageSize": "100"},
-            {"To": to, "PageSize": "50"},
-        )
-        seen: dict[str, dict] = {}
-        for params in queries:
-            try:
-                response = _client().get(
-                    self._url("Calls.json"), params=params, auth=self._auth(), timeout=timeout
-                )
-            except httpx.TransportError as exc:
-                raise ProviderError(f"Twilio's list did not answer: {exc}") from exc
-            if response.status_code != 200:
-                raise ProviderError(f"Twilio's list answered HTTP {response.status_code}")
-            for item in _json(response).get("calls") or []:
-                seen.setdefault(item.get("sid"), item)
-        return list(seen.values())
 
     def _ours(self, call: dict, to: str, earliest: datetime) -> bool:
         if call.get("direction") != "outbound-api" or call.get("to") != to:
