@@ -112,6 +112,68 @@ class Patient(TenantOwned, db.Model):
         return f"{self.first_name} {self.last_name}"
 
 
+class ConsentAction(StrEnum):
+    GIVEN = "given"
+    CONFIRMED = "confirmed"  # a double opt-in's second step (Germany)
+    WITHDRAWN = "withdrawn"  # an opt-out: STOP, a link, staff noting it
+
+
+class ConsentMethod(StrEnum):
+    FORM = "form"  # a form the patient filled in (the clinic's page, a signed form)
+    PAPER = "paper"  # a paper form, noted by staff
+    SMS_REPLY = "sms_reply"
+    LINK = "link"
+    API = "api"  # recorded by the clinic's practice software
+
+
+class Consent(TenantOwned, db.Model):
+    """One step of a patient's consent to non-essential messages on a channel: given,
+    confirmed or withdrawn, how, by whom, when. Append-only: the latest step is the state,
+    the rows before it are the proof (see :mod:`core.consent`)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"
+        ),
+        sa.Index("ix_consents_patient", "tenant_id", "patient_id", "channel", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = id_column()
+    patient_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    purpose: Mapped[str] = mapped_column(sa.String(20))  # "non_essential"
+    action: Mapped[ConsentAction] = mapped_column(
+        sa.Enum(
+            ConsentAction,
+            native_enum=False,
+            length=10,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    method: Mapped[ConsentMethod] = mapped_column(
+        sa.Enum(
+            ConsentMethod,
+            native_enum=False,
+            length=10,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    actor: Mapped[str] = mapped_column(sa.String(80))  # "patient", "user:<id>", "api_key:<id>"
+    at: Mapped[datetime] = created_column()
+
+
+class ClinicSettings(TenantOwned, db.Model):
+    """A plugin's settings chosen by a clinic for itself (those its plugin declares with
+    ``clinic=True``), over its country's; encrypted whole."""
+
+    __tablename__ = "clinic_settings"
+
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    sealed: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = created_column()
+
+
 class AccessLinkUse(TenantOwned, db.Model):
     """A patient's access link that was used: each link opens one session, once
     (see :mod:`core.web.patient`)."""
@@ -217,6 +279,9 @@ class Message(TenantOwned, db.Model):
     content: Mapped[dict] = mapped_column(EncryptedJSON)  # rendered once: subject, text, html
     verdict: Mapped[str] = mapped_column(sa.String(10), default="allow")
     verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    verdict_rule: Mapped[str | None] = mapped_column(sa.String(40))  # e.g. "quiet_hours"
+    verdict_plugin: Mapped[str | None] = mapped_column(sa.String(100))  # e.g. "fr"
+    verdict_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a deferral's date
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -37,14 +37,17 @@ class Verdict:
     """A regulation plugin's answer about an outgoing message (``relais_judge_message``).
 
     ``action``: ``allow``; ``defer`` until ``until``; ``deny`` with a ``reason``; ``amend``
-    with a new ``text`` (e.g. a STOP mention added). ``rule`` names the rule that gave it
-    (e.g. ``"quiet_hours"``); the core fills ``plugin``.
+    with a new ``text`` (e.g. a STOP mention added) and/or fewer ``channels`` (e.g. no
+    voice call for a campaign). ``reason`` is a sentence for staff, in plain words ("quiet
+    hours in France"); ``rule`` names the rule that gave it (e.g. ``"quiet_hours"``); the
+    core fills ``plugin``.
     """
 
     action: str = "allow"
     until: datetime | None = None
     reason: str | None = None
     text: str | None = None
+    channels: tuple[str, ...] | None = None
     rule: str | None = None
     plugin: str | None = None
 

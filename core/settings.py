@@ -1,7 +1,9 @@
 """Plugin settings: declared by plugins, set by operators per country, stored encrypted.
 
 A plugin may also keep values for the whole deployment (:func:`save_deployment`), e.g. a key
-pair every country must share; a country's own value of the same name wins over them.
+pair every country must share; a country's own value of the same name wins over them. A
+setting declared with ``clinic=True`` may also be chosen by each clinic for itself
+(:func:`save_clinic`), and the clinic's choice wins over its country's.
 """
 
 import json
@@ -15,6 +17,7 @@ from flask_babel import gettext as _
 from core.crypto import seal, unseal
 from core.db import db, utcnow
 from core.errors import ValidationError
+from core.models import ClinicSettings
 from core.plugins import host
 from tenants.models import DeploymentSettings, PluginSettings
 
@@ -34,6 +37,7 @@ class Setting:
     secret: bool = False
     help: str = ""
     parse: Callable[[str], Any] = str
+    clinic: bool = False  # each clinic's admins may choose it for their clinic
 
 
 def schema(plugin: str) -> list[Setting]:
@@ -64,10 +68,7 @@ def save_deployment(plugin: str, values: dict[str, Any]) -> None:
     are not parsed.
     """
     row = db.session.get(DeploymentSettings, plugin) or DeploymentSettings(plugin=plugin)
-    merged = {**(json.loads(unseal(row.sealed)) if row.sealed else {}), **values}
-    row.sealed = seal(json.dumps(merged))
-    row.updated_at = utcnow()
-    db.session.add(row)
+    _seal(row, {**deployment(plugin), **values})
 
 
 def save(country_code: str, plugin: str, form: dict[str, str]) -> dict[str, Any]:
@@ -75,8 +76,39 @@ def save(country_code: str, plugin: str, form: dict[str, str]) -> dict[str, Any]
 
     :raises ValidationError: naming the first setting that does not parse; nothing is stored.
     """
-    values = _country(country_code, plugin)  # deployment-wide values stay where they are
-    for setting in schema(plugin):
+    # Deployment-wide values stay where they are.
+    values = _parsed(schema(plugin), _country(country_code, plugin), form)
+    row = db.session.get(PluginSettings, (country_code, plugin)) or PluginSettings(
+        country_code=country_code, plugin=plugin
+    )
+    _seal(row, values)
+    return values
+
+
+def clinic_values(tenant, plugin: str) -> dict[str, Any]:
+    """The values a clinic chose for itself (its settings declared with ``clinic=True``)."""
+    row = db.session.get(ClinicSettings, (tenant.id, plugin))
+    return json.loads(unseal(row.sealed)) if row else {}
+
+
+def save_clinic(tenant, plugin: str, form: dict[str, str]) -> dict[str, Any]:
+    """Validate and store a clinic admin's choices for a plugin's clinic settings; an empty
+    field goes back to the country's value.
+
+    :raises ValidationError: naming the first setting that does not parse; nothing is stored.
+    """
+    own = [s for s in schema(plugin) if s.clinic]
+    values = _parsed(own, clinic_values(tenant, plugin), form)
+    row = db.session.get(ClinicSettings, (tenant.id, plugin)) or ClinicSettings(
+        tenant_id=tenant.id, plugin=plugin
+    )
+    _seal(row, values)
+    return values
+
+
+def _parsed(declared: list[Setting], values: dict[str, Any], form: dict[str, str]) -> dict:
+    values = dict(values)
+    for setting in declared:
         text = (form.get(setting.name) or "").strip()
         if setting.secret and not text:
             continue  # keep the stored secret
@@ -89,13 +121,13 @@ def save(country_code: str, plugin: str, form: dict[str, str]) -> dict[str, Any]
             raise ValidationError(
                 _("%(label)s: %(problem)s", label=setting.label, problem=exc), field=setting.name
             ) from exc
-    row = db.session.get(PluginSettings, (country_code, plugin)) or PluginSettings(
-        country_code=country_code, plugin=plugin
-    )
+    return values
+
+
+def _seal(row, values: dict[str, Any]) -> None:
     row.sealed = seal(json.dumps(values))
     row.updated_at = utcnow()
     db.session.add(row)
-    return values
 
 
 def by_country(plugin: str, name: str) -> tuple[Any, dict[str, Any]]:
@@ -112,23 +144,25 @@ def by_country(plugin: str, name: str) -> tuple[Any, dict[str, Any]]:
 
 
 def plugin_setting(tenant, plugin: str, name: str) -> Any:
-    """A plugin's setting for a clinic: the value set for its country, else for the
-    deployment, else the default."""
-    value = stored(tenant.country_code, plugin).get(name)
-    if value is not None:
-        return value
+    """A plugin's setting for a clinic: the clinic's own choice (for a ``clinic`` setting),
+    else the value set for its country, else for the deployment, else the default."""
     declared = {s.name: s for s in schema(plugin)}
     if name not in declared:
         raise KeyError(f"plugin {plugin!r} declares no setting {name!r}")
-    return declared[name].default
+    value = clinic_values(tenant, plugin).get(name) if declared[name].clinic else None
+    if value is None:
+        value = stored(tenant.country_code, plugin).get(name)
+    return declared[name].default if value is None else value
 
 
 __all__ = [
     "Setting",
     "by_country",
+    "clinic_values",
     "deployment",
     "plugin_setting",
     "save",
+    "save_clinic",
     "save_deployment",
     "schema",
     "stored",

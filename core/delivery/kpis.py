@@ -10,6 +10,8 @@ Definitions (C7):
 - sent: accepted by a provider (``sent_at`` set), whatever came next;
 - delivered / undelivered: as the provider's receipt said; failed: no provider took it;
 - delivery rate: delivered / sent;
+- deferred / denied: messages a country's rules deferred (quiet hours) or refused (no
+  consent, an opt-out, a sender the country refuses);
 - time to reception: ``delivered_at`` minus when the message was due (its creation, or its
   ``not_before`` when scheduled later); mean, p50, p95, p99, and the share within 5 s;
 - provider availability: the share of settled attempts that were not temporary failures
@@ -54,6 +56,8 @@ class Kpi:
     delivered: int = 0
     undelivered: int = 0
     failed: int = 0
+    deferred: int = 0
+    denied: int = 0
     timed: int = 0  # delivered with a delivery time
     mean_s: float | None = None
     quantiles_s: dict[float, float | None] = field(default_factory=dict)
@@ -93,6 +97,8 @@ class Kpi:
             "delivered": self.delivered,
             "undelivered": self.undelivered,
             "failed": self.failed,
+            "deferred": self.deferred,
+            "denied": self.denied,
             "delivery_rate": _round(self.delivery_rate),
             "time_to_reception_s": {
                 "mean": _round(self.mean_s),
@@ -156,7 +162,7 @@ def _tables(start, end, groupings) -> dict[tuple[str, ...], dict[tuple, Kpi]]:
             yield tables[grouping].setdefault(key, Kpi(key)), figures
 
     for kpi, figures in rows_of(_message_figures(start, end, names, groupings)):
-        for name in ("messages", "sent", "delivered", "undelivered", "failed", "timed", "within"):
+        for name in (*_MESSAGE_COUNTS, "timed", "within"):
             setattr(kpi, name, figures[name])
         kpi.mean_s = _float(figures["mean_s"])
         quantiles = figures.get("quantiles") or [None] * len(QUANTILES)
@@ -164,6 +170,9 @@ def _tables(start, end, groupings) -> dict[tuple[str, ...], dict[tuple, Kpi]]:
     for kpi, figures in rows_of(_attempt_figures(start, end, names, groupings)):
         kpi.attempts, kpi.temporary_failures = figures["attempts"], figures["temporary"]
     return tables
+
+
+_MESSAGE_COUNTS = ("messages", "sent", "delivered", "undelivered", "failed", "deferred", "denied")
 
 
 def _mask(names: list[str], grouping: tuple[str, ...]) -> int:
@@ -295,6 +304,7 @@ def _message_figures(start: datetime, end: datetime, names, groupings) -> sa.Sel
             *(_message_key(n).label(n) for n in names),
             Message.sent_at.is_not(None).label("was_sent"),
             Message.status,
+            Message.verdict,
             _reception().label("reception"),
         )
         .select_from(Message)
@@ -310,6 +320,8 @@ def _message_figures(start: datetime, end: datetime, names, groupings) -> sa.Sel
         _count_if(rows.c.status == MessageStatus.DELIVERED).label("delivered"),
         _count_if(rows.c.status == MessageStatus.UNDELIVERED).label("undelivered"),
         _count_if(rows.c.status == MessageStatus.FAILED).label("failed"),
+        _count_if(rows.c.verdict == "defer").label("deferred"),
+        _count_if(rows.c.verdict == "deny").label("denied"),
         sa.func.count(reception).label("timed"),
         sa.func.avg(reception).label("mean_s"),
         _count_if(reception <= WITHIN).label("within"),

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from core import audit, patients
@@ -149,6 +150,17 @@ def verdict_labels() -> dict[str, str]:
         "deny": _("Refused"),
         "amend": _("Amended"),
     }
+
+
+def verdict_sentence(message) -> str:
+    """What the country's rules did to a message, in plain words, e.g. "Deferred to Monday
+    30 March 08:00: quiet hours in France" (in the clinic's time zone)."""
+    if message.verdict == "defer" and message.verdict_until:
+        when = format_datetime(message.verdict_until, "EEEE d MMMM HH:mm")
+        label = _("Deferred to %(when)s", when=when)
+    else:
+        label = verdict_labels().get(message.verdict, message.verdict)
+    return f"{label}: {message.verdict_reason}" if message.verdict_reason else label
 
 
 def channel_labels() -> dict[str, str]:

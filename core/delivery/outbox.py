@@ -144,21 +144,30 @@ def judge(tenant, patient: Patient, message: Message) -> Verdict:
         if verdict is None:
             continue
         verdicts.append(replace(verdict, plugin=plugin))
-        if verdict.action == "amend" and verdict.text:
-            message.content = {**message.content, "text": verdict.text}
+        if verdict.action == "amend":
+            _amend(message, verdict)
     return Verdict.strictest(verdicts)
+
+
+def _amend(message: Message, verdict: Verdict) -> None:
+    if verdict.text:
+        message.content = {**message.content, "text": verdict.text}
+    if verdict.channels is not None:
+        message.channels = [c for c in message.channels if c in verdict.channels]
 
 
 def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> None:
     message.verdict, message.verdict_reason = verdict.action, verdict.reason
+    message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
     if verdict.action == "deny":
         message.status, message.finished_at = MessageStatus.DENIED, now
         return
-    if verdict.action == "amend" and verdict.text:
-        message.content = {**message.content, "text": verdict.text}
+    if not message.channels:  # amendments took every channel away: nothing can carry it
+        message.status, message.finished_at = MessageStatus.DENIED, now
+        return
     due = message.not_before or now
     if verdict.action == "defer" and verdict.until and verdict.until > due:
-        due = verdict.until
+        due = message.verdict_until = verdict.until
     message.next_attempt_at = due
     if due > now:
         message.status = MessageStatus.SCHEDULED

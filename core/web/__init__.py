@@ -180,7 +180,7 @@ def message_view(message_id: uuid.UUID):
         attempts=attempts,
         outcomes=message_log.outcome_labels(),
         steps=message_log.event_labels(),
-        verdicts=message_log.verdict_labels(),
+        verdict_sentence=message_log.verdict_sentence,
         **_message_labels(),
     )
 

@@ -95,10 +95,11 @@ def test_the_delivery_page_shows_figures_tables_and_charts(console, traffic):
         assert f">{heading}</h2>" in text
     assert "Clinic berlin (berlin)" in text and "Deutschland" in text
     sms = row(text, "by-channel", "SMS")
-    assert sms[:6] == ["6", "5", "4", "1", "0", "80.0%"]  # messages, sent... delivery rate
-    assert sms[7] == "1.50 s"  # median of 1, 1, 2, 8 (Berlin's SMS included)
-    assert sms[10] == "75.0%"  # within 5 s
-    assert sms[11:] == ["5", "100.0%"]  # provider calls, availability
+    # messages, sent, delivered, undelivered, failed, deferred, refused by rules, delivery rate
+    assert sms[:8] == ["6", "5", "4", "1", "0", "0", "0", "80.0%"]
+    assert sms[9] == "1.50 s"  # median of 1, 1, 2, 8 (Berlin's SMS included)
+    assert sms[12] == "75.0%"  # within 5 s
+    assert sms[13:] == ["5", "100.0%"]  # provider calls, availability
     # Charts: an image with a text alternative naming each bar's figures.
     chart = re.search(
         r'<svg role="img" aria-labelledby="chart-channel-title chart-channel-desc"'
