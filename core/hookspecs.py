@@ -83,6 +83,32 @@ def relais_judge_message(tenant, patient, message):
     """
 
 
+@hookspec(firstresult=True)
+def relais_retention_policy(country_code):
+    """Say how long a country keeps what the outbox stores about its clinics' messages.
+
+    Asked by the retention job (``relais purge``, and the worker once a day) for each country
+    with clinics. First non-None result wins; without any, the core's default applies
+    (:data:`core.regulation.DEFAULT_RETENTION`).
+
+    :param country_code: ISO 3166-1 alpha-2 code, e.g. ``"DE"``.
+    :return: a :class:`core.regulation.Retention`, or None if this plugin does not regulate
+        that country.
+    """
+
+
+@hookspec
+def relais_country_warnings(country_code):
+    """Say what stops a country's clinics from sending as they should, for its operator.
+
+    Shown on the operator console's pages of that country (e.g. "the SMS sender ID INFO is
+    generic: French operators refuse it"). Asked of every installed plugin enabled there.
+
+    :param country_code: ISO 3166-1 alpha-2 code, e.g. ``"IT"``.
+    :return: a list of sentences for the operator (empty when all is well).
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Features: pages, commands and reactions built on the core.
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,24 @@ class CountryProfile:
     medical_emergency_number: str | None = None
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a country keeps messages (``relais_retention_policy``).
+
+    :param contents: after this, a message's text, subject and attachments, and patients'
+        replies, are erased (the delivery record stays, without them).
+    :param records: after this, the delivery record itself (message row, its history and
+        provider attempts) is deleted.
+    """
+
+    contents: timedelta
+    records: timedelta
+
+
+# Without a country's own policy: contents for a year, records for three (prescription of
+# civil claims in several EU countries); regulation plugins say their country's.
+DEFAULT_RETENTION = Retention(contents=timedelta(days=365), records=timedelta(days=3 * 365))
+
 # Purposes that need no consent and are never deferred by quiet hours: what the patient asked
 # for or expects (codes, reminders, replies, appointment changes). Others (campaigns,
 # grouped communications, practice news) are non-essential.
