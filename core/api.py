@@ -10,10 +10,11 @@ import uuid
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
-from core import apikeys, patients
+from core import apikeys, consent, consent_views, patients
 from core.db import db, utcnow
 from core.delivery import outbox, views
 from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.models import ConsentMethod
 
 bp = Blueprint("api", __name__)
 
@@ -71,6 +72,35 @@ def patient_update(patient_id: uuid.UUID):
     return jsonify(patients.to_json(patient))
 
 
+@bp.get("/patients/<uuid:patient_id>/consents")
+def consent_list(patient_id: uuid.UUID):
+    """A patient's consent on every channel, and every step of it (the proof)."""
+    body = consent_views.to_json(patients.get_patient(patient_id))
+    db.session.commit()
+    return jsonify(body)
+
+
+CONSENT_FIELDS = {"channel", "action", "method"}
+
+
+@bp.post("/patients/<uuid:patient_id>/consents")
+def consent_create(patient_id: uuid.UUID):
+    """Record a step of a patient's consent: 201 with the new state, or 200 with
+    ``"changed": false`` when it changes nothing (e.g. a second opt-out)."""
+    patient = patients.find_patient(patient_id)
+    data = _body()
+    unknown = set(data) - CONSENT_FIELDS
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
+    channel, action, method = consent_views.parse_step(data, default_method=ConsentMethod.API)
+    step = consent_views.record_step(patient, channel, action, method)
+    state = consent_views.state_json(consent.state(patient, channel))
+    db.session.commit()
+    body = {"channel": channel, **state, "changed": step is not None}
+    return jsonify(body), (201 if step is not None else 200)
+
+
 MESSAGE_FIELDS = {
     "patient_id",
     "purpose",
@@ -84,7 +114,8 @@ MESSAGE_FIELDS = {
 
 @bp.post("/messages")
 def message_create():
-    """Queue a message to a patient; answers at once with its id (202)."""
+    """Queue a message to a patient; answers at once with its id (202), its status and what
+    the country's rules said (a refusal's reason, a deferral's date)."""
     data = _body()
     unknown = set(data) - MESSAGE_FIELDS
     if unknown:
@@ -111,7 +142,13 @@ def message_create():
         expires_at=views.parse_time(data.get("expires_at"), "expires_at"),
     )
     db.session.commit()
-    return jsonify({"id": str(message.id), "status": str(message.status)}), 202
+    return jsonify(
+        {
+            "id": str(message.id),
+            "status": str(message.status),
+            "verdict": views.verdict_json(message),
+        }
+    ), 202
 
 
 @bp.get("/messages/<uuid:message_id>")

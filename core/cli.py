@@ -5,6 +5,7 @@ Bad input exits with code 2 and a sentence, changing nothing.
 """
 
 import functools
+import sys
 
 import click
 from flask import current_app
@@ -13,7 +14,7 @@ from flask_migrate import upgrade
 from rq import SimpleWorker
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from core import jobs
+from core import jobs, retention
 from core.app import create_app
 from core.db import db
 from core.delivery import routing
@@ -304,10 +305,45 @@ def worker(burst: bool):
     # SimpleWorker runs jobs in this process (no fork per job: ~5x the throughput). The
     # database, not RQ, is the source of truth, so a killed worker loses nothing.
     queues = [jobs.queue(name) for name in jobs.QUEUES]
-    sweeper = Sweeper(current_app._get_current_object())
+    sweeper = Sweeper(current_app._get_current_object(), purge=True)
     if not burst:
-        sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses
+        sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses;
+        # and once a day in the deployment, the retention purge
     try:
         SimpleWorker(queues, connection=jobs.redis()).work(burst=burst, with_scheduler=True)
     finally:
         sweeper.stopped.set()
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@click.option("--country", "codes", multiple=True, help="Only this country (repeatable).")
+@domain_errors
+def purge(dry_run: bool, codes: tuple[str, ...]):
+    """Erase and delete what each country's retention rules keep no longer."""
+    with system_scope():
+        # An unknown code is an error, not a country with nothing to purge.
+        only = list(dict.fromkeys(provisioning.country(c).code for c in codes))
+        only = only or retention.countries()
+        clinics = sum(len(retention.clinics(code)) for code in only)
+        db.session.rollback()
+    with click.progressbar(length=clinics, label="Clinics", file=sys.stderr) as bar:
+        report = retention.purge_by_country(
+            dry_run=dry_run, only=only, on_clinic=lambda: bar.update(1)
+        )
+    for code, r in report.items():
+        policy, n = r["policy"], r["counts"]
+        source = f"{r['plugin']} plugin" if r["plugin"] else "default"
+        click.echo(
+            f"{code}  contents {policy.contents.days} days, records {policy.records.days} days "
+            f"({source}): messages {n['messages_erased']} erased, {n['messages_deleted']} "
+            f"deleted; replies {n['replies_erased']} erased, {n['replies_deleted']} deleted; "
+            f"early receipts {n['early_receipts_deleted']} deleted"
+        )
+    if not report:
+        click.echo("No clinic: nothing to purge.")
+    if dry_run:
+        click.echo("Dry run: nothing was changed.")

@@ -23,6 +23,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from core.db import db
 from core.errors import NotFound
 from core.models import Consent, ConsentAction, ConsentMethod, Patient
+from core.plugins import hooks_for
+from tenants.models import Tenant
 
 NON_ESSENTIAL = "non_essential"
 CHANNELS = ("sms", "email", "push", "voice")
@@ -113,6 +115,8 @@ def record(
     )
     db.session.add(step)
     db.session.flush()
+    tenant = db.session.get(Tenant, patient.tenant_id)
+    hooks_for(tenant).relais_consent_recorded(tenant=tenant, patient=patient, consent=step)
     return step
 
 
@@ -127,7 +131,8 @@ def link(tenant, patient: Patient, channel: str, action: ConsentAction) -> str:
     """An absolute link by which the patient withdraws (opt-out) or confirms their consent on
     ``channel``; it opens a page with one button, so a link preview changes nothing."""
     token = _serializer(tenant).dumps({"p": str(patient.id), "c": channel, "a": str(action)})
-    return url_for("consent.page", token=token, _external=True)
+    # The clinic's subdomain said outright: a worker or webhook has no clinic in ``g``.
+    return url_for("consent.page", tenant=tenant.slug, token=token, _external=True)
 
 
 def read_link(tenant, token: str) -> tuple[Patient, str, ConsentAction]:

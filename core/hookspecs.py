@@ -83,6 +83,19 @@ def relais_judge_message(tenant, patient, message):
     """
 
 
+@hookspec
+def relais_consent_recorded(tenant, patient, consent):
+    """React to a step of a patient's consent, in the transaction that records it.
+
+    E.g. where double opt-in applies, ask the patient to confirm a consent just given.
+
+    :param tenant: the clinic.
+    :param patient: the patient (:class:`core.models.Patient`).
+    :param consent: the step (:class:`core.models.Consent`): ``channel``, ``action``
+        (given, confirmed, withdrawn), ``method``, ``actor``.
+    """
+
+
 @hookspec(firstresult=True)
 def relais_retention_policy(country_code):
     """Say how long a country keeps what the outbox stores about its clinics' messages.
@@ -138,8 +151,9 @@ def relais_plugin_settings():
     """Declare the settings an operator can set for this plugin, per country.
 
     The core renders them in the operator console, validates them with each setting's
-    ``parse`` function and stores them encrypted. Read them with
-    :func:`core.settings.plugin_setting`.
+    ``parse`` function and stores them encrypted. A setting declared with ``clinic=True`` may
+    also be chosen by each clinic for itself, on its admins' *Messaging rules* page. Read them
+    with :func:`core.settings.plugin_setting` (the clinic's choice, else the country's value).
 
     :return: a list of :class:`core.settings.Setting`.
     """

@@ -3,7 +3,8 @@
 Built-in plugins are listed in :data:`DEFAULT_PLUGINS` and registered exactly as third-party
 ones found in the ``relais.plugins`` entry-point group: the core imports them by name, never
 by an import statement. Calls made for a tenant go through :func:`hooks_for`, which reaches
-only the plugins enabled for it.
+only the plugins enabled for it; calls about a whole country go through
+:func:`hooks_for_country`.
 """
 
 import importlib
@@ -32,6 +33,9 @@ DEFAULT_PLUGINS = (
     "plugins.channels.webpush.plugin",
     "plugins.channels.voice_twilio.plugin",
     "plugins.regulations.fr.plugin",
+    "plugins.regulations.de.plugin",
+    "plugins.regulations.it.plugin",
+    "plugins.regulations.nl.plugin",
     "plugins.features.exports.plugin",
 )
 
@@ -157,6 +161,20 @@ def enabled_plugins(tenant) -> frozenset[str]:
 def hooks_for(tenant) -> TenantHooks:
     """Hook calls on behalf of ``tenant``: only its enabled plugins answer."""
     return host().subset(enabled_plugins(tenant))
+
+
+def country_plugins_enabled(country_code: str) -> frozenset[str]:
+    """The names of the installed plugins the operator enabled for a country."""
+    on = db.session.scalars(
+        sa.select(CountryPlugin.plugin).where(CountryPlugin.country_code == country_code)
+    )
+    return frozenset(on) & frozenset(host().info)
+
+
+def hooks_for_country(country_code: str) -> TenantHooks:
+    """Hook calls about a whole country (the console's warnings, the retention job): only
+    the plugins enabled for that country answer; clinics' own switches do not apply."""
+    return host().subset(country_plugins_enabled(country_code))
 
 
 def _own_version() -> str:

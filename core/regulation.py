@@ -14,11 +14,17 @@ class CountryProfile:
     :param emergency_number: the number patients must call in an emergency, shown wherever
         they could mistake messaging for an emergency service.
     :param medical_emergency_number: a national medical emergency line, if any (France: 15).
+    :param on_call_number: the line of the on-call doctor out of hours, if any (Germany:
+        116117), shown beside the emergency numbers.
+    :param double_opt_in: a consent to non-essential messages counts only once the patient
+        confirmed it (Germany); staff pages then say a consent awaits the confirmation.
     """
 
     locale: str
     emergency_number: str = "112"
     medical_emergency_number: str | None = None
+    on_call_number: str | None = None
+    double_opt_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ DEFAULT_RETENTION = Retention(contents=timedelta(days=365), records=timedelta(da
 # for or expects (codes, reminders, replies, appointment changes). Others (campaigns,
 # grouped communications, practice news) are non-essential.
 TRANSACTIONAL_PURPOSES = frozenset({"otp", "transactional", "reminder", "messaging"})
+
+
+# Template variables that hold health details (the reason of a visit, a specialty, results).
+# The outbox renders a message a second time without them (``content["discreet"]``), the
+# text regulation plugins put instead where a channel must not carry them (SMS, push, voice).
+HEALTH_VARIABLES = frozenset({"reason", "specialty", "results", "diagnosis", "treatment"})
 
 
 def is_transactional(purpose: str) -> bool:

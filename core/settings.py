@@ -18,7 +18,7 @@ from core.crypto import seal, unseal
 from core.db import db, utcnow
 from core.errors import ValidationError
 from core.models import ClinicSettings
-from core.plugins import host
+from core.plugins import enabled_plugins, host
 from tenants.models import DeploymentSettings, PluginSettings
 
 
@@ -106,6 +106,47 @@ def save_clinic(tenant, plugin: str, form: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+@dataclass(frozen=True)
+class ClinicChoice:
+    """A setting a clinic may choose, as its settings page shows it."""
+
+    setting: Setting
+    own: Any  # the clinic's choice; None when it follows its country
+    inherited: Any  # its country's value, else the deployment's, else the default
+
+
+def clinic_choices(tenant) -> dict[str, list[ClinicChoice]]:
+    """The settings a clinic may choose for itself, by plugin enabled for it (in name order);
+    plugins that declare none are left out."""
+    choices = {}
+    for plugin in sorted(enabled_plugins(tenant)):
+        declared = [s for s in schema(plugin) if s.clinic]
+        if not declared:
+            continue
+        own, country = clinic_values(tenant, plugin), stored(tenant.country_code, plugin)
+        choices[plugin] = [
+            ClinicChoice(
+                s,
+                own.get(s.name),
+                s.default if country.get(s.name) is None else country[s.name],
+            )
+            for s in declared
+        ]
+    return choices
+
+
+def yes_no(text: str) -> bool:
+    """Parse a yes/no setting: the pages show a setting whose default is a bool as a choice
+    between ``yes`` and ``no``; operators typing ``true``/``false``, ``1``/``0``,
+    ``on``/``off`` or ``oui``/``non`` are understood too."""
+    answer = text.strip().lower()
+    if answer in ("yes", "true", "1", "on", "oui"):
+        return True
+    if answer in ("no", "false", "0", "off", "non"):
+        return False
+    raise ValueError(_("Yes or no."))
+
+
 def _parsed(declared: list[Setting], values: dict[str, Any], form: dict[str, str]) -> dict:
     values = dict(values)
     for setting in declared:
@@ -156,8 +197,10 @@ def plugin_setting(tenant, plugin: str, name: str) -> Any:
 
 
 __all__ = [
+    "ClinicChoice",
     "Setting",
     "by_country",
+    "clinic_choices",
     "clinic_values",
     "deployment",
     "plugin_setting",
@@ -166,4 +209,5 @@ __all__ = [
     "save_deployment",
     "schema",
     "stored",
+    "yes_no",
 ]

@@ -23,6 +23,7 @@ from core.delivery.log import channel_labels
 from core.errors import Conflict, NotFound, ValidationError
 from core.plugins import host
 from tenants import provisioning, scoping
+from tenants.country_warnings import all_country_warnings, country_warnings
 from tenants.models import Operator
 
 bp = Blueprint("console", __name__)
@@ -59,6 +60,7 @@ def index():
         "console/index.html",
         tenants=provisioning.tenants(),
         countries=_country_names(),
+        warnings=all_country_warnings(),
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
@@ -83,6 +85,7 @@ def plugins():
         countries=countries,
         enabled=enabled,
         configurable={i.name for i in infos if settings.schema(i.name)},
+        warnings=all_country_warnings(),
     )
 
 
@@ -113,6 +116,7 @@ def plugin_settings(plugin: str, country: str):
         schema=schema,
         country=where,
         values=settings.stored(where.code, plugin),
+        warnings=country_warnings(where),
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)

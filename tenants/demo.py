@@ -8,7 +8,7 @@ import secrets
 import sqlalchemy as sa
 from flask import current_app
 
-from core import patients, staff
+from core import patients, settings, staff
 from core.auth import hash_password
 from core.db import db
 from core.delivery import routing
@@ -59,8 +59,11 @@ PATIENTS = (
 
 def seed() -> list[tuple[str, str, str]]:
     """Create what is missing; returns (role, e-mail, new password) of each demo account."""
-    for info in host().info.values():
-        provisioning.set_country_plugin("FR", info.name, True)
+    for info in host().info.values():  # every plugin, but only France's own regulation
+        if info.kind != "regulation" or info.name == "fr":
+            provisioning.set_country_plugin("FR", info.name, True)
+    if not settings.stored("FR", "fr"):
+        settings.save("FR", "fr", {"stop_mention": "STOP au 36180"})  # campaigns need one
     _route_to_the_outbox()
     tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "demo"))
     if tenant is None:

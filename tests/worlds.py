@@ -6,17 +6,18 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from core import consent, settings
 from core.db import db
 from core.delivery import dispatch, outbox, receipts
 from core.delivery.providers import Receipt
-from core.models import Attempt, Message, Patient
+from core.models import Attempt, ConsentAction, ConsentMethod, Message, Patient
 from core.patients import create_patient
 from core.staff import create_user
 from tenants import provisioning
@@ -109,6 +110,23 @@ def make_patient(app, tenant, **data) -> Patient:
         db.session.refresh(patient)
         db.session.expunge(patient)
         return patient
+
+
+# A Wednesday morning: within every country's hours for non-essential messages (campaigns
+# sent under ``time_machine.travel(OPEN_HOURS)`` are not deferred by quiet hours).
+OPEN_HOURS = datetime(2026, 11, 18, 10, tzinfo=UTC)
+
+
+def consent_to_campaigns(app, tenant, patient, channels=("sms",)) -> None:
+    """The patient's consent to non-essential messages on ``channels``, noted on paper, and
+    the STOP mention French campaign SMS need."""
+    with app.app_context(), tenant_scope(tenant.id):
+        who = db.session.get(Patient, (tenant.id, patient.id))
+        for channel in channels:
+            consent.record(who, channel, ConsentAction.GIVEN, ConsentMethod.PAPER, "test")
+        with system_scope():
+            settings.save("FR", "fr", {"stop_mention": "STOP au 36180"})
+        db.session.commit()
 
 
 def log_in(client: HostClient, account: Account) -> None:

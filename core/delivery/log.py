@@ -140,6 +140,7 @@ def event_labels() -> dict[str, str]:
         "retry": _("Will be retried"),
         "failover": _("Next provider"),
         "fallback": _("Next channel"),
+        "erased": _("Erased (retention)"),
     }
 
 

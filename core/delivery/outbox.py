@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
@@ -15,7 +17,7 @@ from core.delivery import queues
 from core.errors import ValidationError
 from core.models import Message, MessageEvent, MessageStatus, Patient
 from core.plugins import enabled_plugins, hooks_for, host
-from core.regulation import Verdict, is_transactional
+from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 
 PURPOSES = ("otp", "transactional", "reminder", "messaging", "campaign")
 CHANNELS = ("push", "email", "sms", "voice")
@@ -56,6 +58,9 @@ def send(
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
     content = render(template, variables or {})
+    if any((variables or {}).get(name) for name in HEALTH_VARIABLES):
+        blank = {**variables, **dict.fromkeys(HEALTH_VARIABLES, "")}
+        content["discreet"] = render(template, blank)["text"]
     if confidential:
         content["confidential"] = True
     if attachments:
@@ -76,6 +81,7 @@ def send(
         status=MessageStatus.PENDING,
     )
     _apply_verdict(message, judge(tenant, patient, message), now)
+    message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
     record(message, message.status, message.verdict_reason)
     if message.status == MessageStatus.PENDING:
@@ -126,7 +132,14 @@ def judge(tenant, patient: Patient, message: Message) -> Verdict:
 
     Each plugin sees the text as the ones before it amended it. Without any regulation
     plugin enabled for the country, non-essential messages are denied (fail closed).
+    Reasons are written in the deployment's default language, whoever caused the message:
+    practice software reads them, and they read the same on every page.
     """
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
+        return _judged(tenant, patient, message)
+
+
+def _judged(tenant, patient: Patient, message: Message) -> Verdict:
     if not is_transactional(message.purpose) and not any(
         host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
     ):
@@ -144,7 +157,7 @@ def judge(tenant, patient: Patient, message: Message) -> Verdict:
         if verdict is None:
             continue
         verdicts.append(replace(verdict, plugin=plugin))
-        if verdict.action == "amend":
+        if verdict.action != "deny":  # a deferral may amend too (a STOP mention added)
             _amend(message, verdict)
     return Verdict.strictest(verdicts)
 
@@ -157,7 +170,7 @@ def _amend(message: Message, verdict: Verdict) -> None:
 
 
 def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> None:
-    message.verdict, message.verdict_reason = verdict.action, verdict.reason
+    message.verdict, message.verdict_reason = verdict.action, (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
     if verdict.action == "deny":
         message.status, message.finished_at = MessageStatus.DENIED, now

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from core.regulation import is_transactional
+
 ACCEPTED, TEMPORARY, PERMANENT, UNREACHABLE = "accepted", "temporary", "permanent", "unreachable"
 
 
@@ -106,6 +108,14 @@ class Provider:
     # (minutes) falls back to the next channel of its plan.
     acknowledged: ClassVar[bool] = False
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def sender(self, purpose: str) -> str | None:
+        """Who a message of ``purpose`` comes from: the ``promotional_sender`` setting for
+        non-essential traffic when the plugin has one set (France sends campaigns from a
+        promotional short code), else the ``sender`` setting."""
+        if not is_transactional(purpose) and self.settings.get("promotional_sender"):
+            return self.settings["promotional_sender"]
+        return self.settings.get("sender")
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
         """Send ``batch`` (at most ``batch_size`` messages); return one Result per message.

@@ -89,6 +89,12 @@ def provider(tenant, route: Route) -> Provider:
     return cache[key]
 
 
+def senders(tenant, channel: str, purpose: str) -> list[tuple[str, str | None]]:
+    """(provider, sender) for each route of ``channel``: who a message of ``purpose`` would
+    come from (regulation plugins check sender IDs against their country's rules)."""
+    return [(r.provider, provider(tenant, r).sender(purpose)) for r in routes(tenant, channel)]
+
+
 def address(tenant, patient: Patient, channel: str) -> str | None:
     """Where ``patient`` can receive on ``channel``, or None if they cannot.
 

@@ -9,6 +9,9 @@ Each pass, in bounded batches, across clinics:
 - messages sent by a provider that waits for the device's acknowledgement (push), not
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
   end undelivered when none is left.
+
+Beside a worker it also starts the retention purge (:mod:`core.retention`) at most once a day
+in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
 """
 
 import threading
@@ -17,7 +20,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from core import jobs, settings
+from core import jobs, retention, settings
 from core.db import db, utcnow
 from core.delivery import queues
 from core.delivery.dispatch import deliver
@@ -28,6 +31,8 @@ from tenants.scoping import system_scope, tenant_scope
 
 REPUSH_AFTER = timedelta(seconds=120)  # a due message not claimed by then was lost by Redis
 BATCH = 5000
+PURGE_EVERY = timedelta(days=1)
+PURGE_KEY = "relais:retention"  # set (with a day's expiry) by the worker that purges
 
 
 def sweep() -> dict[str, int]:
@@ -173,13 +178,16 @@ class Sweeper(threading.Thread):
     """Runs :func:`sweep` every ``interval`` seconds beside a worker or the demo server.
 
     With Redis, only one sweeper in the deployment works per interval (a Redis lock); without,
-    it also delivers due messages itself.
+    it also delivers due messages itself. With ``purge`` (the worker's), it starts the
+    retention purge once a day: see :meth:`purge_is_due`.
     """
 
-    def __init__(self, app: Flask, interval: float = 1.0) -> None:
+    def __init__(self, app: Flask, interval: float = 1.0, purge: bool = False) -> None:
         super().__init__(name="relais-sweeper", daemon=True)
-        self.app, self.interval = app, interval
+        self.app, self.interval, self.purge = app, interval, purge
         self.stopped = threading.Event()
+        self.purging: threading.Thread | None = None
+        self.next_purge_at = utcnow()  # without Redis: this process's own clock
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -197,5 +205,39 @@ class Sweeper(threading.Thread):
                     deliver_due_in_process()
                 elif jobs.redis().set("relais:sweeper", "1", nx=True, px=int(self.interval * 900)):
                     sweep()  # one sweeper per interval in the whole deployment
+                if self.purge and self.purge_is_due():
+                    self.purging = threading.Thread(
+                        target=self._purge, name="relais-retention", daemon=True
+                    )
+                    self.purging.start()
+            finally:
+                db.session.remove()
+
+    def purge_is_due(self) -> bool:
+        """True at most once a day in the whole deployment: for the worker whose ``SET NX``
+        of :data:`PURGE_KEY` (expiring after :data:`PURGE_EVERY`) succeeds.
+
+        The key only saves work, it guards no correctness: the purge is safe to run twice
+        and beside another one (it locks the rows it takes, skipping those locked). So a
+        Redis that lost its keys costs at worst one more pass, and a purge that died halfway
+        (its batches committed) is finished the next day. Without Redis (one process), the
+        process's own clock says when.
+        """
+        if self.purging is not None and self.purging.is_alive():
+            return False  # a day-long purge: not two at once in this process
+        if not self.app.config["REDIS_URL"]:
+            if utcnow() < self.next_purge_at:
+                return False
+            self.next_purge_at = utcnow() + PURGE_EVERY
+            return True
+        started = utcnow().isoformat()
+        return bool(jobs.redis().set(PURGE_KEY, started, nx=True, ex=PURGE_EVERY))
+
+    def _purge(self) -> None:
+        with self.app.app_context():
+            try:
+                retention.purge()
+            except Exception:  # noqa: BLE001 - the next day's pass finishes the work
+                self.app.logger.exception("retention purge failed")
             finally:
                 db.session.remove()

@@ -36,13 +36,7 @@ def to_json(message: Message) -> dict[str, Any]:
         "channels": message.channels,
         "channel": message.channel,
         "provider": message.provider,
-        "verdict": {
-            "action": message.verdict,
-            "reason": message.verdict_reason,
-            "rule": message.verdict_rule,
-            "plugin": message.verdict_plugin,
-            "until": _iso(message.verdict_until),
-        },
+        "verdict": verdict_json(message),
         "not_before": _iso(message.not_before),
         "expires_at": _iso(message.expires_at),
         "created_at": _iso(message.created_at),
@@ -60,6 +54,17 @@ def to_json(message: Message) -> dict[str, Any]:
             }
             for a in attempts
         ],
+    }
+
+
+def verdict_json(message: Message) -> dict[str, Any]:
+    """What the country's rules said of a message, and which plugin and rule said it."""
+    return {
+        "action": message.verdict,
+        "reason": message.verdict_reason,
+        "rule": message.verdict_rule,
+        "plugin": message.verdict_plugin,
+        "until": _iso(message.verdict_until),
     }
 
 

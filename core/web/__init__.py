@@ -1,4 +1,5 @@
-"""The clinic's pages: dashboard, patients, message log, staff, features and API keys.
+"""The clinic's pages: dashboard, patients, message log, staff, features, messaging rules and
+API keys.
 
 Routes only: parse the form, call a domain function, render. Every route needs a logged-in
 staff member of this clinic; settings pages need an admin.
@@ -11,13 +12,13 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import apikeys, patient_access, patients, staff
+from core import apikeys, consent_views, patient_access, patients, settings, staff
 from core.db import db
 from core.delivery import log as message_log
 from core.delivery import outbox
 from core.errors import DomainError, ValidationError
-from core.models import PatientAttribute, Role, User
-from core.plugins import host
+from core.models import ConsentAction, PatientAttribute, Role, User
+from core.plugins import hooks_for, host
 from tenants import provisioning
 
 bp = Blueprint("web", __name__)
@@ -81,14 +82,24 @@ def patient_new():
 
 @bp.route("/patients/<uuid:patient_id>")
 def patient_view(patient_id: uuid.UUID):
+    return _patient_page(patient_id)
+
+
+def _patient_page(patient_id: uuid.UUID, error: ValidationError | None = None):
     patient = patients.get_patient(patient_id)
-    db.session.commit()  # the audit of the read
-    return render_template(
+    profile = hooks_for(g.tenant).relais_country_profile(country_code=g.tenant.country_code)
+    page = render_template(
         "clinic/patient.html",
         patient=patient,
         attribute_labels=attribute_labels(),
         channels=message_log.channel_labels(),
+        consent=consent_views.overview(patient, bool(profile and profile.double_opt_in)),
+        staff_methods=consent_views.staff_method_labels(),
+        error=error,
+        submitted=request.form if error else {},
     )
+    db.session.commit()  # the audit of the read
+    return page, (error.status if error else 200)
 
 
 @bp.route("/patients/<uuid:patient_id>/edit", methods=["GET", "POST"])
@@ -266,6 +277,36 @@ def features():
     )
 
 
+# --- messaging rules: the plugins' settings a clinic chooses for itself ------------------------
+
+
+@bp.route("/settings/rules", methods=["GET", "POST"])
+@admin_only
+def rules():
+    error = plugin = None
+    if request.method == "POST":
+        plugin = request.form.get("plugin", "")
+        if plugin not in settings.clinic_choices(g.tenant):
+            abort(404)  # a plugin not enabled here, or with nothing a clinic chooses
+        try:
+            settings.save_clinic(g.tenant, plugin, request.form)
+        except ValidationError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Settings saved."))
+            return redirect(url_for(".rules"))
+    return render_template(
+        "clinic/rules.html",
+        choices=settings.clinic_choices(g.tenant),
+        info=host().info,
+        error=error,
+        error_plugin=plugin,
+        submitted=request.form,
+    ), (error.status if error else 200)
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -311,6 +352,29 @@ def patient_message(patient_id: uuid.UUID):
         return redirect(url_for(".patient_view", patient_id=patient_id)), 303
     db.session.commit()
     flash(_("Message queued: it leaves in a moment."))
+    return redirect(url_for(".patient_view", patient_id=patient_id)), 303
+
+
+@bp.route("/patients/<uuid:patient_id>/consents", methods=["POST"])
+def patient_consent(patient_id: uuid.UUID):
+    """Note a consent the patient gave, or the opt-out they asked for: the step keeps who
+    noted it and how, as proof."""
+    try:
+        channel, action, method = consent_views.parse_step(
+            request.form, consent_views.STAFF_ACTIONS, consent_views.STAFF_METHODS
+        )
+    except ValidationError as exc:
+        return _patient_page(patient_id, exc)  # nothing recorded
+    patient = patients.find_patient(patient_id)
+    step = consent_views.record_step(patient, channel, action, method)
+    db.session.commit()
+    name = message_log.channel_labels()[channel]
+    if step is None:
+        flash(_("Already recorded for %(channel)s: nothing changed.", channel=name))
+    elif action == ConsentAction.WITHDRAWN:
+        flash(_("Opt-out recorded for %(channel)s.", channel=name))
+    else:
+        flash(_("Consent recorded for %(channel)s.", channel=name))
     return redirect(url_for(".patient_view", patient_id=patient_id)), 303
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from core.db import db, utcnow
 from core.delivery import outbox
@@ -12,7 +13,9 @@ from core.delivery.log import PAGE_SIZE
 from core.models import AuditEvent, Patient
 from tenants.scoping import tenant_scope
 from tests.worlds import (
+    OPEN_HOURS,
     client_for,
+    consent_to_campaigns,
     csrf_token,
     log_in,
     make_clinic,
@@ -55,6 +58,13 @@ def paul(app, clinic):
 def message(app, tenant, patient, minutes=0, **kwargs):
     """A message created ``minutes`` after T0."""
     return make_message(app, tenant, patient, created=T0 + timedelta(minutes=minutes), **kwargs)
+
+
+def campaign(app, tenant, patient, minutes):
+    """A campaign SMS the patient consented to, sent when it may be."""
+    consent_to_campaigns(app, tenant, patient)
+    with time_machine.travel(OPEN_HOURS):
+        return message(app, tenant, patient, minutes, purpose="campaign")
 
 
 def listed(page) -> list[str]:
@@ -109,7 +119,7 @@ def test_filters(app, clinic, staff, jeanne, paul, query, expected):
     ids = {
         "delivered": message(app, clinic, jeanne, 0, purpose="reminder", receipt="delivered"),
         "email": message(app, clinic, jeanne, 1, channels=("email", "sms")),
-        "campaign": message(app, clinic, paul, 2, purpose="campaign"),
+        "campaign": campaign(app, clinic, paul, 2),
         "pending": message(app, clinic, jeanne, 3, deliver=False),
     }
     page = staff.get(f"/messages?{query}")

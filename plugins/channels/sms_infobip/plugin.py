@@ -135,9 +135,10 @@ class InfobipSms(Provider):
         return list(found.values())
 
     def _request(self, batch: list[Outgoing]) -> dict:
-        sender, groups = self.settings.get("sender"), {}
+        groups = {}
         for o in batch:  # one message object per text (a campaign is one object)
-            key = (o.text, o.callback_url)
+            sender = self.sender(o.purpose)
+            key = (o.text, o.callback_url, sender)
             if key not in groups:
                 message = {"destinations": [], "content": {"text": o.text}}
                 if sender:
@@ -389,6 +390,15 @@ def relais_plugin_settings():
             "sender",
             _l("Sender ID"),
             help=_l("The name or number patients see (at most 11 letters and digits)."),
+            parse=_sender,
+        ),
+        Setting(
+            "promotional_sender",
+            _l("Sender of non-essential messages"),
+            help=_l(
+                "Campaigns and news go from it when set, e.g. a promotional short code; "
+                "codes and reminders from the sender above."
+            ),
             parse=_sender,
         ),
         Setting(

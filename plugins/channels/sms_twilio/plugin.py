@@ -93,6 +93,7 @@ RECEIPT_STATUSES = {
 }  # every other status (accepted, queued, sending, sent...) is an intermediate report
 
 _SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$", re.IGNORECASE)
+_SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
 _ALPHANUMERIC = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -204,7 +205,7 @@ class TwilioSms(TwilioAccount):
                 error=f"the text takes {count} SMS segments ({encoding}); "
                 f"at most {MAX_SEGMENTS} are sent: shorten it",
             )
-        form = {"To": message.to, "Body": message.text, **self._sender()}
+        form = {"To": message.to, "Body": message.text, **self._sender(message.purpose)}
         if message.callback_url:
             form["StatusCallback"] = message.callback_url
         started = utcnow()
@@ -297,8 +298,8 @@ class TwilioSms(TwilioAccount):
                 f"sms_twilio is not configured: set its {', '.join(missing)}", PERMANENT
             )
 
-    def _sender(self) -> dict[str, str]:
-        sender = self.settings["sender"]
+    def _sender(self, purpose: str) -> dict[str, str]:
+        sender = self.sender(purpose)
         if sender.upper().startswith("MG") and _SID.match(sender):
             return {"MessagingServiceSid": sender}
         return {"From": sender}
@@ -437,8 +438,11 @@ def parse_auth_token(text: str) -> str:
 
 
 def parse_sender(text: str) -> str:
-    """A number in international format, an alphanumeric sender ID, or a Messaging Service."""
+    """A number in international format, a short code, an alphanumeric sender ID, or a
+    Messaging Service."""
     text = text.strip()
+    if _SHORT_CODE.match(text):
+        return text
     if text.startswith("+"):
         try:
             number = phonenumbers.parse(text)
@@ -453,8 +457,9 @@ def parse_sender(text: str) -> str:
         return text
     raise ValueError(
         _(
-            "Enter a Twilio number (+33...), a sender ID of up to 11 letters, digits or spaces "
-            "with at least one letter, or a Messaging Service SID (MG...)."
+            "Enter a Twilio number (+33...), a short code (36180), a sender ID of up to 11 "
+            "letters, digits or spaces with at least one letter, or a Messaging Service SID "
+            "(MG...)."
         )
     )
 
@@ -490,8 +495,17 @@ def relais_plugin_settings():
             _l("Sender"),
             parse=parse_sender,
             help=_l(
-                "A Twilio number (+33...), an alphanumeric sender ID (up to 11 characters), "
-                "or a Messaging Service SID (MG...)."
+                "A Twilio number (+33...), a short code, an alphanumeric sender ID (up to 11 "
+                "characters), or a Messaging Service SID (MG...)."
+            ),
+        ),
+        Setting(
+            "promotional_sender",
+            _l("Sender of non-essential messages"),
+            parse=parse_sender,
+            help=_l(
+                "Campaigns and news go from it when set, e.g. a promotional short code; "
+                "codes and reminders from the sender above."
             ),
         ),
         Setting(

@@ -322,8 +322,8 @@ def message_audio(message_id: uuid.UUID):
     """A message of this clinic as its call says it (its read audited like the message page)."""
     message, patient = message_log.read_message(message_id)
     db.session.commit()  # the audit of the read
-    if message.content.get("confidential"):
-        raise NotFound(_("No such message."))  # a secret for the patient alone
+    if message.content.get("confidential") or message.content.get("erased"):
+        raise NotFound(_("No such message."))  # a secret for the patient alone, or erased
     language = speech.language_of(patient.language if patient else None)
     return _wav(speech.script(message.content["text"], language, message.purpose), language)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from redis import Redis
 from rq import Queue
 
@@ -20,7 +21,14 @@ from tenants import provisioning
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import flaky
-from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient
+from tests.worlds import (
+    OPEN_HOURS,
+    REDIS_URL,
+    TEST_CONFIG,
+    consent_to_campaigns,
+    make_clinic,
+    make_patient,
+)
 
 PLUGINS = ("outbox", "fr")
 
@@ -120,8 +128,10 @@ def test_nothing_is_queued_before_commit(app, clinic):
 
 def test_purposes_go_to_their_priority_queue(app, clinic):
     patient = make_patient(app, clinic)
-    for purpose in ("otp", "reminder", "campaign", "messaging"):
-        send(app, clinic, patient, purpose=purpose)
+    consent_to_campaigns(app, clinic, patient)
+    with time_machine.travel(OPEN_HOURS):
+        for purpose in ("otp", "reminder", "campaign", "messaging"):
+            send(app, clinic, patient, purpose=purpose)
     redis = Redis.from_url(REDIS_URL)
     counts = {
         q: Queue(q, connection=redis).count for q in ("otp", "transactional", "reminders", "bulk")

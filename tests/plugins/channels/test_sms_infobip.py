@@ -587,7 +587,7 @@ def test_twilio_failing_is_retried_then_fails_over_to_infobip(infobip_app, infob
                 {
                     "account_sid": twilio.account_sid,
                     "auth_token": twilio.auth_token,
-                    "sender": "+33644630101",
+                    "sender": "+33939030101",
                     "base_url": twilio.base_url,
                 },
             )

@@ -64,7 +64,7 @@ PLUGINS = (
     "plugins.channels.sms_twilio.plugin",
     "tests.plugins.channels.confirmations",
 )
-SENDER = "+33644630101"  # the clinic's Twilio number
+SENDER = "+33939030101"  # the clinic's Twilio number (not a mobile: France refuses those)
 PHONE = "+33612345678"  # the patient's mobile (make_patient's 06 12 34 56 78)
 TEXT = "Votre rendez-vous du 3 juin à 9 h est confirmé. Répondez OUI."
 RECEIPTS = "/webhooks/twilio_sms/receipts"
@@ -655,7 +655,8 @@ def test_a_receipts_time_is_its_arrival_unless_the_carrier_shows_it_came_late():
 def test_settings_are_checked_with_a_sentence_for_the_operator(twilio_app):
     assert parse_account_sid(" AC" + "a1" * 16 + " ") == "AC" + "a1" * 16
     assert parse_auth_token("0123456789abcdef" * 2) == "0123456789abcdef" * 2
-    assert parse_sender("+33 6 44 63 01 01") == SENDER
+    assert parse_sender("+33 9 39 03 01 01") == SENDER
+    assert parse_sender("36180") == "36180"  # a short code
     assert parse_sender("Clinique 12") == "Clinique 12"
     assert parse_sender("MG" + "b" * 32) == "MG" + "b" * 32
     assert parse_base_url("https://api.twilio.com/") == "https://api.twilio.com"
@@ -666,7 +667,7 @@ def test_settings_are_checked_with_a_sentence_for_the_operator(twilio_app):
             (parse_auth_token, "secret"),
             (parse_sender, "+33 1"),
             (parse_sender, "Clinique du Parc"),  # 16 characters: too long for a sender ID
-            (parse_sender, "12345"),  # a sender ID needs a letter
+            (parse_sender, "123456789012"),  # a sender ID needs a letter; no such short code
             (parse_base_url, "http://api.twilio.com"),  # credentials in clear: no
             (parse_base_url, "https://api.twilio.com/2010-04-01"),
         ]:

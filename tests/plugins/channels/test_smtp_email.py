@@ -227,7 +227,7 @@ def test_a_batch_of_120_shares_few_connections_and_each_arrives_once(app, clinic
         ]
         ids = [
             outbox.send(
-                clinic, p, "campaign", TEMPLATE, {"name": p.first_name, "day": "1"}, ["email"]
+                clinic, p, "transactional", TEMPLATE, {"name": p.first_name, "day": "1"}, ["email"]
             ).id
             for p in patients
         ]
