@@ -97,7 +97,9 @@ class PluginHost:
         if description is None:
             summary = (module.__doc__ or "").strip().splitlines()
             description = summary[0] if summary else ""
-        self.pm.register(module, name=name)
+        # A module may hand its hooks to an object, ``hooks = CountryRules(...)``: the country
+        # plugins share one implementation and differ only by data.
+        self.pm.register(getattr(module, "hooks", module), name=name)
         self.info[name] = PluginInfo(name, kind, version, description, source)
 
     def collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:

@@ -1,9 +1,8 @@
 """What the built-in country plugins share: a country's rules as data, one way to apply them.
 
-A country plugin (``plugins/regulations/<cc>/plugin.py``) is a :class:`CountryRules` and the
-lines that bind its methods, marked ``@hookimpl``, to hook names
-(``relais_judge_message = RULES.judge_message``): pluggy takes a module's bound methods as it
-takes its functions. The rules, in the order they apply to an
+A country plugin (``plugins/regulations/<cc>/plugin.py``) is data: its ``hooks`` is a
+:class:`CountryRules`, whose methods implement the regulation hooks (the plugin host registers
+a module's ``hooks`` object in its place). The rules, in the order they apply to an
 outgoing message (see docs/regulations.md):
 
 1. Non-essential messages (campaigns, news) are never voice calls.
@@ -73,11 +72,11 @@ class CountryRules:
     # --- hooks ------------------------------------------------------------------------------
 
     @hookimpl
-    def country_profile(self, country_code):
+    def relais_country_profile(self, country_code):
         return self.profile if country_code == self.country else None
 
     @hookimpl
-    def plugin_settings(self):
+    def relais_plugin_settings(self):
         found = [
             Setting(
                 "quiet_start",
@@ -144,7 +143,7 @@ class CountryRules:
         return found
 
     @hookimpl
-    def retention_policy(self, country_code):
+    def relais_retention_policy(self, country_code):
         if country_code != self.country:
             return None
         values = settings.stored(country_code, self.plugin)
@@ -158,7 +157,7 @@ class CountryRules:
         )
 
     @hookimpl
-    def judge_message(self, tenant, patient, message):
+    def relais_judge_message(self, tenant, patient, message):
         """Apply the country's rules to a message (see the module's docstring)."""
         if tenant.country_code != self.country:
             return None
@@ -227,7 +226,7 @@ class CountryRules:
         return None
 
     @hookimpl
-    def handle_inbound(self, tenant, patient, channel, text):
+    def relais_handle_inbound(self, tenant, patient, channel, text):
         """STOP words opt the patient out of that channel (confirmed once); where a consent
         awaits confirmation, the confirm words confirm it."""
         if tenant.country_code != self.country or patient is None:
@@ -249,7 +248,7 @@ class CountryRules:
         return None
 
     @hookimpl
-    def consent_recorded(self, tenant, patient, consent):
+    def relais_consent_recorded(self, tenant, patient, consent):
         """Double opt-in: a consent just given is confirmed by the patient before it counts."""
         if (
             tenant.country_code == self.country
@@ -259,7 +258,7 @@ class CountryRules:
             self._tell(tenant, patient, consent.channel, "confirm")
 
     @hookimpl
-    def country_warnings(self, country_code):
+    def relais_country_warnings(self, country_code):
         """What in the country's SMS routes breaks its rules, for the operator."""
         if country_code != self.country:
             return []

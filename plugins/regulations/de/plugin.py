@@ -25,7 +25,7 @@ description = _l(
     "German locale, emergency numbers 112 and 116117."
 )
 
-RULES = CountryRules(
+hooks = CountryRules(
     country="DE",
     plugin="de",
     name=_l("Germany"),
@@ -35,11 +35,3 @@ RULES = CountryRules(
     stop_words=("STOPP", "STOP"),
     confirm_words=("JA",),
 )
-
-relais_country_profile = RULES.country_profile
-relais_plugin_settings = RULES.plugin_settings
-relais_judge_message = RULES.judge_message
-relais_handle_inbound = RULES.handle_inbound
-relais_consent_recorded = RULES.consent_recorded
-relais_retention_policy = RULES.retention_policy
-relais_country_warnings = RULES.country_warnings

@@ -29,7 +29,7 @@ description = _l(
     "08:00-20:00, French locale, emergency numbers 15 and 112."
 )
 
-RULES = CountryRules(
+hooks = CountryRules(
     country="FR",
     plugin="fr",
     name=_l("France"),
@@ -39,11 +39,3 @@ RULES = CountryRules(
     refused_senders=frozenset({"INFO", "SMS"}),
     mobile_sender_prefixes=("+336", "+337"),
 )
-
-relais_country_profile = RULES.country_profile
-relais_plugin_settings = RULES.plugin_settings
-relais_judge_message = RULES.judge_message
-relais_handle_inbound = RULES.handle_inbound
-relais_consent_recorded = RULES.consent_recorded
-relais_retention_policy = RULES.retention_policy
-relais_country_warnings = RULES.country_warnings

@@ -26,7 +26,7 @@ description = _l(
     "Italian locale, emergency numbers 112 and 118."
 )
 
-RULES = CountryRules(
+hooks = CountryRules(
     country="IT",
     plugin="it",
     name=_l("Italy"),
@@ -35,11 +35,3 @@ RULES = CountryRules(
     registered_senders=True,
     retention=Retention(contents=timedelta(days=365), records=timedelta(days=2 * 365)),
 )
-
-relais_country_profile = RULES.country_profile
-relais_plugin_settings = RULES.plugin_settings
-relais_judge_message = RULES.judge_message
-relais_handle_inbound = RULES.handle_inbound
-relais_consent_recorded = RULES.consent_recorded
-relais_retention_policy = RULES.retention_policy
-relais_country_warnings = RULES.country_warnings

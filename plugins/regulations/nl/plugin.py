@@ -21,18 +21,10 @@ description = _l(
     "Dutch locale, emergency number 112."
 )
 
-RULES = CountryRules(
+hooks = CountryRules(
     country="NL",
     plugin="nl",
     name=_l("Netherlands"),
     profile=CountryProfile(locale="nl", emergency_number="112"),
     stop_words=("STOP",),
 )
-
-relais_country_profile = RULES.country_profile
-relais_plugin_settings = RULES.plugin_settings
-relais_judge_message = RULES.judge_message
-relais_handle_inbound = RULES.handle_inbound
-relais_consent_recorded = RULES.consent_recorded
-relais_retention_policy = RULES.retention_policy
-relais_country_warnings = RULES.country_warnings
