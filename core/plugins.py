@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "plugins.channels.voice_twilio.plugin",
     "plugins.regulations.fr.plugin",
     "plugins.features.exports.plugin",
+    "plugins.features.appointments.plugin",
 )
 
 
