@@ -333,7 +333,9 @@ def _times(appointment: Appointment, data: dict[str, Any], creating: bool):
     if has_end:
         ends_at = parse_time(data["ends_at"], "ends_at")
     elif has_duration:
-        minutes = check.whole_number(data["duration_minutes"], "duration_minutes")
+        minutes = data["duration_minutes"]
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            minutes = check.whole_number(minutes, "duration_minutes")
         if not 1 <= minutes <= MAX_MINUTES:
             raise ValidationError(
                 _("A duration from 1 to %(max)d minutes.", max=MAX_MINUTES), "duration_minutes"

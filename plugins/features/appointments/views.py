@@ -129,10 +129,12 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
         error=error if failed is None else None,
         move_error=error if failed is not None else None,
         failed=failed,
+        failed_shown=any(a.id == failed for a in rows),
         submitted=request.form if error else {},
         clock=lambda at: service.clock(tenant, at),
         local=lambda at: at.astimezone(ZoneInfo(tenant.timezone)),
         day_label=_day_label,
+        full_date=lambda day: format_date(day, "full"),
     )
     db.session.commit()  # the audits of the searches
     return page, status
@@ -204,7 +206,7 @@ def book():
         _(
             "Appointment booked: %(patient)s, %(day)s at %(time)s with %(practitioner)s.",
             patient=appointment.patient.full_name,
-            day=_day_label(service.local_date(g.tenant, appointment.starts_at), "yMMMMEEEEd"),
+            day=format_date(service.local_date(g.tenant, appointment.starts_at), "full"),
             time=service.clock(g.tenant, appointment.starts_at),
             practitioner=appointment.practitioner.name,
         )
@@ -237,7 +239,7 @@ def move(appointment_id: uuid.UUID):
         _(
             "Appointment moved: %(patient)s, %(day)s at %(time)s with %(practitioner)s.",
             patient=appointment.patient.full_name,
-            day=_day_label(service.local_date(g.tenant, appointment.starts_at), "yMMMMEEEEd"),
+            day=format_date(service.local_date(g.tenant, appointment.starts_at), "full"),
             time=service.clock(g.tenant, appointment.starts_at),
             practitioner=appointment.practitioner.name,
         )

@@ -1,0 +1,20 @@
+"""A test feature plugin: keeps every ``relais_appointment_changed`` call, with what the
+database held for the appointment at that moment (the row must be flushed already)."""
+
+import sqlalchemy as sa
+
+from core import hookimpl
+from core.db import db
+from plugins.features.appointments import Appointment
+
+kind = "feature"
+calls: list[tuple] = []  # (clinic slug, change, appointment id, status, status in the database)
+
+
+@hookimpl
+def relais_appointment_changed(tenant, appointment, change):
+    with db.session.no_autoflush:
+        stored = db.session.scalar(
+            sa.select(Appointment.status).where(Appointment.id == appointment.id)
+        )
+    calls.append((tenant.slug, change, appointment.id, appointment.status.value, stored))
