@@ -168,6 +168,7 @@ def upsert(tenant, data: dict[str, Any]) -> tuple[Appointment, bool]:
     external_id = _external_id(data.get("external_id"))
     if external_id is None:
         return create(tenant, data), True
+    _lock_external_id(tenant, external_id)
     existing = find_by_external_id(external_id)
     if existing is None:
         try:
@@ -186,6 +187,17 @@ def upsert(tenant, data: dict[str, Any]) -> tuple[Appointment, bool]:
     ):
         raise ValidationError(_("This external id is another patient's appointment."), "patient_id")
     return update(tenant, existing, fields, allowed=CHANGEABLE), False
+
+
+def _lock_external_id(tenant, external_id: str) -> None:
+    """Pushes of one external id run one after the other (until the transaction ends), so
+    the second finds what the first created instead of booking the same time again."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"appointments:{tenant.id}:{external_id}"},
+        )
 
 
 def update(

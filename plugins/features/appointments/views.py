@@ -8,12 +8,13 @@ clinic's time zone; the service stores them in UTC.
 import uuid
 from contextlib import suppress
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_skeleton
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from flask_babel import format_date, get_locale, ngettext
 from flask_babel import gettext as _
 
@@ -24,13 +25,9 @@ from core.settings import plugin_setting
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 
-bp = Blueprint(
-    "appointments",
-    __name__,
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/agenda/static",
-)
+STYLESHEET = Path(__file__).resolve().parent / "static" / "agenda.css"
+
+bp = Blueprint("appointments", __name__, template_folder="templates")
 
 DURATIONS = (10, 15, 20, 30, 45, 60, 90, 120)
 DEFAULT_DURATION = 30
@@ -73,6 +70,14 @@ def _days(view: str, day: date) -> list[date]:
 @bp.get("/agenda")
 def agenda():
     return _agenda()
+
+
+@bp.get("/agenda/agenda.css")
+def stylesheet():
+    """The agenda's own styles (the core's stylesheet knows no feature)."""
+    return Response(
+        STYLESHEET.read_bytes(), mimetype="text/css", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = None, status=200):

@@ -2,6 +2,8 @@
 FHIR, staff book, move and mark them in the agenda; every change reaches the plugins."""
 
 import re
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -105,6 +107,8 @@ def book(api, body):
 
     def book(expect=201, **fields):
         answer = api("POST", "/appointments", json=body(**{"type": "consultation", **fields}))
+        if expect is None:
+            return answer.status_code, answer.json
         assert answer.status_code == expect, answer.json
         return answer.json
 
@@ -168,6 +172,50 @@ def test_the_same_external_id_pushed_twice_updates_one_appointment(relais, clini
     assert (listed["total"], listed["appointments"][0]["id"]) == (1, first["id"])
     # Created, then moved; the third push changed nothing and told nobody.
     assert changes() == ["created", "moved"]
+
+
+def test_the_same_external_id_pushed_twice_at_once_still_makes_one(
+    relais, clinic, book, monkeypatch
+):
+    """The second push waits on the first one's row; when the first commits, it updates."""
+    monkeypatch.setattr(appointment_log, "hold", threading.Event())
+    answers = []
+
+    def push(minutes):
+        answers.append(book(expect=None, external_id="PS-9", duration_minutes=minutes))
+
+    first = threading.Thread(target=push, args=(30,))
+    first.start()
+    wait_until(lambda: appointment_log.calls)  # the first is inside its transaction
+    second = threading.Thread(target=push, args=(45,))
+    second.start()
+    wait_until(lambda: waiting_on_a_lock(relais))  # the second's insert waits for the first
+    appointment_log.hold.set()
+    first.join(10)
+    second.join(10)
+
+    assert sorted(status for status, _ in answers) == [200, 201]
+    [row] = stored(relais, clinic)
+    assert (row.external_id, row.minutes) == ("PS-9", 45)
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def waiting_on_a_lock(relais) -> bool:
+    with relais.app_context(), db.engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
 
 
 def test_a_reason_is_stored_encrypted(relais, clinic, book):
