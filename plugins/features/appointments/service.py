@@ -275,7 +275,10 @@ def _apply(tenant, appointment: Appointment, data: dict[str, Any], creating: boo
     if creating:
         new["external_id"] = _external_id(data.get("external_id"))
         new["patient_id"] = _patient(data.get("patient_id")).id
-    if creating or "practitioner_id" in data:
+    # The same practitioner again (practice software pushes whole appointments) is no
+    # change, even if their account was deactivated since.
+    given = data.get("practitioner_id")
+    if creating or ("practitioner_id" in data and str(given) != str(appointment.practitioner_id)):
         new["practitioner_id"] = _practitioner(data.get("practitioner_id")).id
     practitioner_id = new.get("practitioner_id", appointment.practitioner_id)
 

@@ -18,7 +18,7 @@ from flask_babel import force_locale, gettext
 from core import apikeys, settings
 from core.app import create_app
 from core.db import db
-from core.models import AuditEvent
+from core.models import AuditEvent, User
 from core.plugins import DEFAULT_PLUGINS
 from plugins.features.appointments import Appointment, service
 from tenants.scoping import tenant_scope
@@ -335,6 +335,17 @@ def test_another_clinics_patient_or_a_secretary_cannot_be_booked(relais, clinic,
     assert stored(relais, clinic) == []
 
 
+def test_a_deactivated_practitioner_gets_no_new_appointment(relais, clinic, doctor, book, said):
+    made = book(external_id="PS-3")
+    with relais.test_request_context(), tenant_scope(clinic.id):
+        db.session.get(User, (clinic.id, doctor.id)).active = False
+        db.session.commit()
+    message = book(expect=422, starts_at=paris(3, 23, 11).isoformat())["error"]["message"]
+    assert message == said("This practitioner's account is deactivated.")
+    # Its appointments stay, and practice software may still push them (here: done).
+    assert book(expect=200, external_id="PS-3", status="done")["id"] == made["id"]
+
+
 def test_types_are_those_the_clinic_declared(relais, clinic, book, api, body, said):
     with relais.app_context(), tenant_scope(clinic.id):
         settings.save_clinic(clinic, "appointments", {"types": "Consultation, Vaccination"})
@@ -588,6 +599,9 @@ def test_fhir_pages_and_errors_are_fhir_too(relais, clinic, book, api):
         )
     missing = api("GET", f"/fhir/Appointment/{uuid.uuid4()}")
     assert missing.status_code == 404 and missing.json["issue"][0]["code"] == "not-found"
+    keyless = client_for(relais, clinic.slug).get("/api/v1/fhir/Appointment")
+    assert keyless.status_code == 401 and keyless.mimetype == "application/fhir+json"
+    assert keyless.json["issue"][0]["code"] == "security"
 
 
 # --- the agenda -------------------------------------------------------------------------------
