@@ -2,7 +2,9 @@
 
 - :class:`Appointment` and :class:`AppointmentStatus`, the table and its statuses;
 - :mod:`.service`'s domain functions: :func:`create`, :func:`upsert`, :func:`update`,
-  :func:`move`, :func:`cancel`, :func:`set_status`, :func:`find`, :func:`list_between`;
+  :func:`move`, :func:`cancel`, :func:`set_status`, :func:`find`, :func:`list_between`
+  (audited: a person's search), :func:`between` (the query alone, for jobs and sweepers),
+  :func:`declared_types` (the clinic's appointment types);
 - each change calls the hook ``relais_appointment_changed(tenant, appointment, change)``
   in its transaction, with ``change`` one of :data:`CHANGES`.
 """
@@ -10,8 +12,10 @@
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 from plugins.features.appointments.service import (
     CHANGES,
+    between,
     cancel,
     create,
+    declared_types,
     find,
     list_between,
     move,
@@ -25,8 +29,10 @@ __all__ = [
     "CHANGES",
     "Appointment",
     "AppointmentStatus",
+    "between",
     "cancel",
     "create",
+    "declared_types",
     "find",
     "list_between",
     "move",
