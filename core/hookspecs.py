@@ -218,3 +218,24 @@ def relais_handle_inbound(tenant, patient, channel, text):
     :return: a short description of what was done (kept with the reply), or None to let the
         next plugin try; unhandled replies are kept for staff.
     """
+
+
+@hookspec
+def relais_appointment_changed(tenant, appointment, change):
+    """React to an appointment booked, moved, cancelled or whose status changed.
+
+    Called by the ``appointments`` feature inside the transaction that makes the change,
+    once the row is flushed, once per change: what a plugin writes here (reminders to
+    schedule or to drop) commits or rolls back with it. A change that touches nothing
+    (the same appointment pushed again by practice software) calls nothing.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param appointment: the appointment as it is after the change
+        (``plugins.features.appointments.Appointment``): ``id``, ``patient_id``,
+        ``practitioner_id``, ``starts_at`` and ``ends_at`` (aware UTC), ``status``, ``type``,
+        ``location``.
+    :param change: ``"created"``; ``"moved"`` when its start, end, practitioner or type
+        changed (what reminders are scheduled from); ``"cancelled"``; ``"status"`` for any
+        other status (confirmed, no_show, done, or booked again). One update may call the
+        hook twice, ``"moved"`` then ``"status"`` or ``"cancelled"``.
+    """

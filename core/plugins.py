@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "plugins.regulations.it.plugin",
     "plugins.regulations.nl.plugin",
     "plugins.features.exports.plugin",
+    "plugins.features.appointments.plugin",
 )
 
 

@@ -1,12 +1,15 @@
 """One clinic never sees nor changes another clinic's data: by the ORM, by RLS, by cookies."""
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 from werkzeug.routing import Rule
 
 from core import apikeys, patient_access
-from core.db import db
+from core.db import db, utcnow
 from core.delivery import outbox
 from core.models import ApiKey, AuditEvent, Message, Patient, User, patient_practitioners
+from plugins.features import appointments
 from tenants.scoping import tenant_scope
 from tests.worlds import (
     SERVER,
@@ -17,7 +20,7 @@ from tests.worlds import (
     make_staff,
 )
 
-TENANT_TABLES = (Patient, User, ApiKey, AuditEvent, Message)
+TENANT_TABLES = (Patient, User, ApiKey, AuditEvent, Message, appointments.Appointment)
 
 
 def make_key(app, tenant) -> tuple[ApiKey, str]:
@@ -44,7 +47,8 @@ def snapshot(app, tenant) -> dict:
 
 
 def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_client):
-    other = make_clinic(app, "other")
+    # Features on in France (for both clinics), so that their routes answer for real.
+    other = make_clinic(app, "other", plugins=("fr", "exports", "appointments"))
     their_admin = make_staff(app, other, "admin")
     their_doctor = make_staff(app, other, "practitioner")
     their_patient = make_patient(
@@ -56,6 +60,17 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         their_message = outbox.send(other, recipient, "transactional", "Private", {}, ["sms"]).id
         their_link = patient_access.make_token(other, recipient)  # an access link's token
         db.session.commit()
+    with app.test_request_context(), tenant_scope(other.id):
+        their_appointment = appointments.create(
+            other,
+            {
+                "patient_id": their_patient.id,
+                "practitioner_id": their_doctor.id,
+                "starts_at": utcnow() + timedelta(days=1),
+                "duration_minutes": 30,
+            },
+        ).id
+        db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
         "patient_id": their_patient.id,
@@ -64,6 +79,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "message_id": their_message,
         "provider": "outbox_sms",
         "token": their_link,
+        "appointment_id": their_appointment,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")

@@ -1,0 +1,119 @@
+"""The appointments JSON API, ``/api/v1/appointments`` on each clinic's subdomain.
+
+It authenticates as the core's API does (``Authorization: Bearer <key>``, a key of this
+clinic) and answers errors the same way: ``{"error": {"code", "message", "field"}}``, 422
+naming the field for bad input, with nothing written.
+"""
+
+import uuid
+from datetime import timedelta
+
+from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
+
+from core.api import authenticate
+from core.db import db
+from core.errors import ValidationError
+from core.extensions import csrf
+from plugins.features.appointments import service
+
+PAGE_SIZE = 100
+DEFAULT_DAYS = 7
+
+bp = Blueprint("appointments_api", __name__, url_prefix="/api/v1")
+bp.relais_public = True  # no staff session: the API key is checked below
+bp.before_request(authenticate)
+csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError(_("Send a JSON object."), "body")
+    return data
+
+
+def optional_id(name: str) -> uuid.UUID | None:
+    """A query parameter holding an id (``Patient/<id>`` as FHIR writes it is taken too)."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value.rpartition("/")[2])
+    except ValueError:
+        raise ValidationError(_("Unknown identifier."), name) from None
+
+
+@bp.post("/appointments")
+def appointment_upsert():
+    """Create an appointment (201), or update the one with the same ``external_id`` (200)."""
+    appointment, created = service.upsert(g.tenant, body())
+    payload = service.to_json(appointment)
+    db.session.commit()
+    return jsonify(payload), (201 if created else 200)
+
+
+@bp.get("/appointments")
+def appointment_list():
+    """Appointments starting from ``from`` (default: today) until ``to`` (default: a week
+    later), by start time, 100 a page."""
+    args = request.args
+    start = (
+        service.parse_bound(g.tenant, args["from"], "from")
+        if args.get("from")
+        else service.start_of_day(g.tenant, service.local_date(g.tenant, service.now()))
+    )
+    end = (
+        service.parse_bound(g.tenant, args["to"], "to")
+        if args.get("to")
+        else start + timedelta(days=DEFAULT_DAYS)
+    )
+    if end <= start:
+        raise ValidationError(_("The end must be after the start."), "to")
+    statuses = None
+    if args.get("status"):
+        statuses = frozenset(service.parse_status(s) for s in args["status"].split(","))
+    page = args.get("page", 1, type=int) or 1
+    rows, total = service.list_between(
+        start,
+        end,
+        practitioner_id=optional_id("practitioner"),
+        patient_id=optional_id("patient"),
+        statuses=statuses,
+        limit=PAGE_SIZE,
+        offset=(max(page, 1) - 1) * PAGE_SIZE,
+    )
+    payload = {
+        "appointments": [service.to_json(a) for a in rows],
+        "total": total,
+        "page": page,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+    }
+    db.session.commit()  # the audit of the search
+    return jsonify(payload)
+
+
+@bp.get("/appointments/<uuid:appointment_id>")
+def appointment_read(appointment_id: uuid.UUID):
+    payload = service.to_json(service.get(appointment_id))
+    db.session.commit()
+    return jsonify(payload)
+
+
+@bp.patch("/appointments/<uuid:appointment_id>")
+def appointment_update(appointment_id: uuid.UUID):
+    """Move an appointment, change its status, type, location or reason."""
+    appointment = service.update(g.tenant, service.find(appointment_id), body())
+    payload = service.to_json(appointment)
+    db.session.commit()
+    return jsonify(payload)
+
+
+@bp.post("/appointments/<uuid:appointment_id>/cancel")
+def appointment_cancel(appointment_id: uuid.UUID):
+    """Cancel an appointment; cancelling it again answers the same, changing nothing."""
+    appointment = service.cancel(g.tenant, service.find(appointment_id))
+    payload = service.to_json(appointment)
+    db.session.commit()
+    return jsonify(payload)

@@ -1,0 +1,331 @@
+"""Appointments as FHIR R4 ``Appointment`` resources, read-only, under ``/api/v1/fhir``.
+
+``GET /api/v1/fhir/Appointment?date=ge2026-03-01&date=lt2026-03-08&patient=<id>`` answers a
+``searchset`` Bundle; ``GET /api/v1/fhir/Appointment/<id>`` one resource. Authentication is
+the API's (a bearer key of the clinic); errors are ``OperationOutcome`` resources.
+
+The mapping (see docs/appointments.md):
+
+==============  =============================================================================
+Relais          FHIR
+==============  =============================================================================
+id              ``id``
+external_id     ``identifier`` (system :data:`EXTERNAL_ID_SYSTEM`)
+status          ``status``: booked and confirmed → booked, cancelled → cancelled,
+                no_show → noshow, done → fulfilled; the patient's participant status says
+                whether the patient confirmed (accepted) or not yet (needs-action)
+type            ``appointmentType.text``
+reason          ``reasonCode[0].text``
+starts_at/…     ``start``, ``end`` (UTC instants), ``minutesDuration``
+patient         participant ``Patient/<id>`` (the API's patient id), with its name
+practitioner    participant ``Practitioner/<id>`` (the staff id), with its name
+location        participant with a ``Location`` reference by display only
+created_at      ``created``; updated_at: ``meta.lastUpdated``
+==============  =============================================================================
+"""
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, g, jsonify, request, url_for
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+
+from core.api import authenticate
+from core.db import db, utcnow
+from core.errors import DomainError, ValidationError
+from core.extensions import csrf
+from plugins.features.appointments import service
+from plugins.features.appointments.models import Appointment, AppointmentStatus
+
+MEDIA_TYPE = "application/fhir+json"
+EXTERNAL_ID_SYSTEM = "urn:relais:appointment:external-id"
+DEFAULT_COUNT = 100
+MAX_COUNT = 500
+
+STATUS = {
+    AppointmentStatus.BOOKED: "booked",
+    AppointmentStatus.CONFIRMED: "booked",
+    AppointmentStatus.CANCELLED: "cancelled",
+    AppointmentStatus.NO_SHOW: "noshow",
+    AppointmentStatus.DONE: "fulfilled",
+}
+PATIENT_STATUS = {
+    AppointmentStatus.BOOKED: "needs-action",
+    AppointmentStatus.CONFIRMED: "accepted",
+    AppointmentStatus.CANCELLED: "declined",
+    AppointmentStatus.NO_SHOW: "accepted",
+    AppointmentStatus.DONE: "accepted",
+}
+# A FHIR status searched for -> the Relais statuses it stands for.
+STATUSES_OF = {
+    code: frozenset(s for s, c in STATUS.items() if c == code) for code in set(STATUS.values())
+}
+ISSUE_CODES = {401: "security", 403: "forbidden", 404: "not-found", 422: "invalid"}
+
+bp = Blueprint("appointments_fhir", __name__, url_prefix="/api/v1/fhir")
+bp.relais_public = True  # no staff session: the API key is checked below
+bp.before_request(authenticate)
+csrf.exempt(bp)
+
+
+# --- the mapping ------------------------------------------------------------------------------
+
+
+def instant(value: datetime) -> str:
+    """A FHIR instant in UTC, to the second: ``2026-03-30T07:00:00Z``."""
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def to_fhir(appointment: Appointment) -> dict[str, Any]:
+    """An appointment as a FHIR R4 ``Appointment`` resource (a JSON object)."""
+    resource: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": str(appointment.id),
+        "meta": {"lastUpdated": instant(appointment.updated_at)},
+    }
+    if appointment.external_id:
+        resource["identifier"] = [{"system": EXTERNAL_ID_SYSTEM, "value": appointment.external_id}]
+    resource["status"] = STATUS[appointment.status]
+    resource["appointmentType"] = {"text": appointment.type}
+    if appointment.reason:
+        resource["reasonCode"] = [{"text": appointment.reason}]
+    resource |= {
+        "start": instant(appointment.starts_at),
+        "end": instant(appointment.ends_at),
+        "minutesDuration": appointment.minutes,
+        "created": instant(appointment.created_at),
+    }
+    participants = [
+        {
+            "actor": {
+                "reference": f"Patient/{appointment.patient_id}",
+                "display": appointment.patient.full_name,
+            },
+            "required": "required",
+            "status": PATIENT_STATUS[appointment.status],
+        },
+        {
+            "actor": {
+                "reference": f"Practitioner/{appointment.practitioner_id}",
+                "display": appointment.practitioner.name,
+            },
+            "required": "required",
+            "status": "accepted",
+        },
+    ]
+    if appointment.location:
+        participants.append(
+            {
+                "actor": {"type": "Location", "display": appointment.location},
+                "required": "information-only",
+                "status": "accepted",
+            }
+        )
+    resource["participant"] = participants
+    return resource
+
+
+def searchset(rows: list[Appointment], total: int, links: dict[str, str]) -> dict[str, Any]:
+    """A FHIR ``searchset`` Bundle of appointments."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": instant(utcnow()),
+        "total": total,
+        "link": [{"relation": relation, "url": url} for relation, url in links.items()],
+        "entry": [
+            {
+                "fullUrl": url_for(".appointment_read", appointment_id=a.id, _external=True),
+                "resource": to_fhir(a),
+                "search": {"mode": "match"},
+            }
+            for a in rows
+        ],
+    }
+
+
+# --- search parameters ------------------------------------------------------------------------
+
+PREFIXES = ("eq", "ge", "gt", "le", "lt")
+
+
+def date_range(tenant, value: str) -> tuple[datetime | None, datetime | None]:
+    """The bounds a ``date`` parameter puts on an appointment's start: ``[lower, upper)``.
+
+    ``2026-03-30`` is that day in the clinic's time zone; ``2026-03`` a month, ``2026`` a
+    year; a time needs its offset. Prefixes ``eq`` (the default), ``ge``, ``gt``, ``le``,
+    ``lt``. :raises ValidationError: on ``date``.
+    """
+    prefix, text = ("eq", value)
+    if value[:2] in PREFIXES:
+        prefix, text = value[:2], value[2:]
+    low, high = _period(tenant, text)
+    return {
+        "eq": (low, high),
+        "ge": (low, None),
+        "gt": (high, None),
+        "lt": (None, low),
+        "le": (None, high),
+    }[prefix]
+
+
+def _period(tenant, text: str) -> tuple[datetime, datetime]:
+    try:
+        if len(text) == 4:
+            year = int(text)
+            return _day(tenant, date(year, 1, 1)), _day(tenant, date(year + 1, 1, 1))
+        if len(text) == 7:
+            first = date.fromisoformat(f"{text}-01")
+            after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            return _day(tenant, first), _day(tenant, after)
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return _day(tenant, day), _day(tenant, day + timedelta(days=1))
+        at = service.parse_time(text.replace(" ", "+"), "date")  # a "+" sent unescaped
+        return at, at + timedelta(seconds=1)
+    except ValueError:
+        raise ValidationError(
+            _("Give a date (2026-03-30) or a time with its offset, after ge, gt, le or lt."),
+            "date",
+        ) from None
+
+
+def _day(tenant, day: date) -> datetime:
+    return service.start_of_day(tenant, day)
+
+
+def _reference(name: str, kind: str) -> uuid.UUID | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    if "/" in value and not value.startswith(f"{kind}/"):
+        raise ValidationError(_("Give a %(kind)s id.", kind=kind), name)
+    try:
+        return uuid.UUID(value.rpartition("/")[2])
+    except ValueError:
+        raise ValidationError(_("Unknown identifier."), name) from None
+
+
+def _whole(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not low <= number <= high:
+        raise ValidationError(
+            _("A whole number from %(low)d to %(high)d.", low=low, high=high), name
+        )
+    return number
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+def fhir_json(payload: dict, status: int = 200):
+    response = jsonify(payload)
+    response.status_code = status
+    response.mimetype = MEDIA_TYPE
+    return response
+
+
+@bp.get("/Appointment")
+def appointment_search():
+    """Search appointments: ``date`` (repeatable), ``patient``, ``practitioner``,
+    ``status``, ``identifier``, ``_count``, ``_offset``."""
+    tenant = g.tenant
+    lower = upper = None
+    for value in request.args.getlist("date"):
+        low, high = date_range(tenant, value.strip())
+        if low is not None and (lower is None or low > lower):
+            lower = low
+        if high is not None and (upper is None or high < upper):
+            upper = high
+    statuses = None
+    if request.args.get("status"):
+        statuses = frozenset()
+        for code in request.args["status"].split(","):
+            if code not in STATUSES_OF:
+                raise ValidationError(
+                    _("Choose one of: %(v)s.", v=", ".join(sorted(STATUSES_OF))), "status"
+                )
+            statuses |= STATUSES_OF[code]
+    external_id = None
+    if request.args.get("identifier"):
+        system, bar, value = request.args["identifier"].rpartition("|")
+        if bar and system not in ("", EXTERNAL_ID_SYSTEM):
+            raise ValidationError(
+                _("Search by %(system)s|<id>.", system=EXTERNAL_ID_SYSTEM), "identifier"
+            )
+        external_id = value
+    count = _whole("_count", DEFAULT_COUNT, 0, MAX_COUNT)
+    offset = _whole("_offset", 0, 0, 10**9)
+
+    if lower is not None and upper is not None and upper <= lower:
+        rows, total = [], 0
+    else:
+        rows, total = service.list_between(
+            lower,
+            upper,
+            practitioner_id=_reference("practitioner", "Practitioner"),
+            patient_id=_reference("patient", "Patient"),
+            statuses=statuses,
+            external_id=external_id,
+            limit=count,
+            offset=offset,
+        )
+    kept = [
+        (k, v)
+        for k in ("date", "patient", "practitioner", "status", "identifier")
+        for v in request.args.getlist(k)
+    ]
+
+    def page(at: int) -> str:
+        query = urlencode([*kept, ("_count", count), ("_offset", at)])
+        return url_for(".appointment_search", _external=True) + "?" + query
+
+    links = {"self": page(offset)}
+    if offset + count < total and count:
+        links["next"] = page(offset + count)
+    if offset > 0:
+        links["previous"] = page(max(0, offset - count))
+    payload = searchset(rows, total, links)
+    db.session.commit()  # the audit of the search
+    return fhir_json(payload)
+
+
+@bp.get("/Appointment/<appointment_id>")
+def appointment_read(appointment_id: str):
+    payload = to_fhir(service.get(appointment_id))
+    db.session.commit()  # the audit of the read
+    return fhir_json(payload)
+
+
+# --- errors: OperationOutcome -----------------------------------------------------------------
+
+
+def outcome(status: int, message: str, field: str | None = None):
+    issue = {
+        "severity": "error",
+        "code": ISSUE_CODES.get(status, "processing"),
+        "diagnostics": message,
+    }
+    if field:
+        issue["expression"] = [field]
+    return fhir_json({"resourceType": "OperationOutcome", "issue": [issue]}, status)
+
+
+@bp.errorhandler(DomainError)
+def domain_error(exc: DomainError):
+    db.session.rollback()
+    return outcome(exc.status, exc.message, exc.field)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    return outcome(exc.code or 500, exc.description or exc.name)

@@ -1,0 +1,89 @@
+"""Appointments: the clinic's agenda, booked by staff or pushed by practice software.
+
+Staff use the agenda page (:mod:`.views`); practice software pushes appointments through the
+JSON API (:mod:`.api`) and reads them as FHIR R4 (:mod:`.fhir`). Other features use the
+public module, :mod:`plugins.features.appointments`, and the hook
+``relais_appointment_changed``.
+"""
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from core import hookimpl
+from core.plugins import MenuItem
+from core.settings import Setting
+from plugins.features.appointments import api, fhir, views
+from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
+
+kind = "feature"
+description = _l(
+    "Appointments: the clinic's agenda, booked by staff or pushed by practice software, "
+    "read as FHIR."
+)
+
+
+def _overlaps(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("allow", "refuse"):
+        raise ValueError(_("'allow' or 'refuse'"))
+    return value
+
+
+def _types(text: str) -> str:
+    types = split_types(text)
+    if not all(is_type_word(t) for t in types):
+        raise ValueError(_("short words separated by commas, e.g. consultation, vaccination"))
+    return ", ".join(dict.fromkeys(types))
+
+
+def _address(text: str) -> str:
+    address = " ".join(text.split())
+    if len(address) > MAX_LOCATION:
+        raise ValueError(_("at most %(n)d characters", n=MAX_LOCATION))
+    return address
+
+
+@hookimpl
+def relais_register_blueprints():
+    return [views.bp, api.bp, fhir.bp]
+
+
+@hookimpl
+def relais_menu_items():
+    return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda")]
+
+
+@hookimpl
+def relais_plugin_settings():
+    return [
+        Setting(
+            "overlaps",
+            _l("Overlapping appointments"),
+            default="refuse",
+            parse=_overlaps,
+            clinic=True,
+            help=_l(
+                "'refuse': a practitioner has one appointment at a time; 'allow': several "
+                "(group sessions, a shared slot)"
+            ),
+        ),
+        Setting(
+            "types",
+            _l("Appointment types"),
+            default="",
+            parse=_types,
+            clinic=True,
+            help=_l(
+                "Separated by commas, e.g. consultation, vaccination; the first is the default. "
+                "Empty: any short word."
+            ),
+        ),
+        Setting(
+            "address",
+            _l("Clinic's address"),
+            default="",
+            parse=_address,
+            clinic=True,
+            help=_l("Where appointments take place unless they say otherwise."),
+        ),
+    ]
