@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "plugins.regulations.nl.plugin",
     "plugins.features.exports.plugin",
     "plugins.features.appointments.plugin",
+    "plugins.features.reminders.plugin",
 )
 
 
