@@ -63,8 +63,9 @@ from tenants.scoping import system_scope, tenant_scope  # noqa: E402
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
-# Only what the scenarios use: the outbox channel and the French regulation plugin.
-PLUGINS = ("plugins.channels.outbox.plugin", "plugins.regulations.fr.plugin")
+# Only what the scenarios use: the outbox channel and a regulation plugin allowing every
+# message at any hour (open_rules.py), so that campaigns leave whenever the bench runs.
+PLUGINS = ("plugins.channels.outbox.plugin", "bench.open_rules")
 TRANSACTION = 1000  # messages written per transaction, as a campaign writes them
 CAMPAIGN = (
     "Bonjour {{ name }}, {{ clinic }} ouvre la vaccination contre la grippe. "
@@ -276,7 +277,7 @@ def build_world(args, children: Children) -> World:
     redis = Redis.from_url(args.redis_url)
     redis.flushdb()
     with app.app_context(), system_scope():
-        for plugin in ("outbox", "fr"):
+        for plugin in ("outbox", "open_rules"):
             provisioning.set_country_plugin("FR", plugin, True)
         tenant = provisioning.create_tenant("Centre de santé du Banc", "banc", "FR")
         db.session.commit()

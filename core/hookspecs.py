@@ -139,6 +139,17 @@ def relais_register_blueprints():
 
 
 @hookspec
+def relais_seed_demo(tenant):
+    """Add a feature's sample data to the demo clinic (``relais demo``).
+
+    Called in the clinic's scope after its staff and patients exist, each time the demo is
+    set up: add only what is missing, so that running it again changes nothing.
+
+    :param tenant: the demo clinic (:class:`tenants.models.Tenant`).
+    """
+
+
+@hookspec
 def relais_register_commands(cli):
     """Add click commands to the ``relais`` command line. Called once at start-up.
 

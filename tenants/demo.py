@@ -13,7 +13,7 @@ from core.auth import hash_password
 from core.db import db
 from core.delivery import routing
 from core.models import User
-from core.plugins import host
+from core.plugins import hooks_for, host
 from tenants import provisioning
 from tenants.models import Operator, ProviderRoute, Tenant
 from tenants.scoping import tenant_scope
@@ -76,6 +76,8 @@ def seed() -> list[tuple[str, str, str]]:
             doctor = db.session.scalar(sa.select(User).where(User.email == STAFF[1][1]))
             for data in PATIENTS:
                 patients.create_patient(tenant, {**data, "practitioner_ids": [doctor.id]})
+        db.session.flush()
+        hooks_for(tenant).relais_seed_demo(tenant=tenant)  # e.g. this week's appointments
     return accounts
 
 

@@ -25,6 +25,7 @@ from core.delivery import outbox
 from core.delivery.sweeper import deliver_due_in_process
 from core.models import AuditEvent, Message, MessageStatus, Patient, User
 from plugins.channels.outbox.plugin import OutboxDelivery
+from plugins.features.appointments import Appointment
 from tenants.models import Operator, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import PASSWORD, SERVER, TEST_CONFIG, client_for, csrf_token, make_patient
@@ -419,6 +420,9 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
             assert check_password(operator, after["operator"][1]) is operator
             with tenant_scope(tenant.id):
                 assert len(db.session.scalars(sa.select(Patient)).all()) >= 3
+                # This week's agenda (relais_seed_demo), the same after the second run.
+                agenda = db.session.scalars(sa.select(Appointment.external_id)).all()
+                assert sorted(agenda) == ["demo-1", "demo-2", "demo-3", "demo-4"]
                 admin = db.session.scalar(sa.select(User).where(User.email == after["admin"][0]))
                 assert check_password(admin, after["admin"][1]) is admin
                 with pytest.raises(LoginFailed):

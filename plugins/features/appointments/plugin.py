@@ -6,13 +6,19 @@ public module, :mod:`plugins.features.appointments`, and the hook
 ``relais_appointment_changed``.
 """
 
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.db import db
+from core.models import Patient, Role, User
 from core.plugins import MenuItem
 from core.settings import Setting
-from plugins.features.appointments import api, fhir, views
+from plugins.features.appointments import api, fhir, service, views
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 
 kind = "feature"
@@ -51,6 +57,41 @@ def relais_register_blueprints():
 @hookimpl
 def relais_menu_items():
     return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda")]
+
+
+# The demo's week: (external id, patient's first name, days from today, local time, minutes).
+DEMO = (
+    ("demo-1", "Jeanne", 1, time(9), 20),
+    ("demo-2", "Lucas", 1, time(10, 30), 20),
+    ("demo-3", "Amina", 2, time(14), 30),
+    ("demo-4", "Paul", 3, time(11), 20),
+)
+
+
+@hookimpl
+def relais_seed_demo(tenant):
+    """This week's appointments with the demo practitioner, pushed as practice software would
+    (by external id: setting the demo up again moves them to the days to come)."""
+    doctor = db.session.scalar(sa.select(User).where(User.role == Role.PRACTITIONER))
+    if doctor is None:
+        return
+    zone = ZoneInfo(tenant.timezone)
+    today = datetime.now(zone).date()
+    for external_id, first_name, days, at, minutes in DEMO:
+        patient = db.session.scalar(sa.select(Patient).where(Patient.first_name == first_name))
+        if patient is None:
+            continue
+        starts = datetime.combine(today + timedelta(days=days), at, zone)
+        service.upsert(
+            tenant,
+            {
+                "external_id": external_id,
+                "patient_id": str(patient.id),
+                "practitioner_id": str(doctor.id),
+                "starts_at": starts.isoformat(),
+                "duration_minutes": minutes,
+            },
+        )
 
 
 @hookimpl
