@@ -85,6 +85,18 @@ def clinic(app, twilio):
     return tenant
 
 
+def reminder_statuses(app, clinic) -> list[tuple]:
+    with app.app_context(), tenant_scope(clinic.id):
+        return [
+            tuple(row)
+            for row in db.session.execute(
+                sa.select(Reminder.minutes_before, Message.status)
+                .join(Message, Message.id == Reminder.message_id)
+                .order_by(Reminder.minutes_before.desc())
+            )
+        ]
+
+
 def reply(text: str) -> dict[str, str]:
     sid = "SM" + uuid.uuid4().hex
     return {
@@ -133,6 +145,8 @@ def test_a_due_reminder_reaches_twilio_and_the_reply_oui_confirms(app, clinic, t
     assert "Répondez OUI pour confirmer, NON pour annuler" in sent.body
     assert "demo.relais.test/appointments/r/" in sent.body
 
+    wait_until(lambda: reminder_statuses(app, clinic)[0][1] == MessageStatus.SENT)  # recorded
+
     hooks = client_for(app, "hooks")
     params = reply("Oui")
     signature = RequestValidator(twilio.auth_token).compute_signature(
@@ -145,14 +159,9 @@ def test_a_due_reminder_reaches_twilio_and_the_reply_oui_confirms(app, clinic, t
 
     cancelled = api.post(f"/api/v1/appointments/{appointment_id}/cancel", headers=auth)
     assert cancelled.status_code == 200
-    with app.app_context(), tenant_scope(clinic.id):
-        statuses = db.session.execute(
-            sa.select(Reminder.minutes_before, Message.status)
-            .join(Message, Message.id == Reminder.message_id)
-            .order_by(Reminder.minutes_before.desc())
-        ).all()
+    statuses = reminder_statuses(app, clinic)
     # Twilio took the first (its status callbacks are not posted here); the second waits no more.
-    assert [tuple(s) for s in statuses] == [
+    assert statuses == [
         (120, MessageStatus.SENT),
         (60, MessageStatus.CANCELLED),
     ]
