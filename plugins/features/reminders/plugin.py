@@ -1,7 +1,101 @@
-"""Reminders: up to four reminders per appointment, by the patient's best channel."""
+"""Reminders: up to four reminders before each appointment, by the patient's best channel.
 
-from plugins.features.reminders.models import Reminder
+Scheduled from the appointments feature's hook (``relais_appointment_changed``) as outbox
+messages waiting for their time; answered by a reply (OUI/NON, YES/NO, JA/NEIN, SI/NO,
+JA/NEE) or through the signed link each reminder carries. See docs/appointments.md.
+"""
+
+import unicodedata
+
+from flask_babel import lazy_gettext as _l
+
+from core import hookimpl
+from core.plugins import MenuItem
+from core.settings import Setting, yes_no
+from plugins.features.reminders import service, texts, views
+from plugins.features.reminders.schedule import parse_schedule, parse_schedule_by_type
 
 kind = "feature"
+description = _l(
+    "Reminders: up to four before each appointment, by the patient's best channel; "
+    "patients confirm or cancel by reply or link."
+)
+LANGUAGE_NAMES = {
+    "fr": _l("Reminder template (French)"),
+    "en": _l("Reminder template (English)"),
+    "de": _l("Reminder template (German)"),
+    "it": _l("Reminder template (Italian)"),
+    "nl": _l("Reminder template (Dutch)"),
+}
 
-__all__ = ["Reminder"]
+
+def normalized(text: str) -> str:
+    """A reply as one upper-case word without accents: " Sì. " -> "SI"."""
+    word = unicodedata.normalize("NFKD", (text or "").strip().strip(".!").upper())
+    return "".join(c for c in word if not unicodedata.combining(c))
+
+
+@hookimpl
+def relais_register_blueprints():
+    return [views.bp, views.api_bp, views.link_bp]
+
+
+@hookimpl
+def relais_menu_items(tenant, user):
+    return [
+        MenuItem(label=_l("Reminders"), endpoint="reminders.settings_page", roles=("admin",)),
+        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page"),
+    ]
+
+
+@hookimpl
+def relais_plugin_settings():
+    found = [
+        Setting(
+            "schedule",
+            _l("When reminders go"),
+            default="72h, 24h, 2h",
+            parse=parse_schedule,
+            clinic=True,
+            help=_l("Up to four times before the appointment, e.g. 72h, 24h, 2h or 30m."),
+        ),
+        Setting(
+            "schedule_by_type",
+            _l("Reminders by appointment type"),
+            default="",
+            parse=parse_schedule_by_type,
+            clinic=True,
+            help=_l("Optional, e.g. vaccination: 48h, 2h; consultation: 24h"),
+        ),
+        Setting(
+            "notify_cancellation",
+            _l("Tell the patient when an appointment is cancelled"),
+            default=True,
+            parse=yes_no,
+            clinic=True,
+        ),
+    ]
+    for language in texts.LANGUAGES:
+        found.append(
+            Setting(
+                f"template_{language}",
+                LANGUAGE_NAMES[language],
+                default=texts.DEFAULT_TEMPLATES[language],
+                parse=texts.check_template,
+                clinic=True,
+                help=_l("Variables: patient, practitioner, date, time, address, link, clinic."),
+            )
+        )
+    return found
+
+
+@hookimpl
+def relais_appointment_changed(tenant, appointment, change):
+    service.on_change(tenant, appointment, change)
+
+
+@hookimpl(trylast=True)
+def relais_handle_inbound(tenant, patient, channel, text):
+    """OUI/NON and their like answer the patient's next reminded appointment. Last, so that
+    the country's rules (STOP; JA confirming a consent in Germany) come first."""
+    return service.handle_reply(tenant, patient, normalized(text))

@@ -1,0 +1,103 @@
+"""What reminders say: a template per language, and the variables they are rendered with.
+
+Templates are sandboxed Jinja, as every outbox template. A clinic may write its own per
+language (settings ``template_fr``...); the defaults below fit in two SMS with the link and
+say which words to reply. Dates and times are the clinic's wall clock (its time zone), in the
+patient's language: an appointment at 09:00 in Paris reads 09:00 in summer and in winter.
+"""
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_time
+
+from core.delivery import outbox
+from core.errors import ValidationError
+
+LANGUAGES = ("fr", "en", "de", "it", "nl")
+FALLBACK = "en"
+ADDRESS = "{% if address %}, {{ address }}{% endif %}"
+
+DEFAULT_TEMPLATES = {
+    "fr": "Bonjour {{ patient }}, RDV le {{ date }} à {{ time }} avec {{ practitioner }} "
+    "({{ clinic }}" + ADDRESS + "). Répondez OUI pour confirmer, NON pour annuler, "
+    "ou : {{ link }}",
+    "en": "Hello {{ patient }}, your appointment with {{ practitioner }} is on {{ date }} at "
+    "{{ time }} ({{ clinic }}" + ADDRESS + "). Reply YES to confirm, NO to cancel, "
+    "or: {{ link }}",
+    "de": "Hallo {{ patient }}, Ihr Termin bei {{ practitioner }}: {{ date }} um {{ time }} "
+    "({{ clinic }}" + ADDRESS + "). Antworten Sie JA zum Bestätigen, NEIN zum Absagen, "
+    "oder: {{ link }}",
+    "it": "Gentile {{ patient }}, appuntamento con {{ practitioner }} {{ date }} alle "
+    "{{ time }} ({{ clinic }}" + ADDRESS + "). Risponda SI per confermare, NO per annullare, "
+    "oppure: {{ link }}",
+    "nl": "Beste {{ patient }}, uw afspraak bij {{ practitioner }}: {{ date }} om {{ time }} "
+    "({{ clinic }}" + ADDRESS + "). Antwoord JA om te bevestigen, NEE om te annuleren, "
+    "of: {{ link }}",
+}
+# The e-mail's subject (the text is its body).
+SUBJECTS = {
+    "fr": "Rappel : votre rendez-vous du {{ date }} à {{ time }}",
+    "en": "Reminder: your appointment on {{ date }} at {{ time }}",
+    "de": "Erinnerung: Ihr Termin am {{ date }} um {{ time }}",
+    "it": "Promemoria: il suo appuntamento del {{ date }} alle {{ time }}",
+    "nl": "Herinnering: uw afspraak op {{ date }} om {{ time }}",
+}
+SAMPLE_PATIENTS = {"fr": "Jeanne", "en": "Jane", "de": "Johanna", "it": "Giovanna", "nl": "Johanna"}
+
+
+def language_of(patient) -> str:
+    """The patient's language among the templates' (``fr-BE`` -> ``fr``), else English."""
+    code = (patient.language or "").replace("-", "_").split("_")[0].lower()
+    return code if code in LANGUAGES else FALLBACK
+
+
+def when(tenant, at: datetime, language: str) -> dict[str, str]:
+    """``date`` and ``time`` of a moment, on the clinic's wall clock, in ``language``."""
+    zone = ZoneInfo(tenant.timezone)
+    local = at.astimezone(zone)
+    return {
+        "date": format_date(local.date(), "full", locale=language),
+        "time": format_time(at, "HH:mm", tzinfo=zone, locale=language),
+    }
+
+
+def variables(
+    tenant, language: str, first_name: str, practitioner: str, at: datetime, address: str, link: str
+) -> dict[str, Any]:
+    return {
+        "patient": first_name,
+        "practitioner": practitioner,
+        **when(tenant, at, language),
+        "address": address or "",
+        "link": link,
+        "clinic": tenant.name,
+    }
+
+
+def message_template(text: str, language: str) -> dict[str, str]:
+    """The outbox templates of a reminder: its text, and a subject for e-mail."""
+    return {"text": text, "subject": SUBJECTS[language]}
+
+
+def check_template(text: str) -> str:
+    """A clinic's template: it must render with the reminders' variables.
+
+    :raises ValueError: with the template engine's complaint.
+    """
+    text = text.strip()
+    sample = {
+        "patient": "Jeanne",
+        "practitioner": "Dr Martin",
+        "date": "lundi 30 mars 2026",
+        "time": "09:00",
+        "address": "3 rue des Lilas",
+        "link": "https://demo.example/appointments/r/x",
+        "clinic": "Clinic",
+    }
+    try:
+        outbox.render(text, sample)
+    except ValidationError as exc:
+        raise ValueError(exc.message) from None
+    return text

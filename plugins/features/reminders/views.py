@@ -1,0 +1,246 @@
+"""Reminders' pages: the settings with their preview (admins), the figures (staff), the JSON
+figures (API key), and the patient's page behind each reminder's link (public).
+
+Routes only: parse, call :mod:`.service`, :mod:`.texts` or :mod:`.stats`, render.
+"""
+
+import uuid
+from contextlib import nullcontext
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from core import settings
+from core.api import authenticate
+from core.db import db, utcnow
+from core.delivery import outbox, sms
+from core.errors import NotFound, ValidationError
+from core.extensions import csrf
+from core.web import admin_only
+from plugins.features.appointments import AppointmentStatus
+from plugins.features.reminders import links, service, stats, texts
+
+bp = Blueprint("reminders", __name__, template_folder="templates")
+
+api_bp = Blueprint("reminders_api", __name__, url_prefix="/api/v1")
+api_bp.relais_public = True  # no staff session: the API key is checked below
+api_bp.before_request(authenticate)
+csrf.exempt(api_bp)  # bearer-key authentication only: no cookie, so no CSRF
+
+link_bp = Blueprint("reminders_link", __name__, template_folder="templates")
+link_bp.relais_public = True  # the patient's page: the signed link says which appointment
+
+DEFAULT_DAYS_BACK = 30
+
+
+# --- settings and preview (admins) ------------------------------------------------------------
+
+
+def _country_language(tenant) -> str:
+    code = (tenant.country.locale or "").split("_")[0].lower()
+    return code if code in texts.LANGUAGES else texts.FALLBACK
+
+
+def sample_variables(tenant, language: str) -> dict:
+    """A sample appointment: next Monday at 09:00 in the clinic, with a real link's length."""
+    zone = ZoneInfo(tenant.timezone)
+    today = utcnow().astimezone(zone).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    starts_at = datetime.combine(monday, time(9), tzinfo=zone).astimezone(UTC)
+    address = settings.plugin_setting(tenant, "appointments", "address") or "3 rue des Lilas"
+    return texts.variables(
+        tenant,
+        language,
+        texts.SAMPLE_PATIENTS[language],
+        "Dr Martin",
+        starts_at,
+        address,
+        links.link(tenant, uuid.uuid4()),
+    )
+
+
+def preview(tenant, language: str, template: str) -> dict:
+    """The text of a reminder by each channel, for the sample appointment.
+
+    :raises ValidationError: on ``template_<language>`` when the template does not render.
+    """
+    values = sample_variables(tenant, language)
+    try:
+        content = outbox.render(texts.message_template(template, language), values)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, f"template_{language}") from None
+    encoding, count = sms.segments(content["text"])
+    return {
+        "sms": {
+            "text": content["text"],
+            "encoding": encoding,
+            "segments": count,
+            "characters": len(content["text"]),
+        },
+        "email": {"subject": content.get("subject", ""), "text": content["text"]},
+        "voice": {"text": content["text"]},
+    }
+
+
+def _form_values(tenant) -> dict[str, str]:
+    """What the form shows: the clinic's own values, else the ones in force."""
+    shown = {}
+    for choice in settings.clinic_choices(tenant).get(service.PLUGIN, []):
+        value = choice.own if choice.own is not None else choice.inherited
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        shown[choice.setting.name] = "" if value is None else str(value)
+    for language in texts.LANGUAGES:
+        if not shown.get(f"template_{language}"):
+            shown[f"template_{language}"] = texts.DEFAULT_TEMPLATES[language]
+    return shown
+
+
+@bp.route("/settings/reminders", methods=["GET", "POST"])
+@admin_only
+def settings_page():
+    tenant = g.tenant
+    error = None
+    values = _form_values(tenant)
+    language = request.values.get("language", "")
+    if language not in texts.LANGUAGES:
+        language = _country_language(tenant)
+    if request.method == "POST":
+        values.update({k: v for k, v in request.form.items() if k in values})
+        if request.form.get("action") == "save":
+            try:
+                settings.save_clinic(tenant, service.PLUGIN, request.form)
+            except ValidationError as exc:
+                db.session.rollback()
+                error = exc
+            else:
+                db.session.commit()
+                flash(_("Settings saved."))
+                return redirect(url_for(".settings_page", language=language), 303)
+    shown = None
+    if error is None:
+        try:
+            shown = preview(tenant, language, values[f"template_{language}"])
+        except ValidationError as exc:
+            error = exc
+    wants_json = request.accept_mimetypes.best == "application/json"
+    if request.method == "POST" and request.form.get("action") == "preview" and wants_json:
+        if shown is None:
+            return jsonify(
+                {"error": {"code": "invalid", "message": error.message, "field": error.field}}
+            ), error.status
+        return jsonify({"language": language, **shown})
+    return render_template(
+        "reminders/settings.html",
+        values=values,
+        language=language,
+        languages=texts.LANGUAGES,
+        preview=shown,
+        error=error,
+    ), (error.status if error else 200)
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _bound(tenant, name: str, default: date) -> datetime:
+    """A window's bound: a date (that day's start in the clinic) or a time with its offset."""
+    text = request.args.get(name, "").strip()
+    zone = ZoneInfo(tenant.timezone)
+    if not text:
+        return datetime.combine(default, time(0), tzinfo=zone).astimezone(UTC)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone).astimezone(UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValidationError(_("Give a date (YYYY-MM-DD) or a time with its offset."), name)
+    return parsed.astimezone(UTC)
+
+
+def _window(tenant) -> tuple[datetime, datetime]:
+    today = utcnow().astimezone(ZoneInfo(tenant.timezone)).date()
+    start = _bound(tenant, "from", today - timedelta(days=DEFAULT_DAYS_BACK))
+    end = _bound(tenant, "to", today + timedelta(days=1))
+    if end <= start:
+        raise ValidationError(_("The end of the window must be after its start."), "to")
+    return start, end
+
+
+@bp.get("/reminders/stats")
+def stats_page():
+    tenant = g.tenant
+    error = None
+    try:
+        start, end = _window(tenant)
+    except ValidationError as exc:
+        error = exc
+        today = utcnow().astimezone(ZoneInfo(tenant.timezone)).date()
+        zone = ZoneInfo(tenant.timezone)
+        start = datetime.combine(today - timedelta(days=DEFAULT_DAYS_BACK), time(0), tzinfo=zone)
+        end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone)
+    figures = stats.compute(start, end)
+    zone = ZoneInfo(tenant.timezone)
+    return render_template(
+        "reminders/stats.html",
+        stats=figures,
+        start=start.astimezone(zone).date(),
+        end=end.astimezone(zone).date(),
+        error=error,
+    ), (error.status if error else 200)
+
+
+@api_bp.get("/reminders/stats")
+def stats_api():
+    start, end = _window(g.tenant)
+    return jsonify(stats.compute(start, end).to_json())
+
+
+# --- the patient's page -----------------------------------------------------------------------
+
+
+@link_bp.route("/appointments/r/<token>", methods=["GET", "POST"])
+def page(token: str):
+    tenant = g.tenant
+    try:
+        appointment = links.read(tenant, token)
+    except NotFound as exc:
+        db.session.rollback()
+        return render_template("patient/link_refused.html", message=exc.message), 404
+    open_ = appointment.status in service.OPEN
+    if request.method == "POST" and open_:
+        confirm = request.form.get("answer") == "confirm"
+        service.answer(tenant, appointment, confirm)
+        db.session.commit()
+        return redirect(url_for(".page", token=token), 303)
+    patient = appointment.patient
+    language = texts.language_of(patient)
+    chosen = session.get("lang") or patient.language
+    speaking = force_locale(chosen) if chosen in current_app.config["LANGUAGES"] else nullcontext()
+    with speaking:
+        return render_template(
+            "reminders/link.html",
+            appointment=appointment,
+            status=appointment.status.value,
+            statuses=AppointmentStatus,
+            open=open_,
+            practitioner=appointment.practitioner.name if appointment.practitioner else "",
+            address=service.address_of(tenant, appointment),
+            **texts.when(tenant, appointment.starts_at, language),
+        )
