@@ -26,6 +26,7 @@ from core.delivery.sweeper import deliver_due_in_process
 from core.models import AuditEvent, Message, MessageStatus, Patient, User
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.features.appointments import Appointment
+from plugins.features.reminders.models import Reminder
 from tenants.models import Operator, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import PASSWORD, SERVER, TEST_CONFIG, client_for, csrf_token, make_patient
@@ -423,6 +424,11 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
                 # This week's agenda (relais_seed_demo), the same after the second run.
                 agenda = db.session.scalars(sa.select(Appointment.external_id)).all()
                 assert sorted(agenda) == ["demo-1", "demo-2", "demo-3", "demo-4"]
+                # Their reminders wait in the outbox (at least the one 2 hours before each).
+                reminders = db.session.scalars(
+                    sa.select(Message.status).join(Reminder, Reminder.message_id == Message.id)
+                ).all()
+                assert len(reminders) >= 4 and set(reminders) == {MessageStatus.SCHEDULED}
                 admin = db.session.scalar(sa.select(User).where(User.email == after["admin"][0]))
                 assert check_password(admin, after["admin"][1]) is admin
                 with pytest.raises(LoginFailed):
@@ -434,12 +440,15 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
                 db.session.commit()
                 message_id = message.id
         with demo_app.app_context():
-            assert deliver_due_in_process() == 1
+            # The message, and the calendar invitations of the two patients with an e-mail.
+            assert deliver_due_in_process() == 3
         with demo_app.app_context(), tenant_scope(tenant_id):
             message = db.session.get(Message, (tenant_id, message_id))
             assert (message.status, message.provider) == (MessageStatus.SENT, "outbox_sms")
-            [delivery] = db.session.scalars(sa.select(OutboxDelivery)).all()
-            assert delivery.text == "Votre ordonnance"
+            sms = db.session.scalars(
+                sa.select(OutboxDelivery.text).where(OutboxDelivery.channel == "sms")
+            ).all()
+            assert sms == ["Votre ordonnance"]
     finally:
         with demo_app.app_context():
             db.engine.dispose()

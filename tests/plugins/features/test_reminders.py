@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 import time_machine
+from flask_babel import force_locale, gettext
 from icalendar import Calendar
 
 from core import apikeys, settings
@@ -26,6 +27,13 @@ from plugins.features.reminders import links
 from plugins.features.reminders.models import Reminder
 from tenants.scoping import tenant_scope
 from tests.worlds import client_for, csrf_token, log_in, make_clinic, make_patient, make_staff
+
+
+def french(app, message: str, **variables) -> str:
+    """What a French clinic's pages say, in its catalog."""
+    with app.test_request_context(), force_locale("fr"):
+        return gettext(message, **variables)
+
 
 PARIS = ZoneInfo("Europe/Paris")
 PLUGINS = ("fr", "appointments", "reminders", "outbox", "webpush")
@@ -425,7 +433,7 @@ def test_an_admin_saves_the_schedule_and_a_mistake_comes_back_with_its_sentence(
         data={"csrf_token": token, "action": "save", "schedule": "1h, 2h, 3h, 4h, 5h"},
     )
     assert refused.status_code == 422
-    assert "at most 4 reminders per appointment" in refused.text
+    assert french(app, "at most %(n)d reminders per appointment", n=4) in refused.text
 
     saved = admin_browser.post(
         "/settings/reminders",
@@ -539,9 +547,8 @@ def test_the_link_opens_a_page_that_confirms_or_cancels(
     assert done.status_code == 303
     assert status_of(app, clinic, appointment_id) == status
     after = browser.get(path)
-    assert ("Appointment confirmed" if button == "confirm" else "Appointment cancelled") in (
-        after.text
-    )
+    said = "Appointment confirmed" if button == "confirm" else "Appointment cancelled"
+    assert french(app, said) in after.text
 
 
 def test_the_link_needs_the_pages_csrf_token(app, clinic, doctor, patient):
@@ -562,7 +569,7 @@ def test_a_bad_or_foreign_or_late_link_is_404(app, clinic, doctor, patient):
     with time_machine.travel(paris(3, 30, 9, 1), tick=False):
         late = client_for(app, clinic.slug).get(path)
     assert late.status_code == 404
-    assert "has started" in late.text
+    assert french(app, "This appointment has started: this link no longer works.") in late.text
 
 
 # --- the .ics invitation ----------------------------------------------------------------------
@@ -678,9 +685,12 @@ def test_figures_count_channels_confirmations_and_no_shows(app, clinic, doctor):
     assert figures["with_reminders"] == {"done": 2, "no_show": 1, "no_show_rate": 0.3333}
     assert figures["without_reminders"] == {"done": 1, "no_show": 2, "no_show_rate": 0.6667}
     assert page.status_code == 200
-    assert "1 of 4 reminded appointments confirmed by the patient: 25 %" in page.text
-    assert re.search(r"With reminders</span>.*?33 %", page.text, re.S)
-    assert re.search(r"Without reminders</span>.*?67 %", page.text, re.S)
+    confirmed = (
+        "%(confirmed)d of %(reminded)d reminded appointments confirmed by the patient: %(rate)s"
+    )
+    assert french(app, confirmed, confirmed=1, reminded=4, rate="25 %") in page.text
+    assert re.search(rf"{french(app, 'With reminders')}</span>.*?33 %", page.text, re.S)
+    assert re.search(rf"{french(app, 'Without reminders')}</span>.*?67 %", page.text, re.S)
 
 
 def test_the_figures_api_needs_a_key_and_a_sensible_window(app, clinic):
