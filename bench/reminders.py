@@ -152,10 +152,10 @@ def schedule_slice(config: dict, index: int, processes: int, batch: int, counter
 
     app = create_app(config)
     with app.app_context(), tenant_scope(config["TENANT_UUID"]):
-        tenant = db.session.get(Tenant, config["TENANT_UUID"])
         ids = db.session.scalars(sa.select(Appointment.id).order_by(Appointment.id)).all()
         mine = ids[index::processes]
         for at in range(0, len(mine), batch):
+            tenant = db.session.get(Tenant, config["TENANT_UUID"])
             rows = db.session.scalars(
                 sa.select(Appointment).where(Appointment.id.in_(mine[at : at + batch]))
             ).all()
@@ -163,6 +163,11 @@ def schedule_slice(config: dict, index: int, processes: int, batch: int, counter
                 service.schedule(tenant, appointment)
             db.session.commit()
             db.session.expunge_all()
+            if at == 0:  # plans made on empty tables scan a clinic's index: make them again
+                db.session.execute(sa.text("ANALYZE messages, message_events, reminders"))
+                db.session.commit()
+                db.session.remove()
+                db.engine.dispose()
             with counter.get_lock():
                 counter.value += len(rows)
 

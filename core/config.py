@@ -41,7 +41,10 @@ def load(app: Flask, overrides: dict | None) -> None:
     app.config.from_prefixed_env("RELAIS")
     app.config.update(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    # Connections are renewed every 30 minutes: PostgreSQL keeps each connection's plans of
+    # foreign-key checks, made with the statistics of their first use (a new deployment's
+    # empty tables), and a plan that scans a clinic's index grows slower as tables grow.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, "pool_recycle": 1800}
     if not app.config["RATELIMIT_STORAGE_URI"]:
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
     if not (app.config["SECRET_KEY"] and app.config["ENCRYPTION_KEYS"]):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import g
 from flask_babel import gettext as _
 
 from core.crypto import seal, unseal
@@ -40,9 +41,21 @@ class Setting:
     clinic: bool = False  # each clinic's admins may choose it for their clinic
 
 
+def _remembered(key: tuple, load: Callable[[], Any]) -> Any:
+    """Settings read once per application context (a request, a job): a campaign or a
+    reminder schedule reads the same ones for every message. Saving forgets them."""
+    cache = g.setdefault("_relais_settings", {})
+    if key not in cache:
+        cache[key] = load()
+    return cache[key]
+
+
 def schema(plugin: str) -> list[Setting]:
     """The settings a plugin declares (empty if it declares none)."""
-    return [s for owner, s in host().collect("relais_plugin_settings") if owner == plugin]
+    return _remembered(
+        ("schema", plugin),
+        lambda: [s for owner, s in host().collect("relais_plugin_settings") if owner == plugin],
+    )
 
 
 def stored(country_code: str, plugin: str) -> dict[str, Any]:
@@ -51,13 +64,20 @@ def stored(country_code: str, plugin: str) -> dict[str, Any]:
 
 
 def _country(country_code: str, plugin: str) -> dict[str, Any]:
-    row = db.session.get(PluginSettings, (country_code, plugin))
-    return json.loads(unseal(row.sealed)) if row else {}
+    return _remembered(
+        ("country", country_code, plugin),
+        lambda: _unsealed(db.session.get(PluginSettings, (country_code, plugin))),
+    )
 
 
 def deployment(plugin: str) -> dict[str, Any]:
     """The values a plugin keeps for the whole deployment (every country)."""
-    row = db.session.get(DeploymentSettings, plugin)
+    return _remembered(
+        ("deployment", plugin), lambda: _unsealed(db.session.get(DeploymentSettings, plugin))
+    )
+
+
+def _unsealed(row) -> dict[str, Any]:
     return json.loads(unseal(row.sealed)) if row else {}
 
 
@@ -87,8 +107,10 @@ def save(country_code: str, plugin: str, form: dict[str, str]) -> dict[str, Any]
 
 def clinic_values(tenant, plugin: str) -> dict[str, Any]:
     """The values a clinic chose for itself (its settings declared with ``clinic=True``)."""
-    row = db.session.get(ClinicSettings, (tenant.id, plugin))
-    return json.loads(unseal(row.sealed)) if row else {}
+    return _remembered(
+        ("clinic", tenant.id, plugin),
+        lambda: _unsealed(db.session.get(ClinicSettings, (tenant.id, plugin))),
+    )
 
 
 def save_clinic(tenant, plugin: str, form: dict[str, str]) -> dict[str, Any]:
@@ -166,6 +188,7 @@ def _parsed(declared: list[Setting], values: dict[str, Any], form: dict[str, str
 
 
 def _seal(row, values: dict[str, Any]) -> None:
+    g.pop("_relais_settings", None)  # what was read before is stale now
     row.sealed = seal(json.dumps(values))
     row.updated_at = utcnow()
     db.session.add(row)
