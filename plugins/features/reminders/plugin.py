@@ -6,14 +6,20 @@ JA/NEE) or through the signed link each reminder carries. See docs/appointments.
 """
 
 import unicodedata
+from datetime import timedelta
 
+import click
+import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
-from core.plugins import MenuItem
+from core.db import db, utcnow
+from core.plugins import MenuItem, enabled_plugins
 from core.settings import Setting, yes_no
-from plugins.features.reminders import service, texts, views
+from plugins.features.reminders import service, stats, texts, views
 from plugins.features.reminders.schedule import parse_schedule, parse_schedule_by_type
+from tenants.models import Tenant
+from tenants.scoping import system_scope, tenant_scope
 
 kind = "feature"
 description = _l(
@@ -99,3 +105,42 @@ def relais_handle_inbound(tenant, patient, channel, text):
     """OUI/NON and their like answer the patient's next reminded appointment. Last, so that
     the country's rules (STOP; JA confirming a consent in Germany) come first."""
     return service.handle_reply(tenant, patient, normalized(text))
+
+
+@hookimpl
+def relais_register_commands(cli):
+    @cli.group("reminders")
+    def reminders():
+        """Appointment reminders."""
+
+    @reminders.command("stats")
+    @click.option("--country", help="Only the clinics of this country (e.g. FR).")
+    @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+    def reminder_stats(country, days):
+        """Per clinic, over the last days: reminders sent by channel, confirmation rate and
+        no-show rate with and without reminders (for operators)."""
+        end = utcnow()
+        start = end - timedelta(days=days)
+        with system_scope():
+            query = sa.select(Tenant).order_by(Tenant.slug)
+            if country:
+                query = query.where(Tenant.country_code == country.upper())
+            clinics = [t for t in db.session.scalars(query) if service.PLUGIN in enabled_plugins(t)]
+        if not clinics:
+            raise click.UsageError("No clinic has the reminders feature enabled there.")
+        click.echo(
+            f"{'clinic':<24} {'sent':>7}  by channel{'':<22} confirmed  no-show with/without"
+        )
+        for tenant in clinics:
+            with tenant_scope(tenant.id):
+                figures = stats.compute(start, end)
+            channels = ", ".join(f"{c} {n}" for c, n in sorted(figures.sent_by_channel.items()))
+            click.echo(
+                f"{tenant.slug:<24} {sum(figures.sent_by_channel.values()):>7}  {channels:<32}"
+                f" {_percent(figures.confirmation_rate):>9}  {_percent(figures.no_show_rate(True))}"
+                f" / {_percent(figures.no_show_rate(False))}"
+            )
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"

@@ -721,3 +721,14 @@ def patient_row(app, clinic, patient) -> Patient:
         row = db.session.get(Patient, (clinic.id, patient.id))
         db.session.expunge(row)
         return row
+
+
+def test_operators_read_each_clinics_figures_on_the_command_line(app, clinic, runner):
+    answer = runner.invoke(args=["reminders", "stats", "--country", "FR", "--days", "7"])
+    assert answer.exit_code == 0, answer.output
+    heading, row = answer.output.splitlines()[:2]
+    assert heading.split()[:3] == ["clinic", "sent", "by"]
+    assert row.split()[0] == clinic.slug
+    refused = runner.invoke(args=["reminders", "stats", "--country", "ZZ"])
+    assert refused.exit_code == 2
+    assert "No clinic has the reminders feature enabled there." in refused.output
