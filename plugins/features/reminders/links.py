@@ -15,9 +15,7 @@ from itsdangerous import BadSignature, Signer
 
 from core.db import db, utcnow
 from core.errors import NotFound
-from plugins.features.appointments import Appointment, AppointmentStatus
-
-OPEN = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
+from plugins.features.appointments import Appointment
 
 
 def _signer(tenant) -> Signer:
