@@ -257,7 +257,9 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
-def build_world(args, children: Children) -> World:
+def fresh_app(args, plugins: tuple[str, ...]) -> tuple[dict, object]:
+    """A benchmark's own world: its database dropped, created and migrated, its Redis
+    database flushed, an app with ``plugins``. Returns the app's config and the app."""
     from flask_migrate import upgrade
 
     say(f"Database {args.database_url} (recreated), Redis {args.redis_url} (flushed)")
@@ -268,14 +270,19 @@ def build_world(args, children: Children) -> World:
         "SERVER_NAME": "relais.bench",
         "SECRET_KEY": secrets.token_hex(32),
         "ENCRYPTION_KEYS": generate_key(),
-        "PLUGINS": list(PLUGINS),
+        "PLUGINS": list(plugins),
         "RATELIMIT_STORAGE_URI": "memory://",
     }
     app = create_app(config)
     with app.app_context():
         upgrade()
+    Redis.from_url(args.redis_url).flushdb()
+    return config, app
+
+
+def build_world(args, children: Children) -> World:
+    config, app = fresh_app(args, PLUGINS)
     redis = Redis.from_url(args.redis_url)
-    redis.flushdb()
     with app.app_context(), system_scope():
         for plugin in ("outbox", "open_rules"):
             provisioning.set_country_plugin("FR", plugin, True)

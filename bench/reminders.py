@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import secrets
 import sys
 import time
 import uuid
@@ -42,16 +41,14 @@ from rq import Queue  # noqa: E402
 from bench import naive  # noqa: E402
 from bench.pipeline import (  # noqa: E402
     Progress,
+    fresh_app,
     queued_jobs,
-    recreate_database,
     redis_memory,
-    say,
     size,
     table,
 )
 from core import settings  # noqa: E402
 from core.app import create_app  # noqa: E402
-from core.crypto import generate_key  # noqa: E402
 from core.db import db  # noqa: E402
 from core.delivery import sweeper  # noqa: E402
 from core.patients import create_patient  # noqa: E402
@@ -74,23 +71,7 @@ REDIS_BOUND = 1 << 20  # "bounded": scheduling adds less than 1 MiB to Redis, wh
 
 
 def build_world(args) -> tuple[dict, object]:
-    from flask_migrate import upgrade
-
-    say(f"Database {args.database_url} (recreated), Redis {args.redis_url} (flushed)")
-    recreate_database(args.database_url)
-    config = {
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "SERVER_NAME": "relais.bench",
-        "SECRET_KEY": secrets.token_hex(32),
-        "ENCRYPTION_KEYS": generate_key(),
-        "PLUGINS": list(PLUGINS),
-        "RATELIMIT_STORAGE_URI": "memory://",
-    }
-    app = create_app(config)
-    with app.app_context():
-        upgrade()
-    Redis.from_url(args.redis_url).flushdb()
+    config, app = fresh_app(args, PLUGINS)
     with app.app_context(), system_scope():
         for plugin in ("outbox", "fr", "appointments", "reminders"):
             provisioning.set_country_plugin("FR", plugin, True)
