@@ -182,19 +182,18 @@ class CountryRules:
             problem = self._sender_problem(tenant, message.purpose)
             if problem:
                 drop(("sms",), problem, "sender")
-        if not plan:
-            return Verdict("deny", reason="; ".join(reasons), rule=rule)
+        mention = None
         if not essential and "sms" in plan and self.stop_mention:
             mention = settings.plugin_setting(tenant, self.plugin, "stop_mention")
             if not mention:
                 why = _("set the STOP mention of %(country)s first", country=self.name)
                 drop(("sms",), why, "stop_mention")
-                if not plan:
-                    return Verdict("deny", reason="; ".join(reasons), rule=rule)
-            else:
-                text = f"{text}\n{mention}"
-                reasons.append(_("STOP mention added"))
-                rule = rule or "stop_mention"
+        if not plan:
+            return Verdict("deny", reason="; ".join(reasons), rule=rule)
+        if mention:
+            text = f"{text}\n{mention}"
+            reasons.append(_("STOP mention added"))
+            rule = rule or "stop_mention"
         if not essential and plan[0] == "email":
             link = consent.link(tenant, patient, "email", ConsentAction.WITHDRAWN)
             with force_locale(patient.language):  # the patient reads it
