@@ -201,7 +201,7 @@ def by_country(plugin: str, name: str) -> tuple[Any, dict[str, Any]]:
     fallback = deployment(plugin).get(name, declared.get(name))
     own = {}
     for row in db.session.scalars(sa.select(PluginSettings).where(PluginSettings.plugin == plugin)):
-        value = json.loads(unseal(row.sealed)).get(name)
+        value = _unsealed(row).get(name)
         if value is not None:
             own[row.country_code] = value
     return fallback, own
