@@ -161,14 +161,17 @@ def _register_template_helpers(app: Flask) -> None:
 
 def _register_error_handlers(app: Flask) -> None:
     def wants_json() -> bool:
-        return request.path.startswith("/api/")
+        return request.path.startswith(("/api/", "/me/api/"))
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
         db.session.rollback()  # a refused request changes nothing
+        retry = getattr(exc, "retry_after", None)  # a limit: when to come back
+        headers = {"Retry-After": str(retry)} if retry else {}
         if wants_json():
-            return jsonify(exc.as_json()), exc.status
-        return render_template("error.html", status=exc.status, message=exc.message), exc.status
+            return jsonify(exc.as_json()), exc.status, headers
+        page = render_template("error.html", status=exc.status, message=exc.message)
+        return page, exc.status, headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

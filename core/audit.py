@@ -19,6 +19,22 @@ def actor() -> str:
     return "system"
 
 
-def record(action: str, object_id: uuid.UUID | None = None) -> None:
-    """Add an audit event to the current transaction (committed with the change it records)."""
-    db.session.add(AuditEvent(actor=actor(), action=action, object_id=object_id))
+def record(
+    action: str,
+    object_id: uuid.UUID | None = None,
+    detail: str | None = None,
+    by: str | None = None,
+) -> None:
+    """Add an audit event to the current transaction (committed with the change it records).
+
+    :param detail: a few words for the reader (never health data, a code or a secret).
+    :param by: who acts, when it is not the request's staff member or key (``"visitor"``).
+    """
+    db.session.add(
+        AuditEvent(
+            actor=by or actor(),
+            action=action,
+            object_id=object_id,
+            detail=detail[:200] if detail else None,
+        )
+    )

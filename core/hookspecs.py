@@ -76,7 +76,9 @@ def relais_judge_message(tenant, patient, message):
     it is recorded with the message.
 
     :param tenant: the clinic sending it.
-    :param patient: the recipient (:class:`core.models.Patient`).
+    :param patient: the recipient (:class:`core.models.Patient`), or None for a code sent to
+        a phone number no patient record holds yet (``message.address``; transactional
+        purposes only).
     :param message: the :class:`core.models.Message` about to be written: ``purpose``,
         ``channels``, rendered ``content``, ``not_before``.
     :return: a :class:`core.regulation.Verdict`, or None to allow.
@@ -191,6 +193,33 @@ def relais_patient_links(tenant, patient):
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
     :param patient: the patient viewing the page (:class:`core.models.Patient`).
     :return: a list of :class:`core.plugins.MenuItem`.
+    """
+
+
+@hookspec
+def relais_patient_sign_in_links(tenant):
+    """Offer ways in to a patient without a session, on the page that asks them to log in.
+
+    Called when a patient page of a clinic is opened without a patient session.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :return: a list of :class:`core.plugins.MenuItem` whose endpoints are public routes of
+        the plugin's blueprint (``relais_public``).
+    """
+
+
+@hookspec(firstresult=True)
+def relais_activation_step(tenant, user):
+    """Say what a new staff member must do before enrolling their authenticator app.
+
+    Called at each login of a staff account whose app is not enrolled yet, after its
+    password, and again before the enrolment page is shown: while a step is returned, the
+    account cannot enrol (e.g. prove its phone by a code). First non-None result wins.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param user: the account (:class:`core.models.User`), not logged in yet; the step's page
+        finds it with :func:`core.web.auth.pending_account`.
+    :return: the URL of the step's page, or None when nothing is left to do.
     """
 
 

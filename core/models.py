@@ -50,6 +50,9 @@ class User(TenantOwned, Credentials, db.Model):
 
     id: Mapped[uuid.UUID] = id_column()
     email: Mapped[str] = mapped_column(sa.String(254))
+    phone: Mapped[str | None] = mapped_column(sa.String(20))  # E.164, where codes go
+    # Set once the holder proved the phone is theirs with a code (a new account's first step).
+    phone_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     role: Mapped[Role] = mapped_column(
         sa.Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
     )
@@ -81,7 +84,18 @@ patient_practitioners = sa.Table(
 
 class Patient(TenantOwned, db.Model):
     __tablename__ = "patients"
-    __table_args__ = (sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),)
+    __table_args__ = (
+        sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),
+        # One account per verified phone number in a clinic: logging in by code finds it.
+        sa.Index(
+            "ux_patients_account_phone",
+            "tenant_id",
+            "phone",
+            unique=True,
+            postgresql_where=sa.text("signed_up_at IS NOT NULL"),
+            sqlite_where=sa.text("signed_up_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     first_name: Mapped[str] = mapped_column(sa.String(100))
@@ -95,6 +109,10 @@ class Patient(TenantOwned, db.Model):
     # first in the plan of every message; None lets each feature choose.
     preferred_channel: Mapped[str | None] = mapped_column(sa.String(10))
     attributes: Mapped[list[str]] = mapped_column(EncryptedJSON, default=list)
+    # An account: the patient signed up with this phone, verified by a code, and logs in with it.
+    signed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Created by a sign-up that matched no record of the clinic: for staff to check.
+    review_needed: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = created_column()
 
@@ -216,6 +234,7 @@ class AuditEvent(TenantOwned, db.Model):
     actor: Mapped[str] = mapped_column(sa.String(80))  # "user:<id>" or "api_key:<id>"
     action: Mapped[str] = mapped_column(sa.String(40))  # e.g. "patient.read"
     object_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    detail: Mapped[str | None] = mapped_column(sa.String(200))  # never health data or secrets
 
 
 class MessageStatus(StrEnum):
@@ -265,7 +284,9 @@ class Message(TenantOwned, db.Model):
     )
 
     id: Mapped[uuid.UUID] = id_column()
-    patient_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # Where it goes when no patient record holds the address (a sign-up code, a staff phone).
+    address: Mapped[str | None] = mapped_column(sa.String(254))
     purpose: Mapped[str] = mapped_column(sa.String(20))
     status: Mapped[MessageStatus] = mapped_column(
         sa.Enum(MessageStatus, native_enum=False, length=20, values_callable=_values)

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "plugins.features.exports.plugin",
     "plugins.features.appointments.plugin",
     "plugins.features.reminders.plugin",
+    "plugins.features.otp.plugin",
 )
 
 

@@ -11,11 +11,14 @@ from core.auth import hash_password
 from core.db import db
 from core.errors import Conflict, NotFound, ValidationError
 from core.models import Role, User
+from tenants.models import Tenant
+from tenants.scoping import current_tenant_id
 
 
-def create_user(email: str, name: str, role: str, password: str) -> User:
+def create_user(email: str, name: str, role: str, password: str, phone: str = "") -> User:
     """Create a staff account in the current clinic; it enrols its authenticator app at
-    first login. :raises ValidationError, Conflict: naming the field."""
+    first login (after the steps a clinic's plugins add, such as proving its ``phone``).
+    :raises ValidationError, Conflict: naming the field."""
     # Lower-cased whole: the login form lower-cases what is typed before looking it up.
     email = (check.email(email) or "").lower()
     if not email:
@@ -29,7 +32,10 @@ def create_user(email: str, name: str, role: str, password: str) -> User:
         raise ValidationError(_("Choose a role."), "role") from None
     if db.session.scalar(sa.select(User.id).where(User.email == email)):
         raise Conflict(_("A staff member already uses this e-mail."), "email")
-    user = User(email=email, name=name, role=role, password_hash=hash_password(password))
+    phone = check.phone(phone, db.session.get(Tenant, current_tenant_id()).country_code)
+    user = User(
+        email=email, name=name, role=role, phone=phone, password_hash=hash_password(password)
+    )
     db.session.add(user)
     db.session.flush()
     audit.record("user.create", user.id)

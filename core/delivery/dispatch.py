@@ -57,7 +57,9 @@ def deliver(message_ids: list[str]) -> int:
         patients = {
             p.id: p
             for p in db.session.scalars(
-                sa.select(Patient).where(Patient.id.in_({m.patient_id for m in claimed}))
+                sa.select(Patient).where(
+                    Patient.id.in_({m.patient_id for m in claimed if m.patient_id})
+                )
             )
         }
         now = utcnow()
@@ -206,7 +208,7 @@ def _decide(tenant, message: Message, patient, now: datetime):
         if channel is None:
             _finish(message, MessageStatus.FAILED, now, "no channel left in the plan")
             return None
-        to = routing.address(tenant, patient, channel) if patient else None
+        to = message.address or (routing.address(tenant, patient, channel) if patient else None)
         candidates = (
             [r for r in routing.routes(tenant, channel) if r.provider not in message.exhausted]
             if to
@@ -229,8 +231,8 @@ def _decide(tenant, message: Message, patient, now: datetime):
 def _outgoing(
     tenant, message: Message, patient, channel: str, provider: str, to: str | None = None
 ) -> Outgoing:
-    if to is None and patient is not None:
-        to = routing.address(tenant, patient, channel)
+    if to is None:
+        to = message.address or (routing.address(tenant, patient, channel) if patient else None)
     content = message.content
     return Outgoing(
         message_id=message.id,
@@ -246,7 +248,7 @@ def _outgoing(
             for a in content.get("attachments", ())
         ),
         purpose=message.purpose,
-        language=patient.language if patient else "en",
+        language=patient.language if patient else content.get("language", "en"),
     )
 
 

@@ -28,7 +28,7 @@ _html_env = SandboxedEnvironment(autoescape=True)
 
 def send(
     tenant,
-    patient: Patient,
+    patient: Patient | None,
     purpose: str,
     template: str | dict[str, str],
     variables: dict[str, Any] | None = None,
@@ -37,8 +37,14 @@ def send(
     expires_at: datetime | None = None,
     attachments: list[tuple[str, str, bytes]] | None = None,
     confidential: bool = False,
+    address: str | None = None,
+    language: str | None = None,
 ) -> Message:
     """Put a message to ``patient`` in the outbox; it leaves after the caller commits.
+
+    A code to a phone number no patient record holds yet (a sign-up, a staff member's phone)
+    goes with ``patient=None`` to ``address`` (E.164), written in ``language``; only
+    transactional purposes may (no consent can exist without a patient).
 
     :param template: a sandboxed Jinja text, or ``{"text", "subject", "html"}`` templates.
     :param channels: the channel plan, tried in order (fallback on the next one).
@@ -53,7 +59,9 @@ def send(
     plan = list(channels)
     if not plan or any(c not in CHANNELS for c in plan) or len(set(plan)) != len(plan):
         raise ValidationError(_("Choose channels among: %(v)s.", v=", ".join(CHANNELS)), "channels")
-    plan = preferred_plan(patient, plan)
+    if patient is None and not (address and is_transactional(purpose)):
+        raise ValidationError(_("A message needs a patient."), "patient")
+    plan = preferred_plan(patient, plan) if patient is not None else plan
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
@@ -63,6 +71,8 @@ def send(
         content["discreet"] = render(template, blank)["text"]
     if confidential:
         content["confidential"] = True
+    if patient is None:
+        content["language"] = language or current_app.config["BABEL_DEFAULT_LOCALE"]
     if attachments:
         content["attachments"] = [
             {"filename": name, "mime_type": mime, "data": base64.b64encode(data).decode()}
@@ -71,7 +81,8 @@ def send(
     message = Message(
         id=new_id(),
         tenant_id=tenant.id,
-        patient_id=patient.id,
+        patient_id=patient.id if patient is not None else None,
+        address=address if patient is None else None,
         purpose=purpose,
         channels=plan,
         content=content,

@@ -227,6 +227,7 @@ def staff_list():
                 form.get("name", ""),
                 form.get("role", ""),
                 form.get("password", ""),
+                form.get("phone", ""),
             )
         except DomainError as exc:  # invalid, or the e-mail is taken
             db.session.rollback()

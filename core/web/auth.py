@@ -17,6 +17,7 @@ from core.db import db
 from core.errors import DomainError
 from core.extensions import limiter, login_manager
 from core.models import User
+from core.plugins import hooks_for
 from tenants.models import Operator
 
 bp = Blueprint("auth", __name__)
@@ -73,23 +74,33 @@ def login():
         session["lang"] = lang
     session["pending"] = str(account.id)
     session["realm"] = realm()
-    step = ".code" if account.totp_enrolled else ".enrol"
     if not account.totp_enrolled and not account.totp_secret:
         auth.start_enrolment(account)
     db.session.commit()
-    return redirect(url_for(step))
+    if account.totp_enrolled:
+        return redirect(url_for(".code"))
+    return redirect(_activation_step(account) or url_for(".enrol"))
 
 
-def _pending():
+def pending_account():
+    """The account between its password and its code (or its activation steps), or None."""
     if session.get("realm") != realm():
         return None
     return _account(session.get("pending"))
 
 
+def _activation_step(account) -> str | None:
+    """A clinic's plugins may ask a new staff member for a step before enrolment."""
+    tenant = g.get("tenant")
+    if tenant is None:
+        return None
+    return hooks_for(tenant).relais_activation_step(tenant=tenant, user=account)
+
+
 @bp.route("/login/code", methods=["GET", "POST"])
 @login_limit
 def code():
-    account = _pending()
+    account = pending_account()
     if account is None or not account.totp_enrolled:
         return redirect(url_for(".login"))
     if request.method == "GET":
@@ -100,9 +111,12 @@ def code():
 @bp.route("/login/enrol", methods=["GET", "POST"])
 @login_limit
 def enrol():
-    account = _pending()
+    account = pending_account()
     if account is None or account.totp_enrolled:
         return redirect(url_for(".login"))
+    step = _activation_step(account)
+    if step:
+        return redirect(step)
     issuer = g.tenant.name if g.get("tenant") is not None else _("Relais operator")
     uri = auth.provisioning_uri(account, issuer=f"Relais · {issuer}")
     context = {"qr": auth.qr_svg(uri), "secret": account.totp_secret}

@@ -5,8 +5,9 @@ id alone (see :mod:`core.web.auth`). Each side checks its own realm on every req
 opening one session clears the other: a staff login grants nothing here, a patient session
 nothing on staff pages, and neither anything on another clinic (the cookie is host-only).
 
-For now a patient comes in through an access link staff send (:mod:`core.patient_access`);
-a later sign-up will call :func:`log_in_patient` the same way.
+A patient comes in through an access link staff send (:mod:`core.patient_access`), or
+through a feature plugin's sign-in (the ``otp`` plugin's code by SMS), which calls
+:func:`log_in_patient` the same way.
 """
 
 import uuid
@@ -84,14 +85,24 @@ def patient_required(view):
     def wrapper(*args, **kwargs):
         patient = current_patient()
         if patient is None:
-            message = _("Open the link your clinic sent you to see this page.")
+            message = _("Log in, or open the link your clinic sent you, to see this page.")
             if request.is_json or request.accept_mimetypes.best == "application/json":
                 return jsonify({"error": {"code": "unauthorized", "message": message}}), 401
-            return render_template("patient/signed_out.html", message=message), 401
+            return signed_out(message), 401
         g.patient = patient
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def signed_out(message: str) -> str:
+    """The page for a patient without a session, with the ways in plugins offer."""
+    ways_in = [
+        link
+        for found in hooks_for(g.tenant).relais_patient_sign_in_links(tenant=g.tenant)
+        for link in found or ()
+    ]
+    return render_template("patient/signed_out.html", message=message, ways_in=ways_in)
 
 
 @bp.app_context_processor
@@ -133,7 +144,7 @@ def home():
 @bp.post("/logout")
 def logout():
     log_out_patient()
-    return render_template("patient/signed_out.html", message=_("You are logged out.")), 200
+    return signed_out(_("You are logged out.")), 200
 
 
 __all__ = ["bp", "current_patient", "log_in_patient", "patient_required", "realm"]
