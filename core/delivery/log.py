@@ -55,12 +55,14 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     return filters
 
 
-def search_messages(filters: Filters, page: int = 1) -> tuple[list[tuple[Message, Patient]], int]:
-    """The clinic's messages matching ``filters``, newest first, with their patient; and
-    how many match in all."""
+def search_messages(
+    filters: Filters, page: int = 1
+) -> tuple[list[tuple[Message, Patient | None]], int]:
+    """The clinic's messages matching ``filters``, newest first, with their patient (None
+    for a code sent to a number no record holds); and how many match in all."""
     stmt = (
         sa.select(Message, Patient)
-        .join(
+        .outerjoin(
             Patient,
             sa.and_(Patient.tenant_id == Message.tenant_id, Patient.id == Message.patient_id),
         )
@@ -78,12 +80,20 @@ def search_messages(filters: Filters, page: int = 1) -> tuple[list[tuple[Message
     return [(m, p) for m, p in rows], total
 
 
-def read_message(message_id: uuid.UUID) -> tuple[Message, Patient]:
-    """A message of the clinic with its patient, its read audited. :raises NotFound."""
+def read_message(message_id: uuid.UUID) -> tuple[Message, Patient | None]:
+    """A message of the clinic with its patient (None for a code sent to a number no
+    record holds), its read audited. :raises NotFound."""
     message = find_message(message_id)
     audit.record("message.read", message.id)
+    if message.patient_id is None:
+        return message, None
     patient = db.session.scalar(sa.select(Patient).where(Patient.id == message.patient_id))
     return message, patient
+
+
+def masked_address(message: Message) -> str:
+    """Where a message without a patient went, as staff see it: ``•• •• 78``."""
+    return f"•• •• {(message.address or '')[-2:]}"
 
 
 def history(message: Message) -> tuple[list[MessageEvent], list[Attempt]]:

@@ -30,7 +30,7 @@ def to_json(message: Message) -> dict[str, Any]:
     )
     return {
         "id": str(message.id),
-        "patient_id": str(message.patient_id),
+        "patient_id": str(message.patient_id) if message.patient_id else None,
         "purpose": message.purpose,
         "status": str(message.status),
         "channels": message.channels,

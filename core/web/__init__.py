@@ -198,6 +198,7 @@ def message_view(message_id: uuid.UUID):
 
 def _message_labels() -> dict:
     return {
+        "masked_address": message_log.masked_address,
         "statuses": message_log.status_labels(),
         "channels": message_log.channel_labels(),
         "purposes": message_log.purpose_labels(),

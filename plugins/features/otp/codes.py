@@ -46,14 +46,19 @@ MOBILES = (_TYPE.MOBILE, _TYPE.FIXED_LINE_OR_MOBILE)
 LANDLINES = (_TYPE.FIXED_LINE, _TYPE.VOIP)
 
 
-class CodeRefused(DomainError):
+class Refusal(DomainError):
+    """A refusal the audit log and the limits keep: the caller commits what this request
+    recorded (a wrong try, an audit event), then answers."""
+
+
+class CodeRefused(Refusal):
     """A code that does not open anything: wrong, expired, used or void."""
 
     status = 401
     code = "code_refused"
 
 
-class TooManyCodes(DomainError):
+class TooManyCodes(Refusal):
     """A code asked for too soon or too often; ``retry_after`` in seconds."""
 
     status = 429
@@ -179,8 +184,8 @@ def request_code(
 def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
     """Check a code against its challenge; once right, it is used and opens nothing again.
 
-    A wrong code is counted (the caller commits before answering, see :class:`CodeRefused`);
-    the fifth voids the code.
+    A wrong code is counted (the caller commits before answering, see :class:`Refusal`); the
+    fifth voids the code.
 
     :raises ValidationError: on ``code`` when it is empty or not 6 digits, on ``challenge``
         when the challenge id is not one.

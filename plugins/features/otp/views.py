@@ -67,7 +67,7 @@ def login():
     try:
         _send(phone, voice=request.form.get("channel") == "voice")
     except DomainError as exc:
-        db.session.rollback()
+        _end(exc)
         return render_template("otp/login.html", error=exc, phone=phone), exc.status
     db.session.commit()
     return redirect(url_for(".code"))
@@ -83,11 +83,8 @@ def code():
     if request.method == "POST":
         try:
             proved = codes.verify(g.tenant, challenge.id, request.form.get("code"), "patient")
-        except codes.CodeRefused as exc:
-            db.session.commit()  # the wrong try counts
-            return _code_page(challenge, exc), exc.status
         except DomainError as exc:
-            db.session.rollback()
+            _end(exc)
             return _code_page(challenge, exc), exc.status
         db.session.commit()
         return redirect(_after_proof(proved.phone))
@@ -104,7 +101,7 @@ def again():
     try:
         _send(challenge.phone, voice=request.form.get("channel") == "voice")
     except DomainError as exc:
-        db.session.rollback()
+        _end(exc)
         return _code_page(challenge, exc), exc.status
     db.session.commit()
     return redirect(url_for(".code"))
@@ -158,7 +155,11 @@ def api_code():
     """``{"phone", "channel": "sms"|"voice"}`` → 202 ``{"challenge", "channel",
     "expires_in", "resend_in"}``, the same whether the number has an account or not."""
     body = _json()
-    challenge = _send(body.get("phone"), voice=body.get("channel") == "voice")
+    try:
+        challenge = _send(body.get("phone"), voice=body.get("channel") == "voice")
+    except codes.Refusal as exc:
+        _end(exc)
+        raise
     db.session.commit()
     return jsonify(_challenge_json(challenge)), 202
 
@@ -171,8 +172,8 @@ def api_verify():
     body = _json()
     try:
         proved = codes.verify(g.tenant, body.get("challenge"), body.get("code"), "patient")
-    except codes.CodeRefused:
-        db.session.commit()  # the wrong try counts
+    except codes.Refusal as exc:
+        _end(exc)
         raise
     db.session.commit()
     target = _after_proof(proved.phone)
@@ -244,7 +245,15 @@ def _after_proof(phone: str) -> str:
         log_in_patient(patient)
         return url_for("patient.home")
     session["otp_proved"] = {"phone": phone, "at": utcnow().isoformat()}
-    return url_for(".signup")
+    return url_for("otp.signup")
+
+
+def _end(exc: DomainError) -> None:
+    """A refused request keeps only what its refusal recorded (a wrong try, an audit)."""
+    if isinstance(exc, codes.Refusal):
+        db.session.commit()
+    else:
+        db.session.rollback()
 
 
 def _proved_phone() -> str | None:
@@ -279,7 +288,7 @@ def staff_phone():
             user_id=account.id,
         )
     except DomainError as exc:
-        db.session.rollback()
+        _end(exc)
         return render_template("otp/staff_phone.html", phone=phone, error=exc), exc.status
     db.session.commit()
     session["otp_challenge"] = str(challenge.id)
@@ -298,11 +307,8 @@ def staff_code():
         return _staff_code_page(challenge)
     try:
         proved = codes.verify(g.tenant, challenge.id, request.form.get("code"), "staff")
-    except codes.CodeRefused as exc:
-        db.session.commit()
-        return _staff_code_page(challenge, exc), exc.status
     except DomainError as exc:
-        db.session.rollback()
+        _end(exc)
         return _staff_code_page(challenge, exc), exc.status
     account.phone, account.phone_verified_at = proved.phone, utcnow()
     db.session.commit()
