@@ -25,7 +25,7 @@ from tests.worlds import client_for, make_clinic, start_worker
 SENDER = "+33939030101"  # the clinic's Twilio number, for SMS and calls
 MOBILE = "+33612345678"
 LANDLINE = "+33142685300"
-DIGITS = "zéro un deux trois quatre cinq six sept huit neuf".split()
+DIGITS = ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"]
 
 
 def wait_until(check, timeout: float = 60.0):
