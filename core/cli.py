@@ -271,8 +271,9 @@ def users():
 )
 @click.option("--operator", is_flag=True, help="Create a country operator instead.")
 @click.option("--password", default=None, help="Generated and printed when omitted.")
+@click.option("--phone", default="", help="A staff member's mobile, where codes go.")
 @domain_errors
-def users_create(email, name, slug, role, operator, password):
+def users_create(email, name, slug, role, operator, password, phone):
     """Create an account; it enrols an authenticator app at first login."""
     import secrets
 
@@ -288,7 +289,7 @@ def users_create(email, name, slug, role, operator, password):
         with system_scope():
             tenant = provisioning.tenant_by_slug(slug)
         with tenant_scope(tenant.id):
-            create_user(email, name, role, password)
+            create_user(email, name, role, password, phone)
             db.session.commit()
     click.echo(f"Created {email}" + (f" with password {password}" if shown else ""))
 

@@ -8,6 +8,7 @@ from datetime import date
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
 
 from core import audit
 from core import validation as check
@@ -62,6 +63,11 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
         patient.email = email
     patient.language = language
     patient.signed_up_at = utcnow()
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:  # the same number signed up at the same moment, elsewhere
+        return account_for(phone), True
     audit.record("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
     return patient, linked
 

@@ -251,9 +251,16 @@ def find(challenge_id) -> Challenge | None:
 
 
 def _check_limits(digest: str, number: Number, now: datetime, by: str) -> None:
+    hour_ago = now - timedelta(hours=1)
+    # Older codes count for nothing any more: the number's table rows stay a handful.
+    db.session.execute(
+        sa.delete(Challenge).where(
+            Challenge.phone_digest == digest, Challenge.created_at <= hour_ago
+        )
+    )
     recent = db.session.scalars(
         sa.select(Challenge.created_at)
-        .where(Challenge.phone_digest == digest, Challenge.created_at > now - timedelta(hours=1))
+        .where(Challenge.phone_digest == digest, Challenge.created_at > hour_ago)
         .order_by(Challenge.created_at.desc())
     ).all()
     if recent and recent[0] > now - RESEND_AFTER:

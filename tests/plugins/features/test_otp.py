@@ -44,12 +44,16 @@ def clinic(app):
     return make_clinic(app, "demo", plugins=("fr", "outbox", "otp"))
 
 
-@pytest.fixture
-def visitor(app, clinic):
+def in_english(app, clinic):
     """A patient's browser or app on the clinic's subdomain, in English."""
     client = client_for(app, clinic.slug)
     client.post("/language", data={"lang": "en", "csrf_token": csrf_token(client, "/me/login")})
     return client
+
+
+@pytest.fixture
+def visitor(app, clinic):
+    return in_english(app, clinic)
 
 
 def ask(client, phone=MOBILE, **extra):
@@ -298,7 +302,7 @@ def test_a_used_code_is_refused_the_second_time(app, clinic, visitor):
     asked = ask(visitor)
     code = last_code(app, clinic)
     assert verify(visitor, asked.json["challenge"], code).status_code == 200
-    replay = client_for(app, clinic.slug)
+    replay = in_english(app, clinic)
     again = verify(replay, asked.json["challenge"], code)
     assert again.status_code == 401
     assert again.json["error"]["field"] == "code"
