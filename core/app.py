@@ -25,7 +25,7 @@ from core.extensions import (
 )
 from core.models import User
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
-from core.web import auth, consent, patient
+from core.web import audit, auth, consent, patient
 from tenants import console, resolution, scoping
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +81,7 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
     app.register_blueprint(web.bp)
+    app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own
     app.register_blueprint(consent.bp)  # opt-out and confirmation links: no session needed
     app.register_blueprint(api.bp, url_prefix="/api/v1")

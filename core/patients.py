@@ -66,10 +66,20 @@ def find_patient(patient_id: uuid.UUID | str) -> Patient:
     return patient
 
 
-def search_patients(query: str = "", page: int = 1) -> tuple[list[Patient], int]:
-    """Patients whose name, phone or e-mail contains ``query``, by name; and the total."""
-    stmt = sa.select(Patient).where(*matching(query))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+def search_patients(
+    query: str = "", page: int = 1, to_check: bool = False
+) -> tuple[list[Patient], int]:
+    """Patients whose name, phone or e-mail contains ``query``, by name; and the total.
+
+    :param to_check: only the records an online sign-up created, not yet checked by staff.
+    """
+    conditions = matching(query)
+    if to_check:
+        conditions.append(Patient.review_needed.is_(True))
+    stmt = sa.select(Patient).where(*conditions)
+    # count(Patient.id), not count(*) from a subquery: the ORM's tenant filter follows the
+    # entities selected (tenants.scoping); without PostgreSQL's RLS it is the only wall.
+    total = db.session.scalar(sa.select(sa.func.count(Patient.id)).where(*conditions))
     rows = db.session.scalars(
         stmt.order_by(Patient.last_name, Patient.first_name, Patient.id)
         .limit(PAGE_SIZE)
@@ -77,6 +87,26 @@ def search_patients(query: str = "", page: int = 1) -> tuple[list[Patient], int]
     ).all()
     audit.record("patient.search")
     return list(rows), total
+
+
+def count_to_check() -> int:
+    """How many records an online sign-up created that staff have not checked yet."""
+    return db.session.scalar(
+        sa.select(sa.func.count(Patient.id)).where(Patient.review_needed.is_(True))
+    )
+
+
+def mark_reviewed(patient: Patient) -> bool:
+    """Staff checked a record an online sign-up created: it leaves the list to check.
+
+    :return: whether anything changed (False when it was already checked: nothing audited).
+    """
+    if not patient.review_needed:
+        return False
+    patient.review_needed = False
+    patient.updated_at = utcnow()
+    audit.record("patient.reviewed", patient.id)
+    return True
 
 
 def matching(query: str) -> list[sa.ColumnElement[bool]]:

@@ -1,5 +1,5 @@
 """The clinic's pages: dashboard, patients, message log, staff, features, messaging rules and
-API keys.
+API keys (the audit log is :mod:`core.web.audit`).
 
 Routes only: parse the form, call a domain function, render. Every route needs a logged-in
 staff member of this clinic; settings pages need an admin.
@@ -44,7 +44,9 @@ def admin_only(view):
 @bp.route("/")
 def index():
     _, total = patients.search_patients("", page=1)
-    return render_template("clinic/index.html", patient_count=total)
+    return render_template(
+        "clinic/index.html", patient_count=total, to_check=patients.count_to_check()
+    )
 
 
 # --- patients ---------------------------------------------------------------------------------
@@ -54,7 +56,8 @@ def index():
 def patient_list():
     query = request.args.get("q", "").strip()
     page = request.args.get("page", 1, type=int) or 1
-    rows, total = patients.search_patients(query, page)
+    to_check = request.args.get("to_check") == "1"
+    rows, total = patients.search_patients(query, page, to_check=to_check)
     db.session.commit()  # the audit of the search
     return render_template(
         "clinic/patients.html",
@@ -63,6 +66,8 @@ def patient_list():
         query=query,
         page=page,
         pages=max(1, -(-total // patients.PAGE_SIZE)),
+        to_check=to_check,
+        to_check_count=patients.count_to_check(),
     )
 
 
@@ -100,6 +105,16 @@ def _patient_page(patient_id: uuid.UUID, error: ValidationError | None = None):
     )
     db.session.commit()  # the audit of the read
     return page, (error.status if error else 200)
+
+
+@bp.route("/patients/<uuid:patient_id>/reviewed", methods=["POST"])
+def patient_reviewed(patient_id: uuid.UUID):
+    """Staff checked a record an online sign-up created: it leaves the list to check."""
+    patient = patients.find_patient(patient_id)
+    if patients.mark_reviewed(patient):
+        db.session.commit()
+        flash(_("Marked as checked."))
+    return redirect(url_for(".patient_view", patient_id=patient_id)), 303
 
 
 @bp.route("/patients/<uuid:patient_id>/edit", methods=["GET", "POST"])

@@ -1,7 +1,8 @@
 """Patients' accounts: a phone number proved by a code, on the clinic's patient record.
 
 Signing up links the clinic's existing record when its phone and birth date match (the
-patient is known at the front desk); otherwise it creates a record that staff review.
+patient is known at the front desk); otherwise it creates a record that staff review
+(:func:`core.patients.mark_reviewed`).
 """
 
 from datetime import date
@@ -70,12 +71,6 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
         return account_for(phone), True
     audit.record("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
     return patient, linked
-
-
-def reviewed(patient: Patient) -> None:
-    """Staff checked a record a sign-up created."""
-    patient.review_needed = False
-    audit.record("patient.reviewed", patient.id)
 
 
 def _record_of(phone: str, born: date) -> Patient | None:
