@@ -30,13 +30,17 @@ LANGUAGES = ("fr", "en", "de", "it", "nl")
 PAGE_SIZE = 50
 
 
-def create_patient(tenant, data: dict[str, Any]) -> Patient:
-    """Create a patient from form or JSON data. :raises ValidationError: naming the field."""
+def create_patient(tenant, data: dict[str, Any], by: str | None = None) -> Patient:
+    """Create a patient from form or JSON data. :raises ValidationError: naming the field.
+
+    :param by: who creates it, when not the request's staff member or key (``"patient"``
+        signing up online).
+    """
     patient = Patient(language=tenant.country.locale[:2], timezone=tenant.timezone)
     _apply(tenant, patient, data, creating=True)
     db.session.add(patient)
     db.session.flush()
-    audit.record("patient.create", patient.id)
+    audit.record("patient.create", patient.id, by=by)
     return patient
 
 

@@ -126,18 +126,26 @@ def _filter_selects(state: ORMExecuteState) -> None:
         return
     if state.execution_options.get("skip_tenant_filter"):
         return
-    touches_tenant_rows = any(
-        isinstance(m.class_, type) and issubclass(m.class_, TenantOwned) for m in state.all_mappers
-    )
-    if not touches_tenant_rows:
-        return
+    mappers = state.all_mappers
     scope = _scope.get()
+    if not mappers:
+        # A Core SELECT over an ORM subquery (the ``count()`` of a query) names no mapper at
+        # its top: in a tenant's scope the criteria still reach the tables inside it.
+        if isinstance(scope, uuid.UUID):
+            state.statement = state.statement.options(_criteria(scope))
+        return
+    if not any(isinstance(m.class_, type) and issubclass(m.class_, TenantOwned) for m in mappers):
+        return
     if scope is None:
         raise ScopeError("tenant-owned rows queried outside any scope")
     if scope == SYSTEM:
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == scope, include_aliases=True)
+    state.statement = state.statement.options(_criteria(scope))
+
+
+def _criteria(scope: uuid.UUID):
+    return with_loader_criteria(
+        TenantOwned, lambda cls: cls.tenant_id == scope, include_aliases=True
     )
 
 

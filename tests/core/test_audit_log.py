@@ -446,8 +446,8 @@ def test_a_sign_up_to_check_from_the_list_to_checked(app, clinic_fr, admin, admi
     assert story[0] == ("Admin demo", "Online sign-up checked", "Petit Lina")
     # The sign-up's events, one transaction: in any order within it.
     assert sorted(story[1:3]) == [
+        ("Patient", "Patient record created", "Petit Lina"),
         ("Patient", "Signed up online", "Petit Lina"),
-        ("Relais (automatic)", "Patient record created", "Petit Lina"),
     ]
     assert story[3:6] == [
         ("Visitor", "Code confirmed", "—"),

@@ -212,3 +212,19 @@ def test_orm_queries_outside_any_scope_fail_loudly(app, clinic_fr):
 
     with app.app_context(), pytest.raises(ScopeError):
         db.session.scalars(sa.select(Patient)).all()
+
+
+def test_the_count_of_a_query_counts_this_clinic_only_even_without_rls(app, clinic_fr, monkeypatch):
+    """SQLite (the embedded first run) has no row-level security: the ORM's filter must reach
+    into a Core ``count()`` over an ORM query too, as pages count their rows that way."""
+    from tenants import scoping
+
+    other = make_clinic(app, "other")
+    make_patient(app, clinic_fr, last_name="Ours")
+    make_patient(app, other, last_name="Theirs")
+    monkeypatch.setitem(scoping._app_role, "name", "")  # stay the superuser: no RLS
+    with app.app_context(), tenant_scope(clinic_fr.id):
+        query = sa.select(Patient).where(Patient.last_name.is_not(None))
+        counted = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+        db.session.rollback()
+    assert counted == 1

@@ -57,7 +57,9 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
     if patient is None:
         fields = {k: data.get(k) for k in ("first_name", "last_name")}
         patient = create_patient(
-            tenant, {**fields, "phone": phone, "birth_date": born.isoformat(), "email": email}
+            tenant,
+            {**fields, "phone": phone, "birth_date": born.isoformat(), "email": email},
+            by="patient",
         )
         patient.review_needed = True
     elif email and not patient.email:
