@@ -6,6 +6,9 @@ Redis (``RELAIS_TEST_REDIS_URL``, flushed after each test).
 Requests really commit, so after each test every table but the reference data is emptied.
 """
 
+import signal
+import subprocess
+
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -14,6 +17,8 @@ from core.app import create_app
 from core.db import db
 from core.delivery import routing
 from core.extensions import limiter
+from core.plugins import DEFAULT_PLUGINS
+from tests.fakes.twilio import FakeTwilio
 from tests.worlds import (
     DATABASE_URL,
     KEEP,
@@ -26,6 +31,7 @@ from tests.worlds import (
     log_in,
     make_clinic,
     make_staff,
+    start_worker,
 )
 
 
@@ -127,3 +133,26 @@ def admin_client(app, clinic_fr, admin) -> HostClient:
     client = client_for(app, clinic_fr.slug)
     log_in(client, admin)
     return client
+
+
+@pytest.fixture
+def worker():
+    """A real ``relais worker`` with every built-in plugin, stopped after the test (what it
+    printed shows in the test's output)."""
+    running = start_worker(DEFAULT_PLUGINS)
+    yield running
+    running.send_signal(signal.SIGTERM)
+    try:
+        output, _ = running.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        running.kill()
+        output, _ = running.communicate()
+    print("relais worker:", output)
+
+
+@pytest.fixture
+def twilio():
+    """The loopback fake of Twilio's SMS API (its callbacks go nowhere: see test_sms_twilio
+    for a fake posting them to a served app)."""
+    with FakeTwilio() as fake:
+        yield fake

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from core.models import Attempt, ConsentAction, ConsentMethod, Message, Patient
 from core.patients import create_patient
 from core.staff import create_user
 from tenants import provisioning
+from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 
 # Each test run gets its own database and Redis database, so that runs side by side (two
@@ -198,6 +200,41 @@ def make_message(
             assert receipts.apply_receipt(row.provider, report) is not None
             db.session.commit()
         return message_id
+
+
+def wait_until(check, timeout: float = 60.0):
+    """Poll ``check`` until it answers something true, and return that: a bounded wait on a
+    real process (a worker, a provider), never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "the expected change did not come"
+        time.sleep(0.05)
+    return result
+
+
+def route_through_twilio(app, channel: str, fake, number: str) -> None:
+    """The French clinics' ``channel`` ("sms" or "voice") goes through the fake Twilio,
+    from ``number`` (the clinic's Twilio number)."""
+    plugin, setting = {"sms": ("sms_twilio", "sender"), "voice": ("voice_twilio", "caller")}[
+        channel
+    ]
+    with app.app_context(), system_scope():
+        settings.save(
+            "FR",
+            plugin,
+            {
+                "account_sid": fake.account_sid,
+                "auth_token": fake.auth_token,
+                setting: number,
+                "base_url": fake.base_url,
+            },
+        )
+        db.session.add(
+            ProviderRoute(
+                country_code="FR", channel=channel, provider=f"twilio_{channel}", priority=1
+            )
+        )
+        db.session.commit()
 
 
 def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:

@@ -8,23 +8,18 @@ typed: typed digits fill the segments of the browser's own date format, whatever
 """
 
 import re
-import signal
-import subprocess
 import time
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect
 
-from core import settings
 from core.db import db
 from core.models import Message, MessageStatus, Patient
-from core.plugins import DEFAULT_PLUGINS
-from tenants.models import ProviderRoute
-from tenants.scoping import system_scope, tenant_scope
+from tenants.scoping import tenant_scope
 from tests.browser.test_clinic import expect_invalid
 from tests.fakes.twilio import FakeTwilio
-from tests.worlds import make_clinic, make_patient, start_worker
+from tests.worlds import make_clinic, make_patient, route_through_twilio
 
 pytestmark = pytest.mark.browser
 
@@ -34,44 +29,10 @@ E164 = "+33612345678"
 
 
 @pytest.fixture
-def twilio():
-    with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
-def worker():
-    """A real ``relais worker``: it takes the code from the ``otp`` queue."""
-    running = start_worker(DEFAULT_PLUGINS)
-    yield running
-    running.send_signal(signal.SIGTERM)
-    try:
-        output, _ = running.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        running.kill()
-        output, _ = running.communicate()
-    print("relais worker:", output)
-
-
-@pytest.fixture
 def clinic(app, twilio, worker):
     """A French clinic whose SMS go through (the fake) Twilio, with sign-up by code."""
     tenant = make_clinic(app, "demo", "FR", plugins=("fr", "sms_twilio", "otp"))
-    with app.app_context(), system_scope():
-        settings.save(
-            "FR",
-            "sms_twilio",
-            {
-                "account_sid": twilio.account_sid,
-                "auth_token": twilio.auth_token,
-                "sender": SENDER,
-                "base_url": twilio.base_url,
-            },
-        )
-        db.session.add(
-            ProviderRoute(country_code="FR", channel="sms", provider="twilio_sms", priority=1)
-        )
-        db.session.commit()
+    route_through_twilio(app, "sms", twilio, SENDER)
     return tenant
 
 

@@ -5,41 +5,20 @@ No clock is faked: waiting is a bounded poll, never a fixed sleep.
 """
 
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 import sqlalchemy as sa
 
-from core import settings
 from core.db import db
 from core.models import Patient
-from core.plugins import DEFAULT_PLUGINS
-from tenants.models import ProviderRoute
-from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.twilio import FakeTwilio
+from tenants.scoping import tenant_scope
 from tests.fakes.twilio_voice import FakeTwilioVoice
-from tests.worlds import client_for, make_clinic, start_worker
+from tests.worlds import client_for, make_clinic, route_through_twilio, wait_until
 
 SENDER = "+33939030101"  # the clinic's Twilio number, for SMS and calls
 MOBILE = "+33612345678"
 LANDLINE = "+33142685300"
 DIGITS = ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"]
-
-
-def wait_until(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "the expected change did not come"
-        time.sleep(0.05)
-    return result
-
-
-@pytest.fixture
-def twilio():
-    with FakeTwilio() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -49,44 +28,10 @@ def twilio_voice():
 
 
 @pytest.fixture
-def worker():
-    running = start_worker(DEFAULT_PLUGINS)
-    yield running
-    running.send_signal(signal.SIGTERM)
-    try:
-        running.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        running.kill()
-        running.communicate()
-
-
-@pytest.fixture
 def clinic(app, twilio, twilio_voice):
     tenant = make_clinic(app, "demo", plugins=("fr", "sms_twilio", "voice_twilio", "otp"))
-    with app.app_context(), system_scope():
-        for plugin, fake, number in (
-            ("sms_twilio", twilio, "sender"),
-            ("voice_twilio", twilio_voice, "caller"),
-        ):
-            settings.save(
-                "FR",
-                plugin,
-                {
-                    "account_sid": fake.account_sid,
-                    "auth_token": fake.auth_token,
-                    number: SENDER,
-                    "base_url": fake.base_url,
-                },
-            )
-        db.session.add_all(
-            [
-                ProviderRoute(country_code="FR", channel="sms", provider="twilio_sms", priority=1),
-                ProviderRoute(
-                    country_code="FR", channel="voice", provider="twilio_voice", priority=1
-                ),
-            ]
-        )
-        db.session.commit()
+    route_through_twilio(app, "sms", twilio, SENDER)
+    route_through_twilio(app, "voice", twilio_voice, SENDER)
     return tenant
 
 

@@ -6,9 +6,6 @@ No clock is faked here: the appointment starts 2 h and a few seconds from now, s
 reminder falls due within seconds. Waiting is a bounded poll, never a fixed sleep.
 """
 
-import signal
-import subprocess
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,12 +17,16 @@ from twilio.request_validator import RequestValidator
 from core import apikeys, settings
 from core.db import db
 from core.models import Message, MessageStatus
-from core.plugins import DEFAULT_PLUGINS
 from plugins.features.reminders.models import Reminder
-from tenants.models import ProviderRoute
-from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.twilio import FakeTwilio
-from tests.worlds import client_for, make_clinic, make_patient, make_staff, start_worker
+from tenants.scoping import tenant_scope
+from tests.worlds import (
+    client_for,
+    make_clinic,
+    make_patient,
+    make_staff,
+    route_through_twilio,
+    wait_until,
+)
 
 SENDER = "+33939030101"  # the clinic's Twilio number
 PHONE = "+33612345678"  # the patient's mobile (make_patient's 06 12 34 56 78)
@@ -33,50 +34,10 @@ INBOUND = "/webhooks/twilio_sms/FR/inbound"
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def wait_until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "the expected change did not come"
-        time.sleep(0.05)
-    return result
-
-
-@pytest.fixture
-def twilio():
-    with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
-def worker():
-    running = start_worker(DEFAULT_PLUGINS)
-    yield running
-    running.send_signal(signal.SIGTERM)
-    try:
-        running.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        running.kill()
-        running.communicate()
-
-
 @pytest.fixture
 def clinic(app, twilio):
     tenant = make_clinic(app, "demo", plugins=("fr", "sms_twilio", "appointments", "reminders"))
-    with app.app_context(), system_scope():
-        settings.save(
-            "FR",
-            "sms_twilio",
-            {
-                "account_sid": twilio.account_sid,
-                "auth_token": twilio.auth_token,
-                "sender": SENDER,
-                "base_url": twilio.base_url,
-            },
-        )
-        db.session.add(
-            ProviderRoute(country_code="FR", channel="sms", provider="twilio_sms", priority=1)
-        )
-        db.session.commit()
+    route_through_twilio(app, "sms", twilio, SENDER)
     with app.app_context(), tenant_scope(tenant.id):
         settings.save_clinic(
             tenant, "reminders", {"schedule": "2h, 1h", "notify_cancellation": "no"}
