@@ -299,13 +299,20 @@ def users_create(email, name, slug, role, operator, password, phone):
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-def worker(burst: bool):
+@click.option(
+    "--queue",
+    "only",
+    multiple=True,
+    type=click.Choice(jobs.QUEUES),
+    help="Only this queue (repeatable), e.g. a worker kept for codes: --queue otp.",
+)
+def worker(burst: bool, only: tuple[str, ...]):
     """Run a worker on the delivery queues, highest priority first, with the scheduler."""
     if not current_app.config["REDIS_URL"]:
         fail("Set RELAIS_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker.")
     # SimpleWorker runs jobs in this process (no fork per job: ~5x the throughput). The
     # database, not RQ, is the source of truth, so a killed worker loses nothing.
-    queues = [jobs.queue(name) for name in jobs.QUEUES]
+    queues = [jobs.queue(name) for name in jobs.QUEUES if not only or name in only]
     sweeper = Sweeper(current_app._get_current_object(), purge=True)
     if not burst:
         sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses;

@@ -373,6 +373,20 @@ def test_worker_takes_queues_in_strict_priority(app, clinic_fr):
     assert {e.tenant_id for e in events} == {clinic_fr.id}
 
 
+def test_a_worker_kept_for_codes_takes_only_the_otp_queue(app, clinic_fr):
+    with app.app_context():
+        jobs.enqueue(clinic_fr, f"{JOBS}:record", "ran.bulk", queue_name="bulk")
+        jobs.enqueue(clinic_fr, f"{JOBS}:record", "ran.otp", queue_name="otp")
+
+    done = run_relais("worker", "--burst", "--queue", "otp", env=deployment_environment())
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    with app.app_context(), tenant_scope(clinic_fr.id):
+        assert db.session.scalars(sa.select(AuditEvent.action)).all() == ["ran.otp"]
+    with app.app_context():
+        assert jobs.queue("bulk").count == 1  # left for the other workers
+
+
 def test_worker_without_redis_says_what_to_set(tmp_path):
     env = deployment_environment()
     del env["RELAIS_REDIS_URL"]
