@@ -280,12 +280,24 @@ def fresh_app(args, plugins: tuple[str, ...]) -> tuple[dict, object]:
     return config, app
 
 
-def build_world(args, children: Children) -> World:
-    config, app = fresh_app(args, PLUGINS)
+def plugin_name(module: str) -> str:
+    """A plugin's name from its module, as the plugin host names it."""
+    parts = module.split(".")
+    return parts[-2] if parts[-1] == "plugin" else parts[-1]
+
+
+def build_world(
+    args, children: Children, plugins: tuple[str, ...] = PLUGINS, configure=None
+) -> World:
+    """The app with ``plugins``, each enabled for France; ``configure()`` then runs in the
+    system scope (plugin settings); the clinic ``banc`` and ``--patients`` patients."""
+    config, app = fresh_app(args, plugins)
     redis = Redis.from_url(args.redis_url)
     with app.app_context(), system_scope():
-        for plugin in ("outbox", "open_rules"):
-            provisioning.set_country_plugin("FR", plugin, True)
+        for module in plugins:
+            provisioning.set_country_plugin("FR", plugin_name(module), True)
+        if configure is not None:
+            configure()
         tenant = provisioning.create_tenant("Centre de santé du Banc", "banc", "FR")
         db.session.commit()
         tenant_id = tenant.id
@@ -307,12 +319,18 @@ def build_world(args, children: Children) -> World:
 
 
 def reset_messages(world: World) -> None:
-    """Empty the outbox between scenarios, so each starts from the same state."""
+    """Empty the outbox between scenarios, so each starts from the same state.
+
+    ANALYZE comes first: the tables emptied after it are left unanalyzed, and the planner
+    reads their real size as they fill. Analyzed empty, they would be planned as empty for
+    good where autovacuum is off (as on test machines): a new connection's foreign-key checks
+    would then be cached as sequential scans, and each insert scan the whole growing table.
+    """
+    world.execute("ANALYZE")
     world.execute(
         "TRUNCATE messages, message_events, attempts, outbox_deliveries, early_receipts,"
         " naive_deliveries, naive_messages CASCADE"
     )
-    world.execute("ANALYZE")
 
 
 # --- sending ----------------------------------------------------------------------------------
@@ -422,15 +440,16 @@ def relais_figures(world: World, purpose: str) -> dict:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_of(pids) -> float:
-    total = 0
+def cpu_of(pids) -> dict[int, float]:
+    """CPU seconds (user + system) each of ``pids`` has spent; the ones gone are left out."""
+    spent = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            spent[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
         except (OSError, IndexError, ValueError):
             pass
-    return total / TICK
+    return spent
 
 
 def pids_named(prefix: str) -> list[int]:
@@ -445,22 +464,37 @@ def pids_named(prefix: str) -> list[int]:
     return found
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process, this benchmark's or not)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICK  # user nice system idle iowait irq softirq steal
+
+
 class CpuMeter:
     """CPU seconds spent by each part while a phase runs (PostgreSQL: every backend on the
-    server, other users' included)."""
+    server, other users' included), and by the whole machine."""
 
     def __init__(self, parts: dict[str, list[int]]) -> None:
         self.parts = {**parts, "postgres": pids_named("postgres"), "redis": pids_named("redis")}
         self.before = {name: cpu_of(pids) for name, pids in self.parts.items()}
+        self.busy = machine_busy()
         self.started = time.monotonic()
 
     def report(self) -> str:
         # PostgreSQL forks a backend per connection: count those that appeared meanwhile too.
         self.parts["postgres"] = sorted(set(self.parts["postgres"]) | set(pids_named("postgres")))
         wall = time.monotonic() - self.started
-        spent = {name: cpu_of(pids) - self.before.get(name, 0) for name, pids in self.parts.items()}
-        return f"CPU over {wall:.1f} s: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in spent.items()
+        spent = {}
+        for name, pids in self.parts.items():
+            before = self.before.get(name, {})
+            # A process that ended meanwhile took its count with it: left out, not negative.
+            spent[name] = sum(t - before.get(pid, 0.0) for pid, t in cpu_of(pids).items())
+        busy = machine_busy() - self.busy
+        return (
+            f"CPU over {wall:.1f} s: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
+            + f"; the whole machine busy {busy:.1f} of {wall * (os.cpu_count() or 1):.1f} CPU-s"
         )
 
 
