@@ -227,6 +227,18 @@ def start_server(world: World, fifo: bool) -> tuple[int, object]:
     return port.value, process
 
 
+def start_otp_workers(world: World, count: int) -> list:
+    """Workers kept for codes, as docs/operating.md advises: ``relais worker --queue otp``.
+    A worker takes its queues in order only between jobs: one busy with a bulk job (100
+    messages) makes a code wait for it, so codes get workers of their own."""
+    argv = [str(Path(sys.executable).parent / "relais"), "worker", "--queue", "otp"]
+    started = [
+        world.children.popen(f"otp-worker-{n}", argv, world.worker_env()) for n in range(count)
+    ]
+    wait_for_workers(world, "otp", world.args.workers + count)
+    return started
+
+
 def start_fifo_workers(world: World, count: int) -> list:
     """The baseline's workers: ``relais worker`` with codes on the bulk queue (bench/fifo.py)."""
     argv = [sys.executable, "-m", "bench.fifo", "worker"]
@@ -555,7 +567,14 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=REDIS_URL, help="its database is flushed")
     parser.add_argument("--provider", choices=sorted(PROVIDERS), default="twilio")
     parser.add_argument("--patients", type=int, default=1000, help="the campaign's recipients")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers on every queue")
+    parser.add_argument(
+        "--otp-workers",
+        type=int,
+        default=1,
+        help="workers kept for the otp queue (relais worker --queue otp); the baseline gets as"
+        " many more workers on its queues",
+    )
     parser.add_argument("--codes", type=int, default=300, help="codes per phase")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between codes")
     parser.add_argument("--bulk", type=int, default=100_000, help="the campaign of phase 2")
@@ -604,6 +623,7 @@ def main(argv=None) -> int:
         world = build_world(args, children, plugins, configure)
         provider = Provider(world, provider_conn)
         workers = start_relais_workers(world, args.workers)
+        workers += start_otp_workers(world, args.otp_workers)
         port, server = start_server(world, fifo=False)
         parts = {
             "web server": [server.pid],
@@ -612,21 +632,23 @@ def main(argv=None) -> int:
         }
         if provider_conn is not None:
             parts["fake twilio"] = [children.running["fake-twilio"].pid]
-        warm_up(world, port, 3, 2 * args.workers + 2)
+        warm_up(world, port, 3, 2 * (args.workers + args.otp_workers) + 2)
         alone = codes_alone(world, provider, port, parts)
         bulk = codes_during_bulk(world, provider, port, parts, 1, args.bulk, "2 during bulk")
         if not args.no_baseline:
             stop_workers(world, "relais-worker")
+            stop_workers(world, "otp-worker")
             children.stop("web-server")
-            workers = start_fifo_workers(world, args.workers)
+            workers = start_fifo_workers(world, args.workers + args.otp_workers)
             port, server = start_server(world, fifo=True)
             parts["web server"] = [server.pid]
             parts["relais workers"] = [w.pid for w in workers]
-            warm_up(world, port, 4, 2 * args.workers + 2)
+            warm_up(world, port, 4, 2 * (args.workers + args.otp_workers) + 2)
             fifo = codes_during_bulk(
                 world, provider, port, parts, 2, args.baseline_bulk, "3 baseline (FIFO)"
             )
         stop_workers(world, "relais-worker")
+        stop_workers(world, "otp-worker")
         stop_workers(world, "fifo-worker")
         if provider_conn is not None:
             provider_conn.send(("stop",))
@@ -646,7 +668,9 @@ def main(argv=None) -> int:
     print()
     print(
         f"Relais sign-up codes over HTTP — {os.cpu_count()} CPUs, load average before"
-        f" {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.workers} relais workers,"
+        f" {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.workers} relais workers"
+        f" + {args.otp_workers} on the otp queue alone"
+        f" (baseline: {args.workers + args.otp_workers} on its queues),"
         f" provider: {describe(args.provider)}"
     )
     print()
