@@ -67,9 +67,9 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
     patient.language = language
     patient.signed_up_at = utcnow()
     try:
-        with db.session.begin_nested():
-            db.session.flush()
-    except IntegrityError:  # the same number signed up at the same moment, elsewhere
+        db.session.flush()
+    except IntegrityError:  # the same number signed up at the same moment, elsewhere:
+        db.session.rollback()  # nothing of this one is kept; that one is their account
         return account_for(phone), True
     audit.record("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
     return patient, linked
