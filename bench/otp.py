@@ -79,18 +79,17 @@ from bench.pipeline import (  # noqa: E402
     _interrupt,
     build_world,
     bulk_producer,
-    drop_database,
     ms,
     reset_messages,
     say,
     start_relais_workers,
     stop_workers,
     table,
+    tear_down,
     wait_finished,
     wait_for_workers,
 )
 from core import settings  # noqa: E402
-from core.db import db  # noqa: E402
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench_otp"
 REDIS_URL = "redis://127.0.0.1:6379/12"  # bench.pipeline has 14, bench.reminders 13
@@ -656,14 +655,7 @@ def main(argv=None) -> int:
         say("\nInterrupted: stopping the processes the benchmark started.")
         return 130
     finally:
-        children.stop_all()
-        if world is not None:
-            world.redis.flushdb()
-            world.sql.dispose()
-            with world.app.app_context():
-                db.engine.dispose()
-            if not args.keep:
-                drop_database(args.database_url)
+        tear_down(children, world, args)
         say(f"Logs: {logdir}")
     print()
     print(

@@ -318,6 +318,20 @@ def build_world(
     return World(args, config, app, sql, redis, tenant_id, children)
 
 
+def tear_down(children: Children, world: World | None, args) -> None:
+    """Stop every process a benchmark started, empty its Redis database and drop its
+    PostgreSQL database (unless ``--keep``)."""
+    children.stop_all()
+    if world is None:
+        return
+    world.redis.flushdb()
+    world.sql.dispose()
+    with world.app.app_context():
+        db.engine.dispose()
+    if not args.keep:
+        drop_database(args.database_url)
+
+
 def reset_messages(world: World) -> None:
     """Empty the outbox between scenarios, so each starts from the same state.
 
@@ -1091,14 +1105,7 @@ def main(argv=None) -> int:
         say("\nInterrupted: stopping the processes the benchmark started.")
         return 130
     finally:
-        children.stop_all()
-        if world is not None:
-            world.redis.flushdb()
-            world.sql.dispose()
-            with world.app.app_context():
-                db.engine.dispose()
-            if not args.keep:
-                drop_database(args.database_url)
+        tear_down(children, world, args)
         say(f"Worker logs: {logdir}")
     print()
     print(

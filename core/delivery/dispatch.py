@@ -208,7 +208,7 @@ def _decide(tenant, message: Message, patient, now: datetime):
         if channel is None:
             _finish(message, MessageStatus.FAILED, now, "no channel left in the plan")
             return None
-        to = message.address or (routing.address(tenant, patient, channel) if patient else None)
+        to = _address(tenant, message, patient, channel)
         candidates = (
             [r for r in routing.routes(tenant, channel) if r.provider not in message.exhausted]
             if to
@@ -232,7 +232,7 @@ def _outgoing(
     tenant, message: Message, patient, channel: str, provider: str, to: str | None = None
 ) -> Outgoing:
     if to is None:
-        to = message.address or (routing.address(tenant, patient, channel) if patient else None)
+        to = _address(tenant, message, patient, channel)
     content = message.content
     return Outgoing(
         message_id=message.id,
@@ -250,6 +250,14 @@ def _outgoing(
         purpose=message.purpose,
         language=patient.language if patient else content.get("language", "en"),
     )
+
+
+def _address(tenant, message: Message, patient, channel: str) -> str | None:
+    """Where the message goes by ``channel``: its own address (a code sent to a number no
+    record holds), else where its patient receives on that channel."""
+    if message.address:
+        return message.address
+    return routing.address(tenant, patient, channel) if patient else None
 
 
 def _apply(message: Message, provider: str, result: Result, now: datetime) -> bool:

@@ -91,9 +91,10 @@ def read_message(message_id: uuid.UUID) -> tuple[Message, Patient | None]:
     return message, patient
 
 
-def masked_address(message: Message) -> str:
-    """Where a message without a patient went, as staff see it: ``•• •• 78``."""
-    return f"•• •• {(message.address or '')[-2:]}"
+def masked(phone: str | None) -> str:
+    """A phone number as pages show it when the whole of it is not for them: ``•• •• 78``
+    (a code's number, to staff and to whoever asked for the code)."""
+    return f"•• •• {(phone or '')[-2:]}"
 
 
 def history(message: Message) -> tuple[list[MessageEvent], list[Attempt]]:

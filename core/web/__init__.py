@@ -213,7 +213,7 @@ def message_view(message_id: uuid.UUID):
 
 def _message_labels() -> dict:
     return {
-        "masked_address": message_log.masked_address,
+        "masked": message_log.masked,
         "statuses": message_log.status_labels(),
         "channels": message_log.channel_labels(),
         "purposes": message_log.purpose_labels(),

@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 
 from core import audit
 from core.db import db, utcnow
+from core.delivery import log as message_log
 from core.delivery import outbox
 from core.errors import DomainError, ValidationError
 from plugins.features.otp.models import Challenge
@@ -115,11 +116,6 @@ def parse_number(value, country_code: str) -> Number:
     return Number(e164, kind in MOBILES)
 
 
-def masked(phone: str) -> str:
-    """A phone number as staff and the patient see it on a code's page: ``•• •• 78``."""
-    return f"•• •• {phone[-2:]}"
-
-
 def request_code(
     tenant,
     number: Number,
@@ -177,7 +173,9 @@ def request_code(
     )
     challenge.message_id = message.id
     db.session.add(challenge)
-    audit.record("otp.sent", challenge.id, f"{channels[0]} to {masked(number.e164)}", by)
+    audit.record(
+        "otp.sent", challenge.id, f"{channels[0]} to {message_log.masked(number.e164)}", by
+    )
     return challenge
 
 
@@ -232,7 +230,7 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
             "code",
         )
     challenge.used_at = now
-    audit.record("otp.verified", challenge.id, masked(challenge.phone), by)
+    audit.record("otp.verified", challenge.id, message_log.masked(challenge.phone), by)
     return challenge
 
 
@@ -265,7 +263,7 @@ def _check_limits(digest: str, number: Number, now: datetime, by: str) -> None:
     ).all()
     if recent and recent[0] > now - RESEND_AFTER:
         wait = math.ceil((recent[0] + RESEND_AFTER - now).total_seconds())
-        audit.record("otp.refused", None, f"too soon for {masked(number.e164)}", by)
+        audit.record("otp.refused", None, f"too soon for {message_log.masked(number.e164)}", by)
         raise TooManyCodes(
             ngettext(
                 "A code was just sent. Wait %(num)d second before asking for a new one.",
@@ -276,7 +274,12 @@ def _check_limits(digest: str, number: Number, now: datetime, by: str) -> None:
         )
     if len(recent) >= PER_HOUR:
         wait = math.ceil((recent[PER_HOUR - 1] + timedelta(hours=1) - now).total_seconds())
-        audit.record("otp.blocked", None, f"{PER_HOUR} codes this hour: {masked(number.e164)}", by)
+        audit.record(
+            "otp.blocked",
+            None,
+            f"{PER_HOUR} codes this hour: {message_log.masked(number.e164)}",
+            by,
+        )
         raise TooManyCodes(
             ngettext(
                 "Too many codes were sent to this number. Try again in %(num)d minute.",

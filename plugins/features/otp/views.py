@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 
 from core import settings
 from core.db import db, utcnow
+from core.delivery import log as message_log
 from core.errors import DomainError
 from core.extensions import csrf, limiter
 from core.models import Patient
@@ -136,11 +137,12 @@ def _languages() -> dict[str, str]:
     return {code: Locale.parse(code).get_display_name(here).capitalize() for code in LANGUAGES}
 
 
-def _code_page(challenge, error: DomainError | None = None):
+def _code_page(challenge, error: DomainError | None = None, template: str = "otp/code.html"):
+    """The page that takes a code: a patient's, or a new staff member's (``template``)."""
     return render_template(
-        "otp/code.html",
+        template,
         error=error,
-        phone=codes.masked(challenge.phone),
+        phone=message_log.masked(challenge.phone),
         channel=challenge.channel,
         wait=codes.seconds_before_resend(challenge),
     )
@@ -304,25 +306,16 @@ def staff_code():
     if account is None or challenge is None or challenge.user_id != account.id:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
-        return _staff_code_page(challenge)
+        return _code_page(challenge, template="otp/staff_code.html")
     try:
         proved = codes.verify(g.tenant, challenge.id, request.form.get("code"), "staff")
     except DomainError as exc:
         _end(exc)
-        return _staff_code_page(challenge, exc), exc.status
+        return _code_page(challenge, exc, "otp/staff_code.html"), exc.status
     account.phone, account.phone_verified_at = proved.phone, utcnow()
     db.session.commit()
     session.pop("otp_challenge", None)
     return redirect(url_for("auth.enrol"))
-
-
-def _staff_code_page(challenge, error: DomainError | None = None):
-    return render_template(
-        "otp/staff_code.html",
-        error=error,
-        phone=codes.masked(challenge.phone),
-        channel=challenge.channel,
-    )
 
 
 def activation_step(user) -> str | None:
