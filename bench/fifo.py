@@ -14,6 +14,6 @@ from core.delivery import queues
 queues.QUEUE_OF_PURPOSE["otp"] = "bulk"
 
 if __name__ == "__main__":
-    from core.cli import main
+    from core.web.cli import main
 
     sys.exit(main())

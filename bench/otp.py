@@ -89,7 +89,7 @@ from bench.pipeline import (  # noqa: E402
     wait_finished,
     wait_for_workers,
 )
-from core import settings  # noqa: E402
+from core.clinic import settings  # noqa: E402
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench_otp"
 REDIS_URL = "redis://127.0.0.1:6379/12"  # bench.pipeline has 14, bench.reminders 13

@@ -51,12 +51,13 @@ from rq import Queue, Worker  # noqa: E402
 
 from bench import naive  # noqa: E402
 from core.app import create_app  # noqa: E402
+from core.clinic.models import Patient  # noqa: E402
+from core.clinic.patients import create_patient  # noqa: E402
 from core.crypto import generate_key  # noqa: E402
 from core.db import db  # noqa: E402
 from core.delivery import outbox, sweeper  # noqa: E402
-from core.jobs import QUEUES  # noqa: E402
-from core.models import Message, Patient  # noqa: E402
-from core.patients import create_patient  # noqa: E402
+from core.delivery.jobs import QUEUES  # noqa: E402
+from core.delivery.models import Message  # noqa: E402
 from tenants import provisioning  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tenants.scoping import system_scope, tenant_scope  # noqa: E402

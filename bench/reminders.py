@@ -47,12 +47,12 @@ from bench.pipeline import (  # noqa: E402
     size,
     table,
 )
-from core import settings  # noqa: E402
 from core.app import create_app  # noqa: E402
+from core.clinic import settings  # noqa: E402
+from core.clinic.patients import create_patient  # noqa: E402
+from core.clinic.staff import create_user  # noqa: E402
 from core.db import db  # noqa: E402
 from core.delivery import sweeper  # noqa: E402
-from core.patients import create_patient  # noqa: E402
-from core.staff import create_user  # noqa: E402
 from tenants import provisioning  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tenants.scoping import system_scope, tenant_scope  # noqa: E402

@@ -10,7 +10,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import api, config, web
+from core import config, web
+from core.clinic.models import User
 from core.db import db
 from core.delivery import metrics, queues, webhooks
 from core.errors import DomainError
@@ -23,10 +24,9 @@ from core.extensions import (
     select_locale,
     select_timezone,
 )
-from core.models import User
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
-from core.web import audit, auth, consent, patient
-from tenants import console, resolution, scoping
+from core.web import api, audit, auth, consent, console, patient
+from tenants import resolution, scoping
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,15 +4,37 @@ from datetime import datetime, timedelta
 
 import pyotp
 import segno
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import utcnow
+from core.crypto import EncryptedText
+from core.db import UTCDateTime, created_column, utcnow
 from core.errors import DomainError, ValidationError
-from core.models import Credentials
+
+
+class Credentials(UserMixin):
+    """Password, authenticator-app secret and lockout state of anyone who logs in."""
+
+    name: Mapped[str] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    totp_enrolled: Mapped[bool] = mapped_column(default=False)
+    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_column()
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
 
 _hasher = PasswordHasher()  # Argon2id, memory-hard; parameters from argon2-cffi's RFC 9106 profile
 MIN_PASSWORD_LENGTH = 12

@@ -42,7 +42,7 @@ def relais_channel_address(tenant, patient, channel):
     First non-None result wins.
 
     :param tenant: the clinic sending.
-    :param patient: the recipient (:class:`core.models.Patient`).
+    :param patient: the recipient (:class:`core.clinic.models.Patient`).
     :param channel: the channel of the message's plan being tried, e.g. ``"push"``.
     :return: the address handed to the provider as ``Outgoing.to`` (any string the plugin's
         provider understands, e.g. the patient's push subscriptions as JSON), or None when
@@ -76,10 +76,10 @@ def relais_judge_message(tenant, patient, message):
     it is recorded with the message.
 
     :param tenant: the clinic sending it.
-    :param patient: the recipient (:class:`core.models.Patient`), or None for a code sent to
+    :param patient: the recipient (:class:`core.clinic.models.Patient`), or None for a code sent to
         a phone number no patient record holds yet (``message.address``; transactional
         purposes only).
-    :param message: the :class:`core.models.Message` about to be written: ``purpose``,
+    :param message: the :class:`core.delivery.models.Message` about to be written: ``purpose``,
         ``channels``, rendered ``content``, ``not_before``.
     :return: a :class:`core.regulation.Verdict`, or None to allow.
     """
@@ -92,8 +92,8 @@ def relais_consent_recorded(tenant, patient, consent):
     E.g. where double opt-in applies, ask the patient to confirm a consent just given.
 
     :param tenant: the clinic.
-    :param patient: the patient (:class:`core.models.Patient`).
-    :param consent: the step (:class:`core.models.Consent`): ``channel``, ``action``
+    :param patient: the patient (:class:`core.clinic.models.Patient`).
+    :param consent: the step (:class:`core.clinic.models.Consent`): ``channel``, ``action``
         (given, confirmed, withdrawn), ``method``, ``actor``.
     """
 
@@ -166,9 +166,9 @@ def relais_plugin_settings():
     The core renders them in the operator console, validates them with each setting's
     ``parse`` function and stores them encrypted. A setting declared with ``clinic=True`` may
     also be chosen by each clinic for itself, on its admins' *Messaging rules* page. Read them
-    with :func:`core.settings.plugin_setting` (the clinic's choice, else the country's value).
+    with :func:`core.clinic.settings.plugin_setting` (the clinic's choice, else the country's value).
 
-    :return: a list of :class:`core.settings.Setting`.
+    :return: a list of :class:`core.clinic.settings.Setting`.
     """
 
 
@@ -177,7 +177,7 @@ def relais_menu_items(tenant, user):
     """Add entries to a clinic's navigation menu. Called on every page of a clinic.
 
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
-    :param user: the staff member viewing the page (:class:`core.models.User`).
+    :param user: the staff member viewing the page (:class:`core.clinic.models.User`).
     :return: a list of :class:`core.plugins.MenuItem`.
     """
 
@@ -191,7 +191,7 @@ def relais_patient_links(tenant, patient):
     session themselves (:func:`core.web.patient.patient_required`).
 
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
-    :param patient: the patient viewing the page (:class:`core.models.Patient`).
+    :param patient: the patient viewing the page (:class:`core.clinic.models.Patient`).
     :return: a list of :class:`core.plugins.MenuItem`.
     """
 
@@ -217,7 +217,7 @@ def relais_activation_step(tenant, user):
     account cannot enrol (e.g. prove its phone by a code). First non-None result wins.
 
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
-    :param user: the account (:class:`core.models.User`), not logged in yet; the step's page
+    :param user: the account (:class:`core.clinic.models.User`), not logged in yet; the step's page
         finds it with :func:`core.web.auth.pending_account`.
     :return: the URL of the step's page, or None when nothing is left to do.
     """
@@ -251,7 +251,7 @@ def relais_handle_inbound(tenant, patient, channel, text):
     """Handle a patient's inbound reply (an SMS "OUI", "STOP"...). First non-None result wins.
 
     :param tenant: the clinic the reply is addressed to.
-    :param patient: the patient it came from (:class:`core.models.Patient`), or None if the
+    :param patient: the patient it came from (:class:`core.clinic.models.Patient`), or None if the
         sender is unknown.
     :param channel: the channel it came by, e.g. ``"sms"``.
     :param text: the reply's text.

@@ -9,6 +9,7 @@ only the plugins enabled for it; calls about a whole country go through
 
 import importlib
 import importlib.metadata
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -17,10 +18,10 @@ from typing import Any
 import pluggy
 import sqlalchemy as sa
 from flask import current_app, g
+from sqlalchemy.orm import Mapped, mapped_column
 
 from core import hookspecs
 from core.db import db
-from tenants.models import CountryPlugin, TenantDisabledPlugin
 
 ENTRY_POINT_GROUP = "relais.plugins"
 KINDS = ("channel", "regulation", "feature")
@@ -41,6 +42,26 @@ DEFAULT_PLUGINS = (
     "plugins.features.reminders.plugin",
     "plugins.features.otp.plugin",
 )
+
+
+class CountryPlugin(db.Model):
+    """A plugin the operator enabled for every clinic of a country."""
+
+    __tablename__ = "country_plugins"
+
+    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"), primary_key=True)
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+
+
+class TenantDisabledPlugin(db.Model):
+    """A feature a clinic switched off although its country enabled it."""
+
+    __tablename__ = "tenant_disabled_plugins"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
 
 
 class PluginError(RuntimeError):

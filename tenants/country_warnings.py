@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from core.db import db
-from core.plugins import country_plugins_enabled, hooks_for_country, host
-from tenants.models import Country, CountryPlugin, Tenant
+from core.plugins import CountryPlugin, country_plugins_enabled, hooks_for_country, host
+from tenants.models import Country, Tenant
 
 
 def country_warnings(country: Country, has_clinics: bool | None = None) -> list[str]:

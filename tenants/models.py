@@ -6,8 +6,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.auth import Credentials
 from core.db import UTCDateTime, created_column, db, id_column
-from core.models import Credentials
 
 
 class Country(db.Model):
@@ -41,26 +41,6 @@ class Operator(Credentials, db.Model):
 
     id: Mapped[uuid.UUID] = id_column()
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-
-
-class CountryPlugin(db.Model):
-    """A plugin the operator enabled for every clinic of a country."""
-
-    __tablename__ = "country_plugins"
-
-    country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"), primary_key=True)
-    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-
-
-class TenantDisabledPlugin(db.Model):
-    """A feature a clinic switched off although its country enabled it."""
-
-    __tablename__ = "tenant_disabled_plugins"
-
-    tenant_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
-    )
-    plugin: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
 
 
 class PluginSettings(db.Model):

@@ -9,8 +9,8 @@ from core import validation as check
 from core.auth import hash_password
 from core.db import db
 from core.errors import Conflict, NotFound, ValidationError
-from core.plugins import host
-from tenants.models import Country, CountryPlugin, Operator, Tenant, TenantDisabledPlugin
+from core.plugins import CountryPlugin, TenantDisabledPlugin, host
+from tenants.models import Country, Operator, Tenant
 from tenants.resolution import RESERVED
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

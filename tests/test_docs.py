@@ -173,16 +173,17 @@ def queue_names_in_code() -> dict[str, list[str]]:
 
 
 def test_every_queue_the_code_uses_is_one_the_worker_listens_to():
-    from core import jobs
+    from core.delivery import jobs
 
     found = queue_names_in_code()
-    assert "transactional" in found, "the scan no longer sees core/jobs.py's default queue"
+    assert "transactional" in found, "the scan no longer sees core/delivery/jobs.py's default queue"
     unknown = {name: where for name, where in found.items() if name not in jobs.QUEUES}
     assert not unknown, f"queues no worker listens to: {unknown}"
 
 
 def test_the_worker_listens_to_every_queue_in_priority_order():
-    from core import cli, jobs
+    from core.delivery import jobs
+    from core.web import cli
 
     assert jobs.QUEUES == ("otp", "transactional", "reminders", "bulk")
     assert "jobs.QUEUES" in inspect.getsource(cli.worker.callback)
@@ -244,7 +245,7 @@ def command_paths(group: click.Group, prefix: str = "relais") -> list[str]:
 
 def test_every_command_is_in_the_cli_reference(tmp_path):
     from core.app import create_app
-    from core.cli import main
+    from core.web.cli import main
 
     app = create_app(
         {

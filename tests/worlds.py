@@ -14,13 +14,14 @@ import pyotp
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from core import consent, settings
+from core.clinic import consent, settings
+from core.clinic.models import ConsentAction, ConsentMethod, Patient
+from core.clinic.patients import create_patient
+from core.clinic.staff import create_user
 from core.db import db
 from core.delivery import dispatch, outbox, receipts
+from core.delivery.models import Attempt, Message
 from core.delivery.providers import Receipt
-from core.models import Attempt, ConsentAction, ConsentMethod, Message, Patient
-from core.patients import create_patient
-from core.staff import create_user
 from tenants import provisioning
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import url_for
 
+from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
 from core.delivery import receipts, routing
+from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.outbox import record
 from core.delivery.providers import (
     ACCEPTED,
@@ -26,7 +28,6 @@ from core.delivery.providers import (
     Result,
     send_batch,
 )
-from core.models import Attempt, Message, MessageStatus, Patient
 from core.plugins import hooks_for
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id

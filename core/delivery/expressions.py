@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from core.models import Message
+from core.delivery.models import Message
 
 
 class _CurrentChannel(FunctionElement):

@@ -33,9 +33,9 @@ from sqlalchemy.dialects import postgresql
 from core.db import db, utcnow
 from core.delivery.dispatch import IN_FLIGHT, UNANSWERED
 from core.delivery.expressions import current_channel, due_at, seconds_between
-from core.delivery.views import parse_time
+from core.delivery.models import Attempt, Message, MessageStatus
+from core.delivery.presenters import parse_time
 from core.errors import ValidationError
-from core.models import Attempt, Message, MessageStatus
 from tenants.models import Tenant
 
 GROUPS = ("country", "clinic", "channel", "provider")

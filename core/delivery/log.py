@@ -13,13 +13,14 @@ import sqlalchemy as sa
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from core import audit, patients
+from core.clinic import audit, patients
+from core.clinic.models import Patient
 from core.db import db
 from core.delivery.expressions import current_channel
+from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.outbox import CHANNELS, PURPOSES
-from core.delivery.views import find_message
+from core.delivery.presenters import find_message
 from core.errors import ValidationError
-from core.models import Attempt, Message, MessageEvent, MessageStatus, Patient
 
 PAGE_SIZE = 50
 

@@ -19,10 +19,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from core import jobs
 from core.db import db, utcnow
-from core.delivery import kpis
-from core.models import Message, MessageStatus
+from core.delivery import jobs, kpis
+from core.delivery.models import Message, MessageStatus
 from tenants import scoping
 from tenants.models import Tenant
 

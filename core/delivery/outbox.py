@@ -12,10 +12,11 @@ from flask_babel import gettext as _
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
 from core.delivery import queues
+from core.delivery.models import Message, MessageEvent, MessageStatus
 from core.errors import ValidationError
-from core.models import Message, MessageEvent, MessageStatus, Patient
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 

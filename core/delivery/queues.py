@@ -13,8 +13,8 @@ from rq import Queue
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from core import jobs
 from core.db import db
+from core.delivery import jobs
 
 QUEUE_OF_PURPOSE = {
     "otp": "otp",

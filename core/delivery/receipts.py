@@ -2,16 +2,11 @@
 
 import sqlalchemy as sa
 
+from core.clinic.models import Patient
 from core.db import db
+from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageStatus
 from core.delivery.outbox import fall_back, record
 from core.delivery.providers import Inbound, Receipt
-from core.models import (
-    EarlyReceipt,
-    InboundMessage,
-    Message,
-    MessageStatus,
-    Patient,
-)
 from core.plugins import hooks_for
 from tenants.models import Tenant
 

@@ -8,11 +8,11 @@ import sqlalchemy as sa
 from flask import current_app, g
 from flask_babel import gettext as _
 
-from core import settings
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db
 from core.delivery.providers import CircuitBreaker, Provider
 from core.errors import NotFound, ValidationError
-from core.models import Patient
 from core.plugins import enabled_plugins, hooks_for
 from tenants import provisioning
 from tenants.models import ProviderRoute

@@ -10,7 +10,7 @@ Each pass, in bounded batches, across clinics:
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
   end undelivered when none is left.
 
-Beside a worker it also starts the retention purge (:mod:`core.retention`) at most once a day
+Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most once a day
 in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
 """
 
@@ -20,12 +20,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from core import jobs, retention, settings
+from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import queues
+from core.delivery import jobs, queues, retention
 from core.delivery.dispatch import deliver
+from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import fall_back, record
-from core.models import Message, MessageStatus
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
 

@@ -6,7 +6,7 @@ a bad or missing one is a 401 and changes nothing; a malformed body is a 400.
 
 from flask import Blueprint, abort, current_app, g, request
 
-from core import settings
+from core.clinic import settings
 from core.db import db
 from core.delivery import receipts
 from core.delivery.providers import Provider, SignatureError

@@ -12,12 +12,13 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import apikeys, consent_views, patient_access, patients, settings, staff
+from core.clinic import apikeys, patients, settings, staff
+from core.clinic import consent as consents
+from core.clinic.models import ConsentAction, PatientAttribute, Role, User
 from core.db import db
+from core.delivery import access_links, outbox
 from core.delivery import log as message_log
-from core.delivery import outbox
 from core.errors import DomainError, ValidationError
-from core.models import ConsentAction, PatientAttribute, Role, User
 from core.plugins import hooks_for, host
 from tenants import provisioning
 
@@ -98,8 +99,8 @@ def _patient_page(patient_id: uuid.UUID, error: ValidationError | None = None):
         patient=patient,
         attribute_labels=attribute_labels(),
         channels=message_log.channel_labels(),
-        consent=consent_views.overview(patient, bool(profile and profile.double_opt_in)),
-        staff_methods=consent_views.staff_method_labels(),
+        consent=consents.overview(patient, bool(profile and profile.double_opt_in)),
+        staff_methods=consents.staff_method_labels(),
         error=error,
         submitted=request.form if error else {},
     )
@@ -377,13 +378,13 @@ def patient_consent(patient_id: uuid.UUID):
     """Note a consent the patient gave, or the opt-out they asked for: the step keeps who
     noted it and how, as proof."""
     try:
-        channel, action, method = consent_views.parse_step(
-            request.form, consent_views.STAFF_ACTIONS, consent_views.STAFF_METHODS
+        channel, action, method = consents.parse_step(
+            request.form, consents.STAFF_ACTIONS, consents.STAFF_METHODS
         )
     except ValidationError as exc:
         return _patient_page(patient_id, exc)  # nothing recorded
     patient = patients.find_patient(patient_id)
-    step = consent_views.record_step(patient, channel, action, method)
+    step = consents.record_step(patient, channel, action, method)
     db.session.commit()
     name = message_log.channel_labels()[channel]
     if step is None:
@@ -400,7 +401,7 @@ def patient_access_link(patient_id: uuid.UUID):
     """Send the patient a link to their own pages (SMS, else e-mail), through the outbox."""
     patient = patients.find_patient(patient_id)
     try:
-        patient_access.send_access_link(g.tenant, patient)
+        access_links.send_access_link(g.tenant, patient)
     except ValidationError as exc:
         db.session.rollback()
         flash(exc.message)

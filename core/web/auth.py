@@ -13,10 +13,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from core import auth
+from core.clinic.models import User
 from core.db import db
 from core.errors import DomainError
 from core.extensions import limiter, login_manager
-from core.models import User
 from core.plugins import hooks_for
 from tenants.models import Operator
 

@@ -2,7 +2,7 @@
 confirm a consent (double opt-in): ``/consent/<token>`` on the clinic's subdomain.
 
 Public: the patient needs no session, the signed link says who they are (see
-:func:`core.consent.link`). A GET only shows a page with one button, as link previews and mail
+:func:`core.clinic.consent.link`). A GET only shows a page with one button, as link previews and mail
 scanners open links too; the POST, CSRF-protected like every form, records the step, then
 the page says it is done.
 """
@@ -13,10 +13,10 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from core import consent
+from core.clinic import consent
+from core.clinic.models import ConsentMethod
 from core.db import db
 from core.errors import NotFound
-from core.models import ConsentMethod
 
 bp = Blueprint("consent", __name__)
 

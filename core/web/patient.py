@@ -5,7 +5,7 @@ id alone (see :mod:`core.web.auth`). Each side checks its own realm on every req
 opening one session clears the other: a staff login grants nothing here, a patient session
 nothing on staff pages, and neither anything on another clinic (the cookie is host-only).
 
-A patient comes in through an access link staff send (:mod:`core.patient_access`), or
+A patient comes in through an access link staff send (:mod:`core.delivery.access_links`), or
 through a feature plugin's sign-in (the ``otp`` plugin's code by SMS), which calls
 :func:`log_in_patient` the same way.
 """
@@ -28,10 +28,10 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from core import patient_access
+from core.clinic.models import Patient
 from core.db import db
+from core.delivery import access_links
 from core.errors import NotFound
-from core.models import Patient
 from core.plugins import hooks_for
 from core.web.auth import login_limit
 
@@ -118,9 +118,9 @@ def access(token: str):
     """An access link: a page to continue (link scanners only GET), then the session."""
     try:
         if request.method == "GET":
-            patient_access.check_token(g.tenant, token)
+            access_links.check_token(g.tenant, token)
             return render_template("patient/access.html")
-        patient = patient_access.use_token(g.tenant, token)
+        patient = access_links.use_token(g.tenant, token)
     except NotFound as exc:
         db.session.rollback()
         return render_template("patient/link_refused.html", message=exc.message), 404

@@ -29,12 +29,13 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import consent, hookimpl, settings
+from core import hookimpl
+from core.clinic import consent, settings
+from core.clinic.models import ConsentAction, ConsentMethod
+from core.clinic.settings import Setting
 from core.db import utcnow
 from core.delivery import outbox, routing
-from core.models import ConsentAction, ConsentMethod
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
-from core.settings import Setting
 
 SENDER_ID = re.compile(r"[A-Za-z0-9]{1,11}")  # an alphanumeric sender, where one is allowed
 PHONE_SENDER = re.compile(r"\+?\d{3,15}")  # a short code or a long number: it can take replies

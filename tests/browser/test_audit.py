@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from flask_babel import force_locale, pgettext
 from playwright.sync_api import expect
 
+from core.clinic.models import AuditEvent, Patient
 from core.db import db, utcnow
-from core.models import AuditEvent, Patient
 from tenants.scoping import tenant_scope
 from tests.worlds import make_clinic, make_patient, make_staff
 

@@ -6,8 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from core import consent
-from core.models import ConsentAction
+from core.clinic import consent
+from core.clinic.models import ConsentAction
 from tenants.scoping import tenant_scope
 from tests.browser.conftest import DOCUMENT_ID, TIMEOUT_MS, Audit
 from tests.worlds import make_clinic, make_patient, make_staff

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from core import settings
+from core.clinic import settings
 from tenants.scoping import tenant_scope
 from tests.browser.test_clinic import make_operator, submit
 from tests.worlds import make_clinic, make_staff

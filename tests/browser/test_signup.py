@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect
 
+from core.clinic.models import Patient
 from core.db import db
-from core.models import Message, MessageStatus, Patient
+from core.delivery.models import Message, MessageStatus
 from tenants.scoping import tenant_scope
 from tests.browser.test_clinic import expect_invalid
 from tests.fakes.twilio import FakeTwilio

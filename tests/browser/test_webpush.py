@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from core import settings
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db
 from core.delivery import dispatch, outbox
-from core.models import Message, MessageStatus, Patient
-from core.patient_access import make_token
+from core.delivery.access_links import make_token
+from core.delivery.models import Message, MessageStatus
 from plugins.channels.webpush import subscriptions
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.push_service import FakePushService

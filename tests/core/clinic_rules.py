@@ -4,7 +4,7 @@ Two of its settings are declared with ``clinic=True``; its sender name only the 
 """
 
 from core import hookimpl
-from core.settings import Setting, yes_no
+from core.clinic.settings import Setting, yes_no
 
 kind = "feature"
 

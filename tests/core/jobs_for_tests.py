@@ -8,9 +8,9 @@ import uuid
 
 import sqlalchemy as sa
 
-from core import audit
+from core.clinic import audit
+from core.clinic.models import Patient
 from core.db import db
-from core.models import Patient
 
 
 def record(action: str) -> None:

@@ -4,8 +4,8 @@ import re
 
 import sqlalchemy as sa
 
+from core.clinic.models import ApiKey
 from core.db import db
-from core.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.worlds import client_for, csrf_token
 

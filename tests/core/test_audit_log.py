@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from core import apikeys, audit_log
-from core.audit_log import PAGE_SIZE
+from core.clinic import apikeys, audit
+from core.clinic.audit import PAGE_SIZE
+from core.clinic.models import AuditEvent, Patient
 from core.db import db, utcnow
-from core.models import AuditEvent, Message, Patient
+from core.delivery.models import Message
 from tenants import provisioning, scoping
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import client_for, csrf_token, log_in, make_patient, make_staff
@@ -350,7 +351,7 @@ def test_the_orm_filter_alone_keeps_other_clinics_out(app, clinic_fr, other_clin
     with app.test_request_context(), tenant_scope(clinic_fr.id):
         everything = sa.select(sa.func.count()).select_from(AuditEvent.__table__)
         assert db.session.scalar(everything) == 2  # RLS is off indeed (Core: no ORM filter)
-        log = audit_log.read_log(audit_log.Filters(), clinic_fr.timezone)
+        log = audit.read_log(audit.Filters(), clinic_fr.timezone)
         shown = [e.detail for e in log.events]
         counted = (log.total, sum(n for _day, n in log.per_day))
         db.session.rollback()

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pyotp
 import sqlalchemy as sa
 
+from core.clinic.models import User
 from core.db import db, utcnow
-from core.models import User
 from tenants.scoping import tenant_scope
 from tests.worlds import PASSWORD, client_for, csrf_token, log_in, make_staff
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import jobs
 from core.app import create_app
 from core.auth import LoginFailed, check_password
-from core.cli import main
+from core.clinic.models import AuditEvent, Patient, User
 from core.db import db
-from core.delivery import outbox
+from core.delivery import jobs, outbox
+from core.delivery.models import Message, MessageStatus
 from core.delivery.sweeper import deliver_due_in_process
-from core.models import AuditEvent, Message, MessageStatus, Patient, User
+from core.web.cli import main
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.features.appointments import Appointment
 from plugins.features.reminders.models import Reminder

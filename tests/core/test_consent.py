@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from core import apikeys, consent
 from core.app import create_app
+from core.clinic import apikeys, consent
+from core.clinic.models import AuditEvent, Consent, ConsentAction, ConsentMethod, Patient
 from core.db import db
-from core.models import AuditEvent, Consent, ConsentAction, ConsentMethod, Patient
 from tenants.scoping import tenant_scope
 from tests.core import double_opt_in
 from tests.worlds import (

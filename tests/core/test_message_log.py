@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
+from core.clinic.models import AuditEvent, Patient
 from core.db import db, utcnow
 from core.delivery import outbox
 from core.delivery.log import PAGE_SIZE
-from core.models import AuditEvent, Patient
 from tenants.scoping import tenant_scope
 from tests.worlds import (
     OPEN_HOURS,

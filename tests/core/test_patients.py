@@ -6,9 +6,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from core import apikeys
+from core.clinic import apikeys
+from core.clinic.models import AuditEvent, Patient
 from core.db import db
-from core.models import AuditEvent, Patient
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import csrf_token, make_patient, make_staff
 

@@ -11,12 +11,10 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
-from core import retention
 from core.app import create_app
-from core.cli import main
 from core.db import db, utcnow
-from core.delivery import sweeper
-from core.models import (
+from core.delivery import retention, sweeper
+from core.delivery.models import (
     Attempt,
     EarlyReceipt,
     InboundMessage,
@@ -25,6 +23,7 @@ from core.models import (
     MessageStatus,
 )
 from core.regulation import DEFAULT_RETENTION
+from core.web.cli import main
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.short_retention import SHORT
 from tests.worlds import (

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
 from core.db import db
 from core.errors import ValidationError
 from core.plugins import DEFAULT_PLUGINS

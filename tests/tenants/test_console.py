@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from core.app import create_app
+from core.clinic.settings import stored
 from core.db import db
 from core.delivery.routing import configured_routes
 from core.plugins import DEFAULT_PLUGINS
-from core.settings import stored
 from tenants import provisioning
 from tenants.models import Tenant
 from tenants.scoping import system_scope

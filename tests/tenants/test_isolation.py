@@ -5,10 +5,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 from werkzeug.routing import Rule
 
-from core import apikeys, patient_access
+from core.clinic import apikeys
+from core.clinic.models import ApiKey, AuditEvent, Patient, User, patient_practitioners
 from core.db import db, utcnow
-from core.delivery import outbox
-from core.models import ApiKey, AuditEvent, Message, Patient, User, patient_practitioners
+from core.delivery import access_links, outbox
+from core.delivery.models import Message
 from plugins.features import appointments
 from tenants.scoping import tenant_scope
 from tests.worlds import (
@@ -58,7 +59,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
     with app.app_context(), tenant_scope(other.id):
         recipient = db.session.get(Patient, (other.id, their_patient.id))
         their_message = outbox.send(other, recipient, "transactional", "Private", {}, ["sms"]).id
-        their_link = patient_access.make_token(other, recipient)  # an access link's token
+        their_link = access_links.make_token(other, recipient)  # an access link's token
         db.session.commit()
     with app.test_request_context(), tenant_scope(other.id):
         their_appointment = appointments.create(

@@ -51,6 +51,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -64,7 +65,6 @@ from core.delivery.providers import (
     Result,
     SignatureError,
 )
-from core.settings import Setting
 
 kind = "channel"
 description = _l("Infobip SMS: many messages per request, delivery reports and replies.")

@@ -34,6 +34,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.db import utcnow
 from core.delivery import sms
 from core.delivery.providers import (
@@ -49,7 +50,6 @@ from core.delivery.providers import (
     Result,
     SignatureError,
 )
-from core.settings import Setting
 
 kind = "channel"
 description = _l(

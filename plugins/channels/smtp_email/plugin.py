@@ -25,6 +25,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -35,7 +36,6 @@ from core.delivery.providers import (
     ProviderError,
     Result,
 )
-from core.settings import Setting
 
 kind = "channel"
 description = _l("SMTP e-mail: messages leave through your SMTP relay, in text and HTML.")

@@ -44,6 +44,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.db import db, utcnow
 from core.delivery import log as message_log
 from core.delivery.providers import (
@@ -57,7 +58,6 @@ from core.delivery.providers import (
     Result,
 )
 from core.errors import NotFound, ValidationError
-from core.settings import Setting
 from plugins.channels.sms_twilio.plugin import (
     DEFAULT_BASE_URL,
     SKEW,

@@ -16,7 +16,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from core import settings
+from core.clinic import settings
 from core.db import db
 from core.errors import DomainError
 from core.web.patient import patient_required

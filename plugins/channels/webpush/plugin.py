@@ -10,9 +10,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.clinic.settings import Setting, deployment, save_deployment
 from core.db import db
 from core.plugins import MenuItem
-from core.settings import Setting, deployment, save_deployment
 from plugins.channels.webpush import pages, subscriptions
 from plugins.channels.webpush.provider import WebPush, generate_keys
 from tenants.scoping import system_scope
@@ -128,7 +128,7 @@ def relais_plugin_settings():
 
 @hookimpl
 def relais_register_commands(cli):
-    from core.cli import fail
+    from core.web.cli import fail
 
     @cli.group("webpush")
     def webpush():

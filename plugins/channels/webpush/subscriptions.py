@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask_babel import gettext as _
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.clinic.models import Patient
 from core.crypto import EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, utcnow
 from core.errors import NotFound, ValidationError
-from core.models import Patient
 from tenants.scoping import TenantOwned
 
 MAX_ENDPOINT = 2000

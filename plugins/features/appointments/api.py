@@ -11,10 +11,10 @@ from datetime import timedelta
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
-from core.api import authenticate
 from core.db import db
 from core.errors import ValidationError
 from core.extensions import csrf
+from core.web.api import authenticate
 from plugins.features.appointments import service
 
 PAGE_SIZE = 100

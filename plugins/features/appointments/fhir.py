@@ -33,10 +33,10 @@ from flask import Blueprint, g, jsonify, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from core.api import authenticate
 from core.db import db, utcnow
 from core.errors import DomainError, ValidationError
 from core.extensions import csrf
+from core.web.api import authenticate
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 

@@ -11,9 +11,9 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.clinic.models import Patient, User
 from core.crypto import EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column
-from core.models import Patient, User
 from tenants.scoping import TenantOwned
 
 MAX_EXTERNAL_ID = 100

@@ -14,10 +14,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core import hookimpl
+from core.clinic.models import Patient, Role, User
+from core.clinic.settings import Setting
 from core.db import db
-from core.models import Patient, Role, User
 from core.plugins import MenuItem
-from core.settings import Setting
 from plugins.features.appointments import api, fhir, service, views
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 

@@ -18,13 +18,13 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from core import audit
 from core import validation as check
+from core.clinic import audit
+from core.clinic.models import Patient, Role, User
+from core.clinic.settings import plugin_setting
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
-from core.models import Patient, Role, User
 from core.plugins import hooks_for
-from core.settings import plugin_setting
 from plugins.features.appointments.models import (
     MAX_EXTERNAL_ID,
     MAX_LOCATION,

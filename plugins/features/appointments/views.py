@@ -18,10 +18,10 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import format_date, get_locale, ngettext
 from flask_babel import gettext as _
 
-from core import patients, staff
+from core.clinic import patients, staff
+from core.clinic.settings import plugin_setting
 from core.db import db
 from core.errors import NotFound, ValidationError
-from core.settings import plugin_setting
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 

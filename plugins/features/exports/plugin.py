@@ -11,12 +11,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from core import audit, hookimpl
-from core.cli import tenant_option
+from core import hookimpl
+from core.clinic import audit
+from core.clinic.models import Patient, Role
+from core.clinic.settings import Setting, plugin_setting
 from core.db import db
-from core.models import Patient, Role
 from core.plugins import MenuItem
-from core.settings import Setting, plugin_setting
+from core.web.cli import tenant_option
 
 kind = "feature"
 description = _l(

@@ -2,7 +2,7 @@
 
 Signing up links the clinic's existing record when its phone and birth date match (the
 patient is known at the front desk); otherwise it creates a record that staff review
-(:func:`core.patients.mark_reviewed`).
+(:func:`core.clinic.patients.mark_reviewed`).
 """
 
 from datetime import date
@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from core import audit
 from core import validation as check
+from core.clinic import audit
+from core.clinic.models import Patient
+from core.clinic.patients import LANGUAGES, create_patient
 from core.db import db, utcnow
 from core.errors import ValidationError
-from core.models import Patient
-from core.patients import LANGUAGES, create_patient
 
 
 def account_for(phone: str) -> Patient | None:

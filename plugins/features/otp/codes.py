@@ -25,7 +25,7 @@ from flask import current_app
 from flask_babel import force_locale, get_locale, ngettext
 from flask_babel import gettext as _
 
-from core import audit
+from core.clinic import audit
 from core.db import db, utcnow
 from core.delivery import log as message_log
 from core.delivery import outbox

@@ -9,8 +9,8 @@ from flask_babel import lazy_gettext as _l
 from limits import parse_many
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.plugins import MenuItem
-from core.settings import Setting
 from plugins.features.otp import views
 
 kind = "feature"

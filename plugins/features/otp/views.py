@@ -25,13 +25,13 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from core import settings
+from core.clinic import settings
+from core.clinic.models import Patient
+from core.clinic.patients import LANGUAGES
 from core.db import db, utcnow
 from core.delivery import log as message_log
 from core.errors import DomainError
 from core.extensions import csrf, limiter
-from core.models import Patient
-from core.patients import LANGUAGES
 from core.web.auth import login_limit, pending_account
 from core.web.patient import current_patient, log_in_patient
 from plugins.features.otp import accounts, codes

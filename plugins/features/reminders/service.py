@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from core.clinic.models import Patient
+from core.clinic.settings import plugin_setting
 from core.db import db, utcnow
 from core.delivery import outbox, routing
-from core.models import Message, MessageStatus, Patient
-from core.settings import plugin_setting
+from core.delivery.models import Message, MessageStatus
 from plugins.features.appointments import Appointment, AppointmentStatus, cancel, set_status
 from plugins.features.reminders import invitation, links, texts
 from plugins.features.reminders.models import Reminder

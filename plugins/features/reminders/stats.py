@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core.db import db, utcnow
-from core.models import Message
+from core.delivery.models import Message
 from plugins.features.appointments import Appointment, AppointmentStatus
 from plugins.features.reminders.models import Reminder
 

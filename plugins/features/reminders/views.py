@@ -24,13 +24,13 @@ from flask import (
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from core import settings
-from core.api import authenticate
+from core.clinic import settings
 from core.db import db, utcnow
 from core.delivery import outbox, sms
 from core.errors import NotFound, ValidationError
 from core.extensions import csrf
 from core.web import admin_only
+from core.web.api import authenticate
 from plugins.features.appointments import AppointmentStatus
 from plugins.features.reminders import links, service, stats, texts
 

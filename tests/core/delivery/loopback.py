@@ -7,6 +7,7 @@ recovers unknown outcomes by looking messages up by that reference.
 import httpx
 
 from core import hookimpl
+from core.clinic.settings import Setting
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -15,7 +16,6 @@ from core.delivery.providers import (
     ProviderError,
     Result,
 )
-from core.settings import Setting
 
 kind = "channel"
 

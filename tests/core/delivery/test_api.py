@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import apikeys
+from core.clinic import apikeys
 from core.db import db, utcnow
 from core.delivery import dispatch
 from tenants.scoping import tenant_scope

@@ -8,11 +8,12 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import outbox, sweeper
-from core.models import Attempt, Message, MessageStatus, Patient
+from core.delivery.models import Attempt, Message, MessageStatus
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery.loopback_api import LoopbackApi
 from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient, start_worker

@@ -10,8 +10,8 @@ from flask_migrate import upgrade
 from core.app import create_app
 from core.db import db, utcnow
 from core.delivery import dispatch, kpis, receipts, routing
+from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import CircuitBreaker, Receipt
-from core.models import Attempt, Message, MessageStatus
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import flaky

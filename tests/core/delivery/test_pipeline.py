@@ -13,10 +13,11 @@ from redis import Redis
 from rq import Queue
 
 from core.app import create_app
+from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, outbox, receipts, sweeper
+from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.providers import Receipt
-from core.models import Attempt, Message, MessageEvent, MessageStatus, Patient
 from tenants import provisioning
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope

@@ -3,9 +3,9 @@
 import random
 from collections import Counter
 
-from core.cli import main
 from core.delivery import routing
 from core.delivery.routing import Route
+from core.web.cli import main
 
 
 def test_operators_set_list_and_remove_routes(app, runner):

@@ -18,22 +18,22 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import Patient
+from core.clinic.patients import create_patient
 from core.db import db, utcnow
 from core.delivery import dispatch, outbox, routing, sweeper
-from core.delivery.providers import CircuitBreaker
-from core.errors import ValidationError
-from core.models import (
+from core.delivery.models import (
     Attempt,
     EarlyReceipt,
     InboundMessage,
     Message,
     MessageEvent,
     MessageStatus,
-    Patient,
 )
-from core.patients import create_patient
+from core.delivery.providers import CircuitBreaker
+from core.errors import ValidationError
 from core.testing import (
     ChannelContract,
     ContractSetup,

@@ -16,26 +16,21 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, outbox, routing, sweeper
-from core.delivery.providers import (
-    ACCEPTED,
-    CircuitBreaker,
-    Outgoing,
-    SignatureError,
-)
-from core.errors import ValidationError
-from core.models import (
+from core.delivery.models import (
     Attempt,
     EarlyReceipt,
     InboundMessage,
     Message,
     MessageEvent,
     MessageStatus,
-    Patient,
 )
+from core.delivery.providers import ACCEPTED, CircuitBreaker, Outgoing, SignatureError
+from core.errors import ValidationError
 from core.testing import (
     ChannelContract,
     ContractSetup,

@@ -11,13 +11,14 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from core.clinic.models import Patient
+from core.clinic.patients import create_patient
+from core.clinic.settings import save, schema, stored
 from core.db import db, utcnow
 from core.delivery import dispatch, outbox
+from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import Outgoing, send_batch
 from core.errors import ValidationError
-from core.models import Attempt, Message, MessageStatus, Patient
-from core.patients import create_patient
-from core.settings import save, schema, stored
 from core.testing import ChannelContract, ContractSetup, FailureMapping
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.channels.smtp_email.plugin import SmtpEmail

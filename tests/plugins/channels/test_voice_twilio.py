@@ -20,13 +20,14 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import AuditEvent, Patient
 from core.db import db
 from core.delivery import dispatch, outbox, routing
+from core.delivery.models import EarlyReceipt, Message, MessageEvent, MessageStatus
 from core.delivery.providers import ACCEPTED, PERMANENT, UNREACHABLE, CircuitBreaker, Outgoing
 from core.errors import ValidationError
-from core.models import AuditEvent, EarlyReceipt, Message, MessageEvent, MessageStatus, Patient
 from core.testing import ChannelContract, ContractSetup, FailureMapping, ReceiptContract
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.channels.voice_twilio import speech

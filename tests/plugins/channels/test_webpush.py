@@ -4,7 +4,7 @@ The fake (tests/fakes/push_service.py) verifies each request's VAPID signature a
 its payload with the keys only the test's "phone" has: tests assert the text the phone would
 show. The app runs on loopback (tests/fakes/app_server.py), so the service worker's
 acknowledgement reaches Relais over HTTP at the URL the payload gave it, as a phone's would.
-Patients come in through the access link staff send them (core.patient_access).
+Patients come in through the access link staff send them (core.delivery.access_links).
 """
 
 import base64
@@ -21,12 +21,13 @@ from flask_babel import force_locale, gettext
 from itsdangerous.timed import TimestampSigner
 from markupsafe import escape
 
-from core import settings
 from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db
 from core.delivery import dispatch, outbox, routing, sweeper
+from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.providers import CircuitBreaker
-from core.models import Attempt, Message, MessageEvent, MessageStatus, Patient
 from core.plugins import hooks_for
 from core.testing import ChannelContract, ContractSetup, FailureMapping, ReceiptContract
 from plugins.channels.outbox.plugin import OutboxDelivery
@@ -662,7 +663,7 @@ def fr(message: str, **variables) -> str:
 
 
 def access_path(app, tenant, patient) -> str:
-    from core.patient_access import make_token
+    from core.delivery.access_links import make_token
 
     with app.app_context():
         return f"/me/access/{make_token(tenant, patient)}"

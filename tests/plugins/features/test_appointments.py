@@ -15,10 +15,10 @@ from fhir.resources.R4B.appointment import Appointment as FhirAppointment
 from fhir.resources.R4B.bundle import Bundle
 from flask_babel import force_locale, gettext
 
-from core import apikeys, settings
 from core.app import create_app
+from core.clinic import apikeys, settings
+from core.clinic.models import AuditEvent, User
 from core.db import db
-from core.models import AuditEvent, User
 from core.plugins import DEFAULT_PLUGINS
 from plugins.features.appointments import Appointment, service
 from tenants.scoping import tenant_scope

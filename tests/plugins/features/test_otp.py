@@ -18,10 +18,11 @@ from flask_babel import force_locale, gettext, ngettext
 from markupsafe import escape
 from sqlalchemy import event
 
-from core import settings
+from core.clinic import settings
+from core.clinic.models import AuditEvent, Patient, User
 from core.db import db, utcnow
 from core.delivery import dispatch
-from core.models import AuditEvent, Message, MessageStatus, Patient, User
+from core.delivery.models import Message, MessageStatus
 from plugins.features.otp.models import Challenge
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import (

@@ -9,8 +9,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from core.clinic.models import Patient
 from core.db import db
-from core.models import Patient
 from tenants.scoping import tenant_scope
 from tests.fakes.twilio_voice import FakeTwilioVoice
 from tests.worlds import client_for, make_clinic, route_through_twilio, wait_until

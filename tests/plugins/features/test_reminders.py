@@ -15,12 +15,13 @@ import time_machine
 from flask_babel import force_locale, gettext
 from icalendar import Calendar
 
-from core import apikeys, settings
+from core.clinic import apikeys, settings
+from core.clinic.models import Patient
 from core.db import db
 from core.delivery import receipts, sms, sweeper
+from core.delivery.models import InboundMessage, Message, MessageStatus
 from core.delivery.providers import Inbound
 from core.errors import ValidationError
-from core.models import InboundMessage, Message, MessageStatus, Patient
 from plugins.channels.webpush.subscriptions import PushSubscription
 from plugins.features import appointments
 from plugins.features.reminders import links

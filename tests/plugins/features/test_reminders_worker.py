@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from core import apikeys, settings
+from core.clinic import apikeys, settings
 from core.db import db
-from core.models import Message, MessageStatus
+from core.delivery.models import Message, MessageStatus
 from plugins.features.reminders.models import Reminder
 from tenants.scoping import tenant_scope
 from tests.worlds import (

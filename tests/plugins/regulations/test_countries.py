@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from core import apikeys, consent, settings
+from core.clinic import apikeys, consent, settings
+from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
 from core.delivery import outbox, receipts, routing, sms
+from core.delivery.models import InboundMessage, Message
 from core.delivery.providers import Inbound
-from core.models import ConsentAction, ConsentMethod, InboundMessage, Message, Patient
 from core.plugins import host
 from tenants import provisioning
 from tenants.scoping import system_scope, tenant_scope

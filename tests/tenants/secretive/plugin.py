@@ -1,7 +1,7 @@
 """Secretive: a test feature with a provider token an operator sets per country."""
 
 from core import hookimpl
-from core.settings import Setting
+from core.clinic.settings import Setting
 
 kind = "feature"
 

@@ -3,9 +3,9 @@
 from flask import Blueprint, g
 
 from core import hookimpl
+from core.clinic.settings import Setting, plugin_setting
 from core.delivery.providers import Provider
 from core.plugins import MenuItem
-from core.settings import Setting, plugin_setting
 
 kind = "feature"
 

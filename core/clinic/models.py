@@ -1,4 +1,4 @@
-"""Shared tenant-owned tables: staff, patients, API keys and the audit trail.
+"""The clinic's tables: staff, patients, consents, settings, API keys and the audit trail.
 
 Every tenant-owned table has ``tenant_id`` leading its primary key and its unique
 constraints, and foreign keys between them include it, so the schema can be distributed by
@@ -10,30 +10,12 @@ from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.crypto import EncryptedJSON, EncryptedText
+from core.auth import Credentials
+from core.crypto import EncryptedJSON
 from core.db import UTCDateTime, created_column, db, id_column
 from tenants.scoping import TenantOwned
-
-
-class Credentials(UserMixin):
-    """Password, authenticator-app secret and lockout state of anyone who logs in."""
-
-    name: Mapped[str] = mapped_column(sa.String(200))
-    password_hash: Mapped[str] = mapped_column(sa.String(255))
-    totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
-    totp_enrolled: Mapped[bool] = mapped_column(default=False)
-    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = created_column()
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
 
 
 class Role(StrEnum):
@@ -235,157 +217,3 @@ class AuditEvent(TenantOwned, db.Model):
     action: Mapped[str] = mapped_column(sa.String(40))  # e.g. "patient.read"
     object_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     detail: Mapped[str | None] = mapped_column(sa.String(200))  # never health data or secrets
-
-
-class MessageStatus(StrEnum):
-    SCHEDULED = "scheduled"  # waits for its not_before
-    PENDING = "pending"  # due: waits for a worker (queued on Redis, or the sweeper will)
-    SENDING = "sending"  # claimed by a worker, under lease
-    SENT = "sent"  # accepted by a provider
-    DELIVERED = "delivered"
-    UNDELIVERED = "undelivered"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    DENIED = "denied"
-    CANCELLED = "cancelled"
-
-
-FINAL_STATUSES = frozenset(
-    {
-        MessageStatus.DELIVERED,
-        MessageStatus.UNDELIVERED,
-        MessageStatus.FAILED,
-        MessageStatus.EXPIRED,
-        MessageStatus.DENIED,
-        MessageStatus.CANCELLED,
-    }
-)
-
-
-def _values(enum):
-    return [m.value for m in enum]
-
-
-class Message(TenantOwned, db.Model):
-    """The outbox: one row per message to a patient, the source of truth for delivery.
-
-    Redis only carries ids of due messages; the sweeper rebuilds whatever Redis loses.
-    """
-
-    __tablename__ = "messages"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"
-        ),
-        sa.Index("ix_messages_due", "status", "next_attempt_at"),
-        sa.Index("ix_messages_tenant_created", "tenant_id", "created_at"),
-        # The sweeper's look for sent messages awaiting a device's acknowledgement (push).
-        sa.Index("ix_messages_sent", "status", "provider", "sent_at"),
-    )
-
-    id: Mapped[uuid.UUID] = id_column()
-    patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
-    # Where it goes when no patient record holds the address (a sign-up code, a staff phone).
-    address: Mapped[str | None] = mapped_column(sa.String(254))
-    purpose: Mapped[str] = mapped_column(sa.String(20))
-    status: Mapped[MessageStatus] = mapped_column(
-        sa.Enum(MessageStatus, native_enum=False, length=20, values_callable=_values)
-    )
-    channels: Mapped[list[str]] = mapped_column(sa.JSON)  # the plan, in order of preference
-    channel_index: Mapped[int] = mapped_column(default=0)
-    provider: Mapped[str | None] = mapped_column(sa.String(50))
-    provider_ref: Mapped[str | None] = mapped_column(sa.String(100), index=True)
-    exhausted: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # providers given up on
-    tries: Mapped[int] = mapped_column(default=0)  # on the current provider
-    content: Mapped[dict] = mapped_column(EncryptedJSON)  # rendered once: subject, text, html
-    verdict: Mapped[str] = mapped_column(sa.String(10), default="allow")
-    verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))
-    verdict_rule: Mapped[str | None] = mapped_column(sa.String(40))  # e.g. "quiet_hours"
-    verdict_plugin: Mapped[str | None] = mapped_column(sa.String(100))  # e.g. "fr"
-    verdict_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a deferral's date
-    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claim_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = created_column()
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    @property
-    def channel(self) -> str | None:
-        plan = self.channels or []
-        return plan[self.channel_index] if self.channel_index < len(plan) else None
-
-
-class MessageEvent(TenantOwned, db.Model):
-    """A status change of a message, timestamped (never its content)."""
-
-    __tablename__ = "message_events"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "message_id"], ["messages.tenant_id", "messages.id"], ondelete="CASCADE"
-        ),
-        sa.Index("ix_message_events_message", "tenant_id", "message_id"),
-        sa.Index("ix_message_events_at", "at"),
-    )
-
-    id: Mapped[uuid.UUID] = id_column()
-    message_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    at: Mapped[datetime] = created_column()
-    status: Mapped[str] = mapped_column(sa.String(20))
-    detail: Mapped[str | None] = mapped_column(sa.String(200))
-
-
-class Attempt(TenantOwned, db.Model):
-    """One call to a provider for one message: which, when, how long, what came back."""
-
-    __tablename__ = "attempts"
-    __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "message_id"], ["messages.tenant_id", "messages.id"], ondelete="CASCADE"
-        ),
-        sa.Index("ix_attempts_message", "tenant_id", "message_id"),
-        sa.Index("ix_attempts_at", "at"),
-    )
-
-    id: Mapped[uuid.UUID] = id_column()
-    message_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    at: Mapped[datetime] = created_column()
-    channel: Mapped[str] = mapped_column(sa.String(10))
-    provider: Mapped[str] = mapped_column(sa.String(50))
-    outcome: Mapped[str] = mapped_column(sa.String(12))  # accepted, temporary, permanent
-    latency_ms: Mapped[int]
-    error: Mapped[str | None] = mapped_column(sa.String(200))
-
-
-class EarlyReceipt(TenantOwned, db.Model):
-    """A delivery report that arrived before its send was recorded; applied when it is."""
-
-    __tablename__ = "early_receipts"
-    __table_args__ = (sa.Index("ix_early_receipts_ref", "tenant_id", "provider", "provider_ref"),)
-
-    id: Mapped[uuid.UUID] = id_column()
-    provider: Mapped[str] = mapped_column(sa.String(50))
-    provider_ref: Mapped[str] = mapped_column(sa.String(100))
-    status: Mapped[str] = mapped_column(sa.String(20))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    error: Mapped[str | None] = mapped_column(sa.String(200))
-
-
-class InboundMessage(TenantOwned, db.Model):
-    """A patient's reply; what a feature did with it, or nothing yet (kept for staff)."""
-
-    __tablename__ = "inbound_messages"
-
-    id: Mapped[uuid.UUID] = id_column()
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    channel: Mapped[str] = mapped_column(sa.String(10))
-    provider: Mapped[str] = mapped_column(sa.String(50))
-    provider_ref: Mapped[str | None] = mapped_column(sa.String(100))
-    sender: Mapped[str] = mapped_column(sa.String(32))
-    patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
-    text: Mapped[str] = mapped_column(EncryptedText)
-    handled_by: Mapped[str | None] = mapped_column(sa.String(200))

@@ -8,11 +8,11 @@ import secrets
 import sqlalchemy as sa
 from flask import current_app
 
-from core import patients, settings, staff
 from core.auth import hash_password
+from core.clinic import patients, settings, staff
+from core.clinic.models import User
 from core.db import db, utcnow
 from core.delivery import routing
-from core.models import User
 from core.plugins import hooks_for, host
 from tenants import provisioning
 from tenants.models import Operator, ProviderRoute, Tenant

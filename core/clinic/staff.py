@@ -5,12 +5,12 @@ import uuid
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core import audit
 from core import validation as check
 from core.auth import hash_password
+from core.clinic import audit
+from core.clinic.models import Role, User
 from core.db import db
 from core.errors import Conflict, NotFound, ValidationError
-from core.models import Role, User
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 

@@ -6,12 +6,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core import audit
 from core import validation as check
+from core.clinic import audit
+from core.clinic.models import Patient, PatientAttribute, Role, User
 from core.db import db, utcnow
 from core.delivery.outbox import CHANNELS
 from core.errors import NotFound, ValidationError
-from core.models import Patient, PatientAttribute, Role, User
 
 FIELDS = (
     "first_name",

@@ -5,12 +5,12 @@ import uuid
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core import audit
 from core import validation as check
+from core.clinic import audit
+from core.clinic.models import ApiKey
 from core.crypto import new_token, token_digest
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
-from core.models import ApiKey
 
 PREFIX = "rl"
 

@@ -10,11 +10,11 @@ import uuid
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
-from core import apikeys, consent, consent_views, patients
+from core.clinic import apikeys, consent, patients
+from core.clinic.models import ConsentMethod
 from core.db import db, utcnow
-from core.delivery import outbox, views
+from core.delivery import outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
-from core.models import ConsentMethod
 
 bp = Blueprint("api", __name__)
 
@@ -75,7 +75,7 @@ def patient_update(patient_id: uuid.UUID):
 @bp.get("/patients/<uuid:patient_id>/consents")
 def consent_list(patient_id: uuid.UUID):
     """A patient's consent on every channel, and every step of it (the proof)."""
-    body = consent_views.to_json(patients.get_patient(patient_id))
+    body = consent.to_json(patients.get_patient(patient_id))
     db.session.commit()
     return jsonify(body)
 
@@ -93,9 +93,9 @@ def consent_create(patient_id: uuid.UUID):
     if unknown:
         field = sorted(unknown)[0]
         raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
-    channel, action, method = consent_views.parse_step(data, default_method=ConsentMethod.API)
-    step = consent_views.record_step(patient, channel, action, method)
-    state = consent_views.state_json(consent.state(patient, channel))
+    channel, action, method = consent.parse_step(data, default_method=ConsentMethod.API)
+    step = consent.record_step(patient, channel, action, method)
+    state = consent.state_json(consent.state(patient, channel))
     db.session.commit()
     body = {"channel": channel, **state, "changed": step is not None}
     return jsonify(body), (201 if step is not None else 200)
@@ -138,15 +138,15 @@ def message_create():
         data.get("template") or "",
         variables,
         channels,
-        not_before=views.parse_time(data.get("not_before"), "not_before"),
-        expires_at=views.parse_time(data.get("expires_at"), "expires_at"),
+        not_before=presenters.parse_time(data.get("not_before"), "not_before"),
+        expires_at=presenters.parse_time(data.get("expires_at"), "expires_at"),
     )
     db.session.commit()
     return jsonify(
         {
             "id": str(message.id),
             "status": str(message.status),
-            "verdict": views.verdict_json(message),
+            "verdict": presenters.verdict_json(message),
         }
     ), 202
 
@@ -154,16 +154,16 @@ def message_create():
 @bp.get("/messages/<uuid:message_id>")
 def message_read(message_id: uuid.UUID):
     """A message's status, with every status change and attempt timestamped."""
-    return jsonify(views.to_json(views.find_message(message_id)))
+    return jsonify(presenters.to_json(presenters.find_message(message_id)))
 
 
 @bp.post("/messages/<uuid:message_id>/cancel")
 def message_cancel(message_id: uuid.UUID):
     """Cancel a message that has not left yet; 409 when it is too late."""
-    message = views.find_message(message_id)
+    message = presenters.find_message(message_id)
     if not outbox.cancel(message, "cancelled through the API"):
         raise Conflict(
             _("Too late to cancel: the message is %(s)s.", s=str(message.status)), "status"
         )
     db.session.commit()
-    return jsonify(views.to_json(message))
+    return jsonify(presenters.to_json(message))

@@ -17,10 +17,11 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 
+from core.clinic.models import AccessLinkUse, Patient
 from core.db import db, utcnow
 from core.delivery import outbox
+from core.delivery.models import Message
 from core.errors import NotFound, ValidationError
-from core.models import AccessLinkUse, Message, Patient
 
 MAX_AGE = timedelta(hours=24)
 CHANNELS = ("sms", "email")

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from core.db import db
+from core.delivery.models import Attempt, Message, MessageEvent
 from core.errors import NotFound, ValidationError
-from core.models import Attempt, Message, MessageEvent
 
 
 def find_message(message_id: uuid.UUID) -> Message:

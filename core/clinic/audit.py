@@ -1,9 +1,4 @@
-"""The clinic's audit log: who read or changed what, and when, as its admins read it.
-
-Reading the log is itself recorded (``audit.read``, the filters as detail). Pages go by
-keyset, older than the last row shown or newer than the first, not by offset: every read
-adds an event at the top, which would shift offset pages by one row at each click.
-"""
+"""The audit trail: every read of health data by staff or an integrator is recorded."""
 
 import re
 import uuid
@@ -14,12 +9,47 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from flask import g
 from flask_babel import gettext as _
+from flask_login import current_user
 
-from core import audit
+from core.clinic.models import ApiKey, AuditEvent, Patient, User
 from core.db import db, utcnow
 from core.errors import ValidationError
-from core.models import ApiKey, AuditEvent, Patient, User
+
+
+def actor() -> str:
+    """Who acts in the current request: ``user:<id>`` or ``api_key:<id>``."""
+    key = g.get("api_key")
+    if key is not None:
+        return f"api_key:{key.id}"
+    if current_user and current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return "system"
+
+
+def record(
+    action: str,
+    object_id: uuid.UUID | None = None,
+    detail: str | None = None,
+    by: str | None = None,
+) -> None:
+    """Add an audit event to the current transaction (committed with the change it records).
+
+    :param detail: a few words for the reader (never health data, a code or a secret).
+    :param by: who acts, when it is not the request's staff member or key (``"visitor"``).
+    """
+    db.session.add(
+        AuditEvent(
+            actor=by or actor(),
+            action=action,
+            object_id=object_id,
+            detail=detail[:200] if detail else None,
+        )
+    )
+
+
+# --- The log as the clinic's admins read it: who read or changed what, and when -------------
 
 PAGE_SIZE = 50
 CHART_DAYS = 14
@@ -134,7 +164,7 @@ def read_log(filters: Filters, timezone: str, cursor: Cursor | None = None) -> L
         per_day=_per_day(filters, zone),
         actions=present_actions(),
     )
-    audit.record("audit.read", detail=_describe(filters, cursor))
+    record("audit.read", detail=_describe(filters, cursor))
     return page
 
 

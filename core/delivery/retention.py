@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from core.db import UTCDateTime, db, new_id, utcnow
-from core.models import (
+from core.delivery.models import (
     FINAL_STATUSES,
     Attempt,
     EarlyReceipt,

@@ -16,7 +16,8 @@ from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from core import settings, validation
+from core import validation
+from core.clinic import settings
 from core.db import db
 from core.delivery import kpis, routing
 from core.delivery.log import channel_labels

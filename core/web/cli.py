@@ -14,17 +14,16 @@ from flask_migrate import upgrade
 from rq import SimpleWorker
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from core import jobs, retention
 from core.app import create_app
+from core.clinic.staff import create_user
 from core.db import db
-from core.delivery import routing
+from core.delivery import jobs, retention, routing
 from core.delivery.sweeper import Sweeper
 from core.errors import DomainError
 from core.plugins import enabled_plugins
 from core.plugins import host as plugin_host
-from core.staff import create_user
+from core.web.demo import seed as seed_demo
 from tenants import provisioning
-from tenants.demo import seed as seed_demo
 from tenants.scoping import system_scope, tenant_scope
 
 main = FlaskGroup(create_app=create_app, help="Relais: run, provision and operate the platform.")

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from flask import g
 from flask_babel import gettext as _
 
+from core.clinic.models import ClinicSettings
 from core.crypto import seal, unseal
 from core.db import db, utcnow
 from core.errors import ValidationError
-from core.models import ClinicSettings
 from core.plugins import enabled_plugins, host
 from tenants.models import DeploymentSettings, PluginSettings
 

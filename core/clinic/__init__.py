@@ -1,0 +1,1 @@
+"""The clinic's domain: staff, patients, consent, audit trail, settings and API keys."""
