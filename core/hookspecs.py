@@ -166,7 +166,8 @@ def relais_plugin_settings():
     The core renders them in the operator console, validates them with each setting's
     ``parse`` function and stores them encrypted. A setting declared with ``clinic=True`` may
     also be chosen by each clinic for itself, on its admins' *Messaging rules* page. Read them
-    with :func:`core.clinic.settings.plugin_setting` (the clinic's choice, else the country's value).
+    with :func:`core.clinic.settings.plugin_setting` (the clinic's choice, else the country's
+    value).
 
     :return: a list of :class:`core.clinic.settings.Setting`.
     """

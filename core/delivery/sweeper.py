@@ -10,8 +10,8 @@ Each pass, in bounded batches, across clinics:
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
   end undelivered when none is left.
 
-Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most once a day
-in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
+Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
+once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
 """
 
 import threading

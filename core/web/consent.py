@@ -2,8 +2,8 @@
 confirm a consent (double opt-in): ``/consent/<token>`` on the clinic's subdomain.
 
 Public: the patient needs no session, the signed link says who they are (see
-:func:`core.clinic.consent.link`). A GET only shows a page with one button, as link previews and mail
-scanners open links too; the POST, CSRF-protected like every form, records the step, then
+:func:`core.clinic.consent.link`). A GET only shows a page with one button, as link previews and
+mail scanners open links too; the POST, CSRF-protected like every form, records the step, then
 the page says it is done.
 """
 
