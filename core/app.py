@@ -14,6 +14,7 @@ from core import config, web
 from core.clinic.models import User
 from core.db import db
 from core.delivery import metrics, queues, webhooks
+from core.delivery.providers import DeclaredProvider
 from core.errors import DomainError
 from core.extensions import (
     babel,
@@ -36,7 +37,7 @@ class RelaisState:
     """What the app holds for Relais, in ``app.extensions["relais"]``."""
 
     plugins: PluginHost
-    channels: dict = field(default_factory=dict)  # provider name -> (plugin, provider)
+    channels: dict = field(default_factory=dict)  # provider name -> DeclaredProvider
     blueprint_owners: dict = field(default_factory=dict)  # blueprint name -> plugin name
     fernet: object = None
     redis: object = None
@@ -98,7 +99,7 @@ def _register_plugin_parts(app: Flask, state: RelaisState) -> None:
     for plugin, provider in state.plugins.collect("relais_register_channels"):
         if provider.name in state.channels:
             raise PluginError(f"two plugins declare the provider {provider.name!r}")
-        state.channels[provider.name] = (plugin, provider)
+        state.channels[provider.name] = DeclaredProvider(plugin, provider)
     state.plugins.pm.hook.relais_register_commands(cli=app.cli)
     for plugin, blueprint in state.plugins.collect("relais_register_blueprints"):
         app.register_blueprint(blueprint)

@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from core.vocabulary import PURPOSES
+
 
 @dataclass(frozen=True)
 class CountryProfile:
@@ -48,7 +50,6 @@ DEFAULT_RETENTION = Retention(contents=timedelta(days=365), records=timedelta(da
 # Purposes that need no consent and are never deferred by quiet hours: what the patient asked
 # for or expects (codes, reminders, replies, appointment changes). Others (campaigns,
 # grouped communications, practice news) are non-essential.
-TRANSACTIONAL_PURPOSES = frozenset({"otp", "transactional", "reminder", "messaging"})
 
 
 # Template variables that hold health details (the reason of a visit, a specialty, results).
@@ -58,8 +59,9 @@ HEALTH_VARIABLES = frozenset({"reason", "specialty", "results", "diagnosis", "tr
 
 
 def is_transactional(purpose: str) -> bool:
-    """True for a purpose patients need no consent for (see TRANSACTIONAL_PURPOSES)."""
-    return purpose in TRANSACTIONAL_PURPOSES
+    """True for a purpose patients need no consent for (:data:`core.vocabulary.PURPOSES`)."""
+    known = PURPOSES.get(purpose)
+    return known is not None and known.transactional
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from core.clinic.models import ApiKey, Consent, ConsentAction, ConsentMethod, Pa
 from core.db import db
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
+from core.vocabulary import CHANNELS
 from tenants.models import Tenant
 
 NON_ESSENTIAL = "non_essential"
-CHANNELS = ("sms", "email", "push", "voice")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from core import validation as check
 from core.clinic import audit
 from core.clinic.models import Patient, PatientAttribute, Role, User
 from core.db import db, utcnow
-from core.delivery.outbox import CHANNELS
 from core.errors import NotFound, ValidationError
+from core.vocabulary import CHANNELS, LANGUAGES
 
 FIELDS = (
     "first_name",
@@ -26,7 +26,6 @@ FIELDS = (
     "practitioner_ids",
 )
 LIST_FIELDS = ("attributes", "practitioner_ids")
-LANGUAGES = ("fr", "en", "de", "it", "nl")
 PAGE_SIZE = 50
 
 

@@ -12,10 +12,8 @@ from rq import Queue
 from werkzeug.utils import import_string
 
 from core.db import db
+from core.vocabulary import QUEUES
 from tenants.scoping import tenant_scope
-
-# Strict priority: a worker always takes from the first non-empty queue.
-QUEUES = ("otp", "transactional", "reminders", "bulk")
 
 
 def redis() -> Redis:

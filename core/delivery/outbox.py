@@ -19,9 +19,7 @@ from core.delivery.models import Message, MessageEvent, MessageStatus
 from core.errors import ValidationError
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
-
-PURPOSES = ("otp", "transactional", "reminder", "messaging", "campaign")
-CHANNELS = ("push", "email", "sms", "voice")
+from core.vocabulary import CHANNELS, PURPOSES
 
 _text_env = SandboxedEnvironment(autoescape=False)
 _html_env = SandboxedEnvironment(autoescape=True)

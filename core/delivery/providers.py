@@ -8,9 +8,12 @@ SMS clients).
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
+
+from flask import current_app
 
 from core.regulation import is_transactional
 
@@ -145,6 +148,27 @@ class Provider:
     def parse_inbound(self, headers: dict[str, str], body: bytes, form: dict) -> list[Inbound]:
         """Read patient replies from a webhook; raise ``ValueError`` if malformed."""
         raise ValueError(f"{self.name} receives no replies")
+
+
+class DeclaredProvider(NamedTuple):
+    """A provider a channel plugin declared (``relais_register_channels``)."""
+
+    plugin: str  # the name of the plugin that declared it
+    provider: type[Provider]
+
+    @property
+    def channel(self) -> str:
+        return self.provider.channel
+
+
+def declared_providers() -> Mapping[str, DeclaredProvider]:
+    """Every provider the installed plugins declared, by provider name."""
+    return current_app.extensions["relais"].channels
+
+
+def declared_provider(name: str) -> DeclaredProvider | None:
+    """The provider named ``name`` and the plugin that declared it, or None."""
+    return declared_providers().get(name)
 
 
 def send_batch(

@@ -15,14 +15,9 @@ from sqlalchemy.orm import Session
 
 from core.db import db
 from core.delivery import jobs
+from core.vocabulary import PURPOSES
 
-QUEUE_OF_PURPOSE = {
-    "otp": "otp",
-    "transactional": "transactional",
-    "messaging": "transactional",
-    "reminder": "reminders",
-    "campaign": "bulk",
-}
+QUEUE_OF_PURPOSE = {p.name: p.queue for p in PURPOSES.values()}
 BATCH = 100  # message ids per job
 DELIVER = "core.delivery.dispatch:deliver"
 _KEY = "relais_due"

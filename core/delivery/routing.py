@@ -5,13 +5,18 @@ from dataclasses import dataclass
 
 import phonenumbers
 import sqlalchemy as sa
-from flask import current_app, g
+from flask import g
 from flask_babel import gettext as _
 
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
-from core.delivery.providers import CircuitBreaker, Provider
+from core.delivery.providers import (
+    CircuitBreaker,
+    Provider,
+    declared_provider,
+    declared_providers,
+)
 from core.errors import NotFound, ValidationError
 from core.plugins import enabled_plugins, hooks_for
 from tenants import provisioning
@@ -41,12 +46,11 @@ def routes(tenant, channel: str) -> list[Route]:
 
 
 def _routes(tenant, channel: str) -> list[Route]:
-    declared = current_app.extensions["relais"].channels
     enabled = enabled_plugins(tenant)
     usable = {
-        name: plugin
-        for name, (plugin, cls) in declared.items()
-        if cls.channel == channel and plugin in enabled
+        name: declared.plugin
+        for name, declared in declared_providers().items()
+        if declared.channel == channel and declared.plugin in enabled
     }
     with db.session.no_autoflush:
         configured = db.session.scalars(
@@ -81,7 +85,7 @@ def provider(tenant, route: Route) -> Provider:
     cache = g.setdefault("_relais_providers", {})
     key = (tenant.country_code, route.provider)
     if key not in cache:
-        cls = current_app.extensions["relais"].channels[route.provider][1]
+        cls = declared_providers()[route.provider].provider
         values = {s.name: s.default for s in settings.schema(route.plugin)}
         with db.session.no_autoflush:
             values.update(settings.stored(tenant.country_code, route.plugin))
@@ -135,7 +139,7 @@ def set_route(country_code: str, provider: str, priority: int, weight: int) -> P
 
     :raises ValidationError: unknown provider, priority below 1, weight outside 0..1000.
     """
-    declared = current_app.extensions["relais"].channels.get(provider)
+    declared = declared_provider(provider)
     if declared is None:
         raise ValidationError(_("No provider is named %(name)s.", name=provider), "provider")
     if not isinstance(priority, int) or priority < 1:

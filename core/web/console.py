@@ -4,7 +4,6 @@ providers per channel, delivery KPIs."""
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -21,6 +20,7 @@ from core.clinic import settings
 from core.db import db
 from core.delivery import kpis, routing
 from core.delivery.log import channel_labels
+from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
 from core.plugins import host
 from tenants import provisioning, scoping
@@ -151,14 +151,13 @@ def providers():
             flash(done % {"provider": form["provider"], "country": form["country"].upper()})
             return redirect(url_for(".providers"))
     labels = channel_labels()
-    channels = current_app.extensions["relais"].channels
     return render_template(
         "console/providers.html",
         routes=routing.configured_routes(),
         countries=_country_names(),
         providers={
-            name: f"{name} ({labels.get(cls.channel, cls.channel)})"
-            for name, (_plugin, cls) in sorted(channels.items())
+            name: f"{name} ({labels.get(declared.channel, declared.channel)})"
+            for name, declared in sorted(declared_providers().items())
         },
         labels=labels,
         error=error,

@@ -6,13 +6,13 @@ Running it again keeps the data and gives the demo accounts new passwords.
 import secrets
 
 import sqlalchemy as sa
-from flask import current_app
 
 from core.auth import hash_password
 from core.clinic import patients, settings, staff
 from core.clinic.models import User
 from core.db import db, utcnow
 from core.delivery import routing
+from core.delivery.providers import declared_providers
 from core.plugins import hooks_for, host
 from tenants import provisioning
 from tenants.models import Operator, ProviderRoute, Tenant
@@ -89,8 +89,8 @@ def _route_to_the_outbox() -> None:
             sa.select(ProviderRoute.channel).where(ProviderRoute.country_code == "FR")
         )
     )
-    for name, (plugin, provider) in current_app.extensions["relais"].channels.items():
-        if plugin == "outbox" and provider.channel not in routed:
+    for name, declared in declared_providers().items():
+        if declared.plugin == "outbox" and declared.channel not in routed:
             routing.set_route("FR", name, 1, 100)
 
 

@@ -24,18 +24,32 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 
 import holidays
-from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic import consent, settings
-from core.clinic.models import ConsentAction, ConsentMethod
-from core.clinic.settings import Setting
-from core.db import utcnow
-from core.delivery import outbox, routing
-from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
+from core.delivery import routing  # replaced by facts given with the message
+from core.plugin_api import (
+    ConsentAction,
+    ConsentMethod,
+    CountryProfile,
+    QuietHours,
+    Retention,
+    Setting,
+    Verdict,
+    configured_routes,
+    consent_link,
+    consent_state,
+    country_settings,
+    declared_provider,
+    hookimpl,
+    is_transactional,
+    plugin_setting,
+    record_consent,
+    send,
+    utcnow,
+    yes_no,
+)
 
 SENDER_ID = re.compile(r"[A-Za-z0-9]{1,11}")  # an alphanumeric sender, where one is allowed
 PHONE_SENDER = re.compile(r"\+?\d{3,15}")  # a short code or a long number: it can take replies
@@ -103,7 +117,7 @@ class CountryRules:
                 "health_details",
                 _l("Health details in SMS, push and voice"),
                 default=False,
-                parse=settings.yes_no,
+                parse=yes_no,
                 clinic=True,
                 help=_l(
                     "Yes lets texts carry the reason of a visit, a specialty or results; "
@@ -147,7 +161,7 @@ class CountryRules:
     def relais_retention_policy(self, country_code):
         if country_code != self.country:
             return None
-        values = settings.stored(country_code, self.plugin)
+        values = country_settings(country_code, self.plugin)
         return Retention(
             contents=timedelta(
                 days=values.get("content_retention_days", self.retention.contents.days)
@@ -185,7 +199,7 @@ class CountryRules:
                 drop(("sms",), problem, "sender")
         mention = None
         if not essential and "sms" in plan and self.stop_mention:
-            mention = settings.plugin_setting(tenant, self.plugin, "stop_mention")
+            mention = plugin_setting(tenant, self.plugin, "stop_mention")
             if not mention:
                 why = _("set the STOP mention of %(country)s first", country=self.name)
                 drop(("sms",), why, "stop_mention")
@@ -196,7 +210,7 @@ class CountryRules:
             reasons.append(_("STOP mention added"))
             rule = rule or "stop_mention"
         if not essential and plan[0] == "email":
-            link = consent.link(tenant, patient, "email", ConsentAction.WITHDRAWN)
+            link = consent_link(tenant, patient, "email", ConsentAction.WITHDRAWN)
             with force_locale(patient.language):  # the patient reads it
                 stop = _("To stop these messages: %(link)s", link=link)
             text = f"{text}\n\n{stop}"
@@ -206,7 +220,7 @@ class CountryRules:
         if (
             discreet is not None
             and any(c in TEXT_CHANNELS for c in plan)
-            and not settings.plugin_setting(tenant, self.plugin, "health_details")
+            and not plugin_setting(tenant, self.plugin, "health_details")
         ):
             text = discreet + text[len(message.content["text"]) :]  # keep a STOP mention
             reasons.append(_("health details left out of SMS, push and voice"))
@@ -233,14 +247,14 @@ class CountryRules:
             return None
         word = _normalized(text)
         if word in self.stop_words:
-            step = consent.record(
+            step = record_consent(
                 patient, channel, ConsentAction.WITHDRAWN, ConsentMethod.SMS_REPLY, "patient"
             )
             if step is not None:
                 self._tell(tenant, patient, channel, "opted_out")
             return f"opt-out ({word})"
-        if word in self.confirm_words and consent.state(patient, channel).status == "given":
-            consent.record(
+        if word in self.confirm_words and consent_state(patient, channel).status == "given":
+            record_consent(
                 patient, channel, ConsentAction.CONFIRMED, ConsentMethod.SMS_REPLY, "patient"
             )
             self._tell(tenant, patient, channel, "confirmed")
@@ -263,11 +277,11 @@ class CountryRules:
         if country_code != self.country:
             return []
         found = []
-        for route in routing.configured_routes(country_code):
+        for route in configured_routes(country_code):
             if route.channel != "sms":
                 continue
-            plugin = current_app.extensions["relais"].channels[route.provider][0]
-            values = settings.stored(country_code, plugin)
+            plugin = declared_provider(route.provider).plugin
+            values = country_settings(country_code, plugin)
             for key in ("sender", "promotional_sender"):
                 sender = values.get(key)
                 if not sender:
@@ -292,7 +306,7 @@ class CountryRules:
         """The channels of ``plan`` the patient's consent does not open, and why."""
         refused = {}
         for channel in plan:
-            state = consent.state(patient, channel)
+            state = consent_state(patient, channel)
             if state.counts(self.profile.double_opt_in):
                 continue
             if state.status == ConsentAction.WITHDRAWN:
@@ -346,7 +360,7 @@ class CountryRules:
                 country=self.name,
             )
         if self.registered_senders:
-            registered = settings.stored(country_code, self.plugin).get("registered_senders") or []
+            registered = country_settings(country_code, self.plugin).get("registered_senders") or []
             if sender not in registered:
                 return _(
                     "the sender %(sender)s is not registered in the national alias registry of "
@@ -358,7 +372,7 @@ class CountryRules:
 
     def _after_quiet_hours(self, tenant, patient, message):
         def setting(name):
-            return settings.plugin_setting(tenant, self.plugin, name)
+            return plugin_setting(tenant, self.plugin, name)
 
         hours = QuietHours(
             start=time.fromisoformat(setting("quiet_start")),
@@ -387,7 +401,7 @@ class CountryRules:
             elif what == "confirmed":
                 text = _("%(clinic)s: thank you, your consent is confirmed.", clinic=tenant.name)
             else:
-                link = consent.link(tenant, patient, channel, ConsentAction.CONFIRMED)
+                link = consent_link(tenant, patient, channel, ConsentAction.CONFIRMED)
                 words = " / ".join(self.confirm_words)
                 text = _(
                     "%(clinic)s: please confirm that you want news from us by %(channel)s: "
@@ -398,7 +412,7 @@ class CountryRules:
                     link=link,
                 )
         # The text goes in as a variable, never as a template: a clinic's name is not Jinja.
-        outbox.send(tenant, patient, "messaging", "{{ text }}", {"text": text}, (channel,))
+        send(tenant, patient, "messaging", "{{ text }}", {"text": text}, (channel,))
 
     def _parse_region(self, text: str) -> str:
         regions = {

@@ -9,11 +9,20 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import hookimpl
-from core.db import UTCDateTime, created_column, db, id_column, new_id
-from core.delivery.providers import ACCEPTED, Outgoing, Provider, Result
-from core.plugins import MenuItem
-from tenants.scoping import TenantOwned
+from core.plugin_api import (
+    ACCEPTED,
+    MenuItem,
+    Outgoing,
+    Provider,
+    Result,
+    TenantOwned,
+    UTCDateTime,
+    created_column,
+    db,
+    hookimpl,
+    id_column,
+    new_id,
+)
 
 kind = "channel"
 description = _l("Outbox (development): messages land in a table, shown on the Outbox page.")

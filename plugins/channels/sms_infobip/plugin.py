@@ -50,9 +50,7 @@ import httpx
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.settings import Setting
-from core.delivery.providers import (
+from core.plugin_api import (
     ACCEPTED,
     PERMANENT,
     TEMPORARY,
@@ -63,7 +61,9 @@ from core.delivery.providers import (
     ProviderError,
     Receipt,
     Result,
+    Setting,
     SignatureError,
+    hookimpl,
 )
 
 kind = "channel"

@@ -33,11 +33,7 @@ import phonenumbers
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.settings import Setting
-from core.db import utcnow
-from core.delivery import sms
-from core.delivery.providers import (
+from core.plugin_api import (
     ACCEPTED,
     PERMANENT,
     TEMPORARY,
@@ -48,7 +44,11 @@ from core.delivery.providers import (
     ProviderError,
     Receipt,
     Result,
+    Setting,
     SignatureError,
+    hookimpl,
+    sms_segments,
+    utcnow,
 )
 
 kind = "channel"
@@ -197,7 +197,7 @@ class TwilioSms(TwilioAccount):
         return [self._send(message, timeout) for message in batch]
 
     def _send(self, message: Outgoing, timeout: float) -> Result:
-        encoding, count = sms.segments(message.text)
+        encoding, count = sms_segments(message.text)
         if count > MAX_SEGMENTS:
             return Result(
                 message.message_id,

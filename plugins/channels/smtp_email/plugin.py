@@ -24,9 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.settings import Setting
-from core.delivery.providers import (
+from core.plugin_api import (
     ACCEPTED,
     PERMANENT,
     TEMPORARY,
@@ -35,6 +33,8 @@ from core.delivery.providers import (
     Provider,
     ProviderError,
     Result,
+    Setting,
+    hookimpl,
 )
 
 kind = "channel"

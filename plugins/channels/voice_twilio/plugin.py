@@ -43,21 +43,23 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
-from core import hookimpl
-from core.clinic.settings import Setting
-from core.db import db, utcnow
-from core.delivery import log as message_log
-from core.delivery.providers import (
+from core.plugin_api import (
     ACCEPTED,
     PERMANENT,
     TEMPORARY,
     UNREACHABLE,
+    NotFound,
     Outgoing,
     ProviderError,
     Receipt,
     Result,
+    Setting,
+    ValidationError,
+    db,
+    hookimpl,
+    read_message,
+    utcnow,
 )
-from core.errors import NotFound, ValidationError
 from plugins.channels.sms_twilio.plugin import (
     DEFAULT_BASE_URL,
     SKEW,
@@ -320,7 +322,7 @@ def preview():
 @bp.get("/voice/messages/<uuid:message_id>.wav")
 def message_audio(message_id: uuid.UUID):
     """A message of this clinic as its call says it (its read audited like the message page)."""
-    message, patient = message_log.read_message(message_id)
+    message, patient = read_message(message_id)
     db.session.commit()  # the audit of the read
     if message.content.get("confidential") or message.content.get("erased"):
         raise NotFound(_("No such message."))  # a secret for the patient alone, or erased

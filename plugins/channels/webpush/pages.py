@@ -16,10 +16,13 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from core.clinic import settings
-from core.db import db
-from core.errors import DomainError
-from core.web.patient import patient_required
+from core.plugin_api import (
+    DomainError,
+    country_settings,
+    db,
+    declared_settings,
+    patient_required,
+)
 from plugins.channels.webpush import subscriptions
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -29,8 +32,8 @@ bp.relais_public = True  # patients' pages: each route checks the patient's own 
 
 
 def _settings() -> dict:
-    values = {s.name: s.default for s in settings.schema("webpush")}
-    values.update(settings.stored(g.tenant.country_code, "webpush"))
+    values = {s.name: s.default for s in declared_settings("webpush")}
+    values.update(country_settings(g.tenant.country_code, "webpush"))
     return values
 
 

@@ -9,13 +9,18 @@ import click
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.settings import Setting, deployment, save_deployment
-from core.db import db
-from core.plugins import MenuItem
+from core.plugin_api import (
+    MenuItem,
+    Setting,
+    db,
+    deployment_settings,
+    fail,
+    hookimpl,
+    save_deployment_settings,
+    system_scope,
+)
 from plugins.channels.webpush import pages, subscriptions
 from plugins.channels.webpush.provider import WebPush, generate_keys
-from tenants.scoping import system_scope
 
 kind = "channel"
 description = _l("Web Push: notifications on patients' devices, acknowledged when shown.")
@@ -128,24 +133,25 @@ def relais_plugin_settings():
 
 @hookimpl
 def relais_register_commands(cli):
-    from core.web.cli import fail
 
     @cli.group("webpush")
     def webpush():
-        """Web Push: the deployment's VAPID keys."""
+        """Web Push: the deployment_settings's VAPID keys."""
 
     @webpush.command("keys")
     @click.option("--force", is_flag=True, help="Replace existing keys (devices subscribe again).")
     def keys(force: bool):
-        """Generate the deployment's VAPID key pair; print the public key."""
+        """Generate the deployment_settings's VAPID key pair; print the public key."""
         with system_scope():
-            if deployment(PLUGIN).get("vapid_private_key") and not force:
+            if deployment_settings(PLUGIN).get("vapid_private_key") and not force:
                 fail(
                     "VAPID keys exist already. --force replaces them: every device then has "
                     "to turn notifications on again."
                 )
             private, public = generate_keys()
-            save_deployment(PLUGIN, {"vapid_private_key": private, "vapid_public_key": public})
+            save_deployment_settings(
+                PLUGIN, {"vapid_private_key": private, "vapid_public_key": public}
+            )
             # Subscriptions are bound to the old public key: push services would refuse them.
             dropped = subscriptions.forget_all() if force else 0
             db.session.commit()

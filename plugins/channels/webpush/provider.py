@@ -36,8 +36,7 @@ from flask_babel import gettext as _
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
-from core.db import db, utcnow
-from core.delivery.providers import (
+from core.plugin_api import (
     ACCEPTED,
     PERMANENT,
     TEMPORARY,
@@ -48,9 +47,11 @@ from core.delivery.providers import (
     Receipt,
     Result,
     SignatureError,
+    Tenant,
+    db,
+    utcnow,
 )
 from plugins.channels.webpush import subscriptions
-from tenants.models import Tenant
 
 # RFC 8291: push services take at least 4096 bytes of encrypted body; the aes128gcm header
 # (86 bytes), the tag (16) and the padding delimiter (1) leave 3993 for the payload.

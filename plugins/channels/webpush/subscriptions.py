@@ -19,11 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask_babel import gettext as _
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.clinic.models import Patient
-from core.crypto import EncryptedText
-from core.db import UTCDateTime, created_column, db, id_column, utcnow
-from core.errors import NotFound, ValidationError
-from tenants.scoping import TenantOwned
+from core.plugin_api import (
+    EncryptedText,
+    NotFound,
+    Patient,
+    TenantOwned,
+    UTCDateTime,
+    ValidationError,
+    created_column,
+    db,
+    id_column,
+    utcnow,
+)
 
 MAX_ENDPOINT = 2000
 

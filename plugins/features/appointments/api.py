@@ -11,10 +11,12 @@ from datetime import timedelta
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
-from core.db import db
-from core.errors import ValidationError
-from core.extensions import csrf
-from core.web.api import authenticate
+from core.plugin_api import (
+    ValidationError,
+    authenticate_api_key,
+    csrf,
+    db,
+)
 from plugins.features.appointments import service
 
 PAGE_SIZE = 100
@@ -22,7 +24,7 @@ DEFAULT_DAYS = 7
 
 bp = Blueprint("appointments_api", __name__, url_prefix="/api/v1")
 bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate)
+bp.before_request(authenticate_api_key)
 csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
 
 

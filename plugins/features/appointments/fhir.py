@@ -33,10 +33,14 @@ from flask import Blueprint, g, jsonify, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from core.db import db, utcnow
-from core.errors import DomainError, ValidationError
-from core.extensions import csrf
-from core.web.api import authenticate
+from core.plugin_api import (
+    DomainError,
+    ValidationError,
+    authenticate_api_key,
+    csrf,
+    db,
+    utcnow,
+)
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 
@@ -67,7 +71,7 @@ ISSUE_CODES = {401: "security", 403: "forbidden", 404: "not-found", 422: "invali
 
 bp = Blueprint("appointments_fhir", __name__, url_prefix="/api/v1/fhir")
 bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate)
+bp.before_request(authenticate_api_key)
 csrf.exempt(bp)
 
 

@@ -11,10 +11,16 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.clinic.models import Patient, User
-from core.crypto import EncryptedText
-from core.db import UTCDateTime, created_column, db, id_column
-from tenants.scoping import TenantOwned
+from core.plugin_api import (
+    EncryptedText,
+    Patient,
+    TenantOwned,
+    User,
+    UTCDateTime,
+    created_column,
+    db,
+    id_column,
+)
 
 MAX_EXTERNAL_ID = 100
 MAX_TYPE = 40

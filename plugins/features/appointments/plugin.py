@@ -13,11 +13,15 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.models import Patient, Role, User
-from core.clinic.settings import Setting
-from core.db import db
-from core.plugins import MenuItem
+from core.plugin_api import (
+    MenuItem,
+    Patient,
+    Role,
+    Setting,
+    User,
+    db,
+    hookimpl,
+)
 from plugins.features.appointments import api, fhir, service, views
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 

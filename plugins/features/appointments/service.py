@@ -18,13 +18,19 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from core import validation as check
-from core.clinic import audit
-from core.clinic.models import Patient, Role, User
-from core.clinic.settings import plugin_setting
-from core.db import db, utcnow
-from core.errors import NotFound, ValidationError
-from core.plugins import hooks_for
+from core.plugin_api import (
+    NotFound,
+    Patient,
+    Role,
+    User,
+    ValidationError,
+    check,
+    db,
+    hooks_for,
+    plugin_setting,
+    record_audit,
+    utcnow,
+)
 from plugins.features.appointments.models import (
     MAX_EXTERNAL_ID,
     MAX_LOCATION,
@@ -80,7 +86,7 @@ def find(appointment_id: uuid.UUID | str) -> Appointment:
 def get(appointment_id: uuid.UUID | str) -> Appointment:
     """:func:`find`, its read audited (the reason is health data)."""
     appointment = find(appointment_id)
-    audit.record("appointment.read", appointment.id)
+    record_audit("appointment.read", appointment.id)
     return appointment
 
 
@@ -133,7 +139,7 @@ def list_between(
     if limit is not None:
         stmt = stmt.limit(limit).offset(offset)
     rows = list(db.session.scalars(stmt))
-    audit.record("appointment.search")
+    record_audit("appointment.search")
     return rows, total or 0
 
 
@@ -153,7 +159,7 @@ def create(tenant, data: dict[str, Any]) -> Appointment:
     changes = _apply(tenant, appointment, data, creating=True)
     db.session.add(appointment)
     db.session.flush()
-    audit.record("appointment.create", appointment.id)
+    record_audit("appointment.create", appointment.id)
     _announce(tenant, appointment, changes)
     return appointment
 
@@ -219,7 +225,7 @@ def update(
         return appointment
     appointment.updated_at = now()
     db.session.flush()
-    audit.record("appointment.update", appointment.id)
+    record_audit("appointment.update", appointment.id)
     _announce(tenant, appointment, changes)
     return appointment
 

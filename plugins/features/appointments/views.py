@@ -18,10 +18,15 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import format_date, get_locale, ngettext
 from flask_babel import gettext as _
 
-from core.clinic import patients, staff
-from core.clinic.settings import plugin_setting
-from core.db import db
-from core.errors import NotFound, ValidationError
+from core.plugin_api import (
+    NotFound,
+    ValidationError,
+    db,
+    find_patient,
+    plugin_setting,
+    practitioners,
+    search_patients,
+)
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 
@@ -91,8 +96,8 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
     end = service.start_of_day(tenant, days[-1] + timedelta(days=1))
     rows, _total = service.list_between(start, end, practitioner_id=practitioner_id)
 
-    practitioners = staff.practitioners()
-    shown = [p for p in practitioners if practitioner_id in (None, p.id)]
+    team = practitioners()
+    shown = [p for p in team if practitioner_id in (None, p.id)]
     for appointment in rows:  # a deactivated practitioner's appointments stay visible
         if appointment.practitioner not in shown:
             shown.append(appointment.practitioner)
@@ -102,11 +107,11 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
         grid.setdefault(key, []).append(appointment)
 
     query = request.values.get("q", "").strip()
-    found, _count = patients.search_patients(query)
+    found, _count = search_patients(query)
     chosen = request.form.get("patient_id") if error and failed is None else None
     if chosen and not any(str(p.id) == chosen for p in found):
         with suppress(NotFound):  # an unknown patient: the error says so already
-            found.insert(0, patients.find_patient(chosen))
+            found.insert(0, find_patient(chosen))
     step = timedelta(days=len(days))
     page = render_template(
         "appointments/agenda.html",
@@ -116,14 +121,14 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
         today=service.local_date(tenant, service.now()),
         previous=days[0] - step if view == "week" else day - step,
         next=days[0] + step if view == "week" else day + step,
-        practitioners=practitioners,
+        practitioners=team,
         shown=shown,
         practitioner_id=practitioner_id,
         grid=grid,
         count=len(rows),
         statuses=status_labels(),
         patient_options={str(p.id): _patient_label(p) for p in found},
-        practitioner_options={str(p.id): p.name for p in practitioners},
+        practitioner_options={str(p.id): p.name for p in team},
         query=query,
         duration_options={
             str(n): ngettext("%(num)d minute", "%(num)d minutes", n) for n in DURATIONS

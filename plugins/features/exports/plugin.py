@@ -11,13 +11,17 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from core import hookimpl
-from core.clinic import audit
-from core.clinic.models import Patient, Role
-from core.clinic.settings import Setting, plugin_setting
-from core.db import db
-from core.plugins import MenuItem
-from core.web.cli import tenant_option
+from core.plugin_api import (
+    MenuItem,
+    Patient,
+    Role,
+    Setting,
+    db,
+    hookimpl,
+    plugin_setting,
+    record_audit,
+    tenant_option,
+)
 
 kind = "feature"
 description = _l(
@@ -68,7 +72,7 @@ def write_csv(out, tenant) -> int:
             ]
         )
         count += 1
-    audit.record("patient.export")
+    record_audit("patient.export")
     return count
 
 

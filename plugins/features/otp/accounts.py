@@ -11,12 +11,16 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from core import validation as check
-from core.clinic import audit
-from core.clinic.models import Patient
-from core.clinic.patients import LANGUAGES, create_patient
-from core.db import db, utcnow
-from core.errors import ValidationError
+from core.plugin_api import (
+    LANGUAGES,
+    Patient,
+    ValidationError,
+    check,
+    create_patient,
+    db,
+    record_audit,
+    utcnow,
+)
 
 
 def account_for(phone: str) -> Patient | None:
@@ -71,7 +75,7 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
     except IntegrityError:  # the same number signed up at the same moment, elsewhere:
         db.session.rollback()  # nothing of this one is kept; that one is their account
         return account_for(phone), True
-    audit.record("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
+    record_audit("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
     return patient, linked
 
 

@@ -25,11 +25,15 @@ from flask import current_app
 from flask_babel import force_locale, get_locale, ngettext
 from flask_babel import gettext as _
 
-from core.clinic import audit
-from core.db import db, utcnow
-from core.delivery import log as message_log
-from core.delivery import outbox
-from core.errors import DomainError, ValidationError
+from core.plugin_api import (
+    DomainError,
+    ValidationError,
+    db,
+    masked_phone,
+    record_audit,
+    send,
+    utcnow,
+)
 from plugins.features.otp.models import Challenge
 
 VALID_FOR = timedelta(minutes=5)
@@ -159,7 +163,7 @@ def request_code(
             clinic=tenant.name,
         )
     # The text goes in as a variable, never as a template: a clinic's name is not Jinja.
-    message = outbox.send(
+    message = send(
         tenant,
         None,
         "otp",
@@ -173,9 +177,7 @@ def request_code(
     )
     challenge.message_id = message.id
     db.session.add(challenge)
-    audit.record(
-        "otp.sent", challenge.id, f"{channels[0]} to {message_log.masked(number.e164)}", by
-    )
+    record_audit("otp.sent", challenge.id, f"{channels[0]} to {masked_phone(number.e164)}", by)
     return challenge
 
 
@@ -218,9 +220,9 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
         left = MAX_WRONG_TRIES - challenge.wrong_tries
         if left <= 0:
             challenge.voided_at = now
-            audit.record("otp.blocked", challenge.id, "too many wrong codes", by)
+            record_audit("otp.blocked", challenge.id, "too many wrong codes", by)
             raise CodeRefused(_too_many_tries(), "code")
-        audit.record("otp.failed", challenge.id, f"wrong code ({challenge.wrong_tries})", by)
+        record_audit("otp.failed", challenge.id, f"wrong code ({challenge.wrong_tries})", by)
         raise CodeRefused(
             ngettext(
                 "This code is not right. You can try %(num)d more time.",
@@ -230,7 +232,7 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
             "code",
         )
     challenge.used_at = now
-    audit.record("otp.verified", challenge.id, message_log.masked(challenge.phone), by)
+    record_audit("otp.verified", challenge.id, masked_phone(challenge.phone), by)
     return challenge
 
 
@@ -263,7 +265,7 @@ def _check_limits(digest: str, number: Number, now: datetime, by: str) -> None:
     ).all()
     if recent and recent[0] > now - RESEND_AFTER:
         wait = math.ceil((recent[0] + RESEND_AFTER - now).total_seconds())
-        audit.record("otp.refused", None, f"too soon for {message_log.masked(number.e164)}", by)
+        record_audit("otp.refused", None, f"too soon for {masked_phone(number.e164)}", by)
         raise TooManyCodes(
             ngettext(
                 "A code was just sent. Wait %(num)d second before asking for a new one.",
@@ -274,10 +276,10 @@ def _check_limits(digest: str, number: Number, now: datetime, by: str) -> None:
         )
     if len(recent) >= PER_HOUR:
         wait = math.ceil((recent[PER_HOUR - 1] + timedelta(hours=1) - now).total_seconds())
-        audit.record(
+        record_audit(
             "otp.blocked",
             None,
-            f"{PER_HOUR} codes this hour: {message_log.masked(number.e164)}",
+            f"{PER_HOUR} codes this hour: {masked_phone(number.e164)}",
             by,
         )
         raise TooManyCodes(

@@ -6,9 +6,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.crypto import EncryptedText
-from core.db import UTCDateTime, created_column, db, id_column
-from tenants.scoping import TenantOwned
+from core.plugin_api import (
+    EncryptedText,
+    TenantOwned,
+    UTCDateTime,
+    created_column,
+    db,
+    id_column,
+)
 
 
 class Challenge(TenantOwned, db.Model):

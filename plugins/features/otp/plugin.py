@@ -8,9 +8,11 @@ app. Codes go on the ``otp`` queue, first of all. See docs/otp.md.
 from flask_babel import lazy_gettext as _l
 from limits import parse_many
 
-from core import hookimpl
-from core.clinic.settings import Setting
-from core.plugins import MenuItem
+from core.plugin_api import (
+    MenuItem,
+    Setting,
+    hookimpl,
+)
 from plugins.features.otp import views
 
 kind = "feature"

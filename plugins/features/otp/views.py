@@ -25,15 +25,21 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from core.clinic import settings
-from core.clinic.models import Patient
-from core.clinic.patients import LANGUAGES
-from core.db import db, utcnow
-from core.delivery import log as message_log
-from core.errors import DomainError
-from core.extensions import csrf, limiter
-from core.web.auth import login_limit, pending_account
-from core.web.patient import current_patient, log_in_patient
+from core.plugin_api import (
+    LANGUAGES,
+    DomainError,
+    Patient,
+    csrf,
+    current_patient,
+    db,
+    limiter,
+    log_in_patient,
+    login_limit,
+    masked_phone,
+    pending_account,
+    plugin_setting,
+    utcnow,
+)
 from plugins.features.otp import accounts, codes
 
 bp = Blueprint("otp", __name__, template_folder="templates")
@@ -46,7 +52,7 @@ PROVED_FOR = timedelta(minutes=30)  # a proved number may finish its sign-up thi
 
 
 def _per_address() -> str:
-    return settings.plugin_setting(g.tenant, "otp", "codes_per_address")
+    return plugin_setting(g.tenant, "otp", "codes_per_address")
 
 
 # Per client address, over every route that sends a code (pages and JSON together).
@@ -142,7 +148,7 @@ def _code_page(challenge, error: DomainError | None = None, template: str = "otp
     return render_template(
         template,
         error=error,
-        phone=message_log.masked(challenge.phone),
+        phone=masked_phone(challenge.phone),
         channel=challenge.channel,
         wait=codes.seconds_before_resend(challenge),
     )

@@ -11,7 +11,9 @@ from datetime import UTC
 from flask import current_app
 from icalendar import Calendar, Event, vCalAddress, vText
 
-from core.db import utcnow
+from core.plugin_api import (
+    utcnow,
+)
 
 PRODID = "-//Relais//Appointments//EN"
 FILENAME = "rendez-vous.ics"

@@ -13,8 +13,11 @@ from flask import current_app, url_for
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, Signer
 
-from core.db import db, utcnow
-from core.errors import NotFound
+from core.plugin_api import (
+    NotFound,
+    db,
+    utcnow,
+)
 from plugins.features.appointments import Appointment
 
 

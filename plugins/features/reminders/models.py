@@ -6,8 +6,10 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import db
-from tenants.scoping import TenantOwned
+from core.plugin_api import (
+    TenantOwned,
+    db,
+)
 
 
 class Reminder(TenantOwned, db.Model):

@@ -12,14 +12,20 @@ import click
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from core import hookimpl
-from core.clinic.settings import Setting, yes_no
-from core.db import db, utcnow
-from core.plugins import MenuItem, enabled_plugins
+from core.plugin_api import (
+    MenuItem,
+    Setting,
+    Tenant,
+    db,
+    enabled_plugins,
+    hookimpl,
+    system_scope,
+    tenant_scope,
+    utcnow,
+    yes_no,
+)
 from plugins.features.reminders import service, stats, texts, views
 from plugins.features.reminders.schedule import parse_schedule, parse_schedule_by_type
-from tenants.models import Tenant
-from tenants.scoping import system_scope, tenant_scope
 
 kind = "feature"
 description = _l(

@@ -11,11 +11,17 @@ import sqlalchemy as sa
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from core.clinic.models import Patient
-from core.clinic.settings import plugin_setting
-from core.db import db, utcnow
-from core.delivery import outbox, routing
-from core.delivery.models import Message, MessageStatus
+from core.plugin_api import (
+    Message,
+    MessageStatus,
+    Patient,
+    cancel_message,
+    db,
+    message_address,
+    plugin_setting,
+    send,
+    utcnow,
+)
 from plugins.features.appointments import Appointment, AppointmentStatus, cancel, set_status
 from plugins.features.reminders import invitation, links, texts
 from plugins.features.reminders.models import Reminder
@@ -50,13 +56,13 @@ def plan(tenant, patient: Patient) -> list[str]:
     on, e-mail, SMS to a mobile, else a call to a landline. The outbox puts their preferred
     channel first."""
     found = []
-    if routing.address(tenant, patient, "push"):
+    if message_address(tenant, patient, "push"):
         found.append("push")
     if patient.email:
         found.append("email")
-    if routing.address(tenant, patient, "sms"):
+    if message_address(tenant, patient, "sms"):
         found.append("sms")
-    elif routing.address(tenant, patient, "voice"):
+    elif message_address(tenant, patient, "voice"):
         found.append("voice")
     return found
 
@@ -119,7 +125,7 @@ def schedule(tenant, appointment: Appointment) -> list[Message]:
         at = appointment.starts_at - timedelta(minutes=minutes)
         if at <= now:
             continue  # never a reminder for a time already past
-        message = outbox.send(
+        message = send(
             tenant,
             patient,
             "reminder",
@@ -156,7 +162,7 @@ def pending(appointment: Appointment) -> list[Message]:
 
 def drop_pending(tenant, appointment: Appointment, why: str) -> int:
     """Cancel the reminders that have not left; returns how many."""
-    return sum(outbox.cancel(message, why) for message in pending(appointment))
+    return sum(cancel_message(message, why) for message in pending(appointment))
 
 
 def tell_cancelled(tenant, appointment: Appointment) -> Message | None:
@@ -185,7 +191,7 @@ def tell_cancelled(tenant, appointment: Appointment) -> Message | None:
         )
         attachments = [(invitation.FILENAME, invitation.MIME_TYPE, data)]
     # The texts go in as variables, never as templates: a clinic's name is not Jinja.
-    return outbox.send(
+    return send(
         tenant,
         patient,
         "transactional",
@@ -220,7 +226,7 @@ def send_invitation(tenant, appointment: Appointment) -> Message | None:
         text += "\n" + _("Confirm or cancel: %(link)s", link=links.link(tenant, appointment.id))
         summary = _("Appointment at %(clinic)s", clinic=tenant.name)
     data = invitation.ics(tenant, appointment, summary, address)
-    return outbox.send(
+    return send(
         tenant,
         patient,
         "transactional",

@@ -13,8 +13,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from core.db import db, utcnow
-from core.delivery.models import Message
+from core.plugin_api import (
+    Message,
+    db,
+    utcnow,
+)
 from plugins.features.appointments import Appointment, AppointmentStatus
 from plugins.features.reminders.models import Reminder
 

@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 
-from core.delivery import outbox
-from core.errors import ValidationError
+from core.plugin_api import (
+    ValidationError,
+    render_message,
+)
 
 LANGUAGES = ("fr", "en", "de", "it", "nl")
 FALLBACK = "en"
@@ -97,7 +99,7 @@ def check_template(text: str) -> str:
         "clinic": "Clinic",
     }
     try:
-        outbox.render(text, sample)
+        render_message(text, sample)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
     return text

@@ -24,13 +24,20 @@ from flask import (
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from core.clinic import settings
-from core.db import db, utcnow
-from core.delivery import outbox, sms
-from core.errors import NotFound, ValidationError
-from core.extensions import csrf
-from core.web import admin_only
-from core.web.api import authenticate
+from core.plugin_api import (
+    NotFound,
+    ValidationError,
+    admin_only,
+    authenticate_api_key,
+    clinic_setting_choices,
+    csrf,
+    db,
+    plugin_setting,
+    render_message,
+    save_clinic,
+    sms_segments,
+    utcnow,
+)
 from plugins.features.appointments import AppointmentStatus
 from plugins.features.reminders import links, service, stats, texts
 
@@ -38,7 +45,7 @@ bp = Blueprint("reminders", __name__, template_folder="templates")
 
 api_bp = Blueprint("reminders_api", __name__, url_prefix="/api/v1")
 api_bp.relais_public = True  # no staff session: the API key is checked below
-api_bp.before_request(authenticate)
+api_bp.before_request(authenticate_api_key)
 csrf.exempt(api_bp)  # bearer-key authentication only: no cookie, so no CSRF
 
 link_bp = Blueprint("reminders_link", __name__, template_folder="templates")
@@ -61,7 +68,7 @@ def sample_variables(tenant, language: str) -> dict:
     today = utcnow().astimezone(zone).date()
     monday = today + timedelta(days=7 - today.weekday())
     starts_at = datetime.combine(monday, time(9), tzinfo=zone).astimezone(UTC)
-    address = settings.plugin_setting(tenant, "appointments", "address") or "3 rue des Lilas"
+    address = plugin_setting(tenant, "appointments", "address") or "3 rue des Lilas"
     return texts.variables(
         tenant,
         language,
@@ -80,10 +87,10 @@ def preview(tenant, language: str, template: str) -> dict:
     """
     values = sample_variables(tenant, language)
     try:
-        content = outbox.render(texts.message_template(template, language), values)
+        content = render_message(texts.message_template(template, language), values)
     except ValidationError as exc:
         raise ValidationError(exc.message, f"template_{language}") from None
-    encoding, count = sms.segments(content["text"])
+    encoding, count = sms_segments(content["text"])
     return {
         "sms": {
             "text": content["text"],
@@ -99,7 +106,7 @@ def preview(tenant, language: str, template: str) -> dict:
 def _form_values(tenant) -> dict[str, str]:
     """What the form shows: the clinic's own values, else the ones in force."""
     shown = {}
-    for choice in settings.clinic_choices(tenant).get(service.PLUGIN, []):
+    for choice in clinic_setting_choices(tenant).get(service.PLUGIN, []):
         value = choice.own if choice.own is not None else choice.inherited
         if isinstance(value, bool):
             value = "yes" if value else "no"
@@ -123,7 +130,7 @@ def settings_page():
         values.update({k: v for k, v in request.form.items() if k in values})
         if request.form.get("action") == "save":
             try:
-                settings.save_clinic(tenant, service.PLUGIN, request.form)
+                save_clinic(tenant, service.PLUGIN, request.form)
             except ValidationError as exc:
                 db.session.rollback()
                 error = exc

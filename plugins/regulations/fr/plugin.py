@@ -20,7 +20,9 @@ Sources of the rules and of their defaults (each default is a setting):
 
 from flask_babel import lazy_gettext as _l
 
-from core.regulation import CountryProfile
+from core.plugin_api import (
+    CountryProfile,
+)
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"

@@ -17,7 +17,10 @@ from datetime import timedelta
 
 from flask_babel import lazy_gettext as _l
 
-from core.regulation import CountryProfile, Retention
+from core.plugin_api import (
+    CountryProfile,
+    Retention,
+)
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"

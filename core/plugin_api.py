@@ -1,0 +1,166 @@
+"""The public plugin API: the one module a Relais plugin imports from.
+
+Everything a channel, a country's regulation or a feature needs is named here, and nothing
+else of ``core`` or ``tenants`` is for plugins (an import-linter contract in CI holds every
+built-in plugin to it)::
+
+    from core.plugin_api import Outgoing, Provider, Result, hookimpl
+
+The core behind these names may be reorganised; these names and their signatures are the
+contract. docs/plugins.md documents each of them.
+"""
+
+# ruff: noqa: F401 — this module re-exports.
+
+from core import hookimpl
+from core import validation as check
+from core.clinic.audit import record as record_audit
+from core.clinic.consent import link as consent_link
+from core.clinic.consent import record as record_consent
+from core.clinic.consent import state as consent_state
+from core.clinic.models import ConsentAction, ConsentMethod, Patient, Role, User
+from core.clinic.patients import create_patient, find_patient, mark_reviewed, search_patients
+from core.clinic.settings import Setting, plugin_setting, save_clinic, yes_no
+from core.clinic.settings import clinic_choices as clinic_setting_choices
+from core.clinic.settings import deployment as deployment_settings
+from core.clinic.settings import save_deployment as save_deployment_settings
+from core.clinic.settings import schema as declared_settings
+from core.clinic.settings import stored as country_settings
+from core.clinic.staff import practitioners
+from core.crypto import EncryptedJSON, EncryptedText
+from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
+from core.delivery.log import masked as masked_phone
+from core.delivery.log import read_message
+from core.delivery.models import Message, MessageStatus
+from core.delivery.outbox import cancel as cancel_message
+from core.delivery.outbox import render as render_message
+from core.delivery.outbox import send
+from core.delivery.providers import (
+    ACCEPTED,
+    PERMANENT,
+    TEMPORARY,
+    UNREACHABLE,
+    DeclaredProvider,
+    Inbound,
+    Outgoing,
+    Provider,
+    ProviderError,
+    Receipt,
+    Result,
+    SignatureError,
+    declared_provider,
+    declared_providers,
+)
+from core.delivery.routing import address as message_address
+from core.delivery.routing import configured_routes
+from core.delivery.sms import segments as sms_segments
+from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.extensions import csrf, limiter
+from core.plugins import MenuItem, enabled_plugins, hooks_for
+from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
+from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
+from core.web import admin_only
+from core.web.api import authenticate as authenticate_api_key
+from core.web.auth import login_limit, pending_account
+from core.web.cli import fail, tenant_option
+from core.web.patient import current_patient, log_in_patient, patient_required
+from tenants.models import Tenant
+from tenants.scoping import TenantOwned, system_scope, tenant_scope
+
+__all__ = [
+    # the plugin contract
+    "hookimpl",
+    "MenuItem",
+    "Setting",
+    "yes_no",
+    "plugin_setting",
+    "country_settings",
+    "declared_settings",
+    "deployment_settings",
+    "save_deployment_settings",
+    "save_clinic",
+    "clinic_setting_choices",
+    "hooks_for",
+    "enabled_plugins",
+    # channels
+    "Provider",
+    "Outgoing",
+    "Result",
+    "Receipt",
+    "Inbound",
+    "ProviderError",
+    "SignatureError",
+    "ACCEPTED",
+    "TEMPORARY",
+    "PERMANENT",
+    "UNREACHABLE",
+    "DeclaredProvider",
+    "declared_provider",
+    "declared_providers",
+    "configured_routes",
+    "sms_segments",
+    "CHANNELS",
+    "PURPOSES",
+    "LANGUAGES",
+    # regulations
+    "CountryProfile",
+    "Verdict",
+    "QuietHours",
+    "Retention",
+    "is_transactional",
+    # sending
+    "send",
+    "render_message",
+    "cancel_message",
+    "message_address",
+    "read_message",
+    "masked_phone",
+    "Message",
+    "MessageStatus",
+    # the clinic
+    "Tenant",
+    "Patient",
+    "User",
+    "Role",
+    "ConsentAction",
+    "ConsentMethod",
+    "create_patient",
+    "find_patient",
+    "search_patients",
+    "mark_reviewed",
+    "practitioners",
+    "consent_state",
+    "record_consent",
+    "consent_link",
+    "record_audit",
+    "check",
+    # tables
+    "db",
+    "TenantOwned",
+    "id_column",
+    "created_column",
+    "new_id",
+    "utcnow",
+    "UTCDateTime",
+    "EncryptedText",
+    "EncryptedJSON",
+    "tenant_scope",
+    "system_scope",
+    # pages, the API and the command line
+    "csrf",
+    "limiter",
+    "admin_only",
+    "current_patient",
+    "log_in_patient",
+    "patient_required",
+    "login_limit",
+    "pending_account",
+    "authenticate_api_key",
+    "tenant_option",
+    "fail",
+    # errors
+    "DomainError",
+    "ValidationError",
+    "NotFound",
+    "Conflict",
+]
