@@ -20,6 +20,9 @@ class CountryProfile:
         116117), shown beside the emergency numbers.
     :param double_opt_in: a consent to non-essential messages counts only once the patient
         confirmed it (Germany); staff pages then say a consent awaits the confirmation.
+    :param languages: the languages the country's patients are written to (ISO 639-1, among
+        :data:`core.vocabulary.LANGUAGES`), the first being a new patient's until they choose;
+        empty: the ``locale``'s language alone.
     """
 
     locale: str
@@ -27,6 +30,12 @@ class CountryProfile:
     medical_emergency_number: str | None = None
     on_call_number: str | None = None
     double_opt_in: bool = False
+    languages: tuple[str, ...] = ()
+
+    @property
+    def default_language(self) -> str:
+        """The language a new patient of the country is written to."""
+        return self.languages[0] if self.languages else self.locale[:2]
 
 
 @dataclass(frozen=True)

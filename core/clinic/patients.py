@@ -11,6 +11,7 @@ from core.clinic import audit
 from core.clinic.models import Patient, PatientAttribute, Role, User
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
+from core.plugins import hooks_for
 from core.vocabulary import CHANNELS, LANGUAGES
 
 FIELDS = (
@@ -35,12 +36,19 @@ def create_patient(tenant, data: dict[str, Any], by: str | None = None) -> Patie
     :param by: who creates it, when not the request's staff member or key (``"patient"``
         signing up online).
     """
-    patient = Patient(language=tenant.country.locale[:2], timezone=tenant.timezone)
+    patient = Patient(language=default_language(tenant), timezone=tenant.timezone)
     _apply(tenant, patient, data, creating=True)
     db.session.add(patient)
     db.session.flush()
     audit.record("patient.create", patient.id, by=by)
     return patient
+
+
+def default_language(tenant) -> str:
+    """A new patient's language: the first of their country's, as its regulation plugin says
+    (the country's locale where no regulation plugin answers)."""
+    profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
+    return profile.default_language if profile else tenant.country.locale[:2]
 
 
 def update_patient(tenant, patient: Patient, data: dict[str, Any]) -> Patient:

@@ -12,12 +12,8 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 
-from core.plugin_api import (
-    ValidationError,
-    render_message,
-)
+from core.plugin_api import LANGUAGES, ValidationError, render_message
 
-LANGUAGES = ("fr", "en", "de", "it", "nl")
 FALLBACK = "en"
 ADDRESS = "{% if address %}, {{ address }}{% endif %}"
 

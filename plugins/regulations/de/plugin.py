@@ -32,7 +32,11 @@ hooks = CountryRules(
     plugin="de",
     name=_l("Germany"),
     profile=CountryProfile(
-        locale="de", emergency_number="112", on_call_number="116117", double_opt_in=True
+        locale="de",
+        emergency_number="112",
+        on_call_number="116117",
+        double_opt_in=True,
+        languages=("de",),
     ),
     stop_words=("STOPP", "STOP"),
     confirm_words=("JA",),

@@ -35,7 +35,9 @@ hooks = CountryRules(
     country="FR",
     plugin="fr",
     name=_l("France"),
-    profile=CountryProfile(locale="fr", emergency_number="112", medical_emergency_number="15"),
+    profile=CountryProfile(
+        locale="fr", emergency_number="112", medical_emergency_number="15", languages=("fr",)
+    ),
     stop_words=("STOP", "ARRET"),
     stop_mention=True,
     refused_senders=frozenset({"INFO", "SMS"}),

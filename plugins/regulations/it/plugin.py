@@ -33,7 +33,9 @@ hooks = CountryRules(
     country="IT",
     plugin="it",
     name=_l("Italy"),
-    profile=CountryProfile(locale="it", emergency_number="112", medical_emergency_number="118"),
+    profile=CountryProfile(
+        locale="it", emergency_number="112", medical_emergency_number="118", languages=("it",)
+    ),
     stop_words=("STOP", "BASTA"),
     registered_senders=True,
     retention=Retention(contents=timedelta(days=365), records=timedelta(days=2 * 365)),

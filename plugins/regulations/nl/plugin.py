@@ -27,6 +27,6 @@ hooks = CountryRules(
     country="NL",
     plugin="nl",
     name=_l("Netherlands"),
-    profile=CountryProfile(locale="nl", emergency_number="112"),
+    profile=CountryProfile(locale="nl", emergency_number="112", languages=("nl",)),
     stop_words=("STOP",),
 )
