@@ -29,8 +29,8 @@ from core.db import db, utcnow
 from core.delivery import outbox, sms
 from core.errors import NotFound, ValidationError
 from core.extensions import csrf
-from core.web import admin_only
 from core.web.api import authenticate
+from core.web.staff_access import admin_only
 from plugins.features.appointments import AppointmentStatus
 from plugins.features.reminders import links, service, stats, texts
 
