@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, web
+from core import config
 from core.clinic.models import User
 from core.db import db
 from core.delivery import metrics, queues, webhooks
@@ -26,7 +26,20 @@ from core.extensions import (
     select_timezone,
 )
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
-from core.web import api, audit, auth, consent, console, patient
+from core.web import (
+    api,
+    audit,
+    auth,
+    consent,
+    console,
+    home,
+    patient,
+    patient_contact,
+    patients,
+    settings,
+    staff,
+)
+from core.web import messages as message_log_pages  # "messages" names a local below
 from tenants import resolution, scoping
 
 HERE = Path(__file__).resolve().parent
@@ -81,7 +94,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
-    app.register_blueprint(web.bp)
+    # The clinic's staff pages, one blueprint per area; each lets in staff only.
+    for area in (home, patients, patient_contact, message_log_pages, staff, settings):
+        app.register_blueprint(area.bp)
     app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own
     app.register_blueprint(consent.bp)  # opt-out and confirmation links: no session needed

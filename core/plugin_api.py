@@ -59,11 +59,11 @@ from core.extensions import csrf, limiter
 from core.plugins import MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
-from core.web import admin_only
 from core.web.api import authenticate as authenticate_api_key
 from core.web.auth import login_limit, pending_account
 from core.web.cli import fail, tenant_option
 from core.web.patient import current_patient, log_in_patient, patient_required
+from core.web.staff_access import admin_only
 from tenants.models import Tenant
 from tenants.scoping import TenantOwned, system_scope, tenant_scope
 

@@ -30,6 +30,16 @@ LIST_FIELDS = ("attributes", "practitioner_ids")
 PAGE_SIZE = 50
 
 
+def attribute_labels() -> dict[str, str]:
+    """The words staff read for each follow-up attribute of a patient."""
+    return {
+        PatientAttribute.LONG_TERM_CONDITION: _("Long-term condition"),
+        PatientAttribute.CHRONIC_DISEASE: _("Chronic disease"),
+        PatientAttribute.PREGNANCY_FOLLOW_UP: _("Pregnancy follow-up"),
+        PatientAttribute.NEEDS_SUPPORT: _("Needs support"),
+    }
+
+
 def create_patient(tenant, data: dict[str, Any], by: str | None = None) -> Patient:
     """Create a patient from form or JSON data. :raises ValidationError: naming the field.
 

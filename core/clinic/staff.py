@@ -15,6 +15,15 @@ from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
 
+def role_labels() -> dict[str, str]:
+    """The words staff read for each role."""
+    return {
+        Role.ADMIN: _("Administrator"),
+        Role.PRACTITIONER: _("Practitioner"),
+        Role.SECRETARY: _("Secretary"),
+    }
+
+
 def create_user(email: str, name: str, role: str, password: str, phone: str = "") -> User:
     """Create a staff account in the current clinic; it enrols its authenticator app at
     first login (after the steps a clinic's plugins add, such as proving its ``phone``).

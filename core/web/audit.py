@@ -9,7 +9,7 @@ from flask_babel import format_date
 from core.clinic import audit
 from core.db import db
 from core.errors import ValidationError
-from core.web import admin_only, require_staff
+from core.web.staff_access import admin_only, require_staff
 
 bp = Blueprint("audit", __name__)
 bp.before_request(require_staff)

@@ -50,7 +50,7 @@ def _account(account_id: str | None):
 
 
 def _home():
-    return url_for("console.index" if g.get("tenant") is None else "web.index")
+    return url_for("console.index" if g.get("tenant") is None else "home.index")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -1,6 +1,7 @@
 """Staff and integrators manage patients; every read is audited, health data encrypted."""
 
 import logging
+import re
 import uuid
 
 import pytest
@@ -65,6 +66,21 @@ def test_staff_create_a_patient_with_a_national_phone(app, clinic_fr, admin_clie
     [patient] = patients_in(app, clinic_fr)
     assert patient.phone == "+33612345678"
     assert str(patient.id) in response.headers["Location"]
+
+
+def test_the_patients_tab_is_current_on_every_patient_page(app, clinic_fr, admin_client):
+    patient = make_patient(app, clinic_fr)
+    path = f"/patients/{patient.id}"
+    refused_consent = admin_client.post(
+        f"{path}/consents",
+        data={"channel": "fax", "action": "given", "csrf_token": csrf_token(admin_client, path)},
+    )
+    assert refused_consent.status_code == 422  # the patient's page again, its error shown
+    pages = [admin_client.get(p) for p in ("/patients", "/patients/new", path, f"{path}/edit")]
+    for page in [*pages, refused_consent]:
+        nav = re.search(r"<nav\b.*?</nav>", page.text, re.S).group(0)  # the main one, first
+        assert 'href="/patients" aria-current="page">' in nav, page.request.path
+        assert nav.count('aria-current="page"') == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,64 @@
+"""The clinic's staff accounts, for its admins: the list, a new account, switching one off
+or on.
+
+Routes only: parse the form, call :mod:`core.clinic.staff`, render.
+"""
+
+import uuid
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from core.clinic import staff
+from core.db import db
+from core.errors import DomainError
+from core.web.staff_access import admin_only, require_staff
+
+bp = Blueprint("staff", __name__)
+bp.before_request(require_staff)
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+@admin_only
+def index():
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            user = staff.create_user(
+                form.get("email", ""),
+                form.get("name", ""),
+                form.get("role", ""),
+                form.get("password", ""),
+                form.get("phone", ""),
+            )
+        except DomainError as exc:  # invalid, or the e-mail is taken
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(
+                _(
+                    "Account created for %(name)s. They set up their authenticator app at "
+                    "first login.",
+                    name=user.name,
+                )
+            )
+            return redirect(url_for(".index"))
+    return render_template(
+        "clinic/staff.html",
+        users=staff.list_users(),
+        error=error,
+        submitted=request.form,
+        roles=staff.role_labels(),
+    ), (error.status if error else 200)
+
+
+@bp.route("/staff/<uuid:user_id>/active", methods=["POST"])
+@admin_only
+def active(user_id: uuid.UUID):
+    user = staff.find_user(user_id)
+    staff.set_active(user, request.form.get("active") == "1", by=current_user)
+    db.session.commit()
+    return redirect(url_for(".index"))
