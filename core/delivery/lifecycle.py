@@ -375,11 +375,9 @@ def announce(changes: list[tuple[uuid.UUID, uuid.UUID, str, datetime]]) -> None:
             tenant = db.session.get(Tenant, tenant_id)
             if tenant is None:  # deleted meanwhile: no one to tell
                 continue
-            hooks = hooks_for(tenant)
+            changed = hooks_for(tenant).relais_message_status_changed
             for _tenant_id, message_id, status, at in own:
-                hooks.relais_message_status_changed(
-                    tenant=tenant, message_id=message_id, status=status, at=at
-                )
+                changed(tenant=tenant, message_id=message_id, status=status, at=at)
 
 
 def _after_commit(session: Session) -> None:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_the_allowed_transitions():
     """The whole table, literally: a change to it shows in review."""
-    assert lifecycle.TRANSITIONS == {
+    assert {
         (None, S.PENDING),
         (None, S.SCHEDULED),
         (None, S.DENIED),
@@ -42,8 +42,8 @@ def test_the_allowed_transitions():
         (S.SENT, S.UNDELIVERED),
         (S.SENT, S.PENDING),
         (S.UNDELIVERED, S.DELIVERED),
-    }
-    assert lifecycle.QUIET == {(S.PENDING, S.SENDING)}  # a claim: its outcome is recorded
+    } == lifecycle.TRANSITIONS
+    assert {(S.PENDING, S.SENDING)} == lifecycle.QUIET  # a claim: its outcome is recorded
     finals = {S.DELIVERED, S.FAILED, S.EXPIRED, S.DENIED, S.CANCELLED}
     assert not any(frm in finals for frm, _ in lifecycle.TRANSITIONS)
 
@@ -198,9 +198,8 @@ def test_the_sweeper_announces_expiry(listening_app, clinic):
         not_before=now + timedelta(hours=2),
         expires_at=now + timedelta(hours=1),
     )
-    with time_machine.travel(now + timedelta(hours=1, minutes=1)):
-        with listening_app.app_context():
-            assert sweeper.sweep()["expired"] == 1
+    with time_machine.travel(now + timedelta(hours=1, minutes=1)), listening_app.app_context():
+        assert sweeper.sweep()["expired"] == 1
     assert heard(message_id) == [("scheduled", "scheduled"), ("expired", "expired")]
     assert history(listening_app, clinic, message_id)[-1] == (
         "expired",
@@ -214,9 +213,9 @@ def test_the_sweeper_announces_a_message_no_device_acknowledged(listening_app, c
         dispatch.deliver([str(message_id)])
     assert heard(message_id)[-1] == ("sent", "sent")
 
-    with time_machine.travel(utcnow() + timedelta(minutes=6)):  # past the 5 minutes' default
-        with listening_app.app_context():
-            assert sweeper.sweep()["unacknowledged"] == 1
+    later = utcnow() + timedelta(minutes=6)  # past the 5 minutes' default
+    with time_machine.travel(later), listening_app.app_context():
+        assert sweeper.sweep()["unacknowledged"] == 1
     assert heard(message_id)[-1] == ("undelivered", "undelivered")
     assert [s for s, _ in heard(message_id)] == ["pending", "sent", "undelivered"]
     with listening_app.app_context(), system_scope():
