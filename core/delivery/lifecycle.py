@@ -131,19 +131,19 @@ def finish(message: Message, status: MessageStatus, why: str | None, at: datetim
     _change(message, status, why, at=at)
 
 
-def report(message: Message, status: MessageStatus, at: datetime, error: str | None, why: str):
+def report(
+    message: Message, status: MessageStatus, at: datetime, error: str | None, why: str
+) -> None:
     """A provider's delivery report (``delivered`` or ``undelivered``) on a sent message.
 
     The report is written as the provider gave it; one of non-delivery sends the message by
     the next channel of its plan (``why``) when there is one, else ends it undelivered.
-    Returns True when the status changed.
     """
     check(message.status, status)  # nothing written when the report cannot apply
     _event(message, status, error)
     if status == S.UNDELIVERED and fall_back(message, why):
-        return True
+        return
     _change(message, status, None, at=at, written=True)
-    return True
 
 
 def fall_back(message: Message, why: str) -> bool:
@@ -159,7 +159,6 @@ def fall_back(message: Message, why: str) -> bool:
         return False
     if message.expires_at is not None and message.expires_at <= now:
         return False
-    check(message.status, S.PENDING)
     _change(
         message,
         S.PENDING,
@@ -296,7 +295,7 @@ def move_many(
     return len(rows)
 
 
-def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at: datetime):
+def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at: datetime) -> None:
     """Write a step that changes no status to many messages' histories, in one insert (the
     retention's erasure marker)."""
     db.session.execute(
