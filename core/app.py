@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from core import config
 from core.clinic.models import User
 from core.db import db
-from core.delivery import metrics, queues, webhooks
+from core.delivery import lifecycle, metrics, queues, webhooks
 from core.delivery.providers import DeclaredProvider
 from core.errors import DomainError
 from core.extensions import (
@@ -78,6 +78,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     scoping.install(app.config["DB_APP_ROLE"])
     queues.install()
+    lifecycle.install()
 
     state = RelaisState(plugins=PluginHost())
     app.extensions["relais"] = state

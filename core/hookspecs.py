@@ -68,12 +68,13 @@ def relais_country_profile(country_code):
 
 
 @hookspec
-def relais_judge_message(tenant, patient, message):
+def relais_judge_message(tenant, patient, message, senders):
     """Judge an outgoing message before it enters the outbox (regulations).
 
     Called once per message, inside the transaction that writes it. Every enabled plugin is
     asked; the strictest verdict wins (deny, then defer to the latest date, then amend), and
-    it is recorded with the message.
+    it is recorded with the message. A judge only judges: what it needs to know comes with
+    the message; a reply it wants sent goes through the public ``send``.
 
     :param tenant: the clinic sending it.
     :param patient: the recipient (:class:`core.clinic.models.Patient`), or None for a code sent to
@@ -81,6 +82,10 @@ def relais_judge_message(tenant, patient, message):
         purposes only).
     :param message: the :class:`core.delivery.models.Message` about to be written: ``purpose``,
         ``channels``, rendered ``content``, ``not_before``.
+    :param senders: who it would come from: for each channel of ``message.channels``, a list
+        of ``(provider, sender)``, one per route of the clinic's country that may carry it,
+        best first; ``sender`` is the provider's sender for the message's purpose (an SMS
+        sender ID or number, e.g. the promotional short code for a campaign), or None.
     :return: a :class:`core.regulation.Verdict`, or None to allow.
     """
 
@@ -236,14 +241,19 @@ def relais_template_variables(tenant):
 
 @hookspec
 def relais_message_status_changed(tenant, message_id, status, at):
-    """React to a message's status change (queued, sent, delivered, failed...).
+    """React to a message's status change (scheduled, pending, sent, delivered, expired...).
 
-    Called after the change is committed, once per change.
+    Called once per change, whatever caused it (the outbox, a worker, the sweeper, a delivery
+    receipt, a cancellation), after the transaction holding it commits, in the clinic's
+    scope; a change rolled back is never announced. The changes a message may make are
+    listed in :data:`core.delivery.lifecycle.TRANSITIONS`; a worker's claim (``sending``) is
+    not announced: its outcome is.
 
     :param tenant: the clinic the message belongs to.
     :param message_id: the message's opaque id (UUID).
     :param status: the new status, e.g. ``"delivered"``.
-    :param at: when the change happened (aware UTC datetime).
+    :param at: when the change happened (aware UTC datetime); for a delivery, when the
+        provider reports the patient received it.
     """
 
 

@@ -15,10 +15,9 @@ import sqlalchemy as sa
 from flask import url_for
 
 from core.clinic.models import Patient
-from core.db import db, new_id, utcnow
-from core.delivery import receipts, routing
+from core.db import db, utcnow
+from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
-from core.delivery.outbox import record
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -28,7 +27,6 @@ from core.delivery.providers import (
     Result,
     send_batch,
 )
-from core.plugins import hooks_for
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
@@ -72,15 +70,9 @@ def deliver(message_ids: list[str]) -> int:
         for message in todo:  # still undecided after every round: try again later
             _retry_later(message, now, "too many failovers in one go")
         receipts.apply_early_receipts([m for m in claimed if m.status == MessageStatus.SENT])
-        changes = [(m.id, m.status) for m in claimed]
-        db.session.commit()
+        db.session.commit()  # the lifecycle announces each change once this commits
     finally:
         session.expire_on_commit = True
-    hooks = hooks_for(tenant)
-    for message_id, status in changes:
-        hooks.relais_message_status_changed(
-            tenant=tenant, message_id=message_id, status=str(status), at=now
-        )
     return len(claimed)
 
 
@@ -90,25 +82,7 @@ def claim(message_ids: list[uuid.UUID]) -> list[Message]:
     On PostgreSQL, rows another worker holds are skipped (FOR UPDATE SKIP LOCKED). The claim
     is committed before any provider is called.
     """
-    claim_id, now = new_id(), utcnow()
-    due = (
-        sa.select(Message.id)
-        .where(
-            Message.id.in_(message_ids),
-            Message.status == MessageStatus.PENDING,
-            Message.next_attempt_at <= now,
-        )
-        .with_for_update(skip_locked=True)
-    )
-    claimed = db.session.scalars(
-        sa.update(Message)
-        .where(Message.id.in_(due.scalar_subquery()))
-        .values(status=MessageStatus.SENDING, claim_id=claim_id, lease_until=now + LEASE)
-        .returning(Message)
-        .execution_options(synchronize_session=False)
-    ).all()
-    db.session.commit()
-    return claimed
+    return lifecycle.claim(message_ids, LEASE)
 
 
 def _round(tenant, messages, patients, now) -> list[Message]:
@@ -203,11 +177,11 @@ def _decide(tenant, message: Message, patient, now: datetime):
     or must wait (it is then already updated)."""
     while True:
         if message.expires_at and message.expires_at <= now:
-            _finish(message, MessageStatus.EXPIRED, now, "expired before it could be sent")
+            lifecycle.finish(message, MessageStatus.EXPIRED, "expired before it could be sent", now)
             return None
         channel = message.channel
         if channel is None:
-            _finish(message, MessageStatus.FAILED, now, "no channel left in the plan")
+            lifecycle.finish(message, MessageStatus.FAILED, "no channel left in the plan", now)
             return None
         to = _address(tenant, message, patient, channel)
         candidates = (
@@ -221,12 +195,10 @@ def _decide(tenant, message: Message, patient, now: datetime):
         if candidates:  # providers exist but every circuit is open: wait for one
             _retry_later(message, now, "every provider of the channel is unavailable")
             return None
-        record(
+        lifecycle.next_channel(
             message,
-            "fallback",
             f"cannot send by {channel}" if to else f"the patient cannot receive by {channel}",
         )
-        _next_channel(message)
 
 
 def _outgoing(
@@ -264,14 +236,10 @@ def _address(tenant, message: Message, patient, channel: str) -> str | None:
 def _apply(message: Message, provider: str, result: Result, now: datetime) -> bool:
     """Record a provider's answer; True when the message must be tried again now."""
     if result.outcome == ACCEPTED:
-        message.status, message.provider = MessageStatus.SENT, provider
-        message.provider_ref, message.sent_at, message.tries = result.provider_ref, now, 0
-        message.lease_until = message.claim_id = None
-        record(message, MessageStatus.SENT, provider)
+        lifecycle.sent(message, provider, result.provider_ref, now)
         return False
     if result.outcome == UNREACHABLE:
-        record(message, "fallback", f"{provider}: {result.error}")
-        _next_channel(message)
+        lifecycle.next_channel(message, f"{provider}: {result.error}")
         return True
     if result.outcome == TEMPORARY:
         message.tries += 1
@@ -280,29 +248,14 @@ def _apply(message: Message, provider: str, result: Result, now: datetime) -> bo
             return False
     # permanent, or temporary too many times: this provider is done with this message
     assert result.outcome in (PERMANENT, TEMPORARY)
-    message.exhausted = [*message.exhausted, provider]
-    message.tries = 0
-    record(message, "failover", f"{provider}: {result.error}")
+    lifecycle.fail_over(message, provider, f"{provider}: {result.error}")
     return True
-
-
-def _next_channel(message: Message) -> None:
-    message.channel_index += 1
-    message.exhausted, message.tries = [], 0
 
 
 def _retry_later(message: Message, now: datetime, why: str) -> None:
     """Back to the outbox, due after an exponential backoff with jitter."""
     delay = min(2 ** max(message.tries, 1), 300) * (0.5 + random.random())  # noqa: S311
-    message.status, message.next_attempt_at = MessageStatus.PENDING, now + timedelta(seconds=delay)
-    message.enqueued_at = message.lease_until = message.claim_id = None
-    record(message, "retry", why[:200])
-
-
-def _finish(message: Message, status: MessageStatus, now: datetime, why: str) -> None:
-    message.status, message.finished_at = status, now
-    message.lease_until = message.claim_id = None
-    record(message, status, why)
+    lifecycle.retry(message, now + timedelta(seconds=delay), why[:200])
 
 
 def _callback(tenant, provider: str) -> str:

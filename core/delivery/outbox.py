@@ -14,8 +14,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
-from core.delivery import queues
-from core.delivery.models import Message, MessageEvent, MessageStatus
+from core.delivery import lifecycle, queues, routing
+from core.delivery.models import Message, MessageStatus
 from core.errors import ValidationError
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
@@ -88,13 +88,12 @@ def send(
         not_before=not_before,
         expires_at=expires_at,
         exhausted=[],
-        status=MessageStatus.PENDING,
     )
-    _apply_verdict(message, judge(tenant, patient, message), now)
+    status = _apply_verdict(message, judge(tenant, patient, message), now)
     message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
-    record(message, message.status, message.verdict_reason)
-    if message.status == MessageStatus.PENDING:
+    lifecycle.start(message, status, message.verdict_reason, now)
+    if status == MessageStatus.PENDING:
         message.enqueued_at = now  # pushed right after commit; the sweeper checks it got there
         queues.enqueue_after_commit(message)
     return message
@@ -161,7 +160,11 @@ def _judged(tenant, patient: Patient, message: Message) -> Verdict:
         )
     verdicts = []
     answers = hooks_for(tenant).each(
-        "relais_judge_message", tenant=tenant, patient=patient, message=message
+        "relais_judge_message",
+        tenant=tenant,
+        patient=patient,
+        message=message,
+        senders=senders(tenant, message),
     )
     for plugin, verdict in answers:
         if verdict is None:
@@ -172,6 +175,16 @@ def _judged(tenant, patient: Patient, message: Message) -> Verdict:
     return Verdict.strictest(verdicts)
 
 
+def senders(tenant, message: Message) -> dict[str, list[tuple[str, str | None]]]:
+    """Who the message would come from: for each channel of its plan, ``(provider, sender)``
+    of each route that may carry it, for its purpose (the facts regulations judge senders
+    by, so that they need not build providers themselves)."""
+    return {
+        channel: routing.senders(tenant, channel, message.purpose)
+        for channel in message.channels or ()
+    }
+
+
 def _amend(message: Message, verdict: Verdict) -> None:
     if verdict.text:
         message.content = {**message.content, "text": verdict.text}
@@ -179,51 +192,19 @@ def _amend(message: Message, verdict: Verdict) -> None:
         message.channels = [c for c in message.channels if c in verdict.channels]
 
 
-def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> None:
+def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> MessageStatus:
+    """Record the verdict with the message; return the status it enters the outbox with."""
     message.verdict, message.verdict_reason = verdict.action, (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
     if verdict.action == "deny":
-        message.status, message.finished_at = MessageStatus.DENIED, now
-        return
+        return MessageStatus.DENIED
     if not message.channels:  # amendments took every channel away: nothing can carry it
-        message.status, message.finished_at = MessageStatus.DENIED, now
-        return
+        return MessageStatus.DENIED
     due = message.not_before or now
     if verdict.action == "defer" and verdict.until and verdict.until > due:
         due = message.verdict_until = verdict.until
     message.next_attempt_at = due
-    if due > now:
-        message.status = MessageStatus.SCHEDULED
-
-
-def record(message: Message, status: str, detail: str | None = None) -> None:
-    """Add a timestamped status change to the message's history."""
-    db.session.add(
-        MessageEvent(
-            tenant_id=message.tenant_id, message_id=message.id, status=str(status), detail=detail
-        )
-    )
-
-
-def fall_back(message: Message, why: str) -> bool:
-    """Send a message again by the next channel of its plan, after its current channel failed
-    to reach the patient (an undelivered SMS, an unanswered call, an unacknowledged push).
-
-    Returns False, changing nothing, when the plan has no next channel or the message has
-    expired: it then stays as it is (undelivered) for staff to see.
-    """
-    now = utcnow()
-    if message.channel_index + 1 >= len(message.channels or ()):
-        return False
-    if message.expires_at is not None and message.expires_at <= now:
-        return False
-    record(message, "fallback", why[:200])
-    message.channel_index += 1
-    message.exhausted, message.tries = [], 0
-    message.status, message.next_attempt_at, message.enqueued_at = MessageStatus.PENDING, now, now
-    message.provider = message.provider_ref = message.sent_at = message.finished_at = None
-    queues.enqueue_after_commit(message)
-    return True
+    return MessageStatus.SCHEDULED if due > now else MessageStatus.PENDING
 
 
 def cancel(message: Message, reason: str) -> bool:
@@ -231,8 +212,4 @@ def cancel(message: Message, reason: str) -> bool:
 
     Returns False when it is too late: being sent, sent, or already final.
     """
-    if message.status not in (MessageStatus.SCHEDULED, MessageStatus.PENDING):
-        return False
-    message.status, message.finished_at = MessageStatus.CANCELLED, utcnow()
-    record(message, MessageStatus.CANCELLED, reason[:200])
-    return True
+    return lifecycle.cancel(message, reason)

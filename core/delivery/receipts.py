@@ -4,8 +4,8 @@ import sqlalchemy as sa
 
 from core.clinic.models import Patient
 from core.db import db
+from core.delivery import lifecycle
 from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageStatus
-from core.delivery.outbox import fall_back, record
 from core.delivery.providers import Inbound, Receipt
 from core.plugins import hooks_for
 from tenants.models import Tenant
@@ -41,15 +41,9 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
         return None  # already final (delivered, failed...): nothing changes
     if message.status == status:
         return None
-    record(message, status, receipt.error)
-    if status == MessageStatus.UNDELIVERED and fall_back(
-        message, f"{provider}: {receipt.error or 'not delivered'}"
-    ):
-        return message  # on its way by the next channel of its plan
-    message.status = status
-    if status == MessageStatus.DELIVERED:
-        message.delivered_at = receipt.at
-    message.finished_at = receipt.at
+    # Undelivered: on its way by the next channel of its plan when there is one.
+    why = f"{provider}: {receipt.error or 'not delivered'}"
+    lifecycle.report(message, status, receipt.at, receipt.error, why)
     return message
 
 

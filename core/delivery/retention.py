@@ -34,7 +34,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask import current_app
 
-from core.db import UTCDateTime, db, new_id, utcnow
+from core.db import UTCDateTime, db, utcnow
+from core.delivery import lifecycle
 from core.delivery.models import (
     FINAL_STATUSES,
     Attempt,
@@ -249,19 +250,7 @@ def _erase_messages(tenant_id, where: list, marker: dict, now: datetime) -> int:
             .where(Message.tenant_id == tenant_id, Message.id.in_(ids))
             .values(content=marker)
         )
-        db.session.execute(
-            sa.insert(MessageEvent),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "id": new_id(),
-                    "message_id": i,
-                    "at": now,
-                    "status": ERASED_STEP,
-                }
-                for i in ids
-            ],
-        )
+        lifecycle.note_many(tenant_id, ids, ERASED_STEP, now)
         db.session.commit()
         done, last = done + len(ids), rows[-1]
 

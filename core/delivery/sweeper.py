@@ -22,10 +22,9 @@ from flask import Flask, current_app
 
 from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import jobs, queues, retention
+from core.delivery import jobs, lifecycle, queues, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
-from core.delivery.outbox import fall_back, record
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
 
@@ -41,12 +40,11 @@ def sweep() -> dict[str, int]:
     counts = {}
     with system_scope():
         counts["due"] = _move(
-            (Message.status == MessageStatus.SCHEDULED, Message.next_attempt_at <= now),
-            MessageStatus.PENDING,
-            "due",
+            MessageStatus.SCHEDULED, Message.next_attempt_at <= now, MessageStatus.PENDING, "due"
         )
         counts["reclaimed"] = _move(
-            (Message.status == MessageStatus.SENDING, Message.lease_until < now),
+            MessageStatus.SENDING,
+            Message.lease_until < now,
             MessageStatus.PENDING,
             "the worker's lease ended: sending again",
         )
@@ -56,33 +54,23 @@ def sweep() -> dict[str, int]:
     return counts
 
 
-def _move(where, status: MessageStatus, why: str) -> int:
-    rows = db.session.scalars(
-        sa.select(Message).where(*where).limit(BATCH).with_for_update(skip_locked=True)
-    ).all()
-    for message in rows:
-        message.status = status
-        message.lease_until = message.claim_id = message.enqueued_at = None
-        record(message, status, why)
-    db.session.commit()
-    return len(rows)
+def _move(frm: MessageStatus, where, to: MessageStatus, why: str) -> int:
+    moved = lifecycle.move_many([where], [frm], to, why, BATCH)
+    db.session.commit()  # the lifecycle announces the changes once this commits
+    return moved
 
 
 def _expire(now) -> int:
-    rows = db.session.scalars(
-        sa.select(Message)
-        .where(
-            Message.status.in_([MessageStatus.SCHEDULED, MessageStatus.PENDING]),
-            Message.expires_at < now,
-        )
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for message in rows:
-        message.status, message.finished_at = MessageStatus.EXPIRED, now
-        record(message, MessageStatus.EXPIRED, "expired before it could be sent")
+    expired = lifecycle.move_many(
+        [Message.expires_at < now],
+        [MessageStatus.SCHEDULED, MessageStatus.PENDING],
+        MessageStatus.EXPIRED,
+        "expired before it could be sent",
+        BATCH,
+        now,
+    )
     db.session.commit()
-    return len(rows)
+    return expired
 
 
 def _unacknowledged(now) -> int:
@@ -119,13 +107,13 @@ def _unacknowledged(now) -> int:
             f"{message.provider}: no device acknowledged it within "
             f"{own.get(country, default)} minutes"
         )
-        if not fall_back(message, why):
+        if not lifecycle.fall_back(message, why):
             last = message.channel_index + 1 >= len(message.channels or ())
-            message.status, message.finished_at = MessageStatus.UNDELIVERED, now
-            record(
+            lifecycle.finish(
                 message,
                 MessageStatus.UNDELIVERED,
-                f"{why}; {'no channel left in the plan' if last else 'the message expired'}"[:200],
+                f"{why}; {'no channel left in the plan' if last else 'the message expired'}",
+                now,
             )
     db.session.commit()
     return len(rows)

@@ -10,7 +10,7 @@ from core.clinic import settings
 from core.db import db
 from core.delivery import receipts
 from core.delivery.providers import Provider, SignatureError
-from core.plugins import enabled_plugins, hooks_for
+from core.plugins import enabled_plugins
 from tenants import scoping
 
 bp = Blueprint("webhooks", __name__)  # on clinic subdomains: receipts
@@ -44,14 +44,9 @@ def receipts_hook(provider: str):
         reports = instance.parse_receipts(headers, body, form)
     except ValueError:
         abort(400)
-    changed = [m for m in (receipts.apply_receipt(provider, r) for r in reports) if m]
-    changes = [(m.id, str(m.status), m.finished_at) for m in changed]
-    db.session.commit()
-    hooks = hooks_for(g.tenant)
-    for message_id, status, at in changes:
-        hooks.relais_message_status_changed(
-            tenant=g.tenant, message_id=message_id, status=status, at=at
-        )
+    for report in reports:
+        receipts.apply_receipt(provider, report)
+    db.session.commit()  # the lifecycle announces each change once this commits
     return "", 204
 
 

@@ -28,7 +28,6 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core.delivery import routing  # replaced by facts given with the message
 from core.plugin_api import (
     ConsentAction,
     ConsentMethod,
@@ -172,7 +171,7 @@ class CountryRules:
         )
 
     @hookimpl
-    def relais_judge_message(self, tenant, patient, message):
+    def relais_judge_message(self, tenant, patient, message, senders):
         """Apply the country's rules to a message (see the module's docstring)."""
         if tenant.country_code != self.country:
             return None
@@ -194,7 +193,7 @@ class CountryRules:
             for channel, why in refused.items():
                 drop((channel,), why, "consent")
         if "sms" in plan:
-            problem = self._sender_problem(tenant, message.purpose)
+            problem = self._sender_problem(tenant, senders.get("sms", ()))
             if problem:
                 drop(("sms",), problem, "sender")
         mention = None
@@ -329,8 +328,10 @@ class CountryRules:
                 )
         return refused
 
-    def _sender_problem(self, tenant, purpose) -> str | None:
-        for _provider, sender in routing.senders(tenant, "sms", purpose):
+    def _sender_problem(self, tenant, senders) -> str | None:
+        """Why one of the SMS ``senders`` (``(provider, sender)``, given with the message)
+        may not send in this country, or None."""
+        for _provider, sender in senders:
             problem = sender and self._sender_rule(tenant.country_code, sender)
             if problem:
                 return problem
@@ -411,8 +412,7 @@ class CountryRules:
                     words=words,
                     link=link,
                 )
-        # The text goes in as a variable, never as a template: a clinic's name is not Jinja.
-        send(tenant, patient, "messaging", "{{ text }}", {"text": text}, (channel,))
+        _reply(tenant, patient, channel, text)
 
     def _parse_region(self, text: str) -> str:
         regions = {
@@ -422,6 +422,13 @@ class CountryRules:
         if code is None:
             raise ValueError(_("One of: %(codes)s.", codes=", ".join(regions.values())))
         return code
+
+
+def _reply(tenant, patient, channel: str, text: str) -> None:
+    """Send the patient a reply through the outbox: the only message a regulation sends,
+    judged like any other (the one call of ``send`` in this module)."""
+    # The text goes in as a variable, never as a template: a clinic's name is not Jinja.
+    send(tenant, patient, "messaging", "{{ text }}", {"text": text}, (channel,))
 
 
 def _normalized(text: str) -> str:

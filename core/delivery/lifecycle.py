@@ -1,0 +1,420 @@
+"""A message's lifecycle: every change of a message's status goes through this module.
+
+Whoever causes it (the outbox writing a judged message, a worker claiming and sending, the
+sweeper, a delivery receipt, a cancellation), a status change is
+
+1. checked against :data:`TRANSITIONS`, the one table of allowed changes: a change not in it
+   raises :class:`TransitionError` and changes nothing;
+2. applied with the fields that go with the new status (``finished_at`` of a final status, a
+   worker's lease dropped when it ends...);
+3. written to the message's history (a :class:`MessageEvent`);
+4. announced to the clinic's plugins (``relais_message_status_changed``) once the
+   transaction that holds it commits, once per change; a rolled back change is never
+   announced.
+
+Steps that change no status (a failover to the next provider, a report of non-delivery
+before a fallback, the retention's erasure) are written here too, with :func:`note`: no
+other module writes a message's status or its history.
+
+Hot paths stay bulk: :func:`claim` and :func:`move_many` change many messages in one
+statement and write their events in one multi-row insert.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from core.db import db, new_id, utcnow
+from core.delivery import queues
+from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
+from core.plugins import hooks_for
+from tenants.models import Tenant
+from tenants.scoping import current_scope, tenant_scope
+
+S = MessageStatus
+
+# (from, to): every status change a message may make. ``None`` is a message being written.
+TRANSITIONS: frozenset[tuple[MessageStatus | None, MessageStatus]] = frozenset(
+    {
+        # outbox.send, as the regulations judged it
+        (None, S.PENDING),
+        (None, S.SCHEDULED),
+        (None, S.DENIED),
+        # waiting: its time comes (sweeper), it expires (sweeper), it is cancelled
+        (S.SCHEDULED, S.PENDING),
+        (S.SCHEDULED, S.EXPIRED),
+        (S.SCHEDULED, S.CANCELLED),
+        (S.PENDING, S.SENDING),  # a worker's claim
+        (S.PENDING, S.EXPIRED),
+        (S.PENDING, S.CANCELLED),
+        # a worker's outcome; or its lease ended (sweeper's reclaim)
+        (S.SENDING, S.SENT),
+        (S.SENDING, S.PENDING),  # retry later, or reclaimed
+        (S.SENDING, S.FAILED),  # no channel of its plan could carry it
+        (S.SENDING, S.EXPIRED),
+        # receipts, and the sweeper's wait for a device's acknowledgement
+        (S.SENT, S.DELIVERED),
+        (S.SENT, S.UNDELIVERED),
+        (S.SENT, S.PENDING),  # not delivered: by the next channel of its plan
+        (S.UNDELIVERED, S.DELIVERED),  # a late report of delivery
+    }
+)
+# Changes neither written to the history nor announced: a claim is a lease of seconds whose
+# outcome (sent, retry, failover, failed...) is always written and announced by the job that
+# holds it, or by the sweeper that reclaims it; recording it too would double the history's
+# rows and the hot path's inserts for a state no one acts on.
+QUIET: frozenset[tuple[MessageStatus | None, MessageStatus]] = frozenset({(S.PENDING, S.SENDING)})
+
+_CHANGES = "relais_status_changes"  # (tenant id, message id, status, at), this transaction's
+_READY = "relais_status_committed"  # the same, committed: announced when the transaction ends
+_MARKS = "relais_status_savepoints"  # savepoint -> how many changes came before it
+
+
+class TransitionError(RuntimeError):
+    """A status change :data:`TRANSITIONS` does not allow; nothing was changed."""
+
+    def __init__(self, frm: MessageStatus | None, to: MessageStatus) -> None:
+        super().__init__(f"a message cannot go from {frm or 'nothing'} to {to}")
+        self.frm, self.to = frm, to
+
+
+def allowed(frm: MessageStatus | None, to: MessageStatus) -> bool:
+    """Whether a message may go from ``frm`` (None: not written yet) to ``to``."""
+    return (None if frm is None else S(frm), S(to)) in TRANSITIONS
+
+
+def check(frm: MessageStatus | None, to: MessageStatus) -> None:
+    """:raises TransitionError: when :data:`TRANSITIONS` does not allow the change."""
+    if not allowed(frm, to):
+        raise TransitionError(frm, to)
+
+
+# --- one message ------------------------------------------------------------------------------
+
+
+def start(message: Message, status: MessageStatus, detail: str | None, at: datetime) -> None:
+    """A new message enters the outbox as judged: pending, scheduled or denied."""
+    _change(message, status, detail, at=at)
+
+
+def sent(message: Message, provider: str, provider_ref: str | None, at: datetime) -> None:
+    """A provider accepted the message."""
+    _change(
+        message,
+        S.SENT,
+        provider,
+        at=at,
+        provider=provider,
+        provider_ref=provider_ref,
+        sent_at=at,
+        tries=0,
+    )
+
+
+def retry(message: Message, due: datetime, why: str) -> None:
+    """Back to the outbox, due at ``due`` (a worker's backoff)."""
+    _change(message, S.PENDING, why, step="retry", next_attempt_at=due)
+
+
+def finish(message: Message, status: MessageStatus, why: str | None, at: datetime) -> None:
+    """End the message: expired, failed, undelivered, delivered (``at`` is then its
+    reception)..."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"{status} is not a final status")
+    _change(message, status, why, at=at)
+
+
+def report(
+    message: Message, status: MessageStatus, at: datetime, error: str | None, why: str
+) -> None:
+    """A provider's delivery report (``delivered`` or ``undelivered``) on a sent message.
+
+    The report is written as the provider gave it; one of non-delivery sends the message by
+    the next channel of its plan (``why``) when there is one, else ends it undelivered.
+    """
+    check(message.status, status)  # nothing written when the report cannot apply
+    _event(message, status, error)
+    if status == S.UNDELIVERED and fall_back(message, why):
+        return
+    _change(message, status, None, at=at, written=True)
+
+
+def fall_back(message: Message, why: str) -> bool:
+    """Send a sent message again by the next channel of its plan, after its current channel
+    failed to reach the patient (an undelivered SMS, an unanswered call, an unacknowledged
+    push); it is queued after commit.
+
+    Returns False, changing nothing, when the plan has no next channel or the message has
+    expired: it then stays as it is for the caller to end.
+    """
+    now = utcnow()
+    if message.channel_index + 1 >= len(message.channels or ()):
+        return False
+    if message.expires_at is not None and message.expires_at <= now:
+        return False
+    _change(
+        message,
+        S.PENDING,
+        why[:200],
+        at=now,
+        step="fallback",
+        channel_index=message.channel_index + 1,
+        exhausted=[],
+        tries=0,
+        next_attempt_at=now,
+        enqueued_at=now,  # pushed right after commit; the sweeper checks it got there
+        provider=None,
+        provider_ref=None,
+        sent_at=None,
+        finished_at=None,
+    )
+    queues.enqueue_after_commit(message)
+    return True
+
+
+def cancel(message: Message, reason: str) -> bool:
+    """Cancel a message that has not left yet (a cancelled appointment's reminders).
+
+    Returns False, changing nothing, when it is too late: being sent, sent, or final.
+    """
+    if not allowed(message.status, S.CANCELLED):
+        return False
+    _change(message, S.CANCELLED, reason[:200])
+    return True
+
+
+def next_channel(message: Message, why: str) -> None:
+    """A worker moves on to the next channel of the plan (the current one cannot carry it);
+    the message stays claimed."""
+    note(message, "fallback", why)
+    message.channel_index += 1
+    message.exhausted, message.tries = [], 0
+
+
+def fail_over(message: Message, provider: str, why: str) -> None:
+    """A worker gives up on ``provider`` for this message: the next one of the channel gets
+    it; the message stays claimed."""
+    note(message, "failover", why)
+    message.exhausted = [*message.exhausted, provider]
+    message.tries = 0
+
+
+def note(message: Message, step: str, detail: str | None = None) -> None:
+    """Write a step that changes no status to the message's history."""
+    _event(message, step, detail)
+
+
+# --- many messages ----------------------------------------------------------------------------
+
+
+def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
+    """Atomically take the due ones among ``message_ids``: status ``sending`` with a lease,
+    in one statement; returns them. Committed before any provider is called.
+
+    On PostgreSQL, rows another worker holds are skipped (FOR UPDATE SKIP LOCKED). Quiet
+    (see :data:`QUIET`).
+    """
+    check(S.PENDING, S.SENDING)
+    claim_id, now = new_id(), utcnow()
+    due = (
+        sa.select(Message.id)
+        .where(
+            Message.id.in_(message_ids),
+            Message.status == S.PENDING,
+            Message.next_attempt_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    claimed = db.session.scalars(
+        sa.update(Message)
+        .where(Message.id.in_(due.scalar_subquery()))
+        .values(status=S.SENDING, claim_id=claim_id, lease_until=now + lease)
+        .returning(Message)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return claimed
+
+
+def move_many(
+    where: Iterable[Any],
+    frm: Iterable[MessageStatus],
+    to: MessageStatus,
+    why: str,
+    limit: int,
+    now: datetime | None = None,
+) -> int:
+    """Change up to ``limit`` messages in one of the statuses ``frm`` that match ``where`` to
+    ``to``: one UPDATE (rows others hold are skipped) and one multi-row insert of their
+    events. The caller commits. Returns how many changed.
+
+    :raises TransitionError: when a change from one of ``frm`` to ``to`` is not allowed;
+        nothing is then changed.
+    """
+    frm = [S(f) for f in frm]
+    for status in frm:
+        check(status, to)
+    now = now or utcnow()
+    taken = (
+        sa.select(Message.tenant_id, Message.id)
+        .where(Message.status.in_(frm), *where)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = db.session.execute(
+        sa.update(Message)
+        .where(sa.tuple_(Message.tenant_id, Message.id).in_(taken))
+        .values(status=to, **_effects(to, now))
+        .returning(Message.tenant_id, Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if rows:
+        db.session.execute(
+            sa.insert(MessageEvent),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "id": new_id(),
+                    "message_id": message_id,
+                    "at": now,
+                    "status": str(to),
+                    "detail": why[:200],
+                }
+                for tenant_id, message_id in rows
+            ],
+        )
+        changes = db.session.info.setdefault(_CHANGES, [])
+        changes.extend((tenant_id, message_id, str(to), now) for tenant_id, message_id in rows)
+    return len(rows)
+
+
+def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at: datetime) -> None:
+    """Write a step that changes no status to many messages' histories, in one insert (the
+    retention's erasure marker)."""
+    db.session.execute(
+        sa.insert(MessageEvent),
+        [
+            {"tenant_id": tenant_id, "id": new_id(), "message_id": i, "at": at, "status": step}
+            for i in message_ids
+        ],
+    )
+
+
+# --- the inside -------------------------------------------------------------------------------
+
+
+def _effects(status: MessageStatus, at: datetime) -> dict[str, Any]:
+    """The fields that go with entering ``status``."""
+    if status == S.SENDING:
+        return {}
+    if status == S.PENDING:  # due again: no worker holds it, nothing queued it yet
+        return {"lease_until": None, "claim_id": None, "enqueued_at": None}
+    if status == S.SENT:
+        return {"lease_until": None, "claim_id": None}
+    if status in FINAL_STATUSES:
+        found = {"finished_at": at, "lease_until": None, "claim_id": None}
+        if status == S.DELIVERED:
+            found["delivered_at"] = at
+        return found
+    return {}
+
+
+def _change(
+    message: Message,
+    to: MessageStatus,
+    detail: str | None,
+    *,
+    at: datetime | None = None,
+    step: str | None = None,
+    written: bool = False,
+    **fields: Any,
+) -> None:
+    frm = message.status
+    check(frm, to)
+    at = at or utcnow()
+    message.status = to
+    for name, value in {**_effects(to, at), **fields}.items():
+        setattr(message, name, value)
+    if (frm, to) in QUIET:
+        return
+    if not written:
+        _event(message, step or to, detail)
+    db.session.info.setdefault(_CHANGES, []).append((message.tenant_id, message.id, str(to), at))
+
+
+def _event(message: Message, step: str, detail: str | None) -> None:
+    db.session.add(
+        MessageEvent(
+            tenant_id=message.tenant_id,
+            message_id=message.id,
+            status=str(step),
+            detail=detail[:200] if detail else None,
+        )
+    )
+
+
+# --- announcing, after commit -----------------------------------------------------------------
+
+
+def announce(changes: list[tuple[uuid.UUID, uuid.UUID, str, datetime]]) -> None:
+    """Call ``relais_message_status_changed`` for each committed change, in order, with the
+    plugins enabled for the message's clinic, in that clinic's scope."""
+    by_tenant: dict[uuid.UUID, list] = defaultdict(list)
+    for change in changes:
+        by_tenant[change[0]].append(change)
+    for tenant_id, own in by_tenant.items():
+        with tenant_scope(tenant_id) if current_scope() != tenant_id else nullcontext():
+            tenant = db.session.get(Tenant, tenant_id)
+            if tenant is None:  # deleted meanwhile: no one to tell
+                continue
+            changed = hooks_for(tenant).relais_message_status_changed
+            for _tenant_id, message_id, status, at in own:
+                changed(tenant=tenant, message_id=message_id, status=status, at=at)
+
+
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
+    changes = session.info.pop(_CHANGES, None)
+    if changes:
+        session.info[_READY] = changes
+
+
+def _savepoint_begun(session: Session, transaction) -> None:
+    if transaction.nested:
+        session.info.setdefault(_MARKS, {})[transaction] = len(session.info.get(_CHANGES, ()))
+
+
+def _after_soft_rollback(session: Session, previous_transaction) -> None:
+    if previous_transaction.nested:  # what the savepoint held is undone: never announced
+        mark = session.info.get(_MARKS, {}).pop(previous_transaction, None)
+        if mark is not None and _CHANGES in session.info:
+            del session.info[_CHANGES][mark:]
+
+
+def _after_transaction_end(session: Session, transaction) -> None:
+    """The transaction is over: announce what it committed (the session can query again,
+    so listeners may read and write), forget what it did not."""
+    if transaction.parent is not None:
+        return
+    session.info.pop(_MARKS, None)
+    session.info.pop(_CHANGES, None)  # ended without a commit (rolled back, closed)
+    ready = session.info.pop(_READY, None)
+    if ready:
+        announce(ready)
+
+
+def install(session_class=Session) -> None:
+    """Register the announcements after commit; called once by the app factory."""
+    if not event.contains(session_class, "after_commit", _after_commit):
+        event.listen(session_class, "after_commit", _after_commit)
+        event.listen(session_class, "after_transaction_create", _savepoint_begun)
+        event.listen(session_class, "after_soft_rollback", _after_soft_rollback)
+        event.listen(session_class, "after_transaction_end", _after_transaction_end)
