@@ -33,6 +33,8 @@ def require_staff():
 
 
 def admin_only(view):
+    """Only for the clinic's admins: other staff get a 403."""
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         if current_user.role != Role.ADMIN:
