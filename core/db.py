@@ -31,6 +31,7 @@ def new_id() -> uuid.UUID:
 
 
 def utcnow() -> datetime:
+    """Now, as an aware UTC datetime (what every stored time is)."""
     return datetime.now(UTC)
 
 
@@ -52,8 +53,10 @@ class UTCDateTime(sa.TypeDecorator):
 
 
 def id_column() -> Mapped[uuid.UUID]:
+    """A primary key column of time-ordered UUIDs made by the app (:func:`new_id`)."""
     return mapped_column(sa.Uuid, primary_key=True, default=new_id)
 
 
 def created_column() -> Mapped[datetime]:
+    """A column of when the row was created (aware UTC), filled on insert."""
     return mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -2,6 +2,10 @@
 
 
 class DomainError(Exception):
+    """A refusal with a sentence the user can act on and the ``field`` it concerns: the
+    API answers ``{"error": {"code", "message", "field"}}`` with ``status``, pages show it,
+    commands print it and exit with code 2."""
+
     status = 400
     code = "bad_request"
 

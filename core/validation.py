@@ -27,6 +27,7 @@ def phone(value: Any, country_code: str) -> str | None:
 
 
 def email(value: Any) -> str | None:
+    """An e-mail address, normalised; None when empty. :raises ValidationError: on ``email``."""
     if value in (None, ""):
         return None
     try:
@@ -36,6 +37,8 @@ def email(value: Any) -> str | None:
 
 
 def birth_date(value: Any) -> date | None:
+    """A date of birth (YYYY-MM-DD) that is possible; None when empty.
+    :raises ValidationError: on ``birth_date``."""
     if value in (None, ""):
         return None
     try:
@@ -48,6 +51,7 @@ def birth_date(value: Any) -> date | None:
 
 
 def text(value: Any, field: str, limit: int) -> str:
+    """A text stripped of surrounding spaces, at most ``limit`` characters long."""
     text = ("" if value is None else str(value)).strip()
     if len(text) > limit:
         raise ValidationError(_("At most %(n)d characters.", n=limit), field)
@@ -63,6 +67,7 @@ def whole_number(value: Any, field: str) -> int:
 
 
 def timezone(value: Any, field: str = "timezone") -> str:
+    """An IANA time zone name, e.g. ``Europe/Paris``."""
     try:
         ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):

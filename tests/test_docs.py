@@ -3,24 +3,32 @@
 - every hook of ``core/hookspecs.py`` is in docs/plugins.md with its signature and docstring,
   has a ``:param:`` line per argument, and is named somewhere in tests/ (a test, or a plugin
   the tests install);
+- every name of the public plugin API (``core.plugin_api.__all__``) is in docs/plugins.md's API
+  reference, which is the one generated from the code (tests/docs/api_reference.py), and has a
+  docstring;
+- the import-linter contract that holds plugins to the public API forbids every other module
+  of core and tenants, so that a new core module cannot slip past it;
 - every RQ queue the code enqueues on is one ``relais worker`` listens to;
 - the README starts with exactly two commands, and .ci/run runs the second one;
 - every ``relais`` command and every ``RELAIS_*`` setting is documented.
 
-The hooks reference in docs/plugins.md is generated from the hookspecs; after changing a hook,
-rewrite it with ``python -m tests.test_docs``.
+The hooks reference and the API reference in docs/plugins.md are generated from the code;
+after changing a hook or the public API, rewrite them with ``python -m tests.test_docs``.
 """
 
+import enum
 import inspect
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import click
 import pytest
 
-from core import hookspecs
+from core import hookspecs, plugin_api
 from core.config import Config
+from tests.docs import api_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -71,12 +79,8 @@ def hooks_reference() -> str:
         out += [f"#### `{signature(hook)}`", ""]
         if hook.relais_spec.get("firstresult", False):
             out += ["*firstresult: plugins are asked in turn; the first non-None answer wins.*", ""]
-        out += [
-            "```",
-            docstring(hook),
-            "```",
-            "",
-        ]
+        # Paths to core internals written as the public names plugins import.
+        out += ["```", api_reference.public(docstring(hook)), "```", ""]
     out.append(END)
     return "\n".join(out)
 
@@ -88,9 +92,18 @@ def documented_reference() -> str:
     return text[start : end + len(END)]
 
 
+def documented_api_reference() -> str:
+    text = PLUGINS_DOC.read_text()
+    begin, end = api_reference.BEGIN, api_reference.END
+    start, stop = text.find(begin), text.find(end)
+    assert start >= 0 and stop > start, f"docs/plugins.md lost its markers: {begin!r} ... {end!r}"
+    return text[start : stop + len(end)]
+
+
 def write_reference() -> None:
     text = PLUGINS_DOC.read_text()
-    PLUGINS_DOC.write_text(text.replace(documented_reference(), hooks_reference()))
+    text = text.replace(documented_reference(), hooks_reference())
+    PLUGINS_DOC.write_text(text.replace(documented_api_reference(), api_reference.reference()))
 
 
 # --- hooks ------------------------------------------------------------------------------------
@@ -150,6 +163,83 @@ def suite_sources() -> list[Path]:
 def test_hook_has_a_test(hook):
     named = [p for p in suite_sources() if hook.__name__ in p.read_text()]
     assert named, f"nothing under tests/ names {hook.__name__}: write a test that does"
+
+
+# --- the public plugin API ---------------------------------------------------------------------
+
+
+def test_every_public_name_is_in_the_api_reference():
+    reference = documented_api_reference()
+    headings = [line for line in reference.splitlines() if line.startswith("#### ")]
+    missing = [n for n in plugin_api.__all__ if not any(f"`{n}`" in h for h in headings)]
+    assert not missing, f"names of core.plugin_api missing from docs/plugins.md: {missing}"
+
+
+def test_the_api_reference_is_the_one_generated_from_the_code():
+    assert documented_api_reference() == api_reference.reference(), (
+        "docs/plugins.md's API reference differs from core.plugin_api: "
+        "run `python -m tests.test_docs` and review the diff"
+    )
+
+
+def test_the_api_reference_keeps_the_groups_of_the_module():
+    groups = api_reference.groups()
+    assert [n for _banner, names in groups for n in names] == list(plugin_api.__all__)
+    assert {"Channels", "Errors"} <= {banner[:1].upper() + banner[1:] for banner, _ in groups}
+
+
+@pytest.mark.parametrize("name", plugin_api.__all__)
+def test_every_public_function_and_class_says_what_it_does(name):
+    obj = getattr(plugin_api, name)
+    ours = (getattr(obj, "__module__", None) or "").startswith(("core", "tenants"))
+    enumeration = inspect.isclass(obj) and issubclass(obj, enum.Enum)  # its members say it
+    if ours and (inspect.isfunction(obj) or inspect.isclass(obj)) and not enumeration:
+        assert inspect.getdoc(obj), f"{name} has no docstring: the API reference would be bare"
+
+
+def test_the_plugin_guide_names_no_internal_module():
+    """An author who imports what docs/plugins.md names stays within the public API."""
+    named = set(re.findall(r"\b(?:core|tenants)\.[a-z_]+\b", PLUGINS_DOC.read_text()))
+    internal = sorted(named - {"core.plugin_api", "core.testing"})
+    assert not internal, f"docs/plugins.md sends authors to internal modules: {internal}"
+
+
+# --- the import contracts ---------------------------------------------------------------------
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+CONTRACTS = {c["name"]: c for c in PYPROJECT["tool"]["importlinter"]["contracts"]}
+PUBLIC_MODULES = {"core.plugin_api", "core.testing"}
+
+
+def core_modules() -> set[str]:
+    """Every module at the top of core/ and every subpackage of core, and tenants."""
+    found = {"tenants"}
+    for path in (ROOT / "core").iterdir():
+        if path.suffix == ".py" and path.stem != "__init__":
+            found.add(f"core.{path.stem}")
+        elif path.is_dir() and (path / "__init__.py").exists():
+            found.add(f"core.{path.name}")
+    return found - PUBLIC_MODULES
+
+
+def test_plugins_are_forbidden_every_module_of_core_but_the_public_api():
+    [contract] = [c for name, c in CONTRACTS.items() if name.startswith("plugins import only")]
+    forbidden = set(contract["forbidden_modules"])
+    assert contract["source_modules"] == ["plugins"]
+    missing = sorted(core_modules() - forbidden)
+    assert not missing, f"pyproject.toml: add to the contract's forbidden_modules: {missing}"
+    assert not forbidden & PUBLIC_MODULES, "the public API itself cannot be forbidden"
+
+
+def test_no_channel_imports_another():
+    [contract] = [c for name, c in CONTRACTS.items() if name.startswith("channels are independent")]
+    channels = {
+        f"plugins.channels.{p.name}"
+        for p in (ROOT / "plugins" / "channels").iterdir()
+        if (p / "plugin.py").exists()
+    }
+    assert contract["type"] == "independence"
+    assert set(contract["modules"]) == channels, "pyproject.toml: list every channel package"
 
 
 # --- queues -----------------------------------------------------------------------------------
@@ -266,4 +356,4 @@ def test_every_command_is_in_the_cli_reference(tmp_path):
 
 if __name__ == "__main__":
     write_reference()
-    print(f"rewrote the hooks reference in {PLUGINS_DOC.relative_to(ROOT)}", file=sys.stderr)
+    print(f"rewrote the references in {PLUGINS_DOC.relative_to(ROOT)}", file=sys.stderr)

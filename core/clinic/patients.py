@@ -77,6 +77,7 @@ def get_patient(patient_id: uuid.UUID | str) -> Patient:
 
 
 def find_patient(patient_id: uuid.UUID | str) -> Patient:
+    """A patient of the current clinic by id (unaudited). :raises NotFound."""
     try:
         patient_id = uuid.UUID(str(patient_id))
     except ValueError:

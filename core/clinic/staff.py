@@ -56,6 +56,7 @@ def list_users() -> list[User]:
 
 
 def practitioners() -> list[User]:
+    """The clinic's active practitioners, by name."""
     return list(
         db.session.scalars(
             sa.select(User).where(User.role == Role.PRACTITIONER, User.active).order_by(User.name)

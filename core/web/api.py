@@ -26,6 +26,8 @@ class Unauthorized(DomainError):
 
 @bp.before_request
 def authenticate():
+    """Require an API key of the clinic (``Authorization: Bearer <key>``), else 401 JSON;
+    the key acts in the request (``g.api_key``). Used with ``bp.before_request``."""
     header = request.headers.get("Authorization", "")
     scheme, _sep, token = header.partition(" ")
     key = apikeys.key_for_token(token.strip()) if scheme.lower() == "bearer" else None

@@ -15,6 +15,8 @@ from rq import SimpleWorker
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from core.app import create_app
+from core.clinic import apikeys
+from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
 from core.db import db
 from core.delivery import jobs, retention, routing
@@ -196,6 +198,77 @@ def plugins_disable(name, country):
     _set_plugin(name, country, False)
 
 
+@plugins.command("configure")
+@click.argument("name")
+@click.argument("values", nargs=-1, metavar="KEY=VALUE... [SECRET_KEY...]")
+@click.option("--country", required=True, help="ISO code, e.g. FR.")
+@domain_errors
+def plugins_configure(name, values, country):
+    """Set a plugin's settings for a country, as the operator console does.
+
+    Give each setting as KEY=VALUE; the others keep their value (KEY= empties one: its
+    default applies). Name a secret without a value: it is read from standard input, one
+    line per secret in the order named, or asked for at a hidden prompt; a secret is never
+    taken from the command line nor shown.
+    """
+    with system_scope():
+        code = provisioning.country(country).code
+        if name not in plugin_host().info:
+            fail(f"No plugin is named {name}.")
+        declared = {s.name: s for s in plugin_settings.schema(name)}
+        if not declared:
+            fail(f"The {name} plugin has no settings.")
+        given: dict[str, str] = {}
+        for value in values:
+            key, has_value, text = value.partition("=")
+            setting = declared.get(key)
+            if setting is None:
+                fail(f"The {name} plugin has no setting {key!r}; it has: {', '.join(declared)}.")
+            if setting.secret and has_value:
+                fail(
+                    f"{key} is a secret: name it without a value and give it on standard "
+                    "input or at the prompt, never on the command line."
+                )
+            if not setting.secret and not has_value:
+                fail(f"Give {key} a value: {key}=VALUE.")
+            given[key] = _read_secret(setting) if setting.secret else text
+        # The form as the console shows it (the country's own values), with the given ones.
+        form = {key: _as_text(value) for key, value in _country_values(code, name).items()}
+        form.update(given)
+        plugin_settings.save(code, name, form)
+        db.session.commit()
+    shown = [f"{key} (secret)" if declared[key].secret else key for key in given]
+    click.echo(f"Settings of {name} saved for {code}: {', '.join(shown) or 'none changed'}.")
+
+
+def _read_secret(setting) -> str:
+    """A secret, from a hidden prompt on a terminal, else a line of standard input."""
+    if sys.stdin.isatty():
+        return click.prompt(str(setting.label), hide_input=True)
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line.strip():
+        fail(f"No value for the secret {setting.name} on standard input (one line per secret).")
+    return line
+
+
+def _country_values(code: str, plugin: str) -> dict:
+    """The values stored for the country itself: not those kept for the whole deployment
+    (a country that kept a copy would no longer follow them)."""
+    deployment = plugin_settings.deployment(plugin)
+    return {
+        key: value
+        for key, value in plugin_settings.stored(code, plugin).items()
+        if key not in deployment or deployment[key] != value
+    }
+
+
+def _as_text(value) -> str:
+    """A stored value as the console's form shows it (a bool as yes or no)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else str(value)
+
+
 # --- providers --------------------------------------------------------------------------------
 
 
@@ -291,6 +364,27 @@ def users_create(email, name, slug, role, operator, password, phone):
             create_user(email, name, role, password, phone)
             db.session.commit()
     click.echo(f"Created {email}" + (f" with password {password}" if shown else ""))
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@main.group("apikeys")
+def api_keys():
+    """Create API keys for a clinic's integrators."""
+
+
+@api_keys.command("create")
+@click.argument("name")
+@tenant_option()
+def apikeys_create(tenant, name):
+    """Create an API key for a clinic; it is printed once, as the clinic's page shows it."""
+    key, token = apikeys.create_key(name)  # audited as on the page
+    db.session.commit()
+    click.echo(
+        f'Created the API key "{key.name}" for {tenant.slug}; copy it now, it is shown once:'
+    )
+    click.echo(token)
 
 
 # --- worker -----------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from core.app import create_app
 from core.auth import LoginFailed, check_password
-from core.clinic.models import AuditEvent, Patient, User
+from core.clinic import settings
+from core.clinic.models import ApiKey, AuditEvent, Patient, User
 from core.db import db
 from core.delivery import jobs, outbox
 from core.delivery.models import Message, MessageStatus
@@ -282,6 +283,138 @@ def test_users_create_refuses_bad_input_and_creates_nothing(app, runner, clinic_
     with app.app_context(), system_scope():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Operator)) == 0
+
+
+# --- plugins configure ------------------------------------------------------------------------
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "f00dbabe" * 4
+
+
+def twilio_settings(app, country: str = "FR") -> dict:
+    """What the sms_twilio plugin has stored for a country (secrets decrypted)."""
+    with app.app_context(), system_scope():
+        return settings.stored(country, "sms_twilio")
+
+
+def configure(runner, *args: str, stdin: str | None = None):
+    return runner.invoke(
+        main, ["plugins", "configure", "sms_twilio", "--country", "FR", *args], input=stdin
+    )
+
+
+def test_plugins_configure_sets_a_countrys_settings_with_secrets_from_stdin(app, runner):
+    result = configure(
+        runner,
+        f"account_sid={ACCOUNT_SID}",
+        "sender=+33 6 12 34 56 78",
+        "auth_token",
+        stdin=f"{AUTH_TOKEN}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "sms_twilio saved for FR: account_sid, sender, auth_token (secret)" in result.output
+    assert AUTH_TOKEN not in result.output + result.stderr
+    stored = twilio_settings(app)
+    # Parsed as the console parses them: the sender in E.164.
+    assert stored["account_sid"] == ACCOUNT_SID and stored["sender"] == "+33612345678"
+    assert stored["auth_token"] == AUTH_TOKEN
+    assert twilio_settings(app, "DE") == {}
+
+
+def test_plugins_configure_keeps_what_it_is_not_given(app, runner):
+    configure(
+        runner, f"account_sid={ACCOUNT_SID}", "sender=RELAIS", "auth_token", stdin=f"{AUTH_TOKEN}\n"
+    )
+
+    changed = configure(runner, "sender=CLINIC")
+    assert changed.exit_code == 0, changed.output
+    stored = twilio_settings(app)
+    assert (stored["account_sid"], stored["auth_token"], stored["sender"]) == (
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        "CLINIC",
+    )
+
+    emptied = configure(runner, "sender=")
+    assert emptied.exit_code == 0, emptied.output
+    assert "sender" not in twilio_settings(app)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "problem"),
+    [
+        ([f"auth_token={AUTH_TOKEN}"], None, "auth_token is a secret"),
+        (["sender=not a sender!"], None, "(sender)"),
+        (["auth_token"], "not-a-token\n", "(auth_token)"),
+        (["auth_token"], "", "No value for the secret auth_token"),
+        (["colour=blue"], None, "no setting 'colour'"),
+        (["sender"], None, "Give sender a value"),
+    ],
+)
+def test_plugins_configure_refuses_bad_input_and_changes_nothing(app, runner, args, stdin, problem):
+    configure(runner, "sender=RELAIS")
+
+    result = configure(runner, f"account_sid={ACCOUNT_SID}", *args, stdin=stdin)
+
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr
+    assert "Traceback" not in result.output
+    assert AUTH_TOKEN not in result.output + result.stderr
+    assert twilio_settings(app) == {"sender": "RELAIS"}
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["nonesuch", "--country", "FR", "a=b"], "No plugin is named nonesuch"),
+        (["sms_twilio", "--country", "ZZ", "sender=RELAIS"], "Unknown country"),
+        (["outbox", "--country", "FR", "a=b"], "The outbox plugin has no settings"),
+    ],
+)
+def test_plugins_configure_refuses_unknown_names(app, runner, args, problem):
+    result = runner.invoke(main, ["plugins", "configure", *args])
+
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def test_apikeys_create_prints_a_key_once_that_opens_the_api(app, runner, clinic_fr):
+    result = runner.invoke(main, ["apikeys", "create", "--tenant", clinic_fr.slug, "Agenda"])
+
+    assert result.exit_code == 0, result.output
+    token = result.output.splitlines()[-1]
+    assert token.startswith("rl_")
+    api = client_for(app, clinic_fr.slug)
+    assert (
+        api.get("/api/v1/patients", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
+    with app.app_context(), tenant_scope(clinic_fr.id):
+        key = db.session.scalars(sa.select(ApiKey)).one()
+        assert key.name == "Agenda" and token not in key.digest
+        events = db.session.scalars(sa.select(AuditEvent.action)).all()
+    assert events.count("api_key.create") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--tenant", "nonesuch", "Agenda"], "No clinic has the subdomain nonesuch"),
+        (["--tenant", "demo", "  "], "(name)"),
+    ],
+)
+def test_apikeys_create_refuses_bad_input_and_creates_nothing(
+    app, runner, clinic_fr, args, problem
+):
+    result = runner.invoke(main, ["apikeys", "create", *args])
+
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr
+    with app.app_context(), tenant_scope(clinic_fr.id):
+        assert db.session.scalars(sa.select(ApiKey)).all() == []
 
 
 # --- a plugin's command: exports --------------------------------------------------------------

@@ -15,18 +15,13 @@ Status callbacks come to ``https://<clinic>.<domain>/webhooks/twilio_sms/receipt
 replies to ``https://hooks.<domain>/webhooks/twilio_sms/<COUNTRY>/inbound`` (the number's
 "A message comes in" webhook in the Twilio console); both are signed with
 ``X-Twilio-Signature`` (HMAC-SHA1 of the URL and the sorted form parameters, keyed with the
-auth token), checked here without Twilio's library.
+auth token), checked without Twilio's library by the account code both Twilio channels
+share (:mod:`plugins.channels.twilio_api`).
 """
 
-import base64
-import hashlib
-import hmac
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import ClassVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import phonenumbers
@@ -40,15 +35,19 @@ from core.plugin_api import (
     UNREACHABLE,
     Inbound,
     Outgoing,
-    Provider,
-    ProviderError,
     Receipt,
     Result,
     Setting,
-    SignatureError,
     hookimpl,
     sms_segments,
     utcnow,
+)
+from plugins.channels.twilio_api import (
+    SID,
+    TwilioAccount,
+    account_settings,
+    base_url_setting,
+    json_of,
 )
 
 kind = "channel"
@@ -56,10 +55,7 @@ description = _l(
     "Twilio SMS: text messages through your Twilio account, with receipts and replies."
 )
 
-API_VERSION = "2010-04-01"
-DEFAULT_BASE_URL = "https://api.twilio.com"
 MAX_SEGMENTS = 10  # a longer text is refused: shorten it, or send it by another channel
-SKEW = timedelta(seconds=60)  # allowance between our clock and Twilio's, in lookups
 
 # Twilio's error codes (https://www.twilio.com/docs/api/errors) that decide an outcome.
 TEMPORARY_CODES = {
@@ -92,95 +88,8 @@ RECEIPT_STATUSES = {
     "canceled": "undelivered",
 }  # every other status (accepted, queued, sending, sent...) is an intermediate report
 
-_SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$", re.IGNORECASE)
 _SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
 _ALPHANUMERIC = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-class TwilioAccount(Provider):
-    """What Twilio's APIs share: an account's address and Basic authentication, webhooks
-    signed with ``X-Twilio-Signature``, and settling calls of unknown outcome with a lookup.
-
-    Subclasses (messages, voice calls) give ``try_send``, ``lookup`` and the parsers, and
-    name their list resource, its JSON key and its date filter.
-    """
-
-    resource: ClassVar[str]  # e.g. "Messages.json"
-    listed: ClassVar[str]  # the list's key in Twilio's answer, e.g. "messages"
-    since_filter: ClassVar[str]  # e.g. "DateSent>"
-
-    def _listed(self, to: str, earliest: datetime, timeout: float) -> list[dict]:
-        """The recipient's items since the day of ``earliest``, then their latest ones
-        unfiltered (an item still queued at Twilio has no date for the filter to match)."""
-        queries = (
-            {"To": to, self.since_filter: earliest.date().isoformat(), "PageSize": "100"},
-            {"To": to, "PageSize": "50"},
-        )
-        seen: dict[str, dict] = {}
-        for params in queries:
-            try:
-                response = _client().get(
-                    self._url(self.resource), params=params, auth=self._auth(), timeout=timeout
-                )
-            except httpx.TransportError as exc:
-                raise ProviderError(f"Twilio's list did not answer: {exc}") from exc
-            if response.status_code != 200:
-                raise ProviderError(f"Twilio's list answered HTTP {response.status_code}")
-            for item in _json(response).get(self.listed) or []:
-                seen.setdefault(item.get("sid"), item)
-        return list(seen.values())
-
-    def _settle(self, message: Outgoing, started: datetime, timeout: float, exc) -> Result:
-        """The outcome of a call that got no answer: whatever the list API says now.
-
-        Twilio lists a message as soon as it creates it; one it creates later still (a very
-        slow request) is the case the core's lookup before a retry covers.
-        """
-        why = f"no answer from Twilio within {timeout:g} s ({type(exc).__name__})"
-        try:
-            found = self.lookup([message], started, timeout)
-        except Exception as lookup_exc:  # noqa: BLE001 - unknown stays temporary
-            return Result(
-                message.message_id,
-                TEMPORARY,
-                error=f"{why}; lookup failed: {lookup_exc}"[:200],
-                unknown=True,
-            )
-        if found:
-            return found[0]
-        # Twilio may still create it (a very slow request): the retry looks it up first.
-        return Result(
-            message.message_id, TEMPORARY, error=f"{why}; Twilio has no such message", unknown=True
-        )
-
-    def verify(self, url: str, headers: dict[str, str], body: bytes, form: dict) -> None:
-        """Check ``X-Twilio-Signature`` (HMAC-SHA1, keyed with the auth token, over the URL
-        Twilio called followed by every form parameter, name then value, sorted by name).
-
-        The URL is tried as Flask saw it, as ``https`` (TLS ended at a proxy in front of us),
-        and each with and without its default port, as Twilio's own libraries do: Twilio
-        signs the URL it was given, and which of these it was cannot be told from here.
-        Webhooks signed with a shared key (``X-Twilio-Webhooks-Signature-Settings``) are not
-        supported: set the auth token, Twilio's default.
-        """
-        token = self.settings.get("auth_token")
-        signature = _header(headers, "X-Twilio-Signature")
-        if not token or not signature:
-            raise SignatureError("no X-Twilio-Signature, or no auth token set")
-        params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        for candidate in _urls_twilio_may_have_signed(url):
-            expected = signature_for(token, candidate, params)
-            if hmac.compare_digest(expected.encode(), signature.encode()):
-                return
-        raise SignatureError("X-Twilio-Signature does not match")
-
-    def _url(self, resource: str) -> str:
-        base = (self.settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        return f"{base}/{API_VERSION}/Accounts/{self.settings['account_sid']}/{resource}"
-
-    def _auth(self) -> tuple[str, str]:
-        return self.settings["account_sid"], self.settings["auth_token"]
 
 
 class TwilioSms(TwilioAccount):
@@ -188,12 +97,13 @@ class TwilioSms(TwilioAccount):
 
     name, channel = "twilio_sms", "sms"
     resource, listed, since_filter = "Messages.json", "messages", "DateSent>"
+    plugin, required = "sms_twilio", ("account_sid", "auth_token", "sender")
     batch_size = 1
 
     # --- sending ---------------------------------------------------------------------------
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
-        self._check_configured()
+        self.check_configured()
         return [self._send(message, timeout) for message in batch]
 
     def _send(self, message: Outgoing, timeout: float) -> Result:
@@ -208,49 +118,22 @@ class TwilioSms(TwilioAccount):
         form = {"To": message.to, "Body": message.text, **self._sender(message.purpose)}
         if message.callback_url:
             form["StatusCallback"] = message.callback_url
-        started = utcnow()
-        try:
-            response = _client().post(
-                self._url("Messages.json"), data=form, auth=self._auth(), timeout=timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never reached Twilio: safe to send again.
-            return Result(message.message_id, TEMPORARY, error=f"Twilio unreachable: {exc}"[:200])
-        except httpx.TransportError as exc:
-            # Sent, but no (complete) answer: Twilio may have created the message.
-            return self._settle(message, started, timeout, exc)
-        return _answer(message, response)
+        return self.create(message, form, timeout, _answer)
 
     # --- recovering unknown outcomes -------------------------------------------------------
 
-    def lookup(self, batch: list[Outgoing], since: datetime, timeout: float) -> list[Result]:
-        """Find the messages Twilio created for ``batch`` since ``since``.
+    def matches(self, item: dict, message: Outgoing, earliest: datetime) -> bool:
+        """A message Twilio lists is ours when it went to the same number with the same text,
+        created at or after ``earliest``.
 
         Twilio has no idempotency key and keeps no reference of ours, so a message is
-        recognised by its recipient, its text and its creation time (at or after ``since``,
-        less :data:`SKEW`); each Twilio message answers for one of ours at most. Two lists
-        are read per recipient: ``DateSent>=`` the day of ``since`` (what Twilio sent since),
-        then the recipient's latest messages unfiltered, because a message still queued at
-        Twilio has no ``date_sent`` and a ``DateSent`` filter would hide exactly it.
-
-        :raises ProviderError: when Twilio does not answer the list (the caller retries later).
+        recognised by its recipient, its text and its creation time. Two lists are read per
+        recipient (:meth:`TwilioAccount.lookup`): ``DateSent>=`` the day of ``since`` (what
+        Twilio sent since), then the recipient's latest messages unfiltered, because a message
+        still queued at Twilio has no ``date_sent`` and a ``DateSent`` filter would hide
+        exactly it.
         """
-        self._check_configured()
-        earliest = since - SKEW
-        listed: dict[str, list[dict]] = {}
-        taken: set[str] = set()
-        found = []
-        for message in batch:
-            if message.to not in listed:
-                listed[message.to] = self._listed(message.to, earliest, timeout)
-            for candidate in listed[message.to]:
-                sid = candidate.get("sid")
-                if sid in taken or not _same_message(candidate, message, earliest):
-                    continue
-                taken.add(sid)
-                found.append(Result(message.message_id, ACCEPTED, provider_ref=sid))
-                break
-        return found
+        return _same_message(item, message, earliest)
 
     # --- webhooks --------------------------------------------------------------------------
 
@@ -263,7 +146,7 @@ class TwilioSms(TwilioAccount):
         """
         sid = form.get("MessageSid") or form.get("SmsSid")
         status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
-        if not sid or not _SID.match(sid) or not status:
+        if not sid or not SID.match(sid) or not status:
             raise ValueError("a status callback needs MessageSid and MessageStatus")
         ours = RECEIPT_STATUSES.get(status, "sent")
         error = None
@@ -291,23 +174,16 @@ class TwilioSms(TwilioAccount):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _check_configured(self) -> None:
-        missing = [n for n in ("account_sid", "auth_token", "sender") if not self.settings.get(n)]
-        if missing:
-            raise ProviderError(
-                f"sms_twilio is not configured: set its {', '.join(missing)}", PERMANENT
-            )
-
     def _sender(self, purpose: str) -> dict[str, str]:
         sender = self.sender(purpose)
-        if sender.upper().startswith("MG") and _SID.match(sender):
+        if sender.upper().startswith("MG") and SID.match(sender):
             return {"MessagingServiceSid": sender}
         return {"From": sender}
 
 
 def _answer(message: Outgoing, response: httpx.Response) -> Result:
     """Map Twilio's answer to a create request onto an outcome."""
-    payload = _json(response)
+    payload = json_of(response)
     status = response.status_code
     if status in (200, 201) and payload.get("sid"):
         return Result(message.message_id, ACCEPTED, provider_ref=payload["sid"])
@@ -365,76 +241,7 @@ def receipt_time(raw: str | None, now: datetime) -> datetime:
     return now
 
 
-def signature_for(token: str, url: str, params) -> str:
-    """Twilio's request signature: base64(HMAC-SHA1(token, url + names and values)).
-
-    Parameters are sorted by name, and the values of a repeated name by value, each
-    distinct pair once (as Twilio's libraries compute it).
-    """
-    values: dict[str, set[str]] = {}
-    for name, value in params:
-        values.setdefault(name, set()).add(value)
-    data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
-    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def _urls_twilio_may_have_signed(url: str) -> list[str]:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    host = netloc.rsplit(":", 1)[0] if parts.port else netloc
-    candidates = []
-    for scheme in dict.fromkeys((parts.scheme, "https")):
-        port = parts.port if scheme == parts.scheme else None  # a proxy's inner port: not signed
-        default = 443 if scheme == "https" else 80
-        for where in (f"{host}:{port}" if port else host, f"{host}:{port or default}"):
-            candidates.append(urlunsplit((scheme, where, parts.path, parts.query, "")))
-    return list(dict.fromkeys(candidates))
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
-def _json(response: httpx.Response) -> dict:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-_clients: dict[int, httpx.Client] = {}
-
-
-def _client() -> httpx.Client:
-    """One connection pool per process (a forked worker must not share its parent's)."""
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        _clients.clear()
-        client = _clients[pid] = httpx.Client(headers={"User-Agent": "relais-twilio"})
-    return client
-
-
 # --- settings ------------------------------------------------------------------------------
-
-
-def parse_account_sid(text: str) -> str:
-    text = text.strip()
-    if not (text.upper().startswith("AC") and _SID.match(text)):
-        raise ValueError(
-            _("Enter the account SID from your Twilio console (AC and 32 characters).")
-        )
-    return text
-
-
-def parse_auth_token(text: str) -> str:
-    text = text.strip()
-    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
-        raise ValueError(_("Enter the auth token from your Twilio console (32 characters)."))
-    return text
 
 
 def parse_sender(text: str) -> str:
@@ -451,7 +258,7 @@ def parse_sender(text: str) -> str:
         if number is None or not phonenumbers.is_valid_number(number):
             raise ValueError(_("Enter a phone number in international format, e.g. +33612345678."))
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if text.upper().startswith("MG") and _SID.match(text):
+    if text.upper().startswith("MG") and SID.match(text):
         return text
     if _ALPHANUMERIC.match(text):
         return text
@@ -464,17 +271,6 @@ def parse_sender(text: str) -> str:
     )
 
 
-def parse_base_url(text: str) -> str:
-    text = text.strip().rstrip("/")
-    parts = urlsplit(text)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
-    if not secure or not parts.hostname or parts.path or parts.query or parts.fragment:
-        raise ValueError(
-            _("Enter an https:// address without a path, e.g. https://api.twilio.com.")
-        )
-    return text
-
-
 @hookimpl
 def relais_register_channels():
     return [TwilioSms]
@@ -483,13 +279,7 @@ def relais_register_channels():
 @hookimpl
 def relais_plugin_settings():
     return [
-        Setting(
-            "account_sid",
-            _l("Account SID"),
-            parse=parse_account_sid,
-            help=_l("From your Twilio console; starts with AC."),
-        ),
-        Setting("auth_token", _l("Auth token"), secret=True, parse=parse_auth_token),
+        *account_settings(),
         Setting(
             "sender",
             _l("Sender"),
@@ -508,11 +298,5 @@ def relais_plugin_settings():
                 "codes and reminders from the sender above."
             ),
         ),
-        Setting(
-            "base_url",
-            _l("API address"),
-            default=DEFAULT_BASE_URL,
-            parse=parse_base_url,
-            help=_l("Leave empty for Twilio's API."),
-        ),
+        base_url_setting(),
     ]

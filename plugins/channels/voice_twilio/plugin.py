@@ -12,9 +12,10 @@ list API: a call from our number to the same number, created since the attempt, 
 one of ours at most (:meth:`TwilioVoice.lookup`).
 
 Status callbacks come to ``https://<clinic>.<domain>/webhooks/twilio_voice/receipts``, signed
-with ``X-Twilio-Signature`` exactly as Twilio's messaging callbacks are, so the SMS plugin's
-check is used. A call answered and completed is delivered; busy, unanswered, failed or
-cancelled calls are undelivered, and the message goes on by the next channel of its plan.
+with ``X-Twilio-Signature`` exactly as Twilio's messaging callbacks are: both channels check
+it with the account code they share (:mod:`plugins.channels.twilio_api`). A call answered
+and completed is delivered; busy, unanswered, failed or cancelled calls are undelivered, and
+the message goes on by the next channel of its plan.
 
 Staff can hear a message before it leaves: ``POST /voice/preview.wav`` renders it with
 espeak-ng (:mod:`audio`), and the patient page's form has a Listen button for it.
@@ -50,7 +51,6 @@ from core.plugin_api import (
     UNREACHABLE,
     NotFound,
     Outgoing,
-    ProviderError,
     Receipt,
     Result,
     Setting,
@@ -60,15 +60,12 @@ from core.plugin_api import (
     read_message,
     utcnow,
 )
-from plugins.channels.sms_twilio.plugin import (
-    DEFAULT_BASE_URL,
+from plugins.channels.twilio_api import (
     SKEW,
     TwilioAccount,
-    _client,
-    _json,
-    parse_account_sid,
-    parse_auth_token,
-    parse_base_url,
+    account_settings,
+    base_url_setting,
+    json_of,
 )
 from plugins.channels.voice_twilio import audio, speech
 
@@ -122,12 +119,13 @@ class TwilioVoice(TwilioAccount):
 
     name, channel = "twilio_voice", "voice"
     resource, listed, since_filter = "Calls.json", "calls", "StartTime>"
+    plugin, required = "voice_twilio", ("account_sid", "auth_token", "caller")
     batch_size = 1
 
     # --- sending ---------------------------------------------------------------------------
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
-        self._check_configured()
+        self.check_configured()
         return [self._call(message, timeout) for message in batch]
 
     def twiml(self, message: Outgoing) -> str:
@@ -164,57 +162,25 @@ class TwilioVoice(TwilioAccount):
                 "StatusCallbackMethod": "POST",
                 "StatusCallbackEvent": list(EVENTS),  # one parameter per event
             }
-        started = utcnow()
-        try:
-            response = _client().post(
-                self._url("Calls.json"), data=form, auth=self._auth(), timeout=timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never reached Twilio: safe to call again.
-            return Result(message.message_id, TEMPORARY, error=f"Twilio unreachable: {exc}"[:200])
-        except httpx.TransportError as exc:
-            # Sent, but no (complete) answer: Twilio may have placed the call.
-            return self._settle(message, started, timeout, exc)
-        return _answer(message, response)
+        return self.create(message, form, timeout, _answer)
 
     # --- recovering unknown outcomes -------------------------------------------------------
 
-    def lookup(self, batch: list[Outgoing], since: datetime, timeout: float) -> list[Result]:
-        """Find the calls Twilio created for ``batch`` since ``since``.
+    def matches(self, item: dict, message: Outgoing, earliest: datetime) -> bool:
+        """A call Twilio lists is ours when it went from our number to the message's number,
+        created at or after ``earliest``.
 
-        A call keeps no reference of ours and Twilio does not give back its TwiML: a call from
-        our number to the message's number, created at or after ``since`` (less
-        :data:`SKEW`), answers for one of ours at most. Two lists are read per number: the
-        calls started since the day of ``since``, then its latest calls unfiltered, because a
-        call still queued at Twilio has no start time and a ``StartTime`` filter would hide
-        exactly it.
-
-        :raises ProviderError: when Twilio does not answer the list (the caller retries later).
+        A call keeps no reference of ours and Twilio does not give back its TwiML. Two lists
+        are read per number (:meth:`TwilioAccount.lookup`): the calls started since the day of
+        ``since``, then its latest calls unfiltered, because a call still queued at Twilio has
+        no start time and a ``StartTime`` filter would hide exactly it.
         """
-        self._check_configured()
-        earliest = since - SKEW
-        listed: dict[str, list[dict]] = {}
-        taken: set[str] = set()
-        found = []
-        for message in batch:
-            if message.to not in listed:
-                listed[message.to] = self._listed(message.to, earliest, timeout)
-            for call in listed[message.to]:
-                sid = call.get("sid")
-                if sid in taken or not self._ours(call, message.to, earliest):
-                    continue
-                taken.add(sid)
-                found.append(Result(message.message_id, ACCEPTED, provider_ref=sid))
-                break
-        return found
-
-    def _ours(self, call: dict, to: str, earliest: datetime) -> bool:
-        if call.get("direction") != "outbound-api" or call.get("to") != to:
+        if item.get("direction") != "outbound-api" or item.get("to") != message.to:
             return False
-        if call.get("from") != self.settings["caller"]:
+        if item.get("from") != self.settings["caller"]:
             return False
         try:
-            created = parsedate_to_datetime(call.get("date_created") or "")
+            created = parsedate_to_datetime(item.get("date_created") or "")
         except (TypeError, ValueError):
             return False
         return created.tzinfo is not None and created >= earliest
@@ -248,19 +214,10 @@ class TwilioVoice(TwilioAccount):
         at = _event_time(form.get("Timestamp"))
         return [Receipt(status=ours, at=at, provider_ref=sid, error=error)]
 
-    # --- helpers ---------------------------------------------------------------------------
-
-    def _check_configured(self) -> None:
-        missing = [n for n in ("account_sid", "auth_token", "caller") if not self.settings.get(n)]
-        if missing:
-            raise ProviderError(
-                f"voice_twilio is not configured: set its {', '.join(missing)}", PERMANENT
-            )
-
 
 def _answer(message: Outgoing, response: httpx.Response) -> Result:
     """Map Twilio's answer to a create request onto an outcome."""
-    payload = _json(response)
+    payload = json_of(response)
     status = response.status_code
     if status in (200, 201) and payload.get("sid"):
         return Result(message.message_id, ACCEPTED, provider_ref=payload["sid"])
@@ -421,13 +378,7 @@ def relais_template_variables():
 @hookimpl
 def relais_plugin_settings():
     return [
-        Setting(
-            "account_sid",
-            _l("Account SID"),
-            parse=parse_account_sid,
-            help=_l("From your Twilio console; starts with AC."),
-        ),
-        Setting("auth_token", _l("Auth token"), secret=True, parse=parse_auth_token),
+        *account_settings(),
         Setting(
             "caller",
             _l("Caller number"),
@@ -451,11 +402,5 @@ def relais_plugin_settings():
                 "Amazon Polly's standard voices otherwise."
             ),
         ),
-        Setting(
-            "base_url",
-            _l("API address"),
-            default=DEFAULT_BASE_URL,
-            parse=parse_base_url,
-            help=_l("Leave empty for Twilio's API."),
-        ),
+        base_url_setting(),
     ]

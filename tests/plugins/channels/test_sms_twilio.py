@@ -39,14 +39,8 @@ from core.testing import (
     ReceiptContract,
 )
 from plugins.channels.outbox.plugin import OutboxDelivery
-from plugins.channels.sms_twilio.plugin import (
-    TwilioSms,
-    parse_account_sid,
-    parse_auth_token,
-    parse_base_url,
-    parse_sender,
-    receipt_time,
-)
+from plugins.channels.sms_twilio.plugin import TwilioSms, parse_sender, receipt_time
+from plugins.channels.twilio_api import parse_account_sid, parse_auth_token, parse_base_url
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer

@@ -2,10 +2,7 @@
 
 from flask import Blueprint, g
 
-from core import hookimpl
-from core.clinic.settings import Setting, plugin_setting
-from core.delivery.providers import Provider
-from core.plugins import MenuItem
+from core.plugin_api import MenuItem, Provider, Setting, hookimpl, plugin_setting
 
 kind = "feature"
 
