@@ -65,7 +65,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     scoping.install(app.config["DB_APP_ROLE"])
     queues.install()
 
-    state = RelaisState(plugins=PluginHost())
+    state = RelaisState(plugins=PluginHost(trace=app.config["TRACE_HOOKS"]))
     app.extensions["relais"] = state
     state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
     resolution.init_app(app)
