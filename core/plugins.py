@@ -155,7 +155,16 @@ class PluginHost:
                 raise PluginError(f"plugin {name!r} cannot add its hookspecs: {exc}") from exc
         # A module may hand its hooks to an object, ``hooks = CountryRules(...)``: the country
         # plugins share one implementation and differ only by data.
-        self.pm.register(getattr(module, "hooks", module), name=name)
+        plugin = getattr(module, "hooks", module)
+        if type(plugin).__eq__ is not object.__eq__ or type(plugin).__hash__ is not object.__hash__:
+            # pluggy keeps the plugins a call leaves out in a set: an object equal by value
+            # (a dataclass hashing a lazily translated name) would be found there or not
+            # depending on the reader's language, and another clinic's plugin would answer.
+            raise PluginError(
+                f"plugin {name!r}: its hooks object must compare as itself; "
+                "declare its dataclass with eq=False"
+            )
+        self.pm.register(plugin, name=name)
         self.info[name] = PluginInfo(name, kind, version, description, source)
         # Subset callers name the plugins they leave out: a new plugin changes every one.
         self.subset.cache_clear()
