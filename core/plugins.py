@@ -243,6 +243,11 @@ class TenantHooks:
                     yield plugin, answer
 
     def _solo_callers(self, hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
+        """(plugin, its caller) for each enabled plugin answering ``hook_name``, in call order.
+
+        A plugin both wrapping and answering the same hook (two implementations, ``specname``)
+        is kept in every caller, so its answer would come with each plugin's: none does.
+        """
         impls = getattr(self, hook_name).get_hookimpls()
         wrappers = {i.plugin for i in impls if i.wrapper or i.hookwrapper}
         answering = [i for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
