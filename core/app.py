@@ -80,7 +80,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     queues.install()
     lifecycle.install()
 
-    state = RelaisState(plugins=PluginHost())
+    state = RelaisState(plugins=PluginHost(trace=app.config["TRACE_HOOKS"]))
     app.extensions["relais"] = state
     state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
     resolution.init_app(app)

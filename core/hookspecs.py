@@ -8,6 +8,11 @@ enabled by the operator for the tenant's country and not switched off by the cli
 ``register_*`` hooks are collected once, at start-up, from every installed plugin; the core
 then routes each registered thing to its plugin, so enablement still applies to them.
 
+These are the core's hooks. A feature declares the hooks it calls itself, in a hookspec module
+of its own that its plugin module names in a ``hookspecs`` attribute (the host adds it with
+``pm.add_hookspecs``): e.g. ``relais_appointment_changed``, in
+``plugins/features/appointments/hookspecs.py``.
+
 A plugin module also declares ``kind = "channel" | "regulation" | "feature"`` and describes
 itself in its docstring, or in a ``description`` made with ``lazy_gettext`` so that pages show
 it in the reader's language (see docs/translations.md).
@@ -268,25 +273,4 @@ def relais_handle_inbound(tenant, patient, channel, text):
     :param text: the reply's text.
     :return: a short description of what was done (kept with the reply), or None to let the
         next plugin try; unhandled replies are kept for staff.
-    """
-
-
-@hookspec
-def relais_appointment_changed(tenant, appointment, change):
-    """React to an appointment booked, moved, cancelled or whose status changed.
-
-    Called by the ``appointments`` feature inside the transaction that makes the change,
-    once the row is flushed, once per change: what a plugin writes here (reminders to
-    schedule or to drop) commits or rolls back with it. A change that touches nothing
-    (the same appointment pushed again by practice software) calls nothing.
-
-    :param tenant: the clinic (:class:`tenants.models.Tenant`).
-    :param appointment: the appointment as it is after the change
-        (``plugins.features.appointments.Appointment``): ``id``, ``patient_id``,
-        ``practitioner_id``, ``starts_at`` and ``ends_at`` (aware UTC), ``status``, ``type``,
-        ``location``.
-    :param change: ``"created"``; ``"moved"`` when its start, end, practitioner or type
-        changed (what reminders are scheduled from); ``"cancelled"``; ``"status"`` for any
-        other status (confirmed, no_show, done, or booked again). One update may call the
-        hook twice, ``"moved"`` then ``"status"`` or ``"cancelled"``.
     """

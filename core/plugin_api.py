@@ -56,6 +56,7 @@ from core.delivery.routing import configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
+from core.hookspecs import hookspec
 from core.plugins import MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
@@ -70,6 +71,7 @@ from tenants.scoping import TenantOwned, system_scope, tenant_scope
 __all__ = [
     # the plugin contract
     "hookimpl",
+    "hookspec",
     "MenuItem",
     "Setting",
     "yes_no",

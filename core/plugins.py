@@ -5,19 +5,34 @@ ones found in the ``relais.plugins`` entry-point group: the core imports them by
 by an import statement. Calls made for a tenant go through :func:`hooks_for`, which reaches
 only the plugins enabled for it; calls about a whole country go through
 :func:`hooks_for_country`.
+
+Every call goes through pluggy (``HookCaller.__call__`` of a subset caller), wrappers,
+tracing and errors included. Where the core needs each plugin's own answer, in turn
+(:meth:`TenantHooks.each`, :meth:`PluginHost.collect`), it calls one subset caller per
+plugin. The callers are kept per enabled set (:meth:`PluginHost.subset`), so a request does
+not rebuild them and a changed enablement, being another set, gets its own.
+
+A feature that calls hooks of its own declares them in a hookspec module named by its
+plugin module's ``hookspecs`` attribute (see ``plugins/features/appointments/hookspecs.py``);
+the host adds them with ``pm.add_hookspecs`` as it registers the plugin.
 """
 
+import functools
 import importlib
 import importlib.metadata
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
 import pluggy
 import sqlalchemy as sa
-from flask import current_app, g
+from flask import current_app, g, has_app_context
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import hookspecs
@@ -25,6 +40,7 @@ from core.db import db
 
 ENTRY_POINT_GROUP = "relais.plugins"
 KINDS = ("channel", "regulation", "feature")
+SUBSETS_KEPT = 256  # enabled sets whose callers are kept (see PluginHost.subset)
 
 DEFAULT_PLUGINS = (
     "plugins.channels.outbox.plugin",
@@ -87,12 +103,23 @@ class MenuItem:
 
 
 class PluginHost:
-    """Loads plugins, knows what each one is, and routes tenant calls to enabled ones."""
+    """Loads plugins, knows what each one is, and routes tenant calls to enabled ones.
 
-    def __init__(self) -> None:
+    Every hook call goes through pluggy's calling machinery, so a plugin's
+    ``@hookimpl(wrapper=True)`` wraps it, an exception surfaces as pluggy reports it, and
+    :meth:`pluggy.PluginManager.add_hookcall_monitoring` (the ``TRACE_HOOKS`` setting) sees it.
+    """
+
+    def __init__(self, trace: bool = False) -> None:
         self.pm = pluggy.PluginManager("relais")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
+        # One TenantHooks per enabled set, shared by every clinic with that set: a country's
+        # clinics mostly share one, so a handful cover a deployment; bounded all the same.
+        self.subset = functools.lru_cache(maxsize=SUBSETS_KEPT)(self._subset)
+        self._everyone = TenantHooks(self.pm, frozenset())
+        if trace:
+            HookTracer(logging.getLogger(TRACE_LOGGER)).install(self.pm)
 
     def load(self, builtins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
         """Register the built-ins, then every entry point; fail on any unknown hook."""
@@ -105,10 +132,7 @@ class PluginHost:
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
             self._register(ep.load(), ep.name, version, f"entry point ({dist})")
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(str(exc)) from exc
+        self._check_pending()
 
     def _register(self, module: ModuleType, name: str, version: str, source: str) -> None:
         kind = getattr(module, "kind", None)
@@ -121,41 +145,120 @@ class PluginHost:
         if description is None:
             summary = (module.__doc__ or "").strip().splitlines()
             description = summary[0] if summary else ""
+        # A feature declares the hooks it calls in a module of its own, named by its
+        # ``hookspecs`` attribute; pluggy checks implementations registered before it then.
+        specs = getattr(module, "hookspecs", None)
+        if specs is not None:
+            try:
+                self.pm.add_hookspecs(specs)
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise PluginError(f"plugin {name!r} cannot add its hookspecs: {exc}") from exc
         # A module may hand its hooks to an object, ``hooks = CountryRules(...)``: the country
         # plugins share one implementation and differ only by data.
-        self.pm.register(getattr(module, "hooks", module), name=name)
+        plugin = getattr(module, "hooks", module)
+        if type(plugin).__eq__ is not object.__eq__ or type(plugin).__hash__ is not object.__hash__:
+            # pluggy keeps the plugins a call leaves out in a set: an object equal by value
+            # (a dataclass hashing a lazily translated name) would be found there or not
+            # depending on the reader's language, and another clinic's plugin would answer.
+            raise PluginError(
+                f"plugin {name!r}: its hooks object must compare as itself; "
+                "declare its dataclass with eq=False"
+            )
+        self.pm.register(plugin, name=name)
         self.info[name] = PluginInfo(name, kind, version, description, source)
+        # Subset callers name the plugins they leave out: a new plugin changes every one.
+        self.subset.cache_clear()
+        self._everyone = TenantHooks(self.pm, frozenset())
+
+    def _check_pending(self) -> None:
+        """Every implemented hook must be declared, by the core or by an installed feature."""
+        for hook_name, caller in vars(self.pm.hook).items():
+            if hook_name.startswith("_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if not impl.optionalhook:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} implements {hook_name!r}, which neither "
+                        "the core nor any installed plugin declares: a misspelled hook, or "
+                        "the hook of a feature that is not installed (install it, or mark "
+                        "the implementation @hookimpl(optionalhook=True))"
+                    )
+        try:  # whatever else pluggy checks
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from exc
 
     def collect(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         """Call a ``register_*`` hook of every plugin, yielding (plugin name, item)."""
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-            for item in result or ():
-                yield impl.plugin_name, item
+        for plugin, answer in self._everyone.each(hook_name, **kwargs):
+            for item in answer or ():
+                yield plugin, item
 
-    def subset(self, enabled: frozenset[str]) -> "TenantHooks":
-        removed = [self.pm.get_plugin(n) for n in self.info if n not in enabled]
-        return TenantHooks(self.pm, removed)
+    def _subset(self, enabled: frozenset[str]) -> "TenantHooks":
+        return TenantHooks(self.pm, frozenset(n for n in self.info if n not in enabled))
 
 
 class TenantHooks:
-    """``hooks_for(tenant).relais_x(...)``: a hook call restricted to enabled plugins."""
+    """``hooks_for(tenant).relais_x(...)``: a hook call restricted to enabled plugins.
 
-    def __init__(self, pm: pluggy.PluginManager, removed: list) -> None:
+    Made once per enabled set (see :meth:`PluginHost.subset`); it keeps the pluggy callers it
+    makes, one per hook for plain calls and one per hook and plugin for :meth:`each`.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, removed: frozenset[str]) -> None:
         self._pm = pm
-        self._removed = removed
+        self._removed = [pm.get_plugin(n) for n in removed]
+        self._callers: dict[str, pluggy.HookCaller] = {}
+        self._solo: dict[str, list[tuple[str, pluggy.HookCaller]]] = {}
 
-    def __getattr__(self, hook_name: str):
-        return self._pm.subset_hook_caller(hook_name, self._removed)
+    def __getattr__(self, hook_name: str) -> pluggy.HookCaller:
+        if hook_name.startswith("_"):  # copy, pickle and their like probe dunders
+            raise AttributeError(hook_name)
+        caller = self._callers.get(hook_name)
+        if caller is None:
+            caller = self._callers[hook_name] = self._pm.subset_hook_caller(
+                hook_name, self._removed
+            )
+        return caller
 
     def each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-        """Call the enabled plugins' implementations one at a time, in pluggy's order,
-        yielding (plugin name, answer): for answers the core attributes to their plugin, and
-        for hooks where a plugin must see what the ones before it did (amendments compose).
+        """Call the enabled plugins one at a time, in pluggy's order, yielding
+        (plugin name, answer), None when a plugin had nothing to say.
+
+        For answers the core attributes to their plugin (which regulation gave a verdict), and
+        for hooks where a plugin must see what the ones before it did (amendments compose):
+        the next plugin is called only when the caller asks for the next answer. Each is a
+        hook call of its own, through a caller that leaves out every other answering plugin
+        but keeps the enabled wrappers: a ``wrapper=True`` implementation wraps each answer.
         """
-        caller = self._pm.subset_hook_caller(hook_name, self._removed)
-        for impl in reversed(caller.get_hookimpls()):
-            yield impl.plugin_name, impl.function(**{k: kwargs[k] for k in impl.argnames})
+        callers = self._solo.get(hook_name)
+        if callers is None:
+            callers = self._solo[hook_name] = self._solo_callers(hook_name)
+        for plugin, caller in callers:
+            result = caller(**kwargs)
+            if caller.spec is not None and caller.spec.opts.get("firstresult"):
+                yield plugin, result
+            else:
+                for answer in result or [None]:
+                    yield plugin, answer
+
+    def _solo_callers(self, hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
+        """(plugin, its caller) for each enabled plugin answering ``hook_name``, in call order.
+
+        A plugin both wrapping and answering the same hook (two implementations, ``specname``)
+        is kept in every caller, so its answer would come with each plugin's: none does.
+        """
+        impls = getattr(self, hook_name).get_hookimpls()
+        wrappers = {i.plugin for i in impls if i.wrapper or i.hookwrapper}
+        answering = [i for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
+        everyone = set(self._pm.get_plugins())
+        return [
+            (
+                impl.plugin_name,
+                self._pm.subset_hook_caller(hook_name, everyone - wrappers - {impl.plugin}),
+            )
+            for impl in answering
+        ]
 
 
 def host() -> PluginHost:
@@ -165,7 +268,10 @@ def host() -> PluginHost:
 def enabled_plugins(tenant) -> frozenset[str]:
     """The names of the plugins enabled for a clinic: on for its country, not off for it.
 
-    Cached for the application context: a request, a job, a sweeper pass.
+    Read once per application context (a request, a job, a sweeper pass), so every process
+    sees a change at its next one; a change written in this context (flushed) is seen at
+    once. The callers it leads to (:func:`hooks_for`) are kept per enabled set, not per
+    clinic: a changed set simply finds other callers.
     """
     cache = g.setdefault("_relais_enabled", {})
     if tenant.id not in cache:
@@ -182,6 +288,16 @@ def enabled_plugins(tenant) -> frozenset[str]:
             ).all()
         cache[tenant.id] = (frozenset(on) - frozenset(off)) & frozenset(host().info)
     return cache[tenant.id]
+
+
+@sa.event.listens_for(CountryPlugin, "after_insert")
+@sa.event.listens_for(CountryPlugin, "after_delete")
+@sa.event.listens_for(TenantDisabledPlugin, "after_insert")
+@sa.event.listens_for(TenantDisabledPlugin, "after_delete")
+def _forget_enablement(mapper, connection, target) -> None:
+    """An enablement written in this context: read it again at the next hook call."""
+    if has_app_context():
+        g.pop("_relais_enabled", None)
 
 
 def hooks_for(tenant) -> TenantHooks:
@@ -201,6 +317,83 @@ def hooks_for_country(country_code: str) -> TenantHooks:
     """Hook calls about a whole country (the console's warnings, the retention job): only
     the plugins enabled for that country answer; clinics' own switches do not apply."""
     return host().subset(country_plugins_enabled(country_code))
+
+
+# --- tracing ----------------------------------------------------------------------------------
+
+TRACE_LOGGER = "relais.hooks"
+
+# Arguments whose value is a word of the core's vocabulary or a status time, safe to show as
+# it is; any other text (a reply, a name, a phone number, a code) is shown by its length only,
+# any other value by its type (a number, a birth date).
+PLAIN_ARGUMENTS = frozenset({"country_code", "channel", "status", "change", "at"})
+
+
+class HookTracer:
+    """Logs every hook call, its plugins, how many answered and how long it took.
+
+    Arguments are redacted: objects appear as their type and id, text as its length (but
+    for the few arguments in :data:`PLAIN_ARGUMENTS`), answers only as a count, exceptions
+    by their type: a patient's name, phone number, a message's text, a code or a secret
+    never reaches the log.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._started = threading.local()  # a stack per thread: hooks call hooks
+
+    def install(self, pm: pluggy.PluginManager) -> None:
+        """Trace every call of ``pm``'s hooks from now on."""
+        # Turning tracing on asks for these lines: shown at INFO even where logging is not
+        # configured (the web and worker processes configure none), on stderr.
+        if self.logger.level == logging.NOTSET:
+            self.logger.setLevel(logging.INFO)
+        if not self.logger.hasHandlers():
+            self.logger.addHandler(logging.StreamHandler())
+        pm.add_hookcall_monitoring(self._before, self._after)
+
+    def _before(self, hook_name: str, impls: Sequence, kwargs: Mapping[str, Any]) -> None:
+        stack = self._started.__dict__.setdefault("stack", [])
+        stack.append(time.perf_counter())
+
+    def _after(self, outcome, hook_name: str, impls: Sequence, kwargs: Mapping[str, Any]) -> None:
+        elapsed = (time.perf_counter() - self._started.stack.pop()) * 1000
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        arguments = ", ".join(f"{k}={redacted(k, v)}" for k, v in kwargs.items())
+        plugins = ",".join(i.plugin_name for i in reversed(impls)) or "none"
+        if outcome.exception is not None:
+            told = f"raised {type(outcome.exception).__name__}"
+        else:
+            result = outcome.get_result()
+            count = len(result) if isinstance(result, list) else int(result is not None)
+            told = f"{count} answer{'s' if count != 1 else ''}"
+        self.logger.info(
+            "%s(%s) plugins=%s: %s in %.2f ms", hook_name, arguments, plugins, told, elapsed
+        )
+
+
+def redacted(name: str, value: Any) -> str:
+    """How a hook argument appears in the trace: nothing a patient told, only what it is."""
+    if value is None or isinstance(value, bool | uuid.UUID):
+        return str(value)
+    if name in PLAIN_ARGUMENTS and isinstance(value, str | datetime):
+        return repr(value) if isinstance(value, str) else value.isoformat()
+    if isinstance(value, str | bytes):
+        return f"<{type(value).__name__}, {len(value)} chars>"
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return f"<{type(value).__name__}, {len(value)} items>"
+    ident = _identity(value)
+    return f"<{type(value).__name__} {ident}>" if ident is not None else f"<{type(value).__name__}>"
+
+
+def _identity(value: Any) -> Any:
+    """A mapped row's primary key without loading anything (tracing must not query)."""
+    state = sa.inspect(value, raiseerr=False)
+    identity = getattr(state, "identity", None)
+    if identity:
+        return "/".join(str(part) for part in identity)  # (tenant id, id) for tenant rows
+    return getattr(value, "__dict__", {}).get("id")
 
 
 def _own_version() -> str:

@@ -57,7 +57,7 @@ TEXT_CHANNELS = ("sms", "push", "voice")  # where health details must not appear
 LATEST_END = time(22)  # the French operators' 2024 charter allows business SMS until 22:00
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a plugin: compared and hashed as itself (pluggy's sets)
 class CountryRules:
     """One country's rules. Defaults of the settings are cited in each plugin's docstring.
 

@@ -198,6 +198,7 @@ def test_the_plugin_channel_and_command_are_registered(hello_app):
             "twin_sms",
         ),
         (("plugins.features.exports.plugin",), "two plugins are named 'exports'"),
+        (("tests.core.broken_plugins.equal_by_value",), "must compare as itself"),
     ],
 )
 def test_a_broken_plugin_stops_the_start(app, modules, message):

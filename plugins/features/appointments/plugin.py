@@ -3,7 +3,7 @@
 Staff use the agenda page (:mod:`.views`); practice software pushes appointments through the
 JSON API (:mod:`.api`) and reads them as FHIR R4 (:mod:`.fhir`). Other features use the
 public module, :mod:`plugins.features.appointments`, and the hook
-``relais_appointment_changed``.
+``relais_appointment_changed``, declared in :mod:`.hookspecs`.
 """
 
 from datetime import datetime, time, timedelta
@@ -23,9 +23,11 @@ from core.plugin_api import (
     hookimpl,
 )
 from plugins.features.appointments import api, fhir, service, views
+from plugins.features.appointments import hookspecs as appointment_hookspecs
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 
 kind = "feature"
+hookspecs = appointment_hookspecs  # the hooks this feature calls; the host adds them
 description = _l(
     "Appointments: the clinic's agenda, booked by staff or pushed by practice software, "
     "read as FHIR."

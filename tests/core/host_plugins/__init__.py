@@ -1,0 +1,1 @@
+"""Small plugins for the plugin host's tests: a wrapper, a failing plugin, an optional hook."""
