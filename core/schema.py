@@ -4,8 +4,9 @@ branch, and whether a database is migrated to all of them.
 A plugin with tables keeps its Alembic revisions in a ``migrations/`` folder of its package,
 beside its plugin module; its branch is labelled with the plugin's name. ``relais db
 upgrade`` finds those folders for every installed plugin (built-in or entry point) and
-upgrades every branch. A command or a request that meets a database behind them says so
-and how to fix it (exit code 2, a 503 page) instead of failing on a missing table.
+upgrades the core's history, then every branch. A command or a request that meets a
+database behind them says so and how to fix it (exit code 2, a 503 page) instead of failing
+on a missing table.
 """
 
 import functools
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from flask import Flask, current_app, jsonify, request
 from markupsafe import escape
 
@@ -112,7 +113,7 @@ def applied(script: ScriptDirectory, current: tuple[str, ...]) -> set[str]:
 def _known(script: ScriptDirectory, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None
-    except ResolutionError:
+    except CommandError:  # Alembic's "Can't locate revision"
         return False
 
 
@@ -152,6 +153,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(sa.exc.OperationalError, _database_behind)
 
 
+# In English only: a deployment's upgrade window, for the operator as much as for users (a
+# translated page would need the catalog, and the layout, whose menu reads the database).
 PAGE = """<!doctype html>
 <html lang="en"><meta charset="utf-8"><title>503 Service unavailable</title>
 <h1>Relais is being upgraded</h1><p>{message}</p></html>
@@ -174,5 +177,4 @@ def _database_behind(exc: sa.exc.DBAPIError):
     if request.path.startswith(("/api/", "/me/api/")):
         body = {"error": {"code": "service_unavailable", "message": UNAVAILABLE}}
         return jsonify(body), 503, headers
-    # A page of its own: the site's layout reads the signed-in user, from the database.
     return PAGE.format(message=escape(UNAVAILABLE)), 503, headers
