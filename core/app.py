@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config
+from core import config, schema
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -67,6 +67,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
+    schema.init_app(app)  # the plugins' branches; a database not migrated answers 503
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

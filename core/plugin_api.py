@@ -65,6 +65,7 @@ from core.web.auth import login_limit, pending_account
 from core.web.cli import fail, tenant_option
 from core.web.patient import current_patient, log_in_patient, patient_required
 from core.web.staff_access import admin_only
+from migrations.rls import protect as protect_tenant_rows
 from tenants.models import Tenant
 from tenants.scoping import TenantOwned, system_scope, tenant_scope
 
@@ -148,6 +149,7 @@ __all__ = [
     "EncryptedJSON",
     "tenant_scope",
     "system_scope",
+    "protect_tenant_rows",
     # pages, the API and the command line
     "csrf",
     "limiter",

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -91,6 +92,9 @@ class PluginInfo:
     version: str
     description: str
     source: str  # "built-in" or "entry point (<distribution>)"
+    # The folder of the plugin module's package (where its migrations/ are), or None for a
+    # lone top-level module.
+    folder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,8 @@ class PluginHost:
                 "declare its dataclass with eq=False"
             )
         self.pm.register(plugin, name=name)
-        self.info[name] = PluginInfo(name, kind, version, description, source)
+        folder = Path(module.__file__).resolve().parent if module.__package__ else None
+        self.info[name] = PluginInfo(name, kind, version, description, source, folder)
         # Subset callers name the plugins they leave out: a new plugin changes every one.
         self.subset.cache_clear()
         self._everyone = TenantHooks(self.pm, frozenset())

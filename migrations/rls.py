@@ -28,6 +28,8 @@ def create_app_role() -> None:
 
 
 def protect(table: str) -> None:
+    """Let a tenant-owned table's rows through only to their tenant's transactions (and the
+    platform's own work): call it in the migration that creates the table, on PostgreSQL."""
     op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
     op.execute(f"""
         CREATE POLICY tenant_isolation ON {table}

@@ -59,14 +59,15 @@ def drop_database(url: str) -> None:
 
 
 def reset_schema(app) -> None:
-    """Drop everything and run every migration: tests use the migrated schema only."""
-    from flask_migrate import upgrade
+    """Drop everything and run every migration, the core's and every plugin's branch, as
+    ``relais db upgrade`` does: tests use the migrated schema only."""
+    from core import schema
 
     with app.app_context():
         with db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        upgrade()
+        schema.upgrade()
 
 
 @pytest.fixture(scope="session")

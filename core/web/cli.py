@@ -8,12 +8,14 @@ import functools
 import sys
 
 import click
+import flask_migrate.cli
 from flask import current_app
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from flask_migrate import upgrade
 from rq import SimpleWorker
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
+from core import schema
 from core.app import create_app
 from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
@@ -28,7 +30,25 @@ from core.web.demo import seed as seed_demo
 from tenants import provisioning
 from tenants.scoping import system_scope, tenant_scope
 
-main = FlaskGroup(create_app=create_app, help="Relais: run, provision and operate the platform.")
+# Commands that run on a database not migrated yet: they migrate it, or do not touch it.
+SCHEMA_FREE = frozenset({"db", "demo", "routes", "run", "shell"})
+
+
+class RelaisGroup(FlaskGroup):
+    """Flask's command group; a command that needs the database refuses one that is not
+    migrated with a sentence naming the fix (exit code 2), not a traceback on a missing table."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in SCHEMA_FREE and not ctx.resilient_parsing and "--help" not in rest:
+            problem = schema.not_migrated(ctx.ensure_object(ScriptInfo).load_app())
+            if problem:
+                click.echo(f"Error: {problem}", err=True)
+                raise SystemExit(2)
+        return name, command, rest
+
+
+main = RelaisGroup(create_app=create_app, help="Relais: run, provision and operate the platform.")
 
 
 def fail(message: str) -> None:
@@ -82,7 +102,7 @@ def tenant_option(feature: str | None = None):
 @click.option("--serve/--no-serve", default=True, help="Start the web server afterwards.")
 def demo(host: str, port: int, serve: bool):
     """Set up a demo platform (France, clinic 'demo', staff, patients) and serve it."""
-    upgrade()
+    schema.upgrade()  # the core, then every installed plugin's tables
     with system_scope():
         accounts = seed_demo()
         db.session.commit()
@@ -448,3 +468,31 @@ def purge(dry_run: bool, codes: tuple[str, ...]):
         click.echo("No clinic: nothing to purge.")
     if dry_run:
         click.echo("Dry run: nothing was changed.")
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+@click.command("upgrade")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.argument("revision", required=False)
+@with_appcontext
+def db_upgrade(sql: bool, revision: str | None):
+    """Upgrade the core, then every installed plugin's tables (or to REVISION, e.g. otp@head)."""
+    if revision is None:
+        schema.upgrade(sql=sql)
+    else:
+        upgrade(revision=revision, sql=sql)
+
+
+# Flask-Migrate's commands, but ``upgrade`` goes to every branch's head: with plugins' branches
+# Alembic's "head" is ambiguous, and an operator runs one command.
+main.add_command(
+    click.Group(
+        "db",
+        commands={**flask_migrate.cli.db.commands, "upgrade": db_upgrade},
+        params=flask_migrate.cli.db.params,
+        callback=flask_migrate.cli.db.callback,
+        help="Migrate the database: the core's history and each installed plugin's branch.",
+    )
+)

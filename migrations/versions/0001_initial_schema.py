@@ -14,7 +14,8 @@ from migrations import rls
 # revision identifiers, used by Alembic.
 revision = '0001'
 down_revision = None
-branch_labels = None
+# The core's history: `relais db upgrade core@head`, and the base new core revisions go on.
+branch_labels = ('core',)
 depends_on = None
 
 TENANT_TABLES = ("api_keys", "audit_events", "patients", "users", "patient_practitioners")

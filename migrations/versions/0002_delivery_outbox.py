@@ -1,4 +1,6 @@
-"""delivery: messages (the outbox), events, attempts, receipts, replies, routes, dev outbox
+"""delivery: messages (the outbox), events, attempts, receipts, replies, routes
+
+(The development outbox's table, first created here, is the outbox plugin's: its branch.)
 
 Revision ID: 0002
 Revises: 0001
@@ -17,8 +19,7 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-TENANT_TABLES = ("messages", "message_events", "attempts", "early_receipts", "inbound_messages",
-                 "outbox_deliveries")
+TENANT_TABLES = ("messages", "message_events", "attempts", "early_receipts", "inbound_messages")
 
 
 def upgrade():
@@ -59,20 +60,6 @@ def upgrade():
     sa.Column('handled_by', sa.String(length=200), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_inbound_messages_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_inbound_messages'))
-    )
-    op.create_table('outbox_deliveries',
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('message_id', sa.Uuid(), nullable=False),
-    sa.Column('channel', sa.String(length=10), nullable=False),
-    sa.Column('recipient', sa.String(length=254), nullable=False),
-    sa.Column('subject', sa.String(length=200), nullable=True),
-    sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('read_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_outbox_deliveries_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_outbox_deliveries')),
-    sa.UniqueConstraint('tenant_id', 'message_id', 'channel', name=op.f('uq_outbox_deliveries_tenant_id_message_id_channel'))
     )
     op.create_table('messages',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -168,7 +155,6 @@ def downgrade():
         batch_op.drop_index('ix_messages_due')
 
     op.drop_table('messages')
-    op.drop_table('outbox_deliveries')
     op.drop_table('inbound_messages')
     with op.batch_alter_table('early_receipts', schema=None) as batch_op:
         batch_op.drop_index('ix_early_receipts_ref')

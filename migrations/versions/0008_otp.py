@@ -1,4 +1,6 @@
-"""otp: sign-up and login codes; messages to an address; patients' and staff phones verified
+"""otp: messages to an address; patients' and staff phones verified
+
+(The codes' table, first created here, is the otp plugin's: its branch.)
 
 Revision ID: 0008
 Revises: 0007
@@ -8,38 +10,13 @@ Create Date: 2026-11-23 17:50:00
 import sqlalchemy as sa
 from alembic import op
 
-from migrations import rls
-
 revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
 
-TENANT_TABLES = ("otp_challenges",)
-
 
 def upgrade():
-    op.create_table('otp_challenges',
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('purpose', sa.String(length=10), nullable=False),
-    sa.Column('user_id', sa.Uuid(), nullable=True),
-    sa.Column('phone_digest', sa.String(length=64), nullable=False),
-    sa.Column('phone', sa.Text(), nullable=False),
-    sa.Column('code_digest', sa.String(length=64), nullable=False),
-    sa.Column('channel', sa.String(length=10), nullable=False),
-    sa.Column('message_id', sa.Uuid(), nullable=True),
-    sa.Column('wrong_tries', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('voided_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_otp_challenges_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_otp_challenges'))
-    )
-    with op.batch_alter_table('otp_challenges', schema=None) as batch_op:
-        batch_op.create_index('ix_otp_challenges_phone', ['tenant_id', 'phone_digest', 'created_at'], unique=False)
-
     # A code to a phone number nobody's record holds yet (a sign-up, a staff member).
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.alter_column('patient_id', existing_type=sa.Uuid(), nullable=True)
@@ -60,15 +37,8 @@ def upgrade():
         batch_op.add_column(sa.Column('phone', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('phone_verified_at', sa.DateTime(timezone=True), nullable=True))
 
-    if op.get_bind().dialect.name == "postgresql":
-        for table in TENANT_TABLES:
-            rls.protect(table)
-
 
 def downgrade():
-    if op.get_bind().dialect.name == "postgresql":
-        for table in TENANT_TABLES:
-            rls.unprotect(table)
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('phone_verified_at')
         batch_op.drop_column('phone')
@@ -82,6 +52,3 @@ def downgrade():
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_column('address')
         batch_op.alter_column('patient_id', existing_type=sa.Uuid(), nullable=False)
-    with op.batch_alter_table('otp_challenges', schema=None) as batch_op:
-        batch_op.drop_index('ix_otp_challenges_phone')
-    op.drop_table('otp_challenges')

@@ -379,7 +379,7 @@ def test_a_sweeper_without_purge_never_purges(kept_app, world):
 
 def test_purge_works_on_sqlite(tmp_path):
     """The embedded first run: SQLite, no Redis, no row-level security."""
-    from flask_migrate import upgrade
+    from core.schema import upgrade
 
     app = create_app(
         {

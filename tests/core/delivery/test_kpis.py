@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from flask_migrate import upgrade
 
 from core.app import create_app
 from core.db import db, utcnow
 from core.delivery import dispatch, kpis, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import CircuitBreaker, Receipt
+from core.schema import upgrade
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import flaky

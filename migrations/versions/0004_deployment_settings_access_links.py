@@ -1,5 +1,7 @@
-"""push: patients' push subscriptions, deployment-wide plugin settings (VAPID keys), used
-access links, and an index for sent messages awaiting a device's acknowledgement
+"""push: deployment-wide plugin settings (VAPID keys), used access links, and an index for
+sent messages awaiting a device's acknowledgement
+
+(Patients' push subscriptions, first created here, are the webpush plugin's: its branch.)
 
 Revision ID: 0004
 Revises: 0003
@@ -16,7 +18,7 @@ down_revision = '0003'
 branch_labels = None
 depends_on = None
 
-TENANT_TABLES = ("push_subscriptions", "access_link_uses")
+TENANT_TABLES = ("access_link_uses",)
 
 
 def upgrade():
@@ -26,24 +28,6 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('plugin', name=op.f('pk_deployment_settings'))
     )
-    op.create_table('push_subscriptions',
-    sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('patient_id', sa.Uuid(), nullable=False),
-    sa.Column('endpoint', sa.String(length=2000), nullable=False),
-    sa.Column('p256dh', sa.String(length=100), nullable=False),
-    sa.Column('auth', sa.Text(), nullable=False),
-    sa.Column('device', sa.String(length=60), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id', 'patient_id'], ['patients.tenant_id', 'patients.id'], name=op.f('fk_push_subscriptions_tenant_id_patient_id_patients'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_push_subscriptions_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_push_subscriptions')),
-    sa.UniqueConstraint('tenant_id', 'endpoint', name=op.f('uq_push_subscriptions_tenant_id_endpoint'))
-    )
-    with op.batch_alter_table('push_subscriptions', schema=None) as batch_op:
-        batch_op.create_index('ix_push_subscriptions_patient', ['tenant_id', 'patient_id'], unique=False)
-
     op.create_table('access_link_uses',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('nonce', sa.String(length=32), nullable=False),
@@ -69,8 +53,4 @@ def downgrade():
         batch_op.drop_index('ix_messages_sent')
 
     op.drop_table('access_link_uses')
-    with op.batch_alter_table('push_subscriptions', schema=None) as batch_op:
-        batch_op.drop_index('ix_push_subscriptions_patient')
-
-    op.drop_table('push_subscriptions')
     op.drop_table('deployment_settings')

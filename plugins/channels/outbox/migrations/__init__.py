@@ -1,0 +1,1 @@
+"""The outbox plugin's Alembic branch, labelled outbox: see docs/plugins.md."""

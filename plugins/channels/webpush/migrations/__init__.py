@@ -1,0 +1,1 @@
+"""The webpush plugin's Alembic branch, labelled webpush: see docs/plugins.md."""

@@ -1,0 +1,1 @@
+"""The appointments plugin's Alembic branch, labelled appointments: see docs/plugins.md."""

@@ -1,0 +1,1 @@
+"""The otp plugin's Alembic branch, labelled otp: see docs/plugins.md."""

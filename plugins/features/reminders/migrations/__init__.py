@@ -1,0 +1,1 @@
+"""The reminders plugin's Alembic branch, labelled reminders: see docs/plugins.md."""
