@@ -230,7 +230,8 @@ def _comments_above(lines: list[str], index: int) -> list[str]:
 
 
 def _ours(obj) -> bool:
-    return (getattr(obj, "__module__", None) or "").split(".")[0] in ("core", "tenants")
+    package = (getattr(obj, "__module__", None) or "").split(".")[0]
+    return package in ("core", "tenants", "migrations")
 
 
 def _public_target(target) -> bool:
