@@ -149,13 +149,24 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(sa.exc.OperationalError, _database_behind)
 
 
-# In English only: a deployment's upgrade window, for the operator as much as for users (a
-# translated page would need the catalog, and the layout, whose menu reads the database).
-PAGE = """<!doctype html>
-<html lang="en"><meta charset="utf-8"><title>503 Service unavailable</title>
-<h1>Relais is being upgraded</h1><p>{message}</p></html>
-"""
+# A deployment's upgrade window: the page reads nothing of the database (not even the
+# clinic's language), so it says it in every language Relais speaks.
 UNAVAILABLE = "Relais is not available while its database is upgraded. Try again in a few minutes."
+SAYS = {
+    "fr": "Relais est indisponible pendant la mise à jour de sa base de données. "
+    "Réessayez dans quelques minutes.",
+    "de": "Relais ist während der Aktualisierung seiner Datenbank nicht erreichbar. "
+    "Versuchen Sie es in einigen Minuten erneut.",
+    "it": "Relais non è disponibile durante l'aggiornamento del suo database. "
+    "Riprovi tra qualche minuto.",
+    "nl": "Relais is niet beschikbaar terwijl de database wordt bijgewerkt. "
+    "Probeer het over enkele minuten opnieuw.",
+    "en": UNAVAILABLE,
+}
+PAGE = """<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>503 Relais</title>
+<h1>Relais</h1>{messages}</html>
+"""
 
 
 def _database_behind(exc: sa.exc.DBAPIError):
@@ -173,4 +184,5 @@ def _database_behind(exc: sa.exc.DBAPIError):
     if request.path.startswith(("/api/", "/me/api/")):
         body = {"error": {"code": "service_unavailable", "message": UNAVAILABLE}}
         return jsonify(body), 503, headers
-    return PAGE.format(message=escape(UNAVAILABLE)), 503, headers
+    messages = "".join(f'<p lang="{lang}">{escape(text)}</p>' for lang, text in SAYS.items())
+    return PAGE.format(messages=messages), 503, headers

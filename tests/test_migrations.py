@@ -514,6 +514,8 @@ def test_pages_and_the_api_answer_503_on_a_database_not_migrated(tmp_path, caplo
 
     assert page.status_code == 503
     assert "Try again in a few minutes" in page.text
+    assert "Réessayez dans quelques minutes" in page.text  # every language: no clinic is read
+    assert 'lang="de"' in page.text and 'lang="it"' in page.text and 'lang="nl"' in page.text
     assert page.headers["Retry-After"]
     assert api.status_code == 503
     assert api.json["error"]["code"] == "service_unavailable"

@@ -28,7 +28,8 @@ from datetime import date
 from babel.dates import format_date
 from num2words import num2words
 
-LANGUAGES = ("fr", "de", "it", "nl", "en")
+from core.plugin_api import LANGUAGES
+
 DEFAULT = "en"
 # The locale of each language's voice (TwiML's <Say language>, Babel's month names).
 LOCALES = {"fr": "fr-FR", "de": "de-DE", "it": "it-IT", "nl": "nl-NL", "en": "en-GB"}
