@@ -82,14 +82,20 @@ def choose(candidates: list[Route]) -> Route | None:
 def provider(tenant, route: Route) -> Provider:
     """An instance of the route's provider with its plugin's settings for the country
     (one per application context: a job, a request)."""
+    return provider_for_country(route.provider, tenant.country_code)
+
+
+def provider_for_country(name: str, country_code: str) -> Provider:
+    """An instance of the provider ``name`` with its plugin's settings for the country
+    (declared defaults, then the country's values), one per application context."""
     cache = g.setdefault("_relais_providers", {})
-    key = (tenant.country_code, route.provider)
+    key = (country_code, name)
     if key not in cache:
-        cls = declared_providers()[route.provider].provider
-        values = {s.name: s.default for s in settings.schema(route.plugin)}
+        declared = declared_providers()[name]
+        values = {s.name: s.default for s in settings.schema(declared.plugin)}
         with db.session.no_autoflush:
-            values.update(settings.stored(tenant.country_code, route.plugin))
-        cache[key] = cls(settings=values)
+            values.update(settings.stored(country_code, declared.plugin))
+        cache[key] = declared.provider(settings=values)
     return cache[key]
 
 

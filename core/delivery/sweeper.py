@@ -18,13 +18,14 @@ import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 
 from core.clinic import settings
 from core.db import db, utcnow
 from core.delivery import jobs, lifecycle, queues, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
+from core.delivery.providers import declared_providers
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
 
@@ -75,11 +76,10 @@ def _expire(now) -> int:
 
 def _unacknowledged(now) -> int:
     """Sent messages no device acknowledged in time: by the next channel, else undelivered."""
-    declared = current_app.extensions["relais"].channels
     waits = {}  # provider -> (default minutes, {country: minutes})
-    for name, (plugin, provider) in declared.items():
-        if provider.acknowledged:
-            default, own = settings.by_country(plugin, "ack_timeout")
+    for name, declared in declared_providers().items():
+        if declared.provider.acknowledged:
+            default, own = settings.by_country(declared.plugin, "ack_timeout")
             waits[name] = (int(default or 5), {c: int(m) for c, m in own.items()})
     if not waits:
         return 0

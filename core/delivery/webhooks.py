@@ -6,10 +6,9 @@ a bad or missing one is a 401 and changes nothing; a malformed body is a 400.
 
 from flask import Blueprint, abort, current_app, g, request
 
-from core.clinic import settings
 from core.db import db
-from core.delivery import receipts
-from core.delivery.providers import Provider, SignatureError
+from core.delivery import receipts, routing
+from core.delivery.providers import Provider, SignatureError, declared_provider
 from core.plugins import enabled_plugins
 from tenants import scoping
 
@@ -18,13 +17,10 @@ inbound_bp = Blueprint("inbound", __name__)  # on hooks.<domain>: replies, per c
 
 
 def _provider(name: str, country_code: str, tenant=None) -> Provider:
-    declared = current_app.extensions["relais"].channels.get(name)
-    if declared is None or (tenant is not None and declared[0] not in enabled_plugins(tenant)):
+    declared = declared_provider(name)
+    if declared is None or (tenant is not None and declared.plugin not in enabled_plugins(tenant)):
         abort(404)
-    plugin, cls = declared
-    values = {s.name: s.default for s in settings.schema(plugin)}
-    values.update(settings.stored(country_code, plugin))
-    return cls(settings=values)
+    return routing.provider_for_country(name, country_code)
 
 
 def _checked(provider: Provider) -> tuple[dict, bytes, dict]:
