@@ -15,11 +15,11 @@ import time
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask_migrate import upgrade
 
 from core.app import create_app
 from core.db import db, utcnow
 from core.delivery import kpis, metrics
+from core.schema import upgrade
 from tenants import provisioning
 from tenants.scoping import system_scope
 

@@ -261,7 +261,7 @@ def drop_database(url: str) -> None:
 def fresh_app(args, plugins: tuple[str, ...]) -> tuple[dict, object]:
     """A benchmark's own world: its database dropped, created and migrated, its Redis
     database flushed, an app with ``plugins``. Returns the app's config and the app."""
-    from flask_migrate import upgrade
+    from core.schema import upgrade
 
     say(f"Database {args.database_url} (recreated), Redis {args.redis_url} (flushed)")
     recreate_database(args.database_url)
