@@ -1,8 +1,8 @@
-"""Relais core: the minimal, tenant-aware kernel.
+"""Relais core: the minimal, tenant-aware kernel, and the clinic, delivery and web areas
+above it (docs/architecture.md).
 
-Plugin authors import :data:`hookimpl` from here::
-
-    from core import hookimpl
+Plugins import from :mod:`core.plugin_api` only; :data:`hookimpl` is defined here so that
+the kernel's hookspecs and the public API share one marker.
 """
 
 import pluggy
