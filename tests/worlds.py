@@ -1,5 +1,7 @@
 """One factory system for tests: clinics, staff, patients, and clients bound to a host."""
 
+import atexit
+import contextlib
 import json
 import os
 import re
@@ -13,6 +15,8 @@ from pathlib import Path
 import pyotp
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from redis import Redis
+from redis.exceptions import RedisError
 
 from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
@@ -34,8 +38,31 @@ DATABASE_URL = os.environ.get(
     "RELAIS_TEST_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/relais_test_{RUN}"
 )
 ROOT = Path(__file__).resolve().parents[1]
-# Redis databases 12-15 are the benchmarks' (bench/): a test run never takes one of them.
-REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + RUN % 11}")
+
+
+def claim_redis_database() -> str:
+    """A Redis database of this run's own among 1-11 (12-15 are the benchmarks'), claimed in
+    database 0 with SET NX and given back when the run ends: two runs side by side never
+    share queues, so one's workers never take the other's jobs."""
+    claims = Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        for n in range(1, 12):
+            key = f"relais:tests:db{n}"
+            if claims.set(key, RUN, nx=True, ex=2 * 3600):  # a killed run's claim expires
+                atexit.register(_give_back, claims, key)
+                return f"redis://127.0.0.1:6379/{n}"
+    except RedisError:
+        pass  # no Redis yet: the tests that need it say so
+    return f"redis://127.0.0.1:6379/{1 + RUN % 11}"
+
+
+def _give_back(claims: Redis, key: str) -> None:
+    with contextlib.suppress(RedisError):
+        if claims.get(key) == str(RUN).encode():
+            claims.delete(key)
+
+
+REDIS_URL = os.environ.get("RELAIS_TEST_REDIS_URL") or claim_redis_database()
 SERVER = "relais.test"
 PASSWORD = "correct horse battery"
 KEEP = {"countries", "alembic_version"}
