@@ -17,7 +17,8 @@ before a fallback, the retention's erasure) are written here too, with :func:`no
 other module writes a message's status or its history.
 
 Hot paths stay bulk: :func:`claim` and :func:`move_many` change many messages in one
-statement and write their events in one multi-row insert.
+statement and write their events in one multi-row insert; :func:`start_many` writes the first
+events of a batch of new messages (``outbox.send_many``) in one.
 """
 
 import uuid
@@ -241,6 +242,43 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     ).all()
     db.session.commit()
     return claimed
+
+
+def start_many(
+    started: Iterable[tuple[uuid.UUID, uuid.UUID, MessageStatus, str | None]], at: datetime
+) -> int:
+    """New messages, already inserted as judged (``(tenant id, message id, status, detail)``
+    each: pending, scheduled or denied), enter the outbox: their first events in one
+    multi-row insert, announced after commit as :func:`start` does one by one. The caller
+    wrote the rows with their status and commits. Returns how many.
+
+    :raises TransitionError: when a status is not one a message may start in; nothing is
+        then written.
+    """
+    started = [(t, m, S(s), d) for t, m, s, d in started]
+    for status in {s for _t, _m, s, _d in started}:
+        check(None, status)
+    if not started:
+        return 0
+    db.session.execute(
+        sa.insert(MessageEvent),
+        [
+            {
+                "tenant_id": tenant_id,
+                "id": new_id(),
+                "message_id": message_id,
+                "at": at,
+                "status": str(status),
+                "detail": detail[:200] if detail else None,
+            }
+            for tenant_id, message_id, status, detail in started
+        ],
+    )
+    changes = db.session.info.setdefault(_CHANGES, [])
+    changes.extend(
+        (tenant_id, message_id, str(status), at) for tenant_id, message_id, status, _d in started
+    )
+    return len(started)
 
 
 def move_many(
