@@ -14,7 +14,6 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clinic import consent
 from core.clinic.models import Patient
@@ -168,29 +167,22 @@ def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
             results[i] = exc
             continue
         message.content.pop("discreet", None)
-        message.status = status
         if status == MessageStatus.PENDING:
-            message.enqueued_at = now
+            message.enqueued_at = now  # pushed right after commit; the sweeper checks it
         new.append((i, message, status))
     if not new:
         return
-    table = Message.__table__
-    rows = [_row(message, now) for _i, message, _s in new]
-    inserted = set(
-        db.session.scalars(
-            _insert(table).on_conflict_do_nothing().returning(table.c.id), rows
-        ).all()
-    )
-    lost = [(i, m) for i, m, _s in new if m.id not in inserted]  # a concurrent same reference
+    written = lifecycle.start_many([(m, s) for _i, m, s in new], now)
+    lost = [(i, m) for i, m, _s in new if m.id not in written]  # a concurrent same reference
     if lost:
         first = _by_reference(tenant, api_key_id, {m.reference for _i, m in lost})
         for i, message in lost:
             results[i] = first.get(message.reference) or ValidationError(
                 _("This reference is used twice."), "reference"
             )
-    written = [(i, m, s) for i, m, s in new if m.id in inserted]
-    lifecycle.start_many([(m.tenant_id, m.id, s, m.verdict_reason) for _i, m, s in written], now)
-    for i, message, status in written:
+    for i, message, status in new:
+        if message.id not in written:
+            continue
         if status == MessageStatus.PENDING:
             queues.enqueue_after_commit(message)
         results[i] = message
@@ -210,25 +202,6 @@ def _by_reference(tenant, api_key_id, references: set[str]) -> dict[str, Message
         )
     )
     return {m.reference: m for m in found}
-
-
-def _insert(table):
-    """An INSERT that skips rows a unique index already holds (a reference written by a
-    concurrent request): PostgreSQL's and SQLite's ON CONFLICT DO NOTHING."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-def _row(message: Message, now: datetime) -> dict[str, Any]:
-    """The message's columns for a Core INSERT, with the defaults the ORM would fill."""
-    row = {c.key: getattr(message, c.key) for c in Message.__table__.columns}
-    row.update(
-        channel_index=message.channel_index or 0,
-        tries=message.tries or 0,
-        exhausted=message.exhausted or [],
-        created_at=now,
-    )
-    return row
 
 
 def _draft(

@@ -17,6 +17,7 @@ from core.clinic.models import ConsentMethod, Patient
 from core.db import db
 from core.delivery import outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.vocabulary import PURPOSES
 
 bp = Blueprint("api", __name__)
 
@@ -181,7 +182,7 @@ def message_batch():
     is the first one's, so a batch sent again after a timeout creates nothing twice.
     """
     if (request.content_length or 0) > BATCH_BYTES:
-        raise TooLarge(_("Send at most %(n)d bytes.", n=BATCH_BYTES), "body")
+        raise TooLarge(_("This request is too large."), "body")
     request.max_content_length = BATCH_BYTES  # a body sent without its length, too
     data = _body()
     unknown = set(data) - {"messages"}
@@ -192,15 +193,13 @@ def message_batch():
     if not isinstance(items, list) or not items:
         raise ValidationError(_("Send a list of messages."), "messages")
     if len(items) > BATCH_MAX:
-        raise TooLarge(_("Send at most %(n)d messages.", n=BATCH_MAX), "messages")
+        raise TooLarge(_("This request is too large."), "messages")
     parsed = [_batch_item(item, f"messages[{i}]") for i, item in enumerate(items)]
     seen: dict[str, int] = {}
     for i, item in enumerate(parsed):
         reference = item.get("reference")
         if reference is not None and seen.setdefault(reference, i) != i:
-            raise ValidationError(
-                _("This reference is used twice in the batch."), f"messages[{i}].reference"
-            )
+            raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
     wanted = {item["patient_id"] for item in parsed}
     found = {p.id: p for p in db.session.scalars(sa.select(Patient).where(Patient.id.in_(wanted)))}
     drafts, answers = [], [None] * len(parsed)
@@ -239,11 +238,11 @@ def _batch_item(item: Any, where: str) -> dict[str, Any]:
     try:
         patient_id = uuid.UUID(item.get("patient_id"))
     except (TypeError, ValueError, AttributeError):
-        raise ValidationError(_("Give a patient's id."), f"{where}.patient_id") from None
+        raise ValidationError(_("No such patient."), f"{where}.patient_id") from None
     parsed: dict[str, Any] = {"patient_id": patient_id}
     purpose = item.get("purpose")
     if not isinstance(purpose, str):
-        raise ValidationError(_("Give a purpose."), f"{where}.purpose")
+        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), f"{where}.purpose")
     parsed["purpose"] = purpose
     template = item.get("template")
     if not (
