@@ -1,7 +1,8 @@
 """What regulation plugins answer about a country (see the ``relais_country_profile`` hook)."""
 
+import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -137,11 +138,7 @@ class QuietHours:
         """
         zone = ZoneInfo(timezone)
         local = at.astimezone(zone)
-        days_off = (
-            holidays.country_holidays(country, subdiv=subdivision, years=local.year)
-            if self.skip_holidays
-            else {}
-        )
+        days_off = _days_off(country, subdivision, local.year) if self.skip_holidays else ()
         for offset in range(370):  # a window exists within a year, or there is none
             day = local.date() + timedelta(days=offset)
             if day.weekday() not in self.days or day in days_off:
@@ -153,3 +150,11 @@ class QuietHours:
             if local < opens:
                 return opens.astimezone(UTC)
         raise ValueError("these quiet hours never open")
+
+
+@functools.lru_cache(maxsize=256)
+def _days_off(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    """The public holidays of ``year`` and the next (a window is looked for up to a year
+    ahead), built once per process: building them costs more than judging a message."""
+    found = holidays.country_holidays(country, subdiv=subdivision, years=(year, year + 1))
+    return frozenset(found)

@@ -12,14 +12,14 @@ carry no expiry: an opt-out link in a years-old message must still work.
 """
 
 import uuid
-from collections.abc import Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import current_app, g, url_for
 from flask_babel import format_date
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -53,6 +53,9 @@ class ConsentState:
 
 def state(patient: Patient, channel: str, purpose: str = NON_ESSENTIAL) -> ConsentState:
     """The patient's consent on ``channel`` as its latest step left it."""
+    known = g.get(_PRELOADED)
+    if known is not None and purpose == NON_ESSENTIAL and patient.id in known[0]:
+        return known[1].get((patient.id, channel), ConsentState())
     latest = db.session.scalars(
         sa.select(Consent)
         .where(
@@ -66,6 +69,34 @@ def state(patient: Patient, channel: str, purpose: str = NON_ESSENTIAL) -> Conse
     if latest is None:
         return ConsentState()
     return ConsentState(str(latest.action), latest.at, str(latest.method))
+
+
+_PRELOADED = "_relais_consents"  # (patient ids, {(patient id, channel): state}) of a batch
+
+
+@contextmanager
+def preloaded(patients: Iterable[Patient]) -> Iterator[None]:
+    """Read the consents of ``patients`` once, in one query: :func:`state` answers from
+    them inside (a batch of messages judged together, ``outbox.send_many``). A step recorded
+    meanwhile forgets them."""
+    ids = {p.id for p in patients}
+    found: dict[tuple[uuid.UUID, str], ConsentState] = {}
+    if ids:
+        steps = db.session.execute(
+            sa.select(
+                Consent.patient_id, Consent.channel, Consent.action, Consent.at, Consent.method
+            )
+            .where(Consent.patient_id.in_(ids), Consent.purpose == NON_ESSENTIAL)
+            .order_by(Consent.at, Consent.id)
+        )
+        for patient_id, channel, action, at, method in steps:  # the latest step wins
+            found[(patient_id, channel)] = ConsentState(str(action), at, str(method))
+    outer = g.get(_PRELOADED)
+    setattr(g, _PRELOADED, (ids, found))
+    try:
+        yield
+    finally:
+        setattr(g, _PRELOADED, outer)
 
 
 def states(patient: Patient) -> dict[str, ConsentState]:
@@ -120,6 +151,7 @@ def record(
     )
     db.session.add(step)
     db.session.flush()
+    g.pop(_PRELOADED, None)  # what a batch read before is stale now
     tenant = db.session.get(Tenant, patient.tenant_id)
     hooks_for(tenant).relais_consent_recorded(tenant=tenant, patient=patient, consent=step)
     return step

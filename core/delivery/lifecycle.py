@@ -17,7 +17,8 @@ before a fallback, the retention's erasure) are written here too, with :func:`no
 other module writes a message's status or its history.
 
 Hot paths stay bulk: :func:`claim` and :func:`move_many` change many messages in one
-statement and write their events in one multi-row insert.
+statement and write their events in one multi-row insert; :func:`start_many` writes the first
+events of a batch of new messages (``outbox.send_many``) in one.
 """
 
 import uuid
@@ -29,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.db import db, new_id, utcnow
@@ -241,6 +243,66 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     ).all()
     db.session.commit()
     return claimed
+
+
+def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -> set[uuid.UUID]:
+    """New messages enter the outbox as judged (pending, scheduled or denied), many at once:
+    the messages (not in the session; their ``verdict_reason`` is their first event's detail)
+    in multi-row INSERTs, their first events in one more, announced after commit as
+    :func:`start` does one by one. The caller commits.
+
+    A message whose client reference (``api_key_id``, ``reference``) a concurrent
+    transaction already wrote is skipped (ON CONFLICT DO NOTHING), with its event.
+
+    :return: the ids of the messages written.
+    :raises TransitionError: when a status is not one a message may start in; nothing is
+        then written.
+    """
+    started = [(m, S(s)) for m, s in started]
+    for status in {s for _m, s in started}:
+        check(None, status)
+    if not started:
+        return set()
+    table = Message.__table__
+    for message, status in started:
+        message.status = status
+    dialect = db.session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    written = set(
+        db.session.scalars(
+            insert.on_conflict_do_nothing().returning(table.c.id),
+            [_row(message, at) for message, _s in started],
+        ).all()
+    )
+    events = [
+        {
+            "tenant_id": m.tenant_id,
+            "id": new_id(),
+            "message_id": m.id,
+            "at": at,
+            "status": str(s),
+            "detail": m.verdict_reason[:200] if m.verdict_reason else None,
+        }
+        for m, s in started
+        if m.id in written
+    ]
+    if events:
+        db.session.execute(sa.insert(MessageEvent), events)
+    changes = db.session.info.setdefault(_CHANGES, [])
+    changes.extend((e["tenant_id"], e["message_id"], e["status"], at) for e in events)
+    return written
+
+
+def _row(message: Message, at: datetime) -> dict[str, Any]:
+    """A new message's columns for a Core INSERT, with the defaults the ORM would fill."""
+    row = {c.key: getattr(message, c.key) for c in Message.__table__.columns}
+    row.update(
+        channel_index=message.channel_index or 0,
+        tries=message.tries or 0,
+        exhausted=message.exhausted or [],
+        created_at=at,
+    )
+    return row
 
 
 def move_many(

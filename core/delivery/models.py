@@ -58,12 +58,25 @@ class Message(TenantOwned, db.Model):
         sa.Index("ix_messages_tenant_created", "tenant_id", "created_at"),
         # The sweeper's look for sent messages awaiting a device's acknowledgement (push).
         sa.Index("ix_messages_sent", "status", "provider", "sent_at"),
+        # A client's reference is unique per clinic and API key: a batch sent again creates
+        # nothing twice (core.delivery.outbox.send_many).
+        sa.Index(
+            "ux_messages_reference",
+            "tenant_id",
+            "api_key_id",
+            "reference",
+            unique=True,
+            postgresql_where=sa.text("reference IS NOT NULL"),
+            sqlite_where=sa.text("reference IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = id_column()
     patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     # Where it goes when no patient record holds the address (a sign-up code, a staff phone).
     address: Mapped[str | None] = mapped_column(sa.String(254))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the API key that wrote it
+    reference: Mapped[str | None] = mapped_column(sa.String(100))  # the client's, per key
     purpose: Mapped[str] = mapped_column(sa.String(20))
     status: Mapped[MessageStatus] = mapped_column(
         sa.Enum(MessageStatus, native_enum=False, length=20, values_callable=_values)

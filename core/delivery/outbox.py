@@ -2,16 +2,20 @@
 
 import base64
 import functools
+import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from core.clinic import consent
 from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
 from core.delivery import lifecycle, queues, routing
@@ -53,6 +57,169 @@ def send(
         code): staff pages never show it.
     :raises ValidationError: naming the argument that is not acceptable.
     """
+    now = utcnow()
+    message = _draft(
+        tenant,
+        now,
+        patient=patient,
+        purpose=purpose,
+        template=template,
+        variables=variables,
+        channels=channels,
+        not_before=not_before,
+        expires_at=expires_at,
+        attachments=attachments,
+        confidential=confidential,
+        address=address,
+        language=language,
+    )
+    status = _apply_verdict(message, judge(tenant, patient, message), now)
+    message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
+    db.session.add(message)
+    lifecycle.start(message, status, message.verdict_reason, now)
+    if status == MessageStatus.PENDING:
+        message.enqueued_at = now  # pushed right after commit; the sweeper checks it got there
+        queues.enqueue_after_commit(message)
+    return message
+
+
+SEND_ARGUMENTS = frozenset(
+    {
+        "patient",
+        "purpose",
+        "template",
+        "variables",
+        "channels",
+        "not_before",
+        "expires_at",
+        "attachments",
+        "confidential",
+        "address",
+        "language",
+        "reference",
+    }
+)
+MANY_CHUNK = 1000  # messages per multi-row INSERT
+
+
+def send_many(
+    tenant, drafts: Iterable[dict[str, Any]], api_key_id: uuid.UUID | None = None
+) -> list[Message | ValidationError]:
+    """Put many messages in the outbox at once: the bulk path of :func:`send`.
+
+    Each draft is a dict of :func:`send`'s arguments (``patient``, ``purpose``,
+    ``template``, ``variables``, ``channels``, ``not_before``...) and may carry a
+    ``reference``: the caller's own name for the message, unique per clinic and
+    ``api_key_id``. A draft whose reference is already in the outbox is not written again:
+    its answer is the message written the first time, so a batch sent again creates nothing
+    twice.
+
+    Each message is judged by the regulation plugins as :func:`send` judges it, with what
+    they read (consents, settings, senders) read once for the whole batch; the messages and
+    their first events are written in a few multi-row INSERTs; the due ones are queued after
+    the caller commits. A draft that is not acceptable is not written, and does not stop the
+    others.
+
+    :return: for each draft, in order, its :class:`Message` (status and verdict set; not
+        attached to the session) or the :class:`ValidationError` that refused it.
+    """
+    drafts = list(drafts)
+    results: list[Message | ValidationError | None] = [None] * len(drafts)
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
+        patients = [d.get("patient") for d in drafts if d.get("patient") is not None]
+        with consent.preloaded(patients):
+            for start in range(0, len(drafts), MANY_CHUNK):
+                chunk = range(start, min(start + MANY_CHUNK, len(drafts)))
+                _send_chunk(tenant, drafts, chunk, api_key_id, results)
+    return results  # type: ignore[return-value]
+
+
+def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
+    now = utcnow()
+    referenced = {i: drafts[i]["reference"] for i in chunk if drafts[i].get("reference")}
+    known = _by_reference(tenant, api_key_id, set(referenced.values()))
+    seen: set[str] = set()
+    new: list[tuple[int, Message, MessageStatus]] = []
+    senders_of: dict = {}
+    for i in chunk:
+        draft = drafts[i]
+        reference = referenced.get(i)
+        if reference in known:
+            results[i] = known[reference]
+            continue
+        try:
+            unknown = set(draft) - SEND_ARGUMENTS
+            if unknown:
+                raise TypeError(f"send_many: unknown argument {sorted(unknown)[0]!r}")
+            if reference is not None:
+                if reference in seen:
+                    raise ValidationError(_("This reference is used twice."), "reference")
+                seen.add(reference)
+            fields = {k: v for k, v in draft.items() if k != "reference"}
+            message = _draft(tenant, now, **fields)
+            message.api_key_id, message.reference = api_key_id, reference
+            key = (tuple(message.channels), message.purpose)
+            if key not in senders_of:
+                senders_of[key] = senders(tenant, message)
+            verdict = _judged(tenant, fields.get("patient"), message, senders_of[key])
+            status = _apply_verdict(message, verdict, now)
+        except ValidationError as exc:
+            results[i] = exc
+            continue
+        message.content.pop("discreet", None)
+        if status == MessageStatus.PENDING:
+            message.enqueued_at = now  # pushed right after commit; the sweeper checks it
+        new.append((i, message, status))
+    if not new:
+        return
+    written = lifecycle.start_many([(m, s) for _i, m, s in new], now)
+    lost = [(i, m) for i, m, _s in new if m.id not in written]  # a concurrent same reference
+    if lost:
+        first = _by_reference(tenant, api_key_id, {m.reference for _i, m in lost})
+        for i, message in lost:
+            results[i] = first.get(message.reference) or ValidationError(
+                _("This reference is used twice."), "reference"
+            )
+    for i, message, status in new:
+        if message.id not in written:
+            continue
+        if status == MessageStatus.PENDING:
+            queues.enqueue_after_commit(message)
+        results[i] = message
+
+
+def _by_reference(tenant, api_key_id, references: set[str]) -> dict[str, Message]:
+    """The messages of the clinic and key already written with these references."""
+    if not references:
+        return {}
+    found = db.session.scalars(
+        sa.select(Message).where(
+            Message.tenant_id == tenant.id,
+            Message.api_key_id.is_(None)
+            if api_key_id is None
+            else Message.api_key_id == api_key_id,
+            Message.reference.in_(references),
+        )
+    )
+    return {m.reference: m for m in found}
+
+
+def _draft(
+    tenant,
+    now: datetime,
+    patient: Patient | None,
+    purpose: str,
+    template: str | dict[str, str],
+    variables: dict[str, Any] | None = None,
+    channels: list[str] | tuple[str, ...] = ("sms",),
+    not_before: datetime | None = None,
+    expires_at: datetime | None = None,
+    attachments: list[tuple[str, str, bytes]] | None = None,
+    confidential: bool = False,
+    address: str | None = None,
+    language: str | None = None,
+) -> Message:
+    """A message checked and rendered, not judged nor written yet (``send``'s first half)."""
     if purpose not in PURPOSES:
         raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), "purpose")
     plan = list(channels)
@@ -61,7 +228,6 @@ def send(
     if patient is None and not (address and is_transactional(purpose)):
         raise ValidationError(_("A message needs a patient."), "patient")
     plan = preferred_plan(patient, plan) if patient is not None else plan
-    now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
     content = render(template, variables or {})
@@ -89,13 +255,6 @@ def send(
         expires_at=expires_at,
         exhausted=[],
     )
-    status = _apply_verdict(message, judge(tenant, patient, message), now)
-    message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
-    db.session.add(message)
-    lifecycle.start(message, status, message.verdict_reason, now)
-    if status == MessageStatus.PENDING:
-        message.enqueued_at = now  # pushed right after commit; the sweeper checks it got there
-        queues.enqueue_after_commit(message)
     return message
 
 
@@ -148,7 +307,7 @@ def judge(tenant, patient: Patient, message: Message) -> Verdict:
         return _judged(tenant, patient, message)
 
 
-def _judged(tenant, patient: Patient, message: Message) -> Verdict:
+def _judged(tenant, patient: Patient, message: Message, known_senders=None) -> Verdict:
     if not is_transactional(message.purpose) and not any(
         host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
     ):
@@ -164,7 +323,7 @@ def _judged(tenant, patient: Patient, message: Message) -> Verdict:
         tenant=tenant,
         patient=patient,
         message=message,
-        senders=senders(tenant, message),
+        senders=senders(tenant, message) if known_senders is None else known_senders,
     )
     for plugin, verdict in answers:
         if verdict is None:

@@ -6,15 +6,18 @@ the clinic whose subdomain is called, so it works nowhere else. Errors are
 """
 
 import uuid
+from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
 from core.clinic import apikeys, consent, patients
-from core.clinic.models import ConsentMethod
-from core.db import db, utcnow
+from core.clinic.models import ConsentMethod, Patient
+from core.db import db
 from core.delivery import outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.vocabulary import PURPOSES
 
 bp = Blueprint("api", __name__)
 
@@ -24,16 +27,24 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class TooLarge(DomainError):
+    status = 413
+    code = "too_large"
+
+
 @bp.before_request
 def authenticate():
     """Require an API key of the clinic (``Authorization: Bearer <key>``), else 401 JSON;
-    the key acts in the request (``g.api_key``). Used with ``bp.before_request``."""
+    the key acts in the request (``g.api_key``). Used with ``bp.before_request``.
+
+    The key's "last used" is recorded at most once a minute (:func:`apikeys.note_use`):
+    requests on one key never wait for each other."""
     header = request.headers.get("Authorization", "")
     scheme, _sep, token = header.partition(" ")
     key = apikeys.key_for_token(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         raise Unauthorized(_("Send a valid API key: Authorization: Bearer <key>."))
-    key.last_used_at = utcnow()
+    apikeys.note_use(key)  # at most once a minute, outside this request's transaction
     g.api_key = key
 
 
@@ -151,6 +162,155 @@ def message_create():
             "verdict": presenters.verdict_json(message),
         }
     ), 202
+
+
+BATCH_FIELDS = MESSAGE_FIELDS | {"reference"}
+BATCH_MAX = 1000  # messages per batch
+BATCH_BYTES = 4 << 20  # a batch's body: 1,000 messages of up to ~4 KB each
+REFERENCE_LENGTH = 100
+
+
+@bp.post("/messages/batch")
+def message_batch():
+    """Queue up to 1,000 messages in one request, each judged as ``POST /messages`` judges
+    one; answers 202 with, for each (in order), its id, status and verdict, or its error.
+
+    A malformed request (not the shape below, a wrong type, a NUL character, a time
+    without its offset, a reference given twice, too many messages or bytes) is refused
+    whole with a 4xx naming the field (``messages[3].not_before``) and writes nothing. A
+    message with a ``reference`` already used with this key is not written again: its answer
+    is the first one's, so a batch sent again after a timeout creates nothing twice.
+    """
+    if (request.content_length or 0) > BATCH_BYTES:
+        raise TooLarge(_("This request is too large."), "body")
+    request.max_content_length = BATCH_BYTES  # a body sent without its length, too
+    data = _body()
+    unknown = set(data) - {"messages"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
+    items = data.get("messages")
+    if not isinstance(items, list) or not items:
+        raise ValidationError(_("Send a list of messages."), "messages")
+    if len(items) > BATCH_MAX:
+        raise TooLarge(_("This request is too large."), "messages")
+    parsed = [_batch_item(item, f"messages[{i}]") for i, item in enumerate(items)]
+    seen: dict[str, int] = {}
+    for i, item in enumerate(parsed):
+        reference = item.get("reference")
+        if reference is not None and seen.setdefault(reference, i) != i:
+            raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
+    wanted = {item["patient_id"] for item in parsed}
+    found = {p.id: p for p in db.session.scalars(sa.select(Patient).where(Patient.id.in_(wanted)))}
+    drafts, answers = [], [None] * len(parsed)
+    for i, item in enumerate(parsed):
+        patient = found.get(item.pop("patient_id"))
+        if patient is None:
+            answers[i] = ValidationError(_("No such patient."), "patient_id")
+            continue
+        drafts.append((i, {**item, "patient": patient}))
+    results = outbox.send_many(g.tenant, [d for _i, d in drafts], api_key_id=g.api_key.id)
+    for (i, _draft), result in zip(drafts, results, strict=True):
+        answers[i] = result
+    db.session.commit()
+    body = [
+        _batch_answer(i, result, parsed[i].get("reference")) for i, result in enumerate(answers)
+    ]
+    return jsonify(
+        {
+            "messages": body,
+            "accepted": sum("id" in b for b in body),
+            "refused": sum("error" in b for b in body),
+        }
+    ), 202
+
+
+def _batch_item(item: Any, where: str) -> dict[str, Any]:
+    """One message of a batch, its types checked: ``send_many``'s arguments (patient id
+    still to look up). :raises ValidationError: naming ``where`` and the field."""
+    if not isinstance(item, dict):
+        raise ValidationError(_("Send a JSON object."), where)
+    unknown = set(item) - BATCH_FIELDS
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationError(_("Unknown field: %(field)s.", field=field), f"{where}.{field}")
+    _no_nul(item, where)
+    try:
+        patient_id = uuid.UUID(item.get("patient_id"))
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationError(_("No such patient."), f"{where}.patient_id") from None
+    parsed: dict[str, Any] = {"patient_id": patient_id}
+    purpose = item.get("purpose")
+    if not isinstance(purpose, str):
+        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), f"{where}.purpose")
+    parsed["purpose"] = purpose
+    template = item.get("template")
+    if not (
+        isinstance(template, str)
+        or isinstance(template, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in template.items())
+    ):
+        raise ValidationError(_("A message needs a text."), f"{where}.template")
+    parsed["template"] = template
+    variables = item.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise ValidationError(_("Send an object of variables."), f"{where}.variables")
+    parsed["variables"] = variables or {}
+    channels = item.get("channels")
+    if channels is not None and not (
+        isinstance(channels, list) and all(isinstance(c, str) for c in channels)
+    ):
+        raise ValidationError(_("Send a list of channels."), f"{where}.channels")
+    parsed["channels"] = channels or ["sms"]
+    for name in ("not_before", "expires_at"):
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(_("Give an ISO 8601 time with its offset."), f"{where}.{name}")
+        parsed[name] = presenters.parse_time(value, f"{where}.{name}")
+    reference = item.get("reference")
+    if reference is not None:
+        if (
+            not isinstance(reference, str)
+            or not reference.strip()
+            or len(reference) > REFERENCE_LENGTH
+            or not reference.isprintable()
+        ):
+            raise ValidationError(
+                _("Give a reference of 1 to %(n)d printable characters.", n=REFERENCE_LENGTH),
+                f"{where}.reference",
+            )
+        parsed["reference"] = reference
+    return parsed
+
+
+def _no_nul(value: Any, where: str) -> None:
+    """Refuse NUL characters anywhere in a message (no text column stores them)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(_("Remove the NUL character."), where)
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if "\x00" in key:
+                raise ValidationError(_("Remove the NUL character."), where)
+            _no_nul(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _no_nul(inner, f"{where}[{i}]")
+
+
+def _batch_answer(index: int, result: Any, reference: str | None) -> dict[str, Any]:
+    if isinstance(result, DomainError):
+        error = result.as_json()["error"]
+        if result.field:
+            error["field"] = f"messages[{index}].{result.field}"
+        return {"index": index, "reference": reference, "error": error}
+    return {
+        "index": index,
+        "reference": reference,
+        "id": str(result.id),
+        "status": str(result.status),
+        "verdict": presenters.verdict_json(result),
+    }
 
 
 @bp.get("/messages/<uuid:message_id>")
