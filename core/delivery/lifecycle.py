@@ -337,7 +337,8 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         .values(provider_ref=sa.bindparam("ref"), **fields),
         [{"key_tenant": m.tenant_id, "key_id": m.id, "ref": ref} for m, ref in sent],
     )
-    _events_many([(m.tenant_id, m.id) for m, _ref in sent], str(S.SENT), provider[:200], at)
+    # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
+    _events_many([(m.tenant_id, m.id) for m, _ref in sent], str(S.SENT), provider[:200], utcnow())
     changes = db.session.info.setdefault(_CHANGES, [])
     for message, ref in sent:
         for name, value in {**fields, "provider_ref": ref}.items():
