@@ -336,16 +336,16 @@ def tear_down(children: Children, world: World | None, args) -> None:
 def reset_messages(world: World) -> None:
     """Empty the outbox between scenarios, so each starts from the same state.
 
-    ANALYZE comes first: the tables emptied after it are left unanalyzed, and the planner
-    reads their real size as they fill. Analyzed empty, they would be planned as empty for
-    good where autovacuum is off (as on test machines): a new connection's foreign-key checks
-    would then be cached as sequential scans, and each insert scan the whole growing table.
+    No ANALYZE: a bench starts as a new deployment does, on tables the planner has never
+    measured, so that a plan cached while they were empty shows in the figures (the rate per
+    tenth of scenario 1).
     """
-    world.execute("ANALYZE")
     world.execute(
         "TRUNCATE messages, message_events, attempts, outbox_deliveries, early_receipts,"
         " naive_deliveries, naive_messages CASCADE"
     )
+    if world.args.analyzed_empty:  # the hard case: planned as empty, then filled
+        world.execute("ANALYZE messages, message_events, attempts, outbox_deliveries")
 
 
 # --- sending ----------------------------------------------------------------------------------
@@ -427,6 +427,30 @@ WHERE m.purpose = :p
 """
 
 
+TENTHS = """
+SELECT t.tenth, count(*) AS n, max(t.at) AS until
+FROM (SELECT at, ntile(10) OVER (ORDER BY at) AS tenth FROM ({times}) x) t
+GROUP BY t.tenth ORDER BY t.tenth
+"""
+WRITTEN = "SELECT created_at AS at FROM messages WHERE purpose = :p"
+HANDED = (
+    "SELECT d.at FROM messages m JOIN outbox_deliveries d"
+    " ON d.tenant_id = m.tenant_id AND d.message_id = m.id WHERE m.purpose = :p"
+)
+
+
+def rates_by_tenth(world: World, times: str, started: datetime, purpose: str) -> list[float]:
+    """Messages/s over each tenth of a run, from ``started``: the tenth's messages divided by
+    the time between the last one of the tenth before and its own last one."""
+    with world.sql.connect() as conn:
+        rows = conn.execute(sa.text(TENTHS.format(times=times)), {"p": purpose}).all()
+    rates, before = [], started
+    for _tenth, n, until in rows:
+        rates.append(n / max((until - before).total_seconds(), 1e-3))
+        before = until
+    return rates
+
+
 def relais_figures(world: World, purpose: str) -> dict:
     """Enqueue-to-provider latency: ``messages.created_at`` is stamped when the message's
     INSERT is flushed, right before the commit that pushes its id to Redis;
@@ -479,6 +503,17 @@ def pids_named(prefix: str) -> list[int]:
     return found
 
 
+def peak_rss(pid: int) -> int:
+    """The most resident memory ``pid`` has used so far, in bytes (VmHWM); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (every process, this benchmark's or not)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -492,6 +527,7 @@ class CpuMeter:
 
     def __init__(self, parts: dict[str, list[int]]) -> None:
         self.parts = {**parts, "postgres": pids_named("postgres"), "redis": pids_named("redis")}
+        self.spent: dict[str, float] = {}  # CPU seconds of each part, once reported
         self.before = {name: cpu_of(pids) for name, pids in self.parts.items()}
         self.busy = machine_busy()
         self.started = time.monotonic()
@@ -506,6 +542,7 @@ class CpuMeter:
             # A process that ended meanwhile took its count with it: left out, not negative.
             spent[name] = sum(t - before.get(pid, 0.0) for pid, t in cpu_of(pids).items())
         busy = machine_busy() - self.busy
+        self.spent = spent
         return (
             f"CPU over {wall:.1f} s: "
             + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
@@ -641,11 +678,16 @@ def relais_throughput(world: World, workers) -> dict:
     written = time.monotonic() - clock
     wait_finished(world, "campaign", n, "S1 Relais: delivered", timeout=60 + n / 100)
     cpu = meter.report()
+    rss = {w.pid: peak_rss(w.pid) for w in workers}
     figures = relais_figures(world, "campaign")
     profile = profiler.stop(world) if profiler else None
     seconds = (figures["last"] - started).total_seconds()
     return {
         "n": n,
+        "written_tenths": rates_by_tenth(world, WRITTEN, started, "campaign"),
+        "handed_tenths": rates_by_tenth(world, HANDED, started, "campaign"),
+        "cpu_ms": {name: 1000 * spent / n for name, spent in meter.spent.items()},
+        "worker_rss": max(rss.values(), default=0),
         "rate": n / seconds,
         "seconds": seconds,
         "write_rate": n / written,
@@ -713,7 +755,8 @@ def naive_throughput(world: World, workers) -> dict:
             .one()
         )
     seconds = (row["last"] - started).total_seconds()
-    return {"n": n, "rate": n / seconds, "seconds": seconds, **row, "cpu": cpu}
+    cpu_ms = {name: 1000 * spent / n for name, spent in meter.spent.items()}
+    return {"n": n, "rate": n / seconds, "seconds": seconds, **row, "cpu": cpu, "cpu_ms": cpu_ms}
 
 
 # --- scenario 2: OTPs during a bulk send ------------------------------------------------------
@@ -954,7 +997,29 @@ def report(world: World, r1, b1, r2, r3, b3) -> str:
             f" statuses {r1['statuses']}, {r1['attempts']:,} attempts recorded."
         )
         notes.append(f"Relais S1 {r1['cpu']}")
+        notes.append(
+            "Relais S1 CPU per message: "
+            + ", ".join(f"{name} {v:.2f} ms" for name, v in r1["cpu_ms"].items())
+            + f"; peak RSS of a worker {size(r1['worker_rss'])}"
+        )
+        for label, key in (
+            ("written", "written_tenths"),
+            ("handed to the provider", "handed_tenths"),
+        ):
+            tenths = r1[key]
+            flat = len(tenths) == 10 and tenths[-1] >= 0.8 * tenths[0]
+            notes.append(
+                f"Relais S1 messages/s {label}, per tenth of the run: "
+                + " ".join(f"{r:,.0f}" for r in tenths)
+                + f" (last tenth {100 * tenths[-1] / tenths[0]:.0f} % of the first: "
+                + ("flat" if flat else "NOT flat")
+                + ", target ≥ 80 %)"
+            )
         notes.append(f"Naive S1 {b1['cpu']}")
+        notes.append(
+            "Naive S1 CPU per message: "
+            + ", ".join(f"{name} {v:.2f} ms" for name, v in b1["cpu_ms"].items())
+        )
     if r2:
         ok = r2["p99"] is not None and r2["p99"] < TARGET_OTP_P99
         for p in ("p50", "p99"):
@@ -1068,6 +1133,12 @@ def parse(argv=None) -> argparse.Namespace:
         "--only", choices=("1", "2", "3"), action="append", help="run these scenarios only"
     )
     parser.add_argument("--profile", type=Path, help="py-spy the Relais workers in scenario 1")
+    parser.add_argument(
+        "--analyzed-empty",
+        action="store_true",
+        help="ANALYZE the emptied outbox tables before each scenario (plans made on empty"
+        " tables, kept while they fill: what autovacuum off and an early ANALYZE give)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     if args.baseline_messages is None:

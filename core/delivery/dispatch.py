@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import url_for
 
 from core.clinic.models import Patient
-from core.db import db, utcnow
+from core.db import db, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -86,10 +86,18 @@ def claim(message_ids: list[uuid.UUID]) -> list[Message]:
 
 
 def _round(tenant, messages, patients, now) -> list[Message]:
-    """Send each message on its current channel and provider; return those to try again."""
+    """Send each message on its current channel and provider; return those to try again.
+
+    Per provider call, in bulk: one multi-row insert of the in-flight attempts (committed
+    before the call), then one UPDATE of their outcomes per distinct outcome (one for the
+    whole call when all went the same way) and the accepted messages moved to ``sent`` in
+    one statement (:func:`lifecycle.sent_many`); only the rarer outcomes (retry, failover,
+    fallback) take a message at a time.
+    """
     batches: dict[routing.Route, list[tuple[Message, Outgoing]]] = defaultdict(list)
+    callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
     for message in messages:
-        decided = _decide(tenant, message, patients.get(message.patient_id), now)
+        decided = _decide(tenant, message, patients.get(message.patient_id), now, callbacks)
         if decided:
             batches[decided[0]].append((message, decided[1]))
     again = []
@@ -97,29 +105,57 @@ def _round(tenant, messages, patients, now) -> list[Message]:
         provider = routing.provider(tenant, route)
         for start in range(0, len(items), provider.batch_size):
             chunk = items[start : start + provider.batch_size]
-            attempts = [
-                Attempt(
-                    tenant_id=m.tenant_id,
-                    message_id=m.id,
-                    channel=m.channel,
-                    provider=route.provider,
-                    outcome=IN_FLIGHT,
-                    latency_ms=0,
-                )
-                for m, _ in chunk
-            ]
-            db.session.add_all(attempts)
+            attempts = _in_flight(route.provider, [m for m, _ in chunk])
             db.session.commit()  # the call is on record before it is made (see _recover)
             results, latency = send_batch(provider, [o for _, o in chunk], TIMEOUT)
             routing.breaker.record(route.provider, any(r.outcome == ACCEPTED for r in results))
-            for attempt, (message, _), result in zip(attempts, chunk, results, strict=True):
+            outcomes: dict[tuple[str, str | None], list] = defaultdict(list)
+            accepted = []
+            for attempt_id, (message, _), result in zip(attempts, chunk, results, strict=True):
                 # A call that may have reached the provider stays of unknown outcome: the
                 # retry looks the message up before sending it again.
                 outcome = UNKNOWN if result.unknown else result.outcome
-                attempt.outcome, attempt.latency_ms, attempt.error = outcome, latency, result.error
-                if _apply(message, route.provider, result, now):
+                outcomes[(outcome, result.error)].append(attempt_id)
+                if result.outcome == ACCEPTED:
+                    accepted.append((message, result.provider_ref))
+                elif _apply(message, route.provider, result, now):
                     again.append(message)
+            _outcomes(message.tenant_id, outcomes, latency)
+            lifecycle.sent_many(accepted, route.provider, now)
     return again
+
+
+def _in_flight(provider: str, messages: list[Message]) -> list[uuid.UUID]:
+    """Record a call to ``provider`` for ``messages`` before it is made: one multi-row
+    insert of attempts of outcome ``in_flight``; returns their ids, in order."""
+    at = utcnow()
+    rows = [
+        {
+            "tenant_id": m.tenant_id,
+            "id": new_id(),
+            "message_id": m.id,
+            "at": at,
+            "channel": m.channel,
+            "provider": provider,
+            "outcome": IN_FLIGHT,
+            "latency_ms": 0,
+            "error": None,
+        }
+        for m in messages
+    ]
+    db.session.execute(sa.insert(Attempt.__table__), rows)
+    return [r["id"] for r in rows]
+
+
+def _outcomes(tenant_id, outcomes: dict[tuple[str, str | None], list], latency: int) -> None:
+    """What a call answered, written on its attempts: one UPDATE per distinct answer."""
+    table = Attempt.__table__
+    for (outcome, error), ids in outcomes.items():
+        db.session.execute(
+            sa.update(table)
+            .where(table.c.tenant_id == tenant_id, table.c.id.in_(ids))
+            .values(outcome=outcome, latency_ms=latency, error=error)
+        )
 
 
 def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Message]:
@@ -172,7 +208,7 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
     return [m for m in claimed if m.status == MessageStatus.SENDING]
 
 
-def _decide(tenant, message: Message, patient, now: datetime):
+def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):
     """The route and the outgoing message, or None when the message reached a final status
     or must wait (it is then already updated)."""
     while True:
@@ -191,7 +227,9 @@ def _decide(tenant, message: Message, patient, now: datetime):
         )
         route = routing.choose(candidates)
         if route is not None:
-            return route, _outgoing(tenant, message, patient, channel, route.provider, to)
+            return route, _outgoing(
+                tenant, message, patient, channel, route.provider, to, callbacks
+            )
         if candidates:  # providers exist but every circuit is open: wait for one
             _retry_later(message, now, "every provider of the channel is unavailable")
             return None
@@ -202,10 +240,19 @@ def _decide(tenant, message: Message, patient, now: datetime):
 
 
 def _outgoing(
-    tenant, message: Message, patient, channel: str, provider: str, to: str | None = None
+    tenant,
+    message: Message,
+    patient,
+    channel: str,
+    provider: str,
+    to: str | None = None,
+    callbacks: dict[str, str] | None = None,
 ) -> Outgoing:
     if to is None:
         to = _address(tenant, message, patient, channel)
+    callbacks = {} if callbacks is None else callbacks
+    if provider not in callbacks:  # url_for once per provider and job
+        callbacks[provider] = _callback(tenant, provider)
     content = message.content
     return Outgoing(
         message_id=message.id,
@@ -215,7 +262,7 @@ def _outgoing(
         text=content["text"],
         subject=content.get("subject"),
         html=content.get("html"),
-        callback_url=_callback(tenant, provider),
+        callback_url=callbacks[provider],
         attachments=tuple(
             (a["filename"], a["mime_type"], base64.b64decode(a["data"]))
             for a in content.get("attachments", ())

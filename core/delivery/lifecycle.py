@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.db import db, new_id, utcnow
 from core.delivery import queues
@@ -365,6 +366,64 @@ def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at:
         [
             {"tenant_id": tenant_id, "id": new_id(), "message_id": i, "at": at, "status": step}
             for i in message_ids
+        ],
+    )
+
+
+def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetime) -> None:
+    """A provider accepted these claimed messages (``(message, provider_ref)``): each goes
+    from ``sending`` to ``sent`` as :func:`sent` would take it, in one executemany UPDATE by
+    key and one multi-row insert of their events, not a unit of work per message. The
+    caller commits; the changes are announced after that commit.
+
+    The messages keep the values written (they are marked committed, not dirty).
+
+    :raises TransitionError: when one of them is not ``sending``; nothing is then changed.
+    """
+    if not sent:
+        return
+    for message, _ref in sent:
+        check(message.status, S.SENT)
+    session = db.session()
+    if session.dirty or session.new:  # a failover's steps first: they precede the send
+        session.flush()
+    fields = {**_effects(S.SENT, at), "status": S.SENT, "provider": provider, "sent_at": at}
+    fields["tries"] = 0
+    table = Message.__table__
+    db.session.execute(
+        sa.update(table)
+        .where(
+            table.c.tenant_id == sa.bindparam("key_tenant"),
+            table.c.id == sa.bindparam("key_id"),
+        )
+        .values(provider_ref=sa.bindparam("ref"), **fields),
+        [{"key_tenant": m.tenant_id, "key_id": m.id, "ref": ref} for m, ref in sent],
+    )
+    # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
+    _events_many([(m.tenant_id, m.id) for m, _ref in sent], str(S.SENT), provider[:200], utcnow())
+    changes = db.session.info.setdefault(_CHANGES, [])
+    for message, ref in sent:
+        for name, value in {**fields, "provider_ref": ref}.items():
+            set_committed_value(message, name, value)
+        changes.append((message.tenant_id, message.id, str(S.SENT), at))
+
+
+def _events_many(
+    keys: list[tuple[uuid.UUID, uuid.UUID]], step: str, detail: str | None, at: datetime
+) -> None:
+    """One multi-row insert of the same step into many messages' histories."""
+    db.session.execute(
+        sa.insert(MessageEvent.__table__),
+        [
+            {
+                "tenant_id": tenant_id,
+                "id": new_id(),
+                "message_id": message_id,
+                "at": at,
+                "status": step,
+                "detail": detail,
+            }
+            for tenant_id, message_id in keys
         ],
     )
 

@@ -111,13 +111,15 @@ class Message(TenantOwned, db.Model):
 
 
 class MessageEvent(TenantOwned, db.Model):
-    """A status change of a message, timestamped (never its content)."""
+    """A status change of a message, timestamped (never its content).
+
+    No foreign key to ``messages`` (append-only history, as :class:`Attempt`): a check per
+    inserted row whose cached plan can turn into a scan of the outbox (migration 0009).
+    core/delivery/lifecycle.py is the only writer, for messages it holds; the retention
+    deletes the history with its message."""
 
     __tablename__ = "message_events"
     __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "message_id"], ["messages.tenant_id", "messages.id"], ondelete="CASCADE"
-        ),
         sa.Index("ix_message_events_message", "tenant_id", "message_id"),
         sa.Index("ix_message_events_at", "at"),
     )
@@ -130,13 +132,13 @@ class MessageEvent(TenantOwned, db.Model):
 
 
 class Attempt(TenantOwned, db.Model):
-    """One call to a provider for one message: which, when, how long, what came back."""
+    """One call to a provider for one message: which, when, how long, what came back.
+
+    No foreign key to ``messages`` (see :class:`MessageEvent`): the dispatch writes attempts
+    only for messages it has claimed; the retention deletes them with their message."""
 
     __tablename__ = "attempts"
     __table_args__ = (
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "message_id"], ["messages.tenant_id", "messages.id"], ondelete="CASCADE"
-        ),
         sa.Index("ix_attempts_message", "tenant_id", "message_id"),
         sa.Index("ix_attempts_at", "at"),
     )

@@ -216,7 +216,7 @@ def _count(model, where: list) -> int:
 def _delete_messages(tenant_id, where: list) -> int:
     done = 0
     while ids := _take(sa.select(Message.id).where(*where)):
-        for model in (MessageEvent, Attempt):  # the database cascades too; SQLite may not
+        for model in (MessageEvent, Attempt):  # no foreign key cascades: history goes here
             _run(sa.delete(model).where(model.tenant_id == tenant_id, model.message_id.in_(ids)))
         _run(sa.delete(Message).where(Message.tenant_id == tenant_id, Message.id.in_(ids)))
         db.session.commit()
