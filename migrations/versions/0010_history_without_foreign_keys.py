@@ -8,15 +8,15 @@ core/delivery/lifecycle.py writes events, only the dispatch writes attempts (for
 holds), and the retention deletes a message's history with it. The foreign keys to tenants
 stay (a clinic's deletion still takes its history).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-02 09:00:00
 
 """
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
