@@ -190,3 +190,55 @@ def test_a_worker_outlives_a_redis_restart_and_every_message_is_sent(busy_app, a
     assert len(references) == len(set(references)) == 7, "a message was sent twice"
     assert output.has("Redis unavailable")  # each wait is logged...
     assert PASSWORD not in str(output)  # ...without the password
+
+
+def test_a_worker_outlives_its_database_connections_being_cut(busy_app, api, redis_server):
+    clinic = make_clinic(busy_app, "demo", "FR", plugins=("fr", "loopback"))
+    patient = make_patient(busy_app, clinic)
+    api.delay = 0.5
+    worker = start_worker(redis_server.url)
+    output = Output(worker)
+    try:
+        send(busy_app, clinic, patient, 3)
+        wait_until(lambda: len(api.references()) >= 1, timeout=30)
+        # A failover: every connection to the database is cut, the busy job's among them.
+        with busy_app.app_context(), db.engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        send(busy_app, clinic, patient, 2)
+        # The busy job either went on (its connection was idle, in the pool: the pre-ping
+        # replaced it) or failed (cut mid-query): then, a minute later, its lease is over
+        # and the sweeper takes its message back.
+        everything_sent = [MessageStatus.SENT] * 5
+        wait_until(
+            lambda: statuses(busy_app, clinic) == everything_sent or output.has("Error"),
+            timeout=20,
+        )
+        with busy_app.app_context(), system_scope():
+            db.session.execute(
+                sa.update(Message)
+                .where(Message.status == MessageStatus.SENDING)
+                .values(lease_until=utcnow())
+            )
+            db.session.commit()
+
+        wait_until(lambda: statuses(busy_app, clinic) == everything_sent, timeout=20)
+        assert worker.poll() is None, "the worker exited"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        output.reader.join(timeout=5)
+        worker.stdout.close()
+        print("relais worker:", output)
+
+    assert worker.returncode == 0, str(output)
+    references = api.references()
+    assert len(set(references)) == 5
