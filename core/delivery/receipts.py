@@ -11,21 +11,54 @@ from core.plugins import hooks_for
 from tenants.models import Tenant
 
 RECEIPT_STATUSES = {"delivered": MessageStatus.DELIVERED, "undelivered": MessageStatus.UNDELIVERED}
+# A report for a message in one of these is kept (an early receipt) until its send is recorded.
+NOT_SENT_YET = (MessageStatus.SCHEDULED, MessageStatus.PENDING, MessageStatus.SENDING)
+
+# Why a lock, and why this one. A report and the worker recording the send race: the webhook
+# may look the message up while the worker's ``sent`` is not committed (no such reference
+# yet: the report is kept as an early receipt), and commit that early receipt after the
+# worker looked for early receipts (none yet). Each saw the other's past; the report was
+# never applied. A row lock on the message cannot serialise them: the webhook finds the
+# message by its provider's reference, which only the worker's uncommitted write holds, so
+# it finds no row to lock. What both sides know is the (provider, reference) pair: both take
+# a transaction-scoped advisory lock on it, then look (the webhook: for the message; the
+# worker: for early receipts), then write, then commit. Whichever comes second sees what
+# the first committed. Locks are taken in one global order (sorted by their hash, several at
+# once) so that a worker's batch and a webhook carrying many reports never deadlock.
+_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+    " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY hashtextextended(k, 0)"
+)
+
+
+def apply_receipts(provider: str, reports: list[Receipt]) -> None:
+    """Record the delivery reports of one webhook call (see :func:`apply_receipt`), their
+    references locked at once, in the one order workers lock them in."""
+    _lock((provider, r.provider_ref) for r in reports if r.status in RECEIPT_STATUSES)
+    for report in reports:
+        apply_receipt(provider, report)
 
 
 def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
     """Record a delivery report in the current clinic; the same report twice changes
-    nothing. A report for a send not recorded yet is kept until it is."""
+    nothing. A report for a send not recorded yet is kept until it is: the transaction
+    that records the send applies it (:func:`apply_early_receipts`), whatever the order in
+    which the two came, and the sweeper any left over (:func:`apply_leftovers`)."""
     status = RECEIPT_STATUSES.get(receipt.status)
     if status is None:
         return None  # intermediate reports (queued at the operator, sent to the handset...)
+    _lock([(provider, receipt.provider_ref)])
     where = (
         (Message.id == receipt.message_id)
         if receipt.message_id
         else sa.and_(Message.provider == provider, Message.provider_ref == receipt.provider_ref)
     )
-    message = db.session.scalar(sa.select(Message).where(where))
-    if message is None or message.status in (MessageStatus.SENDING, MessageStatus.PENDING):
+    # Read again even when this session holds the message: what counts is the last commit
+    # (a webhook may have applied a report since a worker loaded it).
+    message = db.session.scalar(
+        sa.select(Message).where(where).execution_options(populate_existing=True)
+    )
+    if message is None or message.status in NOT_SENT_YET:
         if receipt.provider_ref:
             db.session.add(
                 EarlyReceipt(
@@ -37,6 +70,92 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
                 )
             )
         return None
+    return _report(provider, message, status, receipt)
+
+
+def apply_early_receipts(messages: list[Message]) -> None:
+    """Apply reports that came before the sends of ``messages`` were recorded.
+
+    Call it in the transaction that records those sends, before it commits: it locks their
+    references first, so that a report arriving meanwhile waits for that commit and then
+    finds the message sent (see the lock's note above). Applied early receipts are deleted.
+    """
+    keys = {(m.tenant_id, m.provider, m.provider_ref) for m in messages if m.provider_ref}
+    if not keys:
+        return
+    _lock((provider, ref) for _, provider, ref in keys)
+    _apply_kept(keys)
+
+
+def apply_leftovers(limit: int) -> int:
+    """The sweeper's step: apply the early receipts whose send is recorded by now, and
+    delete them (a worker that died between recording a send and applying its early
+    receipts; SQLite, which takes no advisory lock). Across clinics (system scope); at most
+    ``limit`` references a pass. Early receipts whose message is not sent yet stay; those
+    whose message never comes go with the retention purge. Returns how many were applied or
+    found moot (the message already final). The caller commits."""
+    keys = {
+        tuple(row)
+        for row in db.session.execute(
+            sa.select(EarlyReceipt.tenant_id, EarlyReceipt.provider, EarlyReceipt.provider_ref)
+            .join(
+                Message,
+                sa.and_(
+                    Message.tenant_id == EarlyReceipt.tenant_id,
+                    Message.provider == EarlyReceipt.provider,
+                    Message.provider_ref == EarlyReceipt.provider_ref,
+                ),
+            )
+            .where(Message.status.not_in(NOT_SENT_YET))
+            .distinct()
+            .limit(limit)
+        )
+    }
+    if not keys:
+        return 0
+    _lock((provider, ref) for _, provider, ref in keys)
+    return _apply_kept(keys)
+
+
+def _apply_kept(keys: set[tuple]) -> int:
+    """Apply the early receipts of ``keys`` ((tenant id, provider, reference), their locks
+    held) whose message is sent by now, oldest first; delete them. Returns how many."""
+    early = db.session.scalars(
+        sa.select(EarlyReceipt)
+        .where(EarlyReceipt.provider_ref.in_({ref for _, _, ref in keys}))
+        .order_by(EarlyReceipt.at, EarlyReceipt.id)
+    ).all()
+    done = []
+    for row in early:
+        if (row.tenant_id, row.provider, row.provider_ref) not in keys:
+            continue
+        message = db.session.scalar(
+            sa.select(Message)
+            .where(
+                Message.tenant_id == row.tenant_id,
+                Message.provider == row.provider,
+                Message.provider_ref == row.provider_ref,
+            )
+            .execution_options(populate_existing=True)
+        )
+        if message is None or message.status in NOT_SENT_YET:
+            continue  # its send is not recorded yet: kept for when it is
+        report = Receipt(
+            status=row.status, at=row.at, provider_ref=row.provider_ref, error=row.error
+        )
+        _report(row.provider, message, RECEIPT_STATUSES[row.status], report)
+        done.append(row.id)
+    if done:
+        db.session.execute(
+            sa.delete(EarlyReceipt)
+            .where(EarlyReceipt.id.in_(done))
+            .execution_options(synchronize_session=False)
+        )
+    return len(done)
+
+
+def _report(provider: str, message: Message, status: MessageStatus, receipt: Receipt):
+    """Apply a report to a message whose send is recorded; the message when it changed."""
     if message.status not in (MessageStatus.SENT, MessageStatus.UNDELIVERED):
         return None  # already final (delivered, failed...): nothing changes
     if message.status == status:
@@ -47,24 +166,12 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
     return message
 
 
-def apply_early_receipts(messages: list[Message]) -> None:
-    """Apply reports that came before the sends of ``messages`` were recorded (one query)."""
-    refs = {(m.provider, m.provider_ref): m for m in messages if m.provider_ref}
-    if not refs:
-        return
-    with db.session.no_autoflush:
-        early = db.session.scalars(
-            sa.select(EarlyReceipt).where(EarlyReceipt.provider_ref.in_([ref for _, ref in refs]))
-        ).all()
-    for row in early:
-        if (row.provider, row.provider_ref) in refs:
-            apply_receipt(
-                row.provider,
-                Receipt(
-                    status=row.status, at=row.at, provider_ref=row.provider_ref, error=row.error
-                ),
-            )
-            db.session.delete(row)
+def _lock(keys) -> None:
+    """Take the advisory locks of (provider, reference) pairs until the transaction ends,
+    in one global order (PostgreSQL; SQLite writes one transaction at a time)."""
+    names = sorted({f"receipt:{provider}:{ref}" for provider, ref in keys if ref})
+    if names and db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(_LOCKS, {"keys": names})
 
 
 def route_inbound(provider: str, channel: str, country_code: str, reply: Inbound):

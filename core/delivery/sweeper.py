@@ -8,7 +8,10 @@ Each pass, in bounded batches, across clinics:
 - messages past their expiry end as expired;
 - messages sent by a provider that waits for the device's acknowledgement (push), not
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
-  end undelivered when none is left.
+  end undelivered when none is left;
+- delivery reports kept because they came before their send was recorded (early receipts)
+  are applied once it is, if the worker that recorded it did not (it died first), and
+  deleted.
 
 Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
 once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
@@ -22,7 +25,7 @@ from flask import Flask
 
 from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import jobs, lifecycle, queues, retention
+from core.delivery import jobs, lifecycle, queues, receipts, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
 from core.delivery.providers import declared_providers
@@ -51,6 +54,7 @@ def sweep() -> dict[str, int]:
         )
         counts["expired"] = _expire(now)
         counts["unacknowledged"] = _unacknowledged(now)
+        counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
     return counts
 
@@ -117,6 +121,12 @@ def _unacknowledged(now) -> int:
             )
     db.session.commit()
     return len(rows)
+
+
+def _leftover_receipts() -> int:
+    applied = receipts.apply_leftovers(BATCH)
+    db.session.commit()  # the lifecycle announces the changes once this commits
+    return applied
 
 
 def _push_due(now) -> int:

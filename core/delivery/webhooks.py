@@ -40,8 +40,7 @@ def receipts_hook(provider: str):
         reports = instance.parse_receipts(headers, body, form)
     except ValueError:
         abort(400)
-    for report in reports:
-        receipts.apply_receipt(provider, report)
+    receipts.apply_receipts(provider, reports)
     db.session.commit()  # the lifecycle announces each change once this commits
     return "", 204
 

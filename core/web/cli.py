@@ -12,7 +12,6 @@ import flask_migrate.cli
 from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from flask_migrate import upgrade
-from rq import SimpleWorker
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from core import schema
@@ -23,6 +22,7 @@ from core.clinic.staff import create_user
 from core.db import db
 from core.delivery import jobs, retention, routing
 from core.delivery.sweeper import Sweeper
+from core.delivery.worker import Worker
 from core.errors import DomainError
 from core.plugins import enabled_plugins
 from core.plugins import host as plugin_host
@@ -423,15 +423,16 @@ def worker(burst: bool, only: tuple[str, ...]):
     """Run a worker on the delivery queues, highest priority first, with the scheduler."""
     if not current_app.config["REDIS_URL"]:
         fail("Set RELAIS_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker.")
-    # SimpleWorker runs jobs in this process (no fork per job: ~5x the throughput). The
-    # database, not RQ, is the source of truth, so a killed worker loses nothing.
+    # A SimpleWorker runs jobs in this process (no fork per job: ~5x the throughput), and
+    # ours waits for Redis when it restarts instead of exiting. The database, not RQ, is the
+    # source of truth, so a killed worker or a restarted Redis loses nothing.
     queues = [jobs.queue(name) for name in jobs.QUEUES if not only or name in only]
     sweeper = Sweeper(current_app._get_current_object(), purge=True)
     if not burst:
         sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses;
         # and once a day in the deployment, the retention purge
     try:
-        SimpleWorker(queues, connection=jobs.redis()).work(burst=burst, with_scheduler=True)
+        Worker(queues, connection=jobs.redis()).work(burst=burst, with_scheduler=True)
     finally:
         sweeper.stopped.set()
 

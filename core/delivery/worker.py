@@ -1,0 +1,111 @@
+"""The delivery worker: RQ's SimpleWorker, made to outlive Redis restarts.
+
+RQ retries a lost connection only while it waits for a job; one lost anywhere else (the
+job's bookkeeping before and after it runs, the heartbeat after it, the suspension check,
+the registries' cleaning) ends its work loop, and the process with it. Here each of those
+steps waits for Redis instead, with a doubling backoff, logging each wait, and goes on.
+
+Nothing is lost meanwhile: messages live in the database, Redis only holds their ids. A job
+whose bookkeeping broke with Redis either ran (its messages are recorded) or did not (they
+are still due, and the sweeper queues them again), so it is not retried here.
+
+A lost PostgreSQL connection needs nothing of the worker: the job fails, the engine's pool
+is invalidated and pre-pings its connections (``SQLALCHEMY_ENGINE_OPTIONS``), the next job
+gets a fresh one, and the sweeper reclaims what the failed job had claimed when its lease
+ends.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.exceptions
+from rq import SimpleWorker, worker_registration
+
+OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+FIRST_WAIT = 0.5  # seconds before the first try again; doubled each time
+LONGEST_WAIT = 10.0  # a worker back at most this long after Redis is
+
+
+class Worker(SimpleWorker):
+    """A SimpleWorker (jobs run in this process, no fork) that waits for Redis when it is
+    gone and goes on when it is back."""
+
+    # RQ's own backoff while waiting for a job: capped as ours, not at a minute.
+    max_connection_wait_time = LONGEST_WAIT
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        if pipeline is not None:  # queued on the caller's pipeline: no call to Redis here
+            return super().heartbeat(timeout, pipeline)
+        return self._through_outages(super().heartbeat, timeout)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        return self._through_outages(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        return self._through_outages(super().run_maintenance_tasks)
+
+    def execute_job(self, job, queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except OUTAGE as exc:
+            self.log.warning(
+                "Worker %s: Redis lost during job %s (%s); its messages are in the database, "
+                "the sweeper queues again those it did not send",
+                self.name,
+                job.id,
+                _describe(exc),
+            )
+            self._wait_for_redis()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except OUTAGE as exc:  # stopping while Redis is gone: nothing to unregister from
+            self.log.warning(
+                "Worker %s: stopped with Redis unavailable (%s)", self.name, _describe(exc)
+            )
+
+    def _through_outages(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, tried again after each wait while Redis is unavailable."""
+        wait = FIRST_WAIT
+        while True:
+            try:
+                result = call(*args)
+            except OUTAGE as exc:
+                self._log_wait(exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, LONGEST_WAIT)
+                continue
+            if wait > FIRST_WAIT:  # Redis is back, maybe empty (restarted without its data)
+                self._register_again()
+            return result
+
+    def _wait_for_redis(self) -> None:
+        """Return once Redis answers again (and this worker is registered in it)."""
+        self._through_outages(self.connection.ping)
+        self._register_again()
+
+    def _register_again(self) -> None:
+        """List this worker again in a Redis that lost it (``rq info``, the dashboards)."""
+        try:
+            if self.connection.hexists(self.key, "birth"):
+                return
+            with self.connection.pipeline() as pipeline:
+                pipeline.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipeline)
+                pipeline.expire(self.key, self.worker_ttl + 60)
+                pipeline.execute()
+        except OUTAGE as exc:  # gone again: the next step waits for it
+            self._log_wait(exc, None)
+            return
+        self.log.info("Worker %s: Redis is back; registered again", self.name)
+
+    def _log_wait(self, exc: Exception, wait: float | None) -> None:
+        then = f"trying again in {wait:.1f} s" if wait is not None else "will try again"
+        self.log.warning("Worker %s: Redis unavailable (%s); %s", self.name, _describe(exc), then)
+
+
+def _describe(exc: Exception) -> str:
+    """The error's kind and text: redis-py names the host and port, never the password."""
+    return f"{type(exc).__name__}: {exc}"
