@@ -22,6 +22,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.clinic import settings
 from core.db import db, utcnow
@@ -188,11 +190,21 @@ class Sweeper(threading.Thread):
         self.next_purge_at = utcnow()  # without Redis: this process's own clock
 
     def run(self) -> None:
+        redis_down = False
         while not self.stopped.wait(self.interval):
             try:
                 self.tick()
+            except (RedisConnectionError, RedisTimeoutError):
+                # Said once per outage, not every second: the worker logs its own waits.
+                if not redis_down:
+                    self.app.logger.warning("sweeper: Redis does not answer; waiting for it")
+                redis_down = True
+                continue
             except Exception:  # noqa: BLE001 - keep sweeping; the next pass retries
                 self.app.logger.exception("sweep failed")
+            if redis_down:
+                self.app.logger.warning("sweeper: Redis answers again")
+                redis_down = False
 
     def tick(self) -> None:
         """One pass, in its own application context."""
