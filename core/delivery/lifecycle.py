@@ -275,22 +275,10 @@ def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -
             [_row(message, at) for message, _s in started],
         ).all()
     )
-    events = [
-        {
-            "tenant_id": m.tenant_id,
-            "id": new_id(),
-            "message_id": m.id,
-            "at": at,
-            "status": str(s),
-            "detail": m.verdict_reason[:200] if m.verdict_reason else None,
-        }
-        for m, s in started
-        if m.id in written
-    ]
-    if events:
-        db.session.execute(sa.insert(MessageEvent), events)
+    steps = [(m.tenant_id, m.id, str(s), m.verdict_reason) for m, s in started if m.id in written]
+    _events_many(steps, at)
     changes = db.session.info.setdefault(_CHANGES, [])
-    changes.extend((e["tenant_id"], e["message_id"], e["status"], at) for e in events)
+    changes.extend((tenant_id, message_id, step, at) for tenant_id, message_id, step, _ in steps)
     return written
 
 
@@ -339,20 +327,7 @@ def move_many(
         .execution_options(synchronize_session=False)
     ).all()
     if rows:
-        db.session.execute(
-            sa.insert(MessageEvent),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "id": new_id(),
-                    "message_id": message_id,
-                    "at": now,
-                    "status": str(to),
-                    "detail": why[:200],
-                }
-                for tenant_id, message_id in rows
-            ],
-        )
+        _events_many([(tenant_id, message_id, str(to), why) for tenant_id, message_id in rows], now)
         changes = db.session.info.setdefault(_CHANGES, [])
         changes.extend((tenant_id, message_id, str(to), now) for tenant_id, message_id in rows)
     return len(rows)
@@ -361,13 +336,7 @@ def move_many(
 def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at: datetime) -> None:
     """Write a step that changes no status to many messages' histories, in one insert (the
     retention's erasure marker)."""
-    db.session.execute(
-        sa.insert(MessageEvent),
-        [
-            {"tenant_id": tenant_id, "id": new_id(), "message_id": i, "at": at, "status": step}
-            for i in message_ids
-        ],
-    )
+    _events_many([(tenant_id, i, step, None) for i in message_ids], at)
 
 
 def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetime) -> None:
@@ -400,7 +369,7 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         [{"key_tenant": m.tenant_id, "key_id": m.id, "ref": ref} for m, ref in sent],
     )
     # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
-    _events_many([(m.tenant_id, m.id) for m, _ref in sent], str(S.SENT), provider[:200], utcnow())
+    _events_many([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
     changes = db.session.info.setdefault(_CHANGES, [])
     for message, ref in sent:
         for name, value in {**fields, "provider_ref": ref}.items():
@@ -408,10 +377,11 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         changes.append((message.tenant_id, message.id, str(S.SENT), at))
 
 
-def _events_many(
-    keys: list[tuple[uuid.UUID, uuid.UUID]], step: str, detail: str | None, at: datetime
-) -> None:
-    """One multi-row insert of the same step into many messages' histories."""
+def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime) -> None:
+    """Many messages' history steps, ``(tenant id, message id, step, detail)``, in one
+    multi-row insert (the bulk twin of :func:`_event`)."""
+    if not steps:
+        return
     db.session.execute(
         sa.insert(MessageEvent.__table__),
         [
@@ -421,9 +391,9 @@ def _events_many(
                 "message_id": message_id,
                 "at": at,
                 "status": step,
-                "detail": detail,
+                "detail": detail[:200] if detail else None,
             }
-            for tenant_id, message_id in keys
+            for tenant_id, message_id, step, detail in steps
         ],
     )
 
