@@ -2,6 +2,7 @@
 
 import base64
 import functools
+import inspect
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -83,22 +84,8 @@ def send(
     return message
 
 
-SEND_ARGUMENTS = frozenset(
-    {
-        "patient",
-        "purpose",
-        "template",
-        "variables",
-        "channels",
-        "not_before",
-        "expires_at",
-        "attachments",
-        "confidential",
-        "address",
-        "language",
-        "reference",
-    }
-)
+# What a draft of send_many may carry: send's own arguments, and the caller's reference.
+SEND_ARGUMENTS = (frozenset(inspect.signature(send).parameters) - {"tenant"}) | {"reference"}
 MANY_CHUNK = 1000  # messages per multi-row INSERT
 
 
