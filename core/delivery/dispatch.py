@@ -122,6 +122,17 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
             lifecycle.sent_many(accepted, route.provider, now)
+            if accepted and provider.delivered_on_accept:
+                ids = [m.id for m, _ in accepted]
+                where = [Message.tenant_id == tenant.id, Message.id.in_(ids)]
+                lifecycle.move_many(
+                    where,
+                    [MessageStatus.SENT],
+                    MessageStatus.DELIVERED,
+                    route.provider,
+                    len(ids),
+                    now,
+                )
     return again
 
 

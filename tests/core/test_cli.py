@@ -369,7 +369,7 @@ def test_plugins_configure_refuses_bad_input_and_changes_nothing(app, runner, ar
     [
         (["nonesuch", "--country", "FR", "a=b"], "No plugin is named nonesuch"),
         (["sms_twilio", "--country", "ZZ", "sender=RELAIS"], "Unknown country"),
-        (["outbox", "--country", "FR", "a=b"], "The outbox plugin has no settings"),
+        (["outbox", "--country", "FR", "a=b"], "The outbox plugin has no setting 'a'"),
     ],
 )
 def test_plugins_configure_refuses_unknown_names(app, runner, args, problem):
@@ -536,6 +536,26 @@ def test_worker_without_redis_says_what_to_set(tmp_path):
 ACCOUNT = re.compile(r"^\s+(\w+)\s+(\S+@\S+)\s+password: (\S+)$", re.MULTILINE)
 
 
+def test_demo_links_name_the_port_it_serves(tmp_path):
+    url = f"sqlite:///{tmp_path / 'relais.db'}"
+    run = run_relais("demo", "--no-serve", "--port", "5123", env=environment(DATABASE_URL=url))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "http://demo.localhost:5123/" in run.stdout
+
+    demo_app = create_app({"DATABASE_URL": url, "TESTING": True})
+    try:
+        with demo_app.app_context():
+            assert deliver_due_in_process() > 0  # the calendar invitations of the seed
+            with system_scope():
+                texts = db.session.scalars(sa.select(OutboxDelivery.text)).all()
+        links = [link for text in texts for link in re.findall(r"https?://[^\s\"<>]+", text)]
+        assert links, texts
+        assert all("localhost:5123/" in link for link in links), links
+    finally:
+        with demo_app.app_context():
+            db.engine.dispose()
+
+
 def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
     url = f"sqlite:///{tmp_path / 'relais.db'}"
     env = environment(DATABASE_URL=url)
@@ -591,7 +611,8 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
             assert deliver_due_in_process() == 3
         with demo_app.app_context(), tenant_scope(tenant_id):
             message = db.session.get(Message, (tenant_id, message_id))
-            assert (message.status, message.provider) == (MessageStatus.SENT, "outbox_sms")
+            # The outbox is the patient's inbox: what it takes is delivered.
+            assert (message.status, message.provider) == (MessageStatus.DELIVERED, "outbox_sms")
             sms = db.session.scalars(
                 sa.select(OutboxDelivery.text).where(OutboxDelivery.channel == "sms")
             ).all()
