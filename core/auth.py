@@ -96,7 +96,8 @@ def hash_password(password: str, context: tuple[str, ...] = ()) -> str:
             _("The password must have at most %(n)d characters.", n=MAX_PASSWORD_LENGTH),
             "password",
         )
-    words = [w for value in (*context, "relais") for w in re.split(r"[@.\s]+", value.lower()) if w]
+    values = [value.lower() for value in (*context, "relais") if value]
+    words = values + [word for value in values for word in re.split(r"[@.\s]+", value) if word]
     strength = zxcvbn(password, user_inputs=words, max_length=MAX_PASSWORD_LENGTH)
     if strength["score"] < MIN_PASSWORD_SCORE:
         raise ValidationError(
