@@ -232,7 +232,7 @@ def test_new_passwords_are_checked_against_common_ones_and_a_maximum_length(
     for password, words in (
         ("password1234", "trop courant"),  # breached and common (NIST SP 800-63B)
         ("azertyuiop123", "trop courant"),  # a keyboard row
-        ("cliniquedemo1", "trop courant"),  # the clinic's own words: "demo"
+        ("nouveau@demo.example", "trop courant"),  # the account's own e-mail
         ("x" * 129, "au plus 128 caractères"),
     ):
         page = admin_client.post(
