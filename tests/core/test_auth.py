@@ -1,7 +1,6 @@
 """Staff log in with a password and an authenticator-app code, enrolled at first login."""
 
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -9,12 +8,12 @@ import httpx
 import pyotp
 import sqlalchemy as sa
 import time_machine
-from werkzeug.serving import make_server
 
 from core.clinic.models import User
 from core.db import db, utcnow
 from core.sessions import LoginSession
 from tenants.scoping import tenant_scope
+from tests.fakes.app_server import AppServer
 from tests.worlds import PASSWORD, SERVER, client_for, csrf_token, log_in, make_staff
 
 
@@ -250,50 +249,41 @@ def test_new_passwords_are_checked_against_common_ones_and_a_maximum_length(
     assert "nouveau@demo.example" not in admin_client.get("/staff").text
 
 
-# --- races: real requests at once against a served app ----------------------------------------
+# --- races: real requests at once against the app served on 127.0.0.1 -------------------------
 
 
-class LiveServer:
-    """The app served by werkzeug's threaded server on 127.0.0.1; requests name the clinic's
-    host in ``Host``, and carry their session cookie by hand (it is ``Secure``)."""
+class Browser:
+    """A browser of the served app on one clinic's host: it keeps its session cookie (sent
+    by hand: it is ``Secure``, the loopback is plain HTTP) and reads the forms' CSRF token."""
 
-    def __init__(self, app, slug: str) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.host = f"{slug}.{SERVER}"
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def __init__(self, server: AppServer, slug: str) -> None:
+        self.server, self.base = server, f"https://{slug}.{SERVER}"
+        self.cookie = self.token = None
 
-    def __enter__(self):
-        self.thread.start()
+    def request(self, method: str, path: str, data=None) -> httpx.Response:
+        headers = {"Cookie": f"session={self.cookie}"} if self.cookie else {}
+        answer = self.server.request(method, self.base + path, headers, data=data, timeout=60)
+        self.cookie = answer.cookies.get("session", self.cookie)
+        return answer
+
+    def open(self, path: str) -> "Browser":
+        """GET ``path``, keeping the token of its form for the next posts."""
+        page = self.request("GET", path)
+        self.token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
         return self
 
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def request(self, method, path, cookie=None, data=None) -> httpx.Response:
-        headers = {"Host": self.host}
-        if cookie:
-            headers["Cookie"] = f"session={cookie}"
-        return httpx.request(method, self.base + path, headers=headers, data=data, timeout=60)
-
-    def browser(self, path="/login") -> tuple[str, str]:
-        """A new browser's session cookie and the CSRF token of ``path``'s form."""
-        page = self.request("GET", path)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-        return page.cookies["session"], token
+    def submit(self, path: str, **form) -> int:
+        return self.request("POST", path, {**form, "csrf_token": self.token}).status_code
 
 
 def test_40_wrong_passwords_sent_8_at_a_time_get_exactly_5_checks(app, clinic_fr, monkeypatch):
     monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "1000 per minute")  # the lock, alone
     account = make_staff(app, clinic_fr, "admin")
-    with LiveServer(app, clinic_fr.slug) as server:
-        cookie, token = server.browser()
+    with AppServer(app) as server:
+        browser = Browser(server, clinic_fr.slug).open("/login")
 
         def guess(i):
-            form = {"email": account.email, "password": f"guess number {i}", "csrf_token": token}
-            return server.request("POST", "/login", cookie, form).status_code
+            return browser.submit("/login", email=account.email, password=f"guess number {i}")
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(guess, range(40)))
@@ -306,25 +296,16 @@ def test_the_same_fresh_code_posted_by_8_pending_logins_opens_1_session(
 ):
     monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "1000 per minute")
     account = make_staff(app, clinic_fr, "admin")
-    with LiveServer(app, clinic_fr.slug) as server:
+    with AppServer(app) as server:
         pending = []
         for _ in range(8):
-            cookie, token = server.browser()
-            form = {"email": account.email, "password": PASSWORD, "csrf_token": token}
-            answer = server.request("POST", "/login", cookie, form)
-            assert answer.status_code == 302, answer.text
-            page = server.request("GET", "/login/code", answer.cookies["session"])
-            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-            pending.append((page.cookies.get("session", answer.cookies["session"]), token))
+            browser = Browser(server, clinic_fr.slug).open("/login")
+            assert browser.submit("/login", email=account.email, password=PASSWORD) == 302
+            pending.append(browser.open("/login/code"))
         code = pyotp.TOTP(account.totp_secret).now()
 
-        def post_code(browser):
-            cookie, token = browser
-            form = {"code": code, "csrf_token": token}
-            return server.request("POST", "/login/code", cookie, form).status_code
-
         with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = list(pool.map(post_code, pending))
+            statuses = list(pool.map(lambda b: b.submit("/login/code", code=code), pending))
     assert statuses.count(302) == 1, statuses
     with app.app_context():
         opened = sa.select(sa.func.count()).select_from(LoginSession)
