@@ -40,7 +40,12 @@ class LoginSession(db.Model):
 
 
 def fresh_cookie() -> None:
-    """Empty the cookie session but for the chosen language (no fixation across a login)."""
+    """Empty the cookie session but for the chosen language (no fixation across a login);
+    the session it held, if any, ends (in the caller's transaction)."""
+    token = session.get("sid")
+    if token:
+        db.session.execute(sa.delete(LoginSession).where(LoginSession.id == _digest(str(token))))
+    g.pop("_relais_sessions", None)
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -48,8 +53,8 @@ def fresh_cookie() -> None:
 
 
 def start(realm: str, account_id: uuid.UUID) -> None:
-    """Open a session for ``account_id`` in ``realm``, in a fresh cookie session, in the
-    caller's transaction."""
+    """Open a session for ``account_id`` in ``realm``, in a fresh cookie session (the one
+    the browser had ends), in the caller's transaction."""
     fresh_cookie()
     token = secrets.token_urlsafe(32)
     now = utcnow()
@@ -73,10 +78,6 @@ def current(realm: str) -> uuid.UUID | None:
 
 def end() -> None:
     """End this request's session (every copy of its cookie), in the caller's transaction."""
-    token = session.get("sid")
-    if token:
-        db.session.execute(sa.delete(LoginSession).where(LoginSession.id == _digest(str(token))))
-    g.pop("_relais_sessions", None)
     fresh_cookie()
 
 

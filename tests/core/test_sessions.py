@@ -260,3 +260,18 @@ def test_a_session_copied_to_another_clinic_opens_nothing_there(
     elsewhere = client_for(app, other_clinic.slug)
     elsewhere.set_cookie("session", cookie.value, domain=f"{other_clinic.slug}.{SERVER}")
     assert not opens_staff_pages(elsewhere)
+
+
+def test_a_staff_login_in_a_patients_browser_ends_the_patients_session(app, clinic_fr, admin):
+    patient = make_patient(app, clinic_fr)
+    with app.test_request_context(), tenant_scope(clinic_fr.id):
+        token = access_links.make_token(clinic_fr, patient)
+    browser = client_for(app, clinic_fr.slug)
+    link = f"/me/access/{token}"
+    assert browser.post(link, data={"csrf_token": csrf_token(browser, link)}).status_code == 302
+    thief = copy_of(app, browser, clinic_fr.slug)
+    assert thief.get("/me/").status_code == 200
+
+    log_in(browser, admin)
+    assert browser.get("/me/").status_code == 401
+    assert thief.get("/me/").status_code == 401
