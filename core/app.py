@@ -27,6 +27,7 @@ from core.extensions import (
 )
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
 from core.web import (
+    account,
     api,
     audit,
     auth,
@@ -97,7 +98,7 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
     # The clinic's staff pages, one blueprint per area; each lets in staff only.
-    for area in (home, patients, patient_contact, message_log_pages, staff, settings):
+    for area in (home, account, patients, patient_contact, message_log_pages, staff, settings):
         app.register_blueprint(area.bp)
     app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own

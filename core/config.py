@@ -27,7 +27,8 @@ class Config:
     SESSION_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    SESSION_IDLE_MINUTES = 30  # a login session unused this long ends (staff and patients)
+    SESSION_MAX_HOURS = 8  # and any session ends this long after its login
     LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
     LOGIN_LOCKOUT_MINUTES = 15
     LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
@@ -42,6 +43,8 @@ def load(app: Flask, overrides: dict | None) -> None:
     app.config.from_prefixed_env("RELAIS")
     app.config.update(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    # The cookie lives as long as the longest session; the server decides before that.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_MAX_HOURS"])
     # Connections are renewed every 30 minutes: PostgreSQL keeps each connection's plans of
     # foreign-key checks, made with the statistics of their first use (a new deployment's
     # empty tables), and a plan that scans a clinic's index grows slower as tables grow.

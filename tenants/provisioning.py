@@ -119,7 +119,7 @@ def create_operator(email: str, name: str, password: str):
     operator = Operator(
         email=email,
         name=check.text(name, "name", 200) or email,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, (email, name)),
     )
     db.session.add(operator)
     db.session.flush()

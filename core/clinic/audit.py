@@ -384,6 +384,8 @@ def action_labels() -> dict[str, str]:
         "user.create": _("Staff account created"),
         "user.activate": _("Staff account reactivated"),
         "user.deactivate": _("Staff account deactivated"),
+        "user.password": _("Password changed"),
+        "user.sessions_ended": _("Logged out everywhere"),
         "api_key.create": _("API key created"),
         "api_key.revoke": _("API key revoked"),
         "appointment.read": _("Appointment read"),
