@@ -33,6 +33,7 @@ from core.web import (
     auth,
     consent,
     console,
+    headers,
     home,
     patient,
     patient_contact,
@@ -91,6 +92,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _register_page_context(app)
     _register_template_helpers(app)
     _register_error_handlers(app)
+    headers.init_app(app)
     return app
 
 

@@ -11,6 +11,8 @@ New staff: after their password, ``/login/phone`` proves their phone by a code b
 core's authenticator-app enrolment (hook ``relais_activation_step``).
 """
 
+from pathlib import Path
+
 from babel import Locale
 from flask import (
     Blueprint,
@@ -19,6 +21,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     session,
     url_for,
 )
@@ -48,6 +51,8 @@ api_bp = Blueprint("otp_api", __name__, url_prefix="/me/api")
 api_bp.relais_public = True
 csrf.exempt(api_bp)  # JSON bodies only (see the module's docstring)
 
+STATIC = Path(__file__).parent / "static"
+
 
 def _per_address() -> str:
     return plugin_setting(g.tenant, "otp", "codes_per_address")
@@ -58,6 +63,12 @@ code_limit = limiter.shared_limit(_per_address, scope="otp-codes", methods=["POS
 
 
 # --- patients: pages ------------------------------------------------------------------------
+
+
+@bp.get("/me/login/wait.js")
+def wait_script():
+    """The code page's script (a file: the Content-Security-Policy runs no inline script)."""
+    return send_from_directory(STATIC, "wait.js", mimetype="text/javascript")
 
 
 @bp.route("/me/login", methods=["GET", "POST"])
