@@ -74,7 +74,7 @@ class Message(TenantOwned, db.Model):
     id: Mapped[uuid.UUID] = id_column()
     patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     # Where it goes when no patient record holds the address (a sign-up code, a staff phone).
-    address: Mapped[str | None] = mapped_column(sa.String(254))
+    address: Mapped[str | None] = mapped_column(EncryptedText)  # a phone number: encrypted
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the API key that wrote it
     reference: Mapped[str | None] = mapped_column(sa.String(100))  # the client's, per key
     purpose: Mapped[str] = mapped_column(sa.String(20))
@@ -171,6 +171,12 @@ class InboundMessage(TenantOwned, db.Model):
     """A patient's reply; what a feature did with it, or nothing yet (kept for staff)."""
 
     __tablename__ = "inbound_messages"
+    # A provider's reference is one reply: a retried or replayed webhook stores nothing more.
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "tenant_id", "provider", "provider_ref", name="uq_inbound_messages_provider_ref"
+        ),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -491,6 +491,21 @@ def test_a_stop_reply_reaches_the_features_and_is_kept(infobip_app, clinic, info
     )
 
 
+def test_a_replayed_reply_is_kept_and_handled_once(infobip_app, clinic, infobip):
+    """Infobip retries a forward it got no answer to, and a captured request can be posted
+    again: the same messageId is one reply, kept once, handed to features once."""
+    [patient] = patients(infobip_app, clinic, 1)
+    run_job(infobip_app, clinic, send(infobip_app, clinic, [patient]))
+
+    assert infobip.receive(patient.phone, "STOP") == 204
+    assert [infobip.replay(), infobip.replay()] == [204, 204]
+
+    assert stop_words.handled == [("sms", "STOP")]
+    with infobip_app.app_context(), tenant_scope(clinic.id):
+        kept = db.session.scalars(sa.select(InboundMessage.provider_ref)).all()
+    assert kept == [infobip.posted[0].body["results"][0]["messageId"]]
+
+
 def test_a_malformed_reply_is_a_400(infobip_app, clinic, infobip, app_server):
     for body in (b"{", b'{"results": [{"to": "33700000000"}]}', b'{"results": [{"from": "1"}]}'):
         assert app_server.post(INBOUND, body, basic(SECRET)).status_code == 400

@@ -423,6 +423,19 @@ def test_a_patients_oui_is_kept_and_handed_to_features(twilio_app, clinic, patie
     ]
 
 
+def test_a_replayed_signed_reply_is_kept_and_handled_once(twilio_app, clinic, patient, twilio):
+    """Twilio retries a webhook it got no answer to, and a captured signed request can be
+    posted again: the same MessageSid is one reply, kept once, handed to features once."""
+    sent_message(twilio_app, clinic, patient, twilio)
+    params = reply()
+
+    answers = [post_signed(twilio_app, "hooks", INBOUND, params, twilio.auth_token) for _ in "123"]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    assert confirmations.calls == [(patient.id, "sms", "OUI")]
+    assert rows(twilio_app, clinic, InboundMessage.provider_ref) == [(params["MessageSid"],)]
+
+
 def test_a_reply_with_a_bad_signature_is_refused(twilio_app, clinic, patient, twilio):
     sent_message(twilio_app, clinic, patient, twilio)
     answer = post_signed(twilio_app, "hooks", INBOUND, reply(), "0" * 32)
