@@ -1,4 +1,4 @@
-"""outbox: row-level security forced on outbox_deliveries, so that it holds for the table's owner too
+"""outbox: row-level security forced on outbox_deliveries: it holds for the table's owner too
 
 Revision ID: outbox_0002
 Revises: outbox_0001

@@ -1,4 +1,4 @@
-"""webpush: row-level security forced on push_subscriptions, so that it holds for the table's owner too
+"""webpush: row-level security forced on push_subscriptions: it holds for the table's owner too
 
 Revision ID: webpush_0002
 Revises: webpush_0001

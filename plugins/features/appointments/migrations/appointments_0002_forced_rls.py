@@ -1,4 +1,4 @@
-"""appointments: row-level security forced on appointments, so that it holds for the table's owner too
+"""appointments: row-level security forced on appointments: it holds for the table's owner too
 
 Revision ID: appointments_0002
 Revises: appointments_0001

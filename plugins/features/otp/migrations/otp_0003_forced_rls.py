@@ -1,4 +1,4 @@
-"""otp: row-level security forced on otp_challenges, so that it holds for the table's owner too
+"""otp: row-level security forced on otp_challenges: it holds for the table's owner too
 
 Revision ID: otp_0003
 Revises: otp_0002

@@ -1,4 +1,4 @@
-"""reminders: row-level security forced on reminders, so that it holds for the table's owner too
+"""reminders: row-level security forced on reminders: it holds for the table's owner too
 
 Revision ID: reminders_0002
 Revises: reminders_0001
