@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from core.clinic import apikeys, consent, patients
 from core.clinic.models import ConsentMethod, Patient
 from core.db import db
-from core.delivery import outbox, presenters
+from core.delivery import log, outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.vocabulary import PURPOSES
 
@@ -315,8 +315,12 @@ def _batch_answer(index: int, result: Any, reference: str | None) -> dict[str, A
 
 @bp.get("/messages/<uuid:message_id>")
 def message_read(message_id: uuid.UUID):
-    """A message's status, with every status change and attempt timestamped."""
-    return jsonify(presenters.to_json(presenters.find_message(message_id)))
+    """A message's status, with every status change and attempt timestamped; the read is
+    audited, as the staff's page read is."""
+    message, _patient = log.read_message(message_id)
+    body = presenters.to_json(message)
+    db.session.commit()  # the audit of the read
+    return jsonify(body)
 
 
 @bp.post("/messages/<uuid:message_id>/cancel")
