@@ -10,13 +10,16 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app, has_request_context, request, url_for
 
 from core.crypto import generate_key
 
 
 class Config:
     SERVER_NAME = "localhost:5000"  # clinics live at <slug>.SERVER_NAME
+    # The scheme of the links Relais sends out (patients' links, providers' callbacks): set
+    # RELAIS_PREFERRED_URL_SCHEME=https wherever TLS ends at a proxy in front of it.
+    PREFERRED_URL_SCHEME = "http"
     DATABASE_URL = "sqlite:///relais.db"  # relative: under the instance folder
     REDIS_URL = None  # without it, delivery runs in-process (first run only)
     DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
@@ -67,3 +70,13 @@ def _load_instance_keys(app: Flask) -> None:
         path.write_text(json.dumps(keys))
     for name, value in keys.items():
         app.config[name] = app.config[name] or value
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL for outside (a link in a message, a provider's callback): https when
+    the deployment says so (``PREFERRED_URL_SCHEME``), whether it is built in a worker or in
+    a request that reached the app over plain http from its TLS proxy, and in any request
+    that came over https; http otherwise (a first run on a laptop)."""
+    secure = has_request_context() and request.is_secure
+    scheme = "https" if secure else current_app.config["PREFERRED_URL_SCHEME"]
+    return url_for(endpoint, _external=True, _scheme=scheme, **values)

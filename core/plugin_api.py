@@ -27,6 +27,7 @@ from core.clinic.settings import save_deployment as save_deployment_settings
 from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
+from core.config import external_url
 from core.crypto import EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
 from core.delivery.log import masked as masked_phone
@@ -154,6 +155,7 @@ __all__ = [
     # pages, the API and the command line
     "csrf",
     "limiter",
+    "external_url",
     "admin_only",
     "current_patient",
     "log_in_patient",

@@ -19,13 +19,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, g, url_for
+from flask import current_app, g
 from flask_babel import format_date
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from core.clinic import audit
 from core.clinic.models import ApiKey, Consent, ConsentAction, ConsentMethod, Patient, User
+from core.config import external_url
 from core.db import db
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
@@ -169,7 +170,7 @@ def link(tenant, patient: Patient, channel: str, action: ConsentAction) -> str:
     ``channel``; it opens a page with one button, so a link preview changes nothing."""
     token = _serializer(tenant).dumps({"p": str(patient.id), "c": channel, "a": str(action)})
     # The clinic's subdomain said outright: a worker or webhook has no clinic in ``g``.
-    return url_for("consent.page", tenant=tenant.slug, token=token, _external=True)
+    return external_url("consent.page", tenant=tenant.slug, token=token)
 
 
 def read_link(tenant, token: str) -> tuple[Patient, str, ConsentAction]:

@@ -12,9 +12,9 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import url_for
 
 from core.clinic.models import Patient
+from core.config import external_url
 from core.db import db, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
@@ -262,7 +262,7 @@ def _outgoing(
     if to is None:
         to = _address(tenant, message, patient, channel)
     callbacks = {} if callbacks is None else callbacks
-    if provider not in callbacks:  # url_for once per provider and job
+    if provider not in callbacks:  # built once per provider and job
         callbacks[provider] = _callback(tenant, provider)
     content = message.content
     return Outgoing(
@@ -318,4 +318,4 @@ def _retry_later(message: Message, now: datetime, why: str) -> None:
 
 def _callback(tenant, provider: str) -> str:
     """The webhook address a provider posts this message's receipts to."""
-    return url_for("webhooks.receipts", tenant=tenant.slug, provider=provider, _external=True)
+    return external_url("webhooks.receipts", tenant=tenant.slug, provider=provider)

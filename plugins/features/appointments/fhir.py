@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
@@ -39,6 +39,7 @@ from core.plugin_api import (
     authenticate_api_key,
     csrf,
     db,
+    external_url,
     utcnow,
 )
 from plugins.features.appointments import service
@@ -142,7 +143,7 @@ def searchset(rows: list[Appointment], total: int, links: dict[str, str]) -> dic
         "link": [{"relation": relation, "url": url} for relation, url in links.items()],
         "entry": [
             {
-                "fullUrl": url_for(".appointment_read", appointment_id=a.id, _external=True),
+                "fullUrl": external_url("appointments_fhir.appointment_read", appointment_id=a.id),
                 "resource": to_fhir(a),
                 "search": {"mode": "match"},
             }
@@ -291,7 +292,7 @@ def appointment_search():
 
     def page(at: int) -> str:
         query = urlencode([*kept, ("_count", count), ("_offset", at)])
-        return url_for(".appointment_search", _external=True) + "?" + query
+        return external_url("appointments_fhir.appointment_search") + "?" + query
 
     links = {"self": page(offset)}
     if offset + count < total and count:
