@@ -176,6 +176,8 @@ class InboundMessage(TenantOwned, db.Model):
         sa.UniqueConstraint(
             "tenant_id", "provider", "provider_ref", name="uq_inbound_messages_provider_ref"
         ),
+        # Before routing a reply to a clinic, the webhook looks for it in every clinic.
+        sa.Index("ix_inbound_messages_ref", "provider", "provider_ref"),
     )
 
     id: Mapped[uuid.UUID] = id_column()

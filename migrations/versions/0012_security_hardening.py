@@ -3,7 +3,8 @@ without a patient encrypted, row-level security forced and on tenant_disabled_pl
 
 - ``inbound_messages``: unique (tenant, provider, provider reference), so that a provider's
   retry or a replayed webhook stores no second reply (copies already stored are removed,
-  the first one kept).
+  the first one kept); indexed by (provider, reference) for the webhook's look in every
+  clinic before it routes a reply.
 - ``messages.address`` (the number of a sign-up or login code, of a staff phone): encrypted
   as the challenge's number is (Fernet, the deployment's keys), existing rows included.
 - Row-level security on ``tenant_disabled_plugins`` (it had none), and forced on every
@@ -62,6 +63,7 @@ def upgrade():
         batch_op.create_unique_constraint(
             "uq_inbound_messages_provider_ref", ["tenant_id", "provider", "provider_ref"]
         )
+        batch_op.create_index("ix_inbound_messages_ref", ["provider", "provider_ref"])
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.alter_column(
             "address", existing_type=sa.String(length=254), type_=sa.Text(), existing_nullable=True
@@ -84,6 +86,7 @@ def downgrade():
             "address", existing_type=sa.Text(), type_=sa.String(length=254), existing_nullable=True
         )
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbound_messages_ref")
         batch_op.drop_constraint("uq_inbound_messages_provider_ref", type_="unique")
 
 

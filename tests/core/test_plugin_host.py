@@ -57,10 +57,13 @@ def test_a_wrapper_sees_and_extends_what_a_clinic_call_answers(host_app):
         provisioning.set_tenant_feature(db.session.get(Tenant, unwatched.id), "watcher", False)
         db.session.commit()
 
-    with host_app.test_request_context():
+    # Each call in its clinic's scope, as a request or a job makes it (row-level security
+    # shows a clinic's switched-off features to that clinic's transactions only).
+    with host_app.test_request_context(), tenant_scope(watched.id):
         answers = hooks_for(watched).relais_template_variables(tenant=watched)
         assert answers[-1] == {"watched": len(answers) - 1}
         assert watcher.seen == [("relais_template_variables", answers[:-1])]
+    with host_app.test_request_context(), tenant_scope(unwatched.id):
         assert not any(
             "watched" in a for a in hooks_for(unwatched).relais_template_variables(tenant=unwatched)
         )
