@@ -27,8 +27,8 @@ from flask_babel.speaklater import LazyString
 class Phrase:
     """A sentence stored as a code: its English source ``msgid`` and its ``params``.
 
-    The msgid must be marked for extraction where the phrase is made, with ``_l`` (or as a
-    literal in ``gettext_noop``): ``Phrase(_l("quiet hours in %(country)s"), country=...)``.
+    The msgid must be marked for extraction where the phrase is made, with ``_l`` (or
+    :func:`N_`): ``Phrase(_l("quiet hours in %(country)s"), country=...)``.
     A parameter is plain (a name, a number), another Phrase (translated too), or a value that
     reads differently in each language: :func:`phrase_country`, :func:`phrase_date`.
     """
@@ -138,7 +138,7 @@ def format_time(value: DateTime | None, tz: str | None = None) -> str:
 
 
 def format_datetime(value: DateTime | None, weekday: bool = False, tz: str | None = None) -> str:
-    """A moment, e.g. "4 décembre 2026 à 16:00", on the clinic's wall clock."""
+    """A moment, e.g. "4 décembre 2026, 16:00", on the clinic's wall clock."""
     if value is None:
         return ""
     locale = get_locale()
