@@ -78,6 +78,12 @@ def N_(msgid: str) -> str:  # noqa: N802 — the name gettext tools know
     return msgid
 
 
+def stored_text(text: str | None) -> str:
+    """A fixed text stored in English (marked with :func:`N_`) in the reader's language; any
+    other stored text (a provider's error) as it is."""
+    return _(text) if text else ""
+
+
 def phrase_country(code: str) -> dict[str, str]:
     """A country parameter of a :class:`Phrase`, named in the reader's language."""
     return {"country": code}
@@ -199,4 +205,5 @@ def install(app: Flask) -> None:
         percent=format_percent,
         phone=phone,
         phrases=render_phrases,
+        stored=stored_text,
     )

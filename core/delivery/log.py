@@ -20,7 +20,7 @@ from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.outbox import CHANNELS, PURPOSES
 from core.delivery.presenters import find_message
 from core.errors import ValidationError
-from core.i18n import format_datetime, render_phrases
+from core.i18n import format_datetime, render_phrases, stored_text
 
 PAGE_SIZE = 50
 
@@ -184,7 +184,7 @@ def event_detail(message, event) -> str:
         return ""
     if event.detail == message.verdict_reason and message.verdict_phrases:
         return render_phrases(message.verdict_phrases)
-    return _(event.detail)
+    return stored_text(event.detail)
 
 
 def verdict_reason(message) -> str | None:
