@@ -27,7 +27,8 @@ def select_locale() -> str:
     tenant = g.get("tenant")
     if tenant is not None and tenant.default_language in languages:
         return tenant.default_language
-    return request.accept_languages.best_match(languages) or languages[0]
+    best = request.accept_languages.best_match(languages)
+    return best or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def select_timezone() -> str | None:
