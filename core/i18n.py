@@ -9,6 +9,7 @@ Dates, times, numbers and phone numbers are shown one way each, in the current l
 installs them as the Jinja filters ``date``, ``datetime``, ``time``, ``number`` and ``phone``.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime as DateTime
@@ -166,8 +167,11 @@ def format_percent(value: float | None, digits: int = 1) -> str:
     """A share (0.5) as a percentage in the locale's way ("50,0 %")."""
     if value is None:
         return "—"
-    pattern = "#,##0." + "0" * digits + "%" if digits else "#,##0%"
-    return numbers.format_percent(value, pattern, locale=get_locale())
+    locale = get_locale()
+    pattern = locale.percent_formats[None].pattern  # "#,##0 %" in French, "#,##0%" in English
+    if digits:  # decimals after the last digit of the integer part
+        pattern = re.sub(r"0(?=[^0#,]*$)", "0." + "0" * digits, pattern, count=1)
+    return numbers.format_percent(value, pattern, locale=locale)
 
 
 def format_phone(e164: str | None, region: str | None = None) -> str:
