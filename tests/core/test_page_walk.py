@@ -241,10 +241,22 @@ def test_every_page_speaks_the_readers_language(app, lang):
     assert came_in.status_code == 302, came_in.text
     operator = client_for(app, "operator")
     log_in(operator, make_operator(app))
+    # Half-way through logging in: the code page; a new staff member's first steps.
+    halfway = {}
+    for name, account in (
+        ("at the code", world["admin"]),
+        ("enrolling", make_staff(app, world["clinic"], "secretary", enrolled=False)),
+    ):
+        halfway[name] = client_for(app, slug)
+        form = {"email": account.email, "password": account.password}
+        form["csrf_token"] = csrf_token(halfway[name], "/login")
+        assert halfway[name].post("/login", data=form).status_code == 302
     speaking(visitor, lang)
     speaking(admin, lang, "/")
     speaking(patient, lang, "/me/")
     speaking(operator, lang, "/")
+    for client in halfway.values():
+        speaking(client, lang)
 
     sources = english_sources(lang)
     walked, problems = [], []
@@ -253,13 +265,14 @@ def test_every_page_speaks_the_readers_language(app, lang):
         ("admin", admin, slug),
         ("patient", patient, slug),
         ("operator", operator, "operator"),
+        *((name, client, slug) for name, client in halfway.items()),
     ):
         for endpoint, path in pages(app, world, host):
             answer = client.get(path)
             answer.close()  # files (scripts) are streamed
             assert answer.status_code < 500, (who, path, answer.status_code)
-            if answer.status_code != 200 or answer.mimetype != "text/html":
-                continue
+            if 300 <= answer.status_code < 400 or answer.mimetype != "text/html":
+                continue  # a redirect, a file, JSON: no page (refusals are pages: walked)
             walked.append((who, endpoint))
             html = answer.text
             if f'<html lang="{lang}">' not in html:
@@ -269,7 +282,14 @@ def test_every_page_speaks_the_readers_language(app, lang):
 
     # The walk reached the pages of each kind of reader.
     endpoints = {e for _w, e in walked}
-    assert {"auth.login", "home.index", "patients.view", "messages.view"} <= endpoints
+    assert {
+        "auth.login",
+        "auth.code",
+        "otp.staff_phone",
+        "home.index",
+        "patients.view",
+    } <= endpoints
+    assert {"messages.view", "settings.rules", "audit.events"} <= endpoints
     assert {"patient.home", "reminders_link.page", "consent.page"} <= endpoints
     assert {"console.index", "console.plugins", "console.plugin_settings"} <= endpoints
     assert not problems, "\n".join(map(str, problems))
