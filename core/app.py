@@ -171,11 +171,6 @@ def _register_template_helpers(app: Flask) -> None:
     i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 
     @app.template_filter()
-    def country_name(code: str) -> str:
-        """A country (ISO 3166 code) named in the reader's language."""
-        return get_locale().territories.get(code, code)
-
-    @app.template_filter()
     def language_name(code: str) -> str:
         return Locale.parse(code).get_display_name(get_locale()).capitalize()
 

@@ -99,10 +99,15 @@ def _rendered(value: Any) -> Any:
     if isinstance(value, Phrase):
         return value.render()
     if isinstance(value, dict) and "country" in value:
-        return Locale.parse(get_locale()).territories.get(value["country"], value["country"])
+        return country_name(value["country"])
     if isinstance(value, dict) and "date" in value:
         return format_date(Date.fromisoformat(value["date"]))
     return value
+
+
+def country_name(code: str) -> str:
+    """A country (ISO 3166 code) named in the reader's language ("Allemagne", "Germany")."""
+    return get_locale().territories.get(code, code)
 
 
 def phrases_to_json(phrases: list[Phrase]) -> list[dict[str, Any]]:
@@ -209,5 +214,6 @@ def install(app: Flask) -> None:
         percent=format_percent,
         phone=phone,
         phrases=render_phrases,
+        country_name=country_name,
         stored=stored_text,
     )

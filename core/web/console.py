@@ -21,7 +21,7 @@ from core.delivery import kpis, routing
 from core.delivery.log import channel_labels
 from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
-from core.i18n import format_number, format_percent
+from core.i18n import country_name, format_number, format_percent
 from core.plugins import host
 from tenants import provisioning, scoping
 from tenants.country_warnings import all_country_warnings, country_warnings
@@ -167,7 +167,7 @@ def providers():
 
 
 def _country_names() -> dict[str, str]:
-    return {c.code: c.name for c in provisioning.countries()}
+    return {c.code: country_name(c.code) for c in provisioning.countries()}
 
 
 # --- delivery KPIs ----------------------------------------------------------------------------
