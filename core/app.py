@@ -5,12 +5,12 @@ from pathlib import Path
 
 from babel import Locale
 from flask import Flask, abort, g, jsonify, render_template, request
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, schema
+from core import config, i18n, schema
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -168,11 +168,8 @@ def _register_page_context(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.filters["format_datetime"] = format_datetime
-
-    @app.template_filter()
-    def format_date_or_blank(value):
-        return format_date(value) if value else ""
+    app.jinja_env.globals["language_choices"] = lambda: i18n.language_names(app.config["LANGUAGES"])
+    i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 
     @app.template_filter()
     def language_name(code: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask
 
 from core.crypto import generate_key
+from core.vocabulary import LANGUAGES
 
 
 class Config:
@@ -22,7 +23,7 @@ class Config:
     DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
     SECRET_KEY = None
     ENCRYPTION_KEYS = None
-    LANGUAGES = ("en", "fr")
+    LANGUAGES = LANGUAGES  # core.vocabulary: fr, de, it, nl, en
     BABEL_DEFAULT_LOCALE = "en"
     SESSION_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
