@@ -30,11 +30,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import db, new_id, utcnow
+from core.db import db, insert_many, new_id, utcnow
 from core.delivery import queues
 from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
 from core.plugins import hooks_for
@@ -219,7 +218,8 @@ def note(message: Message, step: str, detail: str | None = None) -> None:
 
 def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     """Atomically take the due ones among ``message_ids``: status ``sending`` with a lease,
-    the rows locked then changed in the same transaction; returns them. Committed before any provider is called.
+    the rows locked then changed in the same transaction; returns them. Committed before
+    any provider is called.
 
     On PostgreSQL, rows another worker holds are skipped (FOR UPDATE SKIP LOCKED). Quiet
     (see :data:`QUIET`).
@@ -256,7 +256,7 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
 def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -> set[uuid.UUID]:
     """New messages enter the outbox as judged (pending, scheduled or denied), many at once:
     the messages (not in the session; their ``verdict_reason`` is their first event's detail)
-    in multi-row INSERTs, their first events in one more, announced after commit as
+    in one INSERT, their first events in one more, announced after commit as
     :func:`start` does one by one. The caller commits.
 
     A message whose client reference (``api_key_id``, ``reference``) a concurrent
@@ -274,13 +274,13 @@ def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -
     table = Message.__table__
     for message, status in started:
         message.status = status
-    dialect = db.session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     written = set(
-        db.session.scalars(
-            insert.on_conflict_do_nothing().returning(table.c.id),
+        insert_many(
+            table,
             [_row(message, at) for message, _s in started],
-        ).all()
+            skip_conflicts=True,
+            returning=table.c.id,
+        )
     )
     steps = [(m.tenant_id, m.id, str(s), m.verdict_reason) for m, s in started if m.id in written]
     _events_many(steps, at)
@@ -389,8 +389,8 @@ def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: 
     multi-row insert (the bulk twin of :func:`_event`)."""
     if not steps:
         return
-    db.session.execute(
-        sa.insert(MessageEvent.__table__),
+    insert_many(
+        MessageEvent.__table__,
         [
             {
                 "tenant_id": tenant_id,
