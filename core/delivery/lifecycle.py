@@ -36,7 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.db import db, insert_many, new_id, utcnow
 from core.delivery import queues
 from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
-from core.plugins import hooks_for
+from core.plugins import hooks_for, host
 from tenants.models import Tenant
 from tenants.scoping import current_scope, tenant_scope
 
@@ -464,6 +464,8 @@ def _event(message: Message, step: str, detail: str | None) -> None:
 def announce(changes: list[tuple[uuid.UUID, uuid.UUID, str, datetime]]) -> None:
     """Call ``relais_message_status_changed`` for each committed change, in order, with the
     plugins enabled for the message's clinic, in that clinic's scope."""
+    if not host().pm.hook.relais_message_status_changed.get_hookimpls():
+        return  # no plugin listens: no clinic to reload after the commit that expired it
     by_tenant: dict[uuid.UUID, list] = defaultdict(list)
     for change in changes:
         by_tenant[change[0]].append(change)
