@@ -2,8 +2,6 @@
 message written as judged, parts committed before they are queued, and a producer killed
 midway loses nothing it committed and writes nothing twice when started again."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from tests.worlds import (
     consent_to_campaigns,
     make_clinic,
     make_patient,
+    process_env,
 )
 
 PLUGINS = ("plugins.channels.outbox.plugin", "plugins.regulations.fr.plugin")
@@ -66,6 +65,7 @@ def test_each_message_of_a_batch_is_written_with_its_own_verdict(app, clinic):
                     "template": "RDV",
                     "not_before": later,
                 },
+                {"patient": people[0], "purpose": "spam", "template": "RDV"},
             ],
         )
         db.session.commit()
@@ -78,13 +78,15 @@ def test_each_message_of_a_batch_is_written_with_its_own_verdict(app, clinic):
         steps = dict(
             db.session.execute(sa.select(MessageEvent.message_id, MessageEvent.status)).all()
         )
-    allowed, denied, deferred = (stored[r.id] for r in results)
+    assert isinstance(results[3], ValidationError) and results[3].field == "purpose"
+    assert len(stored) == 3  # the refused draft is not written, the others are
+    allowed, denied, deferred = (stored[r.id] for r in results[:3])
     assert (allowed.status, allowed.verdict) == ("pending", "amend")  # its STOP mention added
     assert allowed.content["text"].endswith("STOP au 36180")
     assert (denied.status, denied.verdict) == ("denied", "deny")
     assert "opted out of SMS" in denied.verdict_reason
     assert (deferred.status, deferred.next_attempt_at) == ("scheduled", later)
-    assert [steps[r.id] for r in results] == ["pending", "denied", "scheduled"]
+    assert [steps[r.id] for r in results[:3]] == ["pending", "denied", "scheduled"]
 
 
 def test_a_fan_out_larger_than_a_transaction_is_queued_part_by_part_after_each_commit(
@@ -154,19 +156,9 @@ PRODUCER = textwrap.dedent(
 
 
 def run_producer(clinic) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
-        "RELAIS_REDIS_URL": REDIS_URL,
-        "RELAIS_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],
-        "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
-        "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
-        "RELAIS_PLUGINS": json.dumps(PLUGINS),
-    }
     return subprocess.Popen(
         [sys.executable, "-c", PRODUCER, str(clinic.id)],
-        env=env,
+        env=process_env(PLUGINS),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
