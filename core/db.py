@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from uuid6 import uuid7
 
@@ -86,8 +87,6 @@ def insert_many(
     if dialect.name != "postgresql":
         insert = sa.insert(table)
         if skip_conflicts:
-            from sqlalchemy.dialects import sqlite
-
             insert = sqlite.insert(table).on_conflict_do_nothing()
         if returning is None:
             session.execute(insert, rows)
@@ -110,8 +109,6 @@ _UNNEST_SQL: dict = {}
 def _unnest_insert(table: sa.Table, skip_conflicts: bool, returning: str | None) -> str:
     key = (table.name, skip_conflicts, returning)
     if key not in _UNNEST_SQL:
-        from sqlalchemy.dialects import postgresql
-
         dialect = postgresql.dialect()
         arrays = ", ".join(
             f"CAST(:c{n} AS {column.type.compile(dialect=dialect)}[])"
