@@ -1064,11 +1064,15 @@ def table(rows: list[tuple]) -> str:
 TARGETS = {"outbox": TARGET_RATE, "infobip": 1500, "twilio": 500}  # messages/s (issue 14)
 
 
+def workers(n: int) -> str:
+    return f"{n} worker" + ("s" if n != 1 else "")
+
+
 def side_by_side(runs: list[dict]) -> str:
     """Scenario 1's runs in columns: by provider, and by number of workers."""
     parts = list(dict.fromkeys(name for r in runs for name in r["cpu_ms"]))
     lines = [
-        ("", *(f"{r['kind']}, {r['workers']} workers" for r in runs)),
+        ("", *(f"{r['kind']}, {workers(r['workers'])}" for r in runs)),
         ("messages/s end to end", *(f"{r['rate']:,.0f}/s" for r in runs)),
         ("target", *(f"≥ {TARGETS[r['kind']]:,}/s" for r in runs)),
         ("written by the producer", *(f"{r['write_rate']:,.0f}/s" for r in runs)),
@@ -1262,7 +1266,7 @@ def report(world: World, runs, b1, r2, r3, b3) -> str:
         rows.append(
             (
                 "1 throughput",
-                f"{run['kind']}, {run['workers']} workers, messages/s end to end",
+                f"{run['kind']}, {workers(run['workers'])}, messages/s end to end",
                 f"{run['rate']:,.0f}/s",
                 "—",
                 "",
