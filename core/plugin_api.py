@@ -34,7 +34,7 @@ from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import cancel as cancel_message
 from core.delivery.outbox import render as render_message
-from core.delivery.outbox import send, send_many
+from core.delivery.outbox import send, send_in_parts, send_many
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -125,6 +125,7 @@ __all__ = [
     # sending
     "send",
     "send_many",
+    "send_in_parts",
     "render_message",
     "cancel_message",
     "message_address",

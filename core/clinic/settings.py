@@ -218,13 +218,25 @@ def by_country(plugin: str, name: str) -> tuple[Any, dict[str, Any]]:
 def plugin_setting(tenant, plugin: str, name: str) -> Any:
     """A plugin's setting for a clinic: the clinic's own choice (for a ``clinic`` setting),
     else the value set for its country, else for the deployment, else the default."""
-    declared = {s.name: s for s in schema(plugin)}
-    if name not in declared:
+    values = _remembered(
+        ("resolved", tenant.id, tenant.country_code, plugin), lambda: _resolved(tenant, plugin)
+    )
+    if name not in values:
         raise KeyError(f"plugin {plugin!r} declares no setting {name!r}")
-    value = clinic_values(tenant, plugin).get(name) if declared[name].clinic else None
-    if value is None:
-        value = stored(tenant.country_code, plugin).get(name)
-    return declared[name].default if value is None else value
+    return values[name]
+
+
+def _resolved(tenant, plugin: str) -> dict[str, Any]:
+    """Every setting of a plugin for a clinic, resolved once per application context: a
+    campaign's judging asks for several of them for each message."""
+    own, stored_values = clinic_values(tenant, plugin), stored(tenant.country_code, plugin)
+    found = {}
+    for setting in schema(plugin):
+        value = own.get(setting.name) if setting.clinic else None
+        if value is None:
+            value = stored_values.get(setting.name)
+        found[setting.name] = setting.default if value is None else value
+    return found
 
 
 __all__ = [

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import url_for
 
 from core.clinic.models import Patient
-from core.db import db, new_id, utcnow
+from core.db import db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -155,7 +155,7 @@ def _in_flight(provider: str, messages: list[Message]) -> list[uuid.UUID]:
         }
         for m in messages
     ]
-    db.session.execute(sa.insert(Attempt.__table__), rows)
+    insert_many(Attempt.__table__, rows)
     return [r["id"] for r in rows]
 
 

@@ -123,6 +123,31 @@ def send_many(
     return results  # type: ignore[return-value]
 
 
+def send_in_parts(
+    tenant,
+    drafts: Iterable[dict[str, Any]],
+    api_key_id: uuid.UUID | None = None,
+    part: int = MANY_CHUNK,
+) -> list[Message | ValidationError]:
+    """:func:`send_many` for a fan-out too large for one transaction (a campaign to 500,000
+    patients): the drafts in transactions of ``part``, each committed before the next part
+    is written, so each part's due messages are queued as soon as it is in the database and
+    a crash loses at most the part being written (nothing of it is half-written). Changes
+    the caller made before commit with the first part.
+
+    Give drafts a ``reference`` to make a fan-out that stopped midway safe to start again:
+    the parts already written are not written twice.
+
+    :return: as :func:`send_many`, for every draft in order.
+    """
+    drafts = list(drafts)
+    results: list[Message | ValidationError] = []
+    for start in range(0, len(drafts), part):
+        results += send_many(tenant, drafts[start : start + part], api_key_id)
+        db.session.commit()  # the part's due messages are pushed to Redis right after this
+    return results
+
+
 def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
     now = utcnow()
     referenced = {i: drafts[i]["reference"] for i in chunk if drafts[i].get("reference")}
