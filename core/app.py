@@ -36,6 +36,7 @@ from core.web import (
     patient,
     patient_contact,
     patients,
+    request_bodies,
     settings,
     staff,
 )
@@ -68,6 +69,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     schema.init_app(app)  # the plugins' branches; a database not migrated answers 503
+    request_bodies.init_app(app)  # first: every route's input is bounded before it is read
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
@@ -196,7 +198,12 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
-            return jsonify({"error": {"code": code, "message": exc.description}}), exc.code
+            error = {"code": code, "message": exc.description}
+            if exc.code in (400, 413, 415):  # what is wrong is the body
+                error["field"] = "body"
+            if exc.code == 413:
+                error["message"] = _http_message(exc)
+            return jsonify({"error": error}), exc.code
         return render_template("error.html", status=exc.code, message=_http_message(exc)), exc.code
 
 
@@ -210,6 +217,7 @@ def _http_message(exc: HTTPException) -> str:
         ),
         403: _("You are not allowed to see this page."),
         405: _("This page cannot be used this way."),
+        413: _("This request is too large."),
         429: _("Too many attempts. Wait a few minutes, then try again."),
         500: _("An unexpected error happened. Try again in a few minutes."),
     }

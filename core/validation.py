@@ -50,12 +50,33 @@ def birth_date(value: Any) -> date | None:
     return born
 
 
+def storable(value: str, field: str) -> str:
+    """A text that can be stored and encrypted: no NUL character (PostgreSQL's text refuses
+    it) and no lone surrogate (it has no UTF-8 form). :raises ValidationError: on ``field``."""
+    if "\x00" in value or not _encodable(value):
+        raise ValidationError(
+            _("The field %(field)s holds a character that cannot be stored.", field=field), field
+        )
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text(value: Any, field: str, limit: int) -> str:
-    """A text stripped of surrounding spaces, at most ``limit`` characters long."""
+    """A text stripped of surrounding spaces, at most ``limit`` characters long, that can be
+    stored (:func:`storable`). :raises ValidationError: on ``field``."""
+    if value is not None and not isinstance(value, str | int | float):
+        raise ValidationError(_("Enter a text."), field)
     text = ("" if value is None else str(value)).strip()
     if len(text) > limit:
         raise ValidationError(_("At most %(n)d characters.", n=limit), field)
-    return text
+    return storable(text, field)
 
 
 def whole_number(value: Any, field: str) -> int:

@@ -27,7 +27,7 @@ BOMBS = {
     "silent nested loops": SILENT_LOOP_BOMB,
     "repetition": "{{ 'x' * 10000000 }}",
     "division by zero": "{{ 1/0 }}",
-    "huge source": "Bonjour " * 200_000,
+    "huge source": "Bonjour " * 10_000,  # 80,000 characters: under the body limit
     "huge power": "{{ 2 ** (10 ** 7) }}",
     "format width": "{{ '%0999999999d' % 1 }}",
     "method width": "{{ 'x'.center(999999999) }}",
