@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+
 from core.clinic import consent
 from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
@@ -21,6 +22,7 @@ from core.errors import ValidationError
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 from core.vocabulary import CHANNELS, PURPOSES
+
 
 def send(
     tenant,
@@ -257,8 +259,12 @@ def render(template: str | dict[str, str], variables: dict[str, Any]) -> dict[st
     :raises ValidationError: on ``template`` for any template that cannot be rendered:
         too long, too costly, or failing (a syntax error, a division by zero...).
     """
-    parts = {"text": template} if isinstance(template, str) else dict(template)
-    if not isinstance(parts.get("text"), str) or not parts["text"].strip():
+    parts = {"text": template} if isinstance(template, str) else template
+    if (
+        not isinstance(parts, dict)
+        or not isinstance(parts.get("text"), str)
+        or not parts["text"].strip()
+    ):
         raise ValidationError(_("A message needs a text."), "template")
     try:
         return {

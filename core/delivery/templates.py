@@ -132,14 +132,15 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             if isinstance(left, int) and isinstance(right, int):
                 if left.bit_length() + right.bit_length() > MAX_BITS:
                     raise TooCostly("a number is too large")
-            elif _size(left) * (right if isinstance(right, int) else 0) > MAX_SIZE or _size(
-                right
-            ) * (left if isinstance(left, int) else 0) > MAX_SIZE:
+            elif (
+                _size(left) * (right if isinstance(right, int) else 0) > MAX_SIZE
+                or _size(right) * (left if isinstance(left, int) else 0) > MAX_SIZE
+            ):
                 raise TooCostly("the result would be too large")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0:
-                if max(left.bit_length(), 1) * right > MAX_BITS:
-                    raise TooCostly("a number is too large")
+            whole = isinstance(left, int) and isinstance(right, int)
+            if whole and right > 0 and max(left.bit_length(), 1) * right > MAX_BITS:
+                raise TooCostly("a number is too large")
         elif operator == "%":
             if isinstance(left, str):
                 _check_format(left)

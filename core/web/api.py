@@ -12,13 +12,14 @@ import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
+from core import validation as check
 from core.clinic import apikeys, consent, patients
 from core.clinic.models import ConsentMethod, Patient
 from core.db import db
 from core.delivery import outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
-from core.web import request_bodies
 from core.vocabulary import PURPOSES
+from core.web import request_bodies
 
 bp = Blueprint("api", __name__)
 
@@ -58,7 +59,7 @@ def _body() -> dict:
 
 @bp.get("/patients")
 def patient_list():
-    page = request.args.get("page", 1, type=int) or 1
+    page = check.page(request.args.get("page"))
     rows, total = patients.search_patients(request.args.get("q", ""), page)
     body = {"patients": [patients.to_json(p) for p in rows], "total": total, "page": page}
     db.session.commit()

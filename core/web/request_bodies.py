@@ -1,7 +1,7 @@
 """What every request may carry, checked once for every route before its view runs.
 
-- A body of at most the ``MAX_CONTENT_LENGTH`` setting's bytes (413), unless the view allows more with
-  :func:`body_limit`.
+- A body of at most the ``MAX_CONTENT_LENGTH`` setting's bytes (413), unless the view
+  allows more with :func:`body_limit`.
 - JSON nested at most :data:`MAX_JSON_DEPTH` levels deep (400 on ``body``): Python's parser
   recurses, and a body nested 50,000 deep would end in a RecursionError.
 - No NUL character nor lone surrogate in a query argument, a form field or any JSON text

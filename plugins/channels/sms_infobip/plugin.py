@@ -228,7 +228,7 @@ class InfobipSms(Provider):
                         error=_report_error(report) if group != "DELIVERED" else None,
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip delivery report: {exc!r}") from exc
         return receipts
 
@@ -250,7 +250,7 @@ class InfobipSms(Provider):
                         provider_ref=message.get("messageId"),
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip reply: {exc!r}") from exc
         return replies
 

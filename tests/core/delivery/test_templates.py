@@ -34,15 +34,16 @@ BOMBS = {
     "filter width": "{{ 'x'|center(999999999) }}",
     "replace between every character": "{{ ('x' * 90000).replace('', 'y' * 90000) }}",
     "branching macro": (
-        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
-        "{{ f(40) }}"
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"
     ),
     "endless recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "state across iterations": (
         "{% set ns = namespace(x='a') %}{% for i in range(40) %}"
         "{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}"
     ),
-    "a list grown in place": "{% set l = ['x'] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
+    "a list grown in place": (
+        "{% set l = ['x'] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}"
+    ),
     "deep parentheses": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
     "type error": "{{ 'a' - 1 }}",
     "a long output": "{% for i in range(9000) %}{{ 'x' * 90 }}{% endfor %}",
@@ -62,7 +63,8 @@ def api(app, clinic):
     client = client_for(app, clinic.slug)
 
     def call(path, body):
-        return client.post(f"/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}"}
+        return client.post(f"/api/v1{path}", json=body, headers=headers)
 
     return call
 
@@ -138,7 +140,12 @@ def test_the_reminders_settings_refuse_a_template_that_fails(app):
     for action in ("preview", "save"):
         answer = client.post(
             "/settings/reminders",
-            data={"csrf_token": token, "action": action, "language": "en", "template_en": "{{ 1/0 }}"},
+            data={
+                "csrf_token": token,
+                "action": action,
+                "language": "en",
+                "template_en": "{{ 1/0 }}",
+            },
         )
         assert answer.status_code == 422, action
         assert "division by zero" in answer.text
@@ -158,8 +165,7 @@ def test_ordinary_templates_still_render(app, clinic):
 
 
 def test_limits_are_messages_a_user_can_act_on(app):
-    with app.app_context():
-        with pytest.raises(ValidationError) as refused:
-            outbox.render("x" * (templates.MAX_SOURCE + 1), {})
+    with app.app_context(), pytest.raises(ValidationError) as refused:
+        outbox.render("x" * (templates.MAX_SOURCE + 1), {})
     assert refused.value.field == "template"
     assert str(templates.MAX_SOURCE) in refused.value.message
