@@ -69,7 +69,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     schema.init_app(app)  # the plugins' branches; a database not migrated answers 503
-    request_bodies.init_app(app)  # first: every route's input is bounded before it is read
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
@@ -87,6 +86,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.extensions["relais"] = state
     state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
     resolution.init_app(app)
+    request_bodies.init_app(app)  # the clinic known (its language): inputs bounded, then views
     _register_core_blueprints(app)
     _register_plugin_parts(app, state)
     _register_page_context(app)

@@ -42,7 +42,7 @@ def patients(app, clinic) -> int:
         "/me/api/code",
         "/me/api/code/verify",
         "/me/api/signup",
-        "/webhooks/sms_infobip/receipts",
+        "/webhooks/infobip_sms/receipts",
     ],
 )
 def test_json_nested_too_deep_is_a_400_on_the_body_even_unauthenticated(app, clinic, bearer, path):
