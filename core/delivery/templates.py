@@ -24,9 +24,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 MAX_SOURCE = 20_000  # characters of one template
 MAX_OUTPUT = 100_000  # characters one template renders to
 MAX_SIZE = 100_000  # characters or items of a value computed in a template
+MAX_PRODUCT = 1_000_000  # a call's receiver's size times its largest argument's (a replace)
 MAX_BITS = 4096  # bits of a whole number computed in a template
 MAX_STEPS = 10_000  # loop iterations and calls in one rendering
-MAX_SECONDS = 0.5  # one rendering's time, checked at each step
+MAX_SECONDS = 0.25  # one rendering's time, checked at each step
 # A width or precision of 10,000 or more in a %-format or a str.format spec.
 _WIDE_FORMAT = re.compile(r"%[^a-zA-Z%]*\d{5,}|\{[^{}]*:[^{}]*\d{5,}")
 
@@ -66,7 +67,7 @@ def _check_arguments(receiver: Any, args: Iterable[Any]) -> None:
         if isinstance(arg, int) and abs(arg) > MAX_SIZE:
             raise TooCostly(f"{arg} is too large a number here")
         largest = max(largest, _size(arg))
-    if _size(receiver) * largest > MAX_SIZE:
+    if _size(receiver) * largest > MAX_PRODUCT:
         raise TooCostly("the result would be too large")
 
 

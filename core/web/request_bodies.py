@@ -4,8 +4,9 @@
   allows more with :func:`body_limit`.
 - JSON nested at most :data:`MAX_JSON_DEPTH` levels deep (400 on ``body``): Python's parser
   recurses, and a body nested 50,000 deep would end in a RecursionError.
-- No NUL character nor lone surrogate in a query argument, a form field or any JSON text
-  (422 naming the field): PostgreSQL's text refuses NUL, and a lone surrogate has no UTF-8.
+- No NUL character nor lone surrogate in a path's part, a query argument, a form field or
+  any JSON text (422 naming the field): PostgreSQL's text refuses NUL, and a lone
+  surrogate has no UTF-8.
 
 Routes that read their body raw (providers' webhooks) get the same checks: a JSON body is
 parsed here first, whoever reads it.
@@ -76,6 +77,9 @@ def check_input() -> None:
     allowed = getattr(view, "max_content_length", None)
     if allowed:
         request.max_content_length = allowed
+    for key, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            check.storable(value, key)
     for key, value in request.args.items(multi=True):
         check.storable(key, "query")
         check.storable(value, key)

@@ -113,3 +113,4 @@ def test_nul_in_a_form_or_a_query_is_refused_naming_the_field(app, clinic):
     assert "first_name" in answer.text
     assert patients(app, clinic) == 0
     assert client.get("/patients?q=%00").status_code == 422
+    assert client.get("/consent/a%00b").status_code == 422  # a part of the path

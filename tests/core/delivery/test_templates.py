@@ -164,6 +164,15 @@ def test_ordinary_templates_still_render(app, clinic):
     assert content == {"text": "Bonjour <Jeanne>, rue 123 4", "html": "<p>&lt;JEANNE&gt;</p>"}
 
 
+def test_a_long_letter_turned_to_html_is_not_mistaken_for_a_bomb(app):
+    with app.app_context():
+        content = outbox.render(
+            {"text": "{{ body }}", "html": "{{ body|replace('\\n', '<br>'|safe) }}"},
+            {"body": "Une ligne de la lettre.\n" * 2000},  # 48,000 characters
+        )
+    assert content["html"].count("<br>") == 2000
+
+
 def test_limits_are_messages_a_user_can_act_on(app):
     with app.app_context(), pytest.raises(ValidationError) as refused:
         outbox.render("x" * (templates.MAX_SOURCE + 1), {})
