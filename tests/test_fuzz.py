@@ -25,6 +25,7 @@ import re
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -73,7 +74,7 @@ ANONYMOUS = ("auth.", "operator_auth.", "otp.", "patient.", "consent.", "reminde
 JSON_ENDPOINTS = ("webpush.subscribe",)
 INFOBIP_SECRET = "a-webhook-secret-set-by-the-operator"
 TWILIO_TOKEN = "0" * 32
-LATER = "2026-12-10T09:00:00+01:00"
+LATER = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
 # The path parameters the world has a value for (a new one needs a value in :func:`world`).
 PATH_VALUES = (
     "patient_id",
