@@ -2,7 +2,7 @@
 the field, with a sentence the user can act on."""
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -107,12 +107,13 @@ def page(value: Any, field: str = "page") -> int:
     return whole_number(value, field, 1, MAX_PAGE)
 
 
+DateOrTime = TypeVar("DateOrTime", date, datetime)
 # The years a date may fall in: beyond them, nothing Relais does makes sense, and date
 # arithmetic overflows (a day after 9999-12-31, a time zone applied to year 1).
 FIRST_YEAR, LAST_YEAR = 1900, 2199
 
 
-def plausible(value: date, field: str):
+def plausible(value: DateOrTime, field: str) -> DateOrTime:
     """``value`` (a date or a datetime) when its year is from 1900 to 2199.
     :raises ValidationError: on ``field``."""
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
@@ -136,8 +137,8 @@ def day(value: Any, field: str) -> date | None:
 
 
 def moment(value: Any, field: str) -> datetime | None:
-    """An ISO 8601 time with its offset (``2026-11-23T09:00:00+01:00``) within
-    :func:`plausible` years, with its offset; None when empty. :raises ValidationError."""
+    """An aware time, or ISO 8601 text with its offset (``2026-11-23T09:00:00+01:00``),
+    within :func:`plausible` years; None when empty. :raises ValidationError: on ``field``."""
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
