@@ -201,8 +201,8 @@ def _register_error_handlers(app: Flask) -> None:
             error = {"code": code, "message": exc.description}
             if exc.code in (400, 413, 415):  # what is wrong is the body
                 error["field"] = "body"
-            if exc.code == 413:
-                error["message"] = _http_message(exc)
+            if exc.code == 413:  # the code the API always gave, whichever limit it is
+                error.update(code="too_large", message=_http_message(exc))
             return jsonify({"error": error}), exc.code
         return render_template("error.html", status=exc.code, message=_http_message(exc)), exc.code
 

@@ -76,6 +76,7 @@ def test_a_body_over_the_limit_is_a_413_with_a_message(app, clinic, bearer):
         "/api/v1/patients", data=big, content_type="application/json", headers=bearer
     )
     assert answer.status_code == 413
+    assert answer.json["error"]["code"] == "too_large"
     assert answer.json["error"]["field"] == "body"
     page = client.post("/login", data={"email": big})
     assert page.status_code == 413
