@@ -37,6 +37,7 @@ from core.web import (
     patient,
     patient_contact,
     patients,
+    request_bodies,
     settings,
     staff,
 )
@@ -86,6 +87,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.extensions["relais"] = state
     state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
     resolution.init_app(app)
+    request_bodies.init_app(app)  # the clinic known (its language): inputs bounded, then views
     _register_core_blueprints(app)
     _register_plugin_parts(app, state)
     _register_page_context(app)
@@ -194,7 +196,12 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
-            return jsonify({"error": {"code": code, "message": exc.description}}), exc.code
+            error = {"code": code, "message": exc.description}
+            if exc.code in (400, 413, 415):  # what is wrong is the body
+                error["field"] = "body"
+            if exc.code == 413:  # the code the API always gave, whichever limit it is
+                error.update(code="too_large", message=_http_message(exc))
+            return jsonify({"error": error}), exc.code
         return render_template("error.html", status=exc.code, message=_http_message(exc)), exc.code
 
 
@@ -208,6 +215,7 @@ def _http_message(exc: HTTPException) -> str:
         ),
         403: _("You are not allowed to see this page."),
         405: _("This page cannot be used this way."),
+        413: _("This request is too large."),
         429: _("Too many attempts. Wait a few minutes, then try again."),
         500: _("An unexpected error happened. Try again in a few minutes."),
     }

@@ -36,6 +36,7 @@ class Config:
     RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics
+    MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request's body (a view may allow more)
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

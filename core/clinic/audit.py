@@ -13,6 +13,7 @@ from flask import g
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from core import validation as check
 from core.clinic.models import ApiKey, AuditEvent, Patient, User
 from core.db import db, utcnow
 from core.errors import ValidationError
@@ -271,13 +272,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 
 
 def _day(args: Mapping[str, str], name: str) -> date | None:
-    value = (args.get(name) or "").strip()
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(_("Use the form YYYY-MM-DD."), name) from None
+    return check.day((args.get(name) or "").strip(), name)
 
 
 def _no_such_page() -> str:

@@ -200,7 +200,9 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
     if "attributes" in data:
         values = data["attributes"] or []
         allowed = {a.value for a in PatientAttribute}
-        if not isinstance(values, list) or not set(values) <= allowed:
+        if not isinstance(values, list) or not all(
+            isinstance(v, str) and v in allowed for v in values
+        ):
             raise ValidationError(
                 _("Choose among: %(v)s.", v=", ".join(sorted(allowed))), "attributes"
             )
@@ -210,6 +212,8 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
 
 
 def _practitioners(ids: list) -> list[User]:
+    if not isinstance(ids, list):
+        raise ValidationError(_("Send a list of practitioner ids."), "practitioner_ids")
     try:
         wanted = {uuid.UUID(str(i)) for i in ids}
     except ValueError:

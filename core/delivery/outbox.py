@@ -1,7 +1,6 @@
 """Writing messages to the outbox, in the transaction of the change that causes them."""
 
 import base64
-import functools
 import inspect
 import uuid
 from collections.abc import Iterable
@@ -14,22 +13,17 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from core.clinic import consent
 from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
-from core.delivery import lifecycle, queues, routing
+from core.delivery import lifecycle, queues, routing, templates
 from core.delivery.models import Message, MessageStatus
 from core.errors import ValidationError
 from core.i18n import Phrase, phrase_country, phrases_to_json, render_phrases
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 from core.vocabulary import CHANNELS, PURPOSES
-
-_text_env = SandboxedEnvironment(autoescape=False)
-_html_env = SandboxedEnvironment(autoescape=True)
 
 
 def send(
@@ -287,26 +281,37 @@ def preferred_plan(patient: Patient, plan: list[str]) -> list[str]:
 
 
 def render(template: str | dict[str, str], variables: dict[str, Any]) -> dict[str, str]:
-    """Render a message's templates once, in Jinja's sandbox (no attribute tricks)."""
-    parts = {"text": template} if isinstance(template, str) else dict(template)
-    if not isinstance(parts.get("text"), str) or not parts["text"].strip():
+    """Render a message's templates once, in a bounded sandbox (:mod:`.templates`).
+
+    :raises ValidationError: on ``template`` for any template that cannot be rendered:
+        too long, too costly, or failing (a syntax error, a division by zero...).
+    """
+    parts = {"text": template} if isinstance(template, str) else template
+    if (
+        not isinstance(parts, dict)
+        or not isinstance(parts.get("text"), str)
+        or not parts["text"].strip()
+    ):
         raise ValidationError(_("A message needs a text."), "template")
     try:
         return {
-            name: _compiled(source, html=name == "html").render(variables)
+            name: templates.render(source, variables, html=name == "html")
             for name, source in parts.items()
             if name in ("text", "subject", "html") and source
         }
-    except TemplateError as exc:
+    except templates.TemplateTooLong as exc:
+        if exc.what == "source":
+            message = _("A template is at most %(n)d characters long.", n=exc.limit)
+        else:
+            message = _("The message would be longer than %(n)d characters.", n=exc.limit)
+        raise ValidationError(message, "template") from exc
+    except templates.TooCostly as exc:
+        raise ValidationError(_("This template does too much work."), "template") from exc
+    except Exception as exc:  # noqa: BLE001 (whatever a user's template raises is a refusal)
         raise ValidationError(
-            _("The template cannot be rendered: %(e)s", e=str(exc)), "template"
+            _("The template cannot be rendered: %(e)s", e=str(exc) or type(exc).__name__),
+            "template",
         ) from exc
-
-
-@functools.lru_cache(maxsize=512)
-def _compiled(source: str, html: bool):
-    """Compile each template once per process: campaigns send one text to many."""
-    return (_html_env if html else _text_env).from_string(source)
 
 
 def judge(tenant, patient: Patient, message: Message) -> Verdict:

@@ -229,7 +229,7 @@ class InfobipSms(Provider):
                         error=_report_error(report) if group != "DELIVERED" else None,
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip delivery report: {exc!r}") from exc
         return receipts
 
@@ -251,7 +251,7 @@ class InfobipSms(Provider):
                         provider_ref=message.get("messageId"),
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip reply: {exc!r}") from exc
         return replies
 

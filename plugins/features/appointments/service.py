@@ -375,14 +375,8 @@ def _times(appointment: Appointment, data: dict[str, Any], creating: bool):
 def parse_time(value: Any, field: str) -> datetime:
     """An aware time: a datetime, or ISO 8601 text with its offset
     (``2026-03-30T09:00:00+02:00``, ``2026-03-30T07:00:00Z``). :raises ValidationError."""
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = check.moment(value, field)
+    if parsed is None:
         raise ValidationError(_("Give an ISO 8601 time with its offset."), field)
     return parsed.astimezone(UTC)
 
@@ -393,10 +387,9 @@ def local_time(tenant, day: Any, clock: Any, day_field: str, field: str) -> date
     A time the clocks skip (02:30 on the last Sunday of March in Paris) is refused.
     :raises ValidationError: on ``day_field`` or ``field``.
     """
-    try:
-        on = date.fromisoformat(str(day or ""))
-    except ValueError:
-        raise ValidationError(_("Use the form YYYY-MM-DD."), day_field) from None
+    on = check.day(day, day_field)
+    if on is None:
+        raise ValidationError(_("Use the form YYYY-MM-DD."), day_field)
     try:
         at = time.fromisoformat(str(clock or ""))
     except ValueError:
@@ -414,11 +407,7 @@ def parse_bound(tenant, value: Any, field: str) -> datetime:
     time zone) or an ISO 8601 time with its offset. :raises ValidationError."""
     text = str(value or "")
     if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise ValidationError(_("Use the form YYYY-MM-DD."), field) from None
-        return start_of_day(tenant, day)
+        return start_of_day(tenant, check.day(text, field))
     return parse_time(text, field)
 
 

@@ -21,6 +21,7 @@ from flask_babel import gettext as _
 from core.plugin_api import (
     NotFound,
     ValidationError,
+    check,
     db,
     find_patient,
     format_date,
@@ -58,9 +59,10 @@ def _shown() -> tuple[str, date]:
     source = request.values
     view = source.get("view") if source.get("view") in VIEWS else "week"
     try:
-        day = date.fromisoformat(source.get("date", ""))
-    except ValueError:
-        day = service.local_date(g.tenant, service.now())
+        day = check.day(source.get("date"), "date")
+    except ValidationError:
+        day = None
+    day = day or service.local_date(g.tenant, service.now())
     return view, day
 
 

@@ -28,6 +28,7 @@ from core.plugin_api import (
     ValidationError,
     admin_only,
     authenticate_api_key,
+    check,
     clinic_setting_choices,
     csrf,
     db,
@@ -171,13 +172,14 @@ def _bound(tenant, name: str, default: date) -> datetime:
         return datetime.combine(default, time(0), tzinfo=zone).astimezone(UTC)
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone).astimezone(UTC)
+            day = check.plausible(date.fromisoformat(text), name)
+            return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ValidationError(_("Give a date (YYYY-MM-DD) or a time with its offset."), name)
-    return parsed.astimezone(UTC)
+    return check.plausible(parsed, name).astimezone(UTC)
 
 
 def _window(tenant) -> tuple[datetime, datetime]:
