@@ -57,7 +57,7 @@ from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
-from core.plugins import MenuItem, enabled_plugins, hooks_for
+from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -74,6 +74,8 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "DashboardItem",
+    "DashboardLine",
     "Setting",
     "yes_no",
     "plugin_setting",

@@ -19,6 +19,8 @@ from flask_babel import format_date, get_locale, ngettext
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    DashboardItem,
+    DashboardLine,
     NotFound,
     ValidationError,
     db,
@@ -181,6 +183,46 @@ def _back(**extra):
         **extra,
     }
     return redirect(url_for(".agenda", **{k: v for k, v in args.items() if v}), 303)
+
+
+# --- the home page's card ---------------------------------------------------------------------
+
+SHOWN_TODAY = 8  # the card's lines: the appointments still to come; the agenda shows the rest
+
+
+def today_card(tenant, day: date) -> DashboardItem:
+    """Today's appointments for the home page: how many, and the next ones with their
+    confirmation state (not confirmed in red: the patient may be called)."""
+    start = service.start_of_day(tenant, day)
+    end = service.start_of_day(tenant, day + timedelta(days=1))
+    active = frozenset(s for s in AppointmentStatus if s != AppointmentStatus.CANCELLED)
+    rows, total = service.list_between(start, end, statuses=active)
+    current = service.now()
+    coming = [a for a in rows if a.ends_at > current] or rows
+    labels = status_labels()
+    tones = {AppointmentStatus.CONFIRMED: "ok", AppointmentStatus.BOOKED: "attention"}
+    lines = tuple(
+        DashboardLine(
+            text=_(
+                "%(time)s %(patient)s with %(practitioner)s",
+                time=service.clock(tenant, a.starts_at),
+                patient=a.patient.full_name,
+                practitioner=a.practitioner.name,
+            ),
+            state=_("Not confirmed") if a.status == AppointmentStatus.BOOKED else labels[a.status],
+            url=url_for("patients.view", patient_id=a.patient_id),
+            tone=tones.get(a.status, ""),
+        )
+        for a in coming[:SHOWN_TODAY]
+    )
+    return DashboardItem(
+        title=_("Today's appointments"),
+        count=total,
+        url=url_for(".agenda", view="day", date=day.isoformat()),
+        lines=lines,
+        empty=_("No appointment today."),
+        order=10,
+    )
 
 
 # --- booking ----------------------------------------------------------------------------------

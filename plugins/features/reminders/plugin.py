@@ -55,8 +55,13 @@ def relais_register_blueprints():
 @hookimpl
 def relais_menu_items(tenant, user):
     return [
-        MenuItem(label=_l("Reminders"), endpoint="reminders.settings_page", roles=("admin",)),
-        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page"),
+        MenuItem(
+            label=_l("Reminders"),
+            endpoint="reminders.settings_page",
+            roles=("admin",),
+            section="settings",
+        ),
+        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page", section="settings"),
     ]
 
 
