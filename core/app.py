@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, schema
+from core import config, phones, schema
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -184,6 +184,13 @@ def _menu_sections(items) -> tuple[list, list]:
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.filters["format_datetime"] = format_datetime
+
+    @app.template_filter()
+    def phone(value: str | None) -> str:
+        """A stored (E.164) number in the clinic's national format (international for
+        another country's, and outside a clinic)."""
+        tenant = g.get("tenant")
+        return phones.display(value, tenant.country_code if tenant else "ZZ")
 
     @app.template_filter()
     def format_date_or_blank(value):
