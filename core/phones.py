@@ -47,5 +47,9 @@ def display(e164: str | None, region: str) -> str:
     except phonenumbers.NumberParseException:
         return e164
     own = phonenumbers.region_code_for_number(number) == region
-    kind = phonenumbers.PhoneNumberFormat.NATIONAL if own else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    kind = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if own
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
     return phonenumbers.format_number(number, kind)

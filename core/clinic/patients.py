@@ -13,9 +13,9 @@ from core.clinic.models import Patient, PatientAttribute, Role, User
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
+from core.vocabulary import CHANNELS, LANGUAGES
 from tenants import scoping
 from tenants.models import Tenant
-from core.vocabulary import CHANNELS, LANGUAGES
 
 FIELDS = (
     "first_name",

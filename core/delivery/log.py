@@ -6,9 +6,9 @@ it shows patients' names).
 """
 
 import uuid
-from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask_babel import format_datetime
