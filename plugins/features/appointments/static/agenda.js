@@ -61,6 +61,9 @@
   grid.querySelectorAll("li.appt").forEach((appointment) => {
     if (!appointment.querySelector("form.move")) return; // cancelled: stays where it was
     appointment.draggable = true;
+    appointment.querySelectorAll("a").forEach((link) => {
+      link.draggable = false; // the appointment moves, not its patient's link
+    });
     appointment.addEventListener("dragstart", (event) => {
       dragged = appointment;
       event.dataTransfer.effectAllowed = "move";
@@ -74,6 +77,7 @@
     const td = event.target.closest("td.slot");
     if (dragged && td && td.dataset.start) {
       event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
       grid.querySelectorAll("td.drop").forEach((other) => other.classList.remove("drop"));
       td.classList.add("drop");
     }
@@ -88,7 +92,7 @@
   // Moving with the keyboard: Move, then the arrow keys choose a slot, Enter moves it there.
   let moving = null;
   let target = null;
-  const aim = (td) => {
+  const aim = (td, before = "") => {
     if (!td) return;
     if (target) target.classList.remove("target");
     target = td;
@@ -96,7 +100,7 @@
     td.tabIndex = -1;
     td.focus();
     const taken = td.classList.contains("free") ? "" : ` (${grid.dataset.taken})`;
-    say((td.dataset.label || "") + taken);
+    say(before + (td.dataset.label || "") + taken);
   };
   const stop = () => {
     if (target) target.classList.remove("target");
@@ -109,8 +113,7 @@
     button.hidden = false;
     button.addEventListener("click", () => {
       moving = button.closest("li.appt");
-      say(grid.dataset.moving.replace("{who}", moving.dataset.who));
-      setTimeout(() => aim(moving.closest("td")), 50); // after the instruction is read
+      aim(moving.closest("td"), `${grid.dataset.moving.replace("{who}", moving.dataset.who)} `);
     });
   });
   grid.addEventListener("keydown", (event) => {
