@@ -100,7 +100,7 @@ def relais_plugin_settings():
                 default=texts.DEFAULT_TEMPLATES[language],
                 parse=texts.check_template,
                 clinic=True,
-                help=_l("Variables: patient, practitioner, date, time, address, link, clinic."),
+                help=_l("Variables: patient, date, time, practitioner, place, clinic, address, link."),
             )
         )
     return found
