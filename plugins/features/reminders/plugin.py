@@ -100,7 +100,9 @@ def relais_plugin_settings():
                 default=texts.DEFAULT_TEMPLATES[language],
                 parse=texts.check_template,
                 clinic=True,
-                help=_l("Variables: patient, date, time, practitioner, place, clinic, address, link."),
+                help=_l(
+                    "Variables: patient, date, time, practitioner, place, clinic, address, link."
+                ),
             )
         )
     return found

@@ -90,6 +90,10 @@ def preview(tenant, language: str, template: str) -> dict:
     """
     values = sample_variables(tenant, language)
     try:
+        texts.check_template(template)  # a variable misspelt says so, as saving it would
+    except ValueError as exc:
+        raise ValidationError(str(exc), f"template_{language}") from None
+    try:
         content = render_message(texts.message_template(template, language), values)
     except ValidationError as exc:
         raise ValidationError(exc.message, f"template_{language}") from None
