@@ -48,9 +48,8 @@ def test_a_message_from_the_patient_page_lands_in_the_outbox(app_without_redis):
     Sweeper(app).tick()  # what the demo's background thread does every second
 
     page = client.get("/outbox").text
-    assert (
-        "Votre ordonnance est prête" in page and "06 12 34 56 78" in page
-    )  # the clinic's national format
+    # The number in the clinic's national format.
+    assert "Votre ordonnance est prête" in page and "06 12 34 56 78" in page
 
 
 def test_an_empty_message_is_refused(app_without_redis):
