@@ -114,6 +114,24 @@ def search_patients(
     return list(rows), total
 
 
+def count_patients() -> int:
+    """How many patients the clinic has (nothing read: not audited)."""
+    return db.session.scalar(sa.select(sa.func.count(Patient.id))) or 0
+
+
+def first_to_check(limit: int) -> list[Patient]:
+    """The oldest records an online sign-up created that staff have not checked yet, for the
+    home page's reminder of them (names only: not audited, as a count is not)."""
+    return list(
+        db.session.scalars(
+            sa.select(Patient)
+            .where(Patient.review_needed.is_(True))
+            .order_by(Patient.created_at, Patient.id)
+            .limit(limit)
+        )
+    )
+
+
 def count_to_check() -> int:
     """How many records an online sign-up created that staff have not checked yet."""
     return db.session.scalar(

@@ -14,7 +14,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from core.clinic import patients
-from core.db import db
 from core.delivery import log as message_log
 from core.plugins import DashboardItem, DashboardLine, hooks_for
 from core.web.staff_access import require_staff
@@ -36,12 +35,10 @@ def index():
     ):
         items += found or []
     items.sort(key=lambda item: item.order)
-    _, total = patients.search_patients("", page=1)
-    db.session.commit()  # the audits of the searches
     return render_template(
         "clinic/index.html",
         items=items,
-        patient_count=total,
+        patient_count=patients.count_patients(),
         today_label=format_date(today, "full"),
     )
 
@@ -58,7 +55,7 @@ def _core_items(since: datetime) -> list[DashboardItem]:
         )
         for message, reason in gone_wrong
     ]
-    to_check, waiting = patients.search_patients("", to_check=True)
+    to_check, waiting = patients.first_to_check(SHOWN), patients.count_to_check()
     return [
         DashboardItem(
             title=_("Messages that failed or were refused today"),
@@ -77,7 +74,7 @@ def _core_items(since: datetime) -> list[DashboardItem]:
                     text=patient.full_name,
                     url=url_for("patients.view", patient_id=patient.id),
                 )
-                for patient in to_check[:SHOWN]
+                for patient in to_check
             ),
             empty=_("No sign-up to check."),
             order=30,
