@@ -145,17 +145,17 @@ def _register_page_context(app: Flask) -> None:
     def page_context():
         tenant = g.get("tenant")
         if tenant is None:
-            return {"tenant": None, "menu": [], "country_profile": None}
+            return {"tenant": None, "menu": [], "settings_menu": [], "country_profile": None}
         hooks = hooks_for(tenant)
         user = current_user._get_current_object()
-        menu = []
+        menu, settings_menu = [], []
         if isinstance(user, User):
-            menu = [
+            menu, settings_menu = _menu_sections(
                 item
                 for items in hooks.relais_menu_items(tenant=tenant, user=user)
                 for item in items
                 if not item.roles or user.role in item.roles
-            ]
+            )
         context = {}
         for variables in hooks.relais_template_variables(tenant=tenant):
             for name, value in (variables or {}).items():
@@ -163,9 +163,25 @@ def _register_page_context(app: Flask) -> None:
         context.update(
             tenant=tenant,
             menu=menu,
+            settings_menu=settings_menu,
             country_profile=hooks.relais_country_profile(country_code=tenant.country_code),
         )
         return context
+
+
+# The top bar holds at most 7 entries on one line at 1,440 px: Home, Patients, Messages,
+# the Settings menu, and this many daily items of features (the rest go under Settings).
+DAILY_PLUGIN_ITEMS = 3
+
+
+def _menu_sections(items) -> tuple[list, list]:
+    """The plugins' menu items: those of the top bar (daily work, by ``order``) and those
+    under the Settings menu."""
+    daily, settings = [], []
+    for item in items:
+        (settings if item.section == "settings" else daily).append(item)
+    daily.sort(key=lambda item: item.order)
+    return daily[:DAILY_PLUGIN_ITEMS], daily[DAILY_PLUGIN_ITEMS:] + settings
 
 
 def _register_template_helpers(app: Flask) -> None:

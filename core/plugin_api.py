@@ -68,7 +68,7 @@ from core.i18n import (
     phrase_country,
     phrase_date,
 )
-from core.plugins import MenuItem, enabled_plugins, hooks_for
+from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -85,6 +85,8 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "DashboardItem",
+    "DashboardLine",
     "Setting",
     "yes_no",
     "plugin_setting",

@@ -107,11 +107,43 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class MenuItem:
-    """An entry of a clinic's navigation menu (see ``relais_menu_items``)."""
+    """An entry of a clinic's navigation menu (see ``relais_menu_items``).
+
+    ``section`` says where it goes: ``"daily"`` (the daily work, in the top bar, ``order``
+    placing it among the others: the agenda's 10 puts it right after Home, the patients are
+    20 and the messages 30) or ``"settings"`` (under the Settings menu, with the clinic's
+    settings and figures).
+    """
 
     label: str
     endpoint: str
     roles: tuple[str, ...] = ()  # empty: every staff member
+    section: str = "daily"
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class DashboardLine:
+    """One thing of a :class:`DashboardItem`: e.g. ``"09:30 Jeanne Durand, Dr Martin"``,
+    its state (``"Confirmed"``) and where to see it."""
+
+    text: str
+    state: str = ""
+    url: str | None = None
+    tone: str = ""  # "attention": someone must act (shown in red); "ok": settled (green)
+
+
+@dataclass(frozen=True)
+class DashboardItem:
+    """Work waiting for a clinic's staff, on its home page (see ``relais_dashboard_items``):
+    a title, how many things wait, where they are handled, and the first few of them."""
+
+    title: str
+    count: int
+    url: str
+    lines: tuple[DashboardLine, ...] = ()
+    empty: str = ""  # what the card says when nothing waits, e.g. "No appointment today"
+    order: int = 100  # among the cards: today's appointments (10) come first
 
 
 class PluginHost:

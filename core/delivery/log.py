@@ -8,6 +8,7 @@ it shows patients' names).
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -90,6 +91,48 @@ def read_message(message_id: uuid.UUID) -> tuple[Message, Patient | None]:
         return message, None
     patient = db.session.scalar(sa.select(Patient).where(Patient.id == message.patient_id))
     return message, patient
+
+
+# What went wrong: the statuses of messages that will not reach their patient.
+TROUBLES = (
+    MessageStatus.FAILED,
+    MessageStatus.UNDELIVERED,
+    MessageStatus.EXPIRED,
+    MessageStatus.DENIED,
+)
+
+
+def troubles(since: datetime, limit: int = 5) -> tuple[list[tuple[Message, str]], int]:
+    """The clinic's messages that failed, went undelivered, expired or were refused by the
+    rules since ``since`` (latest first), each with why in plain words; and how many in all.
+    Not audited: no patient is named (the page links to each message)."""
+    conditions = [
+        Message.status.in_(TROUBLES),
+        sa.func.coalesce(Message.finished_at, Message.created_at) >= since,
+    ]
+    total = db.session.scalar(sa.select(sa.func.count(Message.id)).where(*conditions)) or 0
+    rows = db.session.scalars(
+        sa.select(Message)
+        .where(*conditions)
+        .order_by(sa.func.coalesce(Message.finished_at, Message.created_at).desc(), Message.id)
+        .limit(limit)
+    ).all()
+    return [(message, why(message)) for message in rows], total
+
+
+def why(message: Message) -> str:
+    """Why a message did not reach its patient: the rules' verdict, else the provider's last
+    answer, else its status."""
+    if message.status == MessageStatus.DENIED:
+        return verdict_sentence(message)
+    error = db.session.scalar(
+        sa.select(Attempt.error)
+        .where(Attempt.message_id == message.id, Attempt.error.is_not(None))
+        .order_by(Attempt.at.desc(), Attempt.id.desc())
+        .limit(1)
+    )
+    label = status_labels()[message.status]
+    return f"{label}: {error}" if error else label
 
 
 def masked(phone: str | None) -> str:

@@ -20,6 +20,7 @@ def test_admin_chooses_a_messaging_rule_for_their_clinic(
     log_in(base, make_staff(app, clinic, "admin"), locale="fr")
 
     nav = page.get_by_role("navigation", name=_("Main"))
+    nav.get_by_text(_("Settings")).click()  # the settings' menu
     nav.get_by_role("link", name=_("Messaging rules")).click()
     page.wait_for_url(base + "/settings/rules")
     audit()

@@ -145,7 +145,8 @@ def test_staff_record_a_paper_consent_and_see_it_with_its_proof(
         db.session.commit()
     page = staff.get(f"/patients/{patient.id}")
     assert row(page, "SMS") == ("given", "Given on March 3, 2026 (paper form)")
-    proof = page.text[page.text.index("<details") : page.text.index("</details>")]
+    start = page.text.index('<details class="history">')  # the proof, not the menu's
+    proof = page.text[start : page.text.index("</details>", start)]
     assert "Proof of consent: every step (1)" in proof
     for seen in ("March 3, 2026", "SMS", "Given", "paper form", "Admin demo"):
         assert seen in proof

@@ -136,6 +136,40 @@ def test_search_by_name_phone_or_email(app, clinic_fr, admin_client):
     assert listing.index("Durand") < listing.index("Moreau")
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "06 12 34 56 78",  # national, spaced
+        "0612345678",
+        "06.12.34.56.78",
+        "+33 6 12 34 56 78",  # international
+        "+33612345678",
+        "0033 6 12 34 56 78",  # international, dialled from France
+        "06 12 34",  # the start of it
+        "56 78",  # the end of it
+        "durand 06 12",  # a name and a number
+    ],
+)
+def test_staff_find_a_patient_by_a_number_however_it_is_typed(app, clinic_fr, admin_client, typed):
+    make_patient(app, clinic_fr, first_name="Jeanne", last_name="Durand", phone="0612345678")
+    make_patient(app, clinic_fr, first_name="Paul", last_name="Moreau", phone="0142685300")
+    make_patient(app, clinic_fr, first_name="Hans", last_name="Weber", phone="+4930901820")
+    found = admin_client.get("/patients", query_string={"q": typed}).text
+    assert "Durand" in found and "Moreau" not in found and "Weber" not in found
+
+
+def test_phones_are_shown_in_the_clinics_national_format(app, clinic_fr, admin_client):
+    jeanne = make_patient(app, clinic_fr, phone="0612345678")
+    make_patient(app, clinic_fr, first_name="Hans", last_name="Weber", phone="+4930901820")
+    listing = admin_client.get("/patients").text
+    assert '<td class="nowrap">06 12 34 56 78</td>' in listing
+    assert '<td class="nowrap">+49 30 901820</td>' in listing  # another country's
+    assert "+33612345678" not in listing
+    record = admin_client.get(f"/patients/{jeanne.id}").text
+    assert "<dd>06 12 34 56 78</dd>" in record
+    assert 'value="06 12 34 56 78"' in admin_client.get(f"/patients/{jeanne.id}/edit").text
+
+
 def test_reads_are_audited(app, clinic_fr, admin_client, admin):
     patient = make_patient(app, clinic_fr)
     admin_client.get(f"/patients/{patient.id}")

@@ -63,7 +63,12 @@ def relais_register_blueprints():
 
 @hookimpl
 def relais_menu_items():
-    return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda")]
+    return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda", order=10)]
+
+
+@hookimpl
+def relais_dashboard_items(tenant, day):
+    return [views.today_card(tenant, day)]
 
 
 # The demo's week: (external id, patient's first name, days from today, local time, minutes).

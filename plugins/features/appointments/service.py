@@ -259,6 +259,36 @@ def set_status(tenant, appointment: Appointment, status: str) -> Appointment:
     return update(tenant, appointment, {"status": status})
 
 
+def problems(tenant, data: dict[str, Any]) -> dict[str, ValidationError]:
+    """Every field a booking would be refused for, by field, each checked on its own (a
+    form shows them all at once); empty when :func:`create` may go on, which checks them
+    again and, under the practitioner's lock, that the time is free."""
+    found: dict[str, ValidationError] = {}
+
+    def collect(check_field, *args) -> None:
+        try:
+            check_field(*args)
+        except ValidationError as exc:
+            found.setdefault(exc.field or "", exc)
+
+    collect(_patient, data.get("patient_id"))
+    collect(_practitioner, data.get("practitioner_id"))
+    if "starts_at" in data:
+        collect(_times, Appointment(), data, True)
+        collect(_not_past, data["starts_at"])
+    collect(_type, tenant, data.get("type"))
+    collect(check.text, data.get("location"), "location", MAX_LOCATION)
+    collect(check.text, data.get("reason"), "reason", MAX_REASON)
+    return found
+
+
+def _not_past(starts_at: Any) -> None:
+    if parse_time(starts_at, "starts_at") < now() - GRACE:
+        raise ValidationError(
+            _("This time is past: an appointment is booked for a time to come."), "starts_at"
+        )
+
+
 def _announce(tenant, appointment: Appointment, changes: list[str]) -> None:
     hooks = hooks_for(tenant)
     for change in changes:
@@ -288,10 +318,8 @@ def _apply(tenant, appointment: Appointment, data: dict[str, Any], creating: boo
     practitioner_id = new.get("practitioner_id", appointment.practitioner_id)
 
     starts_at, ends_at = _times(appointment, data, creating)
-    if creating and starts_at < now() - GRACE:
-        raise ValidationError(
-            _("This time is past: an appointment is booked for a time to come."), "starts_at"
-        )
+    if creating:
+        _not_past(starts_at)
     new["starts_at"], new["ends_at"] = starts_at, ends_at
 
     status = appointment.status

@@ -101,7 +101,14 @@ def relais_register_blueprints():
 
 @hookimpl
 def relais_menu_items():
-    return [MenuItem(label=_l("Export"), endpoint="exports.patients_csv", roles=("admin",))]
+    return [
+        MenuItem(
+            label=_l("Export"),
+            endpoint="exports.patients_csv",
+            roles=("admin",),
+            section="settings",
+        )
+    ]
 
 
 @hookimpl

@@ -56,8 +56,13 @@ def relais_register_blueprints():
 @hookimpl
 def relais_menu_items(tenant, user):
     return [
-        MenuItem(label=_l("Reminders"), endpoint="reminders.settings_page", roles=("admin",)),
-        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page"),
+        MenuItem(
+            label=_l("Reminders"),
+            endpoint="reminders.settings_page",
+            roles=("admin",),
+            section="settings",
+        ),
+        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page", section="settings"),
     ]
 
 
@@ -96,7 +101,9 @@ def relais_plugin_settings():
                 default=texts.DEFAULT_TEMPLATES[language],
                 parse=texts.check_template,
                 clinic=True,
-                help=_l("Variables: patient, practitioner, date, time, address, link, clinic."),
+                help=_l(
+                    "Variables: patient, date, time, practitioner, place, clinic, address, link."
+                ),
             )
         )
     return found
