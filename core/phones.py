@@ -1,5 +1,5 @@
-"""Phone numbers as people type them and read them: stored in E.164, searched however typed
-(``06 12 34 56 78``, ``+33 6 12…``, ``0033 6…``), shown in the clinic's national format."""
+"""Phone numbers as people type them: stored in E.164, searched however typed
+(``06 12 34 56 78``, ``+33 6 12…``, ``0033 6…``); :func:`core.i18n.format_phone` shows them."""
 
 import phonenumbers
 
@@ -36,20 +36,3 @@ def search_forms(text: str, region: str) -> tuple[list[str], list[str]]:
         prefixes.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return sorted(prefixes), [digits]
 
-
-def display(e164: str | None, region: str) -> str:
-    """A stored number as the clinic reads it: national (``06 12 34 56 78``) for its own
-    country's, international (``+49 30 123456``) for others; anything unparsable as it is."""
-    if not e164:
-        return ""
-    try:
-        number = phonenumbers.parse(e164, region)
-    except phonenumbers.NumberParseException:
-        return e164
-    own = phonenumbers.region_code_for_number(number) == region
-    kind = (
-        phonenumbers.PhoneNumberFormat.NATIONAL
-        if own
-        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
-    )
-    return phonenumbers.format_number(number, kind)
