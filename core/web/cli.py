@@ -20,7 +20,7 @@ from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
 from core.db import db
-from core.delivery import jobs, retention, routing
+from core.delivery import invitations, jobs, retention, routing
 from core.delivery.sweeper import Sweeper
 from core.delivery.worker import Worker
 from core.errors import DomainError
@@ -348,7 +348,7 @@ def providers_remove(provider, country):
 
 @main.group()
 def users():
-    """Create staff and operator accounts."""
+    """Create staff and operator accounts; invite a clinic's first admin."""
 
 
 @users.command("create")
@@ -384,6 +384,21 @@ def users_create(email, name, slug, role, operator, password, phone):
             create_user(email, name, role, password, phone)
             db.session.commit()
     click.echo(f"Created {email}" + (f" with password {password}" if shown else ""))
+
+
+@users.command("invite")
+@click.argument("email")
+@click.option("--name", required=True)
+@tenant_option()
+def users_invite(tenant, email, name):
+    """E-mail a clinic's first admin a link to choose their password (it replaces any
+    earlier invitation's link); they log in afterwards as every new staff member does."""
+    invitation = invitations.invite(tenant, email, name, by="operator")
+    db.session.commit()
+    click.echo(
+        f"Invitation sent to {invitation.email} for {tenant.slug}; "
+        f"the link works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC."
+    )
 
 
 # --- API keys ---------------------------------------------------------------------------------
