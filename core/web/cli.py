@@ -5,6 +5,7 @@ Bad input exits with code 2 and a sentence, changing nothing.
 """
 
 import functools
+import re
 import sys
 
 import click
@@ -133,11 +134,17 @@ def demo(host: str, port: int, serve: bool):
         )
 
 
+# A signed link's token (itsdangerous: payload[.timestamp].signature), as in /access/<token>.
+SIGNED_TOKEN = re.compile(r"[\w-]+(?:\.[\w-]+)?\.[\w-]{20,}")
+
+
 class PathOnlyLogHandler(WSGIRequestHandler):
-    """Logs requests without their query string: searches carry patients' names."""
+    """Logs requests without their query string (searches carry patients' names) nor the
+    tokens of signed links (an invitation or access link opens an account)."""
 
     def log_request(self, code="-", size="-"):
-        self.log("info", '"%s %s" %s', self.command, self.path.split("?", 1)[0], code)
+        path = SIGNED_TOKEN.sub("[token]", self.path.split("?", 1)[0])
+        self.log("info", '"%s %s" %s', self.command, path, code)
 
 
 # --- tenants ----------------------------------------------------------------------------------
