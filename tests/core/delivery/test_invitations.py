@@ -14,19 +14,23 @@ import sqlalchemy as sa
 import time_machine
 from flask_babel import force_locale, gettext
 
+from core.app import create_app
 from core.clinic.models import AuditEvent, User
 from core.clinic.settings import save
 from core.db import db, utcnow
-from core.delivery import dispatch
+from core.delivery import dispatch, invitations
 from core.delivery.models import Message
+from core.delivery.sweeper import deliver_due_in_process
 from core.web.cli import main
 from plugins.channels.outbox.plugin import OutboxDelivery
-from tenants.models import ProviderRoute
+from tenants.models import ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
+from tests.core.test_cli import environment, run_relais
 from tests.plugins.channels.smtp_server import SmtpServer
 from tests.tenants.test_console import make_operator, post, tenant_slugs
 from tests.worlds import (
     SERVER,
+    HostClient,
     client_for,
     csrf_token,
     log_in,
@@ -293,6 +297,36 @@ def test_the_link_never_shows_in_logs_nor_on_staff_pages(app, clinic, console, c
     ) in text_of(page)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert token not in logged
+
+
+def test_in_the_sqlite_demo_the_invitation_lands_on_the_outbox_page(tmp_path):
+    url = f"sqlite:///{tmp_path / 'relais.db'}"
+    demo = run_relais("demo", "--no-serve", env=environment(DATABASE_URL=url), cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    demo_app = create_app({"DATABASE_URL": url, "TESTING": True})
+    demo_app.test_client_class = HostClient
+    try:
+        with demo_app.test_request_context(), system_scope():
+            tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "demo"))
+            invitations.invite(tenant, "nouvelle@demo.example", "Nora Nouvelle")
+            invitations.invite(tenant, "nouvelle@demo.example", "Nora Nouvelle")  # again
+            db.session.commit()
+        with demo_app.app_context():
+            deliver_due_in_process()
+        with demo_app.app_context(), tenant_scope(tenant.id):
+            mails = db.session.scalars(
+                sa.select(OutboxDelivery)
+                .where(OutboxDelivery.recipient == "nouvelle@demo.example")
+                .order_by(OutboxDelivery.at)
+            ).all()
+        assert len(mails) == 2  # the demo admin reads both on the Outbox page
+        path = re.search(r"http://demo\.localhost:5000(/invitation/\S+)", mails[-1].text).group(1)
+        visitor = demo_app.test_client()
+        visitor.base_url = "https://demo.localhost:5000"
+        assert set_password(visitor, path).status_code == 302
+    finally:
+        with demo_app.app_context():
+            db.engine.dispose()
 
 
 # --- the operator's forms ---------------------------------------------------------------------
