@@ -80,7 +80,8 @@ def invite(tenant, email: str, name: str, by: str = "operator") -> StaffInvitati
                 "Hello %(name)s,\n\nYou are invited to manage %(clinic)s on Relais as its "
                 "administrator. Choose your password with this link; it works once, within "
                 "%(hours)d hours:\n%(link)s\n\nThen log in with your e-mail address %(email)s: "
-                "you will confirm your phone and set up an authenticator app.",
+                "you will set up an authenticator app (and confirm your phone number, if "
+                "asked).",
                 name=name,
                 clinic=tenant.name,
                 hours=current_app.config["INVITATION_HOURS"],
