@@ -19,7 +19,6 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core import validation as check
 from core.clinic import audit, staff
 from core.clinic.models import Role, StaffInvitation, User
 from core.db import db, utcnow
@@ -60,12 +59,7 @@ def invite(tenant, email: str, name: str, by: str = "operator") -> StaffInvitati
     :raises ValidationError: naming ``email`` or ``name``.
     :raises Conflict: on ``email`` when a staff member of the clinic already uses it.
     """
-    email = (check.email(email) or "").lower()
-    if not email:
-        raise ValidationError(_("This field is required."), "email")
-    name = check.text(name, "name", 200)
-    if not name:
-        raise ValidationError(_("This field is required."), "name")
+    email, name = staff.checked_identity(email, name)
     with tenant_scope(tenant.id):
         if db.session.scalar(sa.select(User.id).where(User.email == email)):
             raise Conflict(_("A staff member already uses this e-mail."), "email")
