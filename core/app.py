@@ -5,12 +5,12 @@ from pathlib import Path
 
 from babel import Locale
 from flask import Flask, abort, g, jsonify, render_template, request
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, schema
+from core import config, i18n, schema
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -27,6 +27,7 @@ from core.extensions import (
 )
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
 from core.web import (
+    account,
     api,
     audit,
     auth,
@@ -98,7 +99,7 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
     # The clinic's staff pages, one blueprint per area; each lets in staff only.
-    for area in (home, patients, patient_contact, message_log_pages, staff, settings):
+    for area in (home, account, patients, patient_contact, message_log_pages, staff, settings):
         app.register_blueprint(area.bp)
     app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own
@@ -169,11 +170,8 @@ def _register_page_context(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.filters["format_datetime"] = format_datetime
-
-    @app.template_filter()
-    def format_date_or_blank(value):
-        return format_date(value) if value else ""
+    app.jinja_env.globals["language_choices"] = lambda: i18n.language_names(app.config["LANGUAGES"])
+    i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 
     @app.template_filter()
     def language_name(code: str) -> str:

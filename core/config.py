@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask
 
 from core.crypto import generate_key
+from core.vocabulary import LANGUAGES
 
 
 class Config:
@@ -22,12 +23,13 @@ class Config:
     DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
     SECRET_KEY = None
     ENCRYPTION_KEYS = None
-    LANGUAGES = ("en", "fr")
+    LANGUAGES = LANGUAGES  # core.vocabulary: fr, de, it, nl, en
     BABEL_DEFAULT_LOCALE = "en"
     SESSION_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    SESSION_IDLE_MINUTES = 30  # a login session unused this long ends (staff and patients)
+    SESSION_MAX_HOURS = 8  # and any session ends this long after its login
     LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
     LOGIN_LOCKOUT_MINUTES = 15
     INVITATION_HOURS = 72  # how long a first admin's invitation link stays valid
@@ -43,6 +45,8 @@ def load(app: Flask, overrides: dict | None) -> None:
     app.config.from_prefixed_env("RELAIS")
     app.config.update(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    # The cookie lives as long as the longest session; the server decides before that.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_MAX_HOURS"])
     # Connections are renewed every 30 minutes: PostgreSQL keeps each connection's plans of
     # foreign-key checks, made with the statistics of their first use (a new deployment's
     # empty tables), and a plan that scans a clinic's index grows slower as tables grow.

@@ -57,6 +57,17 @@ from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
+from core.i18n import (
+    N_,
+    Phrase,
+    format_date,
+    format_datetime,
+    format_number,
+    format_phone,
+    format_time,
+    phrase_country,
+    phrase_date,
+)
 from core.plugins import MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
@@ -163,6 +174,16 @@ __all__ = [
     "authenticate_api_key",
     "tenant_option",
     "fail",
+    # the reader's language
+    "Phrase",
+    "N_",
+    "phrase_country",
+    "phrase_date",
+    "format_date",
+    "format_datetime",
+    "format_time",
+    "format_number",
+    "format_phone",
     # errors
     "DomainError",
     "ValidationError",

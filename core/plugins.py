@@ -34,6 +34,7 @@ from typing import Any
 import pluggy
 import sqlalchemy as sa
 from flask import current_app, g, has_app_context
+from flask_babel.speaklater import LazyString
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import hookspecs
@@ -95,6 +96,13 @@ class PluginInfo:
     # The folder of the plugin module's package (where its migrations/ are), or None for a
     # lone top-level module.
     folder: Path | None = None
+    # What pages call it: the module's ``name = _l("...")``, in the reader's language; else
+    # its id.
+    title: Any = None
+
+    def __post_init__(self) -> None:
+        if self.title is None:
+            object.__setattr__(self, "title", self.name)
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,9 @@ class PluginHost:
             )
         self.pm.register(plugin, name=name)
         folder = Path(module.__file__).resolve().parent if module.__package__ else None
-        self.info[name] = PluginInfo(name, kind, version, description, source, folder)
+        title = getattr(module, "name", None)  # a display name (lazy_gettext), if declared
+        title = title if isinstance(title, str | LazyString) else None
+        self.info[name] = PluginInfo(name, kind, version, description, source, folder, title)
         # Subset callers name the plugins they leave out: a new plugin changes every one.
         self.subset.cache_clear()
         self._everyone = TenantHooks(self.pm, frozenset())

@@ -388,6 +388,8 @@ def action_labels() -> dict[str, str]:
         "user.accept_invitation": _("Invitation accepted"),
         "user.activate": _("Staff account reactivated"),
         "user.deactivate": _("Staff account deactivated"),
+        "user.password": _("Password changed"),
+        "user.sessions_ended": _("Logged out everywhere"),
         "api_key.create": _("API key created"),
         "api_key.revoke": _("API key revoked"),
         "appointment.read": _("Appointment read"),

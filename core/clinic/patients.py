@@ -55,8 +55,10 @@ def create_patient(tenant, data: dict[str, Any], by: str | None = None) -> Patie
 
 
 def default_language(tenant) -> str:
-    """A new patient's language: the first of their country's, as its regulation plugin says
-    (the country's locale where no regulation plugin answers)."""
+    """A new patient's language: the clinic's own choice, else the first of its country's, as
+    its regulation plugin says (the country's locale where no regulation plugin answers)."""
+    if tenant.language:
+        return tenant.language
     profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
     return profile.default_language if profile else tenant.country.locale[:2]
 

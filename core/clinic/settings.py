@@ -28,7 +28,8 @@ class Setting:
     """One setting of a plugin (see the ``relais_plugin_settings`` hook).
 
     ``parse`` turns the operator's text into the stored value and raises ``ValueError`` with
-    a sentence for the operator when the text is not acceptable. A ``secret`` is never shown
+    a sentence for the operator when the text is not acceptable (with ``choices``, the code
+    picked; ``parse`` still checks it). A ``secret`` is never shown
     back: leaving its field empty keeps the stored value.
     """
 
@@ -39,6 +40,13 @@ class Setting:
     help: str = ""
     parse: Callable[[str], Any] = str
     clinic: bool = False  # each clinic's admins may choose it for their clinic
+    # A closed list: stored value -> what pages call it (``_l``), offered as a list to pick
+    # from; the stored value is a code, the words are the reader's language.
+    choices: dict[str, Any] | None = None
+
+    def shown(self, value: Any) -> Any:
+        """A stored value as pages show it: its choice's words, if it is one."""
+        return (self.choices or {}).get(value, value)
 
 
 def _remembered(key: tuple, load: Callable[[], Any]) -> Any:

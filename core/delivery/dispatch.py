@@ -27,6 +27,7 @@ from core.delivery.providers import (
     Result,
     send_batch,
 )
+from core.i18n import N_
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
@@ -122,6 +123,17 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
             lifecycle.sent_many(accepted, route.provider, now)
+            if accepted and provider.delivered_on_accept:
+                ids = [m.id for m, _ in accepted]
+                where = [Message.tenant_id == tenant.id, Message.id.in_(ids)]
+                lifecycle.move_many(
+                    where,
+                    [MessageStatus.SENT],
+                    MessageStatus.DELIVERED,
+                    route.provider,
+                    len(ids),
+                    now,
+                )
     return again
 
 
@@ -213,11 +225,13 @@ def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):
     or must wait (it is then already updated)."""
     while True:
         if message.expires_at and message.expires_at <= now:
-            lifecycle.finish(message, MessageStatus.EXPIRED, "expired before it could be sent", now)
+            lifecycle.finish(
+                message, MessageStatus.EXPIRED, N_("expired before it could be sent"), now
+            )
             return None
         channel = message.channel
         if channel is None:
-            lifecycle.finish(message, MessageStatus.FAILED, "no channel left in the plan", now)
+            lifecycle.finish(message, MessageStatus.FAILED, N_("no channel left in the plan"), now)
             return None
         to = _address(tenant, message, patient, channel)
         candidates = (

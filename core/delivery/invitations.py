@@ -43,13 +43,10 @@ def _digest(nonce: str) -> str:
 
 
 def language(tenant) -> str:
-    """The language the invitation is written in: the clinic's country's, when offered."""
-    wanted = tenant.country.locale[:2]
-    return (
-        wanted
-        if wanted in current_app.config["LANGUAGES"]
-        else current_app.config["BABEL_DEFAULT_LOCALE"]
-    )
+    """The language the invitation is written in: the clinic's, when offered."""
+    wanted = tenant.default_language
+    offered = current_app.config["LANGUAGES"]
+    return wanted if wanted in offered else current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def invite(tenant, email: str, name: str, by: str = "operator") -> StaffInvitation:

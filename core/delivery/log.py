@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from core.clinic import audit, patients
@@ -21,6 +20,7 @@ from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.outbox import CHANNELS, PURPOSES
 from core.delivery.presenters import find_message
 from core.errors import ValidationError
+from core.i18n import format_datetime, render_phrases, stored_text
 
 PAGE_SIZE = 50
 
@@ -169,11 +169,30 @@ def verdict_sentence(message) -> str:
     """What the country's rules did to a message, in plain words, e.g. "Deferred to Monday
     30 March 08:00: quiet hours in France" (in the clinic's time zone)."""
     if message.verdict == "defer" and message.verdict_until:
-        when = format_datetime(message.verdict_until, "EEEE d MMMM HH:mm")
+        when = format_datetime(message.verdict_until, weekday=True)
         label = _("Deferred to %(when)s", when=when)
     else:
         label = verdict_labels().get(message.verdict, message.verdict)
-    return f"{label}: {message.verdict_reason}" if message.verdict_reason else label
+    reason = verdict_reason(message)
+    return _("%(verdict)s: %(reason)s", verdict=label, reason=reason) if reason else label
+
+
+def event_detail(message, event) -> str:
+    """A step's detail in the reader's language: the verdict's reasons for the first step, a
+    fixed text (marked with ``N_``) translated, a provider's own words as they came."""
+    if not event.detail:
+        return ""
+    if event.detail == message.verdict_reason and message.verdict_phrases:
+        return render_phrases(message.verdict_phrases)
+    return stored_text(event.detail)
+
+
+def verdict_reason(message) -> str | None:
+    """Why the rules said so, in the reader's language (the English text of the messages
+    judged before reasons were stored as codes, or of a plugin's plain-text reason)."""
+    if message.verdict_phrases:
+        return render_phrases(message.verdict_phrases)
+    return message.verdict_reason
 
 
 def channel_labels() -> dict[str, str]:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -22,6 +23,7 @@ from core.db import db, new_id, utcnow
 from core.delivery import lifecycle, queues, routing
 from core.delivery.models import Message, MessageStatus
 from core.errors import ValidationError
+from core.i18n import Phrase, phrase_country, phrases_to_json, render_phrases
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 from core.vocabulary import CHANNELS, PURPOSES
@@ -298,10 +300,13 @@ def _judged(tenant, patient: Patient, message: Message, known_senders=None) -> V
     if not is_transactional(message.purpose) and not any(
         host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
     ):
+        why = _l(
+            "no regulation plugin is enabled for %(country)s: only transactional messages "
+            "can be sent"
+        )
         return Verdict(
             "deny",
-            reason=f"no regulation plugin is enabled for {tenant.country_code}: "
-            "only transactional messages can be sent",
+            reasons=(Phrase(why, country=phrase_country(tenant.country_code)),),
             rule="no_regulation",
         )
     verdicts = []
@@ -340,7 +345,13 @@ def _amend(message: Message, verdict: Verdict) -> None:
 
 def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> MessageStatus:
     """Record the verdict with the message; return the status it enters the outbox with."""
-    message.verdict, message.verdict_reason = verdict.action, (verdict.reason or "")[:200] or None
+    message.verdict = verdict.action
+    if verdict.reasons:
+        message.verdict_phrases = phrases_to_json(verdict.reasons)
+        with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
+            message.verdict_reason = render_phrases(message.verdict_phrases)[:200]
+    else:
+        message.verdict_reason = (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
     if verdict.action == "deny":
         return MessageStatus.DENIED

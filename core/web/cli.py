@@ -104,10 +104,14 @@ def tenant_option(feature: str | None = None):
 def demo(host: str, port: int, serve: bool):
     """Set up a demo platform (France, clinic 'demo', staff, patients) and serve it."""
     schema.upgrade()  # the core, then every installed plugin's tables
-    with system_scope():
+    server = f"localhost:{port}"
+    # Plain HTTP on this machine only: cookies cannot be marked Secure here. Set before
+    # seeding, in a new app context (its URL adapter reads SERVER_NAME when pushed), so
+    # that links in the seeded messages name the port served.
+    current_app.config.update(SERVER_NAME=server, SESSION_COOKIE_SECURE=False)
+    with current_app.app_context(), system_scope():
         accounts = seed_demo()
         db.session.commit()
-    server = f"localhost:{port}"
     click.echo("Relais demo is ready.\n")
     click.echo(f"  Clinic:   http://demo.{server}/")
     click.echo(f"  Operator: http://operator.{server}/\n")
@@ -122,8 +126,6 @@ def demo(host: str, port: int, serve: bool):
     else:
         click.echo("  Delivery: in-process (RELAIS_REDIS_URL is not set).")
     if serve:
-        # Plain HTTP on this machine only: cookies cannot be marked Secure here.
-        current_app.config.update(SERVER_NAME=server, SESSION_COOKIE_SECURE=False)
         Sweeper(current_app._get_current_object()).start()  # in-process delivery without Redis
         run_simple(
             host,

@@ -11,7 +11,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -23,6 +22,7 @@ from core.delivery.log import channel_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
+from core.i18n import country_name, format_number, format_percent
 from core.plugins import host
 from tenants import provisioning, scoping
 from tenants.country_warnings import all_country_warnings, country_warnings
@@ -127,6 +127,7 @@ def plugins():
     return render_template(
         "console/plugins.html",
         plugins=infos,
+        kinds={"channel": _("Channel"), "regulation": _("Country rules"), "feature": _("Feature")},
         countries=countries,
         enabled=enabled,
         configurable={i.name for i in infos if settings.schema(i.name)},
@@ -210,7 +211,7 @@ def providers():
 
 
 def _country_names() -> dict[str, str]:
-    return {c.code: c.name for c in provisioning.countries()}
+    return {c.code: country_name(c.code) for c in provisioning.countries()}
 
 
 # --- delivery KPIs ----------------------------------------------------------------------------
@@ -283,8 +284,8 @@ def _kpi_labels(tables) -> dict[str, dict]:
 
 
 def _percent(value: float | None) -> str:
-    return "—" if value is None else format_percent(value, "#,##0.0%")
+    return format_percent(value, 1)
 
 
 def _seconds(value: float | None) -> str:
-    return "—" if value is None else _("%(seconds)s s", seconds=format_decimal(value, "#,##0.00"))
+    return "—" if value is None else _("%(seconds)s s", seconds=format_number(value, 2))

@@ -57,6 +57,7 @@ def view(message_id: uuid.UUID):
         outcomes=message_log.outcome_labels(),
         steps=message_log.event_labels(),
         verdict_sentence=message_log.verdict_sentence,
+        event_detail=lambda event: message_log.event_detail(message, event),
         **_labels(),
     )
 

@@ -59,7 +59,7 @@ def test_staff_create_a_patient_with_a_national_phone(app, clinic_fr, admin_clie
     assert response.status_code == 302
 
     page = admin_client.get(response.headers["Location"])
-    assert "+33612345678" in page.text
+    assert "06 12 34 56 78" in page.text  # stored in E.164, shown the clinic's national way
     assert "jeanne.durand@example.org" in page.text.lower()
     assert "Chronic disease" in page.text or "Maladie chronique" in page.text
     assert "Practitioner demo" in page.text

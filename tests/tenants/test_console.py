@@ -119,12 +119,15 @@ def test_plugins_page_lists_every_installed_plugin(app, console):
     assert {"fr", "exports"} <= set(installed)
     for info in installed.values():
         row = re.search(
-            rf'<span class="name">{re.escape(info.name)}</span>(.*?)</tr>', page.text, re.S
+            rf'<span class="name">{re.escape(str(info.title))}</span>(.*?)</tr>', page.text, re.S
         )
         assert row, info.name
         cells = row.group(1)
-        for part in (info.kind, info.version, info.source, info.description):
+        for part in (info.version, info.description):
             assert str(part) in html.unescape(cells), (info.name, part)
+    # Names, kinds and sources in words, not the codes stored.
+    assert '<span class="name">Outbox (development)</span>' in page.text
+    assert "<td>Channel</td>" in page.text and "<td>Built-in</td>" in page.text
 
 
 def plugin_button(page_text: str, plugin: str, country: str) -> str:

@@ -67,6 +67,7 @@ from core.plugin_api import (
 )
 
 kind = "channel"
+name = _l("Infobip SMS")
 description = _l("Infobip SMS: many messages per request, delivery reports and replies.")
 
 SEND_PATH = "/sms/3/messages"

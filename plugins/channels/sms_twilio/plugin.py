@@ -51,6 +51,7 @@ from plugins.channels.twilio_api import (
 )
 
 kind = "channel"
+name = _l("Twilio SMS")
 description = _l(
     "Twilio SMS: text messages through your Twilio account, with receipts and replies."
 )

@@ -13,8 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from babel.dates import format_time
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
@@ -26,6 +24,7 @@ from core.plugin_api import (
     ValidationError,
     check,
     db,
+    format_time,
     hooks_for,
     plugin_setting,
     record_audit,
@@ -554,7 +553,7 @@ def _check_overlap(tenant, appointment, practitioner_id, starts_at, ends_at) -> 
 
 def clock(tenant, at: datetime) -> str:
     """A time of day as the clinic reads it: in its time zone, in the page's language."""
-    return format_time(at.astimezone(ZoneInfo(tenant.timezone)), "short", locale=get_locale())
+    return format_time(at, tz=tenant.timezone)
 
 
 # --- JSON -------------------------------------------------------------------------------------

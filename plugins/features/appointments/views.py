@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_skeleton
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
-from flask_babel import format_date, get_locale, ngettext
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 
 from core.plugin_api import (
@@ -23,6 +23,7 @@ from core.plugin_api import (
     ValidationError,
     db,
     find_patient,
+    format_date,
     plugin_setting,
     practitioners,
     search_patients,
@@ -144,7 +145,7 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
         clock=lambda at: service.clock(tenant, at),
         local=lambda at: at.astimezone(ZoneInfo(tenant.timezone)),
         day_label=_day_label,
-        full_date=lambda day: format_date(day, "full"),
+        full_date=lambda day: format_date(day, weekday=True),
     )
     db.session.commit()  # the audits of the searches
     return page, status
@@ -152,7 +153,7 @@ def _agenda(error: ValidationError | None = None, failed: uuid.UUID | None = Non
 
 def _patient_label(patient) -> str:
     if patient.birth_date:
-        born = format_date(patient.birth_date, "short")
+        born = format_date(patient.birth_date)
         return _("%(name)s, born %(date)s", name=_name(patient), date=born)
     return _name(patient)
 
@@ -216,7 +217,7 @@ def book():
         _(
             "Appointment booked: %(patient)s, %(day)s at %(time)s with %(practitioner)s.",
             patient=appointment.patient.full_name,
-            day=format_date(service.local_date(g.tenant, appointment.starts_at), "full"),
+            day=format_date(appointment.starts_at, weekday=True, tz=g.tenant.timezone),
             time=service.clock(g.tenant, appointment.starts_at),
             practitioner=appointment.practitioner.name,
         )
@@ -249,7 +250,7 @@ def move(appointment_id: uuid.UUID):
         _(
             "Appointment moved: %(patient)s, %(day)s at %(time)s with %(practitioner)s.",
             patient=appointment.patient.full_name,
-            day=format_date(service.local_date(g.tenant, appointment.starts_at), "full"),
+            day=format_date(appointment.starts_at, weekday=True, tz=g.tenant.timezone),
             time=service.clock(g.tenant, appointment.starts_at),
             practitioner=appointment.practitioner.name,
         )

@@ -24,6 +24,7 @@ from core.plugin_api import (
 )
 
 kind = "feature"
+name = _l("Exports")
 description = _l(
     "Patient list export: a CSV of the clinic's patients, for practice software and audits."
 )

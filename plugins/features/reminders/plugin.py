@@ -28,6 +28,7 @@ from plugins.features.reminders import service, stats, texts, views
 from plugins.features.reminders.schedule import parse_schedule, parse_schedule_by_type
 
 kind = "feature"
+name = _l("Appointment reminders")
 description = _l(
     "Reminders: up to four before each appointment, by the patient's best channel; "
     "patients confirm or cancel by reply or link."

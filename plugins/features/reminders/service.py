@@ -12,6 +12,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    N_,
     Message,
     MessageStatus,
     Patient,
@@ -86,18 +87,26 @@ def variables_for(tenant, appointment: Appointment, patient: Patient, language: 
 # --- the hook ---------------------------------------------------------------------------------
 
 
+# Why reminders were dropped, as a message's history keeps it (in English, shown translated).
+CLOSED_BECAUSE = {
+    "done": N_("the appointment is done"),
+    "no_show": N_("the patient did not come"),
+    "cancelled": N_("the appointment was cancelled"),
+}
+
+
 def on_change(tenant, appointment: Appointment, change: str) -> None:
     """What an appointment's change does to its reminders (``relais_appointment_changed``)."""
     if change == "created":
         schedule(tenant, appointment)
         send_invitation(tenant, appointment)
     elif change == "moved":
-        drop_pending(tenant, appointment, "the appointment moved")
+        drop_pending(tenant, appointment, N_("the appointment moved"))
         if appointment.status in OPEN:
             schedule(tenant, appointment)
             send_invitation(tenant, appointment)
     elif change == "cancelled":
-        drop_pending(tenant, appointment, "the appointment was cancelled")
+        drop_pending(tenant, appointment, N_("the appointment was cancelled"))
         if plugin_setting(tenant, PLUGIN, "notify_cancellation"):
             tell_cancelled(tenant, appointment)
     elif change == "status":
@@ -105,7 +114,7 @@ def on_change(tenant, appointment: Appointment, change: str) -> None:
             if not pending(appointment):  # booked again after a cancellation
                 schedule(tenant, appointment)
         else:
-            drop_pending(tenant, appointment, f"the appointment is {appointment.status.value}")
+            drop_pending(tenant, appointment, CLOSED_BECAUSE.get(appointment.status.value, ""))
 
 
 def schedule(tenant, appointment: Appointment) -> list[Message]:

@@ -8,11 +8,10 @@ patient's language: an appointment at 09:00 in Paris reads 09:00 in summer and i
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time
+from flask_babel import force_locale
 
-from core.plugin_api import LANGUAGES, ValidationError, render_message
+from core.plugin_api import LANGUAGES, ValidationError, format_date, format_time, render_message
 
 FALLBACK = "en"
 ADDRESS = "{% if address %}, {{ address }}{% endif %}"
@@ -53,12 +52,11 @@ def language_of(patient) -> str:
 
 def when(tenant, at: datetime, language: str) -> dict[str, str]:
     """``date`` and ``time`` of a moment, on the clinic's wall clock, in ``language``."""
-    zone = ZoneInfo(tenant.timezone)
-    local = at.astimezone(zone)
-    return {
-        "date": format_date(local.date(), "full", locale=language),
-        "time": format_time(at, "HH:mm", tzinfo=zone, locale=language),
-    }
+    with force_locale(language):
+        return {
+            "date": format_date(at, weekday=True, tz=tenant.timezone),
+            "time": format_time(at, tz=tenant.timezone),
+        }
 
 
 def variables(

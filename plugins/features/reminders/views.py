@@ -5,7 +5,6 @@ Routes only: parse, call :mod:`.service`, :mod:`.texts` or :mod:`.stats`, render
 """
 
 import uuid
-from contextlib import nullcontext
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -237,10 +236,9 @@ def page(token: str):
         db.session.commit()
         return redirect(url_for(".page", token=token), 303)
     patient = appointment.patient
-    language = texts.language_of(patient)
     chosen = session.get("lang") or patient.language
-    speaking = force_locale(chosen) if chosen in current_app.config["LANGUAGES"] else nullcontext()
-    with speaking:
+    language = chosen if chosen in current_app.config["LANGUAGES"] else texts.language_of(patient)
+    with force_locale(language):  # the page and its date in the patient's language
         return render_template(
             "reminders/link.html",
             appointment=appointment,

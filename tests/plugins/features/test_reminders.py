@@ -689,9 +689,9 @@ def test_figures_count_channels_confirmations_and_no_shows(app, clinic, doctor):
     confirmed = (
         "%(confirmed)d of %(reminded)d reminded appointments confirmed by the patient: %(rate)s"
     )
-    assert french(app, confirmed, confirmed=1, reminded=4, rate="25 %") in page.text
-    assert re.search(rf"{french(app, 'With reminders')}</span>.*?33 %", page.text, re.S)
-    assert re.search(rf"{french(app, 'Without reminders')}</span>.*?67 %", page.text, re.S)
+    assert french(app, confirmed, confirmed=1, reminded=4, rate="25\u00a0%") in page.text
+    assert re.search(rf"{french(app, 'With reminders')}</span>.*?33\u00a0%", page.text, re.S)
+    assert re.search(rf"{french(app, 'Without reminders')}</span>.*?67\u00a0%", page.text, re.S)
 
 
 def test_the_figures_api_needs_a_key_and_a_sensible_window(app, clinic):

@@ -3,8 +3,8 @@
 One row per clinic (a new invitation replaces the link of the one before); the link's nonce
 is kept as its SHA-256 digest, never in clear.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-02 11:30:00
 
 """
@@ -14,8 +14,8 @@ from alembic import op
 
 from migrations import rls
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
