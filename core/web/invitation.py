@@ -7,7 +7,6 @@ Routes only: parse the form, call :mod:`core.delivery.invitations`, render.
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from core.auth import MIN_PASSWORD_LENGTH
 from core.db import db
 from core.delivery import invitations
 from core.errors import Conflict, NotFound, ValidationError
@@ -45,5 +44,4 @@ def accept(token: str):
         "auth/invitation.html",
         invitation=invitation,
         error=error,
-        min_length=MIN_PASSWORD_LENGTH,
     ), (error.status if error else 200)
