@@ -34,6 +34,7 @@ from core.web import (
     consent,
     console,
     home,
+    invitation,
     patient,
     patient_contact,
     patients,
@@ -105,6 +106,7 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own
     app.register_blueprint(consent.bp)  # opt-out and confirmation links: no session needed
+    app.register_blueprint(invitation.bp)  # a first admin's invitation link: no session yet
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
     app.register_blueprint(console.bp, subdomain="operator")

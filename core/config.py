@@ -32,6 +32,7 @@ class Config:
     SESSION_MAX_HOURS = 8  # and any session ends this long after its login
     LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
     LOGIN_LOCKOUT_MINUTES = 15
+    INVITATION_HOURS = 72  # how long a first admin's invitation link stays valid
     LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
     RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session

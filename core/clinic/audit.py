@@ -54,7 +54,7 @@ def record(
 
 PAGE_SIZE = 50
 CHART_DAYS = 14
-ACTOR_KINDS = ("staff", "api_key", "patient", "visitor", "system")
+ACTOR_KINDS = ("staff", "api_key", "patient", "visitor", "operator", "system")
 # An action ("otp.sent"), or the start of some followed by a dot ("otp.": every code event).
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?")
 # Actions whose object is a patient's id (the others name a message, a code, a key...).
@@ -302,6 +302,7 @@ def _actor_names(events: list[AuditEvent]) -> dict[str, str]:
     fixed = {
         "visitor": _("Visitor"),
         "patient": _("Patient"),
+        "operator": _("Relais operator"),
         "system": _("Relais (automatic)"),
     }
     names = {}
@@ -351,6 +352,7 @@ def actor_labels() -> dict[str, str]:
         "api_key": _("API key"),
         "patient": _("Patient"),
         "visitor": _("Visitor"),
+        "operator": _("Relais operator"),
         "system": _("Relais (automatic)"),
     }
 
@@ -377,6 +379,8 @@ def action_labels() -> dict[str, str]:
         "otp.refused": _("Code refused: asked too soon"),
         "otp.verified": _("Code confirmed"),
         "user.create": _("Staff account created"),
+        "user.invite": _("Administrator invited"),
+        "user.accept_invitation": _("Invitation accepted"),
         "user.activate": _("Staff account reactivated"),
         "user.deactivate": _("Staff account deactivated"),
         "user.password": _("Password changed"),

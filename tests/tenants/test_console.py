@@ -131,10 +131,11 @@ def test_plugins_page_lists_every_installed_plugin(app, console):
 
 
 def plugin_button(page_text: str, plugin: str, country: str) -> str:
-    """The label of the switch of a plugin in a country: "On" or "Off"."""
+    """The visible label of the switch of a plugin in a country: "On" or "Off" (what it does
+    follows, visually hidden)."""
     form = re.search(
         rf'name="plugin" value="{plugin}"><input type="hidden" name="country" value="{country}">'
-        r".*?<button[^>]*>([^<]*)</button>",
+        r".*?<button[^>]*>([^<]*)<span",
         page_text,
         re.S,
     )
