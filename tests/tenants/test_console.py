@@ -220,7 +220,8 @@ def test_an_invalid_setting_is_named_and_nothing_changes(app, console):
 
 def test_settings_of_an_unknown_plugin_or_country_are_not_found(console):
     assert console.get("/plugins/nonesuch/settings/FR").status_code == 404
-    assert console.get("/plugins/outbox/settings/FR").status_code == 404  # declares no setting
+    assert console.get("/plugins/fr/settings/FR").status_code == 200  # declares settings
+    assert console.get("/plugins/fr/settings/ZZ").status_code == 404
     assert console.get("/plugins/exports/settings/ZZ").status_code == 404
 
 
