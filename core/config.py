@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask, current_app, has_request_context, request, url_for
 
 from core.crypto import generate_key
+from core.vocabulary import LANGUAGES
 
 
 class Config:
@@ -25,7 +26,7 @@ class Config:
     DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
     SECRET_KEY = None
     ENCRYPTION_KEYS = None
-    LANGUAGES = ("en", "fr")
+    LANGUAGES = LANGUAGES  # core.vocabulary: fr, de, it, nl, en
     BABEL_DEFAULT_LOCALE = "en"
     SESSION_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
@@ -34,10 +35,12 @@ class Config:
     SESSION_MAX_HOURS = 8  # and any session ends this long after its login
     LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
     LOGIN_LOCKOUT_MINUTES = 15
+    INVITATION_HOURS = 72  # how long a first admin's invitation link stays valid
     LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
     RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics
+    MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request's body (a view may allow more)
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

@@ -35,7 +35,7 @@ from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import cancel as cancel_message
 from core.delivery.outbox import render as render_message
-from core.delivery.outbox import send, send_many
+from core.delivery.outbox import send, send_in_parts, send_many
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -58,7 +58,18 @@ from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
-from core.plugins import MenuItem, enabled_plugins, hooks_for
+from core.i18n import (
+    N_,
+    Phrase,
+    format_date,
+    format_datetime,
+    format_number,
+    format_phone,
+    format_time,
+    phrase_country,
+    phrase_date,
+)
+from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -75,6 +86,8 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "DashboardItem",
+    "DashboardLine",
     "Setting",
     "yes_no",
     "plugin_setting",
@@ -115,6 +128,7 @@ __all__ = [
     # sending
     "send",
     "send_many",
+    "send_in_parts",
     "render_message",
     "cancel_message",
     "message_address",
@@ -165,6 +179,16 @@ __all__ = [
     "authenticate_api_key",
     "tenant_option",
     "fail",
+    # the reader's language
+    "Phrase",
+    "N_",
+    "phrase_country",
+    "phrase_date",
+    "format_date",
+    "format_datetime",
+    "format_time",
+    "format_number",
+    "format_phone",
     # errors
     "DomainError",
     "ValidationError",

@@ -20,7 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app, g
-from flask_babel import format_date
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -29,6 +28,7 @@ from core.clinic.models import ApiKey, Consent, ConsentAction, ConsentMethod, Pa
 from core.config import external_url
 from core.db import db
 from core.errors import NotFound, ValidationError
+from core.i18n import format_date
 from core.plugins import hooks_for
 from core.vocabulary import CHANNELS
 from tenants.models import Tenant
@@ -303,7 +303,7 @@ def sentence(state: ConsentState, double_opt_in: bool = False) -> str:
     if state.status == "none" or state.at is None:
         return _("Not asked")
     values = {
-        "date": format_date(state.at, "long"),
+        "date": format_date(state.at),
         "method": method_labels().get(state.method, state.method),
     }
     if state.status == ConsentAction.WITHDRAWN:

@@ -25,10 +25,9 @@ def role_labels() -> dict[str, str]:
     }
 
 
-def create_user(email: str, name: str, role: str, password: str, phone: str = "") -> User:
-    """Create a staff account in the current clinic; it enrols its authenticator app at
-    first login (after the steps a clinic's plugins add, such as proving its ``phone``).
-    :raises ValidationError, Conflict: naming the field."""
+def checked_identity(email: str, name: str) -> tuple[str, str]:
+    """A staff member's e-mail address and name, both required, as accounts store them.
+    :raises ValidationError: naming ``email`` or ``name``."""
     # Lower-cased whole: the login form lower-cases what is typed before looking it up.
     email = (check.email(email) or "").lower()
     if not email:
@@ -36,6 +35,14 @@ def create_user(email: str, name: str, role: str, password: str, phone: str = ""
     name = check.text(name, "name", 200)
     if not name:
         raise ValidationError(_("This field is required."), "name")
+    return email, name
+
+
+def create_user(email: str, name: str, role: str, password: str, phone: str = "") -> User:
+    """Create a staff account in the current clinic; it enrols its authenticator app at
+    first login (after the steps a clinic's plugins add, such as proving its ``phone``).
+    :raises ValidationError, Conflict: naming the field."""
+    email, name = checked_identity(email, name)
     try:
         role = Role(role)
     except ValueError:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from core.clinic.models import Patient
 from core.config import external_url
-from core.db import db, new_id, utcnow
+from core.db import db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -27,6 +27,7 @@ from core.delivery.providers import (
     Result,
     send_batch,
 )
+from core.i18n import N_
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
@@ -154,7 +155,7 @@ def _in_flight(provider: str, messages: list[Message]) -> list[uuid.UUID]:
         }
         for m in messages
     ]
-    db.session.execute(sa.insert(Attempt.__table__), rows)
+    insert_many(Attempt.__table__, rows)
     return [r["id"] for r in rows]
 
 
@@ -224,11 +225,13 @@ def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):
     or must wait (it is then already updated)."""
     while True:
         if message.expires_at and message.expires_at <= now:
-            lifecycle.finish(message, MessageStatus.EXPIRED, "expired before it could be sent", now)
+            lifecycle.finish(
+                message, MessageStatus.EXPIRED, N_("expired before it could be sent"), now
+            )
             return None
         channel = message.channel
         if channel is None:
-            lifecycle.finish(message, MessageStatus.FAILED, "no channel left in the plan", now)
+            lifecycle.finish(message, MessageStatus.FAILED, N_("no channel left in the plan"), now)
             return None
         to = _address(tenant, message, patient, channel)
         candidates = (

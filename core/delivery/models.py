@@ -89,7 +89,10 @@ class Message(TenantOwned, db.Model):
     tries: Mapped[int] = mapped_column(default=0)  # on the current provider
     content: Mapped[dict] = mapped_column(EncryptedJSON)  # rendered once: subject, text, html
     verdict: Mapped[str] = mapped_column(sa.String(10), default="allow")
-    verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))  # in English, for the API
+    # The reasons as codes (core.i18n.Phrase), shown in each reader's language; None for a
+    # plugin's plain-text reason and for messages judged before codes were stored.
+    verdict_phrases: Mapped[list | None] = mapped_column(sa.JSON)
     verdict_rule: Mapped[str | None] = mapped_column(sa.String(40))  # e.g. "quiet_hours"
     verdict_plugin: Mapped[str | None] = mapped_column(sa.String(100))  # e.g. "fr"
     verdict_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a deferral's date

@@ -24,7 +24,7 @@ from core.db import db
 from core.delivery import jobs, outbox
 from core.delivery.models import Message, MessageStatus
 from core.delivery.sweeper import deliver_due_in_process
-from core.web.cli import main
+from core.web.cli import PathOnlyLogHandler, main
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.features.appointments import Appointment
 from plugins.features.reminders.models import Reminder
@@ -632,3 +632,34 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
     finally:
         with demo_app.app_context():
             db.engine.dispose()
+
+
+def test_the_demo_server_logs_paths_without_queries_nor_link_tokens():
+    """Its request log shows where people went, never what opens an account or a record."""
+    logged = []
+    handler = PathOnlyLogHandler.__new__(PathOnlyLogHandler)  # no socket: only its log line
+    handler.log = lambda level, fmt, *args: logged.append(fmt % args)
+    for path in (
+        "/invitation/eyJuIjoiTEZHRFdEOXB3NVlsVVdLU1RmMUkwdyJ9.aw_-jw.BX-2bPK5V-t3gJdaNRm3kd33ck4",
+        "/consent/eyJwIjoiMDE5In0.Lx3Bq0nJ0yPpXGJY8Vd2QmZl7kE",
+        "/patients?q=Durand",
+        "/static/relais.css",
+    ):
+        handler.command, handler.path = "GET", path
+        handler.log_request(200)
+    assert logged == [
+        '"GET /invitation/[token]" 200',
+        '"GET /consent/[token]" 200',
+        '"GET /patients" 200',
+        '"GET /static/relais.css" 200',
+    ]
+
+
+def test_users_invite_refuses_a_bad_address_and_sends_nothing(app, runner, clinic_fr):
+    result = runner.invoke(
+        main, ["users", "invite", "not-an-address", "--name", "Claire", "--tenant", "demo"]
+    )
+    assert result.exit_code == 2
+    assert "This is not a valid e-mail address. (email)" in result.output
+    with app.app_context(), system_scope():
+        assert db.session.scalar(sa.select(sa.func.count(Message.id))) == 0

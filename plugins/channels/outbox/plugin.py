@@ -27,6 +27,7 @@ from core.plugin_api import (
 )
 
 kind = "channel"
+name = _l("Outbox (development)")
 description = _l("Outbox (development): messages land in a table, shown on the Outbox page.")
 
 

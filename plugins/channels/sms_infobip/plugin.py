@@ -74,6 +74,7 @@ from core.plugin_api import (
 )
 
 kind = "channel"
+name = _l("Infobip SMS")
 description = _l("Infobip SMS: many messages per request, delivery reports and replies.")
 
 SEND_PATH = "/sms/3/messages"
@@ -240,7 +241,7 @@ class InfobipSms(Provider):
                         error=_report_error(report) if group != "DELIVERED" else None,
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip delivery report: {exc!r}") from exc
         return receipts
 
@@ -262,7 +263,7 @@ class InfobipSms(Provider):
                         provider_ref=message.get("messageId"),
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip reply: {exc!r}") from exc
         return replies
 

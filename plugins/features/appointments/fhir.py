@@ -37,6 +37,7 @@ from core.plugin_api import (
     DomainError,
     ValidationError,
     authenticate_api_key,
+    check,
     csrf,
     db,
     external_url,
@@ -180,14 +181,14 @@ def date_range(tenant, value: str) -> tuple[datetime | None, datetime | None]:
 def _period(tenant, text: str) -> tuple[datetime, datetime]:
     try:
         if len(text) == 4:
-            year = int(text)
+            year = check.plausible(date(int(text), 1, 1), "date").year
             return _day(tenant, date(year, 1, 1)), _day(tenant, date(year + 1, 1, 1))
         if len(text) == 7:
-            first = date.fromisoformat(f"{text}-01")
+            first = check.plausible(date.fromisoformat(f"{text}-01"), "date")
             after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
             return _day(tenant, first), _day(tenant, after)
         if len(text) == 10:
-            day = date.fromisoformat(text)
+            day = check.plausible(date.fromisoformat(text), "date")
             return _day(tenant, day), _day(tenant, day + timedelta(days=1))
         at = service.parse_time(text.replace(" ", "+"), "date")  # a "+" sent unescaped
         return at, at + timedelta(seconds=1)

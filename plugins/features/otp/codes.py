@@ -26,6 +26,7 @@ from flask_babel import force_locale, get_locale, ngettext
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    N_,
     DomainError,
     ValidationError,
     db,
@@ -221,7 +222,7 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
         left = MAX_WRONG_TRIES - challenge.wrong_tries
         if left <= 0:
             challenge.voided_at = now
-            record_audit("otp.blocked", challenge.id, "too many wrong codes", by)
+            record_audit("otp.blocked", challenge.id, N_("too many wrong codes"), by)
             raise CodeRefused(_too_many_tries(), "code")
         record_audit("otp.failed", challenge.id, f"wrong code ({challenge.wrong_tries})", by)
         raise CodeRefused(

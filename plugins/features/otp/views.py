@@ -220,7 +220,7 @@ class NotJson(DomainError):
 def _json() -> dict:
     body = request.get_json(silent=True)
     if not request.is_json or not isinstance(body, dict):
-        raise NotJson(_("Send a JSON object."))
+        raise NotJson(_("Send a JSON object."), "body")
     return body
 
 

@@ -385,7 +385,10 @@ def test_staff_read_a_deferral_in_plain_words(app, world):
     log_in(staff, make_staff(app, clinics["FR"], "secretary"))
     staff.post("/language", data={"lang": "en", "csrf_token": csrf_token(staff, "/")})
     page = staff.get(f"/messages/{waits.id}").text
-    assert "Deferred to Monday 30 March 08:00: quiet hours in France; STOP mention added" in page
+    assert (
+        "Deferred to Monday, March 30, 2026, 08:00: quiet hours in France; STOP mention added"
+        in page
+    )
 
 
 def test_campaign_emails_end_with_an_opt_out_link(app, world):

@@ -10,8 +10,8 @@ without a patient encrypted, row-level security forced and on tenant_disabled_pl
 - Row-level security on ``tenant_disabled_plugins`` (it had none), and forced on every
   tenant table of the core, so that the policies hold for the tables' owner too.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02 12:00:00
 
 """
@@ -22,8 +22,8 @@ from alembic import op
 from core.crypto import seal, unseal
 from migrations import rls
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
