@@ -35,4 +35,3 @@ def search_forms(text: str, region: str) -> tuple[list[str], list[str]]:
     if number is not None and phonenumbers.is_possible_number(number):
         prefixes.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return sorted(prefixes), [digits]
-
