@@ -77,10 +77,10 @@ def test_a_wrapper_wraps_each_answer_the_core_attributes_to_its_plugin(host_app)
     # The console names the plugin of each warning: the wrapper's addition goes with the
     # answer it wrapped, and the wrapper itself answers nothing.
     assert warnings(console.get("/plugins").text) == [
-        "Italia: no regulation plugin is enabled, so its clinics can send only transactional "
+        "Italy: no regulation plugin is enabled, so its clinics can send only transactional "
         "messages (codes, reminders, replies); campaigns are refused.",
-        "Italia, warner: the sender ID INFO is generic: operators in IT refuse it",
-        "Italia, warner: checked in IT",
+        "Italy, warner: the sender ID INFO is generic: operators in IT refuse it",
+        "Italy, warner: checked in IT",
     ]
     with host_app.app_context():
         assert list(hooks_for_country("IT").each("relais_country_warnings", country_code="IT")) == [
