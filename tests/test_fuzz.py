@@ -87,6 +87,7 @@ PATH_VALUES = (
     "country",
     "plugin",
     "provider",
+    "slug",
 )
 
 # --- bad values ---------------------------------------------------------------------------------
@@ -356,6 +357,7 @@ def world(app) -> World:
         "country": "FR",
         "plugin": "fr",
         "provider": "infobip_sms",
+        "slug": clinic.slug,
     }
     assert set(ids) == set(PATH_VALUES) and key_id
     limiter.enabled = False  # every request should reach its route's checks, not the limiter

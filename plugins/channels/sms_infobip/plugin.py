@@ -254,6 +254,8 @@ class InfobipSms(Provider):
                     text = message.get("cleanText")
                 if not isinstance(sender, str) or not isinstance(text, str):
                     raise ValueError("a reply without sender or text")
+                if not isinstance(message.get("messageId") or "", str):
+                    raise ValueError("a reply whose messageId is not a text")
                 replies.append(
                     Inbound(
                         sender=_e164(sender),
