@@ -13,9 +13,11 @@ from playwright.sync_api import Page
 from core.clinic import consent
 from core.clinic.models import ConsentAction, Patient
 from core.db import db
+from core.vocabulary import LANGUAGES
 from plugins.features.appointments import service
 from plugins.features.reminders import links
-from tenants.scoping import tenant_scope
+from tenants.models import Tenant
+from tenants.scoping import system_scope, tenant_scope
 from tests.browser.test_clinic import make_operator
 from tests.worlds import make_clinic, make_message, make_patient, make_staff
 
@@ -62,10 +64,15 @@ WIDEST = """(() => {
 
 
 @pytest.fixture
-def busy_clinic(app):
+def busy_clinic(app, request):
     """A clinic on a working day: patients with long names and addresses, messages gone
-    well and wrong, appointments, a sign-up to check."""
+    well and wrong, appointments, a sign-up to check. Its language is the test's parameter
+    ``language`` when it has one (French otherwise)."""
+    language = getattr(request, "param", "fr")
     clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    with app.app_context(), system_scope():
+        db.session.get(Tenant, clinic.id).language = language
+        db.session.commit()
     doctor = make_staff(app, clinic, "practitioner", email="dr.martin@demo.example")
     jeanne = make_patient(
         app,
@@ -151,3 +158,31 @@ def test_no_page_is_wider_than_a_phone_or_a_desktop(
         audit()
         wide += too_wide(page)
     assert not wide, "\n".join(wide)
+
+
+@pytest.mark.parametrize("busy_clinic", LANGUAGES, indirect=True)
+def test_every_staff_and_patient_page_passes_every_axe_rule_in_each_language(
+    app, live_server, page, audit, log_in, busy_clinic
+):
+    """axe-core with every rule, experimental ones too, and any impact failing: the staff
+    pages of a busy clinic and its patients' pages, in the clinic's language."""
+    clinic, jeanne, appointment_id = busy_clinic
+    language = clinic_language(app, clinic)
+    base = live_server.url("demo")
+    log_in(base, make_staff(app, clinic, "admin"), locale=language)
+    assert page.locator("html").get_attribute("lang") == language
+    audit(strict=True)  # the home page
+    with live_server.app.test_request_context(), tenant_scope(clinic.id):
+        patient_pages = [
+            links.link(clinic, appointment_id),
+            consent.link(clinic, jeanne, "sms", ConsentAction.WITHDRAWN),
+        ]
+    pages = staff_pages(page, audit, base) + patient_pages + [base + "/me/login"]
+    for url in pages:
+        page.goto(url)
+        audit(strict=True)
+
+
+def clinic_language(app, clinic) -> str:
+    with app.app_context(), system_scope():
+        return db.session.get(Tenant, clinic.id).default_language
