@@ -310,10 +310,11 @@ def test_in_the_sqlite_demo_the_invitation_lands_on_the_outbox_page(tmp_path):
             tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "demo"))
             invitations.invite(tenant, "nouvelle@demo.example", "Nora Nouvelle")
             invitations.invite(tenant, "nouvelle@demo.example", "Nora Nouvelle")  # again
+            tenant_id = tenant.id
             db.session.commit()
         with demo_app.app_context():
             deliver_due_in_process()
-        with demo_app.app_context(), tenant_scope(tenant.id):
+        with demo_app.app_context(), tenant_scope(tenant_id):
             mails = db.session.scalars(
                 sa.select(OutboxDelivery)
                 .where(OutboxDelivery.recipient == "nouvelle@demo.example")
