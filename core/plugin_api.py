@@ -27,7 +27,7 @@ from core.clinic.settings import save_deployment as save_deployment_settings
 from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
-from core.crypto import EncryptedJSON, EncryptedText
+from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
@@ -52,7 +52,7 @@ from core.delivery.providers import (
     declared_providers,
 )
 from core.delivery.routing import address as message_address
-from core.delivery.routing import configured_routes
+from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
@@ -117,6 +117,7 @@ __all__ = [
     "render_message",
     "cancel_message",
     "message_address",
+    "best_channels",
     "read_message",
     "masked_phone",
     "Message",
@@ -148,6 +149,7 @@ __all__ = [
     "UTCDateTime",
     "EncryptedText",
     "EncryptedJSON",
+    "EncryptedBytes",
     "tenant_scope",
     "system_scope",
     "protect_tenant_rows",
