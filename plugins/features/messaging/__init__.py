@@ -1,0 +1,1 @@
+"""Messaging: the public module other features may use (none does yet)."""

@@ -1,0 +1,75 @@
+"""Messaging: secure requests from patients to the practitioners they see, and replies.
+
+Patients write from their page (``/me/messages``), with files (PDF, JPEG, PNG, encrypted at
+rest); staff answer from the inbox (``/inbox``); the patient is told of an answer by their
+best channel, never with its content. See docs/messaging.md.
+"""
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from core.plugin_api import MenuItem, Setting, hookimpl, yes_no
+from plugins.features.messaging import inbox, views
+
+kind = "feature"
+description = _l(
+    "Messaging: patients write to the practitioners they see, staff answer from an inbox; "
+    "bodies and files encrypted."
+)
+MAX_ATTACHMENT_MB = 20
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        raise ValueError(_("a number of megabytes, e.g. 5")) from None
+    if not 0 < value <= MAX_ATTACHMENT_MB:
+        raise ValueError(_("between 0 and %(n)d megabytes", n=MAX_ATTACHMENT_MB))
+    return value
+
+
+@hookimpl
+def relais_register_blueprints():
+    return [views.bp, views.patient_bp]
+
+
+@hookimpl
+def relais_menu_items(tenant, user):
+    """The inbox, with its counters in the label (one small query per page)."""
+    unread, unhandled = inbox.counters(user)
+    label = _("Inbox")
+    if unread or unhandled:
+        label = _(
+            "Inbox (%(unread)d unread, %(unhandled)d unhandled)",
+            unread=unread,
+            unhandled=unhandled,
+        )
+    return [MenuItem(label=label, endpoint="messaging.inbox_page")]
+
+
+@hookimpl
+def relais_patient_links(tenant, patient):
+    return [MenuItem(label=_l("My messages"), endpoint="messaging_patient.index")]
+
+
+@hookimpl
+def relais_plugin_settings():
+    return [
+        Setting(
+            "one_request_a_day",
+            _l("One new request a day after an answer"),
+            default=True,
+            parse=yes_no,
+            clinic=True,
+            help=_l("A patient who got an answer today writes their next request tomorrow."),
+        ),
+        Setting(
+            "max_attachment_mb",
+            _l("Largest attachment (MB)"),
+            default=5.0,
+            parse=_megabytes,
+            clinic=True,
+            help=_l("Patients attach PDF, JPEG or PNG files, up to 3 per message."),
+        ),
+    ]

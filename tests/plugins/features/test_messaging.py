@@ -1,0 +1,252 @@
+"""Messaging through its pages: a patient's request with a file, the staff's answer, the read
+receipt only staff see, marking handled; the rules patients are told in plain words; bad
+input refused naming the field with nothing stored; bodies and files encrypted at rest."""
+
+import io
+
+import pytest
+import sqlalchemy as sa
+
+from core.clinic import settings
+from core.db import db
+from plugins.features.messaging.models import Attachment, Conversation, ThreadMessage
+from tenants.scoping import tenant_scope
+from tests.plugins.features.messaging_world import (
+    EXE,
+    PDF,
+    PLUGINS,
+    PNG,
+    audit_actions,
+    conversation_id_of,
+    make_doctor,
+    make_patient_of,
+    patient_browser,
+    post,
+    staff_browser,
+)
+from tests.worlds import make_clinic
+
+BODY = "Bonjour docteur, pouvez-vous renouveler mon ordonnance de Levothyrox ?"
+
+
+@pytest.fixture
+def clinic(app):
+    return make_clinic(app, "demo", plugins=PLUGINS)
+
+
+@pytest.fixture
+def doctor(app, clinic):
+    return make_doctor(app, clinic, "dr.martin")
+
+
+@pytest.fixture
+def patient(app, clinic, doctor):
+    return make_patient_of(app, clinic, [doctor], language="fr")
+
+
+@pytest.fixture
+def me(app, clinic, patient):
+    return patient_browser(app, clinic, patient)
+
+
+@pytest.fixture
+def staff(app, clinic, doctor):
+    return staff_browser(app, clinic, doctor)
+
+
+def write(me, doctor, body=BODY, files=()):
+    return post(me, "/me/messages/", practitioner=str(doctor.id), body=body, files=files)
+
+
+def stored(app, clinic) -> tuple[int, int, int]:
+    with app.app_context(), tenant_scope(clinic.id):
+        return tuple(
+            db.session.scalar(sa.select(sa.func.count()).select_from(model))
+            for model in (Conversation, ThreadMessage, Attachment)
+        )
+
+
+def test_the_page_says_messaging_is_not_for_emergencies_with_the_countrys_numbers(me):
+    page = me.get("/me/messages/")
+    assert page.status_code == 200
+    assert "Messaging is not for emergencies." in page.text
+    assert "<strong>15</strong>" in page.text and "<strong>112</strong>" in page.text
+    assert "/me/messages/" in me.get("/me/").text  # linked from the patient's home
+
+
+def test_a_request_with_a_file_an_answer_the_read_receipt_and_handled(
+    app, clinic, doctor, me, staff
+):
+    sent = write(me, doctor, files=[(io.BytesIO(PDF), "ordonnance.pdf")])
+    assert sent.status_code == 303, sent.text
+    conversation = conversation_id_of(sent)
+
+    inbox = staff.get("/inbox/")
+    assert "Inbox (1 unread, 1 unhandled)" in inbox.text  # the counters, in the navigation
+    assert "Jeanne Durand" in inbox.text and BODY not in inbox.text  # no content listed
+
+    opened = staff.get(f"/inbox/{conversation}")
+    assert BODY in opened.text and "ordonnance.pdf" in opened.text
+    assert ("messaging.read", conversation) in audit_actions(app, clinic)
+    assert "Inbox (1 unhandled" not in staff.get("/inbox/").text  # read: no longer unread
+    with app.app_context(), tenant_scope(clinic.id):
+        attachment = db.session.scalar(sa.select(Attachment.id))
+    file = staff.get(f"/inbox/{conversation}/files/{attachment}")
+    assert file.data == PDF and file.mimetype == "application/pdf"
+
+    answered = post(
+        staff,
+        f"/inbox/{conversation}/reply",
+        form_page=f"/inbox/{conversation}",
+        body="C'est fait, passez à la pharmacie.",
+        reply_mode="until_closed",
+    )
+    assert answered.status_code == 303
+    assert "Not read yet" in staff.get(f"/inbox/{conversation}").text
+
+    mine = me.get(f"/me/messages/{conversation}")
+    assert "C&#39;est fait, passez à la pharmacie." in mine.text
+    assert "Read" not in mine.text and "✓✓" not in mine.text  # staff reads are not shown
+    assert "✓✓" in staff.get(f"/inbox/{conversation}").text  # the patient read it
+
+    done = post(staff, f"/inbox/{conversation}/handled", form_page=f"/inbox/{conversation}")
+    assert done.status_code == 303
+    assert "No conversation here." in staff.get("/inbox/?show=unhandled").text
+    closed = me.get(f"/me/messages/{conversation}")
+    assert "This conversation is closed." in closed.text
+    refused = post(me, f"/me/messages/{conversation}", body="Merci !")
+    assert refused.status_code == 422 and "This conversation is closed." in refused.text
+    assert stored(app, clinic) == (1, 2, 1)
+
+
+def test_bodies_and_files_are_encrypted_at_rest(app, clinic, doctor, me):
+    write(me, doctor, files=[(io.BytesIO(PNG), "photo.png")])
+    with app.app_context(), tenant_scope(clinic.id):
+        raw = (
+            db.session.execute(
+                sa.text(
+                    "SELECT body FROM messaging_messages UNION ALL SELECT filename FROM messaging_attachments"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        data = db.session.execute(sa.text("SELECT data FROM messaging_attachments")).scalar()
+    assert raw and not any("Levothyrox" in r or "photo" in r for r in raw)
+    assert PNG not in bytes(data) and b"PNG" not in bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("form", "files", "field", "message"),
+    [
+        ({"body": "  "}, (), "body", "Write your message."),
+        ({"body": "x" * 5001}, (), "body", "at most 5000 characters"),
+        ({}, [(io.BytesIO(EXE), "scan.pdf")], "attachments", "scan.pdf is not a PDF, JPEG or PNG"),
+        ({}, [(io.BytesIO(b""), "empty.pdf")], "attachments", "empty.pdf is empty."),
+        (
+            {},
+            [(io.BytesIO(PDF + b"0" * 200_000), "big.pdf")],
+            "attachments",
+            "big.pdf is too large: at most 0.1 MB per file.",
+        ),
+        ({"practitioner": "nobody"}, (), "practitioner", "Choose a practitioner."),
+    ],
+)
+def test_bad_input_names_the_field_and_stores_nothing(
+    app, clinic, doctor, me, form, files, field, message
+):
+    with app.app_context(), tenant_scope(clinic.id):  # small, for the test client's sake
+        settings.save_clinic(clinic, "messaging", {"max_attachment_mb": "0,1"})
+        db.session.commit()
+    data = {"practitioner": str(doctor.id), "body": BODY, **form}
+    page = post(me, "/me/messages/", files=files, **data)
+    assert page.status_code == 422
+    assert message in page.text
+    assert f'id="e-{field}"' in page.text or 'role="alert"' in page.text
+    assert stored(app, clinic) == (0, 0, 0)
+
+
+def test_a_practitioner_one_is_not_a_patient_of_is_refused_with_the_reason(app, clinic, doctor, me):
+    other = make_doctor(app, clinic, "dr.other")
+    page = write(me, other)
+    assert page.status_code == 422
+    assert "you are a patient of" in page.text and "Practitioner demo" in page.text
+    assert stored(app, clinic) == (0, 0, 0)
+
+
+def test_a_blocked_patient_is_told_in_plain_words_then_unblocked(app, clinic, doctor, me, staff):
+    conversation = conversation_id_of(write(me, doctor))
+    path = f"/inbox/{conversation}"
+    assert post(staff, f"{path}/block", form_page=path, blocked="yes").status_code == 303
+    assert "This patient cannot write to" in staff.get(path).text
+    page = me.get("/me/messages/")
+    assert "no longer takes messages from you" in page.text
+    assert write(me, doctor).status_code == 422
+    reply = post(me, f"/me/messages/{conversation}", body="Et alors ?")
+    assert reply.status_code == 422
+    assert "This practitioner no longer takes messages from you." in reply.text
+    assert stored(app, clinic)[1] == 1
+
+    assert post(staff, f"{path}/block", form_page=path, blocked="no").status_code == 303
+    assert post(me, f"/me/messages/{conversation}", body="Merci").status_code == 303
+
+
+def test_a_closed_inbox_gives_its_automatic_answer_until_reopened(app, clinic, doctor, me, staff):
+    empty = post(staff, "/inbox/closed", form_page="/inbox/", action="close", auto_answer=" ")
+    assert empty.status_code == 422 and "Write the answer patients will read." in empty.text
+    closed = post(
+        staff,
+        "/inbox/closed",
+        form_page="/inbox/",
+        action="close",
+        auto_answer="En congés jusqu'au 2 janvier ; le Dr Morel assure les urgences.",
+    )
+    assert closed.status_code == 303
+    page = me.get("/me/messages/")
+    assert "inbox is closed for now. En congés jusqu&#39;au 2 janvier" in page.text
+    refused = write(me, doctor)
+    assert refused.status_code == 422 and "inbox is closed" in refused.text
+    assert stored(app, clinic) == (0, 0, 0)
+
+    post(staff, "/inbox/closed", form_page="/inbox/", action="reopen")
+    assert write(me, doctor).status_code == 303
+
+
+def test_one_new_request_a_day_after_an_answer(app, clinic, doctor, me, staff):
+    conversation = conversation_id_of(write(me, doctor))
+    path = f"/inbox/{conversation}"
+    post(staff, f"{path}/reply", form_page=path, body="Voilà.", reply_mode="none")
+    refused = write(me, doctor, body="Une autre question")
+    assert refused.status_code == 422
+    assert "You received an answer today: you can write a new request tomorrow." in refused.text
+    assert "The clinic did not ask for a reply" in me.get(f"/me/messages/{conversation}").text
+
+    with app.app_context(), tenant_scope(clinic.id):
+        settings.save_clinic(clinic, "messaging", {"one_request_a_day": "no"})
+        db.session.commit()
+    assert write(me, doctor, body="Une autre question").status_code == 303
+
+
+def test_staff_write_first_and_choose_whether_the_patient_may_reply(
+    app, clinic, doctor, patient, me, staff
+):
+    path = f"/inbox/new/{patient.id}"
+    empty = post(staff, path, body="", reply_mode="once")
+    assert empty.status_code == 422 and "Write your message." in empty.text
+    sent = post(staff, path, body="Vos résultats sont normaux.", reply_mode="once")
+    assert sent.status_code == 303
+    conversation = sent.headers["Location"].rsplit("/", 1)[1]
+    assert "Vos résultats sont normaux." in me.get(f"/me/messages/{conversation}").text
+    assert post(me, f"/me/messages/{conversation}", body="Merci !").status_code == 303
+    # "once": one reply, then it waits for the staff again.
+    again = post(me, f"/me/messages/{conversation}", body="Et encore…")
+    assert again.status_code == 422
+    assert "Unhandled" in staff.get("/inbox/?show=unhandled").text
+
+
+def test_another_patients_conversation_is_not_found(app, clinic, doctor, me):
+    conversation = conversation_id_of(write(me, doctor))
+    someone = make_patient_of(app, clinic, [doctor], first_name="Paul", phone="0698765432")
+    other = patient_browser(app, clinic, someone)
+    assert other.get(f"/me/messages/{conversation}").status_code == 404
+    assert post(other, f"/me/messages/{conversation}", "/me/messages/", body="x").status_code == 404
