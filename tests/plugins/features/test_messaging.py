@@ -125,7 +125,8 @@ def test_bodies_and_files_are_encrypted_at_rest(app, clinic, doctor, me):
         raw = (
             db.session.execute(
                 sa.text(
-                    "SELECT body FROM messaging_messages UNION ALL SELECT filename FROM messaging_attachments"
+                    "SELECT body FROM messaging_messages"
+                    " UNION ALL SELECT filename FROM messaging_attachments"
                 )
             )
             .scalars()
