@@ -20,7 +20,7 @@ from tests.worlds import (
     make_staff,
 )
 
-PLUGINS = ("fr", "messaging")
+PLUGINS = ("fr", "messaging", "outbox")  # outbox: the channel notifications land in
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 EXE = b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 64  # a Windows program, whatever its name
@@ -38,9 +38,12 @@ def patient_browser(app, tenant, patient) -> HostClient:
     return browser
 
 
-def staff_browser(app, tenant, account) -> HostClient:
+def staff_browser(app, tenant, account, lang="en") -> HostClient:
+    """A staff member's browser, logged in, its pages in ``lang``."""
     browser = client_for(app, tenant.slug)
     log_in(browser, account)
+    english = {"lang": lang, "next": "/", "csrf_token": csrf_token(browser, "/")}
+    assert browser.post("/language", data=english).status_code == 302
     return browser
 
 

@@ -41,7 +41,7 @@ def doctor(app, clinic):
 
 @pytest.fixture
 def patient(app, clinic, doctor):
-    return make_patient_of(app, clinic, [doctor], language="fr")
+    return make_patient_of(app, clinic, [doctor], language="en")  # pages in English
 
 
 @pytest.fixture
@@ -72,6 +72,14 @@ def test_the_page_says_messaging_is_not_for_emergencies_with_the_countrys_number
     assert "Messaging is not for emergencies." in page.text
     assert "<strong>15</strong>" in page.text and "<strong>112</strong>" in page.text
     assert "/me/messages/" in me.get("/me/").text  # linked from the patient's home
+
+
+def test_a_french_patient_reads_the_page_in_french(app, clinic, doctor):
+    french = make_patient_of(app, clinic, [doctor], first_name="Louise", phone="0611223344")
+    page = patient_browser(app, clinic, french).get("/me/messages/")
+    assert "La messagerie n'est pas faite pour les urgences." in page.text
+    assert "appelez le <strong>15</strong> ou le <strong>112</strong>" in page.text
+    assert "Écrire une nouvelle demande" in page.text
 
 
 def test_a_request_with_a_file_an_answer_the_read_receipt_and_handled(

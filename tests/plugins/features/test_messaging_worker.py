@@ -1,0 +1,70 @@
+"""Messaging end to end with a real ``relais worker``: the staff's answer tells the patient
+through the delivery pipeline (purpose ``messaging``), in the patient's language, by their
+best channel, and the notification that reaches the outbox channel holds no content."""
+
+import io
+
+import sqlalchemy as sa
+
+from core.db import db
+from core.delivery.models import Message
+from tenants.scoping import tenant_scope
+from tests.plugins.features.messaging_world import (
+    PDF,
+    PLUGINS,
+    conversation_id_of,
+    deliveries,
+    make_doctor,
+    make_patient_of,
+    patient_browser,
+    post,
+    staff_browser,
+)
+from tests.worlds import make_clinic, wait_until
+
+ANSWER = "Votre ordonnance de Levothyrox est prête."
+
+
+def test_an_answer_reaches_the_patient_by_sms_in_their_language_without_its_content(app, worker):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    doctor = make_doctor(app, clinic)
+    french = make_patient_of(app, clinic, [doctor], language="fr")
+    english = make_patient_of(
+        app,
+        clinic,
+        [doctor],
+        first_name="John",
+        phone="0698765432",
+        email="john@example.org",
+        language="en",
+    )
+    staff = staff_browser(app, clinic, doctor)
+    for patient in (french, english):
+        me = patient_browser(app, clinic, patient)
+        sent = post(
+            me,
+            "/me/messages/",
+            practitioner=str(doctor.id),
+            body="Pouvez-vous renouveler mon ordonnance ?",
+            files=[(io.BytesIO(PDF), "ordonnance.pdf")],
+        )
+        conversation = conversation_id_of(sent)
+        path = f"/inbox/{conversation}"
+        answered = post(staff, f"{path}/reply", form_page=path, body=ANSWER)
+        assert answered.status_code == 303
+
+    arrived = wait_until(lambda: len(deliveries(app, clinic)) == 2 and deliveries(app, clinic))
+    by_recipient = {recipient: (channel, text) for channel, recipient, text in arrived}
+    channel, text = by_recipient["+33612345678"]
+    assert channel == "sms"
+    assert text == (
+        "Vous avez un nouveau message de Clinic demo. Lisez-le sur votre page\u00a0: "
+        "https://demo.relais.test/me/messages/"
+    )
+    channel, text = by_recipient["john@example.org"]  # e-mail first when they have one
+    assert channel == "email"
+    assert text.startswith("You have a new message from Clinic demo.")
+    assert all(ANSWER not in t and "Levothyrox" not in t for _c, _r, t in arrived)
+    with app.app_context(), tenant_scope(clinic.id):
+        purposes = db.session.scalars(sa.select(Message.purpose)).all()
+    assert purposes == ["messaging", "messaging"]
