@@ -3,6 +3,8 @@ receipt only staff see, marking handled; the rules patients are told in plain wo
 input refused naming the field with nothing stored; bodies and files encrypted at rest."""
 
 import io
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +28,7 @@ from tests.plugins.features.messaging_world import (
 )
 from tests.worlds import make_clinic
 
+OPENED = datetime(2026, 11, 30, 9, tzinfo=UTC)
 BODY = "Bonjour docteur, pouvez-vous renouveler mon ordonnance de Levothyrox ?"
 
 
@@ -259,3 +262,60 @@ def test_another_patients_conversation_is_not_found(app, clinic, doctor, me):
     other = patient_browser(app, clinic, someone)
     assert other.get(f"/me/messages/{conversation}").status_code == 404
     assert post(other, f"/me/messages/{conversation}", "/me/messages/", body="x").status_code == 404
+
+
+def test_the_inbox_pages_by_keyset_newest_first_in_one_query_a_page(
+    app, clinic, doctor, patient, staff
+):
+    other_doctor = make_doctor(app, clinic, "dr.other")
+    others = make_patient_of(app, clinic, [other_doctor], first_name="Paul", phone="0698765432")
+    with app.app_context(), tenant_scope(clinic.id):
+        for n in range(30):  # 30 requests, a minute apart; every third to the other doctor
+            who, to = (others, other_doctor) if n % 3 == 0 else (patient, doctor)
+            conversation = Conversation(
+                patient_id=who.id,
+                practitioner_id=to.id,
+                started_by="patient",
+                reply_mode="until_closed",
+                awaiting_staff=n % 2 == 0,
+                unread_by_staff=n % 2 == 0,
+                last_message_at=OPENED + timedelta(minutes=n),
+            )
+            db.session.add(conversation)
+        db.session.commit()
+
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listen = sa.event.listens_for(engine, "before_cursor_execute")
+
+    @listen
+    def count(conn, cursor, statement, *args):
+        if "messaging_conversations" in statement and "count" not in statement:
+            statements.append(statement)
+
+    try:
+        first = staff.get("/inbox/")
+        assert len(statements) == 1  # the page's rows, with patients' and practitioners' names
+        times = re.findall(r'<time datetime="([^"]+)"', first.text)
+        assert len(times) == 25 and times == sorted(times, reverse=True)
+        assert times[0] == (OPENED + timedelta(minutes=29)).isoformat()
+        after = re.search(r'href="(/inbox/\?[^"]*after=[^"]+)"', first.text).group(1)
+        second = staff.get(after.replace("&amp;", "&"))
+        assert len(statements) == 2
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    rest = re.findall(r'<time datetime="([^"]+)"', second.text)
+    assert len(rest) == 5 and rest[-1] == OPENED.isoformat()
+    assert "Older conversations" not in second.text
+
+    unhandled = staff.get("/inbox/?show=unhandled").text
+    assert len(re.findall(r"<time datetime", unhandled)) == 15
+    mine = staff.get("/inbox/?show=mine").text
+    assert len(re.findall(r"<time datetime", mine)) == 20 and "Paul" not in mine
+    theirs = staff.get(f"/inbox/?patient={others.id}").text
+    assert len(re.findall(r"<time datetime", theirs)) == 10 and "Jeanne" not in theirs
+    # The counters: a practitioner's own conversations (a secretary's: the whole clinic's).
+    assert "Inbox (10 unread, 10 unhandled)" in unhandled
+    bad = staff.get("/inbox/?after=not-a-cursor")
+    assert bad.status_code == 422 and "This page link is not valid" in bad.text
