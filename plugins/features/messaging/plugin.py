@@ -49,6 +49,11 @@ def relais_menu_items(tenant, user):
 
 
 @hookimpl
+def relais_patient_actions(tenant, user, patient):
+    return [MenuItem(label=_l("Write to this patient"), endpoint="messaging.new")]
+
+
+@hookimpl
 def relais_patient_links(tenant, patient):
     return [MenuItem(label=_l("My messages"), endpoint="messaging_patient.index")]
 

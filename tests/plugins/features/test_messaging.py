@@ -243,6 +243,7 @@ def test_staff_write_first_and_choose_whether_the_patient_may_reply(
     app, clinic, doctor, patient, me, staff
 ):
     path = f"/inbox/new/{patient.id}"
+    assert f'href="{path}"' in staff.get(f"/patients/{patient.id}").text  # relais_patient_actions
     empty = post(staff, path, body="", reply_mode="once")
     assert empty.status_code == 422 and "Write your message." in empty.text
     sent = post(staff, path, body="Vos résultats sont normaux.", reply_mode="once")
