@@ -90,6 +90,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
             other, patient, their_doctor.id, "Private request", pdf
         ).id
         their_attachment = db.session.scalar(sa.select(messaging.Attachment.id))
+        their_message_in_thread = db.session.scalar(sa.select(messaging.ThreadMessage.id))
         db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
@@ -102,6 +103,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "appointment_id": their_appointment,
         "conversation_id": their_conversation,
         "attachment_id": their_attachment,
+        "communication_id": their_message_in_thread,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")

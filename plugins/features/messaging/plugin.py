@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, hookimpl, yes_no
-from plugins.features.messaging import inbox, views
+from plugins.features.messaging import fhir, inbox, views
 
 kind = "feature"
 description = _l(
@@ -31,7 +31,7 @@ def _megabytes(text: str) -> float:
 
 @hookimpl
 def relais_register_blueprints():
-    return [views.bp, views.patient_bp]
+    return [views.bp, views.patient_bp, fhir.bp]
 
 
 @hookimpl
