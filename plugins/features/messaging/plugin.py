@@ -10,8 +10,10 @@ from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, hookimpl, yes_no
 from plugins.features.messaging import fhir, inbox, views
+from plugins.features.messaging import hookspecs as messaging_hookspecs
 
 kind = "feature"
+hookspecs = messaging_hookspecs  # the hooks this feature calls; the host adds them
 description = _l(
     "Messaging: patients write to the practitioners they see, staff answer from an inbox; "
     "bodies and files encrypted."

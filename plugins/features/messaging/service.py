@@ -21,6 +21,7 @@ from core.plugin_api import (
     User,
     ValidationError,
     db,
+    hooks_for,
     plugin_setting,
     record_audit,
     utcnow,
@@ -208,7 +209,15 @@ def start_request(tenant, patient: Patient, practitioner_id, body, uploads) -> C
     db.session.add(conversation)
     db.session.flush()
     _add_message(conversation, Author.PATIENT, text, attachments)
+    _announce(tenant, conversation, True)
     return conversation
+
+
+def _announce(tenant, conversation: Conversation, new_request: bool) -> None:
+    db.session.flush()
+    hooks_for(tenant).relais_messaging_received(
+        tenant=tenant, conversation=conversation, new_request=new_request
+    )
 
 
 def patient_conversations(patient: Patient) -> list[Conversation]:
@@ -304,6 +313,7 @@ def patient_reply(tenant, patient: Patient, conversation_id, body, uploads) -> T
         raise ValidationError(why, "body")
     message = _add_message(conversation, Author.PATIENT, text, attachments)
     conversation.awaiting_staff = conversation.unread_by_staff = True
+    _announce(tenant, conversation, False)
     return message
 
 

@@ -1,5 +1,7 @@
-"""Messages read as FHIR R4 ``Communication`` resources by the clinic's practice software
-(an API key): validated by ``fhir.resources``; reads audited; another clinic's not found."""
+"""Integrators: messages read as FHIR R4 ``Communication`` resources by the clinic's practice
+software (an API key): validated by ``fhir.resources``; reads audited; another clinic's not
+found;
+plugins hear of each patient message (``relais_messaging_received``)."""
 
 import io
 
@@ -7,9 +9,12 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.communication import Communication
 
+from core.app import create_app
 from core.clinic import apikeys
 from core.db import db
+from core.plugins import DEFAULT_PLUGINS
 from tenants.scoping import tenant_scope
+from tests.plugins.features import messaging_log
 from tests.plugins.features.messaging_world import (
     PDF,
     PLUGINS,
@@ -21,7 +26,7 @@ from tests.plugins.features.messaging_world import (
     post,
     staff_browser,
 )
-from tests.worlds import client_for, make_clinic
+from tests.worlds import TEST_CONFIG, HostClient, client_for, make_clinic
 
 
 def api_key(app, tenant) -> dict:
@@ -78,3 +83,31 @@ def test_a_conversation_reads_as_communications(app, clinic):
     bad = api.get("/api/v1/fhir/Communication?patient=nobody", headers=auth)
     assert bad.status_code == 422 and bad.json["issue"][0]["expression"] == ["patient"]
     assert api.get("/api/v1/fhir/Communication/x").status_code == 401  # no key
+
+
+def test_a_patients_request_and_reply_are_announced_to_plugins(app):
+    """``relais_messaging_received``: a plugin hears of each patient message, in its
+    transaction, without its content."""
+    relais = create_app(
+        {**TEST_CONFIG, "PLUGINS": (*DEFAULT_PLUGINS, "tests.plugins.features.messaging_log")}
+    )
+    relais.test_client_class = HostClient
+    try:
+        clinic = make_clinic(relais, "demo", plugins=(*PLUGINS, "messaging_log"))
+        doctor = make_doctor(relais, clinic)
+        patient = make_patient_of(relais, clinic, [doctor], language="en")
+        me = patient_browser(relais, clinic, patient)
+        messaging_log.calls.clear()
+        sent = post(me, "/me/messages/", practitioner=str(doctor.id), body="Hello")
+        conversation = conversation_id_of(sent)
+        post(me, f"/me/messages/{conversation}", body="And also…")
+        refused = post(me, f"/me/messages/{conversation}", body="")
+        assert refused.status_code == 422
+        assert messaging_log.calls == [
+            ("demo", conversation, True, True),
+            ("demo", conversation, False, True),
+        ]
+    finally:
+        with relais.app_context():
+            db.session.remove()
+            db.engine.dispose()
