@@ -11,6 +11,7 @@ from core.db import db, utcnow
 from core.delivery import access_links, outbox
 from core.delivery.models import Message
 from plugins.features import appointments, messaging
+from plugins.features.messaging import templates_service
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import patient_browser
 from tests.worlds import (
@@ -91,6 +92,10 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         ).id
         their_attachment = db.session.scalar(sa.select(messaging.Attachment.id))
         their_message_in_thread = db.session.scalar(sa.select(messaging.ThreadMessage.id))
+        doctor = db.session.get(User, (other.id, their_doctor.id))
+        their_template = templates_service.save(doctor, None, "Private", "Hello", True)
+        db.session.flush()
+        their_template = their_template.id
         db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
@@ -104,6 +109,7 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "conversation_id": their_conversation,
         "attachment_id": their_attachment,
         "communication_id": their_message_in_thread,
+        "template_id": their_template,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")

@@ -25,6 +25,7 @@ from core.plugin_api import (
 MAX_BODY = 5000
 MAX_FILENAME = 200
 MAX_AUTO_ANSWER = 1000
+MAX_TITLE = 100
 
 
 class Author(StrEnum):
@@ -186,3 +187,23 @@ class Inbox(TenantOwned, db.Model):
     practitioner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     auto_answer: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Template(TenantOwned, db.Model):
+    """A staff member's saved answer, with variables filled in when used; starred ones
+    come first."""
+
+    __tablename__ = "messaging_templates"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "owner_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+        ),
+        sa.Index("ix_messaging_templates_owner", "tenant_id", "owner_id"),
+    )
+
+    id: Mapped[uuid.UUID] = id_column()
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    title: Mapped[str] = mapped_column(sa.String(MAX_TITLE))
+    body: Mapped[str] = mapped_column(sa.Text)
+    starred: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = created_column()

@@ -31,6 +31,7 @@ from core.plugin_api import (
     practitioners,
 )
 from plugins.features.messaging import inbox, service
+from plugins.features.messaging import templates_service as templates
 from plugins.features.messaging.models import ReplyMode
 
 patient_bp = Blueprint(
@@ -197,9 +198,13 @@ def _own_inbox():
 
 def _staff_thread(conversation_id, error=None, form=None, status=200):
     thread = service.read_as_staff(conversation_id)
+    if form is None and request.args.get("template"):  # "use" a template: its text, filled
+        chosen = templates.find(current_user, request.args["template"])
+        form = {"body": templates.fill(chosen, thread.patient, thread.practitioner, g.tenant)}
     page = render_template(
         "messaging/thread.html",
         thread=thread,
+        templates=templates.mine(current_user),
         blocked=service.is_blocked(thread.conversation),
         reply_modes=_reply_modes(),
         error=error,
@@ -331,3 +336,73 @@ def close():
     db.session.commit()
     flash(message)
     return redirect(url_for(".inbox_page"), 303)
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+@bp.route("/templates", methods=["GET", "POST"])
+def templates_page():
+    """The staff member's templates, starred first, and the form of a new one."""
+    error = None
+    if request.method == "POST":
+        try:
+            templates.save(
+                current_user,
+                None,
+                request.form.get("title"),
+                request.form.get("body"),
+                request.form.get("starred") == "yes",
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Template saved."))
+            return redirect(url_for(".templates_page"), 303)
+    page = render_template(
+        "messaging/templates.html",
+        templates=templates.mine(current_user),
+        error=error,
+        form=request.form if error else {},
+        variables=templates.VARIABLES,
+    )
+    return page, (error.status if error else 200)
+
+
+@bp.route("/templates/<template_id>", methods=["GET", "POST"])
+def template_page(template_id):
+    """Change a template (``action``: ``save``, ``star``, ``unstar`` or ``delete``)."""
+    template = templates.find(current_user, template_id)
+    error = None
+    if request.method == "POST":
+        action = request.form.get("action", "save")
+        try:
+            if action == "delete":
+                templates.delete(current_user, template_id)
+            elif action in ("star", "unstar"):
+                templates.star(current_user, template_id, action == "star")
+            else:
+                templates.save(
+                    current_user,
+                    template_id,
+                    request.form.get("title"),
+                    request.form.get("body"),
+                    request.form.get("starred") == "yes",
+                )
+        except DomainError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Template deleted.") if action == "delete" else _("Template saved."))
+            return redirect(url_for(".templates_page"), 303)
+    page = render_template(
+        "messaging/template.html",
+        template=template,
+        error=error,
+        form=request.form if error else {},
+        variables=templates.VARIABLES,
+    )
+    return page, (error.status if error else 200)

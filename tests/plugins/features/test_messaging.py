@@ -26,7 +26,7 @@ from tests.plugins.features.messaging_world import (
     post,
     staff_browser,
 )
-from tests.worlds import make_clinic
+from tests.worlds import make_clinic, make_staff
 
 OPENED = datetime(2026, 11, 30, 9, tzinfo=UTC)
 BODY = "Bonjour docteur, pouvez-vous renouveler mon ordonnance de Levothyrox ?"
@@ -320,3 +320,40 @@ def test_the_inbox_pages_by_keyset_newest_first_in_one_query_a_page(
     assert "Inbox (10 unread, 10 unhandled)" in unhandled
     bad = staff.get("/inbox/?after=not-a-cursor")
     assert bad.status_code == 422 and "This page link is not valid" in bad.text
+
+
+def test_templates_starred_first_filled_in_when_used_changed_and_deleted(
+    app, clinic, doctor, me, staff
+):
+    conversation = conversation_id_of(write(me, doctor))
+    bad = post(staff, "/inbox/templates", title="Broken", body="Hello {{ patient")
+    assert bad.status_code == 422 and "cannot be rendered" in bad.text
+    assert post(staff, "/inbox/templates", title="", body="x").status_code == 422
+    for title, body in (
+        ("Prescription", "Hello {{ patient }}, your prescription is ready. {{ practitioner }}"),
+        ("Appointment", "Please book an appointment at {{ clinic }}."),
+    ):
+        assert post(staff, "/inbox/templates", title=title, body=body).status_code == 303
+    listing = staff.get("/inbox/templates").text
+    assert listing.index("Appointment") < listing.index("Prescription")  # by title
+    prescription = re.search(r'/inbox/templates/([0-9a-f-]{36})">Prescription', listing).group(1)
+    path = f"/inbox/templates/{prescription}"
+    assert post(staff, path, "/inbox/templates", action="star").status_code == 303
+    listing = staff.get("/inbox/templates").text
+    assert listing.index("Prescription") < listing.index("Appointment")  # starred first
+
+    used = staff.get(f"/inbox/{conversation}?template={prescription}")
+    assert (
+        ">Hello Jeanne Durand, your prescription is ready. Practitioner demo</textarea>"
+        in used.text
+    )
+    changed = post(staff, path, title="Prescription", body="Ready, {{ patient }}.", starred="yes")
+    assert changed.status_code == 303
+    used = staff.get(f"/inbox/{conversation}?template={prescription}")
+    assert ">Ready, Jeanne Durand.</textarea>" in used.text
+    assert post(staff, path, "/inbox/templates", action="delete").status_code == 303
+    assert staff.get(path).status_code == 404
+    # Another staff member's templates are theirs alone.
+    secretary = staff_browser(app, clinic, make_staff(app, clinic, "secretary"))
+    other = re.search(r"/inbox/templates/([0-9a-f-]{36})", staff.get("/inbox/templates").text)
+    assert secretary.get(f"/inbox/templates/{other.group(1)}").status_code == 404
