@@ -78,34 +78,40 @@ def page(
     """
     if show not in FILTERS:
         raise ValidationError(_("Choose all, unhandled or mine."), "show")
+    # The page's conversations first, alone (a subquery with its LIMIT), then their names:
+    # joined at once, the planner, misled by the row-level security policies' estimates,
+    # would join every conversation of the clinic before sorting them (150 ms at 60,000).
     c = Conversation
+    inner = sa.select(c).order_by(c.last_message_at.desc(), c.id.desc()).limit(size + 1)
+    if show == "unhandled":
+        inner = inner.where(c.awaiting_staff)
+    elif show == "mine":
+        inner = inner.where(c.practitioner_id == user.id)
+    if patient_id is not None:
+        inner = inner.where(c.patient_id == patient_id)
+    if after:
+        at, last_id = parse_cursor(after)
+        inner = inner.where(sa.tuple_(c.last_message_at, c.id) < sa.tuple_(at, last_id))
+    elif offset:
+        inner = inner.offset(offset)
+    found = sa.orm.aliased(Conversation, inner.subquery("page"))
     query = (
         sa.select(
-            c.id,
-            c.last_message_at,
-            c.unread_by_staff,
-            c.awaiting_staff,
-            c.closed_at.is_not(None),
-            c.patient_id,
+            found.id,
+            found.last_message_at,
+            found.unread_by_staff,
+            found.awaiting_staff,
+            found.closed_at.is_not(None),
+            found.patient_id,
             Patient.first_name + " " + Patient.last_name,
             User.name,
         )
-        .join(Patient, sa.and_(Patient.tenant_id == c.tenant_id, Patient.id == c.patient_id))
-        .join(User, sa.and_(User.tenant_id == c.tenant_id, User.id == c.practitioner_id))
-        .order_by(c.last_message_at.desc(), c.id.desc())
-        .limit(size + 1)
+        .join(
+            Patient, sa.and_(Patient.tenant_id == found.tenant_id, Patient.id == found.patient_id)
+        )
+        .join(User, sa.and_(User.tenant_id == found.tenant_id, User.id == found.practitioner_id))
+        .order_by(found.last_message_at.desc(), found.id.desc())
     )
-    if show == "unhandled":
-        query = query.where(c.awaiting_staff)
-    elif show == "mine":
-        query = query.where(c.practitioner_id == user.id)
-    if patient_id is not None:
-        query = query.where(c.patient_id == patient_id)
-    if after:
-        at, last_id = parse_cursor(after)
-        query = query.where(sa.tuple_(c.last_message_at, c.id) < sa.tuple_(at, last_id))
-    elif offset:
-        query = query.offset(offset)
     rows = [Row(*r) for r in db.session.execute(query)]
     more = len(rows) > size
     rows = rows[:size]
