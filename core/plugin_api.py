@@ -19,7 +19,13 @@ from core.clinic.consent import link as consent_link
 from core.clinic.consent import record as record_consent
 from core.clinic.consent import state as consent_state
 from core.clinic.models import ConsentAction, ConsentMethod, Patient, Role, User
-from core.clinic.patients import create_patient, find_patient, mark_reviewed, search_patients
+from core.clinic.patients import (
+    attribute_labels,
+    create_patient,
+    find_patient,
+    mark_reviewed,
+    search_patients,
+)
 from core.clinic.settings import Setting, plugin_setting, save_clinic, yes_no
 from core.clinic.settings import clinic_choices as clinic_setting_choices
 from core.clinic.settings import deployment as deployment_settings
@@ -130,6 +136,7 @@ __all__ = [
     "ConsentAction",
     "ConsentMethod",
     "create_patient",
+    "attribute_labels",
     "find_patient",
     "search_patients",
     "mark_reviewed",

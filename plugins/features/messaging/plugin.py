@@ -8,7 +8,7 @@ best channel, never with its content. See docs/messaging.md.
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core.plugin_api import MenuItem, Setting, hookimpl, yes_no
+from core.plugin_api import MenuItem, Setting, attribute_labels, hookimpl, yes_no
 from plugins.features.messaging import fhir, inbox, views
 from plugins.features.messaging import hookspecs as messaging_hookspecs
 
@@ -29,6 +29,15 @@ def _megabytes(text: str) -> float:
     if not 0 < value <= MAX_ATTACHMENT_MB:
         raise ValueError(_("between 0 and %(n)d megabytes", n=MAX_ATTACHMENT_MB))
     return value
+
+
+def _attributes(text: str) -> str:
+    """Follow-up attributes separated by commas (empty: every patient)."""
+    chosen = [a.strip() for a in text.replace(";", ",").split(",") if a.strip()]
+    known = attribute_labels()
+    if any(a not in known for a in chosen):
+        raise ValueError(_("some of: %(v)s", v=", ".join(known)))
+    return ", ".join(dict.fromkeys(chosen))
 
 
 @hookimpl
@@ -70,6 +79,18 @@ def relais_plugin_settings():
             parse=yes_no,
             clinic=True,
             help=_l("A patient who got an answer today writes their next request tomorrow."),
+        ),
+        Setting(
+            "first_writers",
+            _l("Who may write a new request"),
+            default="",
+            parse=_attributes,
+            clinic=True,
+            help=_l(
+                "Empty: every patient of the practitioner. Else only patients with one of these "
+                "follow-ups, separated by commas: long_term_condition, chronic_disease, "
+                "pregnancy_follow_up, needs_support. Replies are not concerned."
+            ),
         ),
         Setting(
             "max_attachment_mb",

@@ -93,6 +93,14 @@ def refusal(tenant, patient: Patient, practitioner: User) -> str | None:
             "one of yours. Call the clinic to make an appointment.",
             name=practitioner.name,
         )
+    wanted = [a.strip() for a in (plugin_setting(tenant, PLUGIN, "first_writers") or "").split(",")]
+    wanted = [a for a in wanted if a]
+    if wanted and not set(wanted) & set(patient.attributes or ()):
+        return _(
+            "%(name)s takes new requests only from patients with a follow-up at the clinic. "
+            "Call the clinic if you need anything.",
+            name=practitioner.name,
+        )
     if _blocked(practitioner.id, patient.id):
         return _(
             "%(name)s no longer takes messages from you. Call the clinic if you need anything.",

@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db
+from core.errors import ValidationError
 from plugins.features.messaging.models import Attachment, Conversation, ThreadMessage
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import (
@@ -357,3 +359,28 @@ def test_templates_starred_first_filled_in_when_used_changed_and_deleted(
     secretary = staff_browser(app, clinic, make_staff(app, clinic, "secretary"))
     other = re.search(r"/inbox/templates/([0-9a-f-]{36})", staff.get("/inbox/templates").text)
     assert secretary.get(f"/inbox/templates/{other.group(1)}").status_code == 404
+
+
+def test_a_clinic_may_take_new_requests_only_from_patients_with_a_follow_up(
+    app, clinic, doctor, patient, me
+):
+    with app.app_context(), tenant_scope(clinic.id), pytest.raises(ValidationError) as refused:
+        settings.save_clinic(clinic, "messaging", {"first_writers": "pregnancy"})
+    assert refused.value.field == "first_writers"  # not a follow-up: named, nothing stored
+    with app.app_context(), tenant_scope(clinic.id):
+        settings.save_clinic(
+            clinic, "messaging", {"first_writers": "chronic_disease, pregnancy_follow_up"}
+        )
+        db.session.commit()
+    page = write(me, doctor)
+    assert page.status_code == 422
+    assert "takes new requests only from patients with a follow-up" in page.text
+    assert stored(app, clinic) == (0, 0, 0)
+
+    followed = make_patient_of(
+        app, clinic, [doctor], first_name="Lina", phone="0611223344", language="en"
+    )
+    with app.app_context(), tenant_scope(clinic.id):
+        db.session.get(Patient, (clinic.id, followed.id)).attributes = ["chronic_disease"]
+        db.session.commit()
+    assert write(patient_browser(app, clinic, followed), doctor).status_code == 303
