@@ -142,6 +142,8 @@ class ThreadMessage(TenantOwned, db.Model):
     # When the other side first read it: the patient reading a staff message is the ✓✓
     # staff see; staff reading a patient's message is never shown to the patient.
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A staff message scheduled for later: the patient sees it (and is told) from then on.
+    visible_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Attachment(TenantOwned, db.Model):

@@ -16,9 +16,10 @@ def language_of(patient: Patient) -> str:
     return code if code in LANGUAGES else FALLBACK
 
 
-def new_message(tenant, patient: Patient) -> Message | None:
+def new_message(tenant, patient: Patient, not_before=None) -> Message | None:
     """Put "you have a new message from <clinic>" in the outbox for ``patient`` (None when
-    no channel reaches them). It leaves once the caller commits."""
+    no channel reaches them). It leaves once the caller commits, or at ``not_before`` (a
+    message scheduled for later)."""
     channels = best_channels(tenant, patient)
     if not channels:
         return None
@@ -38,4 +39,5 @@ def new_message(tenant, patient: Patient) -> Message | None:
         {"text": "{{ text }}", "subject": "{{ subject }}"},
         {"text": text, "subject": subject},
         channels,
+        not_before=not_before,
     )

@@ -7,7 +7,7 @@ user can act on, and write nothing when they refuse. The caller commits.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -274,14 +274,17 @@ class Thread:
     patient: Patient
 
 
-def _thread(conversation: Conversation) -> Thread:
-    messages = list(
-        db.session.scalars(
-            sa.select(ThreadMessage)
-            .where(ThreadMessage.conversation_id == conversation.id)
-            .order_by(ThreadMessage.created_at, ThreadMessage.id)
-        )
+def _thread(conversation: Conversation, due_only: bool = False) -> Thread:
+    query = (
+        sa.select(ThreadMessage)
+        .where(ThreadMessage.conversation_id == conversation.id)
+        .order_by(ThreadMessage.created_at, ThreadMessage.id)
     )
+    if due_only:  # the patient: not the messages scheduled for later
+        query = query.where(
+            sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow())
+        )
+    messages = list(db.session.scalars(query))
     attachments: dict[uuid.UUID, list[Attachment]] = {}
     if messages:
         for a in db.session.scalars(
@@ -297,7 +300,7 @@ def read_as_patient(patient: Patient, conversation_id) -> Thread:
     """A patient's own conversation; the staff messages they had not read are read now (the
     ✓✓ staff see)."""
     conversation = _conversation(conversation_id, patient)
-    thread = _thread(conversation)
+    thread = _thread(conversation, due_only=True)
     now = utcnow()
     for message in thread.messages:
         if message.author != Author.PATIENT and message.read_at is None:
@@ -386,20 +389,47 @@ def _reply_mode(value) -> ReplyMode:
         raise ValidationError(_("Choose whether the patient may reply."), "reply_mode") from None
 
 
-def staff_reply(tenant, user: User, conversation_id, body, reply_mode=None) -> ThreadMessage:
-    """A staff member answers; the patient is told by their best channel (never the content).
+def scheduled_time(tenant, text: str | None) -> datetime | None:
+    """When a staff message is scheduled for: ``YYYY-MM-DDTHH:MM`` on the clinic's clock (a
+    browser's date-time field), as aware UTC; None for "now".
 
-    :raises ValidationError: on ``body`` or ``reply_mode``.
+    :raises ValidationError: on ``send_at`` when it is not a time to come within a year.
+    """
+    if not (text or "").strip():
+        return None
+    try:
+        local = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationError(
+            _("Give a date and time, e.g. 2026-12-24 09:00."), "send_at"
+        ) from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=ZoneInfo(tenant.timezone))
+    when = local.astimezone(UTC)
+    if not utcnow() < when <= utcnow() + timedelta(days=365):
+        raise ValidationError(_("Choose a time to come, within a year."), "send_at")
+    return when
+
+
+def staff_reply(
+    tenant, user: User, conversation_id, body, reply_mode=None, send_at=None
+) -> ThreadMessage:
+    """A staff member answers, now or at ``send_at`` (see :func:`scheduled_time`); the
+    patient is told by their best channel then (never the content).
+
+    :raises ValidationError: on ``body``, ``reply_mode`` or ``send_at``.
     """
     conversation = _conversation(conversation_id)
     text = _check_body(body)
     mode = _reply_mode(reply_mode)
+    when = scheduled_time(tenant, send_at)
     message = _add_message(conversation, Author.STAFF, text, user_id=user.id)
+    message.visible_at = when
     conversation.reply_mode = mode
-    conversation.answered_at = message.created_at
+    conversation.answered_at = when or message.created_at
     conversation.closed_at = conversation.closed_by = None  # an answer opens it again
     patient = db.session.scalar(sa.select(Patient).where(Patient.id == conversation.patient_id))
-    notify.new_message(tenant, patient)
+    notify.new_message(tenant, patient, not_before=when)
     return message
 
 

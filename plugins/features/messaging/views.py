@@ -29,6 +29,7 @@ from core.plugin_api import (
     patient_required,
     plugin_setting,
     practitioners,
+    utcnow,
 )
 from plugins.features.messaging import inbox, service
 from plugins.features.messaging import templates_service as templates
@@ -205,6 +206,7 @@ def _staff_thread(conversation_id, error=None, form=None, status=200):
         "messaging/thread.html",
         thread=thread,
         templates=templates.mine(current_user),
+        now=utcnow(),
         blocked=service.is_blocked(thread.conversation),
         reply_modes=_reply_modes(),
         error=error,
@@ -237,6 +239,7 @@ def staff_reply(conversation_id):
             conversation_id,
             request.form.get("body"),
             request.form.get("reply_mode"),
+            request.form.get("send_at"),
         )
     except DomainError as exc:
         db.session.rollback()
@@ -244,7 +247,10 @@ def staff_reply(conversation_id):
             raise
         return _staff_thread(conversation_id, exc, request.form, exc.status)
     db.session.commit()
-    flash(_("Your answer is sent; the patient is told by their usual channel."))
+    if request.form.get("send_at"):
+        flash(_("Your answer is scheduled; the patient will see it, and be told, at that time."))
+    else:
+        flash(_("Your answer is sent; the patient is told by their usual channel."))
     return redirect(url_for(".open_conversation", conversation_id=conversation_id), 303)
 
 

@@ -3,6 +3,8 @@ through the delivery pipeline (purpose ``messaging``), in the patient's language
 best channel, and the notification that reaches the outbox channel holds no content."""
 
 import io
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -68,3 +70,28 @@ def test_an_answer_reaches_the_patient_by_sms_in_their_language_without_its_cont
     with app.app_context(), tenant_scope(clinic.id):
         purposes = db.session.scalars(sa.select(Message.purpose)).all()
     assert purposes == ["messaging", "messaging"]
+
+
+def test_a_scheduled_answer_shows_and_is_told_at_its_time(app, worker):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    doctor = make_doctor(app, clinic)
+    patient = make_patient_of(app, clinic, [doctor], language="en")
+    me = patient_browser(app, clinic, patient)
+    conversation = conversation_id_of(
+        post(me, "/me/messages/", practitioner=str(doctor.id), body="Results?")
+    )
+    staff = staff_browser(app, clinic, doctor)
+    path = f"/inbox/{conversation}"
+    past = post(staff, f"{path}/reply", path, body=ANSWER, send_at="2020-01-01T09:00")
+    assert past.status_code == 422 and "Choose a time to come, within a year." in past.text
+    soon = datetime.now(ZoneInfo(clinic.timezone)) + timedelta(seconds=75)
+    at = soon.strftime("%Y-%m-%dT%H:%M")  # to the minute, as browsers send: 15 to 75 s ahead
+    scheduled = post(staff, f"{path}/reply", path, body=ANSWER, send_at=at)
+    assert scheduled.status_code == 303
+    assert "Scheduled for" in staff.get(path).text
+    assert ANSWER not in me.get(f"/me/messages/{conversation}").text  # not yet
+    assert deliveries(app, clinic) == []
+
+    [(channel, _to, text)] = wait_until(lambda: deliveries(app, clinic), timeout=120)
+    assert channel == "sms" and ANSWER not in text
+    assert ANSWER in me.get(f"/me/messages/{conversation}").text  # its time came
