@@ -66,6 +66,9 @@ def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files)
             for a in files
         ],
     }
+    if message.deleted_at:  # purged by staff: where it was, not what it said
+        resource["status"] = "entered-in-error"
+        del resource["payload"]
     if message.read_at:
         resource["received"] = _instant(message.read_at)
     if previous is not None:

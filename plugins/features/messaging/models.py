@@ -144,6 +144,9 @@ class ThreadMessage(TenantOwned, db.Model):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A staff message scheduled for later: the patient sees it (and is told) from then on.
     visible_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deleted by staff: the body is emptied and the files removed; the row stays, so that
+    # the thread shows where a message was (the audit log says who deleted it, and when).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Attachment(TenantOwned, db.Model):

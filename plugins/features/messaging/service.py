@@ -529,3 +529,35 @@ def set_blocked(user: User, conversation_id, blocked: bool) -> Conversation:
 
 def is_blocked(conversation: Conversation) -> bool:
     return _blocked(conversation.practitioner_id, conversation.patient_id)
+
+
+def delete_messages(user: User, conversation_id, thread_message_id=None) -> Conversation:
+    """Delete one message of a conversation (``thread_message_id``), or all of them: their
+    text and files are purged at once; the thread shows where they were, and the audit log
+    who deleted them. A deleted conversation is closed.
+
+    :raises NotFound: for a message that is not the conversation's.
+    """
+    conversation = _conversation(conversation_id)
+    query = sa.select(ThreadMessage).where(ThreadMessage.conversation_id == conversation.id)
+    if thread_message_id is not None:
+        try:
+            wanted = uuid.UUID(str(thread_message_id))
+        except ValueError:
+            raise NotFound(_("No such message.")) from None
+        query = query.where(ThreadMessage.id == wanted)
+    messages = list(db.session.scalars(query))
+    if not messages:
+        raise NotFound(_("No such message."))
+    now = utcnow()
+    ids = [m.id for m in messages]
+    db.session.execute(sa.delete(Attachment).where(Attachment.message_id.in_(ids)))
+    for message in messages:
+        message.body, message.deleted_at = "", message.deleted_at or now
+    if thread_message_id is None:
+        conversation.closed_at, conversation.closed_by = now, user.id
+        conversation.awaiting_staff = conversation.unread_by_staff = False
+        record_audit("messaging.conversation_deleted", conversation.id)
+    else:
+        record_audit("messaging.message_deleted", messages[0].id)
+    return conversation

@@ -275,6 +275,17 @@ def block(conversation_id):
     return redirect(url_for(".open_conversation", conversation_id=conversation_id), 303)
 
 
+@bp.post("/<conversation_id>/delete")
+def delete_conversation(conversation_id):
+    """Delete a whole conversation's messages (content purged), or one (``thread_message_id``
+    in the form)."""
+    one = request.form.get("thread_message_id") or None
+    service.delete_messages(current_user, conversation_id, one)
+    db.session.commit()
+    flash(_("The message is deleted.") if one else _("The conversation is deleted."))
+    return redirect(url_for(".open_conversation", conversation_id=conversation_id), 303)
+
+
 @bp.route("/<conversation_id>/files/<attachment_id>")
 def staff_file(conversation_id, attachment_id):
     found = service.attachment_for_staff(conversation_id, attachment_id)

@@ -384,3 +384,34 @@ def test_a_clinic_may_take_new_requests_only_from_patients_with_a_follow_up(
         db.session.get(Patient, (clinic.id, followed.id)).attributes = ["chronic_disease"]
         db.session.commit()
     assert write(patient_browser(app, clinic, followed), doctor).status_code == 303
+
+
+def test_staff_delete_a_message_then_the_conversation_content_purged_and_audited(
+    app, clinic, doctor, me, staff
+):
+    sent = write(me, doctor, files=[(io.BytesIO(PDF), "ordonnance.pdf")])
+    conversation = conversation_id_of(sent)
+    path = f"/inbox/{conversation}"
+    post(staff, f"{path}/reply", path, body="Voilà votre ordonnance.")
+    with app.app_context(), tenant_scope(clinic.id):
+        first, _answer = db.session.scalars(
+            sa.select(ThreadMessage.id).order_by(ThreadMessage.created_at)
+        ).all()
+    assert post(staff, f"{path}/delete", path, thread_message_id=str(first)).status_code == 303
+    mine = me.get(f"/me/messages/{conversation}").text
+    assert "Message deleted." in mine and BODY not in mine and "ordonnance.pdf" not in mine
+    assert "Voilà votre ordonnance." in mine
+    assert stored(app, clinic) == (1, 2, 0)  # the file is gone, the rows stay
+    with app.app_context(), tenant_scope(clinic.id):
+        bodies = db.session.scalars(sa.select(ThreadMessage.body).order_by("created_at")).all()
+    assert bodies == ["", "Voilà votre ordonnance."]
+    assert ("messaging.message_deleted", str(first)) in audit_actions(app, clinic)
+    missing = post(staff, f"{path}/delete", path, thread_message_id="nope")
+    assert missing.status_code == 404
+
+    assert post(staff, f"{path}/delete", path).status_code == 303
+    assert "Voilà votre ordonnance." not in me.get(f"/me/messages/{conversation}").text
+    assert ("messaging.conversation_deleted", conversation) in audit_actions(app, clinic)
+    assert "This conversation is closed." in me.get(f"/me/messages/{conversation}").text
+    with app.app_context(), tenant_scope(clinic.id):
+        assert set(db.session.scalars(sa.select(ThreadMessage.body))) == {""}

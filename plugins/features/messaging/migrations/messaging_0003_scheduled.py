@@ -1,4 +1,4 @@
-"""messaging: staff messages scheduled for later (visible_at)
+"""messaging: staff messages scheduled for later (visible_at); deleted messages (deleted_at)
 
 Revision ID: messaging_0003
 Revises: messaging_0002
@@ -19,7 +19,11 @@ def upgrade():
     op.add_column(
         "messaging_messages", sa.Column("visible_at", sa.DateTime(timezone=True), nullable=True)
     )
+    op.add_column(
+        "messaging_messages", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True)
+    )
 
 
 def downgrade():
+    op.drop_column("messaging_messages", "deleted_at")
     op.drop_column("messaging_messages", "visible_at")
