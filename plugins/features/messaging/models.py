@@ -90,6 +90,14 @@ class Conversation(TenantOwned, db.Model):
             sqlite_where=sa.text("awaiting_staff"),
         ),
         sa.Index(
+            "ux_messaging_conversations_appointment",
+            "tenant_id",
+            "appointment_id",
+            unique=True,
+            postgresql_where=sa.text("appointment_id IS NOT NULL"),
+            sqlite_where=sa.text("appointment_id IS NOT NULL"),
+        ),
+        sa.Index(
             "ix_messaging_conversations_unread",
             "tenant_id",
             "practitioner_id",
@@ -112,6 +120,8 @@ class Conversation(TenantOwned, db.Model):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last staff reply
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # marked handled
     closed_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # The appointment whose automatic follow-up message started it (one per appointment).
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
 
     @property
     def is_open(self) -> bool:

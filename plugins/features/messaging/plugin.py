@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, attribute_labels, hookimpl, yes_no
-from plugins.features.messaging import fhir, inbox, views
+from plugins.features.messaging import fhir, inbox, service, views
 from plugins.features.messaging import hookspecs as messaging_hookspecs
 
 kind = "feature"
@@ -59,6 +59,28 @@ def relais_menu_items(tenant, user):
     return [MenuItem(label=label, endpoint="messaging.inbox_page")]
 
 
+@hookimpl(optionalhook=True)
+def relais_appointment_changed(tenant, appointment, change):
+    """An appointment marked done may call for the clinic's follow-up message (a bonus
+    where the appointments feature is installed)."""
+    if change == "status" and appointment.status == "done":
+        service.after_appointment(tenant, appointment)
+
+
+def _hours(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(_("a whole number of hours, e.g. 24")) from None
+    if not 1 <= value <= 24 * 30:
+        raise ValueError(_("between 1 and %(n)d hours", n=24 * 30))
+    return value
+
+
+def _types(text: str) -> str:
+    return ", ".join(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+
+
 @hookimpl
 def relais_patient_actions(tenant, user, patient):
     return [MenuItem(label=_l("Write to this patient"), endpoint="messaging.new")]
@@ -91,6 +113,31 @@ def relais_plugin_settings():
                 "follow-ups, separated by commas: long_term_condition, chronic_disease, "
                 "pregnancy_follow_up, needs_support. Replies are not concerned."
             ),
+        ),
+        Setting(
+            "after_appointment_types",
+            _l("Follow-up message after these appointment types"),
+            default="",
+            parse=_types,
+            clinic=True,
+            help=_l(
+                "Appointment types separated by commas, e.g. vaccination: once one is marked "
+                "done, its patient gets a message from the practitioner, and may answer once."
+            ),
+        ),
+        Setting(
+            "after_appointment_hours",
+            _l("Hours after the appointment"),
+            default=24,
+            parse=_hours,
+            clinic=True,
+        ),
+        Setting(
+            "after_appointment_text",
+            _l("Follow-up message"),
+            default="",
+            clinic=True,
+            help=_l("Empty: How are you after your appointment? (in the patient's language)"),
         ),
         Setting(
             "max_attachment_mb",

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -230,9 +231,14 @@ def _announce(tenant, conversation: Conversation, new_request: bool) -> None:
 
 def patient_conversations(patient: Patient) -> list[Conversation]:
     """The patient's conversations, newest first."""
+    due = sa.exists().where(
+        ThreadMessage.tenant_id == Conversation.tenant_id,
+        ThreadMessage.conversation_id == Conversation.id,
+        sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow()),
+    )
     query = (
         sa.select(Conversation)
-        .where(Conversation.patient_id == patient.id)
+        .where(Conversation.patient_id == patient.id, due)  # none only scheduled for later
         .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
     )
     return list(db.session.scalars(query))
@@ -560,4 +566,41 @@ def delete_messages(user: User, conversation_id, thread_message_id=None) -> Conv
         record_audit("messaging.conversation_deleted", conversation.id)
     else:
         record_audit("messaging.message_deleted", messages[0].id)
+    return conversation
+
+
+def after_appointment(tenant, appointment) -> Conversation | None:
+    """The clinic's follow-up message after an appointment of a chosen type is done ("how
+    are you after your vaccination?"), from its practitioner, shown and told
+    ``after_appointment_hours`` after its end; the patient may reply once. One per
+    appointment, however often it is marked done.
+    """
+    types = [
+        t.strip()
+        for t in (plugin_setting(tenant, PLUGIN, "after_appointment_types") or "").split(",")
+    ]
+    if appointment.type not in [t for t in types if t]:
+        return None
+    taken = sa.select(Conversation.id).where(Conversation.appointment_id == appointment.id)
+    if db.session.scalar(taken) is not None:
+        return None
+    patient = db.session.scalar(sa.select(Patient).where(Patient.id == appointment.patient_id))
+    hours = plugin_setting(tenant, PLUGIN, "after_appointment_hours")
+    when = max(appointment.ends_at, utcnow()) + timedelta(hours=hours)
+    text = plugin_setting(tenant, PLUGIN, "after_appointment_text") or ""
+    if not text:
+        with force_locale(notify.language_of(patient)):
+            text = _("How are you after your appointment? You can answer this message.")
+    conversation = Conversation(
+        patient_id=patient.id,
+        practitioner_id=appointment.practitioner_id,
+        started_by=Author.STAFF,
+        reply_mode=ReplyMode.ONCE,
+        appointment_id=appointment.id,
+    )
+    db.session.add(conversation)
+    db.session.flush()
+    message = _add_message(conversation, Author.AUTO, text)
+    message.visible_at = conversation.answered_at = when
+    notify.new_message(tenant, patient, not_before=when)
     return conversation

@@ -11,10 +11,14 @@ import sqlalchemy as sa
 
 from core.clinic import settings
 from core.clinic.models import Patient
-from core.db import db
+from core.db import db, utcnow
+from core.delivery.models import Message
 from core.errors import ValidationError
+from plugins.features import appointments
 from plugins.features.messaging.models import Attachment, Conversation, ThreadMessage
-from tenants.scoping import tenant_scope
+from tenants import provisioning
+from tenants.models import Tenant
+from tenants.scoping import system_scope, tenant_scope
 from tests.plugins.features.messaging_world import (
     EXE,
     PDF,
@@ -415,3 +419,42 @@ def test_staff_delete_a_message_then_the_conversation_content_purged_and_audited
     assert "This conversation is closed." in me.get(f"/me/messages/{conversation}").text
     with app.app_context(), tenant_scope(clinic.id):
         assert set(db.session.scalars(sa.select(ThreadMessage.body))) == {""}
+
+
+def test_a_follow_up_message_after_an_appointment_type_marked_done(
+    app, clinic, doctor, patient, me
+):
+    with app.app_context(), system_scope():
+        provisioning.set_country_plugin("FR", "appointments", True)
+        db.session.commit()
+    with app.test_request_context(), tenant_scope(clinic.id):
+        tenant = db.session.get(Tenant, clinic.id)
+        chosen = {"after_appointment_types": "Vaccination", "after_appointment_hours": "24"}
+        settings.save_clinic(tenant, "messaging", chosen)
+        starts = utcnow() + timedelta(hours=1)
+        booked = {
+            "patient_id": patient.id,
+            "practitioner_id": doctor.id,
+            "starts_at": starts,
+            "duration_minutes": 15,
+        }
+        vaccination = appointments.create(tenant, {**booked, "type": "vaccination"})
+        consultation = appointments.create(
+            tenant, {**booked, "starts_at": starts + timedelta(hours=1), "type": "consultation"}
+        )
+        appointments.set_status(tenant, vaccination, "done")
+        appointments.set_status(tenant, consultation, "done")  # not a chosen type
+        appointments.set_status(tenant, vaccination, "booked")
+        appointments.set_status(tenant, vaccination, "done")  # again: still one message
+        db.session.commit()
+        ends_at = vaccination.ends_at
+        [(text, visible_at)] = db.session.execute(
+            sa.select(ThreadMessage.body, ThreadMessage.visible_at)
+        ).all()
+        [(purpose, not_before)] = db.session.execute(
+            sa.select(Message.purpose, Message.not_before)
+        ).all()
+    assert text == "How are you after your appointment? You can answer this message."
+    assert visible_at == not_before == ends_at + timedelta(hours=24)
+    assert purpose == "messaging"
+    assert "Your conversations" not in me.get("/me/messages/").text  # not before its time
