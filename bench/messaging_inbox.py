@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ import httpx  # noqa: E402
 import pyotp  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench.api import free_port  # noqa: E402
+from bench.api import HOST, gunicorn  # noqa: E402
 from bench.pipeline import Children, drop_database, fresh_app, say  # noqa: E402
 from core.clinic.staff import create_user  # noqa: E402
 from core.crypto import seal  # noqa: E402
@@ -53,7 +52,6 @@ PLUGINS = (
     "plugins.regulations.fr.plugin",
     "plugins.features.messaging.plugin",
 )
-HOST = "banc.relais.bench"
 EMAIL, PASSWORD = "dr.banc@banc.example", "correct horse battery staple"
 CONFIG_ENV = "RELAIS_BENCH_INBOX_CONFIG"
 PAGE = 25  # plugins.features.messaging.inbox.PAGE_SIZE
@@ -177,36 +175,14 @@ class Browser:
 
 
 def start_gunicorn(args, children: Children, config: dict, offset: bool) -> str:
-    port = free_port()
-    name = "gunicorn-offset" if offset else "gunicorn"
-    env = {**os.environ, CONFIG_ENV: json.dumps(config)}
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    children.popen(
-        name,
-        [
-            gunicorn,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--worker-class",
-            "gthread",
-            f"bench.messaging_inbox:serve({'yes' if offset else ''!r})",
-        ],
-        env,
+    return gunicorn(
+        args,
+        children,
+        "gunicorn-offset" if offset else "gunicorn",
+        f"bench.messaging_inbox:serve({'yes' if offset else ''!r})",
+        {CONFIG_ENV: json.dumps(config)},
+        "/login",
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        children.check()
-        try:
-            httpx.get(f"{url}/login", headers={"Host": HOST}, timeout=2)
-            return url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{name} did not answer within 60 s")
 
 
 def cursors(args, app, tenant_id, pages: list[int]) -> dict[int, str | None]:
