@@ -7,11 +7,17 @@ It builds its own world: a PostgreSQL database (dropped and created again, migra
 Alembic), a Redis database number (flushed), a French clinic with the outbox channel and
 ``--patients`` patients with mobile numbers. Then, on real processes:
 
-1. Throughput. ``--messages`` campaign messages written with ``outbox.send`` in transactions
-   of 1,000 while two ``relais worker`` processes drain them; and the naive design (one RQ job
-   per message on two stock ``rq worker`` processes, RQ's forking ``Worker``, see naive.py)
-   with ``--baseline-messages`` messages. Messages/s from the first send to the last message
-   handed to the provider; enqueue-to-provider latency p50/p99.
+1. Throughput. ``--messages`` campaign messages written with ``outbox.send_many`` in
+   transactions of 1,000 while two ``relais worker`` processes drain them; and the naive design
+   (one RQ job per message on two stock ``rq worker`` processes, RQ's forking ``Worker``, see
+   naive.py) with ``--baseline-messages`` messages. Messages/s from the first send to the last
+   message handed to the provider; enqueue-to-provider latency p50/p99; CPU ms per message of
+   each part. Relais runs it once per ``--providers`` (printed side by side): the outbox
+   channel, then real HTTP providers, the loopback fakes of Infobip's SMS API v3 (100
+   messages a request, delivery reports posted back) and of Twilio's Messages API (one
+   request per message, 16 at once over kept-alive connections) with the app's webhooks
+   beside them (bench/providers.py); ``--scale 1,2,4`` runs the outbox row again with 1, 2
+   and 4 workers.
 2. OTP latency (p50/p99) of ``--otps`` codes sent one every 100 ms while ``--bulk`` campaign
    messages are written by another process and drained.
 3. Redis memory before/after ``--scheduled`` messages are scheduled for tomorrow through
@@ -50,7 +56,10 @@ from redis import Redis  # noqa: E402
 from rq import Queue, Worker  # noqa: E402
 
 from bench import naive  # noqa: E402
+from bench.providers import PLUGINS as PROVIDER_PLUGINS  # noqa: E402
+from bench.providers import PROVIDERS, FakeProvider, process_tree, start_webhooks  # noqa: E402
 from core.app import create_app  # noqa: E402
+from core.clinic import settings  # noqa: E402
 from core.clinic.models import Patient  # noqa: E402
 from core.clinic.patients import create_patient  # noqa: E402
 from core.crypto import generate_key  # noqa: E402
@@ -59,14 +68,21 @@ from core.delivery import outbox, sweeper  # noqa: E402
 from core.delivery.jobs import QUEUES  # noqa: E402
 from core.delivery.models import Message  # noqa: E402
 from tenants import provisioning  # noqa: E402
-from tenants.models import Tenant  # noqa: E402
+from tenants.models import ProviderRoute, Tenant  # noqa: E402
 from tenants.scoping import system_scope, tenant_scope  # noqa: E402
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
-# Only what the scenarios use: the outbox channel and a regulation plugin allowing every
-# message at any hour (open_rules.py), so that campaigns leave whenever the bench runs.
-PLUGINS = ("plugins.channels.outbox.plugin", "bench.open_rules")
+# Only what the scenarios use: the outbox channel, Infobip's and Twilio's SMS (scenario 1's
+# HTTP rows, against their loopback fakes: bench/providers.py), and a regulation plugin
+# allowing every message at any hour (open_rules.py), so that campaigns leave whenever the
+# bench runs. Each row routes France's SMS to its provider alone.
+PLUGINS = (
+    "plugins.channels.outbox.plugin",
+    "plugins.channels.sms_infobip.plugin",
+    "plugins.channels.sms_twilio.plugin",
+    "bench.open_rules",
+)
 TRANSACTION = 1000  # messages written per transaction, as a campaign writes them
 CAMPAIGN = (
     "Bonjour {{ name }}, {{ clinic }} ouvre la vaccination contre la grippe. "
@@ -224,6 +240,7 @@ class World:
             RELAIS_SERVER_NAME=self.config["SERVER_NAME"],
             RELAIS_PLUGINS=json.dumps(self.config["PLUGINS"]),
             RELAIS_RATELIMIT_STORAGE_URI="memory://",
+            RELAIS_PREFERRED_URL_SCHEME=self.config["PREFERRED_URL_SCHEME"],
             NAIVE_DATABASE_URL=libpq_url(self.config["DATABASE_URL"]),
         )
         return env
@@ -273,6 +290,7 @@ def fresh_app(args, plugins: tuple[str, ...]) -> tuple[dict, object]:
         "ENCRYPTION_KEYS": generate_key(),
         "PLUGINS": list(plugins),
         "RATELIMIT_STORAGE_URI": "memory://",
+        "PREFERRED_URL_SCHEME": "https",  # webhook addresses, as behind a deployment's TLS
     }
     app = create_app(config)
     with app.app_context():
@@ -424,14 +442,27 @@ def wait_finished(world: World, purpose: str, total: int, label: str, timeout: f
         time.sleep(0.5)
 
 
+# When each message was handed to the provider, with when it was written: for the outbox
+# channel, its delivery row; for an HTTP provider, the ``sent`` step of its history (written
+# once the provider answered that it took it).
+HANDED = {
+    "outbox": (
+        "SELECT m.created_at AS created, d.at FROM messages m JOIN outbox_deliveries d"
+        " ON d.tenant_id = m.tenant_id AND d.message_id = m.id WHERE m.purpose = :p"
+    ),
+    "http": (
+        "SELECT m.created_at AS created, e.at FROM messages m JOIN message_events e"
+        " ON e.tenant_id = m.tenant_id AND e.message_id = m.id"
+        " WHERE m.purpose = :p AND e.status = 'sent'"
+    ),
+}
 LATENCY = """
 SELECT count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.at - m.created_at)) AS p50,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.at - m.created_at)) AS p99,
-       max(extract(epoch FROM d.at - m.created_at)) AS worst,
-       max(d.at) AS last
-FROM messages m JOIN outbox_deliveries d ON d.tenant_id = m.tenant_id AND d.message_id = m.id
-WHERE m.purpose = :p
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM at - created)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM at - created)) AS p99,
+       max(extract(epoch FROM at - created)) AS worst,
+       max(at) AS last
+FROM ({handed}) h
 """
 
 
@@ -441,10 +472,6 @@ FROM (SELECT at, ntile(10) OVER (ORDER BY at) AS tenth FROM ({times}) x) t
 GROUP BY t.tenth ORDER BY t.tenth
 """
 WRITTEN = "SELECT created_at AS at FROM messages WHERE purpose = :p"
-HANDED = (
-    "SELECT d.at FROM messages m JOIN outbox_deliveries d"
-    " ON d.tenant_id = m.tenant_id AND d.message_id = m.id WHERE m.purpose = :p"
-)
 
 
 def rates_by_tenth(world: World, times: str, started: datetime, purpose: str) -> list[float]:
@@ -459,12 +486,12 @@ def rates_by_tenth(world: World, times: str, started: datetime, purpose: str) ->
     return rates
 
 
-def relais_figures(world: World, purpose: str) -> dict:
+def relais_figures(world: World, purpose: str, handed: str = HANDED["outbox"]) -> dict:
     """Enqueue-to-provider latency: ``messages.created_at`` is stamped when the message's
-    INSERT is flushed, right before the commit that pushes its id to Redis;
-    ``outbox_deliveries.at`` when the provider (the outbox channel) takes it."""
+    INSERT is flushed, right before the commit that pushes its id to Redis; ``handed``
+    (:data:`HANDED`) says when the provider took it."""
     with world.sql.connect() as conn:
-        row = conn.execute(sa.text(LATENCY), {"p": purpose}).mappings().one()
+        row = conn.execute(sa.text(LATENCY.format(handed=handed)), {"p": purpose}).mappings().one()
         statuses = dict(
             conn.execute(
                 sa.text("SELECT status, count(*) FROM messages WHERE purpose = :p GROUP BY 1"),
@@ -530,19 +557,37 @@ def machine_busy() -> float:
 
 
 class CpuMeter:
-    """CPU seconds spent by each part while a phase runs (PostgreSQL: every backend on the
-    server, other users' included), and by the whole machine."""
+    """CPU seconds spent by each part while a phase runs, and by the whole machine.
 
-    def __init__(self, parts: dict[str, list[int]]) -> None:
-        self.parts = {**parts, "postgres": pids_named("postgres"), "redis": pids_named("redis")}
+    PostgreSQL: the backends connected to the bench's database and the server's own
+    processes (WAL writer, checkpointer...), not other databases' backends: on a machine
+    shared with other runs, theirs would count as ours.
+    """
+
+    def __init__(self, parts: dict[str, list[int]], world: World | None = None) -> None:
+        self.world = world
+        self.parts = {**parts, "postgres": self._postgres(), "redis": pids_named("redis")}
         self.spent: dict[str, float] = {}  # CPU seconds of each part, once reported
         self.before = {name: cpu_of(pids) for name, pids in self.parts.items()}
         self.busy = machine_busy()
         self.started = time.monotonic()
 
+    def _postgres(self) -> list[int]:
+        if self.world is None:
+            return pids_named("postgres")
+        with self.world.sql.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " OR backend_type <> 'client backend'"
+                    )
+                ).scalars()
+            )
+
     def report(self) -> str:
         # PostgreSQL forks a backend per connection: count those that appeared meanwhile too.
-        self.parts["postgres"] = sorted(set(self.parts["postgres"]) | set(pids_named("postgres")))
+        self.parts["postgres"] = sorted(set(self.parts["postgres"]) | set(self._postgres()))
         wall = time.monotonic() - self.started
         spent = {}
         for name, pids in self.parts.items():
@@ -673,27 +718,44 @@ def short(frame: str) -> str:
 # --- scenario 1: throughput -------------------------------------------------------------------
 
 
-def relais_throughput(world: World, workers) -> dict:
+def relais_throughput(world: World, workers, kind: str = "outbox") -> dict:
+    """Scenario 1 with France's SMS routed to ``kind``: the outbox channel, or the loopback
+    fake of Infobip or Twilio (bench/providers.py), whose receipts come back over HTTP."""
     n = world.args.messages
     reset_messages(world)
+    fake = None
+    if kind != "outbox":
+        webhooks = start_webhooks(world.config, world.children)
+        domain = world.config["SERVER_NAME"]
+        fake = FakeProvider.start(kind, webhooks, domain, world.children)
+    use_provider(world, kind, fake.settings if fake else None)
     profiler = Profiler(world, workers, world.args.profile) if world.args.profile else None
-    meter = CpuMeter(
-        {"relais workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]}
-    )
+    parts = {"relais workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]}
+    if fake:
+        parts["webhooks (gunicorn)"] = process_tree(world.children.running["gunicorn"].pid)
+        parts["fake provider"] = [fake.process.pid]
+    meter = CpuMeter(parts, world)
     started = datetime.now(UTC)
     clock = time.monotonic()
-    send_messages(world.app, world.tenant_id, n, progress=Progress("S1 Relais: send_many", n))
+    label = f"S1 {kind}, {len(workers)} workers"
+    send_messages(world.app, world.tenant_id, n, progress=Progress(f"{label}: send_many", n))
     written = time.monotonic() - clock
-    wait_finished(world, "campaign", n, "S1 Relais: delivered", timeout=60 + n / 100)
+    wait_finished(world, "campaign", n, f"{label}: handed over", timeout=60 + n / 50)
     cpu = meter.report()
     rss = {w.pid: peak_rss(w.pid) for w in workers}
-    figures = relais_figures(world, "campaign")
+    handed = HANDED["outbox" if fake is None else "http"]
+    figures = relais_figures(world, "campaign", handed)
     profile = profiler.stop(world) if profiler else None
+    receipts = wait_receipts(world, n) if fake else None
+    seen = fake.stop(world.children) if fake else None
+    world.children.stop("gunicorn")
     seconds = (figures["last"] - started).total_seconds()
     return {
+        "kind": kind,
+        "workers": len(workers),
         "n": n,
         "written_tenths": rates_by_tenth(world, WRITTEN, started, "campaign"),
-        "handed_tenths": rates_by_tenth(world, HANDED, started, "campaign"),
+        "handed_tenths": rates_by_tenth(world, handed, started, "campaign"),
         "cpu_ms": {name: 1000 * spent / n for name, spent in meter.spent.items()},
         "worker_rss": max(rss.values(), default=0),
         "rate": n / seconds,
@@ -705,14 +767,49 @@ def relais_throughput(world: World, workers) -> dict:
         "attempts": figures["attempts"],
         "cpu": cpu,
         "profile": profile,
+        "receipts": receipts,
+        "seen": seen,
     }
+
+
+def use_provider(world: World, kind: str, values: dict | None) -> None:
+    """France's SMS go by ``kind``'s provider alone, with these settings of its plugin."""
+    with world.app.app_context(), system_scope():
+        db.session.execute(
+            sa.delete(ProviderRoute).where(
+                ProviderRoute.country_code == "FR", ProviderRoute.channel == "sms"
+            )
+        )
+        db.session.add(
+            ProviderRoute(country_code="FR", channel="sms", provider=PROVIDERS[kind], priority=1)
+        )
+        if values:
+            settings.save("FR", PROVIDER_PLUGINS[kind], values)
+        db.session.commit()
+
+
+def wait_receipts(world: World, n: int, timeout: float = 60.0) -> dict:
+    """Until every message's delivery report came back (delivered), at most ``timeout``:
+    how many did, and the seconds from the last message handed over to the last report."""
+    clock, deadline = time.monotonic(), time.monotonic() + timeout
+    delivered = 0
+    while time.monotonic() < deadline:
+        delivered = world.scalar(
+            "SELECT count(*) FROM messages WHERE purpose = 'campaign' AND status = 'delivered'"
+        )
+        if delivered >= n:
+            break
+        time.sleep(0.5)
+    return {"delivered": delivered, "after": time.monotonic() - clock}
 
 
 def naive_throughput(world: World, workers) -> dict:
     n = world.args.baseline_messages
     reset_messages(world)
     queue = Queue("naive", connection=world.redis)
-    meter = CpuMeter({"rq workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]})
+    meter = CpuMeter(
+        {"rq workers": [w.pid for w in workers], "bench (producer)": [os.getpid()]}, world
+    )
     started = datetime.now(UTC)
     progress = Progress("S1 naive: insert + enqueue", n)
     done = 0
@@ -964,8 +1061,62 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(out)
 
 
-def report(world: World, r1, b1, r2, r3, b3) -> str:
+TARGETS = {"outbox": TARGET_RATE, "infobip": 1500, "twilio": 500}  # messages/s (issue 14)
+
+
+def workers(n: int) -> str:
+    return f"{n} worker" + ("s" if n != 1 else "")
+
+
+def side_by_side(runs: list[dict]) -> str:
+    """Scenario 1's runs in columns: by provider, and by number of workers."""
+    parts = list(dict.fromkeys(name for r in runs for name in r["cpu_ms"]))
+    lines = [
+        ("", *(f"{r['kind']}, {workers(r['workers'])}" for r in runs)),
+        ("messages/s end to end", *(f"{r['rate']:,.0f}/s" for r in runs)),
+        ("target", *(f"≥ {TARGETS[r['kind']]:,}/s" for r in runs)),
+        ("written by the producer", *(f"{r['write_rate']:,.0f}/s" for r in runs)),
+        ("enqueue→provider p50", *(ms(r["p50"]) for r in runs)),
+        ("enqueue→provider p99", *(ms(r["p99"]) for r in runs)),
+        *(
+            (f"CPU ms/message: {name}", *(f"{r['cpu_ms'].get(name, 0):.2f}" for r in runs))
+            for name in parts
+        ),
+        ("peak RSS of a worker", *(size(r["worker_rss"]) for r in runs)),
+        (
+            "delivery reports back",
+            *(
+                f"{r['receipts']['delivered']:,} ({r['receipts']['after']:.1f} s after)"
+                if r["receipts"]
+                else "—"
+                for r in runs
+            ),
+        ),
+        (
+            "provider took / twice",
+            *(
+                f"{r['seen'].get('taken', 0):,} / {r['seen'].get('twice')}"
+                + (
+                    f"; webhooks answered {r['seen']['callbacks']}"
+                    if "callbacks" in r["seen"]
+                    else ""
+                )
+                if r["seen"]
+                else "—"
+                for r in runs
+            ),
+        ),
+        ("statuses", *(" ".join(f"{k} {v:,}" for k, v in r["statuses"].items()) for r in runs)),
+    ]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
+    out = [" | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "+".join("-" * (w + 2) for w in widths))
+    return "\n".join(out)
+
+
+def report(world: World, runs, b1, r2, r3, b3) -> str:
     rows, notes = [], []
+    r1 = next((r for r in runs or () if r["kind"] == "outbox"), None)
     if r1 and b1:
         ratio = r1["rate"] / b1["rate"]
         ok = r1["rate"] >= TARGET_RATE and ratio >= TARGET_RATIO
@@ -1109,7 +1260,24 @@ def report(world: World, r1, b1, r2, r3, b3) -> str:
                 f" bytes of Redis each (used_memory: {b3['used_per_job']:,.0f}); extrapolated to"
                 f" {r3['total']:,} scheduled messages."
             )
-    return table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    for run in runs or ():
+        if run is r1:
+            continue
+        rows.append(
+            (
+                "1 throughput",
+                f"{run['kind']}, {workers(run['workers'])}, messages/s end to end",
+                f"{run['rate']:,.0f}/s",
+                "—",
+                "",
+                f"≥ {TARGETS[run['kind']]:,}/s",
+                "yes" if run["rate"] >= TARGETS[run["kind"]] else "NO",
+            )
+        )
+    text = table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    if runs:
+        text += "\n\nScenario 1 side by side:\n" + side_by_side(runs)
+    return text
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -1140,6 +1308,18 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("1", "2", "3"), action="append", help="run these scenarios only"
     )
+    parser.add_argument(
+        "--providers",
+        type=lambda text: [k.strip() for k in text.split(",") if k.strip()],
+        default=["outbox", "infobip", "twilio"],
+        help="scenario 1's providers, side by side (default: outbox,infobip,twilio; the HTTP"
+        " ones are loopback fakes of their APIs)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=lambda text: [int(k) for k in text.split(",") if k.strip()],
+        help="scenario 1 again on the outbox with these numbers of workers, e.g. 1,2,4",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the Relais workers in scenario 1")
     parser.add_argument(
         "--analyzed-empty",
@@ -1149,6 +1329,11 @@ def parse(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
+    unknown = set(args.providers) - set(PROVIDERS)
+    if unknown:
+        parser.error(
+            f"--providers: {', '.join(sorted(unknown))}? Choose among {', '.join(PROVIDERS)}"
+        )
     if args.baseline_messages is None:
         args.baseline_messages = min(args.messages, 2000)
     return args
@@ -1162,7 +1347,7 @@ def main(argv=None) -> int:
     logdir = Path(tempfile.mkdtemp(prefix="relais-bench-"))
     children = Children(logdir)
     world = None
-    r1 = b1 = r2 = r3 = b3 = None
+    runs = b1 = r2 = r3 = b3 = None
     load = os.getloadavg()
     try:
         world = build_world(args, children)
@@ -1175,7 +1360,14 @@ def main(argv=None) -> int:
         world.redis.flushdb()
         workers = start_relais_workers(world, args.workers)
         if "1" in only:
-            r1 = relais_throughput(world, workers)
+            runs = [relais_throughput(world, workers, kind) for kind in args.providers]
+            for count in args.scale or ():  # scale-out: the outbox row with 1, 2, 4... workers
+                stop_workers(world, "relais-worker")
+                scaled = start_relais_workers(world, count)
+                runs.append(relais_throughput(world, scaled, "outbox"))
+            if args.scale:
+                stop_workers(world, "relais-worker")
+                workers = start_relais_workers(world, args.workers)
         if "2" in only:
             r2 = otp_during_bulk(world)
         if "3" in only:
@@ -1193,10 +1385,11 @@ def main(argv=None) -> int:
         f" {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.workers} workers each side"
     )
     print()
-    print(report(world, r1, b1, r2, r3, b3))
-    if r1 and r1.get("profile"):
-        print(f"\nScenario 1 profiles (py-spy raw stacks in {args.profile}):")
-        print(r1["profile"])
+    print(report(world, runs, b1, r2, r3, b3))
+    for run in runs or ():
+        if run.get("profile"):
+            print(f"\nScenario 1 profiles, {run['kind']} (py-spy raw stacks in {args.profile}):")
+            print(run["profile"])
     return 0
 
 

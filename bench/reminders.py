@@ -11,9 +11,11 @@ plugin), the appointments and reminders features and the outbox channel, one pra
 
 1. ``--appointments`` appointments are written in SQL (``INSERT ... SELECT``), between 8 and
    60 days ahead, so that each of their four reminders is to come.
-2. ``--processes`` processes schedule them as the feature does when an appointment is booked
-   (``reminders.service.schedule``: four ``outbox.send`` with ``not_before``, judged by the
-   French rules, contents encrypted), in transactions of ``--batch`` appointments.
+2. ``--processes`` processes schedule them through the feature's bulk path
+   (``reminders.service.schedule_many``: the batch's reminders, four per appointment with
+   ``not_before``, through ``outbox.send_many``, judged by the French rules, contents
+   encrypted), in transactions of ``--batch`` appointments; ``RELAIS_BENCH_PRODUCER=send``:
+   one ``service.schedule`` per appointment, as booking one does.
 3. Measured: the time it takes and reminders/s; Redis (used memory, and this database's keys)
    before and after; the jobs queued in Redis; a sweeper pass over the outbox holding them.
    The baseline: ``Queue.enqueue_at`` (one RQ job per reminder until its time), measured on
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 import uuid
@@ -37,6 +40,7 @@ if str(ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
+from sqlalchemy.orm import selectinload  # noqa: E402
 
 from bench import naive  # noqa: E402
 from bench.pipeline import (  # noqa: E402
@@ -131,6 +135,7 @@ def schedule_slice(config: dict, index: int, processes: int, batch: int, counter
     from plugins.features.appointments import Appointment
     from plugins.features.reminders import service
 
+    one_by_one = os.environ.get("RELAIS_BENCH_PRODUCER") == "send"
     app = create_app(config)
     with app.app_context(), tenant_scope(config["TENANT_UUID"]):
         ids = db.session.scalars(sa.select(Appointment.id).order_by(Appointment.id)).all()
@@ -138,10 +143,15 @@ def schedule_slice(config: dict, index: int, processes: int, batch: int, counter
         for at in range(0, len(mine), batch):
             tenant = db.session.get(Tenant, config["TENANT_UUID"])
             rows = db.session.scalars(
-                sa.select(Appointment).where(Appointment.id.in_(mine[at : at + batch]))
+                sa.select(Appointment)
+                .where(Appointment.id.in_(mine[at : at + batch]))
+                .options(selectinload(Appointment.patient), selectinload(Appointment.practitioner))
             ).all()
-            for appointment in rows:
-                service.schedule(tenant, appointment)
+            if one_by_one:
+                for appointment in rows:
+                    service.schedule(tenant, appointment)
+            else:
+                service.schedule_many(tenant, rows)
             db.session.commit()
             db.session.expunge_all()
             if at == 0:  # plans made on empty tables scan a clinic's index: make them again

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from babel import Locale
 from flask import Flask, abort, g, jsonify, render_template, request
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, schema
+from core import config, i18n, schema
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -27,15 +27,19 @@ from core.extensions import (
 )
 from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugins, hooks_for
 from core.web import (
+    account,
     api,
     audit,
     auth,
     consent,
     console,
+    headers,
     home,
+    invitation,
     patient,
     patient_contact,
     patients,
+    request_bodies,
     settings,
     staff,
 )
@@ -85,11 +89,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.extensions["relais"] = state
     state.plugins.load(app.config.get("PLUGINS") or DEFAULT_PLUGINS)
     resolution.init_app(app)
+    request_bodies.init_app(app)  # the clinic known (its language): inputs bounded, then views
     _register_core_blueprints(app)
     _register_plugin_parts(app, state)
     _register_page_context(app)
     _register_template_helpers(app)
     _register_error_handlers(app)
+    headers.init_app(app)
     return app
 
 
@@ -97,11 +103,12 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(auth.bp, subdomain="operator", name="operator_auth")
     # The clinic's staff pages, one blueprint per area; each lets in staff only.
-    for area in (home, patients, patient_contact, message_log_pages, staff, settings):
+    for area in (home, account, patients, patient_contact, message_log_pages, staff, settings):
         app.register_blueprint(area.bp)
     app.register_blueprint(audit.bp)  # the audit log page, for admins
     app.register_blueprint(patient.bp)  # patients' own pages, with a session of their own
     app.register_blueprint(consent.bp)  # opt-out and confirmation links: no session needed
+    app.register_blueprint(invitation.bp)  # a first admin's invitation link: no session yet
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
     app.register_blueprint(console.bp, subdomain="operator")
@@ -142,17 +149,17 @@ def _register_page_context(app: Flask) -> None:
     def page_context():
         tenant = g.get("tenant")
         if tenant is None:
-            return {"tenant": None, "menu": [], "country_profile": None}
+            return {"tenant": None, "menu": [], "settings_menu": [], "country_profile": None}
         hooks = hooks_for(tenant)
         user = current_user._get_current_object()
-        menu = []
+        menu, settings_menu = [], []
         if isinstance(user, User):
-            menu = [
+            menu, settings_menu = _menu_sections(
                 item
                 for items in hooks.relais_menu_items(tenant=tenant, user=user)
                 for item in items
                 if not item.roles or user.role in item.roles
-            ]
+            )
         context = {}
         for variables in hooks.relais_template_variables(tenant=tenant):
             for name, value in (variables or {}).items():
@@ -160,18 +167,31 @@ def _register_page_context(app: Flask) -> None:
         context.update(
             tenant=tenant,
             menu=menu,
+            settings_menu=settings_menu,
             country_profile=hooks.relais_country_profile(country_code=tenant.country_code),
         )
         return context
 
 
+# The top bar holds at most 7 entries on one line at 1,440 px: Home, Patients, Messages,
+# the Settings menu, and this many daily items of features (the rest go under Settings).
+DAILY_PLUGIN_ITEMS = 3
+
+
+def _menu_sections(items) -> tuple[list, list]:
+    """The plugins' menu items: those of the top bar (daily work, by ``order``) and those
+    under the Settings menu."""
+    daily, settings = [], []
+    for item in items:
+        (settings if item.section == "settings" else daily).append(item)
+    daily.sort(key=lambda item: item.order)
+    return daily[:DAILY_PLUGIN_ITEMS], daily[DAILY_PLUGIN_ITEMS:] + settings
+
+
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
-    app.jinja_env.filters["format_datetime"] = format_datetime
-
-    @app.template_filter()
-    def format_date_or_blank(value):
-        return format_date(value) if value else ""
+    app.jinja_env.globals["language_choices"] = lambda: i18n.language_names(app.config["LANGUAGES"])
+    i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 
     @app.template_filter()
     def language_name(code: str) -> str:
@@ -196,7 +216,12 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
-            return jsonify({"error": {"code": code, "message": exc.description}}), exc.code
+            error = {"code": code, "message": exc.description}
+            if exc.code in (400, 413, 415):  # what is wrong is the body
+                error["field"] = "body"
+            if exc.code == 413:  # the code the API always gave, whichever limit it is
+                error.update(code="too_large", message=_http_message(exc))
+            return jsonify({"error": error}), exc.code
         return render_template("error.html", status=exc.code, message=_http_message(exc)), exc.code
 
 
@@ -210,6 +235,7 @@ def _http_message(exc: HTTPException) -> str:
         ),
         403: _("You are not allowed to see this page."),
         405: _("This page cannot be used this way."),
+        413: _("This request is too large."),
         429: _("Too many attempts. Wait a few minutes, then try again."),
         500: _("An unexpected error happened. Try again in a few minutes."),
     }

@@ -10,30 +10,37 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app, has_request_context, request, url_for
 
 from core.crypto import generate_key
+from core.vocabulary import LANGUAGES
 
 
 class Config:
     SERVER_NAME = "localhost:5000"  # clinics live at <slug>.SERVER_NAME
+    # The scheme of the links Relais sends out (patients' links, providers' callbacks): set
+    # RELAIS_PREFERRED_URL_SCHEME=https wherever TLS ends at a proxy in front of it.
+    PREFERRED_URL_SCHEME = "http"
     DATABASE_URL = "sqlite:///relais.db"  # relative: under the instance folder
     REDIS_URL = None  # without it, delivery runs in-process (first run only)
     DB_APP_ROLE = "relais_app"  # PostgreSQL role each transaction runs as (RLS applies)
     SECRET_KEY = None
     ENCRYPTION_KEYS = None
-    LANGUAGES = ("en", "fr")
+    LANGUAGES = LANGUAGES  # core.vocabulary: fr, de, it, nl, en
     BABEL_DEFAULT_LOCALE = "en"
     SESSION_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    SESSION_IDLE_MINUTES = 30  # a login session unused this long ends (staff and patients)
+    SESSION_MAX_HOURS = 8  # and any session ends this long after its login
     LOGIN_MAX_ATTEMPTS = 5  # failed passwords or codes before the account locks
     LOGIN_LOCKOUT_MINUTES = 15
+    INVITATION_HOURS = 72  # how long a first admin's invitation link stays valid
     LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
     RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics
+    MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request's body (a view may allow more)
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 
@@ -42,6 +49,8 @@ def load(app: Flask, overrides: dict | None) -> None:
     app.config.from_prefixed_env("RELAIS")
     app.config.update(overrides or {})
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    # The cookie lives as long as the longest session; the server decides before that.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_MAX_HOURS"])
     # Connections are renewed every 30 minutes: PostgreSQL keeps each connection's plans of
     # foreign-key checks, made with the statistics of their first use (a new deployment's
     # empty tables), and a plan that scans a clinic's index grows slower as tables grow.
@@ -64,3 +73,13 @@ def _load_instance_keys(app: Flask) -> None:
         path.write_text(json.dumps(keys))
     for name, value in keys.items():
         app.config[name] = app.config[name] or value
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL for outside (a link in a message, a provider's callback): https when
+    the deployment says so (``PREFERRED_URL_SCHEME``), whether it is built in a worker or in
+    a request that reached the app over plain http from its TLS proxy, and in any request
+    that came over https; http otherwise (a first run on a laptop)."""
+    secure = has_request_context() and request.is_secure
+    scheme = "https" if secure else current_app.config["PREFERRED_URL_SCHEME"]
+    return url_for(endpoint, _external=True, _scheme=scheme, **values)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from uuid6 import uuid7
 
@@ -60,3 +61,63 @@ def id_column() -> Mapped[uuid.UUID]:
 def created_column() -> Mapped[datetime]:
     """A column of when the row was created (aware UTC), filled on insert."""
     return mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+def insert_many(
+    table: sa.Table,
+    rows: list[dict],
+    *,
+    skip_conflicts: bool = False,
+    returning: sa.Column | None = None,
+) -> list:
+    """Insert ``rows`` (dicts of every column of ``table``) in one statement; returns the
+    ``returning`` column of the rows written (none skipped as conflicts), else ``[]``.
+
+    On PostgreSQL, one ``INSERT ... SELECT * FROM unnest(<an array per column>)``: its text
+    is the same whatever the number of rows, so the driver converts it once and the server
+    parses it once, where a multi-row VALUES of a thousand rows is a statement of its own
+    every time (converting it cost the bulk path more than writing it). Elsewhere, an
+    ``executemany``. ``skip_conflicts``: rows breaking a unique constraint are left out (ON
+    CONFLICT DO NOTHING).
+    """
+    if not rows:
+        return []
+    session = db.session
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        insert = sa.insert(table)
+        if skip_conflicts:
+            insert = sqlite.insert(table).on_conflict_do_nothing()
+        if returning is None:
+            session.execute(insert, rows)
+            return []
+        return list(session.scalars(insert.returning(returning), rows))
+    columns = list(table.columns)
+    params = {}
+    for n, column in enumerate(columns):
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        values = [row[column.key] for row in rows]
+        params[f"c{n}"] = [process(v) for v in values] if process else values
+    sql = _unnest_insert(table, skip_conflicts, returning.name if returning is not None else None)
+    result = session.execute(sa.text(sql), params)
+    return list(result.scalars()) if returning is not None else []
+
+
+_UNNEST_SQL: dict = {}
+
+
+def _unnest_insert(table: sa.Table, skip_conflicts: bool, returning: str | None) -> str:
+    key = (table.name, skip_conflicts, returning)
+    if key not in _UNNEST_SQL:
+        dialect = postgresql.dialect()
+        arrays = ", ".join(
+            f"CAST(:c{n} AS {column.type.compile(dialect=dialect)}[])"
+            for n, column in enumerate(table.columns)
+        )
+        names = ", ".join(f'"{column.name}"' for column in table.columns)
+        _UNNEST_SQL[key] = (
+            f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+            + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
+            + (f' RETURNING "{returning}"' if returning else "")
+        )
+    return _UNNEST_SQL[key]

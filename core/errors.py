@@ -16,8 +16,8 @@ class DomainError(Exception):
 
     def as_json(self) -> dict:
         error = {"code": self.code, "message": self.message}
-        if self.field:
-            error["field"] = self.field
+        if self.field is not None:
+            error["field"] = self.field or "body"  # an empty key sent is the body's fault
         return {"error": error}
 
 

@@ -16,7 +16,8 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def select_locale() -> str:
-    """The staff member's choice, else the clinic country's language, else the browser's."""
+    """The reader's choice (a patient's is their language), else the clinic's language (its
+    own choice, else its country's), else the browser's."""
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
@@ -24,9 +25,10 @@ def select_locale() -> str:
     if chosen in languages:
         return chosen
     tenant = g.get("tenant")
-    if tenant is not None and tenant.country.locale[:2] in languages:
-        return tenant.country.locale[:2]
-    return request.accept_languages.best_match(languages) or languages[0]
+    if tenant is not None and tenant.default_language in languages:
+        return tenant.default_language
+    best = request.accept_languages.best_match(languages)
+    return best or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def select_timezone() -> str | None:

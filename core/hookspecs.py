@@ -208,6 +208,23 @@ def relais_patient_actions(tenant, user, patient):
 
 
 @hookspec
+def relais_dashboard_items(tenant, user, day):
+    """Add the work that waits for the staff to the clinic's home page (its "today" board).
+
+    Called each time a staff member opens the home page, in the clinic's scope, next to the
+    core's own cards (messages that failed or were refused, online sign-ups to check): a
+    feature adds what it leaves to the staff, e.g. today's appointments and their
+    confirmations, or unread replies of patients. Keep it to a couple of queries.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param user: the staff member viewing the page (:class:`core.clinic.models.User`).
+    :param day: today in the clinic's time zone (:class:`datetime.date`).
+    :return: a list of :class:`core.plugins.DashboardItem` (each with up to a few
+        :class:`core.plugins.DashboardLine`), or None.
+    """
+
+
+@hookspec
 def relais_patient_links(tenant, patient):
     """Add links to a patient's own home page (``/me/``), under their clinic's name.
 

@@ -33,6 +33,7 @@ from core.clinic.settings import save_deployment as save_deployment_settings
 from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
+from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
 from core.delivery.log import masked as masked_phone
@@ -40,7 +41,7 @@ from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import cancel as cancel_message
 from core.delivery.outbox import render as render_message
-from core.delivery.outbox import send, send_many
+from core.delivery.outbox import send, send_in_parts, send_many
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -63,7 +64,18 @@ from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
-from core.plugins import MenuItem, enabled_plugins, hooks_for
+from core.i18n import (
+    N_,
+    Phrase,
+    format_date,
+    format_datetime,
+    format_number,
+    format_phone,
+    format_time,
+    phrase_country,
+    phrase_date,
+)
+from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -80,6 +92,8 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "DashboardItem",
+    "DashboardLine",
     "Setting",
     "yes_no",
     "plugin_setting",
@@ -120,6 +134,7 @@ __all__ = [
     # sending
     "send",
     "send_many",
+    "send_in_parts",
     "render_message",
     "cancel_message",
     "message_address",
@@ -163,6 +178,7 @@ __all__ = [
     # pages, the API and the command line
     "csrf",
     "limiter",
+    "external_url",
     "admin_only",
     "current_patient",
     "log_in_patient",
@@ -172,6 +188,16 @@ __all__ = [
     "authenticate_api_key",
     "tenant_option",
     "fail",
+    # the reader's language
+    "Phrase",
+    "N_",
+    "phrase_country",
+    "phrase_date",
+    "format_date",
+    "format_datetime",
+    "format_time",
+    "format_number",
+    "format_phone",
     # errors
     "DomainError",
     "ValidationError",

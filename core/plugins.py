@@ -34,6 +34,7 @@ from typing import Any
 import pluggy
 import sqlalchemy as sa
 from flask import current_app, g, has_app_context
+from flask_babel.speaklater import LazyString
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import hookspecs
@@ -96,15 +97,54 @@ class PluginInfo:
     # The folder of the plugin module's package (where its migrations/ are), or None for a
     # lone top-level module.
     folder: Path | None = None
+    # What pages call it: the module's ``name = _l("...")``, in the reader's language; else
+    # its id.
+    title: Any = None
+
+    def __post_init__(self) -> None:
+        if self.title is None:
+            object.__setattr__(self, "title", self.name)
 
 
 @dataclass(frozen=True)
 class MenuItem:
-    """An entry of a clinic's navigation menu (see ``relais_menu_items``)."""
+    """An entry of a clinic's navigation menu (see ``relais_menu_items``).
+
+    ``section`` says where it goes: ``"daily"`` (the daily work, in the top bar, ``order``
+    placing it among the others: the agenda's 10 puts it right after Home, the patients are
+    20 and the messages 30) or ``"settings"`` (under the Settings menu, with the clinic's
+    settings and figures).
+    """
 
     label: str
     endpoint: str
     roles: tuple[str, ...] = ()  # empty: every staff member
+    section: str = "daily"
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class DashboardLine:
+    """One thing of a :class:`DashboardItem`: e.g. ``"09:30 Jeanne Durand, Dr Martin"``,
+    its state (``"Confirmed"``) and where to see it."""
+
+    text: str
+    state: str = ""
+    url: str | None = None
+    tone: str = ""  # "attention": someone must act (shown in red); "ok": settled (green)
+
+
+@dataclass(frozen=True)
+class DashboardItem:
+    """Work waiting for a clinic's staff, on its home page (see ``relais_dashboard_items``):
+    a title, how many things wait, where they are handled, and the first few of them."""
+
+    title: str
+    count: int
+    url: str
+    lines: tuple[DashboardLine, ...] = ()
+    empty: str = ""  # what the card says when nothing waits, e.g. "No appointment today"
+    order: int = 100  # among the cards: today's appointments (10) come first
 
 
 class PluginHost:
@@ -171,7 +211,9 @@ class PluginHost:
             )
         self.pm.register(plugin, name=name)
         folder = Path(module.__file__).resolve().parent if module.__package__ else None
-        self.info[name] = PluginInfo(name, kind, version, description, source, folder)
+        title = getattr(module, "name", None)  # a display name (lazy_gettext), if declared
+        title = title if isinstance(title, str | LazyString) else None
+        self.info[name] = PluginInfo(name, kind, version, description, source, folder, title)
         # Subset callers name the plugins they leave out: a new plugin changes every one.
         self.subset.cache_clear()
         self._everyone = TenantHooks(self.pm, frozenset())

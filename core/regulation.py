@@ -80,14 +80,16 @@ class Verdict:
 
     ``action``: ``allow``; ``defer`` until ``until``; ``deny`` with a ``reason``; ``amend``
     with a new ``text`` (e.g. a STOP mention added) and/or fewer ``channels`` (e.g. no
-    voice call for a campaign). ``reason`` is a sentence for staff, in plain words ("quiet
-    hours in France"); ``rule`` names the rule that gave it (e.g. ``"quiet_hours"``); the
-    core fills ``plugin``.
+    voice call for a campaign). ``reasons`` say why to staff, in plain words ("quiet hours
+    in France"): :class:`core.i18n.Phrase` objects, stored as codes and shown in each
+    reader's language (a plain ``reason`` string is shown as it is, in every language);
+    ``rule`` names the rule that gave it (e.g. ``"quiet_hours"``); the core fills ``plugin``.
     """
 
     action: str = "allow"
     until: datetime | None = None
     reason: str | None = None
+    reasons: tuple = ()  # of core.i18n.Phrase (the kernel's modules do not import each other)
     text: str | None = None
     channels: tuple[str, ...] | None = None
     rule: str | None = None

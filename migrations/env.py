@@ -36,9 +36,23 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     with target_db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:
+            # A migration moves every clinic's rows: the platform's scope, since row-level
+            # security is forced on the tables' owner too (migrations/rls.py).
+            connection.exec_driver_sql("SELECT set_config('relais.tenant_id', '*', false)")
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection, target_metadata=target_db.metadata, **conf_args
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if postgresql:  # the connection goes back to the app's pool: no scope left on it
+                connection.rollback()
+                connection.exec_driver_sql("RESET relais.tenant_id")
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -2,7 +2,9 @@
 
 Each application transaction runs as ``relais_app`` (``SET LOCAL ROLE``) with the setting
 ``relais.tenant_id`` holding its tenant, or ``*`` for the platform's own work; the policy
-lets a row through only when they match. No setting, no rows.
+lets a row through only when they match. No setting, no rows. The policies are forced: they
+hold for the tables' owner too (the role migrations run as), except in migrations, whose
+connection acts for the platform (migrations/env.py).
 """
 
 from alembic import op
@@ -29,8 +31,11 @@ def create_app_role() -> None:
 
 def protect(table: str) -> None:
     """Let a tenant-owned table's rows through only to their tenant's transactions (and the
-    platform's own work): call it in the migration that creates the table, on PostgreSQL."""
+    platform's own work), for its owner too (FORCE): call it in the migration that creates
+    the table, on PostgreSQL. Calling it again on a protected table changes nothing."""
     op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(f"DROP POLICY IF EXISTS tenant_isolation ON {table}")
     op.execute(f"""
         CREATE POLICY tenant_isolation ON {table}
         USING (current_setting('relais.tenant_id', true) = '*'
@@ -38,6 +43,12 @@ def protect(table: str) -> None:
     """)
 
 
+def unforce(table: str) -> None:
+    """Let the table's owner through again (what :func:`protect` did before it forced)."""
+    op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+
+
 def unprotect(table: str) -> None:
     op.execute(f"DROP POLICY IF EXISTS tenant_isolation ON {table}")
+    op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from core.db import db
+from core.i18n import country_name
 from core.plugins import CountryPlugin, country_plugins_enabled, hooks_for_country, host
 from tenants.models import Country, Tenant
 
@@ -33,7 +34,7 @@ def country_warnings(country: Country, has_clinics: bool | None = None) -> list[
             _(
                 "%(country)s: no regulation plugin is enabled, so its clinics can send only "
                 "transactional messages (codes, reminders, replies); campaigns are refused.",
-                country=country.name,
+                country=country_name(country.code),
             )
         )
     if enabled:
@@ -45,8 +46,8 @@ def country_warnings(country: Country, has_clinics: bool | None = None) -> list[
                 found.append(
                     _(
                         "%(country)s, %(plugin)s: %(warning)s",
-                        country=country.name,
-                        plugin=plugin,
+                        country=country_name(country.code),
+                        plugin=host().info[plugin].title,
                         warning=sentence,
                     )
                 )

@@ -29,9 +29,16 @@ class Tenant(db.Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     country_code: Mapped[str] = mapped_column(sa.ForeignKey("countries.code"))
     timezone: Mapped[str] = mapped_column(sa.String(64))
+    # The clinic's own choice of language (a Swiss or Belgian clinic); None: its country's.
+    language: Mapped[str | None] = mapped_column(sa.String(10))
     created_at: Mapped[datetime] = created_column()
 
     country: Mapped[Country] = relationship(lazy="joined")
+
+    @property
+    def default_language(self) -> str:
+        """The language of the clinic's pages until a reader chooses one (ISO 639-1)."""
+        return self.language or self.country.locale[:2]
 
 
 class Operator(Credentials, db.Model):

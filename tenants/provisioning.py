@@ -91,6 +91,14 @@ def set_tenant_feature(tenant: Tenant, plugin: str, enabled: bool) -> None:
         db.session.delete(row)
 
 
+def set_tenant_language(tenant: Tenant, language: str, choices) -> None:
+    """A clinic's default language (its pages, its new patients): one of ``choices``, or
+    empty for its country's. :raises ValidationError: naming the field ``language``."""
+    if language and language not in choices:
+        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(choices)), "language")
+    tenant.language = language or None
+
+
 def disabled_features(tenant: Tenant) -> set[str]:
     return set(
         db.session.scalars(
@@ -119,7 +127,7 @@ def create_operator(email: str, name: str, password: str):
     operator = Operator(
         email=email,
         name=check.text(name, "name", 200) or email,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, (email, name)),
     )
     db.session.add(operator)
     db.session.flush()

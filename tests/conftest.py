@@ -87,16 +87,19 @@ def app():
 def clean_state(request):
     """Empty the tables and Redis after each test; providers are healthy again."""
     yield
+    empty_state(request.getfixturevalue("app") if "app" in request.fixturenames else None)
+
+
+def empty_state(application) -> None:
+    """Empty the tables (with ``application``) and Redis; providers are healthy again."""
     routing.breaker.reset()
-    if "app" not in request.fixturenames:
-        return
-    application = request.getfixturevalue("app")
-    with application.app_context():
-        db.session.remove()
-        tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP]
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
-        limiter.reset()
+    if application is not None:
+        with application.app_context():
+            db.session.remove()
+            tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP]
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
+            limiter.reset()
     Redis.from_url(REDIS_URL).flushdb()
 
 

@@ -112,6 +112,8 @@ def make_clinic(app, slug: str, country: str = "FR", plugins=("fr", "exports")):
     with app.app_context(), system_scope():
         for name in plugins:
             provisioning.set_country_plugin(country, name, True)
+        if "outbox" in plugins:  # messages stay sent: tests apply the receipts they need
+            settings.save(country, "outbox", {"report_delivery": "no"})
         tenant = provisioning.create_tenant(f"Clinic {slug}", slug, country)
         db.session.commit()
         db.session.refresh(tenant)
@@ -265,9 +267,10 @@ def route_through_twilio(app, channel: str, fake, number: str) -> None:
         db.session.commit()
 
 
-def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
-    """A real ``relais worker`` process on the test database and Redis, with ``plugins``."""
-    env = {
+def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
+    """The environment of a process of the app (a worker, a producer) on the test database
+    and Redis, with ``plugins``."""
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "RELAIS_DATABASE_URL": TEST_CONFIG["DATABASE_URL"],
@@ -277,9 +280,13 @@ def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
     }
+
+
+def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
+    """A real ``relais worker`` process on the test database and Redis, with ``plugins``."""
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "relais"), "worker", *args],
-        env=env,
+        env=process_env(plugins),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

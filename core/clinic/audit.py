@@ -13,6 +13,7 @@ from flask import g
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from core import validation as check
 from core.clinic.models import ApiKey, AuditEvent, Patient, User
 from core.db import db, utcnow
 from core.errors import ValidationError
@@ -53,7 +54,7 @@ def record(
 
 PAGE_SIZE = 50
 CHART_DAYS = 14
-ACTOR_KINDS = ("staff", "api_key", "patient", "visitor", "system")
+ACTOR_KINDS = ("staff", "api_key", "patient", "visitor", "operator", "system")
 # An action ("otp.sent"), or the start of some followed by a dot ("otp.": every code event).
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?")
 # Actions whose object is a patient's id (the others name a message, a code, a key...).
@@ -271,13 +272,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 
 
 def _day(args: Mapping[str, str], name: str) -> date | None:
-    value = (args.get(name) or "").strip()
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(_("Use the form YYYY-MM-DD."), name) from None
+    return check.day((args.get(name) or "").strip(), name)
 
 
 def _no_such_page() -> str:
@@ -307,6 +302,7 @@ def _actor_names(events: list[AuditEvent]) -> dict[str, str]:
     fixed = {
         "visitor": _("Visitor"),
         "patient": _("Patient"),
+        "operator": _("Relais operator"),
         "system": _("Relais (automatic)"),
     }
     names = {}
@@ -356,6 +352,7 @@ def actor_labels() -> dict[str, str]:
         "api_key": _("API key"),
         "patient": _("Patient"),
         "visitor": _("Visitor"),
+        "operator": _("Relais operator"),
         "system": _("Relais (automatic)"),
     }
 
@@ -382,8 +379,12 @@ def action_labels() -> dict[str, str]:
         "otp.refused": _("Code refused: asked too soon"),
         "otp.verified": _("Code confirmed"),
         "user.create": _("Staff account created"),
+        "user.invite": _("Administrator invited"),
+        "user.accept_invitation": _("Invitation accepted"),
         "user.activate": _("Staff account reactivated"),
         "user.deactivate": _("Staff account deactivated"),
+        "user.password": _("Password changed"),
+        "user.sessions_ended": _("Logged out everywhere"),
         "api_key.create": _("API key created"),
         "api_key.revoke": _("API key revoked"),
         "appointment.read": _("Appointment read"),

@@ -19,15 +19,16 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, g, url_for
-from flask_babel import format_date
+from flask import current_app, g
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from core.clinic import audit
 from core.clinic.models import ApiKey, Consent, ConsentAction, ConsentMethod, Patient, User
+from core.config import external_url
 from core.db import db
 from core.errors import NotFound, ValidationError
+from core.i18n import format_date
 from core.plugins import hooks_for
 from core.vocabulary import CHANNELS
 from tenants.models import Tenant
@@ -169,7 +170,7 @@ def link(tenant, patient: Patient, channel: str, action: ConsentAction) -> str:
     ``channel``; it opens a page with one button, so a link preview changes nothing."""
     token = _serializer(tenant).dumps({"p": str(patient.id), "c": channel, "a": str(action)})
     # The clinic's subdomain said outright: a worker or webhook has no clinic in ``g``.
-    return url_for("consent.page", tenant=tenant.slug, token=token, _external=True)
+    return external_url("consent.page", tenant=tenant.slug, token=token)
 
 
 def read_link(tenant, token: str) -> tuple[Patient, str, ConsentAction]:
@@ -302,7 +303,7 @@ def sentence(state: ConsentState, double_opt_in: bool = False) -> str:
     if state.status == "none" or state.at is None:
         return _("Not asked")
     values = {
-        "date": format_date(state.at, "long"),
+        "date": format_date(state.at),
         "method": method_labels().get(state.method, state.method),
     }
     if state.status == ConsentAction.WITHDRAWN:

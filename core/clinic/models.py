@@ -40,6 +40,21 @@ class User(TenantOwned, Credentials, db.Model):
     )
 
 
+class StaffInvitation(TenantOwned, db.Model):
+    """The operator's invitation to a clinic's first admin: one per clinic, a new one
+    replacing the link of the one before (see :mod:`core.delivery.invitations`)."""
+
+    __tablename__ = "staff_invitations"
+
+    email: Mapped[str] = mapped_column(sa.String(254))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    nonce_digest: Mapped[str] = mapped_column(sa.String(64))  # SHA-256 of the link's nonce
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the e-mail that carried it
+
+
 class PatientAttribute(StrEnum):
     """Tags that matter to messaging and campaigns (health data: stored encrypted)."""
 

@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from core import phones
 from core import validation as check
 from core.clinic import audit
 from core.clinic.models import Patient, PatientAttribute, Role, User
@@ -13,6 +14,8 @@ from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
 from core.vocabulary import CHANNELS, LANGUAGES
+from tenants import scoping
+from tenants.models import Tenant
 
 FIELDS = (
     "first_name",
@@ -55,8 +58,10 @@ def create_patient(tenant, data: dict[str, Any], by: str | None = None) -> Patie
 
 
 def default_language(tenant) -> str:
-    """A new patient's language: the first of their country's, as its regulation plugin says
-    (the country's locale where no regulation plugin answers)."""
+    """A new patient's language: the clinic's own choice, else the first of its country's, as
+    its regulation plugin says (the country's locale where no regulation plugin answers)."""
+    if tenant.language:
+        return tenant.language
     profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
     return profile.default_language if profile else tenant.country.locale[:2]
 
@@ -111,6 +116,24 @@ def search_patients(
     return list(rows), total
 
 
+def count_patients() -> int:
+    """How many patients the clinic has (nothing read: not audited)."""
+    return db.session.scalar(sa.select(sa.func.count(Patient.id))) or 0
+
+
+def first_to_check(limit: int) -> list[Patient]:
+    """The oldest records an online sign-up created that staff have not checked yet, for the
+    home page's reminder of them (names only: not audited, as a count is not)."""
+    return list(
+        db.session.scalars(
+            sa.select(Patient)
+            .where(Patient.review_needed.is_(True))
+            .order_by(Patient.created_at, Patient.id)
+            .limit(limit)
+        )
+    )
+
+
 def count_to_check() -> int:
     """How many records an online sign-up created that staff have not checked yet."""
     return db.session.scalar(
@@ -132,19 +155,41 @@ def mark_reviewed(patient: Patient) -> bool:
 
 
 def matching(query: str) -> list[sa.ColumnElement[bool]]:
-    """Conditions on Patient: each word of ``query`` in the name, phone or e-mail."""
+    """Conditions on Patient: each word of ``query`` in the name, phone or e-mail; a phone
+    number found however it is typed (``06 12 34 56 78``, ``+33 6 12…``, ``0033…``), read
+    in the clinic's country."""
+    region = _region()
+    prefixes, fragments = phones.search_forms(query, region)
+    if prefixes or fragments:  # the whole query is a number, spaces and all
+        return [_phone_like(prefixes, fragments)]
     conditions = []
     for word in query.split():
         like = f"%{word.lower()}%"
+        prefixes, fragments = phones.search_forms(word, region)
         conditions.append(
             sa.or_(
                 sa.func.lower(Patient.last_name).like(like),
                 sa.func.lower(Patient.first_name).like(like),
                 Patient.phone.like(f"%{word}%"),
                 sa.func.lower(Patient.email).like(like),
+                *([_phone_like(prefixes, fragments)] if prefixes or fragments else []),
             )
         )
     return conditions
+
+
+def _phone_like(prefixes: list[str], fragments: list[str]) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        *(Patient.phone.like(f"{prefix}%") for prefix in prefixes),
+        *(Patient.phone.like(f"%{digits}%") for digits in fragments),
+    )
+
+
+def _region() -> str:
+    """The country of the clinic in scope, whose numbers are typed without their code."""
+    return db.session.scalar(
+        sa.select(Tenant.country_code).where(Tenant.id == scoping.current_tenant_id())
+    )
 
 
 def to_json(patient: Patient) -> dict[str, Any]:
@@ -198,7 +243,9 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
     if "attributes" in data:
         values = data["attributes"] or []
         allowed = {a.value for a in PatientAttribute}
-        if not isinstance(values, list) or not set(values) <= allowed:
+        if not isinstance(values, list) or not all(
+            isinstance(v, str) and v in allowed for v in values
+        ):
             raise ValidationError(
                 _("Choose among: %(v)s.", v=", ".join(sorted(allowed))), "attributes"
             )
@@ -208,6 +255,8 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
 
 
 def _practitioners(ids: list) -> list[User]:
+    if not isinstance(ids, list):
+        raise ValidationError(_("Send a list of practitioner ids."), "practitioner_ids")
     try:
         wanted = {uuid.UUID(str(i)) for i in ids}
     except ValueError:

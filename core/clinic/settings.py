@@ -28,7 +28,8 @@ class Setting:
     """One setting of a plugin (see the ``relais_plugin_settings`` hook).
 
     ``parse`` turns the operator's text into the stored value and raises ``ValueError`` with
-    a sentence for the operator when the text is not acceptable. A ``secret`` is never shown
+    a sentence for the operator when the text is not acceptable (with ``choices``, the code
+    picked; ``parse`` still checks it). A ``secret`` is never shown
     back: leaving its field empty keeps the stored value.
     """
 
@@ -39,6 +40,13 @@ class Setting:
     help: str = ""
     parse: Callable[[str], Any] = str
     clinic: bool = False  # each clinic's admins may choose it for their clinic
+    # A closed list: stored value -> what pages call it (``_l``), offered as a list to pick
+    # from; the stored value is a code, the words are the reader's language.
+    choices: dict[str, Any] | None = None
+
+    def shown(self, value: Any) -> Any:
+        """A stored value as pages show it: its choice's words, if it is one."""
+        return (self.choices or {}).get(value, value)
 
 
 def _remembered(key: tuple, load: Callable[[], Any]) -> Any:
@@ -210,13 +218,25 @@ def by_country(plugin: str, name: str) -> tuple[Any, dict[str, Any]]:
 def plugin_setting(tenant, plugin: str, name: str) -> Any:
     """A plugin's setting for a clinic: the clinic's own choice (for a ``clinic`` setting),
     else the value set for its country, else for the deployment, else the default."""
-    declared = {s.name: s for s in schema(plugin)}
-    if name not in declared:
+    values = _remembered(
+        ("resolved", tenant.id, tenant.country_code, plugin), lambda: _resolved(tenant, plugin)
+    )
+    if name not in values:
         raise KeyError(f"plugin {plugin!r} declares no setting {name!r}")
-    value = clinic_values(tenant, plugin).get(name) if declared[name].clinic else None
-    if value is None:
-        value = stored(tenant.country_code, plugin).get(name)
-    return declared[name].default if value is None else value
+    return values[name]
+
+
+def _resolved(tenant, plugin: str) -> dict[str, Any]:
+    """Every setting of a plugin for a clinic, resolved once per application context: a
+    campaign's judging asks for several of them for each message."""
+    own, stored_values = clinic_values(tenant, plugin), stored(tenant.country_code, plugin)
+    found = {}
+    for setting in schema(plugin):
+        value = own.get(setting.name) if setting.clinic else None
+        if value is None:
+            value = stored_values.get(setting.name)
+        found[setting.name] = setting.default if value is None else value
+    return found
 
 
 __all__ = [

@@ -11,13 +11,14 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 
 from core.clinic.models import AccessLinkUse, Patient
+from core.config import external_url
 from core.db import db, utcnow
 from core.delivery import outbox
 from core.delivery.models import Message
@@ -47,7 +48,7 @@ def send_access_link(tenant, patient: Patient) -> Message:
             _("Add the patient's mobile phone or e-mail address first: the link goes there."),
             "phone",
         )
-    link = url_for("patient.access", token=make_token(tenant, patient), _external=True)
+    link = external_url("patient.access", token=make_token(tenant, patient))
     with force_locale(patient.language):
         text = _(
             "%(clinic)s: here is your link to your patient page. It works once, within "

@@ -12,10 +12,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import url_for
 
 from core.clinic.models import Patient
-from core.db import db, new_id, utcnow
+from core.config import external_url
+from core.db import db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -27,6 +27,7 @@ from core.delivery.providers import (
     Result,
     send_batch,
 )
+from core.i18n import N_
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
@@ -122,6 +123,17 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
             lifecycle.sent_many(accepted, route.provider, now)
+            if accepted and provider.delivered_on_accept:
+                ids = [m.id for m, _ in accepted]
+                where = [Message.tenant_id == tenant.id, Message.id.in_(ids)]
+                lifecycle.move_many(
+                    where,
+                    [MessageStatus.SENT],
+                    MessageStatus.DELIVERED,
+                    route.provider,
+                    len(ids),
+                    now,
+                )
     return again
 
 
@@ -143,7 +155,7 @@ def _in_flight(provider: str, messages: list[Message]) -> list[uuid.UUID]:
         }
         for m in messages
     ]
-    db.session.execute(sa.insert(Attempt.__table__), rows)
+    insert_many(Attempt.__table__, rows)
     return [r["id"] for r in rows]
 
 
@@ -213,11 +225,13 @@ def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):
     or must wait (it is then already updated)."""
     while True:
         if message.expires_at and message.expires_at <= now:
-            lifecycle.finish(message, MessageStatus.EXPIRED, "expired before it could be sent", now)
+            lifecycle.finish(
+                message, MessageStatus.EXPIRED, N_("expired before it could be sent"), now
+            )
             return None
         channel = message.channel
         if channel is None:
-            lifecycle.finish(message, MessageStatus.FAILED, "no channel left in the plan", now)
+            lifecycle.finish(message, MessageStatus.FAILED, N_("no channel left in the plan"), now)
             return None
         to = _address(tenant, message, patient, channel)
         candidates = (
@@ -251,7 +265,7 @@ def _outgoing(
     if to is None:
         to = _address(tenant, message, patient, channel)
     callbacks = {} if callbacks is None else callbacks
-    if provider not in callbacks:  # url_for once per provider and job
+    if provider not in callbacks:  # built once per provider and job
         callbacks[provider] = _callback(tenant, provider)
     content = message.content
     return Outgoing(
@@ -307,4 +321,4 @@ def _retry_later(message: Message, now: datetime, why: str) -> None:
 
 def _callback(tenant, provider: str) -> str:
     """The webhook address a provider posts this message's receipts to."""
-    return url_for("webhooks.receipts", tenant=tenant.slug, provider=provider, _external=True)
+    return external_url("webhooks.receipts", tenant=tenant.slug, provider=provider)

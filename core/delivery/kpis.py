@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql
 
+from core import validation as check
 from core.db import db, utcnow
 from core.delivery.dispatch import IN_FLIGHT, UNANSWERED
 from core.delivery.expressions import current_channel, due_at, seconds_between
@@ -238,7 +239,7 @@ def _form_time(value: str | None, field: str) -> datetime:
         parsed = datetime.fromisoformat((value or "").strip())
     except ValueError:
         raise ValidationError(_("Give a date and time."), field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return check.plausible(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), field)
 
 
 def _plus_restored(value: str | None) -> str | None:

@@ -8,9 +8,9 @@ it shows patients' names).
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from core.clinic import audit, patients
@@ -21,6 +21,7 @@ from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.outbox import CHANNELS, PURPOSES
 from core.delivery.presenters import find_message
 from core.errors import ValidationError
+from core.i18n import format_datetime, render_phrases, stored_text
 
 PAGE_SIZE = 50
 
@@ -90,6 +91,48 @@ def read_message(message_id: uuid.UUID) -> tuple[Message, Patient | None]:
         return message, None
     patient = db.session.scalar(sa.select(Patient).where(Patient.id == message.patient_id))
     return message, patient
+
+
+# What went wrong: the statuses of messages that will not reach their patient.
+TROUBLES = (
+    MessageStatus.FAILED,
+    MessageStatus.UNDELIVERED,
+    MessageStatus.EXPIRED,
+    MessageStatus.DENIED,
+)
+
+
+def troubles(since: datetime, limit: int = 5) -> tuple[list[tuple[Message, str]], int]:
+    """The clinic's messages that failed, went undelivered, expired or were refused by the
+    rules since ``since`` (latest first), each with why in plain words; and how many in all.
+    Not audited: no patient is named (the page links to each message)."""
+    conditions = [
+        Message.status.in_(TROUBLES),
+        sa.func.coalesce(Message.finished_at, Message.created_at) >= since,
+    ]
+    total = db.session.scalar(sa.select(sa.func.count(Message.id)).where(*conditions)) or 0
+    rows = db.session.scalars(
+        sa.select(Message)
+        .where(*conditions)
+        .order_by(sa.func.coalesce(Message.finished_at, Message.created_at).desc(), Message.id)
+        .limit(limit)
+    ).all()
+    return [(message, why(message)) for message in rows], total
+
+
+def why(message: Message) -> str:
+    """Why a message did not reach its patient: the rules' verdict, else the provider's last
+    answer, else its status."""
+    if message.status == MessageStatus.DENIED:
+        return verdict_sentence(message)
+    error = db.session.scalar(
+        sa.select(Attempt.error)
+        .where(Attempt.message_id == message.id, Attempt.error.is_not(None))
+        .order_by(Attempt.at.desc(), Attempt.id.desc())
+        .limit(1)
+    )
+    label = status_labels()[message.status]
+    return f"{label}: {error}" if error else label
 
 
 def masked(phone: str | None) -> str:
@@ -169,11 +212,30 @@ def verdict_sentence(message) -> str:
     """What the country's rules did to a message, in plain words, e.g. "Deferred to Monday
     30 March 08:00: quiet hours in France" (in the clinic's time zone)."""
     if message.verdict == "defer" and message.verdict_until:
-        when = format_datetime(message.verdict_until, "EEEE d MMMM HH:mm")
+        when = format_datetime(message.verdict_until, weekday=True)
         label = _("Deferred to %(when)s", when=when)
     else:
         label = verdict_labels().get(message.verdict, message.verdict)
-    return f"{label}: {message.verdict_reason}" if message.verdict_reason else label
+    reason = verdict_reason(message)
+    return _("%(verdict)s: %(reason)s", verdict=label, reason=reason) if reason else label
+
+
+def event_detail(message, event) -> str:
+    """A step's detail in the reader's language: the verdict's reasons for the first step, a
+    fixed text (marked with ``N_``) translated, a provider's own words as they came."""
+    if not event.detail:
+        return ""
+    if event.detail == message.verdict_reason and message.verdict_phrases:
+        return render_phrases(message.verdict_phrases)
+    return stored_text(event.detail)
+
+
+def verdict_reason(message) -> str | None:
+    """Why the rules said so, in the reader's language (the English text of the messages
+    judged before reasons were stored as codes, or of a plugin's plain-text reason)."""
+    if message.verdict_phrases:
+        return render_phrases(message.verdict_phrases)
+    return message.verdict_reason
 
 
 def channel_labels() -> dict[str, str]:

@@ -74,7 +74,7 @@ class Message(TenantOwned, db.Model):
     id: Mapped[uuid.UUID] = id_column()
     patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     # Where it goes when no patient record holds the address (a sign-up code, a staff phone).
-    address: Mapped[str | None] = mapped_column(sa.String(254))
+    address: Mapped[str | None] = mapped_column(EncryptedText)  # a phone number: encrypted
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the API key that wrote it
     reference: Mapped[str | None] = mapped_column(sa.String(100))  # the client's, per key
     purpose: Mapped[str] = mapped_column(sa.String(20))
@@ -89,7 +89,10 @@ class Message(TenantOwned, db.Model):
     tries: Mapped[int] = mapped_column(default=0)  # on the current provider
     content: Mapped[dict] = mapped_column(EncryptedJSON)  # rendered once: subject, text, html
     verdict: Mapped[str] = mapped_column(sa.String(10), default="allow")
-    verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    verdict_reason: Mapped[str | None] = mapped_column(sa.String(200))  # in English, for the API
+    # The reasons as codes (core.i18n.Phrase), shown in each reader's language; None for a
+    # plugin's plain-text reason and for messages judged before codes were stored.
+    verdict_phrases: Mapped[list | None] = mapped_column(sa.JSON)
     verdict_rule: Mapped[str | None] = mapped_column(sa.String(40))  # e.g. "quiet_hours"
     verdict_plugin: Mapped[str | None] = mapped_column(sa.String(100))  # e.g. "fr"
     verdict_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a deferral's date
@@ -171,6 +174,14 @@ class InboundMessage(TenantOwned, db.Model):
     """A patient's reply; what a feature did with it, or nothing yet (kept for staff)."""
 
     __tablename__ = "inbound_messages"
+    # A provider's reference is one reply: a retried or replayed webhook stores nothing more.
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "tenant_id", "provider", "provider_ref", name="uq_inbound_messages_provider_ref"
+        ),
+        # Before routing a reply to a clinic, the webhook looks for it in every clinic.
+        sa.Index("ix_inbound_messages_ref", "provider", "provider_ref"),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,7 +1,6 @@
 """Writing messages to the outbox, in the transaction of the change that causes them."""
 
 import base64
-import functools
 import inspect
 import uuid
 from collections.abc import Iterable
@@ -13,21 +12,18 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from flask_babel import lazy_gettext as _l
 
 from core.clinic import consent
 from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
-from core.delivery import lifecycle, queues, routing
+from core.delivery import lifecycle, queues, routing, templates
 from core.delivery.models import Message, MessageStatus
 from core.errors import ValidationError
+from core.i18n import Phrase, phrase_country, phrases_to_json, render_phrases
 from core.plugins import enabled_plugins, hooks_for, host
 from core.regulation import HEALTH_VARIABLES, Verdict, is_transactional
 from core.vocabulary import CHANNELS, PURPOSES
-
-_text_env = SandboxedEnvironment(autoescape=False)
-_html_env = SandboxedEnvironment(autoescape=True)
 
 
 def send(
@@ -119,6 +115,31 @@ def send_many(
                 chunk = range(start, min(start + MANY_CHUNK, len(drafts)))
                 _send_chunk(tenant, drafts, chunk, api_key_id, results)
     return results  # type: ignore[return-value]
+
+
+def send_in_parts(
+    tenant,
+    drafts: Iterable[dict[str, Any]],
+    api_key_id: uuid.UUID | None = None,
+    part: int = MANY_CHUNK,
+) -> list[Message | ValidationError]:
+    """:func:`send_many` for a fan-out too large for one transaction (a campaign to 500,000
+    patients): the drafts in transactions of ``part``, each committed before the next part
+    is written, so each part's due messages are queued as soon as it is in the database and
+    a crash loses at most the part being written (nothing of it is half-written). Changes
+    the caller made before commit with the first part.
+
+    Give drafts a ``reference`` to make a fan-out that stopped midway safe to start again:
+    the parts already written are not written twice.
+
+    :return: as :func:`send_many`, for every draft in order.
+    """
+    drafts = list(drafts)
+    results: list[Message | ValidationError] = []
+    for start in range(0, len(drafts), part):
+        results += send_many(tenant, drafts[start : start + part], api_key_id)
+        db.session.commit()  # the part's due messages are pushed to Redis right after this
+    return results
 
 
 def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
@@ -260,26 +281,37 @@ def preferred_plan(patient: Patient, plan: list[str]) -> list[str]:
 
 
 def render(template: str | dict[str, str], variables: dict[str, Any]) -> dict[str, str]:
-    """Render a message's templates once, in Jinja's sandbox (no attribute tricks)."""
-    parts = {"text": template} if isinstance(template, str) else dict(template)
-    if not isinstance(parts.get("text"), str) or not parts["text"].strip():
+    """Render a message's templates once, in a bounded sandbox (:mod:`.templates`).
+
+    :raises ValidationError: on ``template`` for any template that cannot be rendered:
+        too long, too costly, or failing (a syntax error, a division by zero...).
+    """
+    parts = {"text": template} if isinstance(template, str) else template
+    if (
+        not isinstance(parts, dict)
+        or not isinstance(parts.get("text"), str)
+        or not parts["text"].strip()
+    ):
         raise ValidationError(_("A message needs a text."), "template")
     try:
         return {
-            name: _compiled(source, html=name == "html").render(variables)
+            name: templates.render(source, variables, html=name == "html")
             for name, source in parts.items()
             if name in ("text", "subject", "html") and source
         }
-    except TemplateError as exc:
+    except templates.TemplateTooLong as exc:
+        if exc.what == "source":
+            message = _("A template is at most %(n)d characters long.", n=exc.limit)
+        else:
+            message = _("The message would be longer than %(n)d characters.", n=exc.limit)
+        raise ValidationError(message, "template") from exc
+    except templates.TooCostly as exc:
+        raise ValidationError(_("This template does too much work."), "template") from exc
+    except Exception as exc:  # noqa: BLE001 (whatever a user's template raises is a refusal)
         raise ValidationError(
-            _("The template cannot be rendered: %(e)s", e=str(exc)), "template"
+            _("The template cannot be rendered: %(e)s", e=str(exc) or type(exc).__name__),
+            "template",
         ) from exc
-
-
-@functools.lru_cache(maxsize=512)
-def _compiled(source: str, html: bool):
-    """Compile each template once per process: campaigns send one text to many."""
-    return (_html_env if html else _text_env).from_string(source)
 
 
 def judge(tenant, patient: Patient, message: Message) -> Verdict:
@@ -298,10 +330,13 @@ def _judged(tenant, patient: Patient, message: Message, known_senders=None) -> V
     if not is_transactional(message.purpose) and not any(
         host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
     ):
+        why = _l(
+            "no regulation plugin is enabled for %(country)s: only transactional messages "
+            "can be sent"
+        )
         return Verdict(
             "deny",
-            reason=f"no regulation plugin is enabled for {tenant.country_code}: "
-            "only transactional messages can be sent",
+            reasons=(Phrase(why, country=phrase_country(tenant.country_code)),),
             rule="no_regulation",
         )
     verdicts = []
@@ -340,7 +375,13 @@ def _amend(message: Message, verdict: Verdict) -> None:
 
 def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> MessageStatus:
     """Record the verdict with the message; return the status it enters the outbox with."""
-    message.verdict, message.verdict_reason = verdict.action, (verdict.reason or "")[:200] or None
+    message.verdict = verdict.action
+    if verdict.reasons:
+        message.verdict_phrases = phrases_to_json(verdict.reasons)
+        with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
+            message.verdict_reason = render_phrases(message.verdict_phrases)[:200]
+    else:
+        message.verdict_reason = (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
     if verdict.action == "deny":
         return MessageStatus.DENIED

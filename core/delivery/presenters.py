@@ -7,9 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from core import validation as check
 from core.db import db
 from core.delivery.models import Attempt, Message, MessageEvent
-from core.errors import NotFound, ValidationError
+from core.errors import NotFound
 
 
 def find_message(message_id: uuid.UUID) -> Message:
@@ -70,15 +71,7 @@ def verdict_json(message: Message) -> dict[str, Any]:
 
 def parse_time(value: Any, field: str) -> datetime | None:
     """An ISO 8601 time with its offset (``2026-11-23T09:00:00+01:00``), or None."""
-    if value in (None, ""):
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ValidationError(_("Give an ISO 8601 time with its offset."), field)
-    return parsed
+    return check.moment(value, field)
 
 
 def _iso(value: datetime | None) -> str | None:

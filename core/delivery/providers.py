@@ -110,6 +110,9 @@ class Provider:
     # it (push): a sent message not acknowledged within the plugin's ``ack_timeout`` setting
     # (minutes) falls back to the next channel of its plan.
     acknowledged: ClassVar[bool] = False
+    # True when taking a message is delivering it: the provider is the recipient's mailbox
+    # itself (the development outbox), so an accepted message is delivered at once.
+    delivered_on_accept: ClassVar[bool] = False
     settings: dict[str, Any] = field(default_factory=dict)
 
     def sender(self, purpose: str) -> str | None:

@@ -1,9 +1,10 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clinic.models import Patient
-from core.db import db
+from core.db import db, new_id
 from core.delivery import lifecycle
 from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageStatus
 from core.delivery.providers import Inbound, Receipt
@@ -194,22 +195,59 @@ def route_inbound(provider: str, channel: str, country_code: str, reply: Inbound
     return (db.session.get(Tenant, row[0]), row[1]) if row else (None, None)
 
 
-def keep_inbound(tenant, patient_id, provider: str, channel: str, reply: Inbound) -> InboundMessage:
-    """Store a reply and hand it to the clinic's features (first handler wins)."""
+def inbound_seen(provider: str, provider_ref: str | None) -> bool:
+    """Whether a reply with this provider reference is stored already, in any clinic (call
+    it in the system scope): a provider's retry, or a replayed request, is not a new reply."""
+    if not provider_ref:
+        return False
+    return (
+        db.session.scalar(
+            sa.select(sa.literal(True)).where(
+                InboundMessage.provider == provider, InboundMessage.provider_ref == provider_ref
+            )
+        )
+        is not None
+    )
+
+
+def keep_inbound(
+    tenant, patient_id, provider: str, channel: str, reply: Inbound
+) -> InboundMessage | None:
+    """Store a reply and hand it to the clinic's features (first handler wins).
+
+    Idempotent by the provider's reference: a reply stored already (a provider's retry, a
+    replayed request) is neither stored again nor handed to features again, even when two
+    copies race (one INSERT ... ON CONFLICT DO NOTHING decides). Returns the stored row, or
+    None for a copy.
+    """
+    table = InboundMessage.__table__
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    row_id = db.session.scalar(
+        dialect.insert(table)
+        .values(
+            tenant_id=tenant.id,
+            id=new_id(),
+            at=reply.at,
+            channel=channel,
+            provider=provider,
+            provider_ref=reply.provider_ref,
+            sender=reply.sender,
+            patient_id=patient_id,
+            text=reply.text,
+        )
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
+    )
+    if row_id is None:
+        return None
     patient = db.session.get(Patient, (tenant.id, patient_id)) if patient_id else None
     handled = hooks_for(tenant).relais_handle_inbound(
         tenant=tenant, patient=patient, channel=channel, text=reply.text
     )
-    row = InboundMessage(
-        tenant_id=tenant.id,
-        at=reply.at,
-        channel=channel,
-        provider=provider,
-        provider_ref=reply.provider_ref,
-        sender=reply.sender,
-        patient_id=patient_id,
-        text=reply.text,
-        handled_by=str(handled)[:200] if handled else None,
-    )
-    db.session.add(row)
-    return row
+    if handled:
+        db.session.execute(
+            sa.update(table)
+            .where(table.c.tenant_id == tenant.id, table.c.id == row_id)
+            .values(handled_by=str(handled)[:200])
+        )
+    return db.session.get(InboundMessage, (tenant.id, row_id))

@@ -25,6 +25,7 @@ from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import auth, sessions
 from core.clinic import settings
 from core.db import db, utcnow
 from core.delivery import jobs, lifecycle, queues, receipts, retention
@@ -247,6 +248,11 @@ class Sweeper(threading.Thread):
         with self.app.app_context():
             try:
                 retention.purge()
+                # Rows of ended sessions and of failed tries no longer counted: nothing in them
+                # opens anything, but they are no use kept.
+                sessions.purge()
+                auth.purge_throttles()
+                db.session.commit()
             except Exception:  # noqa: BLE001 - the next day's pass finishes the work
                 self.app.logger.exception("retention purge failed")
             finally:

@@ -56,6 +56,8 @@ def inbound(provider: str, country: str):
         abort(400)
     for reply in replies:
         with scoping.system_scope():
+            if receipts.inbound_seen(provider, reply.provider_ref):
+                continue  # a retry or a replay: kept once, where it first went
             tenant, patient_id = receipts.route_inbound(provider, instance.channel, country, reply)
         if tenant is None:
             current_app.logger.info("a reply from an unknown sender was dropped")

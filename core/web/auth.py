@@ -2,7 +2,9 @@
 
 Registered twice: on every clinic subdomain (staff accounts of that clinic) and on the
 operator subdomain (operators). The session cookie is host-only, so a login on one clinic
-is no login on another; the session also names its realm, checked on every request.
+is no login on another; the session also names its realm, checked on every request, and
+its id must name an open session on the server (:mod:`core.sessions`): logging out ends
+every copy of the cookie.
 """
 
 import uuid
@@ -12,12 +14,13 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from core import auth
+from core import auth, sessions
 from core.clinic.models import User
 from core.db import db
 from core.errors import DomainError
 from core.extensions import limiter, login_manager
 from core.plugins import hooks_for
+from core.web.redirects import same_host_path
 from tenants.models import Operator
 
 bp = Blueprint("auth", __name__)
@@ -35,9 +38,18 @@ def _model():
 
 @login_manager.user_loader
 def load_account(account_id: str):
-    if session.get("realm") != realm():
+    """The account of this request's session: its realm, an open session on the server,
+    an active account."""
+    if session.get("realm") != realm() or str(sessions.current(realm())) != account_id:
         return None
-    return _account(account_id)
+    account = _account(account_id)
+    return account if account is not None and account.active else None
+
+
+def log_in(account) -> None:
+    """Open a new session for ``account`` in this realm (a fresh cookie, a new id)."""
+    sessions.start(realm(), account.id)
+    login_user(account)
 
 
 def _account(account_id: str | None):
@@ -64,14 +76,11 @@ def login():
     model = _model()
     account = db.session.scalar(sa.select(model).where(model.email == email))
     try:
-        auth.check_password(account, request.form.get("password", ""))
+        auth.check_password(realm(), email, account, request.form.get("password", ""))
     except DomainError as exc:
         db.session.commit()  # keep the failure count
         return render_template("auth/login.html", error=exc.message, email=email), exc.status
-    lang = session.get("lang")
-    session.clear()  # a fresh session at each login (no fixation)
-    if lang:
-        session["lang"] = lang
+    sessions.fresh_cookie()  # a fresh session at each login (no fixation)
     session["pending"] = str(account.id)
     session["realm"] = realm()
     if not account.totp_enrolled and not account.totp_secret:
@@ -127,22 +136,22 @@ def enrol():
 
 def _finish(account, template: str, **context):
     try:
-        auth.check_code(account, request.form.get("code", ""))
+        auth.check_code(realm(), account, request.form.get("code", ""))
     except DomainError as exc:
         db.session.commit()
         return render_template(template, error=exc.message, **context), exc.status
     account.totp_enrolled = True
+    log_in(account)
     db.session.commit()
-    session.pop("pending", None)
-    login_user(account)
-    session.permanent = True
     return redirect(_home())
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """End this session: every copy of its cookie opens nothing any more."""
     logout_user()
-    session.clear()
+    sessions.end()
+    db.session.commit()
     return redirect(url_for(".login"))
 
 
@@ -152,9 +161,7 @@ def language():
     chosen = request.form.get("lang")
     if chosen in current_app.config["LANGUAGES"]:
         session["lang"] = chosen
-    target = request.form.get("next", "")
-    # Only paths on this host: never an open redirect.
-    return redirect(target if target.startswith("/") and not target.startswith("//") else _home())
+    return redirect(same_host_path(request.form.get("next"), _home()))
 
 
 login_manager.login_view = "auth.login"
@@ -162,4 +169,4 @@ login_manager.blueprint_login_views = {"console": "operator_auth.login"}
 login_manager.login_message = None
 
 
-__all__ = ["bp"]
+__all__ = ["bp", "log_in"]

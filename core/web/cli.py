@@ -5,6 +5,7 @@ Bad input exits with code 2 and a sentence, changing nothing.
 """
 
 import functools
+import re
 import sys
 
 import click
@@ -20,7 +21,7 @@ from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
 from core.db import db
-from core.delivery import jobs, retention, routing
+from core.delivery import invitations, jobs, retention, routing
 from core.delivery.sweeper import Sweeper
 from core.delivery.worker import Worker
 from core.errors import DomainError
@@ -103,10 +104,14 @@ def tenant_option(feature: str | None = None):
 def demo(host: str, port: int, serve: bool):
     """Set up a demo platform (France, clinic 'demo', staff, patients) and serve it."""
     schema.upgrade()  # the core, then every installed plugin's tables
-    with system_scope():
+    server = f"localhost:{port}"
+    # Plain HTTP on this machine only: cookies cannot be marked Secure here. Set before
+    # seeding, in a new app context (its URL adapter reads SERVER_NAME when pushed), so
+    # that links in the seeded messages name the port served.
+    current_app.config.update(SERVER_NAME=server, SESSION_COOKIE_SECURE=False)
+    with current_app.app_context(), system_scope():
         accounts = seed_demo()
         db.session.commit()
-    server = f"localhost:{port}"
     click.echo("Relais demo is ready.\n")
     click.echo(f"  Clinic:   http://demo.{server}/")
     click.echo(f"  Operator: http://operator.{server}/\n")
@@ -121,8 +126,6 @@ def demo(host: str, port: int, serve: bool):
     else:
         click.echo("  Delivery: in-process (RELAIS_REDIS_URL is not set).")
     if serve:
-        # Plain HTTP on this machine only: cookies cannot be marked Secure here.
-        current_app.config.update(SERVER_NAME=server, SESSION_COOKIE_SECURE=False)
         Sweeper(current_app._get_current_object()).start()  # in-process delivery without Redis
         run_simple(
             host,
@@ -133,11 +136,17 @@ def demo(host: str, port: int, serve: bool):
         )
 
 
+# A signed link's token (itsdangerous: payload[.timestamp].signature), as in /access/<token>.
+SIGNED_TOKEN = re.compile(r"[\w-]+(?:\.[\w-]+)?\.[\w-]{20,}")
+
+
 class PathOnlyLogHandler(WSGIRequestHandler):
-    """Logs requests without their query string: searches carry patients' names."""
+    """Logs requests without their query string (searches carry patients' names) nor the
+    tokens of signed links (an invitation or access link opens an account)."""
 
     def log_request(self, code="-", size="-"):
-        self.log("info", '"%s %s" %s', self.command, self.path.split("?", 1)[0], code)
+        path = SIGNED_TOKEN.sub("[token]", self.path.split("?", 1)[0])
+        self.log("info", '"%s %s" %s', self.command, path, code)
 
 
 # --- tenants ----------------------------------------------------------------------------------
@@ -348,7 +357,7 @@ def providers_remove(provider, country):
 
 @main.group()
 def users():
-    """Create staff and operator accounts."""
+    """Create staff and operator accounts; invite a clinic's first admin."""
 
 
 @users.command("create")
@@ -384,6 +393,21 @@ def users_create(email, name, slug, role, operator, password, phone):
             create_user(email, name, role, password, phone)
             db.session.commit()
     click.echo(f"Created {email}" + (f" with password {password}" if shown else ""))
+
+
+@users.command("invite")
+@click.argument("email")
+@click.option("--name", required=True)
+@tenant_option()
+def users_invite(tenant, email, name):
+    """E-mail a clinic's first admin a link to choose their password (it replaces any
+    earlier invitation's link); they log in afterwards as every new staff member does."""
+    invitation = invitations.invite(tenant, email, name, by="operator")
+    db.session.commit()
+    click.echo(
+        f"Invitation sent to {invitation.email} for {tenant.slug}; "
+        f"the link works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC."
+    )
 
 
 # --- API keys ---------------------------------------------------------------------------------

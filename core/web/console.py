@@ -11,17 +11,18 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from core import validation
 from core.clinic import settings
 from core.db import db
-from core.delivery import kpis, routing
-from core.delivery.log import channel_labels
+from core.delivery import invitations, kpis, routing
+from core.delivery.log import channel_labels, status_labels
+from core.delivery.models import Message
 from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
+from core.i18n import country_name, format_number, format_percent
 from core.plugins import host
 from tenants import provisioning, scoping
 from tenants.country_warnings import all_country_warnings, country_warnings
@@ -50,6 +51,8 @@ def index():
                 form.get("country", ""),
                 form.get("timezone") or None,
             )
+            if form.get("admin_email", "").strip() or form.get("admin_name", "").strip():
+                _invite(tenant, form.get("admin_email", ""), form.get("admin_name", ""), "admin_")
         except (ValidationError, Conflict) as exc:  # both name a field of the form
             db.session.rollback()
             error = exc
@@ -60,11 +63,52 @@ def index():
     return render_template(
         "console/index.html",
         tenants=provisioning.tenants(),
+        invitations=invitations.all_invitations(),
         countries=_country_names(),
         warnings=all_country_warnings(),
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
+
+
+@bp.route("/clinics/<slug>/invitation", methods=["GET", "POST"])
+def invitation(slug: str):
+    """Invite a clinic's first admin (again: a new link replaces the one before)."""
+    try:
+        tenant = provisioning.tenant_by_slug(slug)
+    except NotFound:
+        abort(404)
+    error = None
+    if request.method == "POST":
+        try:
+            sent = _invite(tenant, request.form.get("email", ""), request.form.get("name", ""))
+        except (ValidationError, Conflict) as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("Invitation sent to %(email)s.", email=sent.email))
+            return redirect(url_for(".invitation", slug=tenant.slug))
+    current = invitations.invitation_of(tenant)
+    message = current and db.session.get(Message, (tenant.id, current.message_id))
+    return render_template(
+        "console/invitation.html",
+        clinic=tenant,
+        invitation=current,
+        email_status=status_labels().get(message.status) if message else None,
+        error=error,
+        submitted=request.form,
+    ), (error.status if error else 200)
+
+
+def _invite(tenant, email: str, name: str, prefix: str = ""):
+    """Invite through the domain, with the operator as the one who acts; an error names the
+    form's field (``admin_email`` on the new-clinic form)."""
+    try:
+        return invitations.invite(tenant, email, name, by="operator")
+    except (ValidationError, Conflict) as exc:
+        exc.field = f"{prefix}{exc.field}" if exc.field else exc.field
+        raise
 
 
 @bp.route("/plugins", methods=["GET", "POST"])
@@ -83,6 +127,7 @@ def plugins():
     return render_template(
         "console/plugins.html",
         plugins=infos,
+        kinds={"channel": _("Channel"), "regulation": _("Country rules"), "feature": _("Feature")},
         countries=countries,
         enabled=enabled,
         configurable={i.name for i in infos if settings.schema(i.name)},
@@ -166,7 +211,7 @@ def providers():
 
 
 def _country_names() -> dict[str, str]:
-    return {c.code: c.name for c in provisioning.countries()}
+    return {c.code: country_name(c.code) for c in provisioning.countries()}
 
 
 # --- delivery KPIs ----------------------------------------------------------------------------
@@ -239,8 +284,8 @@ def _kpi_labels(tables) -> dict[str, dict]:
 
 
 def _percent(value: float | None) -> str:
-    return "—" if value is None else format_percent(value, "#,##0.0%")
+    return format_percent(value, 1)
 
 
 def _seconds(value: float | None) -> str:
-    return "—" if value is None else _("%(seconds)s s", seconds=format_decimal(value, "#,##0.00"))
+    return "—" if value is None else _("%(seconds)s s", seconds=format_number(value, 2))

@@ -7,7 +7,7 @@ import secrets
 
 import sqlalchemy as sa
 
-from core.auth import hash_password
+from core.auth import clear_failures, hash_password
 from core.clinic import patients, settings, staff
 from core.clinic.models import User
 from core.db import db, utcnow
@@ -112,7 +112,7 @@ def _staff(email: str, name: str, role: str) -> str:
         user.phone_verified_at = utcnow()  # a demo account needs no phone of its own
     else:
         user.password_hash = hash_password(password)
-        user.failed_logins, user.locked_until = 0, None
+        clear_failures(str(user.tenant_id), email)
     return password
 
 

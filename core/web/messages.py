@@ -8,6 +8,7 @@ import uuid
 
 from flask import Blueprint, render_template, request
 
+from core import validation as check
 from core.db import db
 from core.delivery import log as message_log
 from core.errors import ValidationError
@@ -19,7 +20,7 @@ bp.before_request(require_staff)
 
 @bp.route("/messages")
 def index():
-    page = request.args.get("page", 1, type=int) or 1
+    page = check.page(request.args.get("page"))
     try:
         filters = message_log.parse_filters(request.args)
     except ValidationError as exc:
@@ -57,6 +58,7 @@ def view(message_id: uuid.UUID):
         outcomes=message_log.outcome_labels(),
         steps=message_log.event_labels(),
         verdict_sentence=message_log.verdict_sentence,
+        event_detail=lambda event: message_log.event_detail(message, event),
         **_labels(),
     )
 

@@ -4,13 +4,13 @@ A patient session names its realm ``patient:<clinic id>``; a staff session names
 id alone (see :mod:`core.web.auth`). Each side checks its own realm on every request, and
 opening one session clears the other: a staff login grants nothing here, a patient session
 nothing on staff pages, and neither anything on another clinic (the cookie is host-only).
+The session is kept on the server (:mod:`core.sessions`): logging out ends every copy.
 
 A patient comes in through an access link staff send (:mod:`core.delivery.access_links`), or
 through a feature plugin's sign-in (the ``otp`` plugin's code by SMS), which calls
 :func:`log_in_patient` the same way.
 """
 
-import uuid
 from functools import wraps
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from core import sessions
 from core.clinic.models import Patient
 from core.db import db
 from core.delivery import access_links
@@ -47,18 +48,18 @@ def realm() -> str:
 
 def log_in_patient(patient: Patient) -> None:
     """Open a patient session for ``patient`` on this clinic, in a fresh session (no
-    fixation, and whatever staff session the browser had is gone)."""
-    lang = session.get("lang")
-    session.clear()
-    if lang or patient.language in current_app.config["LANGUAGES"]:
-        session["lang"] = lang or patient.language
-    session["realm"] = realm()
-    session["patient"] = str(patient.id)
-    session.permanent = True
+    fixation, and whatever staff session the browser had is gone), in the caller's
+    transaction."""
+    sessions.start(realm(), patient.id)
+    if "lang" not in session and patient.language in current_app.config["LANGUAGES"]:
+        session["lang"] = patient.language
+    g.pop("_relais_patient", None)
 
 
 def log_out_patient() -> None:
-    session.clear()
+    """End this patient session, every copy of its cookie (the caller commits)."""
+    sessions.end()
+    g.pop("_relais_patient", None)
 
 
 def current_patient() -> Patient | None:
@@ -66,13 +67,9 @@ def current_patient() -> Patient | None:
     if "_relais_patient" in g:
         return g._relais_patient
     patient = None
-    if g.get("tenant") is not None and session.get("realm") == realm():
-        try:
-            patient_id = uuid.UUID(str(session.get("patient")))
-        except ValueError:
-            patient_id = None
-        if patient_id is not None:
-            patient = db.session.scalar(sa.select(Patient).where(Patient.id == patient_id))
+    patient_id = sessions.current(realm()) if g.get("tenant") is not None else None
+    if patient_id is not None:
+        patient = db.session.scalar(sa.select(Patient).where(Patient.id == patient_id))
     g._relais_patient = patient
     return patient
 
@@ -124,8 +121,8 @@ def access(token: str):
     except NotFound as exc:
         db.session.rollback()
         return render_template("patient/link_refused.html", message=exc.message), 404
-    db.session.commit()
     log_in_patient(patient)
+    db.session.commit()
     return redirect(url_for(".home"))
 
 
@@ -144,6 +141,7 @@ def home():
 @bp.post("/logout")
 def logout():
     log_out_patient()
+    db.session.commit()
     return signed_out(_("You are logged out.")), 200
 
 

@@ -11,6 +11,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from core import validation as check
 from core.clinic import consent as consents
 from core.clinic import patients, staff
 from core.db import db
@@ -26,7 +27,7 @@ bp.before_request(require_staff)
 @bp.route("/patients")
 def index():
     query = request.args.get("q", "").strip()
-    page = request.args.get("page", 1, type=int) or 1
+    page = check.page(request.args.get("page"))
     to_check = request.args.get("to_check") == "1"
     rows, total = patients.search_patients(query, page, to_check=to_check)
     db.session.commit()  # the audit of the search

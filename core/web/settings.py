@@ -7,7 +7,17 @@ Routes only: parse the form, call :mod:`core.clinic.settings`, :mod:`core.clinic
 
 import uuid
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from core.clinic import apikeys, settings
@@ -64,6 +74,19 @@ def rules():
         error_plugin=plugin,
         submitted=request.form,
     ), (error.status if error else 200)
+
+
+@bp.route("/language", methods=["POST"])
+@admin_only
+def language():
+    """The clinic's default language: its pages and its new patients' (a Swiss or Belgian
+    clinic chooses; empty: its country's)."""
+    provisioning.set_tenant_language(
+        g.tenant, request.form.get("language", ""), current_app.config["LANGUAGES"]
+    )
+    db.session.commit()
+    flash(_("Settings saved."))
+    return redirect(url_for(".rules"))
 
 
 # --- API keys ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The clinic's staff accounts, for its admins: the list, a new account, switching one off
-or on.
+or on, logging one out everywhere.
 
 Routes only: parse the form, call :mod:`core.clinic.staff`, render.
 """
@@ -61,4 +61,15 @@ def active(user_id: uuid.UUID):
     user = staff.find_user(user_id)
     staff.set_active(user, request.form.get("active") == "1", by=current_user)
     db.session.commit()
+    return redirect(url_for(".index"))
+
+
+@bp.route("/staff/<uuid:user_id>/sessions/end", methods=["POST"])
+@admin_only
+def end_sessions(user_id: uuid.UUID):
+    """Log a staff member out on every browser (a lost phone, a shared computer)."""
+    user = staff.find_user(user_id)
+    staff.end_sessions(user)
+    db.session.commit()
+    flash(_("%(name)s is logged out everywhere.", name=user.name))
     return redirect(url_for(".index"))

@@ -32,6 +32,7 @@ from core.plugin_api import (
     ConsentAction,
     ConsentMethod,
     CountryProfile,
+    Phrase,
     QuietHours,
     Retention,
     Setting,
@@ -43,6 +44,7 @@ from core.plugin_api import (
     declared_provider,
     hookimpl,
     is_transactional,
+    phrase_date,
     plugin_setting,
     record_consent,
     send,
@@ -188,7 +190,7 @@ class CountryRules:
                 reasons.append(why)
 
         if not essential:
-            drop(("voice",), _("no calls for non-essential messages"), "no_voice")
+            drop(("voice",), Phrase(_l("no calls for non-essential messages")), "no_voice")
             refused = self._without_consent(patient, plan)
             for channel, why in refused.items():
                 drop((channel,), why, "consent")
@@ -200,20 +202,20 @@ class CountryRules:
         if not essential and "sms" in plan and self.stop_mention:
             mention = plugin_setting(tenant, self.plugin, "stop_mention")
             if not mention:
-                why = _("set the STOP mention of %(country)s first", country=self.name)
+                why = Phrase(_l("set the STOP mention of %(country)s first"), country=self.name)
                 drop(("sms",), why, "stop_mention")
         if not plan:
-            return Verdict("deny", reason="; ".join(reasons), rule=rule)
+            return Verdict("deny", reasons=tuple(reasons), rule=rule)
         if mention:
             text = f"{text}\n{mention}"
-            reasons.append(_("STOP mention added"))
+            reasons.append(Phrase(_l("STOP mention added")))
             rule = rule or "stop_mention"
         if not essential and plan[0] == "email":
             link = consent_link(tenant, patient, "email", ConsentAction.WITHDRAWN)
             with force_locale(patient.language):  # the patient reads it
                 stop = _("To stop these messages: %(link)s", link=link)
             text = f"{text}\n\n{stop}"
-            reasons.append(_("opt-out link added"))
+            reasons.append(Phrase(_l("opt-out link added")))
             rule = rule or "opt_out_link"
         discreet = message.content.get("discreet")
         if (
@@ -222,7 +224,7 @@ class CountryRules:
             and not plugin_setting(tenant, self.plugin, "health_details")
         ):
             text = discreet + text[len(message.content["text"]) :]  # keep a STOP mention
-            reasons.append(_("health details left out of SMS, push and voice"))
+            reasons.append(Phrase(_l("health details left out of SMS, push and voice")))
             rule = rule or "health_details"
         until = None if essential else self._after_quiet_hours(tenant, patient, message)
         amended = {
@@ -230,12 +232,12 @@ class CountryRules:
             "channels": tuple(plan) if plan != list(message.channels) else None,
         }
         if until is not None:
-            reasons.insert(0, _("quiet hours in %(country)s", country=self.name))
+            reasons.insert(0, Phrase(_l("quiet hours in %(country)s"), country=self.name))
             return Verdict(
-                "defer", until=until, reason="; ".join(reasons), rule="quiet_hours", **amended
+                "defer", until=until, reasons=tuple(reasons), rule="quiet_hours", **amended
             )
         if reasons:
-            return Verdict("amend", reason="; ".join(reasons), rule=rule, **amended)
+            return Verdict("amend", reasons=tuple(reasons), rule=rule, **amended)
         return None
 
     @hookimpl
@@ -301,7 +303,7 @@ class CountryRules:
 
     # --- the rules ---------------------------------------------------------------------------
 
-    def _without_consent(self, patient, plan) -> dict[str, str]:
+    def _without_consent(self, patient, plan) -> dict[str, Phrase]:
         """The channels of ``plan`` the patient's consent does not open, and why."""
         refused = {}
         for channel in plan:
@@ -309,26 +311,28 @@ class CountryRules:
             if state.counts(self.profile.double_opt_in):
                 continue
             if state.status == ConsentAction.WITHDRAWN:
-                refused[channel] = _(
-                    "the patient opted out of %(channel)s on %(date)s",
-                    channel=channel.upper(),
-                    date=state.at.date().isoformat(),
+                refused[channel] = Phrase(
+                    _l("the patient opted out of %(channel)s on %(date)s"),
+                    channel=channel_name(channel),
+                    date=phrase_date(state.at.date()),
                 )
             elif state.status == ConsentAction.GIVEN:
-                refused[channel] = _(
-                    "the patient has not confirmed their consent to %(channel)s yet "
-                    "(double opt-in in %(country)s)",
-                    channel=channel.upper(),
+                refused[channel] = Phrase(
+                    _l(
+                        "the patient has not confirmed their consent to %(channel)s yet "
+                        "(double opt-in in %(country)s)"
+                    ),
+                    channel=channel_name(channel),
                     country=self.name,
                 )
             else:
-                refused[channel] = _(
-                    "no consent of the patient to non-essential messages by %(channel)s",
-                    channel=channel.upper(),
+                refused[channel] = Phrase(
+                    _l("no consent of the patient to non-essential messages by %(channel)s"),
+                    channel=channel_name(channel),
                 )
         return refused
 
-    def _sender_problem(self, tenant, senders) -> str | None:
+    def _sender_problem(self, tenant, senders) -> Phrase | None:
         """Why one of the SMS ``senders`` (``(provider, sender)``, given with the message)
         may not send in this country, or None."""
         for _provider, sender in senders:
@@ -337,35 +341,40 @@ class CountryRules:
                 return problem
         return None
 
-    def _sender_rule(self, country_code, sender: str) -> str | None:
+    def _sender_rule(self, country_code, sender: str) -> Phrase | None:
         """Why ``sender`` may not send in this country, or None."""
         if sender.upper().startswith("MG") and len(sender) == 34:
             return None  # a Twilio Messaging Service: its numbers are checked at Twilio
         if PHONE_SENDER.fullmatch(sender):
             e164 = sender if sender.startswith("+") else None
             if e164 and e164.startswith(self.mobile_sender_prefixes):
-                return _(
-                    "the sender %(sender)s is a mobile number: %(country)s forbids them for "
-                    "automated messages",
+                return Phrase(
+                    _l(
+                        "the sender %(sender)s is a mobile number: %(country)s forbids them for "
+                        "automated messages"
+                    ),
                     sender=sender,
                     country=self.name,
                 )
         elif not SENDER_ID.fullmatch(sender):
-            return _(
-                "the sender ID %(sender)s is not 1 to 11 Latin letters and digits", sender=sender
+            return Phrase(
+                _l("the sender ID %(sender)s is not 1 to 11 Latin letters and digits"),
+                sender=sender,
             )
         elif sender.upper() in self.refused_senders:
-            return _(
-                "the sender ID %(sender)s is generic: operators in %(country)s refuse it",
+            return Phrase(
+                _l("the sender ID %(sender)s is generic: operators in %(country)s refuse it"),
                 sender=sender,
                 country=self.name,
             )
         if self.registered_senders:
             registered = country_settings(country_code, self.plugin).get("registered_senders") or []
             if sender not in registered:
-                return _(
-                    "the sender %(sender)s is not registered in the national alias registry of "
-                    "%(country)s",
+                return Phrase(
+                    _l(
+                        "the sender %(sender)s is not registered in the national alias "
+                        "registry of %(country)s"
+                    ),
                     sender=sender,
                     country=self.name,
                 )
@@ -390,8 +399,7 @@ class CountryRules:
         """Tell the patient their opt-out or confirmation was recorded, or ask them to confirm,
         by the channel it concerns, in their language."""
         with force_locale(patient.language):
-            channel_name = {"sms": _("SMS"), "email": _("e-mail"), "push": _("notification")}
-            by = channel_name.get(channel, channel)
+            by = channel_name(channel).render()
             if what == "opted_out":
                 text = _(
                     "%(clinic)s: you will no longer receive news or campaigns by %(channel)s. "
@@ -422,6 +430,17 @@ class CountryRules:
         if code is None:
             raise ValueError(_("One of: %(codes)s.", codes=", ".join(regions.values())))
         return code
+
+
+def channel_name(channel: str) -> Phrase:
+    """A channel as reasons and replies name it, in the reader's language."""
+    names = {
+        "sms": _l("SMS"),
+        "email": _l("e-mail"),
+        "push": _l("notification"),
+        "voice": _l("phone call"),
+    }
+    return Phrase(names.get(channel, channel))
 
 
 def _reply(tenant, patient, channel: str, text: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 from flask_babel import force_locale, gettext, ngettext
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
 from core.app import create_app
@@ -24,10 +24,37 @@ from tests.worlds import TEST_CONFIG, Account
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 BLOCKING = ("serious", "critical")  # axe impacts a page must not have
+# axe-core leaves its experimental rules off; WCAG 2.5.3 (a control's name holds its visible
+# text) is one of them, and one a page must pass. Strict audits turn them all on.
+AXE_OPTIONS = {
+    "resultTypes": ["violations"],
+    "rules": {"label-content-name-mismatch": {"enabled": True}},
+}
+EXPERIMENTAL = (
+    "css-orientation-lock",
+    "focus-order-semantics",
+    "hidden-content",
+    "label-content-name-mismatch",
+    "p-as-heading",
+    "table-fake-caption",
+    "td-has-header",
+)
+STRICT_OPTIONS = {
+    "resultTypes": ["violations"],
+    "rules": {rule: {"enabled": True} for rule in EXPERIMENTAL},
+}
 TIMEOUT_MS = 10_000  # auto-waiting limit: a page that needs longer is a failure
 
 # Each new document gets an id, so the audit can tell which documents were checked.
 DOCUMENT_ID = "window.__relaisDocument = Math.random().toString(36).slice(2) + Date.now();"
+# Every Content-Security-Policy violation a document meets is written to the console, where
+# the page fixture collects it (Chromium also logs its own line for each).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`
+    + ` at ${e.sourceFile || e.documentURI}:${e.lineNumber}`);
+});
+"""
 
 
 @dataclass
@@ -92,18 +119,35 @@ def browser() -> Browser:
             chromium.close()
 
 
+def watch_csp(context: BrowserContext) -> list[str]:
+    """The Content-Security-Policy violations the documents of ``context`` will report
+    (the listener's lines and Chromium's own), as a list that fills as pages load."""
+    violations: list[str] = []
+    context.add_init_script(CSP_LISTENER)
+
+    def watch(message) -> None:
+        if message.text.startswith("CSP violation:") or "Content Security Policy" in message.text:
+            violations.append(f"{message.location.get('url')}: {message.text}")
+
+    context.on("console", watch)
+    return violations
+
+
 @pytest.fixture
 def page(live_server, browser) -> Page:
-    """A fresh browser context (no cookies) per test; closed before the tables are emptied."""
+    """A fresh browser context (no cookies) per test; closed before the tables are emptied.
+    A Content-Security-Policy violation reported in the console fails the test."""
     context = browser.new_context(locale="en-GB")
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     context.add_init_script(DOCUMENT_ID)
+    violations = watch_csp(context)
     tab = context.new_page()
     try:
         yield tab
     finally:
         context.close()
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 @dataclass
@@ -120,13 +164,16 @@ class Audit:
     def __post_init__(self):
         self.page.on("load", lambda p: self.loads.append(p.url))
 
-    def __call__(self) -> None:
+    def __call__(self, strict: bool = False) -> None:
+        """Audit the page shown; ``strict``: every rule, experimental ones too, and a
+        violation of any impact fails the test."""
         self.page.wait_for_load_state("load")
         document = self.page.evaluate("window.__relaisDocument")
         url = self.page.url
-        violations = self.axe.run(self.page).response["violations"]
+        options = STRICT_OPTIONS if strict else AXE_OPTIONS
+        violations = self.axe.run(self.page, options=options).response["violations"]
         self.checked[document] = url
-        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        blocking = [v for v in violations if strict or v["impact"] in BLOCKING]
         self.minor += [f"{url}: {v['id']} ({v['impact']})" for v in violations if v not in blocking]
         assert not blocking, f"axe-core on {url}:\n" + describe(blocking)
 

@@ -34,6 +34,7 @@ def test_an_admin_filters_the_log_and_checks_a_sign_up(
     base = live_server.url("demo")
     log_in(base, make_staff(app, clinic, "admin"), locale="fr")
 
+    page.get_by_role("navigation").get_by_text(_("Settings")).click()  # the settings' menu
     page.get_by_role("navigation").get_by_role("link", name=_("Audit log")).click()
     page.wait_for_url(base + "/audit")
     audit()

@@ -20,6 +20,7 @@ def test_admin_chooses_a_messaging_rule_for_their_clinic(
     log_in(base, make_staff(app, clinic, "admin"), locale="fr")
 
     nav = page.get_by_role("navigation", name=_("Main"))
+    nav.get_by_text(_("Settings")).click()  # the settings' menu
     nav.get_by_role("link", name=_("Messaging rules")).click()
     page.wait_for_url(base + "/settings/rules")
     audit()
@@ -46,19 +47,19 @@ def test_operator_is_told_a_country_cannot_send_campaigns(app, live_server, page
 
     box = page.get_by_role("region", name="Needs your attention")
     expect(box).to_contain_text(
-        "Deutschland: no regulation plugin is enabled, so its clinics can send only "
+        "Germany: no regulation plugin is enabled, so its clinics can send only "
         "transactional messages (codes, reminders, replies); campaigns are refused."
     )
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Plugins").click()
     page.wait_for_url(base + "/plugins")
     audit()
-    expect(box).to_contain_text("Deutschland: no regulation plugin is enabled")
+    expect(box).to_contain_text("Germany: no regulation plugin is enabled")
 
     regulation = next(
-        i.name
+        i.title
         for i in live_server.app.extensions["relais"].plugins.info.values()
         if i.kind == "regulation"
     )
-    submit(page, page.get_by_role("button", name=f"Enable {regulation} in Deutschland"))
+    submit(page, page.get_by_role("button", name=f"Enable {regulation} in Germany"))
     audit()
-    expect(page.get_by_text("Deutschland: no regulation plugin is enabled")).to_have_count(0)
+    expect(page.get_by_text("Germany: no regulation plugin is enabled")).to_have_count(0)

@@ -63,7 +63,7 @@ def rows(page) -> list[tuple[str, ...]]:
         return []
     body = table.group(0).split("<tbody>")[1]
     return [
-        tuple(text(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S))
+        tuple(text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S))
         for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
     ]
 
@@ -134,7 +134,7 @@ def test_times_are_the_clinics(app, clinic_fr, admin_en):
     record(app, clinic_fr, "otp.sent", at=DAY.replace(hour=23, minute=30))  # Paris: 00:30
     page = admin_en.get("/audit?actor=visitor")
     [(when, *_rest)] = rows(page)
-    assert "Mar 2, 2026" in when and "12:30:00" in when
+    assert when == "March 2, 2026, 00:30"  # the clinic's wall clock, one format for every page
     assert '<time datetime="2026-03-01T23:30:00+00:00">' in page.text
 
 

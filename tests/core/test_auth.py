@@ -1,15 +1,20 @@
 """Staff log in with a password and an authenticator-app code, enrolled at first login."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 import pyotp
 import sqlalchemy as sa
+import time_machine
 
 from core.clinic.models import User
 from core.db import db, utcnow
+from core.sessions import LoginSession
 from tenants.scoping import tenant_scope
-from tests.worlds import PASSWORD, client_for, csrf_token, log_in, make_staff
+from tests.fakes.app_server import AppServer
+from tests.worlds import PASSWORD, SERVER, client_for, csrf_token, log_in, make_staff
 
 
 def post_password(client, email, password=PASSWORD):
@@ -98,11 +103,30 @@ def test_repeated_failures_lock_the_account(app, clinic_fr):
     assert locked.status_code == 423
     assert "ce compte est verrouillé" in locked.text
 
-    with app.app_context(), tenant_scope(clinic_fr.id):  # the lock expires
-        user = db.session.scalar(sa.select(User).where(User.id == account.id))
-        user.locked_until = utcnow() - timedelta(seconds=1)
-        db.session.commit()
-    assert post_password(client, account.email).status_code == 302
+    minutes = app.config["LOGIN_LOCKOUT_MINUTES"]
+    with time_machine.travel(utcnow() + timedelta(minutes=minutes, seconds=1)):  # it expires
+        assert post_password(client, account.email).status_code == 302
+
+
+def test_an_unknown_address_locks_like_a_known_one_with_the_same_answers(app, clinic_fr):
+    """No enumeration: an address without an account answers what one with an account does,
+    wrong password after wrong password, then locked."""
+    account = make_staff(app, clinic_fr, "admin")
+    client = client_for(app, clinic_fr.slug)
+    known, unknown = [], []
+    for _ in range(app.config["LOGIN_MAX_ATTEMPTS"] + 2):
+        known.append(post_password(client, account.email, "guess guess guess"))
+        unknown.append(post_password(client, "nobody@demo.example", "guess guess guess"))
+    assert [r.status_code for r in known] == [r.status_code for r in unknown]
+    assert [r.status_code for r in unknown] == [401] * 5 + [423] * 2
+    for mine, theirs in zip(known, unknown, strict=True):
+        assert page_words(mine, account.email) == page_words(theirs, "nobody@demo.example")
+
+
+def page_words(page, email: str) -> str:
+    """A login page less what differs between any two answers: the e-mail typed back in its
+    field, and the (time-stamped) CSRF token."""
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", page.text.replace(email, ""))
 
 
 def test_wrong_codes_count_towards_the_lock(app, clinic_fr):
@@ -198,3 +222,91 @@ def test_only_admins_manage_staff_and_settings(app, clinic_fr):
     for path in ("/staff", "/settings/features", "/settings/api-keys", "/exports/patients.csv"):
         assert client.get(path).status_code == 403, path
     assert client.get("/patients").status_code == 200
+
+
+def test_new_passwords_are_checked_against_common_ones_and_a_maximum_length(
+    app, clinic_fr, admin_client
+):
+    token = csrf_token(admin_client, "/staff")
+    for password, words in (
+        ("password1234", "trop courant"),  # breached and common (NIST SP 800-63B)
+        ("azertyuiop123", "trop courant"),  # a keyboard row
+        ("nouveau@demo.example", "trop courant"),  # the account's own e-mail
+        ("x" * 129, "au plus 128 caractères"),
+    ):
+        page = admin_client.post(
+            "/staff",
+            data={
+                "name": "Nouveau",
+                "email": "nouveau@demo.example",
+                "role": "secretary",
+                "password": password,
+                "csrf_token": token,
+            },
+        )
+        assert page.status_code == 422, password
+        assert 'id="e-password"' in page.text and words in page.text, password
+    assert "nouveau@demo.example" not in admin_client.get("/staff").text
+
+
+# --- races: real requests at once against the app served on 127.0.0.1 -------------------------
+
+
+class Browser:
+    """A browser of the served app on one clinic's host: it keeps its session cookie (sent
+    by hand: it is ``Secure``, the loopback is plain HTTP) and reads the forms' CSRF token."""
+
+    def __init__(self, server: AppServer, slug: str) -> None:
+        self.server, self.base = server, f"https://{slug}.{SERVER}"
+        self.cookie = self.token = None
+
+    def request(self, method: str, path: str, data=None) -> httpx.Response:
+        headers = {"Cookie": f"session={self.cookie}"} if self.cookie else {}
+        answer = self.server.request(method, self.base + path, headers, data=data, timeout=60)
+        self.cookie = answer.cookies.get("session", self.cookie)
+        return answer
+
+    def open(self, path: str) -> "Browser":
+        """GET ``path``, keeping the token of its form for the next posts."""
+        page = self.request("GET", path)
+        self.token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+        return self
+
+    def submit(self, path: str, **form) -> int:
+        return self.request("POST", path, {**form, "csrf_token": self.token}).status_code
+
+
+def test_40_wrong_passwords_sent_8_at_a_time_get_exactly_5_checks(app, clinic_fr, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "1000 per minute")  # the lock, alone
+    account = make_staff(app, clinic_fr, "admin")
+    with AppServer(app) as server:
+        browser = Browser(server, clinic_fr.slug).open("/login")
+
+        def guess(i):
+            return browser.submit("/login", email=account.email, password=f"guess number {i}")
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(guess, range(40)))
+    assert statuses.count(401) == app.config["LOGIN_MAX_ATTEMPTS"]  # passwords checked
+    assert statuses.count(423) == 40 - app.config["LOGIN_MAX_ATTEMPTS"]
+
+
+def test_the_same_fresh_code_posted_by_8_pending_logins_opens_1_session(
+    app, clinic_fr, monkeypatch
+):
+    monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "1000 per minute")
+    account = make_staff(app, clinic_fr, "admin")
+    with AppServer(app) as server:
+        pending = []
+        for _ in range(8):
+            browser = Browser(server, clinic_fr.slug).open("/login")
+            assert browser.submit("/login", email=account.email, password=PASSWORD) == 302
+            pending.append(browser.open("/login/code"))
+        code = pyotp.TOTP(account.totp_secret).now()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda b: b.submit("/login/code", code=code), pending))
+    assert statuses.count(302) == 1, statuses
+    with app.app_context():
+        opened = sa.select(sa.func.count()).select_from(LoginSession)
+        assert db.session.scalar(opened.where(LoginSession.account_id == account.id)) == 1

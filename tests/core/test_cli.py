@@ -24,7 +24,7 @@ from core.db import db
 from core.delivery import jobs, outbox
 from core.delivery.models import Message, MessageStatus
 from core.delivery.sweeper import deliver_due_in_process
-from core.web.cli import main
+from core.web.cli import PathOnlyLogHandler, main
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.features.appointments import Appointment
 from plugins.features.reminders.models import Reminder
@@ -207,9 +207,9 @@ def test_users_create_for_a_clinic_prints_a_password_that_logs_in(app, runner, c
         user = db.session.scalar(sa.select(User).where(User.email == "dr.leroy@demo.example"))
         assert user is not None
         assert user.role == "practitioner"
-        assert check_password(user, password) is user
+        assert check_password(str(user.tenant_id), user.email, user, password) is user
         with pytest.raises(LoginFailed):
-            check_password(user, password + "x")
+            check_password(str(user.tenant_id), user.email, user, password + "x")
 
 
 def test_users_create_account_logs_in_on_the_web_as_typed(app, runner, clinic_fr):
@@ -248,7 +248,10 @@ def test_users_create_for_the_operator_console(app, runner):
         operator = db.session.scalar(
             sa.select(Operator).where(Operator.email == "ops@relais.example")
         )
-        assert check_password(operator, "a long operator password") is operator
+        assert (
+            check_password("operator", operator.email, operator, "a long operator password")
+            is operator
+        )
         # An operator is not a staff member of any clinic.
         assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
 
@@ -262,7 +265,7 @@ def test_users_create_generates_an_operator_password_when_omitted(app, runner):
     password = printed_password(result.output)
     with app.app_context(), system_scope():
         operator = db.session.scalar(sa.select(Operator))
-        assert check_password(operator, password) is operator
+        assert check_password("operator", operator.email, operator, password) is operator
 
 
 @pytest.mark.parametrize(
@@ -272,6 +275,9 @@ def test_users_create_generates_an_operator_password_when_omitted(app, runner):
         (["--tenant", "demo", "--operator"], "Give either --tenant SLUG or --operator."),
         (["--tenant", "nowhere"], "No clinic has the subdomain nowhere"),
         (["--tenant", "demo", "--password", "short"], "at least 12 characters"),
+        (["--tenant", "demo", "--password", "x" * 129], "at most 128 characters"),
+        (["--tenant", "demo", "--password", "password1234"], "too common"),
+        (["--operator", "--password", "azertyuiop123"], "too common"),
         (["--tenant", "demo", "--role", "janitor"], "janitor"),
     ],
 )
@@ -369,7 +375,7 @@ def test_plugins_configure_refuses_bad_input_and_changes_nothing(app, runner, ar
     [
         (["nonesuch", "--country", "FR", "a=b"], "No plugin is named nonesuch"),
         (["sms_twilio", "--country", "ZZ", "sender=RELAIS"], "Unknown country"),
-        (["outbox", "--country", "FR", "a=b"], "The outbox plugin has no settings"),
+        (["outbox", "--country", "FR", "a=b"], "The outbox plugin has no setting 'a'"),
     ],
 )
 def test_plugins_configure_refuses_unknown_names(app, runner, args, problem):
@@ -536,6 +542,26 @@ def test_worker_without_redis_says_what_to_set(tmp_path):
 ACCOUNT = re.compile(r"^\s+(\w+)\s+(\S+@\S+)\s+password: (\S+)$", re.MULTILINE)
 
 
+def test_demo_links_name_the_port_it_serves(tmp_path):
+    url = f"sqlite:///{tmp_path / 'relais.db'}"
+    run = run_relais("demo", "--no-serve", "--port", "5123", env=environment(DATABASE_URL=url))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "http://demo.localhost:5123/" in run.stdout
+
+    demo_app = create_app({"DATABASE_URL": url, "TESTING": True})
+    try:
+        with demo_app.app_context():
+            assert deliver_due_in_process() > 0  # the calendar invitations of the seed
+            with system_scope():
+                texts = db.session.scalars(sa.select(OutboxDelivery.text)).all()
+        links = [link for text in texts for link in re.findall(r"https?://[^\s\"<>]+", text)]
+        assert links, texts
+        assert all("localhost:5123/" in link for link in links), links
+    finally:
+        with demo_app.app_context():
+            db.engine.dispose()
+
+
 def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
     url = f"sqlite:///{tmp_path / 'relais.db'}"
     env = environment(DATABASE_URL=url)
@@ -565,7 +591,10 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
             assert tenant.country_code == "FR"
             operator = db.session.scalar(sa.select(Operator))
             assert operator.email == after["operator"][0]
-            assert check_password(operator, after["operator"][1]) is operator
+            assert (
+                check_password("operator", operator.email, operator, after["operator"][1])
+                is operator
+            )
             with tenant_scope(tenant.id):
                 assert len(db.session.scalars(sa.select(Patient)).all()) >= 3
                 # This week's agenda (relais_seed_demo), the same after the second run.
@@ -577,9 +606,12 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
                 ).all()
                 assert len(reminders) >= 4 and set(reminders) == {MessageStatus.SCHEDULED}
                 admin = db.session.scalar(sa.select(User).where(User.email == after["admin"][0]))
-                assert check_password(admin, after["admin"][1]) is admin
+                assert (
+                    check_password(str(admin.tenant_id), admin.email, admin, after["admin"][1])
+                    is admin
+                )
                 with pytest.raises(LoginFailed):
-                    check_password(admin, before["admin"][1])
+                    check_password(str(admin.tenant_id), admin.email, admin, before["admin"][1])
                 db.session.rollback()
                 # Twilio, Infobip and SMTP are enabled without accounts: SMS go to the outbox.
                 patient = db.session.scalars(sa.select(Patient).order_by(Patient.id)).first()
@@ -591,7 +623,8 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
             assert deliver_due_in_process() == 3
         with demo_app.app_context(), tenant_scope(tenant_id):
             message = db.session.get(Message, (tenant_id, message_id))
-            assert (message.status, message.provider) == (MessageStatus.SENT, "outbox_sms")
+            # The outbox is the patient's inbox: what it takes is delivered.
+            assert (message.status, message.provider) == (MessageStatus.DELIVERED, "outbox_sms")
             sms = db.session.scalars(
                 sa.select(OutboxDelivery.text).where(OutboxDelivery.channel == "sms")
             ).all()
@@ -599,3 +632,34 @@ def test_demo_sets_up_a_clinic_on_sqlite_and_renews_passwords(tmp_path):
     finally:
         with demo_app.app_context():
             db.engine.dispose()
+
+
+def test_the_demo_server_logs_paths_without_queries_nor_link_tokens():
+    """Its request log shows where people went, never what opens an account or a record."""
+    logged = []
+    handler = PathOnlyLogHandler.__new__(PathOnlyLogHandler)  # no socket: only its log line
+    handler.log = lambda level, fmt, *args: logged.append(fmt % args)
+    for path in (
+        "/invitation/eyJuIjoiTEZHRFdEOXB3NVlsVVdLU1RmMUkwdyJ9.aw_-jw.BX-2bPK5V-t3gJdaNRm3kd33ck4",
+        "/consent/eyJwIjoiMDE5In0.Lx3Bq0nJ0yPpXGJY8Vd2QmZl7kE",
+        "/patients?q=Durand",
+        "/static/relais.css",
+    ):
+        handler.command, handler.path = "GET", path
+        handler.log_request(200)
+    assert logged == [
+        '"GET /invitation/[token]" 200',
+        '"GET /consent/[token]" 200',
+        '"GET /patients" 200',
+        '"GET /static/relais.css" 200',
+    ]
+
+
+def test_users_invite_refuses_a_bad_address_and_sends_nothing(app, runner, clinic_fr):
+    result = runner.invoke(
+        main, ["users", "invite", "not-an-address", "--name", "Claire", "--tenant", "demo"]
+    )
+    assert result.exit_code == 2
+    assert "This is not a valid e-mail address. (email)" in result.output
+    with app.app_context(), system_scope():
+        assert db.session.scalar(sa.select(sa.func.count(Message.id))) == 0

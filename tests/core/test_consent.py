@@ -145,9 +145,10 @@ def test_staff_record_a_paper_consent_and_see_it_with_its_proof(
         db.session.commit()
     page = staff.get(f"/patients/{patient.id}")
     assert row(page, "SMS") == ("given", "Given on March 3, 2026 (paper form)")
-    proof = page.text[page.text.index("<details") : page.text.index("</details>")]
+    start = page.text.index('<details class="history">')  # the proof, not the menu's
+    proof = page.text[start : page.text.index("</details>", start)]
     assert "Proof of consent: every step (1)" in proof
-    for seen in ("Mar 3, 2026", "SMS", "Given", "paper form", "Admin demo"):
+    for seen in ("March 3, 2026", "SMS", "Given", "paper form", "Admin demo"):
         assert seen in proof
 
     with app.app_context(), tenant_scope(clinic_fr.id):
@@ -253,6 +254,7 @@ def test_where_double_opt_in_applies_a_consent_awaits_the_confirmation(german_ap
     patient = make_patient(german_app, clinic, phone="+4915112345678", language="en")
     client = client_for(german_app, clinic.slug)
     log_in(client, admin)
+    client.post("/language", data={"lang": "en", "csrf_token": csrf_token(client, "/")})
     double_opt_in.heard.clear()
 
     assert post_consent(client, patient, channel="sms", method="paper").status_code == 303

@@ -59,7 +59,7 @@ def test_staff_create_a_patient_with_a_national_phone(app, clinic_fr, admin_clie
     assert response.status_code == 302
 
     page = admin_client.get(response.headers["Location"])
-    assert "+33612345678" in page.text
+    assert "06 12 34 56 78" in page.text  # stored in E.164, shown the clinic's national way
     assert "jeanne.durand@example.org" in page.text.lower()
     assert "Chronic disease" in page.text or "Maladie chronique" in page.text
     assert "Practitioner demo" in page.text
@@ -134,6 +134,40 @@ def test_search_by_name_phone_or_email(app, clinic_fr, admin_client):
     assert "Moreau" in admin_client.get("/patients?q=paul@example").text
     listing = admin_client.get("/patients").text
     assert listing.index("Durand") < listing.index("Moreau")
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "06 12 34 56 78",  # national, spaced
+        "0612345678",
+        "06.12.34.56.78",
+        "+33 6 12 34 56 78",  # international
+        "+33612345678",
+        "0033 6 12 34 56 78",  # international, dialled from France
+        "06 12 34",  # the start of it
+        "56 78",  # the end of it
+        "durand 06 12",  # a name and a number
+    ],
+)
+def test_staff_find_a_patient_by_a_number_however_it_is_typed(app, clinic_fr, admin_client, typed):
+    make_patient(app, clinic_fr, first_name="Jeanne", last_name="Durand", phone="0612345678")
+    make_patient(app, clinic_fr, first_name="Paul", last_name="Moreau", phone="0142685300")
+    make_patient(app, clinic_fr, first_name="Hans", last_name="Weber", phone="+4930901820")
+    found = admin_client.get("/patients", query_string={"q": typed}).text
+    assert "Durand" in found and "Moreau" not in found and "Weber" not in found
+
+
+def test_phones_are_shown_in_the_clinics_national_format(app, clinic_fr, admin_client):
+    jeanne = make_patient(app, clinic_fr, phone="0612345678")
+    make_patient(app, clinic_fr, first_name="Hans", last_name="Weber", phone="+4930901820")
+    listing = admin_client.get("/patients").text
+    assert '<td class="nowrap">06 12 34 56 78</td>' in listing
+    assert '<td class="nowrap">+49 30 901820</td>' in listing  # another country's
+    assert "+33612345678" not in listing
+    record = admin_client.get(f"/patients/{jeanne.id}").text
+    assert "<dd>06 12 34 56 78</dd>" in record
+    assert 'value="06 12 34 56 78"' in admin_client.get(f"/patients/{jeanne.id}/edit").text
 
 
 def test_reads_are_audited(app, clinic_fr, admin_client, admin):

@@ -57,10 +57,13 @@ def test_a_wrapper_sees_and_extends_what_a_clinic_call_answers(host_app):
         provisioning.set_tenant_feature(db.session.get(Tenant, unwatched.id), "watcher", False)
         db.session.commit()
 
-    with host_app.test_request_context():
+    # Each call in its clinic's scope, as a request or a job makes it (row-level security
+    # shows a clinic's switched-off features to that clinic's transactions only).
+    with host_app.test_request_context(), tenant_scope(watched.id):
         answers = hooks_for(watched).relais_template_variables(tenant=watched)
         assert answers[-1] == {"watched": len(answers) - 1}
         assert watcher.seen == [("relais_template_variables", answers[:-1])]
+    with host_app.test_request_context(), tenant_scope(unwatched.id):
         assert not any(
             "watched" in a for a in hooks_for(unwatched).relais_template_variables(tenant=unwatched)
         )
@@ -74,10 +77,10 @@ def test_a_wrapper_wraps_each_answer_the_core_attributes_to_its_plugin(host_app)
     # The console names the plugin of each warning: the wrapper's addition goes with the
     # answer it wrapped, and the wrapper itself answers nothing.
     assert warnings(console.get("/plugins").text) == [
-        "Italia: no regulation plugin is enabled, so its clinics can send only transactional "
+        "Italy: no regulation plugin is enabled, so its clinics can send only transactional "
         "messages (codes, reminders, replies); campaigns are refused.",
-        "Italia, warner: the sender ID INFO is generic: operators in IT refuse it",
-        "Italia, warner: checked in IT",
+        "Italy, warner: the sender ID INFO is generic: operators in IT refuse it",
+        "Italy, warner: checked in IT",
     ]
     with host_app.app_context():
         assert list(hooks_for_country("IT").each("relais_country_warnings", country_code="IT")) == [

@@ -42,10 +42,19 @@ class AppServer:
 
     def post(self, url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST ``content`` to the public ``url`` as a provider would; the app's answer."""
+        return self.request("POST", url, content=content, headers=headers)
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str] | None = None, **kwargs
+    ) -> httpx.Response:
+        """Send a request to the public ``url`` as the proxy would pass it on (``kwargs``:
+        httpx's, such as ``data`` or ``timeout``); the app's answer."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         if host != self.domain and not host.endswith("." + self.domain):
             raise ValueError(f"{url} is not an address of this app ({self.domain})")
         local = urlunsplit(("http", f"127.0.0.1:{self.port}", parts.path, parts.query, ""))
-        sent = {**headers, "Host": parts.netloc.rpartition("@")[2], "X-Forwarded-Proto": "https"}
-        return httpx.post(local, content=content, headers=sent, timeout=10)
+        sent = {**(headers or {}), "Host": parts.netloc.rpartition("@")[2]}
+        sent["X-Forwarded-Proto"] = "https"
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, local, headers=sent, **kwargs)

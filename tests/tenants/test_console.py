@@ -119,19 +119,23 @@ def test_plugins_page_lists_every_installed_plugin(app, console):
     assert {"fr", "exports"} <= set(installed)
     for info in installed.values():
         row = re.search(
-            rf'<span class="name">{re.escape(info.name)}</span>(.*?)</tr>', page.text, re.S
+            rf'<span class="name">{re.escape(str(info.title))}</span>(.*?)</tr>', page.text, re.S
         )
         assert row, info.name
         cells = row.group(1)
-        for part in (info.kind, info.version, info.source, info.description):
+        for part in (info.version, info.description):
             assert str(part) in html.unescape(cells), (info.name, part)
+    # Names, kinds and sources in words, not the codes stored.
+    assert '<span class="name">Outbox (development)</span>' in page.text
+    assert "<td>Channel</td>" in page.text and "<td>Built-in</td>" in page.text
 
 
 def plugin_button(page_text: str, plugin: str, country: str) -> str:
-    """The label of the switch of a plugin in a country: "On" or "Off"."""
+    """The visible label of the switch of a plugin in a country: "On" or "Off" (what it does
+    follows, visually hidden)."""
     form = re.search(
         rf'name="plugin" value="{plugin}"><input type="hidden" name="country" value="{country}">'
-        r".*?<button[^>]*>([^<]*)</button>",
+        r".*?<button[^>]*>([^<]*)<span",
         page_text,
         re.S,
     )
@@ -216,7 +220,8 @@ def test_an_invalid_setting_is_named_and_nothing_changes(app, console):
 
 def test_settings_of_an_unknown_plugin_or_country_are_not_found(console):
     assert console.get("/plugins/nonesuch/settings/FR").status_code == 404
-    assert console.get("/plugins/outbox/settings/FR").status_code == 404  # declares no setting
+    assert console.get("/plugins/fr/settings/FR").status_code == 200  # declares settings
+    assert console.get("/plugins/fr/settings/ZZ").status_code == 404
     assert console.get("/plugins/exports/settings/ZZ").status_code == 404
 
 

@@ -41,13 +41,13 @@ def test_a_country_with_clinics_but_no_regulation_plugin_is_pointed_out(app, con
     make_clinic(app, "paris", "FR", plugins=())
 
     for path in ("/", "/plugins", "/plugins/exports/settings/DE"):
-        assert warnings(console.get(path).text) == [NO_REGULATION.format(country="Deutschland")]
+        assert warnings(console.get(path).text) == [NO_REGULATION.format(country="Germany")]
     # Italy has no clinic: no one is stopped there.
     assert warnings(console.get("/plugins/exports/settings/IT").text) == []
 
     post(console, "/plugins", plugin="fr", country="FR", enabled="0")
     assert warnings(console.get("/plugins").text) == [
-        NO_REGULATION.format(country="Deutschland"),
+        NO_REGULATION.format(country="Germany"),
         NO_REGULATION.format(country="France"),
     ]
 
@@ -78,8 +78,8 @@ def test_the_plugins_enabled_for_a_country_say_what_is_wrong_there(warner_app):
     log_in(console, make_operator(warner_app))
 
     italy = [
-        NO_REGULATION.format(country="Italia"),
-        "Italia, warner: the sender ID INFO is generic: operators in IT refuse it",
+        NO_REGULATION.format(country="Italy"),
+        "Italy, warner: the sender ID INFO is generic: operators in IT refuse it",
     ]
     assert warnings(console.get("/plugins").text) == italy
     assert warnings(console.get("/").text) == italy
@@ -89,7 +89,7 @@ def test_the_plugins_enabled_for_a_country_say_what_is_wrong_there(warner_app):
 
     # A plugin enabled where no clinic is yet still warns the operator about it.
     post(console, "/plugins", plugin="warner", country="NL", enabled="1")
-    assert "Nederland, warner: the sender ID INFO is generic: operators in NL refuse it" in (
+    assert "Netherlands, warner: the sender ID INFO is generic: operators in NL refuse it" in (
         warnings(console.get("/plugins").text)
     )
 

@@ -93,7 +93,7 @@ def test_the_delivery_page_shows_figures_tables_and_charts(console, traffic):
     assert re.search(r'value="hour" checked', text)
     for heading in ("By country", "By clinic", "By channel", "By provider"):
         assert f">{heading}</h2>" in text
-    assert "Clinic berlin (berlin)" in text and "Deutschland" in text
+    assert "Clinic berlin (berlin)" in text and "Germany" in text  # in the reader's language
     sms = row(text, "by-channel", "SMS")
     # messages, sent, delivered, undelivered, failed, deferred, refused by rules, delivery rate
     assert sms[:8] == ["6", "5", "4", "1", "0", "0", "0", "80.0%"]

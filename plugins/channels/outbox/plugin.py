@@ -15,6 +15,7 @@ from core.plugin_api import (
     Outgoing,
     Provider,
     Result,
+    Setting,
     TenantOwned,
     UTCDateTime,
     created_column,
@@ -22,9 +23,11 @@ from core.plugin_api import (
     hookimpl,
     id_column,
     new_id,
+    yes_no,
 )
 
 kind = "channel"
+name = _l("Outbox (development)")
 description = _l("Outbox (development): messages land in a table, shown on the Outbox page.")
 
 
@@ -45,9 +48,16 @@ class OutboxDelivery(TenantOwned, db.Model):
 
 
 class OutboxProvider(Provider):
-    """Writes each message once into ``outbox_deliveries`` (idempotent by message id)."""
+    """Writes each message once into ``outbox_deliveries`` (idempotent by message id). The
+    table is the recipient's inbox: a message it takes is delivered, unless the
+    ``report_delivery`` setting is off (the message then stays sent, as with a provider
+    whose receipts never come, which is how tests drive receipts by hand)."""
 
     batch_size = 500
+
+    @property
+    def delivered_on_accept(self) -> bool:
+        return self.settings.get("report_delivery", True)
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
         rows = [
@@ -91,6 +101,19 @@ def index():
         sa.select(OutboxDelivery).order_by(OutboxDelivery.at.desc()).limit(200)
     ).all()
     return render_template("outbox/index.html", deliveries=rows)
+
+
+@hookimpl
+def relais_plugin_settings():
+    return [
+        Setting(
+            "report_delivery",
+            _l("Report delivery"),
+            default=True,
+            parse=yes_no,
+            help=_l("Messages the outbox takes are delivered at once (no: they stay sent)."),
+        )
+    ]
 
 
 @hookimpl

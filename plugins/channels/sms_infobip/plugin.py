@@ -26,14 +26,20 @@ The protocol, as Infobip publishes it (https://www.infobip.com/docs/api/channels
 
 Webhook authentication: Infobip's webhooks carry no signature that its public API documents
 (its Subscriptions Management lists an HMAC type without publishing the signature's format).
-It can send HTTP Basic credentials that the operator sets in Infobip (Subscriptions
-Management > authentication settings, type BASIC); Relais accepts a request whose Basic
-password is the plugin's ``webhook_secret`` (any user name). The delivery URL Relais puts in
-each message cannot rely on those settings (they belong to subscriptions, not to per-message
-URLs), so it carries a token instead: ``?token=`` HMAC-SHA256 of the URL's host and path under
-the secret, so that the secret is never written in a URL (nor in access logs) and a token is
-good for one clinic's receipts only. Both are compared in constant time; anything else is
-refused (401), and so is everything while no secret is set.
+Two ways in, both checked in constant time against the plugin's ``webhook_secret`` and,
+while the operator rotates it, its ``previous_webhook_secret``; anything else is refused
+(401), and so is everything while no secret is set:
+
+- HTTP Basic credentials that the operator sets in Infobip (Subscriptions Management >
+  authentication settings, type BASIC: any user name, the secret as password), for the
+  reply forwarding of the numbers and any subscription-based report.
+- For the delivery reports of the per-message URL (which cannot rely on those settings),
+  each message's ``webhooks.callbackData``, which Infobip echoes in every report: a token
+  ``r1.<issued at>.<HMAC-SHA256>`` of the URL's host and path and its time of issue under
+  the secret. It travels in request bodies only, never in a URL (access logs of the proxy
+  and of gunicorn keep no secret), is good for one clinic's receipts only, for
+  ``TOKEN_LIFETIME`` after the send, and a rotated secret ends every token made with the
+  secret before the previous one.
 """
 
 import base64
@@ -44,7 +50,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from flask_babel import gettext as _
@@ -64,15 +70,21 @@ from core.plugin_api import (
     Setting,
     SignatureError,
     hookimpl,
+    utcnow,
 )
 
 kind = "channel"
+name = _l("Infobip SMS")
 description = _l("Infobip SMS: many messages per request, delivery reports and replies.")
 
 SEND_PATH = "/sms/3/messages"
 LOGS_PATH = "/sms/3/logs"
 LOOKUP_CHUNK = 50  # message ids per logs query: keeps the query string short
 CLOCK_SKEW = timedelta(minutes=5)  # Infobip's clock and ours: look up a little earlier
+# How long a message's report token is taken: Infobip tries a message for 48 hours at most
+# (its validity period) and retries a report it could not post for some hours more.
+TOKEN_LIFETIME = timedelta(days=4)
+SCHEME = "r1"  # the format of report tokens
 
 # Infobip's status groups (groupName); the send answer is an acceptance, not an outcome.
 TAKEN = frozenset({"PENDING", "ACCEPTED", "DELIVERED"})
@@ -143,25 +155,18 @@ class InfobipSms(Provider):
                 message = {"destinations": [], "content": {"text": o.text}}
                 if sender:
                     message["sender"] = sender
-                url = self._delivery_url(o.callback_url)
-                if url:
+                secret = self.settings.get("webhook_secret")
+                if o.callback_url and secret:  # no reports without a secret to check them
                     message["webhooks"] = {
-                        "delivery": {"url": url},
+                        "delivery": {"url": o.callback_url},
                         "contentType": "application/json",
+                        "callbackData": report_token(secret, o.callback_url, utcnow()),
                     }
                 groups[key] = message
             groups[key]["destinations"].append(
                 {"to": o.to.removeprefix("+"), "messageId": str(o.message_id)}
             )
         return {"messages": list(groups.values())}
-
-    def _delivery_url(self, callback_url: str | None) -> str | None:
-        secret = self.settings.get("webhook_secret")
-        if not callback_url or not secret:
-            return None  # no receipts without a secret to check them (see the docstring)
-        parts = urlsplit(callback_url)
-        query = "&".join(q for q in (parts.query, urlencode({"token": _token(secret, parts)})) if q)
-        return urlunsplit(parts._replace(query=query))
 
     def _call(self, method: str, path: str, timeout: float, **kwargs) -> dict:
         base_url, api_key = self.settings.get("base_url"), self.settings.get("api_key")
@@ -196,15 +201,23 @@ class InfobipSms(Provider):
     # --- webhooks ----------------------------------------------------------------------------
 
     def verify(self, url: str, headers: dict[str, str], body: bytes, form: dict) -> None:
-        secret = self.settings.get("webhook_secret")
-        if not secret:
+        secrets = [
+            s
+            for s in (self.settings.get(k) for k in ("webhook_secret", "previous_webhook_secret"))
+            if s
+        ]
+        if not secrets:
             raise SignatureError("no webhook secret is set for Infobip")
         password = _basic_password(_header(headers, "Authorization"))
-        if password is not None and hmac.compare_digest(password.encode(), secret.encode()):
+        if password is not None and any(
+            hmac.compare_digest(password.encode(), s.encode()) for s in secrets
+        ):
             return
-        parts = urlsplit(url)
-        token = parse_qs(parts.query).get("token", [""])[0]
-        if token and hmac.compare_digest(token.encode(), _token(secret, parts).encode()):
+        tokens = _callback_data(body)
+        now = utcnow()
+        if tokens and all(
+            any(_token_ok(token, secret, url, now) for secret in secrets) for token in tokens
+        ):
             return
         raise SignatureError("Infobip webhook without the operator's secret")
 
@@ -228,7 +241,7 @@ class InfobipSms(Provider):
                         error=_report_error(report) if group != "DELIVERED" else None,
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip delivery report: {exc!r}") from exc
         return receipts
 
@@ -241,6 +254,8 @@ class InfobipSms(Provider):
                     text = message.get("cleanText")
                 if not isinstance(sender, str) or not isinstance(text, str):
                     raise ValueError("a reply without sender or text")
+                if not isinstance(message.get("messageId") or "", str):
+                    raise ValueError("a reply whose messageId is not a text")
                 replies.append(
                     Inbound(
                         sender=_e164(sender),
@@ -250,7 +265,7 @@ class InfobipSms(Provider):
                         provider_ref=message.get("messageId"),
                     )
                 )
-            except (KeyError, TypeError) as exc:
+            except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip reply: {exc!r}") from exc
         return replies
 
@@ -314,10 +329,40 @@ def _e164(number: str) -> str:
     return f"+{number}" if number.isdigit() else number
 
 
-def _token(secret: str, parts) -> str:
-    """The delivery URL's token: the secret's HMAC of the URL's host and path."""
-    message = f"{parts.netloc.rpartition('@')[2].lower()}{parts.path}".encode()
+def report_token(secret: str, url: str, issued: datetime) -> str:
+    """A message's ``callbackData``: the secret's HMAC of its delivery URL's host and path
+    and of the time of issue (whole seconds), with that time."""
+    stamp = str(int(issued.timestamp()))
+    return f"{SCHEME}.{stamp}.{_mac(secret, url, stamp)}"
+
+
+def _mac(secret: str, url: str, stamp: str) -> str:
+    parts = urlsplit(url)
+    message = f"{parts.netloc.rpartition('@')[2].lower()}{parts.path}|{stamp}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _token_ok(token: object, secret: str, url: str, now: datetime) -> bool:
+    """Whether a report's token was made for this URL with this secret, not too long ago."""
+    if not isinstance(token, str):
+        return False
+    version, _, rest = token.partition(".")
+    stamp, _, mac = rest.partition(".")
+    if version != SCHEME or not stamp.isdigit() or len(stamp) > 12:
+        return False
+    if not hmac.compare_digest(mac.encode(), _mac(secret, url, stamp).encode()):
+        return False
+    issued = datetime.fromtimestamp(int(stamp), UTC)
+    return issued - CLOCK_SKEW <= now <= issued + TOKEN_LIFETIME
+
+
+def _callback_data(body: bytes) -> list:
+    """The ``callbackData`` of every report of a webhook body; [] when there is none."""
+    try:
+        results = _results(body)
+    except ValueError:
+        return []
+    return [r.get("callbackData") for r in results]
 
 
 def _header(headers: dict[str, str], name: str) -> str:
@@ -408,6 +453,17 @@ def relais_plugin_settings():
             help=_l(
                 "Set it in Infobip as the password of BASIC authentication settings for the "
                 "reply forwarding of your numbers; delivery reports carry a token made from it."
+            ),
+            parse=_secret,
+        ),
+        Setting(
+            "previous_webhook_secret",
+            _l("Previous webhook secret"),
+            secret=True,
+            help=_l(
+                "While you change the webhook secret: the one it replaces, still accepted "
+                "until Infobip uses the new one and the reports of earlier messages are in "
+                "(4 days). Then enter the new secret here too."
             ),
             parse=_secret,
         ),

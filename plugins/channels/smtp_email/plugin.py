@@ -38,6 +38,7 @@ from core.plugin_api import (
 )
 
 kind = "channel"
+name = _l("SMTP e-mail")
 description = _l("SMTP e-mail: messages leave through your SMTP relay, in text and HTML.")
 
 SECURITY = ("starttls", "ssl", "none")

@@ -70,6 +70,7 @@ from plugins.channels.twilio_api import (
 from plugins.channels.voice_twilio import audio, speech
 
 kind = "channel"
+name = _l("Twilio voice calls")
 description = _l("Twilio voice: calls that read messages aloud, for landlines and on request.")
 
 MAX_TWIML = 4000  # characters: Twilio's limit on the Twiml parameter

@@ -23,6 +23,7 @@ from plugins.channels.webpush import pages, subscriptions
 from plugins.channels.webpush.provider import WebPush, generate_keys
 
 kind = "channel"
+name = _l("Web Push notifications")
 description = _l("Web Push: notifications on patients' devices, acknowledged when shown.")
 
 PLUGIN = "webpush"

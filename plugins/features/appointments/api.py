@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from core.plugin_api import (
     ValidationError,
     authenticate_api_key,
+    check,
     csrf,
     db,
 )
@@ -75,7 +76,7 @@ def appointment_list():
     statuses = None
     if args.get("status"):
         statuses = frozenset(service.parse_status(s) for s in args["status"].split(","))
-    page = args.get("page", 1, type=int) or 1
+    page = check.page(args.get("page"))
     rows, total = service.list_between(
         start,
         end,

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
@@ -37,8 +37,10 @@ from core.plugin_api import (
     DomainError,
     ValidationError,
     authenticate_api_key,
+    check,
     csrf,
     db,
+    external_url,
     utcnow,
 )
 from plugins.features.appointments import service
@@ -142,7 +144,7 @@ def searchset(rows: list[Appointment], total: int, links: dict[str, str]) -> dic
         "link": [{"relation": relation, "url": url} for relation, url in links.items()],
         "entry": [
             {
-                "fullUrl": url_for(".appointment_read", appointment_id=a.id, _external=True),
+                "fullUrl": external_url("appointments_fhir.appointment_read", appointment_id=a.id),
                 "resource": to_fhir(a),
                 "search": {"mode": "match"},
             }
@@ -179,14 +181,14 @@ def date_range(tenant, value: str) -> tuple[datetime | None, datetime | None]:
 def _period(tenant, text: str) -> tuple[datetime, datetime]:
     try:
         if len(text) == 4:
-            year = int(text)
+            year = check.plausible(date(int(text), 1, 1), "date").year
             return _day(tenant, date(year, 1, 1)), _day(tenant, date(year + 1, 1, 1))
         if len(text) == 7:
-            first = date.fromisoformat(f"{text}-01")
+            first = check.plausible(date.fromisoformat(f"{text}-01"), "date")
             after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
             return _day(tenant, first), _day(tenant, after)
         if len(text) == 10:
-            day = date.fromisoformat(text)
+            day = check.plausible(date.fromisoformat(text), "date")
             return _day(tenant, day), _day(tenant, day + timedelta(days=1))
         at = service.parse_time(text.replace(" ", "+"), "date")  # a "+" sent unescaped
         return at, at + timedelta(seconds=1)
@@ -291,7 +293,7 @@ def appointment_search():
 
     def page(at: int) -> str:
         query = urlencode([*kept, ("_count", count), ("_offset", at)])
-        return url_for(".appointment_search", _external=True) + "?" + query
+        return external_url("appointments_fhir.appointment_search") + "?" + query
 
     links = {"self": page(offset)}
     if offset + count < total and count:

@@ -28,6 +28,7 @@ from plugins.features.appointments.service import MAX_LOCATION, is_type_word, sp
 
 kind = "feature"
 hookspecs = appointment_hookspecs  # the hooks this feature calls; the host adds them
+name = _l("Appointments")
 description = _l(
     "Appointments: the clinic's agenda, booked by staff or pushed by practice software, "
     "read as FHIR."
@@ -37,7 +38,7 @@ description = _l(
 def _overlaps(text: str) -> str:
     value = text.strip().lower()
     if value not in ("allow", "refuse"):
-        raise ValueError(_("'allow' or 'refuse'"))
+        raise ValueError(_("Choose one of the list."))
     return value
 
 
@@ -62,7 +63,12 @@ def relais_register_blueprints():
 
 @hookimpl
 def relais_menu_items():
-    return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda")]
+    return [MenuItem(label=_l("Agenda"), endpoint="appointments.agenda", order=10)]
+
+
+@hookimpl
+def relais_dashboard_items(tenant, day):
+    return [views.today_card(tenant, day)]
 
 
 # The demo's week: (external id, patient's first name, days from today, local time, minutes).
@@ -109,10 +115,10 @@ def relais_plugin_settings():
             default="refuse",
             parse=_overlaps,
             clinic=True,
-            help=_l(
-                "'refuse': a practitioner has one appointment at a time; 'allow': several "
-                "(group sessions, a shared slot)"
-            ),
+            choices={
+                "refuse": _l("One appointment at a time per practitioner"),
+                "allow": _l("Several at once (group sessions, a shared slot)"),
+            },
         ),
         Setting(
             "types",

@@ -13,8 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from babel.dates import format_time
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
@@ -26,6 +24,7 @@ from core.plugin_api import (
     ValidationError,
     check,
     db,
+    format_time,
     hooks_for,
     plugin_setting,
     record_audit,
@@ -260,6 +259,36 @@ def set_status(tenant, appointment: Appointment, status: str) -> Appointment:
     return update(tenant, appointment, {"status": status})
 
 
+def problems(tenant, data: dict[str, Any]) -> dict[str, ValidationError]:
+    """Every field a booking would be refused for, by field, each checked on its own (a
+    form shows them all at once); empty when :func:`create` may go on, which checks them
+    again and, under the practitioner's lock, that the time is free."""
+    found: dict[str, ValidationError] = {}
+
+    def collect(check_field, *args) -> None:
+        try:
+            check_field(*args)
+        except ValidationError as exc:
+            found.setdefault(exc.field or "", exc)
+
+    collect(_patient, data.get("patient_id"))
+    collect(_practitioner, data.get("practitioner_id"))
+    if "starts_at" in data:
+        collect(_times, Appointment(), data, True)
+        collect(_not_past, data["starts_at"])
+    collect(_type, tenant, data.get("type"))
+    collect(check.text, data.get("location"), "location", MAX_LOCATION)
+    collect(check.text, data.get("reason"), "reason", MAX_REASON)
+    return found
+
+
+def _not_past(starts_at: Any) -> None:
+    if parse_time(starts_at, "starts_at") < now() - GRACE:
+        raise ValidationError(
+            _("This time is past: an appointment is booked for a time to come."), "starts_at"
+        )
+
+
 def _announce(tenant, appointment: Appointment, changes: list[str]) -> None:
     hooks = hooks_for(tenant)
     for change in changes:
@@ -289,10 +318,8 @@ def _apply(tenant, appointment: Appointment, data: dict[str, Any], creating: boo
     practitioner_id = new.get("practitioner_id", appointment.practitioner_id)
 
     starts_at, ends_at = _times(appointment, data, creating)
-    if creating and starts_at < now() - GRACE:
-        raise ValidationError(
-            _("This time is past: an appointment is booked for a time to come."), "starts_at"
-        )
+    if creating:
+        _not_past(starts_at)
     new["starts_at"], new["ends_at"] = starts_at, ends_at
 
     status = appointment.status
@@ -376,14 +403,8 @@ def _times(appointment: Appointment, data: dict[str, Any], creating: bool):
 def parse_time(value: Any, field: str) -> datetime:
     """An aware time: a datetime, or ISO 8601 text with its offset
     (``2026-03-30T09:00:00+02:00``, ``2026-03-30T07:00:00Z``). :raises ValidationError."""
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = check.moment(value, field)
+    if parsed is None:
         raise ValidationError(_("Give an ISO 8601 time with its offset."), field)
     return parsed.astimezone(UTC)
 
@@ -394,10 +415,9 @@ def local_time(tenant, day: Any, clock: Any, day_field: str, field: str) -> date
     A time the clocks skip (02:30 on the last Sunday of March in Paris) is refused.
     :raises ValidationError: on ``day_field`` or ``field``.
     """
-    try:
-        on = date.fromisoformat(str(day or ""))
-    except ValueError:
-        raise ValidationError(_("Use the form YYYY-MM-DD."), day_field) from None
+    on = check.day(day, day_field)
+    if on is None:
+        raise ValidationError(_("Use the form YYYY-MM-DD."), day_field)
     try:
         at = time.fromisoformat(str(clock or ""))
     except ValueError:
@@ -415,11 +435,7 @@ def parse_bound(tenant, value: Any, field: str) -> datetime:
     time zone) or an ISO 8601 time with its offset. :raises ValidationError."""
     text = str(value or "")
     if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise ValidationError(_("Use the form YYYY-MM-DD."), field) from None
-        return start_of_day(tenant, day)
+        return start_of_day(tenant, check.day(text, field))
     return parse_time(text, field)
 
 
@@ -554,7 +570,7 @@ def _check_overlap(tenant, appointment, practitioner_id, starts_at, ends_at) -> 
 
 def clock(tenant, at: datetime) -> str:
     """A time of day as the clinic reads it: in its time zone, in the page's language."""
-    return format_time(at.astimezone(ZoneInfo(tenant.timezone)), "short", locale=get_locale())
+    return format_time(at, tz=tenant.timezone)
 
 
 # --- JSON -------------------------------------------------------------------------------------

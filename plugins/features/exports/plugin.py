@@ -24,6 +24,7 @@ from core.plugin_api import (
 )
 
 kind = "feature"
+name = _l("Exports")
 description = _l(
     "Patient list export: a CSV of the clinic's patients, for practice software and audits."
 )
@@ -100,7 +101,14 @@ def relais_register_blueprints():
 
 @hookimpl
 def relais_menu_items():
-    return [MenuItem(label=_l("Export"), endpoint="exports.patients_csv", roles=("admin",))]
+    return [
+        MenuItem(
+            label=_l("Export"),
+            endpoint="exports.patients_csv",
+            roles=("admin",),
+            section="settings",
+        )
+    ]
 
 
 @hookimpl

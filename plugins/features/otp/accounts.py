@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.plugin_api import (
     LANGUAGES,
+    N_,
     Patient,
     ValidationError,
     check,
@@ -75,7 +76,9 @@ def sign_up(tenant, phone: str, data: dict) -> tuple[Patient, bool]:
     except IntegrityError:  # the same number signed up at the same moment, elsewhere:
         db.session.rollback()  # nothing of this one is kept; that one is their account
         return account_for(phone), True
-    record_audit("patient.sign_up", patient.id, "linked" if linked else "new record", "patient")
+    record_audit(
+        "patient.sign_up", patient.id, N_("linked") if linked else N_("new record"), "patient"
+    )
     return patient, linked
 
 

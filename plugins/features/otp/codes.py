@@ -26,6 +26,7 @@ from flask_babel import force_locale, get_locale, ngettext
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    N_,
     DomainError,
     ValidationError,
     db,
@@ -37,6 +38,7 @@ from core.plugin_api import (
 from plugins.features.otp.models import Challenge
 
 VALID_FOR = timedelta(minutes=5)
+PROVED_FOR = timedelta(minutes=30)  # a proved number may finish its sign-up this long
 MAX_WRONG_TRIES = 5
 RESEND_AFTER = timedelta(seconds=30)
 PER_HOUR = 5
@@ -220,7 +222,7 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
         left = MAX_WRONG_TRIES - challenge.wrong_tries
         if left <= 0:
             challenge.voided_at = now
-            record_audit("otp.blocked", challenge.id, "too many wrong codes", by)
+            record_audit("otp.blocked", challenge.id, N_("too many wrong codes"), by)
             raise CodeRefused(_too_many_tries(), "code")
         record_audit("otp.failed", challenge.id, f"wrong code ({challenge.wrong_tries})", by)
         raise CodeRefused(
@@ -234,6 +236,39 @@ def verify(tenant, challenge_id, code, purpose: str) -> Challenge:
     challenge.used_at = now
     record_audit("otp.verified", challenge.id, masked_phone(challenge.phone), by)
     return challenge
+
+
+def proved_phone(tenant, challenge_id, spend: bool = False) -> str | None:
+    """The number a patient's code proved on this clinic less than 30 minutes ago through
+    ``challenge_id``, and not yet spent on a sign-up; else None.
+
+    :param spend: spend the proof (one conditional UPDATE: of requests sent at once, one
+        gets the number), in the caller's transaction: a sign-up refused and rolled back
+        keeps it.
+    """
+    try:
+        wanted = uuid.UUID(str(challenge_id))
+    except ValueError:
+        return None
+    now = utcnow()
+    proof = (
+        Challenge.tenant_id == tenant.id,
+        Challenge.id == wanted,
+        Challenge.purpose == "patient",
+        Challenge.used_at > now - PROVED_FOR,
+        Challenge.spent_at.is_(None),
+    )
+    if spend:
+        spent = db.session.execute(
+            sa.update(Challenge)
+            .where(*proof)
+            .values(spent_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if spent.rowcount != 1:
+            return None
+        proof = (Challenge.tenant_id == tenant.id, Challenge.id == wanted)
+    return db.session.scalar(sa.select(Challenge.phone).where(*proof))
 
 
 def seconds_before_resend(challenge: Challenge) -> int:

@@ -21,7 +21,9 @@ class Challenge(TenantOwned, db.Model):
 
     The number is kept encrypted, and as a keyed hash (``phone_digest``) that the per-number
     limits count by; the code only as a keyed hash bound to this challenge. A challenge is
-    over when used, voided (too many wrong tries) or past ``expires_at``.
+    over when used, voided (too many wrong tries) or past ``expires_at``. A patient's code
+    used on a number without an account proves it for one sign-up: ``spent_at`` marks it
+    spent.
     """
 
     __tablename__ = "otp_challenges"
@@ -42,3 +44,4 @@ class Challenge(TenantOwned, db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,7 @@ from core.plugin_api import (
 from plugins.features.otp import views
 
 kind = "feature"
+name = _l("Patient sign-up and login by code")
 description = _l(
     "Sign-up and login codes: patients sign up and log in with a code sent by SMS or read "
     "by a call; new staff prove their phone."

@@ -1,7 +1,9 @@
 """Pages and JSON routes of sign-up and login by code, for patients and new staff.
 
 Patients, on their clinic's subdomain: ``/me/login`` (a phone number, then the code), then
-``/me/signup`` when the number has no account yet. The same steps as JSON under
+``/me/signup`` when the number has no account yet. The session keeps only the id of the
+proving challenge: the proof is this clinic's, lasts 30 minutes and opens one sign-up
+(:func:`codes.proved_phone`). The same steps as JSON under
 ``/me/api/``: JSON bodies only, so a form on another site cannot post them (no CSRF token
 needed), and the session cookie carries the proved number from one step to the next.
 
@@ -9,7 +11,7 @@ New staff: after their password, ``/login/phone`` proves their phone by a code b
 core's authenticator-app enrolment (hook ``relais_activation_step``).
 """
 
-from datetime import datetime, timedelta
+from pathlib import Path
 
 from babel import Locale
 from flask import (
@@ -19,6 +21,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     session,
     url_for,
 )
@@ -48,7 +51,7 @@ api_bp = Blueprint("otp_api", __name__, url_prefix="/me/api")
 api_bp.relais_public = True
 csrf.exempt(api_bp)  # JSON bodies only (see the module's docstring)
 
-PROVED_FOR = timedelta(minutes=30)  # a proved number may finish its sign-up this long
+STATIC = Path(__file__).parent / "static"
 
 
 def _per_address() -> str:
@@ -60,6 +63,12 @@ code_limit = limiter.shared_limit(_per_address, scope="otp-codes", methods=["POS
 
 
 # --- patients: pages ------------------------------------------------------------------------
+
+
+@bp.get("/me/login/wait.js")
+def wait_script():
+    """The code page's script (a file: the Content-Security-Policy runs no inline script)."""
+    return send_from_directory(STATIC, "wait.js", mimetype="text/javascript")
 
 
 @bp.route("/me/login", methods=["GET", "POST"])
@@ -93,8 +102,9 @@ def code():
         except DomainError as exc:
             _end(exc)
             return _code_page(challenge, exc), exc.status
+        target = _after_proof(proved)
         db.session.commit()
-        return redirect(_after_proof(proved.phone))
+        return redirect(target)
     return _code_page(challenge)
 
 
@@ -117,7 +127,7 @@ def again():
 @bp.route("/me/signup", methods=["GET", "POST"])
 def signup():
     """Who the patient is, once their number is proved; then their session opens."""
-    phone = _proved_phone()
+    phone = _proved_phone(spend=request.method == "POST")
     if phone is None:
         return redirect(url_for(".login"))
     if request.method == "GET":
@@ -126,11 +136,11 @@ def signup():
     try:
         patient, _linked = accounts.sign_up(g.tenant, phone, form)
     except DomainError as exc:
-        db.session.rollback()
+        db.session.rollback()  # the proof is not spent: the form can be corrected
         page = render_template("otp/signup.html", form=form, error=exc, languages=_languages())
         return page, exc.status
-    db.session.commit()
     log_in_patient(patient)
+    db.session.commit()
     return redirect(url_for("patient.home"))
 
 
@@ -183,8 +193,8 @@ def api_verify():
     except codes.Refusal as exc:
         _end(exc)
         raise
+    target = _after_proof(proved)
     db.session.commit()
-    target = _after_proof(proved.phone)
     return jsonify({"next": "home" if target == url_for("patient.home") else "sign_up"})
 
 
@@ -192,12 +202,13 @@ def api_verify():
 def api_signup():
     """``{"first_name", "last_name", "birth_date", "email", "language"}`` after a proved
     number → 201 ``{"patient": {...}, "linked": true|false}``, the session open."""
-    phone = _proved_phone()
+    body = _json()
+    phone = _proved_phone(spend=True)
     if phone is None:
         return _error(401, "unauthorized", _("Prove your phone number with a code first."))
-    patient, linked = accounts.sign_up(g.tenant, phone, _json())
-    db.session.commit()
+    patient, linked = accounts.sign_up(g.tenant, phone, body)
     log_in_patient(patient)
+    db.session.commit()
     return jsonify({"patient": _patient_json(patient), "linked": linked}), 201
 
 
@@ -209,7 +220,7 @@ class NotJson(DomainError):
 def _json() -> dict:
     body = request.get_json(silent=True)
     if not request.is_json or not isinstance(body, dict):
-        raise NotJson(_("Send a JSON object."))
+        raise NotJson(_("Send a JSON object."), "body")
     return body
 
 
@@ -245,14 +256,15 @@ def _send(phone, voice: bool):
     return challenge
 
 
-def _after_proof(phone: str) -> str:
-    """Where a proved number leads: the account's session, else the sign-up form."""
+def _after_proof(proved) -> str:
+    """Where a proved number leads: the account's session, else the sign-up form (the
+    session keeps the challenge's id, the proof; the caller commits)."""
     session.pop("otp_challenge", None)
-    patient = accounts.account_for(phone)
+    patient = accounts.account_for(proved.phone)
     if patient is not None:
         log_in_patient(patient)
         return url_for("patient.home")
-    session["otp_proved"] = {"phone": phone, "at": utcnow().isoformat()}
+    session["otp_proved"] = str(proved.id)
     return url_for("otp.signup")
 
 
@@ -264,13 +276,10 @@ def _end(exc: DomainError) -> None:
         db.session.rollback()
 
 
-def _proved_phone() -> str | None:
-    proved = session.get("otp_proved") or {}
-    try:
-        at = datetime.fromisoformat(proved["at"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return proved.get("phone") if utcnow() - at < PROVED_FOR else None
+def _proved_phone(spend: bool) -> str | None:
+    """The number this session proved on this clinic, if its proof is still good; with
+    ``spend``, the proof is used up (one sign-up per code)."""
+    return codes.proved_phone(g.tenant, session.get("otp_proved"), spend=spend)
 
 
 # --- new staff: their phone before their authenticator app ----------------------------------

@@ -9,13 +9,14 @@ import base64
 import uuid
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import current_app
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, Signer
 
 from core.plugin_api import (
     NotFound,
     db,
+    external_url,
     utcnow,
 )
 from plugins.features.appointments import Appointment
@@ -33,11 +34,8 @@ def token(tenant, appointment_id: uuid.UUID) -> str:
 def link(tenant, appointment_id: uuid.UUID) -> str:
     """The absolute link to the appointment's page (the clinic's subdomain said outright: a
     worker or webhook has no clinic in ``g``)."""
-    return url_for(
-        "reminders_link.page",
-        tenant=tenant.slug,
-        token=token(tenant, appointment_id),
-        _external=True,
+    return external_url(
+        "reminders_link.page", tenant=tenant.slug, token=token(tenant, appointment_id)
     )
 
 

@@ -28,6 +28,7 @@ from plugins.features.reminders import service, stats, texts, views
 from plugins.features.reminders.schedule import parse_schedule, parse_schedule_by_type
 
 kind = "feature"
+name = _l("Appointment reminders")
 description = _l(
     "Reminders: up to four before each appointment, by the patient's best channel; "
     "patients confirm or cancel by reply or link."
@@ -55,8 +56,13 @@ def relais_register_blueprints():
 @hookimpl
 def relais_menu_items(tenant, user):
     return [
-        MenuItem(label=_l("Reminders"), endpoint="reminders.settings_page", roles=("admin",)),
-        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page"),
+        MenuItem(
+            label=_l("Reminders"),
+            endpoint="reminders.settings_page",
+            roles=("admin",),
+            section="settings",
+        ),
+        MenuItem(label=_l("Reminder figures"), endpoint="reminders.stats_page", section="settings"),
     ]
 
 
@@ -95,7 +101,9 @@ def relais_plugin_settings():
                 default=texts.DEFAULT_TEMPLATES[language],
                 parse=texts.check_template,
                 clinic=True,
-                help=_l("Variables: patient, practitioner, date, time, address, link, clinic."),
+                help=_l(
+                    "Variables: patient, date, time, practitioner, place, clinic, address, link."
+                ),
             )
         )
     return found

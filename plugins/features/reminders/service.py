@@ -12,14 +12,17 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    N_,
     Message,
     MessageStatus,
     Patient,
+    ValidationError,
     best_channels,
     cancel_message,
     db,
     plugin_setting,
     send,
+    send_many,
     utcnow,
 )
 from plugins.features.appointments import Appointment, AppointmentStatus, cancel, set_status
@@ -70,18 +73,26 @@ def variables_for(tenant, appointment: Appointment, patient: Patient, language: 
 # --- the hook ---------------------------------------------------------------------------------
 
 
+# Why reminders were dropped, as a message's history keeps it (in English, shown translated).
+CLOSED_BECAUSE = {
+    "done": N_("the appointment is done"),
+    "no_show": N_("the patient did not come"),
+    "cancelled": N_("the appointment was cancelled"),
+}
+
+
 def on_change(tenant, appointment: Appointment, change: str) -> None:
     """What an appointment's change does to its reminders (``relais_appointment_changed``)."""
     if change == "created":
         schedule(tenant, appointment)
         send_invitation(tenant, appointment)
     elif change == "moved":
-        drop_pending(tenant, appointment, "the appointment moved")
+        drop_pending(tenant, appointment, N_("the appointment moved"))
         if appointment.status in OPEN:
             schedule(tenant, appointment)
             send_invitation(tenant, appointment)
     elif change == "cancelled":
-        drop_pending(tenant, appointment, "the appointment was cancelled")
+        drop_pending(tenant, appointment, N_("the appointment was cancelled"))
         if plugin_setting(tenant, PLUGIN, "notify_cancellation"):
             tell_cancelled(tenant, appointment)
     elif change == "status":
@@ -89,47 +100,79 @@ def on_change(tenant, appointment: Appointment, change: str) -> None:
             if not pending(appointment):  # booked again after a cancellation
                 schedule(tenant, appointment)
         else:
-            drop_pending(tenant, appointment, f"the appointment is {appointment.status.value}")
+            drop_pending(tenant, appointment, CLOSED_BECAUSE.get(appointment.status.value, ""))
 
 
 def schedule(tenant, appointment: Appointment) -> list[Message]:
-    """Put the appointment's reminders in the outbox, one per offset still to come."""
+    """Put the appointment's reminders in the outbox, one per offset still to come.
+
+    :raises ValidationError: when a reminder cannot be written (the clinic's template).
+    """
+    return schedule_many(tenant, [appointment])
+
+
+def schedule_many(tenant, appointments: list[Appointment]) -> list[Message]:
+    """Put the reminders of many appointments in the outbox at once (an import, a practice
+    software's sync): judged and written through the outbox's bulk path (``send_many``:
+    consents and settings read once, the messages in a few statements), then which
+    appointment each belongs to, in one more. Returns the messages written.
+
+    :raises ValidationError: the first reminder that cannot be written (the clinic's
+        template); the caller's transaction is then to be rolled back.
+    """
+    now = utcnow()
+    drafts, owners = [], []
+    for appointment in appointments:
+        for minutes, draft in _drafts(tenant, appointment, now):
+            drafts.append(draft)
+            owners.append((appointment.id, minutes))
+    results = send_many(tenant, drafts)
+    refused = next((r for r in results if isinstance(r, ValidationError)), None)
+    if refused is not None:
+        raise refused
+    if results:
+        db.session.execute(
+            sa.insert(Reminder.__table__),
+            [
+                {
+                    "tenant_id": tenant.id,
+                    "message_id": message.id,
+                    "appointment_id": appointment_id,
+                    "minutes_before": minutes,
+                }
+                for message, (appointment_id, minutes) in zip(results, owners, strict=True)
+            ],
+        )
+    return results
+
+
+def _drafts(tenant, appointment: Appointment, now: datetime) -> list[tuple[int, dict]]:
+    """The appointment's reminders still to come, as ``send_many`` drafts with their offset."""
     if appointment.status not in OPEN:
         return []
     patient = appointment.patient
     channels = best_channels(tenant, patient)
     if not channels:
         return []  # no way to reach them: staff see it on the patient's page
-    now = utcnow()
     language = texts.language_of(patient)
     template = texts.message_template(template_text(tenant, language), language)
     values = variables_for(tenant, appointment, patient, language)
-    sent = []
+    found = []
     for minutes in offsets_for(tenant, appointment.type):
         at = appointment.starts_at - timedelta(minutes=minutes)
         if at <= now:
             continue  # never a reminder for a time already past
-        message = send(
-            tenant,
-            patient,
-            "reminder",
-            template,
-            values,
-            channels,
-            not_before=at,
-            expires_at=appointment.starts_at,
-        )
-        db.session.add(
-            Reminder(
-                tenant_id=tenant.id,
-                message_id=message.id,
-                appointment_id=appointment.id,
-                minutes_before=minutes,
-            )
-        )
-        sent.append(message)
-    db.session.flush()
-    return sent
+        draft = {
+            "patient": patient,
+            "purpose": "reminder",
+            "template": template,
+            "variables": values,
+            "channels": channels,
+            "not_before": at,
+            "expires_at": appointment.starts_at,
+        }
+        found.append((minutes, draft))
+    return found
 
 
 def pending(appointment: Appointment) -> list[Message]:

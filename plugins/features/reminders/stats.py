@@ -8,6 +8,7 @@
   done or no-show, the share of no-shows, apart for those a reminder was sent for.
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,19 +68,18 @@ def compute(start: datetime, end: datetime, now: datetime | None = None) -> Stat
     """The current clinic's figures for ``[start, end)`` (aware times)."""
     now = now or utcnow()
     stats = Stats(start, end)
-    # The channel that carried a message: its plan's entry at its index (a JSON array).
-    channel = sa.func.json_extract_path_text(
-        Message.channels, sa.cast(Message.channel_index, sa.Text)
-    )
-    for name, count in db.session.execute(
-        sa.select(channel, sa.func.count())
+    # The channel that carried a message is its plan's entry at its index: counted per
+    # (plan, index) in SQL, the few distinct plans read here (portable to SQLite).
+    for plan, index, count in db.session.execute(
+        sa.select(sa.cast(Message.channels, sa.Text), Message.channel_index, sa.func.count())
         .select_from(Reminder)
         .join(Message, Message.id == Reminder.message_id)
         .where(Message.sent_at >= start, Message.sent_at < end)
-        .group_by(channel)
-        .order_by(channel)
+        .group_by(sa.cast(Message.channels, sa.Text), Message.channel_index)
     ):
-        stats.sent_by_channel[name] = count
+        name = json.loads(plan)[index]
+        stats.sent_by_channel[name] = stats.sent_by_channel.get(name, 0) + count
+    stats.sent_by_channel = dict(sorted(stats.sent_by_channel.items()))
 
     reminded = (
         sa.exists()

@@ -8,30 +8,30 @@ patient's language: an appointment at 09:00 in Paris reads 09:00 in summer and i
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time
+from flask_babel import force_locale, ngettext
+from flask_babel import lazy_gettext as _l
+from jinja2 import Environment, TemplateSyntaxError, meta
 
-from core.plugin_api import LANGUAGES, ValidationError, render_message
+from core.plugin_api import LANGUAGES, ValidationError, format_date, format_time, render_message
 
 FALLBACK = "en"
-ADDRESS = "{% if address %}, {{ address }}{% endif %}"
 
 DEFAULT_TEMPLATES = {
     "fr": "Bonjour {{ patient }}, RDV le {{ date }} à {{ time }} avec {{ practitioner }} "
-    "({{ clinic }}" + ADDRESS + "). Répondez OUI pour confirmer, NON pour annuler, "
+    "({{ place }}). Répondez OUI pour confirmer, NON pour annuler, "
     "ou : {{ link }}",
     "en": "Hello {{ patient }}, your appointment with {{ practitioner }} is on {{ date }} at "
-    "{{ time }} ({{ clinic }}" + ADDRESS + "). Reply YES to confirm, NO to cancel, "
+    "{{ time }} ({{ place }}). Reply YES to confirm, NO to cancel, "
     "or: {{ link }}",
     "de": "Hallo {{ patient }}, Ihr Termin bei {{ practitioner }}: {{ date }} um {{ time }} "
-    "({{ clinic }}" + ADDRESS + "). Antworten Sie JA zum Bestätigen, NEIN zum Absagen, "
+    "({{ place }}). Antworten Sie JA zum Bestätigen, NEIN zum Absagen, "
     "oder: {{ link }}",
     "it": "Gentile {{ patient }}, appuntamento con {{ practitioner }} {{ date }} alle "
-    "{{ time }} ({{ clinic }}" + ADDRESS + "). Risponda SI per confermare, NO per annullare, "
+    "{{ time }} ({{ place }}). Risponda SI per confermare, NO per annullare, "
     "oppure: {{ link }}",
     "nl": "Beste {{ patient }}, uw afspraak bij {{ practitioner }}: {{ date }} om {{ time }} "
-    "({{ clinic }}" + ADDRESS + "). Antwoord JA om te bevestigen, NEE om te annuleren, "
+    "({{ place }}). Antwoord JA om te bevestigen, NEE om te annuleren, "
     "of: {{ link }}",
 }
 # The e-mail's subject (the text is its body).
@@ -41,6 +41,17 @@ SUBJECTS = {
     "de": "Erinnerung: Ihr Termin am {{ date }} um {{ time }}",
     "it": "Promemoria: il suo appuntamento del {{ date }} alle {{ time }}",
     "nl": "Herinnering: uw afspraak op {{ date }} om {{ time }}",
+}
+# The variables a template may use, in the order the editor offers them, with what they hold.
+VARIABLES = {
+    "patient": _l("patient's first name"),
+    "date": _l("date"),
+    "time": _l("time"),
+    "practitioner": _l("practitioner"),
+    "place": _l("clinic and address"),
+    "clinic": _l("clinic"),
+    "address": _l("address"),
+    "link": _l("link to confirm or cancel"),
 }
 SAMPLE_PATIENTS = {"fr": "Jeanne", "en": "Jane", "de": "Johanna", "it": "Giovanna", "nl": "Johanna"}
 
@@ -53,12 +64,11 @@ def language_of(patient) -> str:
 
 def when(tenant, at: datetime, language: str) -> dict[str, str]:
     """``date`` and ``time`` of a moment, on the clinic's wall clock, in ``language``."""
-    zone = ZoneInfo(tenant.timezone)
-    local = at.astimezone(zone)
-    return {
-        "date": format_date(local.date(), "full", locale=language),
-        "time": format_time(at, "HH:mm", tzinfo=zone, locale=language),
-    }
+    with force_locale(language):
+        return {
+            "date": format_date(at, weekday=True, tz=tenant.timezone),
+            "time": format_time(at, tz=tenant.timezone),
+        }
 
 
 def variables(
@@ -69,6 +79,7 @@ def variables(
         "practitioner": practitioner,
         **when(tenant, at, language),
         "address": address or "",
+        "place": f"{tenant.name}, {address}" if address else tenant.name,
         "link": link,
         "clinic": tenant.name,
     }
@@ -80,17 +91,33 @@ def message_template(text: str, language: str) -> dict[str, str]:
 
 
 def check_template(text: str) -> str:
-    """A clinic's template: it must render with the reminders' variables.
+    """A clinic's template: it must render with the reminders' variables, and use no other.
 
-    :raises ValueError: with the template engine's complaint.
+    :raises ValueError: with the template engine's complaint, or naming the unknown variables.
     """
     text = text.strip()
+    try:
+        # Only parsed, to list the names it uses (rendering is the outbox's sandbox).
+        used = meta.find_undeclared_variables(Environment(autoescape=False).parse(text))  # noqa: S701
+    except TemplateSyntaxError:
+        used = set()  # the rendering below says what is wrong
+    unknown = sorted(used - set(VARIABLES))
+    if unknown:
+        raise ValueError(
+            ngettext(
+                "Unknown variable: %(names)s. Use the buttons to insert one.",
+                "Unknown variables: %(names)s. Use the buttons to insert them.",
+                len(unknown),
+                names=", ".join(f"{{{{ {name} }}}}" for name in unknown),
+            )
+        )
     sample = {
         "patient": "Jeanne",
         "practitioner": "Dr Martin",
         "date": "lundi 30 mars 2026",
         "time": "09:00",
         "address": "3 rue des Lilas",
+        "place": "Clinic, 3 rue des Lilas",
         "link": "https://demo.example/appointments/r/x",
         "clinic": "Clinic",
     }

@@ -5,12 +5,13 @@ Routes only: parse, call :mod:`.service`, :mod:`.texts` or :mod:`.stats`, render
 """
 
 import uuid
-from contextlib import nullcontext
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
+    Response,
     current_app,
     flash,
     g,
@@ -29,6 +30,7 @@ from core.plugin_api import (
     ValidationError,
     admin_only,
     authenticate_api_key,
+    check,
     clinic_setting_choices,
     csrf,
     db,
@@ -52,6 +54,7 @@ link_bp = Blueprint("reminders_link", __name__, template_folder="templates")
 link_bp.relais_public = True  # the patient's page: the signed link says which appointment
 
 DEFAULT_DAYS_BACK = 30
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 # --- settings and preview (admins) ------------------------------------------------------------
@@ -86,6 +89,10 @@ def preview(tenant, language: str, template: str) -> dict:
     :raises ValidationError: on ``template_<language>`` when the template does not render.
     """
     values = sample_variables(tenant, language)
+    try:
+        texts.check_template(template)  # a variable misspelt says so, as saving it would
+    except ValueError as exc:
+        raise ValidationError(str(exc), f"template_{language}") from None
     try:
         content = render_message(texts.message_template(template, language), values)
     except ValidationError as exc:
@@ -150,15 +157,39 @@ def settings_page():
             return jsonify(
                 {"error": {"code": "invalid", "message": error.message, "field": error.field}}
             ), error.status
-        return jsonify({"language": language, **shown})
+        return jsonify({"language": language, **shown, "sms_summary": sms_summary(shown)})
     return render_template(
         "reminders/settings.html",
         values=values,
         language=language,
         languages=texts.LANGUAGES,
+        variables=texts.VARIABLES,
         preview=shown,
+        sms_summary=sms_summary(shown) if shown else "",
         error=error,
     ), (error.status if error else 200)
+
+
+def sms_summary(shown: dict) -> str:
+    """How many SMS the preview's text takes, in words."""
+    sms = shown["sms"]
+    return _(
+        "%(count)d SMS (%(encoding)s, %(characters)d characters)",
+        count=sms["segments"],
+        encoding=sms["encoding"],
+        characters=sms["characters"],
+    )
+
+
+@bp.get("/settings/reminders/templates.js")
+@admin_only
+def script():
+    """The template editor's script: variables inserted at the cursor, the live preview."""
+    return Response(
+        (STATIC / "templates.js").read_bytes(),
+        mimetype="text/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -172,13 +203,14 @@ def _bound(tenant, name: str, default: date) -> datetime:
         return datetime.combine(default, time(0), tzinfo=zone).astimezone(UTC)
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone).astimezone(UTC)
+            day = check.plausible(date.fromisoformat(text), name)
+            return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ValidationError(_("Give a date (YYYY-MM-DD) or a time with its offset."), name)
-    return parsed.astimezone(UTC)
+    return check.plausible(parsed, name).astimezone(UTC)
 
 
 def _window(tenant) -> tuple[datetime, datetime]:
@@ -237,10 +269,9 @@ def page(token: str):
         db.session.commit()
         return redirect(url_for(".page", token=token), 303)
     patient = appointment.patient
-    language = texts.language_of(patient)
     chosen = session.get("lang") or patient.language
-    speaking = force_locale(chosen) if chosen in current_app.config["LANGUAGES"] else nullcontext()
-    with speaking:
+    language = chosen if chosen in current_app.config["LANGUAGES"] else texts.language_of(patient)
+    with force_locale(language):  # the page and its date in the patient's language
         return render_template(
             "reminders/link.html",
             appointment=appointment,

@@ -22,6 +22,7 @@ from core.plugin_api import (
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"
+name = _l("Rules of Germany")
 description = _l(
     "Germany: double opt-in, STOPP replies, quiet hours 08:00-20:00 (no Sundays or holidays), "
     "German locale, emergency numbers 112 and 116117."

@@ -26,6 +26,7 @@ from core.plugin_api import (
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"
+name = _l("Rules of France")
 description = _l(
     "France: consent and STOP replies, the STOP mention, quiet hours Monday to Saturday "
     "08:00-20:00, French locale, emergency numbers 15 and 112."

@@ -24,6 +24,7 @@ from core.plugin_api import (
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"
+name = _l("Rules of Italy")
 description = _l(
     "Italy: consent, STOP and BASTA replies, registered sender IDs, quiet hours 08:00-20:00, "
     "Italian locale, emergency numbers 112 and 118."

@@ -18,6 +18,7 @@ from core.plugin_api import (
 from plugins.regulations.rules import CountryRules
 
 kind = "regulation"
+name = _l("Rules of the Netherlands")
 description = _l(
     "Netherlands: consent, STOP replies, quiet hours 08:00-20:00 (no Sundays or holidays), "
     "Dutch locale, emergency number 112."

@@ -4,7 +4,7 @@ a batch sent again creates nothing twice; a malformed batch writes nothing."""
 import json
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -13,11 +13,10 @@ import time_machine
 from core.clinic import apikeys, consent
 from core.clinic.models import ApiKey, ConsentAction, ConsentMethod, Patient
 from core.db import db
-from core.delivery import dispatch, outbox
+from core.delivery import dispatch
 from core.delivery.models import Message, MessageEvent
-from core.errors import ValidationError
 from tenants.scoping import tenant_scope
-from tests.worlds import OPEN_HOURS, client_for, consent_to_campaigns, make_clinic, make_patient
+from tests.worlds import client_for, consent_to_campaigns, make_clinic, make_patient
 
 NIGHT = datetime(2026, 11, 18, 22, 30, tzinfo=UTC)  # after French quiet hours begin
 
@@ -192,35 +191,6 @@ def test_a_malformed_batch_names_the_field_and_writes_nothing(
 def test_a_body_too_large_is_refused_before_it_is_read(app, clinic, api):
     answer = api("POST", "/messages/batch", data="x" * (5 << 20), content_type="application/json")
     assert answer.status_code == 413 and answer.json["error"]["field"] == "body"
-
-
-def test_send_many_judges_a_batch_with_mixed_verdicts(app, clinic):
-    """The bulk path features use: allowed, deferred and denied, each written as judged."""
-    willing = make_patient(app, clinic)
-    consent_to_campaigns(app, clinic, willing)
-    unwilling = make_patient(app, clinic, first_name="Zoé", phone="0622222222")
-    with time_machine.travel(OPEN_HOURS, tick=False), app.app_context(), tenant_scope(clinic.id):
-        people = [db.session.get(Patient, (clinic.id, p.id)) for p in (willing, unwilling)]
-        results = outbox.send_many(
-            clinic,
-            [
-                {"patient": people[0], "purpose": "campaign", "template": "News"},
-                {"patient": people[1], "purpose": "campaign", "template": "News"},
-                {
-                    "patient": people[1],
-                    "purpose": "reminder",
-                    "template": "RDV demain",
-                    "not_before": OPEN_HOURS + timedelta(hours=2),
-                },
-                {"patient": people[1], "purpose": "spam", "template": "RDV demain"},
-            ],
-        )
-        db.session.commit()
-        assert [r.status for r in results[:3]] == ["pending", "denied", "scheduled"]
-        assert isinstance(results[3], ValidationError) and results[3].field == "purpose"
-        stored = dict(db.session.execute(sa.select(Message.id, Message.status)).all())
-    assert [stored[r.id] for r in results[:3]] == ["pending", "denied", "scheduled"]
-    assert "STOP" in results[0].content["text"]  # amended as send amends
 
 
 def test_requests_on_one_key_never_wait_for_its_row(app, clinic, api, token):

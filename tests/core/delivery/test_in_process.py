@@ -48,7 +48,8 @@ def test_a_message_from_the_patient_page_lands_in_the_outbox(app_without_redis):
     Sweeper(app).tick()  # what the demo's background thread does every second
 
     page = client.get("/outbox").text
-    assert "Votre ordonnance est prête" in page and "+33612345678" in page
+    # The number in the clinic's national format.
+    assert "Votre ordonnance est prête" in page and "06 12 34 56 78" in page
 
 
 def test_an_empty_message_is_refused(app_without_redis):
@@ -60,4 +61,4 @@ def test_an_empty_message_is_refused(app_without_redis):
     path = f"/patients/{patient.id}"
     client.post(f"{path}/messages", data={"text": " ", "csrf_token": csrf_token(client, path)})
     Sweeper(app).tick()
-    assert "+33612345678" not in client.get("/outbox").text
+    assert "06 12 34 56 78" not in client.get("/outbox").text

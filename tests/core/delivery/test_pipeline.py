@@ -421,6 +421,6 @@ def test_without_a_regulation_plugin_only_transactional_messages_go(judged_app):
     patient = make_patient(judged_app, clinic)
     campaign = state(judged_app, clinic, send(judged_app, clinic, patient, purpose="campaign"))
     assert campaign.status == MessageStatus.DENIED
-    assert "no regulation plugin is enabled for FR" in campaign.verdict_reason
+    assert "no regulation plugin is enabled for France" in campaign.verdict_reason
     reminder = state(judged_app, clinic, send(judged_app, clinic, patient, purpose="reminder"))
     assert reminder.status == MessageStatus.PENDING

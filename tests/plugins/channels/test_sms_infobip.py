@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from core.app import create_app
 from core.clinic import settings
@@ -42,7 +43,7 @@ from core.testing import (
     ReceiptContract,
 )
 from plugins.channels.outbox.plugin import OutboxDelivery
-from plugins.channels.sms_infobip.plugin import InfobipSms
+from plugins.channels.sms_infobip.plugin import TOKEN_LIFETIME, InfobipSms, report_token
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer
@@ -216,6 +217,14 @@ def basic(password: str, user: str = "relais") -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+def with_token(body: bytes, token: str) -> bytes:
+    """A webhook body whose reports carry ``token`` as their callbackData."""
+    data = json.loads(body)
+    for result in data["results"]:
+        result["callbackData"] = token
+    return json.dumps(data).encode()
+
+
 def report(message_id, group="DELIVERED", done_at="2026-05-04T10:00:00.000+0200") -> bytes:
     result = {
         "messageId": str(message_id),
@@ -259,7 +268,10 @@ class TestInfobipContract(ChannelContract, FailureMapping, ReceiptContract, Inbo
             def tamper(webhook):
                 url, headers, body, form = webhook
                 headers = {k: v for k, v in headers.items() if k != "Authorization"}
-                return url.partition("?")[0], headers, body, form
+                data = json.loads(body)
+                for result in data["results"]:
+                    result.pop("callbackData", None)
+                return url, headers, json.dumps(data).encode(), form
 
             yield ContractSetup(
                 provider=InfobipSms(
@@ -302,10 +314,9 @@ def test_a_batch_of_250_goes_in_three_calls_and_reports_mark_it_delivered(
         assert message["sender"] == "Relais"
         assert message["content"] == {"text": TEXT}
         assert message["webhooks"]["contentType"] == "application/json"
-        url = message["webhooks"]["delivery"]["url"]  # the clinic's, with the token
-        assert url.partition("//")[2].startswith(
-            f"demo.{SERVER}/webhooks/infobip_sms/receipts?token="
-        )
+        url = message["webhooks"]["delivery"]["url"]  # the clinic's, with no secret in it
+        assert url.partition("//")[2] == f"demo.{SERVER}/webhooks/infobip_sms/receipts"
+        assert message["webhooks"]["callbackData"].startswith("r1.")  # the report token
         destinations.append(message["destinations"])
     assert [len(d) for d in destinations] == [100, 100, 50]
     sent = [d for chunk in destinations for d in chunk]
@@ -394,30 +405,71 @@ def test_webhooks_without_the_operators_secret_are_refused_and_change_nothing(
     real_url = infobip.sent[0].delivery_url
     events = event_count(infobip_app, clinic)
     body = report(message_id)
-    forged = InfobipSms(settings={"webhook_secret": "another-secret-entirely"})._delivery_url(
-        RECEIPTS
-    )
+    forged = with_token(body, report_token("another-secret-entirely", real_url, utcnow()))
+    elsewhere = real_url.replace("demo.", "other.")
+    theirs = with_token(body, report_token(SECRET, elsewhere, utcnow()))  # another clinic's
+    real_token = infobip.sent[0].callback_data
 
     refused = [
         app_server.post(RECEIPTS, body, {}),  # no credentials
         app_server.post(RECEIPTS, body, basic("a-wrong-password-of-some-length")),
         app_server.post(RECEIPTS, body, {"Authorization": "Basic not-base64!"}),
         app_server.post(RECEIPTS, body, {"Authorization": f"App {SECRET}"}),
-        app_server.post(forged, body, {}),  # a token made with another secret
-        app_server.post(real_url.replace("demo.", "other."), body, {}),  # another clinic
+        app_server.post(RECEIPTS, forged, {}),  # a token made with another secret
+        app_server.post(RECEIPTS, theirs, {}),  # a token of another clinic's URL
+        app_server.post(f"{RECEIPTS}?token={real_token}", body, {}),  # in the URL: not read
         app_server.post(INBOUND, b'{"results": []}', {}),
         app_server.post(INBOUND, b'{"results": []}', basic("a-wrong-password-of-some-length")),
+        app_server.post(INBOUND, with_token(b'{"results": [{}]}', real_token), {}),
     ]
 
-    assert [r.status_code for r in refused[:5]] == [401] * 5
-    assert refused[5].status_code in (401, 404)  # no such clinic here
-    assert [r.status_code for r in refused[6:]] == [401, 401]
+    assert [r.status_code for r in refused] == [401] * len(refused)
     [message] = messages(infobip_app, clinic, [message_id])
     assert message.status == MessageStatus.SENT and message.delivered_at is None
     assert event_count(infobip_app, clinic) == events
     with infobip_app.app_context(), tenant_scope(clinic.id):
         assert db.session.scalars(sa.select(InboundMessage)).all() == []
         assert db.session.scalars(sa.select(EarlyReceipt)).all() == []
+
+
+def test_the_secret_rotates_the_old_one_kept_while_earlier_reports_come_in(
+    infobip_app, clinic, infobip, app_server
+):
+    """Reports of messages sent before the rotation come with the old secret's token: taken
+    while it is the previous secret, refused once the operator clears it."""
+    people = patients(infobip_app, clinic, 2)
+    first, second = send(infobip_app, clinic, people)
+    run_job(infobip_app, clinic, [first])  # its token made with the old secret
+    new = "a-new-webhook-secret-after-rotation"
+    configure(infobip_app, infobip, webhook_secret=new, previous_webhook_secret=SECRET)
+    run_job(infobip_app, clinic, [second])
+    old_token, new_token = (s.callback_data for s in infobip.sent)
+    url = infobip.sent[0].delivery_url
+    assert old_token != new_token and report_token(new, url, utcnow())[:3] == new_token[:3]
+
+    assert app_server.post(RECEIPTS, with_token(report(first), old_token), {}).status_code == 204
+    assert app_server.post(INBOUND, b'{"results": []}', basic(SECRET)).status_code == 204
+    # The rotation is over: a secret field cannot be emptied, the new secret goes in both.
+    configure(infobip_app, infobip, webhook_secret=new, previous_webhook_secret=new)
+    late = with_token(report(second), old_token)
+    assert app_server.post(RECEIPTS, late, {}).status_code == 401
+    assert app_server.post(INBOUND, b'{"results": []}', basic(SECRET)).status_code == 401
+    assert app_server.post(RECEIPTS, with_token(report(second), new_token), {}).status_code == 204
+    assert [m.status for m in messages(infobip_app, clinic, [first, second])] == [
+        MessageStatus.DELIVERED,
+        MessageStatus.DELIVERED,
+    ]
+
+
+def test_a_report_token_expires(infobip_app, clinic, infobip, app_server):
+    [message_id] = send(infobip_app, clinic, patients(infobip_app, clinic, 1))
+    run_job(infobip_app, clinic, [message_id])
+    body = with_token(report(message_id), infobip.sent[0].callback_data)
+
+    with time_machine.travel(utcnow() + TOKEN_LIFETIME + timedelta(minutes=1)):
+        assert app_server.post(RECEIPTS, body, {}).status_code == 401
+    assert messages(infobip_app, clinic, [message_id])[0].status == MessageStatus.SENT
+    assert app_server.post(RECEIPTS, body, {}).status_code == 204
 
 
 def test_without_a_secret_no_webhook_is_trusted_nor_asked_for(infobip_app, infobip, app_server):
@@ -489,6 +541,21 @@ def test_a_stop_reply_reaches_the_features_and_is_kept(infobip_app, clinic, info
         "sms",
         "opted out of SMS",
     )
+
+
+def test_a_replayed_reply_is_kept_and_handled_once(infobip_app, clinic, infobip):
+    """Infobip retries a forward it got no answer to, and a captured request can be posted
+    again: the same messageId is one reply, kept once, handed to features once."""
+    [patient] = patients(infobip_app, clinic, 1)
+    run_job(infobip_app, clinic, send(infobip_app, clinic, [patient]))
+
+    assert infobip.receive(patient.phone, "STOP") == 204
+    assert [infobip.replay(), infobip.replay()] == [204, 204]
+
+    assert stop_words.handled == [("sms", "STOP")]
+    with infobip_app.app_context(), tenant_scope(clinic.id):
+        kept = db.session.scalars(sa.select(InboundMessage.provider_ref)).all()
+    assert kept == [infobip.posted[0].body["results"][0]["messageId"]]
 
 
 def test_a_malformed_reply_is_a_400(infobip_app, clinic, infobip, app_server):

@@ -240,6 +240,24 @@ def test_a_message_reaches_twilio_with_its_sender_text_and_credentials(
     ]
 
 
+def test_a_jobs_messages_go_to_twilio_side_by_side_not_one_after_another(
+    twilio_app, clinic, patient, twilio
+):
+    """Twilio takes one message per request: a job's requests are in flight together."""
+    twilio.latency = 0.4  # each request takes this long to be answered
+    message_ids = [send(twilio_app, clinic, patient, f"{TEXT} ({n})") for n in range(8)]
+    started = time.monotonic()
+    assert run_job(twilio_app, clinic, *message_ids) == 8
+    took = time.monotonic() - started
+
+    assert took < 8 * 0.4 / 2, f"8 requests of 0.4 s took {took:.1f} s: sent one at a time"
+    assert sorted(r["form"]["Body"] for r in twilio.requests) == sorted(
+        f"{TEXT} ({n})" for n in range(8)
+    )
+    assert twilio.duplicates() == {}
+    assert {state(twilio_app, clinic, i).status for i in message_ids} == {MessageStatus.SENT}
+
+
 def test_a_messaging_service_sender_is_sent_as_such(twilio_app, clinic, patient, twilio):
     service = "MG" + "a" * 32
     configure(twilio_app, twilio, sender=service)
@@ -421,6 +439,19 @@ def test_a_patients_oui_is_kept_and_handed_to_features(twilio_app, clinic, patie
     assert kept == [
         (PHONE, patient.id, "OUI", "twilio_sms", params["MessageSid"], "appointment confirmed")
     ]
+
+
+def test_a_replayed_signed_reply_is_kept_and_handled_once(twilio_app, clinic, patient, twilio):
+    """Twilio retries a webhook it got no answer to, and a captured signed request can be
+    posted again: the same MessageSid is one reply, kept once, handed to features once."""
+    sent_message(twilio_app, clinic, patient, twilio)
+    params = reply()
+
+    answers = [post_signed(twilio_app, "hooks", INBOUND, params, twilio.auth_token) for _ in "123"]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    assert confirmations.calls == [(patient.id, "sms", "OUI")]
+    assert rows(twilio_app, clinic, InboundMessage.provider_ref) == [(params["MessageSid"],)]
 
 
 def test_a_reply_with_a_bad_signature_is_refused(twilio_app, clinic, patient, twilio):

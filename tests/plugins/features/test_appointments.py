@@ -1,6 +1,7 @@
 """Appointments: practice software pushes them through the API, integrators read them as
 FHIR, staff book, move and mark them in the agenda; every change reaches the plugins."""
 
+import html
 import re
 import threading
 import time
@@ -613,7 +614,7 @@ def test_fhir_pages_and_errors_are_fhir_too(relais, clinic, book, api):
 
 
 class Agenda(HTMLParser):
-    """What the agenda table shows in each day's cell: time ranges and patients."""
+    """What the agenda's time grid shows on each day: time ranges and patients, in order."""
 
     def __init__(self, html: str):
         super().__init__()
@@ -627,7 +628,7 @@ class Agenda(HTMLParser):
         attrs = dict(attrs)
         if tag == "td" and "data-day" in attrs:
             self._day = attrs["data-day"]
-            self.days[self._day] = []
+            self.days.setdefault(self._day, [])
         elif tag == "p" and self._day and attrs.get("class") in ("when", "who"):
             self._field = attrs["class"]
             self.days[self._day].append("")
@@ -779,3 +780,73 @@ def test_the_agenda_is_in_the_menu_where_the_feature_is_on(relais, clinic, secre
     log_in(client, make_staff(relais, elsewhere, "secretary"))
     assert client.get("/agenda").status_code == 404
     assert 'href="/agenda"' not in client.get("/").text
+
+
+def test_a_booking_form_with_several_mistakes_shows_them_all_at_once(
+    relais, clinic, doctor, patient, secretary_client, said
+):
+    form = {
+        "csrf_token": csrf_token(secretary_client, "/agenda"),
+        "view": "week",
+        "date": "2026-03-26",
+        "patient_id": "",
+        "practitioner_id": str(doctor.id),
+        "day": "2026-03-30",
+        "starts_at": "nine",
+        "duration_minutes": "20",
+        "type": "X-ray!",
+        "location": "",
+        "reason": "",
+    }
+    page = secretary_client.post("/agenda/appointments", data=form)
+    assert page.status_code == 422
+    for field in ("patient_id", "starts_at", "type"):
+        assert re.search(rf'id="f-{field}"[^>]*aria-invalid="true"', page.text), field
+        assert f'id="e-{field}"' in page.text
+    summary = re.search(r'<div class="error-summary".*?</div>', page.text, re.S).group(0)
+    assert "Le rendez-vous n'est pas pris : 3 points à corriger." in summary
+    links = re.findall(r'<li><a href="#f-(\w+)">([^<]+)</a></li>', summary)
+    assert [field for field, _text in links] == ["patient_id", "type", "starts_at"]
+    assert links[2][1] == f"{said('Start')} : {said('Use the form HH:MM.')}"
+    assert stored(relais, clinic) == []
+
+
+def test_the_grid_shows_free_slots_to_book_and_appointments_spanning_their_time(
+    relais, clinic, doctor, book, secretary_client, said
+):
+    book(starts_at=paris(3, 23, 9).isoformat())  # Monday 09:00–09:30
+    page = secretary_client.get("/agenda?view=day&date=2026-03-23").text
+    # 09:00 and 09:15 are one cell; 09:30 is free, with a link that fills the booking form.
+    assert re.search(r'<td class="slot busy" data-day="2026-03-23"[^>]*rowspan="2"', page)
+    free = re.search(r'<a class="book" href="([^"]+)"><span aria-hidden="true">\+</span>', page)
+    assert free
+    nine_thirty = re.search(r'href="([^"]*slot=2026-03-23T09:30[^"]*)"', page).group(1)
+    prefilled = secretary_client.get(nine_thirty.replace("&amp;", "&")).text
+    assert re.search(r'id="f-starts_at" name="starts_at" type="time" value="09:30"', prefilled)
+    assert re.search(r'id="f-day" name="day" type="date" value="2026-03-23"', prefilled)
+    assert re.search(rf'<option value="{doctor.id}" selected>', prefilled)
+    # The past (before Friday 20 March, 09:00 in Paris) has no slot to book.
+    past = secretary_client.get("/agenda?view=day&date=2026-03-19").text
+    assert 'class="book"' not in past and 'class="slot past"' in past
+
+
+def test_the_home_page_shows_todays_appointments_and_whether_they_are_confirmed(
+    relais, clinic, doctor, patient, book, api, secretary_client, said
+):
+    today = datetime.now(PARIS).date()
+
+    def at(hour):
+        return datetime.combine(today, datetime.min.time().replace(hour=hour), PARIS)
+
+    later = book(starts_at=at(15).isoformat())
+    book(starts_at=at(10).isoformat())
+    api("PATCH", f"/appointments/{later['id']}", json={"status": "confirmed"})
+    home = secretary_client.get("/").text
+    card = re.search(
+        r'<section class="board-card[^"]*" aria-labelledby="board-1">.*?</section>', home, re.S
+    )
+    text = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", card.group(0)).split()))
+    assert text.startswith("2 " + said("Today's appointments"))
+    assert text.index("10:00 Jeanne Durand") < text.index("15:00 Jeanne Durand")
+    assert f"{said('Not confirmed')}" in text and f"{said('Confirmed')}" in text
+    assert f'href="/agenda?view=day&amp;date={today.isoformat()}"' in card.group(0)

@@ -20,6 +20,7 @@ from sqlalchemy import event
 
 from core.clinic import settings
 from core.clinic.models import AuditEvent, Patient, User
+from core.crypto import unseal
 from core.db import db, utcnow
 from core.delivery import dispatch
 from core.delivery.models import Message, MessageStatus
@@ -27,6 +28,7 @@ from plugins.features.otp.models import Challenge
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import (
     PASSWORD,
+    SERVER,
     client_for,
     csrf_token,
     log_in,
@@ -68,9 +70,9 @@ def verify(client, challenge, code):
 
 def messages_to(app, clinic, phone=MOBILE) -> list[Message]:
     with app.app_context(), tenant_scope(clinic.id):
-        found = db.session.scalars(
-            sa.select(Message).where(Message.address == phone).order_by(Message.created_at)
-        ).all()
+        # The address is encrypted (a different token each time): compared once decrypted.
+        every = db.session.scalars(sa.select(Message).order_by(Message.created_at)).all()
+        found = [message for message in every if message.address == phone]
         for message in found:
             db.session.expunge(message)
         return found
@@ -545,6 +547,21 @@ def test_call_me_instead_from_the_code_page(app, clinic):
     assert [m.channels for m in messages_to(app, clinic)] == [["sms", "voice"], ["voice"]]
 
 
+def test_the_number_a_code_goes_to_is_stored_encrypted_in_the_outbox(app, clinic, visitor):
+    """docs/otp.md: the number is stored encrypted, in the challenge and in the message."""
+    ask(visitor)
+    with app.app_context(), tenant_scope(clinic.id):
+        [stored] = db.session.execute(sa.text("SELECT address FROM messages")).scalars()
+        assert MOBILE.removeprefix("+") not in stored and "612345678" not in stored
+        assert unseal(stored) == MOBILE
+        [message] = db.session.scalars(sa.select(Message)).all()
+        assert message.address == MOBILE  # the dispatcher reads it in clear
+    with app.app_context(), tenant_scope(clinic.id):
+        dispatch.deliver([str(message.id)])
+    [sent] = messages_to(app, clinic)  # found by its number once decrypted
+    assert sent.status == MessageStatus.SENT and sent.provider == "outbox_sms"
+
+
 def test_the_message_log_shows_a_code_without_its_text(app, clinic, visitor):
     ask(visitor)
     admin = make_staff(app, clinic, "admin")
@@ -627,3 +644,50 @@ def test_a_staff_code_opens_no_patient_session_and_the_reverse(app, clinic, visi
 
         with pytest.raises(ValidationError):
             codes.verify(clinic, asked.json["challenge"], code, "staff")
+
+
+# --- the proof of a number ------------------------------------------------------------------
+
+
+def copy_session(app, source, slug: str):
+    """Another browser (on ``slug``'s host) holding a copy of ``source``'s session cookie."""
+    cookie = source.get_cookie("session", domain=source.base_url.split("//")[1])
+    target = client_for(app, slug)
+    target.set_cookie("session", cookie.value, domain=f"{slug}.{SERVER}")
+    return target
+
+
+def test_a_number_proved_on_one_clinic_signs_up_on_no_other(app, clinic, visitor):
+    other = make_clinic(app, "other", plugins=("fr", "outbox", "otp"))
+    proved = verify(visitor, ask(visitor).json["challenge"], last_code(app, clinic))
+    assert proved.json == {"next": "sign_up"}
+
+    elsewhere = copy_session(app, visitor, other.slug)
+    refused = sign_up(elsewhere)
+    assert refused.status_code == 401
+    assert elsewhere.get("/me/signup").headers["Location"].endswith("/me/login")
+    with app.app_context(), tenant_scope(other.id):
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Patient)) == 0
+    # Clinic B's own code is what opens an account there.
+    asked = ask(elsewhere)
+    assert verify(elsewhere, asked.json["challenge"], last_code(app, other)).status_code == 200
+    assert sign_up(elsewhere).status_code == 201
+
+
+def test_a_proof_opens_one_sign_up_and_an_old_one_signs_in_no_more(app, clinic, visitor):
+    verify(visitor, ask(visitor).json["challenge"], last_code(app, clinic))
+    kept = copy_session(app, visitor, clinic.slug)  # the cookie as it was after the proof
+    assert sign_up(visitor).status_code == 201
+    visitor.post("/me/logout", data={"csrf_token": csrf_token(visitor, "/me/")})
+
+    again = sign_up(kept)
+    assert again.status_code == 401
+    assert kept.get("/me/").status_code == 401
+
+
+def test_a_copy_of_a_proof_signs_up_no_second_account(app, clinic, visitor):
+    """Two sign-ups with one proof: the first spends it (a conditional UPDATE)."""
+    verify(visitor, ask(visitor).json["challenge"], last_code(app, clinic))
+    twin = copy_session(app, visitor, clinic.slug)
+    assert sign_up(visitor).status_code == 201
+    assert sign_up(twin, first_name="Autre").status_code == 401

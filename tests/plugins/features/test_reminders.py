@@ -358,6 +358,11 @@ def test_the_time_reads_09_00_after_the_clocks_go_forward_and_back(app, clinic, 
         ({"schedule_by_type": "a: 2h; a: 3h"}, "schedule_by_type", "given twice"),
         ({"notify_cancellation": "maybe"}, "notify_cancellation", "Yes or no"),
         ({"template_en": "Hello {{ patient"}, "template_en", "cannot be rendered"),
+        (
+            {"template_fr": "Bonjour {{ prenom }}, {{ date }} {{ heure }}"},
+            "template_fr",
+            "Unknown variables: {{ heure }}, {{ prenom }}.",
+        ),
     ],
 )
 def test_settings_that_make_no_sense_are_refused_with_a_sentence(
@@ -401,6 +406,29 @@ def test_the_preview_shows_the_text_by_channel_with_its_sms_count(app, clinic, a
     assert 'id="preview-voice"' in page.text
 
 
+def test_templates_are_text_with_a_button_per_variable(app, clinic, admin_browser):
+    page = admin_browser.get("/settings/reminders").text
+    textareas = re.findall(r'<textarea id="f-template_(\w+)"[^>]*>(.*?)</textarea>', page, re.S)
+    assert [code for code, _text in textareas] == ["fr", "de", "it", "nl", "en"]
+    assert all("{%" not in text for _code, text in textareas)  # no template logic to read
+    # {{ place }}: the clinic's name and its address (the sample's, where it has none).
+    assert "avec Dr Martin (Clinic demo, 3 rue des Lilas). R" in page
+    group = re.search(
+        r"<div class=\"inserts\"[^>]*data-for=\"f-template_fr\" hidden>(.*?)</div>", page, re.S
+    )
+    inserted = re.findall(r'data-insert="([^"]+)"', group.group(1))
+    assert inserted == [
+        "{{ patient }}",
+        "{{ date }}",
+        "{{ time }}",
+        "{{ practitioner }}",
+        "{{ place }}",
+        "{{ clinic }}",
+        "{{ address }}",
+        "{{ link }}",
+    ]
+
+
 def test_an_admin_previews_an_unsaved_template_as_json(app, clinic, admin_browser):
     token = csrf_token(admin_browser, "/settings/reminders")
     answer = admin_browser.post(
@@ -421,6 +449,7 @@ def test_an_admin_previews_an_unsaved_template_as_json(app, clinic, admin_browse
     assert (shown["sms"]["encoding"], shown["sms"]["segments"]) == ("UCS-2", 1)
     assert shown["email"]["subject"].startswith("Reminder: your appointment on Monday")
     assert shown["voice"]["text"] == text
+    assert shown["sms_summary"] == f"1 SMS (UCS-2, {len(text)} caractères)"  # the page's words
     with app.app_context(), tenant_scope(clinic.id):  # a preview saves nothing
         assert "template_en" not in settings.clinic_values(clinic, "reminders")
 
@@ -689,9 +718,9 @@ def test_figures_count_channels_confirmations_and_no_shows(app, clinic, doctor):
     confirmed = (
         "%(confirmed)d of %(reminded)d reminded appointments confirmed by the patient: %(rate)s"
     )
-    assert french(app, confirmed, confirmed=1, reminded=4, rate="25 %") in page.text
-    assert re.search(rf"{french(app, 'With reminders')}</span>.*?33 %", page.text, re.S)
-    assert re.search(rf"{french(app, 'Without reminders')}</span>.*?67 %", page.text, re.S)
+    assert french(app, confirmed, confirmed=1, reminded=4, rate="25\u00a0%") in page.text
+    assert re.search(rf"{french(app, 'With reminders')}</span>.*?33\u00a0%", page.text, re.S)
+    assert re.search(rf"{french(app, 'Without reminders')}</span>.*?67\u00a0%", page.text, re.S)
 
 
 def test_the_figures_api_needs_a_key_and_a_sensible_window(app, clinic):

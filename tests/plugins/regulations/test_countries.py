@@ -172,7 +172,8 @@ def test_stop_replies_opt_out_once_and_end_campaigns(app, world, code, word):
     assert reply(app, clinic, patient, word).startswith("opt-out")  # said twice...
     told = messages(app, clinic, "messaging")[len(before) :]
     assert len(told) == 1  # ...confirmed once, in the patient's language
-    assert ("ne recevrez plus" if code == "FR" else "no longer receive") in told[0].content["text"]
+    said = {"FR": "ne recevrez plus", "DE": "keine Neuigkeiten", "IT": "non riceverà più"}
+    assert said.get(code, "geen nieuws") in told[0].content["text"]
     refused = send(app, clinic, patient, local(code, "2026-11-24 10:00"))
     assert refused.status == "denied" and refused.verdict_rule == "consent"
     assert "opted out of SMS" in refused.verdict_reason
@@ -385,7 +386,10 @@ def test_staff_read_a_deferral_in_plain_words(app, world):
     log_in(staff, make_staff(app, clinics["FR"], "secretary"))
     staff.post("/language", data={"lang": "en", "csrf_token": csrf_token(staff, "/")})
     page = staff.get(f"/messages/{waits.id}").text
-    assert "Deferred to Monday 30 March 08:00: quiet hours in France; STOP mention added" in page
+    assert (
+        "Deferred to Monday, March 30, 2026, 08:00: quiet hours in France; STOP mention added"
+        in page
+    )
 
 
 def test_campaign_emails_end_with_an_opt_out_link(app, world):
@@ -398,7 +402,7 @@ def test_campaign_emails_end_with_an_opt_out_link(app, world):
         db.session.commit()
     message = send(app, amsterdam, daan, local("NL", "2026-11-24 10:00"), channels=("email",))
     text, link = message.content["text"].rsplit(": ", 1)
-    assert text == f"{CAMPAIGN}\n\nTo stop these messages"
+    assert text == f"{CAMPAIGN}\n\nOm deze berichten te stoppen"  # Daan reads Dutch
     with app.test_request_context(), tenant_scope(amsterdam.id):
         token = link.rsplit("/", 1)[1]
         patient, channel, action = consent.read_link(amsterdam, token)

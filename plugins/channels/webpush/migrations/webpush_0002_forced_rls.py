@@ -1,0 +1,26 @@
+"""webpush: row-level security forced on push_subscriptions: it holds for the table's owner too
+
+Revision ID: webpush_0002
+Revises: webpush_0001
+Create Date: 2026-12-02 12:00:00
+
+"""
+
+from alembic import op
+
+from core.plugin_api import protect_tenant_rows
+
+revision = "webpush_0002"
+down_revision = "webpush_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        protect_tenant_rows("push_subscriptions")  # enabled, forced, with its tenant policy
+
+
+def downgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE push_subscriptions NO FORCE ROW LEVEL SECURITY")
