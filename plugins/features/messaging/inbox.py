@@ -66,12 +66,14 @@ def page(
     after: str | None = None,
     size: int = PAGE_SIZE,
     offset: int | None = None,
+    unhandled_only: bool = False,
 ) -> Page:
     """A page of the inbox for ``user``, in one query.
 
     :param show: ``all``, ``unhandled`` (the patient wrote, nobody marked it handled) or
         ``mine`` (the conversations of the practitioner viewing it).
     :param after: the cursor of the previous page's last row.
+    :param unhandled_only: with ``show="mine"``, the unhandled ones only (the dashboard).
     :param offset: skip that many rows instead of a cursor (the slow way, kept only so that
         the bench can compare the two).
     :raises ValidationError: on ``show`` or ``after``.
@@ -83,7 +85,7 @@ def page(
     # would join every conversation of the clinic before sorting them (150 ms at 60,000).
     c = Conversation
     inner = sa.select(c).order_by(c.last_message_at.desc(), c.id.desc()).limit(size + 1)
-    if show == "unhandled":
+    if show == "unhandled" or unhandled_only:
         inner = inner.where(c.awaiting_staff)
     elif show == "mine":
         inner = inner.where(c.practitioner_id == user.id)

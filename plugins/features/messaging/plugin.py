@@ -5,10 +5,19 @@ rest); staff answer from the inbox (``/inbox``); the patient is told of an answe
 best channel, never with its content. See docs/messaging.md.
 """
 
+from flask import url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core.plugin_api import MenuItem, Setting, attribute_labels, hookimpl, yes_no
+from core.plugin_api import (
+    DashboardItem,
+    DashboardLine,
+    MenuItem,
+    Setting,
+    attribute_labels,
+    hookimpl,
+    yes_no,
+)
 from plugins.features.messaging import fhir, inbox, service, views
 from plugins.features.messaging import hookspecs as messaging_hookspecs
 
@@ -56,7 +65,35 @@ def relais_menu_items(tenant, user):
             unread=unread,
             unhandled=unhandled,
         )
-    return [MenuItem(label=label, endpoint="messaging.inbox_page")]
+    return [MenuItem(label=label, endpoint="messaging.inbox_page", order=30)]
+
+
+@hookimpl
+def relais_dashboard_items(tenant, user):
+    """The patients' requests nobody handled yet: how many (the user's own, for a
+    practitioner), and the three newest."""
+    _unread, unhandled = inbox.counters(user)
+    show = "mine" if user.role == "practitioner" else "unhandled"
+    newest = inbox.page(user, show, size=3, unhandled_only=True).rows if unhandled else []
+    lines = tuple(
+        DashboardLine(
+            text=row.patient_name,
+            state=_("Unread") if row.unread else _("Unhandled"),
+            url=url_for("messaging.open_conversation", conversation_id=row.id),
+            tone="attention",
+        )
+        for row in newest
+    )
+    return [
+        DashboardItem(
+            title=_("Patients' messages to handle"),
+            count=unhandled,
+            url=url_for("messaging.inbox_page", show="unhandled"),
+            lines=lines,
+            empty=_("No message waits for you."),
+            order=20,
+        )
+    ]
 
 
 @hookimpl(optionalhook=True)

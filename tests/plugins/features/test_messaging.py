@@ -458,3 +458,13 @@ def test_a_follow_up_message_after_an_appointment_type_marked_done(
     assert visible_at == not_before == ends_at + timedelta(hours=24)
     assert purpose == "messaging"
     assert "Your conversations" not in me.get("/me/messages/").text  # not before its time
+
+
+def test_the_home_page_counts_the_requests_to_handle(app, clinic, doctor, me, staff):
+    assert "No message waits for you." in staff.get("/").text  # relais_dashboard_items
+    conversation = conversation_id_of(write(me, doctor))
+    home = staff.get("/").text
+    assert "Patients&#39; messages to handle" in home or "Patients' messages to handle" in home
+    assert f"/inbox/{conversation}" in home and "Jeanne Durand" in home
+    post(staff, f"/inbox/{conversation}/handled", f"/inbox/{conversation}")
+    assert "No message waits for you." in staff.get("/").text
