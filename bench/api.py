@@ -110,15 +110,26 @@ def free_port() -> int:
 
 def start_gunicorn(args, children: Children, config: dict, baseline: bool) -> str:
     """gunicorn on 127.0.0.1 with the bench's app; returns its base URL once it answers."""
+    return gunicorn(
+        args,
+        children,
+        "gunicorn-baseline" if baseline else "gunicorn",
+        f"bench.api:serve({'yes' if baseline else ''!r})",
+        {CONFIG_ENV: json.dumps(config)},
+        "/api/v1/patients",
+        ["--keep-alive", "30"],
+    )
+
+
+def gunicorn(args, children, name, target, env, probe, extra=()) -> str:
+    """gunicorn (``--workers`` x ``--threads``, gthread) on a free port of 127.0.0.1 serving
+    ``target``; returns its base URL once ``probe`` answers on the bench's clinic host."""
     port = free_port()
-    name = "gunicorn-baseline" if baseline else "gunicorn"
-    env = {**os.environ, CONFIG_ENV: json.dumps(config)}
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    app = f"bench.api:serve({'yes' if baseline else ''!r})"
+    command = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     children.popen(
         name,
         [
-            gunicorn,
+            command,
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -127,18 +138,17 @@ def start_gunicorn(args, children: Children, config: dict, baseline: bool) -> st
             str(args.threads),
             "--worker-class",
             "gthread",
-            "--keep-alive",
-            "30",
-            app,
+            *extra,
+            target,
         ],
-        env,
+        {**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         children.check()
         try:
-            httpx.get(f"{url}/api/v1/patients", headers={"Host": HOST}, timeout=2)
+            httpx.get(f"{url}{probe}", headers={"Host": HOST}, timeout=2)
             return url
         except httpx.HTTPError:
             time.sleep(0.3)

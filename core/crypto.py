@@ -74,4 +74,21 @@ class EncryptedText(sa.TypeDecorator):
         return None if value is None else unseal(value)
 
 
-__all__ = ["InvalidToken", "EncryptedJSON", "EncryptedText", "seal", "unseal"]
+class EncryptedBytes(sa.TypeDecorator):
+    """Binary data stored encrypted (a patient's attachment: a scan, a photo, a PDF).
+
+    The column holds the Fernet token (about 4/3 of the data's size); reading it back gives
+    the original bytes.
+    """
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else _fernet().encrypt(bytes(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else _fernet().decrypt(bytes(value))
+
+
+__all__ = ["InvalidToken", "EncryptedBytes", "EncryptedJSON", "EncryptedText", "seal", "unseal"]

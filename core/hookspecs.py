@@ -194,6 +194,20 @@ def relais_menu_items(tenant, user):
 
 
 @hookspec
+def relais_patient_actions(tenant, user, patient):
+    """Add buttons to a patient's file, the page staff open on a patient (e.g. "Write to
+    this patient"). Called each time staff view the file.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param user: the staff member viewing it (:class:`core.clinic.models.User`).
+    :param patient: the patient (:class:`core.clinic.models.Patient`).
+    :return: a list of :class:`core.plugins.MenuItem` whose endpoints are routes of the
+        plugin's blueprint taking the patient's id as ``patient_id``; ``roles`` limits who
+        sees each.
+    """
+
+
+@hookspec
 def relais_dashboard_items(tenant, user, day):
     """Add the work that waits for the staff to the clinic's home page (its "today" board).
 

@@ -19,7 +19,13 @@ from core.clinic.consent import link as consent_link
 from core.clinic.consent import record as record_consent
 from core.clinic.consent import state as consent_state
 from core.clinic.models import ConsentAction, ConsentMethod, Patient, Role, User
-from core.clinic.patients import create_patient, find_patient, mark_reviewed, search_patients
+from core.clinic.patients import (
+    attribute_labels,
+    create_patient,
+    find_patient,
+    mark_reviewed,
+    search_patients,
+)
 from core.clinic.settings import Setting, plugin_setting, save_clinic, yes_no
 from core.clinic.settings import clinic_choices as clinic_setting_choices
 from core.clinic.settings import deployment as deployment_settings
@@ -28,7 +34,7 @@ from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
 from core.config import external_url
-from core.crypto import EncryptedJSON, EncryptedText
+from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
@@ -53,7 +59,7 @@ from core.delivery.providers import (
     declared_providers,
 )
 from core.delivery.routing import address as message_address
-from core.delivery.routing import configured_routes
+from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
@@ -132,6 +138,7 @@ __all__ = [
     "render_message",
     "cancel_message",
     "message_address",
+    "best_channels",
     "read_message",
     "masked_phone",
     "Message",
@@ -144,6 +151,7 @@ __all__ = [
     "ConsentAction",
     "ConsentMethod",
     "create_patient",
+    "attribute_labels",
     "find_patient",
     "search_patients",
     "mark_reviewed",
@@ -163,6 +171,7 @@ __all__ = [
     "UTCDateTime",
     "EncryptedText",
     "EncryptedJSON",
+    "EncryptedBytes",
     "tenant_scope",
     "system_scope",
     "protect_tenant_rows",

@@ -59,6 +59,7 @@ DEFAULT_PLUGINS = (
     "plugins.features.appointments.plugin",
     "plugins.features.reminders.plugin",
     "plugins.features.otp.plugin",
+    "plugins.features.messaging.plugin",
 )
 
 

@@ -30,16 +30,20 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
+from core.clinic.models import Patient, User
 from core.db import db
 from core.extensions import limiter
+from plugins.features import messaging
+from plugins.features.messaging import templates_service
 from tenants import provisioning
-from tenants.models import ProviderRoute
+from tenants.models import ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.conftest import empty_state
 from tests.tenants.test_console import make_operator
@@ -88,6 +92,10 @@ PATH_VALUES = (
     "plugin",
     "provider",
     "slug",
+    "conversation_id",
+    "attachment_id",
+    "communication_id",
+    "template_id",
 )
 
 # --- bad values ---------------------------------------------------------------------------------
@@ -317,8 +325,23 @@ def world(app) -> World:
     _enable_everything(app, clinic)
     doctor = make_staff(app, clinic, "practitioner", email="dr@demo.example")
     other = make_staff(app, clinic, "secretary", email="sec@demo.example")
-    patient = make_patient(app, clinic)
+    patient = make_patient(app, clinic, practitioner_ids=[str(doctor.id)])
     with app.app_context(), tenant_scope(clinic.id):
+        # A patient's request with a file, and a template of the doctor's (messaging).
+        tenant = db.session.get(Tenant, clinic.id)
+        writer = db.session.get(Patient, (clinic.id, patient.id))
+        pdf = [("scan.pdf", b"%PDF-1.4 fuzz")]
+        conversation = messaging.start_request(tenant, writer, doctor.id, "Hello", pdf)
+        thread = {
+            "conversation_id": str(conversation.id),
+            "attachment_id": str(db.session.scalar(sa.select(messaging.Attachment.id))),
+            "communication_id": str(db.session.scalar(sa.select(messaging.ThreadMessage.id))),
+            "template_id": str(
+                templates_service.save(
+                    db.session.get(User, (clinic.id, doctor.id)), None, "T", "Hi", False
+                ).id
+            ),
+        }
         key, token = apikeys.create_key("practice software")
         spare, _ = apikeys.create_key("spare")
         db.session.commit()
@@ -358,6 +381,7 @@ def world(app) -> World:
         "plugin": "fr",
         "provider": "infobip_sms",
         "slug": clinic.slug,
+        **thread,
     }
     assert set(ids) == set(PATH_VALUES) and key_id
     limiter.enabled = False  # every request should reach its route's checks, not the limiter

@@ -92,7 +92,14 @@ def expected_rows(app) -> set[str]:
 
 
 def test_the_built_in_plugins_with_tables_ship_their_branches(app):
-    assert set(plugin_branches(app)) == {"outbox", "webpush", "appointments", "reminders", "otp"}
+    assert set(plugin_branches(app)) == {
+        "outbox",
+        "webpush",
+        "appointments",
+        "reminders",
+        "otp",
+        "messaging",
+    }
 
 
 def test_core_revision_files_are_named_nnnn_slug_after_their_id(app):

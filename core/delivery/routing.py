@@ -127,6 +127,23 @@ def address(tenant, patient: Patient, channel: str) -> str | None:
     return hooks_for(tenant).relais_channel_address(tenant=tenant, patient=patient, channel=channel)
 
 
+def best_channels(tenant, patient: Patient) -> list[str]:
+    """The channels ``patient`` can be told something on, best first: their device's
+    notifications if they turned them on, e-mail, SMS to a mobile, else a call to a landline
+    (the outbox puts a channel the patient prefers first). Empty: no way to reach them.
+    """
+    found = []
+    if address(tenant, patient, "push"):
+        found.append("push")
+    if patient.email:
+        found.append("email")
+    if address(tenant, patient, "sms"):
+        found.append("sms")
+    elif address(tenant, patient, "voice"):
+        found.append("voice")
+    return found
+
+
 def configured_routes(country_code: str | None = None) -> list[ProviderRoute]:
     """The operator's routes, by country, channel and priority."""
     stmt = sa.select(ProviderRoute).order_by(

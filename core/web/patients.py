@@ -9,6 +9,7 @@ import uuid
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from core import validation as check
 from core.clinic import consent as consents
@@ -65,10 +66,20 @@ def patient_page(patient_id: uuid.UUID, error: ValidationError | None = None):
     """A patient's page for staff, with ``error`` shown on the form it concerns (a form of
     :mod:`core.web.patient_contact` refused): the page and its status."""
     patient = patients.get_patient(patient_id)
-    profile = hooks_for(g.tenant).relais_country_profile(country_code=g.tenant.country_code)
+    hooks = hooks_for(g.tenant)
+    profile = hooks.relais_country_profile(country_code=g.tenant.country_code)
+    actions = [
+        item
+        for found in hooks.relais_patient_actions(
+            tenant=g.tenant, user=current_user, patient=patient
+        )
+        for item in found or ()
+        if not item.roles or current_user.role in item.roles
+    ]
     page = render_template(
         "clinic/patient.html",
         patient=patient,
+        actions=actions,
         attribute_labels=patients.attribute_labels(),
         channels=message_log.channel_labels(),
         consent=consents.overview(patient, bool(profile and profile.double_opt_in)),

@@ -10,8 +10,10 @@ from core.clinic.models import ApiKey, AuditEvent, Patient, User, patient_practi
 from core.db import db, utcnow
 from core.delivery import access_links, outbox
 from core.delivery.models import Message
-from plugins.features import appointments
+from plugins.features import appointments, messaging
+from plugins.features.messaging import templates_service
 from tenants.scoping import tenant_scope
+from tests.plugins.features.messaging_world import patient_browser
 from tests.worlds import (
     SERVER,
     client_for,
@@ -21,7 +23,17 @@ from tests.worlds import (
     make_staff,
 )
 
-TENANT_TABLES = (Patient, User, ApiKey, AuditEvent, Message, appointments.Appointment)
+TENANT_TABLES = (
+    Patient,
+    User,
+    ApiKey,
+    AuditEvent,
+    Message,
+    appointments.Appointment,
+    messaging.Conversation,
+    messaging.ThreadMessage,
+    messaging.Attachment,
+)
 
 
 def make_key(app, tenant) -> tuple[ApiKey, str]:
@@ -49,7 +61,7 @@ def snapshot(app, tenant) -> dict:
 
 def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_client):
     # Features on in France (for both clinics), so that their routes answer for real.
-    other = make_clinic(app, "other", plugins=("fr", "exports", "appointments"))
+    other = make_clinic(app, "other", plugins=("fr", "exports", "appointments", "messaging"))
     their_admin = make_staff(app, other, "admin")
     their_doctor = make_staff(app, other, "practitioner")
     their_patient = make_patient(
@@ -72,6 +84,19 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
             },
         ).id
         db.session.commit()
+    with app.app_context(), tenant_scope(other.id):
+        patient = db.session.get(Patient, (other.id, their_patient.id))
+        pdf = [("result.pdf", b"%PDF-1.4 private")]
+        their_conversation = messaging.start_request(
+            other, patient, their_doctor.id, "Private request", pdf
+        ).id
+        their_attachment = db.session.scalar(sa.select(messaging.Attachment.id))
+        their_message_in_thread = db.session.scalar(sa.select(messaging.ThreadMessage.id))
+        doctor = db.session.get(User, (other.id, their_doctor.id))
+        their_template = templates_service.save(doctor, None, "Private", "Hello", True)
+        db.session.flush()
+        their_template = their_template.id
+        db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
         "patient_id": their_patient.id,
@@ -81,9 +106,16 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "provider": "outbox_sms",
         "token": their_link,
         "appointment_id": their_appointment,
+        "conversation_id": their_conversation,
+        "attachment_id": their_attachment,
+        "communication_id": their_message_in_thread,
+        "template_id": their_template,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")
+    # Patients' own pages are tried by a patient of ours, logged in on their page.
+    our_patient = patient_browser(app, clinic_fr, make_patient(app, clinic_fr, first_name="Our"))
+    patient_token = csrf_token(our_patient, "/me/")
 
     attempts = 0
     for rule in app.url_map.iter_rules():
@@ -104,11 +136,12 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
                     headers={"Authorization": f"Bearer {our_token}"},
                 )
             else:
-                response = admin_client.open(
+                patient_page = rule.rule.startswith("/me/") and "token" not in wanted
+                response = (our_patient if patient_page else admin_client).open(
                     path,
                     method=method,
                     data={
-                        "csrf_token": token,
+                        "csrf_token": patient_token if patient_page else token,
                         "first_name": "Changed",
                         "last_name": "Changed",
                         "active": "0",

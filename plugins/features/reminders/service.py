@@ -17,9 +17,9 @@ from core.plugin_api import (
     MessageStatus,
     Patient,
     ValidationError,
+    best_channels,
     cancel_message,
     db,
-    message_address,
     plugin_setting,
     send,
     send_many,
@@ -52,22 +52,6 @@ def template_text(tenant, language: str) -> str:
     return (
         plugin_setting(tenant, PLUGIN, f"template_{language}") or texts.DEFAULT_TEMPLATES[language]
     )
-
-
-def plan(tenant, patient: Patient) -> list[str]:
-    """The patient's channels, best first: their device's notifications if they turned them
-    on, e-mail, SMS to a mobile, else a call to a landline. The outbox puts their preferred
-    channel first."""
-    found = []
-    if message_address(tenant, patient, "push"):
-        found.append("push")
-    if patient.email:
-        found.append("email")
-    if message_address(tenant, patient, "sms"):
-        found.append("sms")
-    elif message_address(tenant, patient, "voice"):
-        found.append("voice")
-    return found
 
 
 def address_of(tenant, appointment: Appointment) -> str:
@@ -167,7 +151,7 @@ def _drafts(tenant, appointment: Appointment, now: datetime) -> list[tuple[int, 
     if appointment.status not in OPEN:
         return []
     patient = appointment.patient
-    channels = plan(tenant, patient)
+    channels = best_channels(tenant, patient)
     if not channels:
         return []  # no way to reach them: staff see it on the patient's page
     language = texts.language_of(patient)
@@ -214,7 +198,7 @@ def tell_cancelled(tenant, appointment: Appointment) -> Message | None:
     if appointment.starts_at <= utcnow():
         return None
     patient = appointment.patient
-    channels = plan(tenant, patient)
+    channels = best_channels(tenant, patient)
     if not channels:
         return None
     language = texts.language_of(patient)

@@ -1,0 +1,30 @@
+"""The hooks the messaging feature calls: implement them to hear of patients' messages.
+
+The messaging plugin names this module in its ``hookspecs`` attribute; the plugin host adds
+it as it registers the plugin. A plugin for which the hook is a bonus marks its
+implementation ``@hookimpl(optionalhook=True)``, and then starts without messaging too.
+
+Calls are made for a clinic (``hooks_for(tenant)``): only the plugins enabled for it answer.
+"""
+
+from core.plugin_api import hookspec
+
+# ---------------------------------------------------------------------------------------------
+# Messaging: what patients write.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def relais_messaging_received(tenant, conversation, new_request):
+    """React to a patient's message: a new request, or a reply in a conversation.
+
+    Called by the ``messaging`` feature inside the transaction that stores the message, once
+    it is flushed: what a plugin writes here commits or rolls back with it. The message's
+    content is not given (it is health data): an integrator reads it as FHIR
+    ``Communication`` with the clinic's API key.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param conversation: the conversation (``plugins.features.messaging.Conversation``):
+        ``id``, ``patient_id``, ``practitioner_id``, ``last_message_at``.
+    :param new_request: True for a new request, False for a reply.
+    """

@@ -1,0 +1,1 @@
+"""The messaging plugin's Alembic branch, labelled messaging: see docs/plugins.md."""
