@@ -9,6 +9,7 @@ import base64
 import random
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -109,6 +110,7 @@ def _round(tenant, messages, patients, now) -> list[Message]:
             attempts = _in_flight(route.provider, [m for m, _ in chunk])
             db.session.commit()  # the call is on record before it is made (see _recover)
             results, latency = send_batch(provider, [o for _, o in chunk], TIMEOUT)
+            results = _unheld_results(route.provider, results)
             routing.breaker.record(route.provider, any(r.outcome == ACCEPTED for r in results))
             outcomes: dict[tuple[str, str | None], list] = defaultdict(list)
             accepted = []
@@ -212,12 +214,42 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
                 for a in attempts:
                     _retry_later(by_id[a.message_id], now, f"{name}: lookup failed: {exc}")
                 continue
+            found = _unheld(name, found)
         for attempt in attempts:
             result = found.get(attempt.message_id)
             attempt.outcome = RECOVERED if result else LOST
             if result:
                 _apply(by_id[attempt.message_id], name, result, now)
     return [m for m in claimed if m.status == MessageStatus.SENDING]
+
+
+def _unheld(provider: str, found: dict[uuid.UUID, Result]) -> dict[uuid.UUID, Result]:
+    """Drop the lookup's results whose reference another message already holds
+    (:func:`receipts.held_references`)."""
+    held = receipts.held_references(provider, (r.provider_ref for r in found.values()))
+    return {mid: r for mid, r in found.items() if held.get(r.provider_ref, mid) == mid}
+
+
+def _unheld_results(provider: str, results: list[Result]) -> list[Result]:
+    """A send settled by a lookup (``looked_up``) whose reference another message holds did
+    not find this message: its outcome stays unknown, and the retry looks it up again."""
+    looked = {r.message_id: r for r in results if r.looked_up and r.outcome == ACCEPTED}
+    if not looked:
+        return results
+    kept = _unheld(provider, looked)
+    return [
+        r
+        if r.message_id not in looked or r.message_id in kept
+        else replace(
+            r,
+            outcome=TEMPORARY,
+            provider_ref=None,
+            unknown=True,
+            looked_up=False,
+            error=f"{provider}: only another message's twin was found",
+        )
+        for r in results
+    ]
 
 
 def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):

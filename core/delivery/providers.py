@@ -55,6 +55,9 @@ class Result:
     provider_ref: str | None = None
     error: str | None = None
     unknown: bool = False  # the call may have reached the provider (a timeout, a cut)
+    # Found by a lookup that matches by content (recipient, text, time) rather than by a
+    # reference of ours: the core checks no other message already holds ``provider_ref``.
+    looked_up: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -30,6 +32,22 @@ _LOCKS = sa.text(
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
     " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY hashtextextended(k, 0)"
 )
+
+
+def held_references(provider: str, refs) -> dict[str, "uuid.UUID"]:
+    """Which of ``provider``'s references ``refs`` already answer for a message (of the
+    clinics in scope): reference -> message id. A reference is one message's: a lookup that
+    matches by content (Twilio's list) must not hand a twin's reference to another message."""
+    refs = {r for r in refs if r}
+    if not refs:
+        return {}
+    return dict(
+        db.session.execute(
+            sa.select(Message.provider_ref, Message.id).where(
+                Message.provider == provider, Message.provider_ref.in_(refs)
+            )
+        ).all()
+    )
 
 
 def apply_receipts(provider: str, reports: list[Receipt]) -> None:

@@ -87,7 +87,7 @@ class TwilioAccount(Provider):
                 if sid in taken or not self.matches(item, message, earliest):
                     continue
                 taken.add(sid)
-                found.append(Result(message.message_id, ACCEPTED, provider_ref=sid))
+                found.append(Result(message.message_id, ACCEPTED, provider_ref=sid, looked_up=True))
                 break
         return found
 

@@ -9,6 +9,7 @@ itself are signed the same way. Waiting for a callback is a bounded poll, never 
 import re
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -554,6 +555,26 @@ def test_a_timeout_is_of_unknown_outcome_and_the_retry_sends_once(
     assert len(twilio.messages) == 1 and twilio.duplicates() == {}
 
 
+def test_a_lost_message_is_sent_even_when_twilio_holds_its_twin(
+    twilio_app, clinic, patient, twilio, monkeypatch
+):
+    """Twilio's list matches by recipient and text: the same text sent to the same patient
+    before must not answer for a message Twilio never got (a reference is one message's)."""
+    monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
+    first = send(twilio_app, clinic, patient)
+    run_job(twilio_app, clinic, first)
+    twilio.time_out_next(1, seconds=3, created=False)  # the twin's request is lost
+    twin = send(twilio_app, clinic, patient)
+    run_job(twilio_app, clinic, twin)
+    time_passes(twilio_app, clinic, twin)
+
+    run_job(twilio_app, clinic, twin)
+
+    assert len(twilio.messages) == 2  # sent for real, not taken for the first one
+    refs = {state(twilio_app, clinic, m).provider_ref for m in (first, twin)}
+    assert refs == {m.sid for m in twilio.messages}
+
+
 def test_a_lost_answer_is_recovered_without_sending_twice(
     twilio_app, clinic, patient, twilio, monkeypatch
 ):
@@ -641,7 +662,7 @@ def test_lookup_finds_only_what_twilio_created_since(fake_twilio):
 
     found = twilio_sms.lookup([mine, other], since, 5)
 
-    assert found == [sent] and sent.outcome == ACCEPTED
+    assert found == [replace(sent, looked_up=True)] and sent.outcome == ACCEPTED
     assert twilio_sms.lookup([mine], since + timedelta(minutes=5), 5) == []
 
 

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 import wave
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -564,8 +565,8 @@ def test_lookup_finds_a_call_still_queued_and_only_since(voice):
     [placed] = twilio_voice.try_send([mine], 5)  # callbacks held: queued, not dialled yet
 
     assert voice.calls[0].start_time is None
-    assert twilio_voice.lookup([mine, outgoing("Autre")], since, 5) == [placed]
-    assert placed.outcome == ACCEPTED
+    found = twilio_voice.lookup([mine, outgoing("Autre")], since, 5)
+    assert found == [replace(placed, looked_up=True)] and placed.outcome == ACCEPTED
     assert twilio_voice.lookup([mine], since + timedelta(minutes=5), 5) == []
 
 
