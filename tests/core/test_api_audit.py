@@ -8,10 +8,12 @@ import sqlalchemy as sa
 from core.clinic import apikeys
 from core.clinic.models import AuditEvent
 from core.db import db
+from plugins.features.messaging.models import ThreadMessage
 from tenants.scoping import tenant_scope
+from tests.plugins.features.messaging_world import patient_browser, post
 from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
 
-PLUGINS = ("fr", "outbox", "appointments", "reminders", "otp", "exports")
+PLUGINS = ("fr", "outbox", "appointments", "reminders", "otp", "exports", "messaging")
 # Figures only (counts and rates by channel): no patient, no message is read.
 AGGREGATES = {"/api/v1/reminders/stats"}
 
@@ -25,9 +27,14 @@ def audit_events(app, clinic) -> list[tuple[str, str]]:
 
 def test_every_api_read_of_a_patient_or_message_is_audited(app):
     clinic = make_clinic(app, "demo", "FR", plugins=PLUGINS)
-    patient = make_patient(app, clinic)
     doctor = make_staff(app, clinic, "practitioner")
+    patient = make_patient(app, clinic, practitioner_ids=[str(doctor.id)])
     message_id = make_message(app, clinic, patient)
+    # A request through the patient's own messaging page: a Communication to read.
+    me = patient_browser(app, clinic, patient)
+    post(me, "/me/messages/", practitioner=str(doctor.id), body="Une ordonnance, svp.")
+    with app.app_context(), tenant_scope(clinic.id):
+        communication_id = db.session.scalar(sa.select(ThreadMessage.id))
     with app.app_context(), tenant_scope(clinic.id):
         key, token = apikeys.create_key("practice software")
         db.session.commit()
@@ -51,6 +58,7 @@ def test_every_api_read_of_a_patient_or_message_is_audited(app):
         "patient_id": patient.id,
         "message_id": message_id,
         "appointment_id": booked.json["id"],
+        "communication_id": communication_id,
     }
 
     reads = sorted(
@@ -75,6 +83,8 @@ def test_every_api_read_of_a_patient_or_message_is_audited(app):
             continue
         values = {name: ids[name] for name in rule.arguments if name != "tenant"}
         _host, path = rule.build({"tenant": clinic.slug, **values})
+        if rule.rule == "/api/v1/fhir/Communication":  # a search by patient only
+            path += f"?patient=Patient/{patient.id}"
         before = len(audit_events(app, clinic))
         answer = client.get(path, headers=bearer)
         assert answer.status_code == 200, (path, answer.json)

@@ -153,7 +153,7 @@ def communication_search():
             .limit(count)
         )
     )
-    record_audit("messaging.fhir_search", patient_id)
+    record_audit("messaging.communication.search", patient_id)
     payload = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -178,7 +178,7 @@ def communication_read(communication_id: str):
     if message is None:
         raise NotFound(_("No such message."))
     [payload] = _resources([message])
-    record_audit("messaging.fhir_read", message.conversation_id)
+    record_audit("messaging.communication.read", message.conversation_id)
     db.session.commit()  # the audit of the read
     return fhir_json(payload)
 

@@ -73,7 +73,7 @@ def test_a_conversation_reads_as_communications(app, clinic):
 
     one = api.get(f"/api/v1/fhir/Communication/{answer.id}", headers=auth)
     assert Communication.model_validate(one.json).id == answer.id
-    assert ("messaging.fhir_read", conversation) in audit_actions(app, clinic)
+    assert ("messaging.communication.read", conversation) in audit_actions(app, clinic)
 
     other = make_clinic(app, "other", plugins=PLUGINS)
     theirs = client_for(app, other.slug)
