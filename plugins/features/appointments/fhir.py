@@ -29,24 +29,23 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, request
 from flask_babel import gettext as _
-from werkzeug.exceptions import HTTPException
 
 from core.plugin_api import (
-    DomainError,
     ValidationError,
+    answer_errors_as_fhir,
     authenticate_api_key,
     check,
     csrf,
     db,
     external_url,
+    fhir_json,
     utcnow,
 )
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
 
-MEDIA_TYPE = "application/fhir+json"
 EXTERNAL_ID_SYSTEM = "urn:relais:appointment:external-id"
 DEFAULT_COUNT = 100
 MAX_COUNT = 500
@@ -69,7 +68,6 @@ PATIENT_STATUS = {
 STATUSES_OF = {
     code: frozenset(s for s, c in STATUS.items() if c == code) for code in set(STATUS.values())
 }
-ISSUE_CODES = {401: "security", 403: "forbidden", 404: "not-found", 422: "invalid"}
 
 bp = Blueprint("appointments_fhir", __name__, url_prefix="/api/v1/fhir")
 bp.relais_public = True  # no staff session: the API key is checked below
@@ -233,13 +231,6 @@ def _whole(name: str, default: int, low: int, high: int) -> int:
 # --- endpoints --------------------------------------------------------------------------------
 
 
-def fhir_json(payload: dict, status: int = 200):
-    response = jsonify(payload)
-    response.status_code = status
-    response.mimetype = MEDIA_TYPE
-    return response
-
-
 @bp.get("/Appointment")
 def appointment_search():
     """Search appointments: ``date`` (repeatable), ``patient``, ``practitioner``,
@@ -315,23 +306,4 @@ def appointment_read(appointment_id: str):
 # --- errors: OperationOutcome -----------------------------------------------------------------
 
 
-def outcome(status: int, message: str, field: str | None = None):
-    issue = {
-        "severity": "error",
-        "code": ISSUE_CODES.get(status, "processing"),
-        "diagnostics": message,
-    }
-    if field:
-        issue["expression"] = [field]
-    return fhir_json({"resourceType": "OperationOutcome", "issue": [issue]}, status)
-
-
-@bp.errorhandler(DomainError)
-def domain_error(exc: DomainError):
-    db.session.rollback()
-    return outcome(exc.status, exc.message, exc.field)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    return outcome(exc.code or 500, exc.description or exc.name)
+answer_errors_as_fhir(bp)

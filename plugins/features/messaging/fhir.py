@@ -16,25 +16,23 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 from flask_babel import gettext as _
-from werkzeug.exceptions import HTTPException
 
 from core.plugin_api import (
-    DomainError,
     NotFound,
     ValidationError,
+    answer_errors_as_fhir,
     authenticate_api_key,
     csrf,
     db,
+    fhir_json,
     record_audit,
 )
 from plugins.features.messaging.models import Attachment, Author, Conversation, ThreadMessage
 
-MEDIA_TYPE = "application/fhir+json"
 CONVERSATION_SYSTEM = "urn:relais:messaging:conversation"
 MAX_COUNT = 100
-ISSUE_CODES = {401: "security", 404: "not-found", 422: "invalid"}
 
 bp = Blueprint("messaging_fhir", __name__, url_prefix="/api/v1/fhir")
 bp.relais_public = True  # no staff session: the API key is checked below
@@ -118,13 +116,6 @@ def _uuid(value: str | None, field: str) -> uuid.UUID:
         raise ValidationError(_("Not a valid id."), field) from None
 
 
-def fhir_json(payload: dict, status: int = 200):
-    response = jsonify(payload)
-    response.status_code = status
-    response.mimetype = MEDIA_TYPE
-    return response
-
-
 @bp.get("/Communication")
 def communication_search():
     """The messages of one ``patient`` (``Patient/<id>`` or the id), newest first."""
@@ -183,20 +174,4 @@ def communication_read(communication_id: str):
     return fhir_json(payload)
 
 
-def outcome(status: int, message: str, field: str | None = None):
-    issue = {"severity": "error", "code": ISSUE_CODES.get(status, "processing")}
-    issue["diagnostics"] = message
-    if field:
-        issue["expression"] = [field]
-    return fhir_json({"resourceType": "OperationOutcome", "issue": [issue]}, status)
-
-
-@bp.errorhandler(DomainError)
-def domain_error(exc: DomainError):
-    db.session.rollback()
-    return outcome(exc.status, exc.message, exc.field)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    return outcome(exc.code or 500, exc.description or exc.name)
+answer_errors_as_fhir(bp)
