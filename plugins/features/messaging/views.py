@@ -358,19 +358,20 @@ def close():
 # --- templates --------------------------------------------------------------------------------
 
 
+def _save_template(template_id: str | None) -> None:
+    """Save the template the form describes: a new one when ``template_id`` is None."""
+    form = request.form
+    starred = form.get("starred") == "yes"
+    templates.save(current_user, template_id, form.get("title"), form.get("body"), starred)
+
+
 @bp.route("/templates", methods=["GET", "POST"])
 def templates_page():
     """The staff member's templates, starred first, and the form of a new one."""
     error = None
     if request.method == "POST":
         try:
-            templates.save(
-                current_user,
-                None,
-                request.form.get("title"),
-                request.form.get("body"),
-                request.form.get("starred") == "yes",
-            )
+            _save_template(None)
         except DomainError as exc:
             db.session.rollback()
             error = exc
@@ -401,13 +402,7 @@ def template_page(template_id):
             elif action in ("star", "unstar"):
                 templates.star(current_user, template_id, action == "star")
             else:
-                templates.save(
-                    current_user,
-                    template_id,
-                    request.form.get("title"),
-                    request.form.get("body"),
-                    request.form.get("starred") == "yes",
-                )
+                _save_template(template_id)
         except DomainError as exc:
             db.session.rollback()
             error = exc
