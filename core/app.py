@@ -29,6 +29,7 @@ from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugi
 from core.web import (
     account,
     api,
+    api_docs,
     audit,
     auth,
     consent,
@@ -36,6 +37,7 @@ from core.web import (
     headers,
     home,
     invitation,
+    openapi,
     patient,
     patient_contact,
     patients,
@@ -96,6 +98,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _register_template_helpers(app)
     _register_error_handlers(app)
     headers.init_app(app)
+    openapi.init_app(app)
     return app
 
 
@@ -111,6 +114,7 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(invitation.bp)  # a first admin's invitation link: no session yet
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
+    app.register_blueprint(api_docs.bp)  # the API's contract, readable without a key
     app.register_blueprint(console.bp, subdomain="operator")
     app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
     app.register_blueprint(webhooks.bp)

@@ -41,6 +41,8 @@ from core.plugin_api import (
     db,
     external_url,
     fhir_json,
+    fhir_operation,
+    fhir_resource,
     utcnow,
 )
 from plugins.features.appointments import service
@@ -232,6 +234,19 @@ def _whole(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/Appointment")
+@fhir_operation(
+    "Search appointments (FHIR R4 Appointment)",
+    query={
+        "date": {"type": "string", "description": "e.g. ge2026-12-01 (repeatable)"},
+        "patient": {"type": "string", "description": "Patient/<id> or the id"},
+        "practitioner": {"type": "string", "description": "Practitioner/<id> or the id"},
+        "status": {"type": "string", "description": "FHIR statuses, separated by commas"},
+        "identifier": {"type": "string", "description": "<system>|<external id>"},
+        "_count": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+        "_offset": {"type": "integer", "minimum": 0},
+    },
+    answers={200: fhir_resource("Bundle")},
+)
 def appointment_search():
     """Search appointments: ``date`` (repeatable), ``patient``, ``practitioner``,
     ``status``, ``identifier``, ``_count``, ``_offset``."""
@@ -297,6 +312,7 @@ def appointment_search():
 
 
 @bp.get("/Appointment/<appointment_id>")
+@fhir_operation("Read an appointment (FHIR R4)", answers={200: fhir_resource("Appointment")})
 def appointment_read(appointment_id: str):
     payload = to_fhir(service.get(appointment_id))
     db.session.commit()  # the audit of the read

@@ -27,6 +27,8 @@ from core.plugin_api import (
     csrf,
     db,
     fhir_json,
+    fhir_operation,
+    fhir_resource,
     record_audit,
 )
 from plugins.features.messaging.models import Attachment, Author, Conversation, ThreadMessage
@@ -117,6 +119,14 @@ def _uuid(value: str | None, field: str) -> uuid.UUID:
 
 
 @bp.get("/Communication")
+@fhir_operation(
+    "A patient's messages (FHIR R4 Communication), newest first",
+    query={
+        "patient": {"type": "string", "description": "Patient/<id> or the id"},
+        "_count": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+    },
+    answers={200: fhir_resource("Bundle")},
+)
 def communication_search():
     """The messages of one ``patient`` (``Patient/<id>`` or the id), newest first."""
     reference = (request.args.get("patient") or "").removeprefix("Patient/")
@@ -156,6 +166,9 @@ def communication_search():
 
 
 @bp.get("/Communication/<communication_id>")
+@fhir_operation(
+    "Read a message (FHIR R4 Communication)", answers={200: fhir_resource("Communication")}
+)
 def communication_read(communication_id: str):
     try:
         wanted = uuid.UUID(communication_id)
