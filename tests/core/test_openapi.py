@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
+from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 
 from core.clinic import apikeys
 from core.db import db
