@@ -34,6 +34,7 @@ from core.web import (
     auth,
     consent,
     console,
+    fhir_api,
     headers,
     home,
     invitation,
@@ -115,6 +116,8 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
     app.register_blueprint(api_docs.bp)  # the API's contract, readable without a key
+    app.register_blueprint(fhir_api.bp)  # FHIR R4 Patient and the CapabilityStatement
+    csrf.exempt(fhir_api.bp)
     app.register_blueprint(console.bp, subdomain="operator")
     app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
     app.register_blueprint(webhooks.bp)

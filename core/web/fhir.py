@@ -2,6 +2,7 @@
 as ``OperationOutcome`` resources naming the field."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify
 from werkzeug.exceptions import HTTPException
@@ -57,6 +58,11 @@ def fhir_operation(summary: str, *, answers: dict, **options) -> Callable:
     return api_operation(
         summary, tag="FHIR", answers=answers, media_type=MEDIA_TYPE, error_schema=OUTCOME, **options
     )
+
+
+def instant(value: datetime) -> str:
+    """A FHIR instant in UTC, to the second: ``2026-03-30T07:00:00Z``."""
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def fhir_json(payload: dict, status: int = 200):

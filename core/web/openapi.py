@@ -232,7 +232,7 @@ def _operation(endpoint: str, op: Operation, parameters: list[dict]) -> dict[str
     if op.body is not None:
         result["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": op.body}},
+            "content": {op.media_type: {"schema": op.body}},
         }
     if op.public:
         result["security"] = []

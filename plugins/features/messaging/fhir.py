@@ -26,6 +26,7 @@ from core.plugin_api import (
     authenticate_api_key,
     csrf,
     db,
+    fhir_instant,
     fhir_json,
     fhir_operation,
     fhir_resource,
@@ -42,10 +43,6 @@ bp.before_request(authenticate_api_key)
 csrf.exempt(bp)
 
 
-def _instant(value) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files) -> dict:
     """One message as a FHIR R4 ``Communication``."""
     patient = {"reference": f"Patient/{conversation.patient_id}"}
@@ -59,7 +56,7 @@ def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files)
         "topic": {"coding": [{"system": CONVERSATION_SYSTEM, "code": str(conversation.id)}]},
         "sender": patient if from_patient else practitioner,
         "recipient": [practitioner if from_patient else patient],
-        "sent": _instant(message.created_at),
+        "sent": fhir_instant(message.created_at),
         "payload": [{"contentString": message.body}]
         + [
             {"contentAttachment": {"contentType": a.mime_type, "title": a.filename, "size": a.size}}
@@ -70,7 +67,7 @@ def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files)
         resource["status"] = "entered-in-error"
         del resource["payload"]
     if message.read_at:
-        resource["received"] = _instant(message.read_at)
+        resource["received"] = fhir_instant(message.read_at)
     if previous is not None:
         resource["inResponseTo"] = [{"reference": f"Communication/{previous}"}]
     return resource
