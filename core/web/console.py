@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from core import validation
 from core.clinic import settings
 from core.db import db
-from core.delivery import invitations, kpis, routing
+from core.delivery import health, invitations, kpis, routing
 from core.delivery.log import channel_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
@@ -270,6 +270,10 @@ def kpis_page():
         percent=_percent,
         seconds=_seconds,
         within=kpis.WITHIN,
+        health_rows=health.current(),
+        health_events=health.recent_events(20),
+        health_threshold=health.THRESHOLD,
+        health_floor=health.FLOOR,
     ), (error.status if error else 200)
 
 
