@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from core.db import db, utcnow
-from core.delivery import health, routing
-from core.delivery.models import Message, MessageStatus
+from core.db import db, new_id, utcnow
+from core.delivery import health, kpis, routing
+from core.delivery.models import Attempt, Message, MessageStatus
 from tenants.scoping import system_scope, tenant_scope
 from tests.browser.test_clinic import make_operator
 from tests.worlds import client_for, log_in, make_clinic, make_message, make_patient
@@ -115,3 +115,35 @@ def test_failures_count_and_a_provider_alone_in_its_tier_keeps_its_traffic(app):
     # Too few messages to judge (under 20): the fallback keeps its weight, whatever failed.
     sent(app, clinic, patient, "infobip_sms", 5, now - timedelta(minutes=2), failing, "failed")
     assert rebalance(app, now + timedelta(minutes=1)) == 0
+
+
+def test_the_delivery_page_lists_failures_by_reason_without_numbers(app):
+    clinic = make_clinic(app, "demo", "FR", plugins=("fr", "outbox"))
+    patient = make_patient(app, clinic)
+    message_id = make_message(app, clinic, patient)
+    with app.app_context(), tenant_scope(clinic.id):
+        db.session.execute(
+            sa.insert(Attempt).values(
+                tenant_id=clinic.id, id=new_id(), message_id=message_id, at=utcnow(),
+                channel="sms", provider="twilio_sms", outcome="permanent", latency_ms=80,
+                error="21211: Invalid 'To' Phone Number: +33 6 12 34 56 78",
+            )
+        )  # fmt: skip
+        db.session.execute(
+            sa.update(Message).where(Message.id == message_id).values(status="undelivered")
+        )
+        db.session.commit()
+    with app.app_context(), system_scope():
+        reasons = kpis.failure_reasons(utcnow() - timedelta(hours=1), utcnow())
+    assert ("refused", "21211: Invalid 'To' Phone Number: …", "twilio_sms", 1) in [
+        (f.kind, f.reason, f.provider, f.count) for f in reasons
+    ]
+    console = client_for(app, "operator")
+    log_in(console, make_operator(app))
+    page = console.get("/kpis").get_data(as_text=True)
+    assert "Failures by reason" in page and "Refused by the provider" in page
+    assert "Not delivered (receipt)" in page
+    assert "12 34 56" not in page and 'data-refresh="30"' in page
+    assert "data-refresh" not in console.get(
+        "/kpis?window=custom&from=2026-01-01T00:00&to=2026-01-02T00:00"
+    ).get_data(as_text=True)
