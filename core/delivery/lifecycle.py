@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import db, insert_many, new_id, utcnow
+from core.db import db, insert_many, new_id, update_many, utcnow
 from core.delivery import queues
 from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
 from core.plugins import hooks_for, host
@@ -348,8 +348,9 @@ def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at:
 
 def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetime) -> None:
     """A provider accepted these claimed messages (``(message, provider_ref)``): each goes
-    from ``sending`` to ``sent`` as :func:`sent` would take it, in one executemany UPDATE by
-    key and one multi-row insert of their events, not a unit of work per message. The
+    from ``sending`` to ``sent`` as :func:`sent` would take it, in one UPDATE of them all
+    (:func:`core.db.update_many`) and one multi-row insert of their events, not a unit of
+    work per message. The
     caller commits; the changes are announced after that commit.
 
     The messages keep the values written (they are marked committed, not dirty).
@@ -365,15 +366,10 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         session.flush()
     fields = {**_effects(S.SENT, at), "status": S.SENT, "provider": provider, "sent_at": at}
     fields["tries"] = 0
-    table = Message.__table__
-    db.session.execute(
-        sa.update(table)
-        .where(
-            table.c.tenant_id == sa.bindparam("key_tenant"),
-            table.c.id == sa.bindparam("key_id"),
-        )
-        .values(provider_ref=sa.bindparam("ref"), **fields),
-        [{"key_tenant": m.tenant_id, "key_id": m.id, "ref": ref} for m, ref in sent],
+    update_many(
+        Message.__table__,
+        [{"tenant_id": m.tenant_id, "id": m.id, "provider_ref": ref} for m, ref in sent],
+        **fields,
     )
     # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
     _events_many([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
