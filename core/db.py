@@ -165,3 +165,14 @@ def update_many(
         .execution_options(synchronize_session=False)
     )
     return session.execute(update).rowcount
+
+
+def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
+    """``column IN values`` for a long list of values. On PostgreSQL, ``column = ANY(<one
+    array>)``: the statement's text stays the same whatever the number of values, where an
+    IN list is rendered and converted again, a placeholder per value, at every execution
+    (a worker's batch of a hundred ids). Elsewhere, the IN list."""
+    values = list(values)
+    if db.session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from core.clinic.models import Patient
 from core.config import external_url
-from core.db import db, insert_many, new_id, utcnow
+from core.db import among, db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -59,7 +59,7 @@ def deliver(message_ids: list[str]) -> int:
             p.id: p
             for p in db.session.scalars(
                 sa.select(Patient).where(
-                    Patient.id.in_({m.patient_id for m in claimed if m.patient_id})
+                    among(Patient.id, {m.patient_id for m in claimed if m.patient_id})
                 )
             )
         }
@@ -127,7 +127,7 @@ def _round(tenant, messages, patients, now) -> list[Message]:
             lifecycle.sent_many(accepted, route.provider, now)
             if accepted and provider.delivered_on_accept:
                 ids = [m.id for m, _ in accepted]
-                where = [Message.tenant_id == tenant.id, Message.id.in_(ids)]
+                where = [Message.tenant_id == tenant.id, among(Message.id, ids)]
                 lifecycle.move_many(
                     where,
                     [MessageStatus.SENT],
@@ -167,7 +167,7 @@ def _outcomes(tenant_id, outcomes: dict[tuple[str, str | None], list], latency: 
     for (outcome, error), ids in outcomes.items():
         db.session.execute(
             sa.update(table)
-            .where(table.c.tenant_id == tenant_id, table.c.id.in_(ids))
+            .where(table.c.tenant_id == tenant_id, among(table.c.id, ids))
             .values(outcome=outcome, latency_ms=latency, error=error)
         )
 
@@ -177,7 +177,7 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
     provider whether it took them before sending again, so none is sent twice."""
     unknown = db.session.scalars(
         sa.select(Attempt).where(
-            Attempt.message_id.in_([m.id for m in claimed]),
+            among(Attempt.message_id, [m.id for m in claimed]),
             Attempt.outcome.in_((IN_FLIGHT, UNKNOWN)),
         )
     ).all()

@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import db, insert_many, new_id, update_many, utcnow
+from core.db import among, db, insert_many, new_id, update_many, utcnow
 from core.delivery import queues
 from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
 from core.plugins import hooks_for, host
@@ -234,7 +234,7 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     taken = db.session.scalars(
         sa.select(Message.id)
         .where(
-            Message.id.in_(message_ids),
+            among(Message.id, message_ids),
             Message.status == S.PENDING,
             Message.next_attempt_at <= now,
         )
@@ -244,7 +244,7 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     if taken:
         claimed = db.session.scalars(
             sa.update(Message)
-            .where(Message.id.in_(taken))
+            .where(among(Message.id, taken))
             .values(status=S.SENDING, claim_id=claim_id, lease_until=now + lease)
             .returning(Message)
             .execution_options(synchronize_session=False)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clinic.models import Patient
-from core.db import db, new_id
+from core.db import among, db, new_id
 from core.delivery import lifecycle
 from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageStatus
 from core.delivery.providers import Inbound, Receipt
@@ -44,7 +44,7 @@ def held_references(provider: str, refs) -> dict[str, "uuid.UUID"]:
     return dict(
         db.session.execute(
             sa.select(Message.provider_ref, Message.id).where(
-                Message.provider == provider, Message.provider_ref.in_(refs)
+                Message.provider == provider, among(Message.provider_ref, refs)
             )
         ).all()
     )
@@ -141,7 +141,7 @@ def _apply_kept(keys: set[tuple]) -> int:
     held) whose message is sent by now, oldest first; delete them. Returns how many."""
     early = db.session.scalars(
         sa.select(EarlyReceipt)
-        .where(EarlyReceipt.provider_ref.in_({ref for _, _, ref in keys}))
+        .where(among(EarlyReceipt.provider_ref, {ref for _, _, ref in keys}))
         .order_by(EarlyReceipt.at, EarlyReceipt.id)
     ).all()
     done = []
