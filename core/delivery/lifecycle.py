@@ -380,6 +380,38 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         changes.append((message.tenant_id, message.id, str(S.SENT), at))
 
 
+def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
+    """Providers' reports of delivery on sent (or undelivered) messages, ``(message, when,
+    detail)``, each as :func:`report` writes one: one UPDATE of them all and one multi-row
+    insert of their history steps. The caller commits; the changes are announced after
+    that commit. The messages keep the values written.
+
+    :raises TransitionError: when one of them cannot be delivered; nothing is then changed.
+    """
+    if not reports:
+        return
+    for message, _at, _detail in reports:
+        check(message.status, S.DELIVERED)
+    session = db.session()
+    if session.dirty or session.new:  # the steps before these first
+        session.flush()
+    same = {"status": S.DELIVERED, "lease_until": None, "claim_id": None}
+    update_many(
+        Message.__table__,
+        [
+            {"tenant_id": m.tenant_id, "id": m.id, "delivered_at": at, "finished_at": at}
+            for m, at, _detail in reports
+        ],
+        **same,
+    )
+    _events_many([(m.tenant_id, m.id, str(S.DELIVERED), d) for m, _at, d in reports], utcnow())
+    changes = db.session.info.setdefault(_CHANGES, [])
+    for message, at, _detail in reports:
+        for name, value in {**same, "delivered_at": at, "finished_at": at}.items():
+            set_committed_value(message, name, value)
+        changes.append((message.tenant_id, message.id, str(S.DELIVERED), at))
+
+
 def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime) -> None:
     """Many messages' history steps, ``(tenant id, message id, step, detail)``, in one
     multi-row insert (the bulk twin of :func:`_event`)."""
