@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask import g
 from flask_babel import gettext as _
 
+from core import configured
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
@@ -38,11 +39,13 @@ def routes(tenant, channel: str) -> list[Route]:
     """The providers able to carry ``channel`` for ``tenant``, best first.
 
     The operator's routes for the country when there are some; else every provider of an
-    enabled plugin for that channel, by name.
+    enabled plugin for that channel, by name. Remembered as :mod:`core.configured` says.
     """
     cache = g.setdefault("_relais_routes", {})
     if (tenant.id, channel) not in cache:
-        cache[(tenant.id, channel)] = _routes(tenant, channel)
+        cache[(tenant.id, channel)] = configured.remembered(
+            ("routes", tenant.id, tenant.country_code, channel), lambda: _routes(tenant, channel)
+        )
     return cache[(tenant.id, channel)]
 
 

@@ -1,0 +1,96 @@
+"""What operators configure (plugins enabled, routes, settings), remembered per process.
+
+Every request and job reads the same few rows (the plugins enabled for the clinic and its
+country, the SMS routes, a plugin's settings): 8 of the 18 statements of a
+``POST /api/v1/messages`` were these, identical every time. Each process now keeps what it
+read for ``CONFIG_SECONDS`` (5 by default; 0 reads them in every request and job again):
+
+- a change saved in this process is seen at once: writing one of these tables (through the
+  ORM, as the console and the CLI do) forgets everything remembered, and again when that
+  transaction ends (a rolled back change is not remembered);
+- the transaction that writes them reads them from the database until it ends (what it
+  wrote, not what others see);
+- other processes (the other web workers, the delivery workers) see it within
+  ``CONFIG_SECONDS``.
+
+Within one request or job the callers keep their own copy too (``flask.g``), so a request
+sees one configuration from start to end.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from core.db import db
+
+_WRITTEN = "relais_configuration_written"  # in session.info: this transaction wrote some
+_TABLES = frozenset(
+    {
+        "country_plugins",
+        "tenant_disabled_plugins",
+        "provider_routes",
+        "plugin_settings",
+        "deployment_settings",
+        "clinic_settings",
+    }
+)
+# (app, key) -> (until when, value), across the process's threads. Module-level rather than
+# per app so that :func:`forget` reaches every app of the process (tests build several).
+_remembered: dict[tuple[int, Any], tuple[float, Any]] = {}
+_lock = threading.Lock()
+clock = time.monotonic  # seconds; tests move it on
+
+
+def remembered(key: Any, load: Callable[[], Any]) -> Any:
+    """The value of ``key`` read by ``load`` (from the configuration tables), remembered by
+    this process for ``CONFIG_SECONDS``. Callers do not change what they get back."""
+    seconds = current_app.config.get("CONFIG_SECONDS", 0)
+    if not seconds or db.session().info.get(_WRITTEN):
+        return load()
+    key = (id(current_app._get_current_object()), key)
+    now = clock()
+    found = _remembered.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    value = load()
+    with _lock:
+        _remembered[key] = (now + seconds, value)
+    return value
+
+
+def forget() -> None:
+    """Forget everything remembered: the next reads go to the database."""
+    with _lock:
+        _remembered.clear()
+
+
+def _written(session: Session) -> None:
+    session.info[_WRITTEN] = True
+    forget()
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context) -> None:
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(getattr(type(o), "__tablename__", None) in _TABLES for o in changed):
+        _written(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bulk_write(state) -> None:
+    """An UPDATE or DELETE statement on one of the tables (not a unit of work)."""
+    if (state.is_update or state.is_delete) and getattr(
+        getattr(state.statement, "table", None), "name", None
+    ) in _TABLES:
+        _written(state.session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction) -> None:
+    if transaction.parent is None and session.info.pop(_WRITTEN, None):
+        forget()  # what was read meanwhile by others may predate the commit
