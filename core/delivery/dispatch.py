@@ -93,8 +93,9 @@ def _round(tenant, messages, patients, now) -> list[Message]:
     Per provider call, in bulk: one multi-row insert of the in-flight attempts (committed
     before the call), then one UPDATE of their outcomes per distinct outcome (one for the
     whole call when all went the same way) and the accepted messages moved to ``sent`` in
-    one statement (:func:`lifecycle.sent_many`); only the rarer outcomes (retry, failover,
-    fallback) take a message at a time.
+    one statement (:func:`lifecycle.sent_many`; to ``delivered`` in the same one when the
+    provider delivers what it takes); only the rarer outcomes (retry, failover, fallback)
+    take a message at a time.
     """
     batches: dict[routing.Route, list[tuple[Message, Outgoing]]] = defaultdict(list)
     callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
@@ -124,18 +125,7 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                 elif _apply(message, route.provider, result, now):
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
-            lifecycle.sent_many(accepted, route.provider, now)
-            if accepted and provider.delivered_on_accept:
-                ids = [m.id for m, _ in accepted]
-                where = [Message.tenant_id == tenant.id, among(Message.id, ids)]
-                lifecycle.move_many(
-                    where,
-                    [MessageStatus.SENT],
-                    MessageStatus.DELIVERED,
-                    route.provider,
-                    len(ids),
-                    now,
-                )
+            lifecycle.sent_many(accepted, route.provider, now, provider.delivered_on_accept)
     return again
 
 

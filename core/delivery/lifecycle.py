@@ -346,12 +346,15 @@ def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at:
     _events_many([(tenant_id, i, step, None) for i in message_ids], at)
 
 
-def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetime) -> None:
+def sent_many(
+    sent: list[tuple[Message, str | None]], provider: str, at: datetime, delivered: bool = False
+) -> None:
     """A provider accepted these claimed messages (``(message, provider_ref)``): each goes
     from ``sending`` to ``sent`` as :func:`sent` would take it, in one UPDATE of them all
     (:func:`core.db.update_many`) and one multi-row insert of their events, not a unit of
-    work per message. The
-    caller commits; the changes are announced after that commit.
+    work per message. ``delivered``: taking them was delivering them (the provider is the
+    recipient's mailbox): each then goes on to ``delivered`` in the same UPDATE, both steps
+    in its history. The caller commits; the changes are announced after that commit.
 
     The messages keep the values written (they are marked committed, not dirty).
 
@@ -366,18 +369,27 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         session.flush()
     fields = {**_effects(S.SENT, at), "status": S.SENT, "provider": provider, "sent_at": at}
     fields["tries"] = 0
+    if delivered:
+        check(S.SENT, S.DELIVERED)
+        fields.update(_effects(S.DELIVERED, at), status=S.DELIVERED)
     update_many(
         Message.__table__,
         [{"tenant_id": m.tenant_id, "id": m.id, "provider_ref": ref} for m, ref in sent],
         **fields,
     )
     # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
-    _events_many([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
+    rows = _event_rows([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
+    if delivered:  # stamped after their sends, in the same insert
+        steps = [(m.tenant_id, m.id, str(S.DELIVERED), provider) for m, _ref in sent]
+        rows += _event_rows(steps, utcnow())
+    insert_many(MessageEvent.__table__, rows)
     changes = db.session.info.setdefault(_CHANGES, [])
     for message, ref in sent:
         for name, value in {**fields, "provider_ref": ref}.items():
             set_committed_value(message, name, value)
         changes.append((message.tenant_id, message.id, str(S.SENT), at))
+    if delivered:
+        changes.extend((m.tenant_id, m.id, str(S.DELIVERED), at) for m, _ref in sent)
 
 
 def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
@@ -415,22 +427,21 @@ def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
 def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime) -> None:
     """Many messages' history steps, ``(tenant id, message id, step, detail)``, in one
     multi-row insert (the bulk twin of :func:`_event`)."""
-    if not steps:
-        return
-    insert_many(
-        MessageEvent.__table__,
-        [
-            {
-                "tenant_id": tenant_id,
-                "id": new_id(),
-                "message_id": message_id,
-                "at": at,
-                "status": step,
-                "detail": detail[:200] if detail else None,
-            }
-            for tenant_id, message_id, step, detail in steps
-        ],
-    )
+    insert_many(MessageEvent.__table__, _event_rows(steps, at))
+
+
+def _event_rows(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime):
+    return [
+        {
+            "tenant_id": tenant_id,
+            "id": new_id(),
+            "message_id": message_id,
+            "at": at,
+            "status": step,
+            "detail": detail[:200] if detail else None,
+        }
+        for tenant_id, message_id, step, detail in steps
+    ]
 
 
 # --- the inside -------------------------------------------------------------------------------
