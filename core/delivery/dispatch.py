@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 
 from core.clinic.models import Patient
 from core.config import external_url
@@ -58,9 +59,11 @@ def deliver(message_ids: list[str]) -> int:
         patients = {
             p.id: p
             for p in db.session.scalars(
-                sa.select(Patient).where(
-                    among(Patient.id, {m.patient_id for m in claimed if m.patient_id})
-                )
+                sa.select(Patient)
+                .where(among(Patient.id, {m.patient_id for m in claimed if m.patient_id}))
+                # Their encrypted attributes (conditions) are not for sending: not decrypted
+                # for every message (read on first use, should a plugin want them).
+                .options(defer(Patient.attributes))
             )
         }
         now = utcnow()
