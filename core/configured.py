@@ -8,8 +8,8 @@ read for ``CONFIG_SECONDS`` (5 by default; 0 reads them in every request and job
 - a change saved in this process is seen at once: writing one of these tables (through the
   ORM, as the console and the CLI do) forgets everything remembered, and again when that
   transaction ends (a rolled back change is not remembered);
-- the transaction that writes them reads them from the database until it ends (what it
-  wrote, not what others see);
+- the transaction that writes them (flushed or not yet) reads them from the database until
+  it ends (what it wrote, not what others see);
 - other processes (the other web workers, the delivery workers) see it within
   ``CONFIG_SECONDS``.
 
@@ -50,7 +50,7 @@ def remembered(key: Any, load: Callable[[], Any]) -> Any:
     """The value of ``key`` read by ``load`` (from the configuration tables), remembered by
     this process for ``CONFIG_SECONDS``. Callers do not change what they get back."""
     seconds = current_app.config.get("CONFIG_SECONDS", 0)
-    if not seconds or db.session().info.get(_WRITTEN):
+    if not seconds or _writing(db.session()):
         return load()
     key = (id(current_app._get_current_object()), key)
     now = clock()
@@ -69,6 +69,17 @@ def forget() -> None:
         _remembered.clear()
 
 
+def _writing(session: Session) -> bool:
+    """Whether this transaction wrote configuration, or is about to (not flushed yet)."""
+    return bool(session.info.get(_WRITTEN)) or _configuration(
+        (*session.new, *session.dirty, *session.deleted)
+    )
+
+
+def _configuration(objects) -> bool:
+    return any(getattr(type(o), "__tablename__", None) in _TABLES for o in objects)
+
+
 def _written(session: Session) -> None:
     session.info[_WRITTEN] = True
     forget()
@@ -76,8 +87,7 @@ def _written(session: Session) -> None:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context) -> None:
-    changed = (*session.new, *session.dirty, *session.deleted)
-    if any(getattr(type(o), "__tablename__", None) in _TABLES for o in changed):
+    if _configuration((*session.new, *session.dirty, *session.deleted)):
         _written(session)
 
 

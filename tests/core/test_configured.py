@@ -4,6 +4,7 @@ at once, a change another process saves within CONFIG_SECONDS, a rolled back one
 import pytest
 
 from core import configured
+from core.clinic.settings import save, stored
 from core.db import db
 from core.plugins import enabled_plugins
 from tenants import provisioning
@@ -64,3 +65,12 @@ def test_without_config_seconds_every_context_reads_again(app, clinic, clock, mo
     with app.app_context(), db.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM country_plugins WHERE plugin = 'exports'")
     assert "exports" not in enabled(app, clinic)
+
+
+def test_a_setting_saved_twice_in_one_transaction_builds_on_the_first(app, clock):
+    with app.app_context(), system_scope():
+        save("FR", "outbox", {"report_delivery": "no"})  # pending: not flushed yet
+        assert stored("FR", "outbox") == {"report_delivery": False}
+        db.session.rollback()
+    with app.app_context(), system_scope():
+        assert stored("FR", "outbox") == {}
