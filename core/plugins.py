@@ -317,7 +317,7 @@ def enabled_plugins(tenant) -> frozenset[str]:
     """The names of the plugins enabled for a clinic: on for its country, not off for it.
 
     Read once per application context (a request, a job, a sweeper pass) and remembered
-    by the process for ``CONFIG_SECONDS`` (:mod:`core.configured`): every process sees a
+    by the process for ``RELAIS_CONFIG_SECONDS``: every process sees a
     change within that time, this process at once; a change written in this context
     (flushed) is seen at once. The callers it leads to (:func:`hooks_for`) are kept per
     enabled set, not per clinic: a changed set simply finds other callers.
