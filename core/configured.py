@@ -19,6 +19,7 @@ sees one configuration from start to end.
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from core.db import db
 
+_KEY = "relais_configuration"  # in app.extensions
 _WRITTEN = "relais_configuration_written"  # in session.info: this transaction wrote some
 _TABLES = frozenset(
     {
@@ -39,9 +41,14 @@ _TABLES = frozenset(
         "clinic_settings",
     }
 )
-# (app, key) -> (until when, value), across the process's threads. Module-level rather than
-# per app so that :func:`forget` reaches every app of the process (tests build several).
-_remembered: dict[tuple[int, Any], tuple[float, Any]] = {}
+
+
+class _Remembered(dict):
+    """An app's remembered configuration: key -> (until when, value), shared by its threads
+    (in ``app.extensions``)."""
+
+
+_every: "weakref.WeakSet[_Remembered]" = weakref.WeakSet()  # so that forget() reaches all
 _lock = threading.Lock()
 clock = time.monotonic  # seconds; tests move it on
 
@@ -52,21 +59,26 @@ def remembered(key: Any, load: Callable[[], Any]) -> Any:
     seconds = current_app.config.get("CONFIG_SECONDS", 0)
     if not seconds or _writing(db.session()):
         return load()
-    key = (id(current_app._get_current_object()), key)
+    remembered = current_app.extensions.get(_KEY)
+    if remembered is None:
+        with _lock:
+            remembered = current_app.extensions.setdefault(_KEY, _Remembered())
+            _every.add(remembered)
     now = clock()
-    found = _remembered.get(key)
+    found = remembered.get(key)
     if found is not None and found[0] > now:
         return found[1]
     value = load()
-    with _lock:
-        _remembered[key] = (now + seconds, value)
+    remembered[key] = (now + seconds, value)
     return value
 
 
 def forget() -> None:
-    """Forget everything remembered: the next reads go to the database."""
+    """Forget everything remembered, by every app of the process: the next reads go to the
+    database."""
     with _lock:
-        _remembered.clear()
+        for remembered in list(_every):
+            remembered.clear()
 
 
 def _writing(session: Session) -> bool:
