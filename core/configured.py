@@ -43,9 +43,13 @@ _TABLES = frozenset(
 )
 
 
-class _Remembered(dict):
-    """An app's remembered configuration: key -> (until when, value), shared by its threads
-    (in ``app.extensions``)."""
+class _Remembered:
+    """An app's remembered configuration, shared by its threads (in ``app.extensions``)."""
+
+    __slots__ = ("values", "__weakref__")
+
+    def __init__(self) -> None:
+        self.values: dict[Any, tuple[float, Any]] = {}  # key -> (until when, value)
 
 
 _every: "weakref.WeakSet[_Remembered]" = weakref.WeakSet()  # so that forget() reaches all
@@ -65,11 +69,11 @@ def remembered(key: Any, load: Callable[[], Any]) -> Any:
             remembered = current_app.extensions.setdefault(_KEY, _Remembered())
             _every.add(remembered)
     now = clock()
-    found = remembered.get(key)
+    found = remembered.values.get(key)
     if found is not None and found[0] > now:
         return found[1]
     value = load()
-    remembered[key] = (now + seconds, value)
+    remembered.values[key] = (now + seconds, value)
     return value
 
 
@@ -78,7 +82,7 @@ def forget() -> None:
     database."""
     with _lock:
         for remembered in list(_every):
-            remembered.clear()
+            remembered.values.clear()
 
 
 def _writing(session: Session) -> bool:
