@@ -30,6 +30,7 @@ import cProfile
 import pstats
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +95,27 @@ def build(args):
 
 
 class Meter:
-    """CPU seconds of this process and of the bench database's PostgreSQL backends."""
+    """CPU seconds of this process and of the bench database's PostgreSQL backends, and the
+    statements the app sent meanwhile, commits included (an executemany counts one per
+    parameter set: the server runs each)."""
 
     def __init__(self, sql: sa.Engine) -> None:
         self.sql = sql
+        self.statements = 0
+        self.texts: Counter = Counter()  # how many of each statement (its first words)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", self._count)
+        sa.event.listen(sa.engine.Engine, "commit", self._commit)
         self.python = time.process_time()
         self.backends = cpu_of(self._pids())
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if conn.engine is not self.sql:
+            self.statements += len(parameters) if executemany else 1
+            self.texts[" ".join(statement.split())[:90]] += len(parameters) if executemany else 1
+
+    def _commit(self, conn) -> None:  # a round trip too
+        if conn.engine is not self.sql:
+            self.statements += 1
 
     def _pids(self) -> list[int]:
         with self.sql.connect() as conn:
@@ -112,11 +128,13 @@ class Meter:
                 ).scalars()
             )
 
-    def spent(self) -> tuple[float, float]:
+    def spent(self) -> tuple[float, float, int]:
         python = time.process_time() - self.python
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", self._count)
+        sa.event.remove(sa.engine.Engine, "commit", self._commit)
         now = cpu_of(set(self._pids()) | set(self.backends))
         postgres = sum(t - self.backends.get(pid, 0.0) for pid, t in now.items())
-        return python, postgres
+        return python, postgres, self.statements
 
 
 @contextlib.contextmanager
@@ -134,8 +152,12 @@ def measured(name: str, args, sql, rows: list, per: int, unit: str):
         if profiler:
             profiler.disable()
         wall = time.perf_counter() - clock
-        python, postgres = meter.spent()
-        rows.append((name, per, unit, python, postgres, wall))
+        python, postgres, statements = meter.spent()
+        rows.append((name, per, unit, python, postgres, wall, statements))
+        if args.statements:
+            print(f"\n=== {name}: statements per {unit} ===")
+            for text, count in meter.texts.most_common(args.top):
+                print(f"{count / per:>9.3f}  {text}")
         if profiler:
             args.profile.mkdir(parents=True, exist_ok=True)
             path = args.profile / f"{name.split()[0]}.pstats"
@@ -220,6 +242,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--only", choices=("producer", "worker", "api"), action="append")
     parser.add_argument("--profile", type=Path, help="cProfile each part, stats in this folder")
+    parser.add_argument(
+        "--statements", action="store_true", help="print each part's statements, the most run first"
+    )
     parser.add_argument("--top", type=int, default=30, help="functions printed per profile")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
@@ -244,11 +269,14 @@ def main(argv=None) -> int:
         f"\nCPU per unit, rules {args.rules!r}"
         + (" (under cProfile: inflated)" if args.profile else "")
     )
-    print(f"{'part':<30} {'units':>7} {'Python ms':>10} {'PostgreSQL ms':>14} {'wall ms':>8}")
-    for name, n, unit, python, postgres, wall in rows:
+    print(
+        f"{'part':<30} {'units':>7} {'Python ms':>10} {'PostgreSQL ms':>14} {'wall ms':>8}"
+        f" {'statements':>10}"
+    )
+    for name, n, unit, python, postgres, wall, statements in rows:
         print(
             f"{name:<30} {n:>7,} {1000 * python / n:>10.3f} {1000 * postgres / n:>14.3f}"
-            f" {1000 * wall / n:>8.3f}  per {unit}"
+            f" {1000 * wall / n:>8.3f} {statements / n:>10.3f}  per {unit}"
         )
     return 0
 

@@ -41,6 +41,9 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics
     MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request's body (a view may allow more)
+    # How long a process keeps the configuration it read (plugins enabled, routes, plugin
+    # settings) before reading it again; a change saved in the process is seen at once.
+    CONFIG_SECONDS = 5
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

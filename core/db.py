@@ -121,3 +121,58 @@ def _unnest_insert(table: sa.Table, skip_conflicts: bool, returning: str | None)
             + (f' RETURNING "{returning}"' if returning else "")
         )
     return _UNNEST_SQL[key]
+
+
+def update_many(
+    table: sa.Table, rows: list[dict], *, keys: tuple[str, ...] = ("tenant_id", "id"), **same
+) -> int:
+    """Update many rows of ``table`` in one statement: each of ``rows`` holds a row's
+    ``keys`` (its primary key) and the values of its own (the same columns in every row);
+    ``same`` are the values every row gets. Returns how many rows changed.
+
+    On PostgreSQL, one ``UPDATE ... FROM unnest(<an array per column>)``: one statement
+    whatever the number of rows, where an ``executemany`` runs one per row on the server.
+    Elsewhere, that ``executemany``.
+    """
+    if not rows:
+        return 0
+    own = [name for name in rows[0] if name not in keys]
+    session = db.session
+    if session.get_bind().dialect.name != "postgresql":
+        update = (
+            sa.update(table)
+            .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in keys))
+            .values({**{c: sa.bindparam(f"own_{c}") for c in own}, **same})
+        )
+        params = [
+            {**{f"key_{k}": r[k] for k in keys}, **{f"own_{c}": r[c] for c in own}} for r in rows
+        ]
+        return session.execute(update, params).rowcount
+    names = [*keys, *own]
+    arrays = [
+        sa.bindparam(f"a_{n}", [r[name] for r in rows], type_=postgresql.ARRAY(table.c[name].type))
+        for n, name in enumerate(names)
+    ]
+    given = (
+        sa.func.unnest(*arrays)
+        .table_valued(*(sa.column(name, table.c[name].type) for name in names))
+        .render_derived(name="given", with_types=False)
+    )
+    update = (
+        sa.update(table)
+        .where(*(table.c[k] == given.c[k] for k in keys))
+        .values({**{c: given.c[c] for c in own}, **same})
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(update).rowcount
+
+
+def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
+    """``column IN values`` for a long list of values. On PostgreSQL, ``column = ANY(<one
+    array>)``: the statement's text stays the same whatever the number of values, where an
+    IN list is rendered and converted again, a placeholder per value, at every execution
+    (a worker's batch of a hundred ids). Elsewhere, the IN list."""
+    values = list(values)
+    if db.session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))

@@ -35,7 +35,16 @@ from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
-from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
+from core.db import (
+    UTCDateTime,
+    created_column,
+    db,
+    id_column,
+    insert_many,
+    new_id,
+    update_many,
+    utcnow,
+)
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
@@ -171,6 +180,8 @@ __all__ = [
     "created_column",
     "new_id",
     "utcnow",
+    "insert_many",
+    "update_many",
     "UTCDateTime",
     "EncryptedText",
     "EncryptedJSON",

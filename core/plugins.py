@@ -37,7 +37,7 @@ from flask import current_app, g, has_app_context
 from flask_babel.speaklater import LazyString
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import hookspecs
+from core import configured, hookspecs
 from core.db import db
 
 ENTRY_POINT_GROUP = "relais.plugins"
@@ -316,26 +316,31 @@ def host() -> PluginHost:
 def enabled_plugins(tenant) -> frozenset[str]:
     """The names of the plugins enabled for a clinic: on for its country, not off for it.
 
-    Read once per application context (a request, a job, a sweeper pass), so every process
-    sees a change at its next one; a change written in this context (flushed) is seen at
-    once. The callers it leads to (:func:`hooks_for`) are kept per enabled set, not per
-    clinic: a changed set simply finds other callers.
+    Read once per application context (a request, a job, a sweeper pass) and remembered
+    by the process for ``RELAIS_CONFIG_SECONDS``: every process sees a
+    change within that time, this process at once; a change written in this context
+    (flushed) is seen at once. The callers it leads to (:func:`hooks_for`) are kept per
+    enabled set, not per clinic: a changed set simply finds other callers.
     """
     cache = g.setdefault("_relais_enabled", {})
     if tenant.id not in cache:
-        with db.session.no_autoflush:
-            on = db.session.scalars(
-                sa.select(CountryPlugin.plugin).where(
-                    CountryPlugin.country_code == tenant.country_code
-                )
-            ).all()
-            off = db.session.scalars(
-                sa.select(TenantDisabledPlugin.plugin).where(
-                    TenantDisabledPlugin.tenant_id == tenant.id
-                )
-            ).all()
-        cache[tenant.id] = (frozenset(on) - frozenset(off)) & frozenset(host().info)
+        cache[tenant.id] = configured.remembered(
+            ("enabled", tenant.id, tenant.country_code), lambda: _enabled(tenant)
+        )
     return cache[tenant.id]
+
+
+def _enabled(tenant) -> frozenset[str]:
+    with db.session.no_autoflush:
+        on = db.session.scalars(
+            sa.select(CountryPlugin.plugin).where(CountryPlugin.country_code == tenant.country_code)
+        ).all()
+        off = db.session.scalars(
+            sa.select(TenantDisabledPlugin.plugin).where(
+                TenantDisabledPlugin.tenant_id == tenant.id
+            )
+        ).all()
+    return (frozenset(on) - frozenset(off)) & frozenset(host().info)
 
 
 @sa.event.listens_for(CountryPlugin, "after_insert")

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from core import configured
 from core.app import create_app
 from core.db import db
 from core.delivery import routing
@@ -93,6 +94,7 @@ def clean_state(request):
 def empty_state(application) -> None:
     """Empty the tables (with ``application``) and Redis; providers are healthy again."""
     routing.breaker.reset()
+    configured.forget()  # the configuration the process remembers is gone with the tables
     if application is not None:
         with application.app_context():
             db.session.remove()

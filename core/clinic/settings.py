@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import g
 from flask_babel import gettext as _
 
+from core import configured
 from core.clinic.models import ClinicSettings
 from core.crypto import seal, unseal
 from core.db import db, utcnow
@@ -51,7 +52,8 @@ class Setting:
 
 def _remembered(key: tuple, load: Callable[[], Any]) -> Any:
     """Settings read once per application context (a request, a job): a campaign or a
-    reminder schedule reads the same ones for every message. Saving forgets them."""
+    reminder schedule reads the same ones for every message. Saving forgets them (and the
+    process's copy, :mod:`core.configured`)."""
     cache = g.setdefault("_relais_settings", {})
     if key not in cache:
         cache[key] = load()
@@ -74,14 +76,24 @@ def stored(country_code: str, plugin: str) -> dict[str, Any]:
 def _country(country_code: str, plugin: str) -> dict[str, Any]:
     return _remembered(
         ("country", country_code, plugin),
-        lambda: _unsealed(db.session.get(PluginSettings, (country_code, plugin))),
+        lambda: _row(("country", country_code, plugin), PluginSettings, (country_code, plugin)),
     )
 
 
 def deployment(plugin: str) -> dict[str, Any]:
     """The values a plugin keeps for the whole deployment (every country)."""
     return _remembered(
-        ("deployment", plugin), lambda: _unsealed(db.session.get(DeploymentSettings, plugin))
+        ("deployment", plugin), lambda: _row(("deployment", plugin), DeploymentSettings, plugin)
+    )
+
+
+def _row(key: tuple, model, primary_key) -> dict[str, Any]:
+    """A row's values, decrypted; the process remembers them (:mod:`core.configured`) and
+    each context gets its own copy."""
+    return dict(
+        configured.remembered(
+            ("settings", *key), lambda: _unsealed(db.session.get(model, primary_key))
+        )
     )
 
 
@@ -117,7 +129,7 @@ def clinic_values(tenant, plugin: str) -> dict[str, Any]:
     """The values a clinic chose for itself (its settings declared with ``clinic=True``)."""
     return _remembered(
         ("clinic", tenant.id, plugin),
-        lambda: _unsealed(db.session.get(ClinicSettings, (tenant.id, plugin))),
+        lambda: _row(("clinic", tenant.id, plugin), ClinicSettings, (tenant.id, plugin)),
     )
 
 

@@ -13,10 +13,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 
 from core.clinic.models import Patient
 from core.config import external_url
-from core.db import db, insert_many, new_id, utcnow
+from core.db import among, db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
@@ -58,9 +59,11 @@ def deliver(message_ids: list[str]) -> int:
         patients = {
             p.id: p
             for p in db.session.scalars(
-                sa.select(Patient).where(
-                    Patient.id.in_({m.patient_id for m in claimed if m.patient_id})
-                )
+                sa.select(Patient)
+                .where(among(Patient.id, {m.patient_id for m in claimed if m.patient_id}))
+                # Their encrypted attributes (conditions) are not for sending: not decrypted
+                # for every message (read on first use, should a plugin want them).
+                .options(defer(Patient.attributes))
             )
         }
         now = utcnow()
@@ -93,8 +96,9 @@ def _round(tenant, messages, patients, now) -> list[Message]:
     Per provider call, in bulk: one multi-row insert of the in-flight attempts (committed
     before the call), then one UPDATE of their outcomes per distinct outcome (one for the
     whole call when all went the same way) and the accepted messages moved to ``sent`` in
-    one statement (:func:`lifecycle.sent_many`); only the rarer outcomes (retry, failover,
-    fallback) take a message at a time.
+    one statement (:func:`lifecycle.sent_many`; to ``delivered`` in the same one when the
+    provider delivers what it takes); only the rarer outcomes (retry, failover, fallback)
+    take a message at a time.
     """
     batches: dict[routing.Route, list[tuple[Message, Outgoing]]] = defaultdict(list)
     callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
@@ -124,18 +128,7 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                 elif _apply(message, route.provider, result, now):
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
-            lifecycle.sent_many(accepted, route.provider, now)
-            if accepted and provider.delivered_on_accept:
-                ids = [m.id for m, _ in accepted]
-                where = [Message.tenant_id == tenant.id, Message.id.in_(ids)]
-                lifecycle.move_many(
-                    where,
-                    [MessageStatus.SENT],
-                    MessageStatus.DELIVERED,
-                    route.provider,
-                    len(ids),
-                    now,
-                )
+            lifecycle.sent_many(accepted, route.provider, now, provider.delivered_on_accept)
     return again
 
 
@@ -167,7 +160,7 @@ def _outcomes(tenant_id, outcomes: dict[tuple[str, str | None], list], latency: 
     for (outcome, error), ids in outcomes.items():
         db.session.execute(
             sa.update(table)
-            .where(table.c.tenant_id == tenant_id, table.c.id.in_(ids))
+            .where(table.c.tenant_id == tenant_id, among(table.c.id, ids))
             .values(outcome=outcome, latency_ms=latency, error=error)
         )
 
@@ -177,7 +170,7 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
     provider whether it took them before sending again, so none is sent twice."""
     unknown = db.session.scalars(
         sa.select(Attempt).where(
-            Attempt.message_id.in_([m.id for m in claimed]),
+            among(Attempt.message_id, [m.id for m in claimed]),
             Attempt.outcome.in_((IN_FLIGHT, UNKNOWN)),
         )
     ).all()

@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import db, insert_many, new_id, utcnow
+from core.db import among, db, insert_many, new_id, update_many, utcnow
 from core.delivery import queues
 from core.delivery.models import FINAL_STATUSES, Message, MessageEvent, MessageStatus
 from core.plugins import hooks_for, host
@@ -234,7 +234,7 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     taken = db.session.scalars(
         sa.select(Message.id)
         .where(
-            Message.id.in_(message_ids),
+            among(Message.id, message_ids),
             Message.status == S.PENDING,
             Message.next_attempt_at <= now,
         )
@@ -244,7 +244,7 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     if taken:
         claimed = db.session.scalars(
             sa.update(Message)
-            .where(Message.id.in_(taken))
+            .where(among(Message.id, taken))
             .values(status=S.SENDING, claim_id=claim_id, lease_until=now + lease)
             .returning(Message)
             .execution_options(synchronize_session=False)
@@ -346,11 +346,15 @@ def note_many(tenant_id: uuid.UUID, message_ids: list[uuid.UUID], step: str, at:
     _events_many([(tenant_id, i, step, None) for i in message_ids], at)
 
 
-def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetime) -> None:
+def sent_many(
+    sent: list[tuple[Message, str | None]], provider: str, at: datetime, delivered: bool = False
+) -> None:
     """A provider accepted these claimed messages (``(message, provider_ref)``): each goes
-    from ``sending`` to ``sent`` as :func:`sent` would take it, in one executemany UPDATE by
-    key and one multi-row insert of their events, not a unit of work per message. The
-    caller commits; the changes are announced after that commit.
+    from ``sending`` to ``sent`` as :func:`sent` would take it, in one UPDATE of them all
+    (:func:`core.db.update_many`) and one multi-row insert of their events, not a unit of
+    work per message. ``delivered``: taking them was delivering them (the provider is the
+    recipient's mailbox): each then goes on to ``delivered`` in the same UPDATE, both steps
+    in its history. The caller commits; the changes are announced after that commit.
 
     The messages keep the values written (they are marked committed, not dirty).
 
@@ -365,44 +369,79 @@ def sent_many(sent: list[tuple[Message, str | None]], provider: str, at: datetim
         session.flush()
     fields = {**_effects(S.SENT, at), "status": S.SENT, "provider": provider, "sent_at": at}
     fields["tries"] = 0
-    table = Message.__table__
-    db.session.execute(
-        sa.update(table)
-        .where(
-            table.c.tenant_id == sa.bindparam("key_tenant"),
-            table.c.id == sa.bindparam("key_id"),
-        )
-        .values(provider_ref=sa.bindparam("ref"), **fields),
-        [{"key_tenant": m.tenant_id, "key_id": m.id, "ref": ref} for m, ref in sent],
+    if delivered:
+        check(S.SENT, S.DELIVERED)
+        fields.update(_effects(S.DELIVERED, at), status=S.DELIVERED)
+    update_many(
+        Message.__table__,
+        [{"tenant_id": m.tenant_id, "id": m.id, "provider_ref": ref} for m, ref in sent],
+        **fields,
     )
     # The events are stamped when written, as :func:`sent`'s are: after the steps before them.
-    _events_many([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
+    rows = _event_rows([(m.tenant_id, m.id, str(S.SENT), provider) for m, _ref in sent], utcnow())
+    if delivered:  # stamped after their sends, in the same insert
+        steps = [(m.tenant_id, m.id, str(S.DELIVERED), provider) for m, _ref in sent]
+        rows += _event_rows(steps, utcnow())
+    insert_many(MessageEvent.__table__, rows)
     changes = db.session.info.setdefault(_CHANGES, [])
     for message, ref in sent:
         for name, value in {**fields, "provider_ref": ref}.items():
             set_committed_value(message, name, value)
         changes.append((message.tenant_id, message.id, str(S.SENT), at))
+    if delivered:
+        changes.extend((m.tenant_id, m.id, str(S.DELIVERED), at) for m, _ref in sent)
+
+
+def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
+    """Providers' reports of delivery on sent (or undelivered) messages, ``(message, when,
+    detail)``, each as :func:`report` writes one: one UPDATE of them all and one multi-row
+    insert of their history steps. The caller commits; the changes are announced after
+    that commit. The messages keep the values written.
+
+    :raises TransitionError: when one of them cannot be delivered; nothing is then changed.
+    """
+    if not reports:
+        return
+    for message, _at, _detail in reports:
+        check(message.status, S.DELIVERED)
+    session = db.session()
+    if session.dirty or session.new:  # the steps before these first
+        session.flush()
+    same = {"status": S.DELIVERED, "lease_until": None, "claim_id": None}
+    update_many(
+        Message.__table__,
+        [
+            {"tenant_id": m.tenant_id, "id": m.id, "delivered_at": at, "finished_at": at}
+            for m, at, _detail in reports
+        ],
+        **same,
+    )
+    _events_many([(m.tenant_id, m.id, str(S.DELIVERED), d) for m, _at, d in reports], utcnow())
+    changes = db.session.info.setdefault(_CHANGES, [])
+    for message, at, _detail in reports:
+        for name, value in {**same, "delivered_at": at, "finished_at": at}.items():
+            set_committed_value(message, name, value)
+        changes.append((message.tenant_id, message.id, str(S.DELIVERED), at))
 
 
 def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime) -> None:
     """Many messages' history steps, ``(tenant id, message id, step, detail)``, in one
     multi-row insert (the bulk twin of :func:`_event`)."""
-    if not steps:
-        return
-    insert_many(
-        MessageEvent.__table__,
-        [
-            {
-                "tenant_id": tenant_id,
-                "id": new_id(),
-                "message_id": message_id,
-                "at": at,
-                "status": step,
-                "detail": detail[:200] if detail else None,
-            }
-            for tenant_id, message_id, step, detail in steps
-        ],
-    )
+    insert_many(MessageEvent.__table__, _event_rows(steps, at))
+
+
+def _event_rows(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime):
+    return [
+        {
+            "tenant_id": tenant_id,
+            "id": new_id(),
+            "message_id": message_id,
+            "at": at,
+            "status": step,
+            "detail": detail[:200] if detail else None,
+        }
+        for tenant_id, message_id, step, detail in steps
+    ]
 
 
 # --- the inside -------------------------------------------------------------------------------

@@ -122,10 +122,8 @@ class MessageEvent(TenantOwned, db.Model):
     deletes the history with its message."""
 
     __tablename__ = "message_events"
-    __table_args__ = (
-        sa.Index("ix_message_events_message", "tenant_id", "message_id"),
-        sa.Index("ix_message_events_at", "at"),
-    )
+    # No index on ``at``: no query reads the history by time (migration 0015).
+    __table_args__ = (sa.Index("ix_message_events_message", "tenant_id", "message_id"),)
 
     id: Mapped[uuid.UUID] = id_column()
     message_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)

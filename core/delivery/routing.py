@@ -1,5 +1,6 @@
 """Which provider carries a message: the operator's routes, enablement, health and weight."""
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -8,6 +9,7 @@ import sqlalchemy as sa
 from flask import g
 from flask_babel import gettext as _
 
+from core import configured
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
@@ -38,11 +40,13 @@ def routes(tenant, channel: str) -> list[Route]:
     """The providers able to carry ``channel`` for ``tenant``, best first.
 
     The operator's routes for the country when there are some; else every provider of an
-    enabled plugin for that channel, by name.
+    enabled plugin for that channel, by name. Remembered as :mod:`core.configured` says.
     """
     cache = g.setdefault("_relais_routes", {})
     if (tenant.id, channel) not in cache:
-        cache[(tenant.id, channel)] = _routes(tenant, channel)
+        cache[(tenant.id, channel)] = configured.remembered(
+            ("routes", tenant.id, tenant.country_code, channel), lambda: _routes(tenant, channel)
+        )
     return cache[(tenant.id, channel)]
 
 
@@ -122,15 +126,22 @@ def address(tenant, patient: Patient, channel: str) -> str | None:
     if channel in ("sms", "voice") and patient.phone:
         if channel == "voice":
             return patient.phone
-        kind = phonenumbers.number_type(phonenumbers.parse(patient.phone))
-        mobile = (
-            phonenumbers.PhoneNumberType.MOBILE,
-            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-        )
-        return patient.phone if kind in mobile else None  # no SMS to a landline
+        return patient.phone if _texts(patient.phone) else None  # no SMS to a landline
     if channel in ("sms", "voice"):
         return None
     return hooks_for(tenant).relais_channel_address(tenant=tenant, patient=patient, channel=channel)
+
+
+@functools.lru_cache(maxsize=4096)
+def _texts(phone: str) -> bool:
+    """Whether ``phone`` (E.164) takes text messages: a mobile, not a landline. Remembered
+    per process: a worker's batch asks it of every patient, and parsing a number costs more
+    than sending the message to the outbox."""
+    kind = phonenumbers.number_type(phonenumbers.parse(phone))
+    return kind in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
 
 
 def best_channels(tenant, patient: Patient) -> list[str]:

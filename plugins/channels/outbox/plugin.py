@@ -6,7 +6,6 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask import Blueprint, render_template
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.plugin_api import (
@@ -22,7 +21,9 @@ from core.plugin_api import (
     db,
     hookimpl,
     id_column,
+    insert_many,
     new_id,
+    utcnow,
     yes_no,
 )
 
@@ -60,6 +61,7 @@ class OutboxProvider(Provider):
         return self.settings.get("report_delivery", True)
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
+        at = utcnow()
         rows = [
             {
                 "tenant_id": o.tenant_id,
@@ -69,12 +71,13 @@ class OutboxProvider(Provider):
                 "recipient": o.to,
                 "subject": o.subject,
                 "text": o.text,
+                "at": at,
+                "read_at": None,
             }
             for o in batch
         ]
-        dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-        # One statement, many parameter sets: compiled once, sent as a batch.
-        db.session.execute(dialect.insert(OutboxDelivery).on_conflict_do_nothing(), rows)
+        # One statement for the batch (a message taken before, by a retry, is left as it is).
+        insert_many(OutboxDelivery.__table__, rows, skip_conflicts=True)
         return [
             Result(o.message_id, ACCEPTED, provider_ref=f"outbox-{o.message_id}") for o in batch
         ]

@@ -5,11 +5,12 @@ import pytest
 import sqlalchemy as sa
 
 from core.app import create_app
+from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, lifecycle, outbox
 from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
-from tenants.scoping import tenant_scope
+from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import listener
 from tests.worlds import TEST_CONFIG, make_clinic, make_patient
 
@@ -114,3 +115,29 @@ def test_a_batch_is_sent_with_one_attempt_each_of_known_outcome(listening_app, c
         assert set(db.session.scalars(sa.select(Message.status).where(Message.id.in_(ids)))) == {
             S.SENT
         }
+
+
+def test_a_provider_that_delivers_what_it_takes_delivers_in_the_same_writes(listening_app, clinic):
+    with listening_app.app_context(), system_scope():
+        settings.save("FR", "outbox", {"report_delivery": "yes"})
+        db.session.commit()
+    ids = send_many(listening_app, clinic, 3)
+    listener.changes.clear()
+    with listening_app.app_context(), tenant_scope(clinic.id):
+        assert dispatch.deliver([str(i) for i in ids]) == 3
+    assert [(m, s) for _, m, s, _ in listener.changes] == [
+        *((i, "sent") for i in ids),
+        *((i, "delivered") for i in ids),
+    ]
+    with listening_app.app_context(), tenant_scope(clinic.id):
+        for message_id in ids:
+            message = db.session.get(Message, (clinic.id, message_id))
+            assert message.status == S.DELIVERED and message.provider == "outbox_sms"
+            assert message.sent_at == message.delivered_at == message.finished_at
+            assert message.claim_id is None and message.lease_until is None
+            events = db.session.scalars(
+                sa.select(MessageEvent.status)
+                .where(MessageEvent.message_id == message_id)
+                .order_by(MessageEvent.at, MessageEvent.id)
+            ).all()
+            assert events == ["pending", "sent", "delivered"]

@@ -1,0 +1,95 @@
+"""A webhook call carrying many delivery reports (Infobip posts up to 100 at once) is
+recorded in bulk, each report with the effect it has alone, in the call's order."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from core.db import db
+from core.delivery import dispatch
+from core.delivery.models import Message, MessageStatus
+from tenants.scoping import tenant_scope
+from tests.core.delivery.prompt_receipts import reference
+from tests.core.delivery.test_receipt_races import (
+    RECEIPTS,
+    history,
+    kept_receipts,
+    race_app,  # noqa: F401 - the fixture
+    send,
+    statuses,
+)
+from tests.worlds import client_for, make_clinic
+
+S = MessageStatus
+
+
+@pytest.fixture
+def clinic(race_app):  # noqa: F811
+    return make_clinic(race_app, "bulk", "FR", plugins=("fr", "prompt_receipts"))
+
+
+def sent(app, clinic, count):
+    ids = send(app, clinic, count)
+    with app.app_context(), tenant_scope(clinic.id):
+        assert dispatch.deliver([str(i) for i in ids]) == count
+    assert statuses(app, clinic, ids) == [S.SENT] * count
+    return ids
+
+
+def post(app, clinic, reports) -> int:
+    body = [{"ref": ref, "status": status} for ref, status in reports]
+    client = client_for(app, clinic.slug)
+    return client.post(RECEIPTS, data=json.dumps(body), content_type="application/json").status_code
+
+
+def test_mixed_reports_in_one_call_each_have_their_effect(race_app, clinic):  # noqa: F811
+    ids = sent(race_app, clinic, 5)
+    first, failed, late, twice, intermediate = ids
+    reports = [
+        (reference(first), "delivered"),
+        (reference(failed), "undelivered"),
+        (reference(late), "undelivered"),
+        (reference(twice), "delivered"),
+        ("prompt-not-sent-yet", "delivered"),
+        (reference(late), "delivered"),  # a late report of delivery after a failure
+        (reference(twice), "delivered"),  # the provider repeating itself
+        (reference(intermediate), "sent"),  # queued at the carrier: nothing to record
+    ]
+    assert post(race_app, clinic, reports) == 204
+    assert statuses(race_app, clinic, ids) == [
+        S.DELIVERED,
+        S.UNDELIVERED,
+        S.DELIVERED,
+        S.DELIVERED,
+        S.SENT,
+    ]
+    assert history(race_app, clinic, first)[-2:] == ["sent", "delivered"]
+    assert history(race_app, clinic, late)[-3:] == ["sent", "undelivered", "delivered"]
+    assert history(race_app, clinic, twice).count("delivered") == 1
+    assert history(race_app, clinic, intermediate)[-1] == "sent"
+    assert kept_receipts(race_app, clinic) == ["prompt-not-sent-yet"]
+    with race_app.app_context(), tenant_scope(clinic.id):
+        message = db.session.get(Message, (clinic.id, first))
+        assert message.delivered_at is not None and message.finished_at == message.delivered_at
+
+
+def test_a_call_of_many_reports_takes_as_many_statements_as_one_of_few(race_app, clinic):  # noqa: F811
+    def statements(count) -> int:
+        ids = sent(race_app, clinic, count)
+        seen = []
+
+        def count_it(conn, cursor, statement, parameters, context, executemany):
+            seen.append(len(parameters) if executemany else 1)
+
+        with race_app.app_context():
+            engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", count_it)
+        try:
+            assert post(race_app, clinic, [(reference(i), "delivered") for i in ids]) == 204
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count_it)
+        assert statuses(race_app, clinic, ids) == [S.DELIVERED] * count
+        return sum(seen)
+
+    assert statements(40) == statements(2)
