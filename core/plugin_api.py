@@ -75,7 +75,14 @@ from core.i18n import (
     phrase_country,
     phrase_date,
 )
-from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
+from core.plugins import (
+    DashboardAction,
+    DashboardItem,
+    DashboardLine,
+    MenuItem,
+    enabled_plugins,
+    hooks_for,
+)
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -95,6 +102,7 @@ __all__ = [
     "MenuItem",
     "DashboardItem",
     "DashboardLine",
+    "DashboardAction",
     "Setting",
     "yes_no",
     "plugin_setting",

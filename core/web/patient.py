@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     current_app,
+    flash,
     g,
     has_request_context,
     jsonify,
@@ -29,11 +30,14 @@ from flask import (
 from flask_babel import gettext as _
 
 from core import sessions
-from core.clinic.models import Patient
+from core.clinic import audit, consent
+from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
-from core.delivery import access_links
+from core.delivery import access_links, routing
+from core.delivery import log as message_log
 from core.errors import NotFound
-from core.plugins import hooks_for
+from core.plugins import DashboardAction, DashboardItem, DashboardLine, hooks_for
+from core.vocabulary import CHANNELS
 from core.web.auth import login_limit
 
 bp = Blueprint("patient", __name__, url_prefix="/me")
@@ -129,13 +133,81 @@ def access(token: str):
 @bp.get("/")
 @patient_required
 def home():
-    """A patient's home: their clinic, emergency numbers, and what plugins offer."""
+    """A patient's home: their clinic, emergency numbers, the cards plugins add (coming
+    appointments, conversations, notifications on this device), their consents per channel,
+    and the links plugins offer."""
+    hooks = hooks_for(g.tenant)
+    cards = [consent_card(g.tenant, g.patient)]
+    for found in hooks.relais_patient_home_cards(tenant=g.tenant, patient=g.patient):
+        cards += found or []
+    cards.sort(key=lambda card: card.order)
     links = [
         link
-        for found in hooks_for(g.tenant).relais_patient_links(tenant=g.tenant, patient=g.patient)
+        for found in hooks.relais_patient_links(tenant=g.tenant, patient=g.patient)
         for link in found or ()
     ]
-    return render_template("patient/home.html", patient=g.patient, links=links)
+    return render_template("patient/home.html", patient=g.patient, cards=cards, links=links)
+
+
+def consent_card(tenant, patient: Patient) -> DashboardItem:
+    """The patient's consent to news and campaigns on each channel they can be reached by,
+    with the button that changes it."""
+    profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
+    double_opt_in = bool(profile and profile.double_opt_in)
+    labels = message_log.channel_labels()
+    lines = []
+    for channel in CHANNELS:
+        if routing.address(tenant, patient, channel) is None:
+            continue  # no way to reach them there: nothing to choose
+        status = consent.state(patient, channel).status
+        url = url_for(".change_consent", channel=channel)
+        if status == ConsentAction.GIVEN and double_opt_in:
+            state, tone = _("Awaiting your confirmation"), ""
+        elif status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED):
+            state, tone = _("You receive them"), "ok"
+        else:
+            state, tone = _("You do not receive them"), ""
+        receives = status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED)
+        action = (
+            DashboardAction(_("Stop them"), url + "?action=withdrawn")
+            if receives
+            else DashboardAction(_("Receive them"), url + "?action=given")
+        )
+        lines.append(DashboardLine(labels[channel], state, tone=tone, actions=(action,)))
+    return DashboardItem(
+        title=_("News and campaigns from your clinic"),
+        count=0,
+        url="",
+        lines=tuple(lines),
+        empty=_("Your clinic has no way to reach you yet."),
+        order=50,
+        note=_(
+            "Choose how you receive them. Messages about your care, such as appointment "
+            "reminders and answers to your messages, come whatever you choose here."
+        ),
+    )
+
+
+@bp.post("/consents/<channel>")
+@patient_required
+def change_consent(channel: str):
+    """The patient gives or withdraws their consent on a channel from their home page: a
+    step recorded as the patient's own (method ``form``), in the audit trail too."""
+    action = request.args.get("action")
+    if channel not in CHANNELS or action not in (ConsentAction.GIVEN, ConsentAction.WITHDRAWN):
+        raise NotFound(_("No such choice."))
+    step = consent.record(
+        g.patient, channel, ConsentAction(action), ConsentMethod.FORM, "patient"
+    )
+    if step is not None:
+        audit.record(f"consent.{action}", g.patient.id, by="patient")
+    db.session.commit()
+    labels = message_log.channel_labels()
+    if action == ConsentAction.WITHDRAWN:
+        flash(_("You will no longer receive news and campaigns by %(channel)s.", channel=labels[channel]))
+    else:
+        flash(_("Your choice is saved: news and campaigns by %(channel)s.", channel=labels[channel]))
+    return redirect(url_for(".home"), 303)
 
 
 @bp.post("/logout")

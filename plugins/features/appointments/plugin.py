@@ -22,7 +22,7 @@ from core.plugin_api import (
     db,
     hookimpl,
 )
-from plugins.features.appointments import api, fhir, service, views
+from plugins.features.appointments import api, fhir, patient_views, service, views
 from plugins.features.appointments import hookspecs as appointment_hookspecs
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 
@@ -58,7 +58,7 @@ def _address(text: str) -> str:
 
 @hookimpl
 def relais_register_blueprints():
-    return [views.bp, api.bp, fhir.bp]
+    return [views.bp, api.bp, fhir.bp, patient_views.bp]
 
 
 @hookimpl
@@ -69,6 +69,12 @@ def relais_menu_items():
 @hookimpl
 def relais_dashboard_items(tenant, day):
     return [views.today_card(tenant, day)]
+
+
+@hookimpl
+def relais_patient_home_cards(tenant, patient):
+    """The patient's coming appointments, to confirm or cancel."""
+    return [patient_views.card(tenant, patient)]
 
 
 # The demo's week: (external id, patient's first name, days from today, local time, minutes).

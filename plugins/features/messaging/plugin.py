@@ -124,8 +124,9 @@ def relais_patient_actions(tenant, user, patient):
 
 
 @hookimpl
-def relais_patient_links(tenant, patient):
-    return [MenuItem(label=_l("My messages"), endpoint="messaging_patient.index")]
+def relais_patient_home_cards(tenant, patient):
+    """The patient's conversations, those with an answer they have not read first."""
+    return [views.patient_card(patient)]
 
 
 @hookimpl

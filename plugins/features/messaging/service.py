@@ -244,6 +244,30 @@ def patient_conversations(patient: Patient) -> list[Conversation]:
     return list(db.session.scalars(query))
 
 
+def unread_by_patient(patient: Patient) -> set[uuid.UUID]:
+    """The patient's conversations holding a message from the clinic they have not read
+    (one that is due: not one scheduled for later), in one query."""
+    query = (
+        sa.select(ThreadMessage.conversation_id)
+        .join(
+            Conversation,
+            sa.and_(
+                Conversation.tenant_id == ThreadMessage.tenant_id,
+                Conversation.id == ThreadMessage.conversation_id,
+            ),
+        )
+        .where(
+            Conversation.patient_id == patient.id,
+            ThreadMessage.author != Author.PATIENT,
+            ThreadMessage.read_at.is_(None),
+            ThreadMessage.deleted_at.is_(None),
+            sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow()),
+        )
+        .distinct()
+    )
+    return set(db.session.scalars(query))
+
+
 def _conversation(conversation_id, patient: Patient | None = None) -> Conversation:
     try:
         wanted = uuid.UUID(str(conversation_id))

@@ -22,10 +22,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from core.plugin_api import (
+    DashboardItem,
+    DashboardLine,
     DomainError,
     Patient,
     Role,
     db,
+    format_date,
     patient_required,
     plugin_setting,
     practitioners,
@@ -148,6 +151,46 @@ def reply(conversation_id):
 @patient_required
 def patient_file(conversation_id, attachment_id):
     return _download(service.attachment_for_patient(g.patient, conversation_id, attachment_id))
+
+
+SHOWN_ON_HOME = 5
+
+
+def patient_card(patient) -> DashboardItem:
+    """The card of the patient's home page: their conversations, unread answers first."""
+    conversations = service.patient_conversations(patient)
+    unread = service.unread_by_patient(patient)
+    conversations.sort(key=lambda c: c.id not in unread)  # stable: newest first within
+    names = {p.id: p.name for p in patient.practitioners}
+    lines = []
+    for conversation in conversations[:SHOWN_ON_HOME]:
+        if conversation.id in unread:
+            state, tone = _("New message"), "attention"
+        elif conversation.is_open:
+            state, tone = _("Open"), ""
+        else:
+            state, tone = _("Closed"), ""
+        name = names.get(conversation.practitioner_id) or _("Your clinic")
+        lines.append(
+            DashboardLine(
+                text=_(
+                    "%(name)s, %(date)s",
+                    name=name,
+                    date=format_date(conversation.last_message_at, tz=g.tenant.timezone),
+                ),
+                state=state,
+                tone=tone,
+                url=url_for("messaging_patient.conversation", conversation_id=conversation.id),
+            )
+        )
+    return DashboardItem(
+        title=_("Your messages"),
+        count=len(unread),
+        url=url_for("messaging_patient.index"),
+        lines=tuple(lines),
+        empty=_("No conversation yet: write to your practitioner from your messages."),
+        order=20,
+    )
 
 
 # --- the staff inbox --------------------------------------------------------------------------
