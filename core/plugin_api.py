@@ -32,7 +32,7 @@ from core.clinic.settings import deployment as deployment_settings
 from core.clinic.settings import save_deployment as save_deployment_settings
 from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
-from core.clinic.staff import practitioners
+from core.clinic.staff import practitioners, works_for
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
@@ -165,6 +165,7 @@ __all__ = [
     "search_patients",
     "mark_reviewed",
     "practitioners",
+    "works_for",
     "consent_state",
     "record_consent",
     "consent_link",

@@ -26,6 +26,7 @@ from core.plugin_api import (
     plugin_setting,
     record_audit,
     utcnow,
+    works_for,
 )
 from plugins.features.messaging import files, notify
 from plugins.features.messaging.models import (
@@ -154,17 +155,20 @@ def _max_bytes(tenant) -> int:
     return int(plugin_setting(tenant, PLUGIN, "max_attachment_mb") * 1_000_000)
 
 
-def _practitioner(practitioner_id) -> User:
+def _practitioner(practitioner_id, acting: User | None = None) -> User:
+    """An active practitioner of the clinic; with ``acting``, one they act for (a secretary
+    working for chosen practitioners acts for those only)."""
     try:
         wanted = uuid.UUID(str(practitioner_id))
     except ValueError:
         raise ValidationError(_("Choose a practitioner."), "practitioner") from None
-    user = db.session.scalar(
+    found = db.session.scalar(
         sa.select(User).where(User.id == wanted, User.role == Role.PRACTITIONER, User.active)
     )
-    if user is None:
+    scope = works_for(acting) if acting is not None else None
+    if found is None or (scope is not None and found.id not in scope):
         raise ValidationError(_("Choose a practitioner."), "practitioner")
-    return user
+    return found
 
 
 def _add_message(
@@ -282,6 +286,16 @@ def _conversation(conversation_id, patient: Patient | None = None) -> Conversati
     return found
 
 
+def _staff_conversation(user: User, conversation_id) -> Conversation:
+    """A conversation ``user`` may open: for a secretary working for chosen practitioners,
+    only those practitioners' (another's is "no such conversation", as in another clinic)."""
+    conversation = _conversation(conversation_id)
+    scope = works_for(user)
+    if scope is not None and conversation.practitioner_id not in scope:
+        raise NotFound(_("No such conversation."))
+    return conversation
+
+
 def may_reply(conversation: Conversation, patient: Patient) -> str | None:
     """Why the patient may not write in this conversation, or None when they may."""
     if not conversation.is_open:
@@ -390,10 +404,10 @@ def _attachment(conversation: Conversation, attachment_id) -> Attachment:
 # --- what staff do ----------------------------------------------------------------------------
 
 
-def read_as_staff(conversation_id) -> Thread:
+def read_as_staff(user: User, conversation_id) -> Thread:
     """A conversation as staff open it: the read is audited; the patient's messages are read
     (never shown to the patient)."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     thread = _thread(conversation)
     record_audit("messaging.read", conversation.id)
     now = utcnow()
@@ -404,9 +418,9 @@ def read_as_staff(conversation_id) -> Thread:
     return thread
 
 
-def attachment_for_staff(conversation_id, attachment_id) -> Attachment:
+def attachment_for_staff(user: User, conversation_id, attachment_id) -> Attachment:
     """An attachment of a conversation, its read audited."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     found = _attachment(conversation, attachment_id)
     record_audit("messaging.attachment_read", found.id)
     return found
@@ -449,7 +463,7 @@ def staff_reply(
 
     :raises ValidationError: on ``body``, ``reply_mode`` or ``send_at``.
     """
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     text = _check_body(body)
     mode = _reply_mode(reply_mode)
     when = scheduled_time(tenant, send_at)
@@ -470,7 +484,7 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
     """
     if practitioner_id is None and user.role == Role.PRACTITIONER:
         practitioner_id = user.id
-    practitioner = _practitioner(practitioner_id)
+    practitioner = _practitioner(practitioner_id, user)
     text = _check_body(body)
     mode = _reply_mode(reply_mode)
     conversation = Conversation(
@@ -489,7 +503,7 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
 
 def mark_handled(user: User, conversation_id) -> Conversation:
     """Mark a conversation handled: it leaves the unhandled ones, and is closed."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     conversation.awaiting_staff = conversation.unread_by_staff = False
     conversation.closed_at = utcnow()
     conversation.closed_by = user.id
@@ -502,7 +516,7 @@ def _acting_practitioner(user: User, practitioner_id) -> User:
     an admin."""
     if user.role == Role.PRACTITIONER and not practitioner_id:
         return user
-    return _practitioner(practitioner_id)
+    return _practitioner(practitioner_id, user)
 
 
 def inbox_state(practitioner_id: uuid.UUID) -> Inbox | None:
@@ -538,7 +552,7 @@ def reopen_inbox(user: User, practitioner_id) -> None:
 def set_blocked(user: User, conversation_id, blocked: bool) -> Conversation:
     """Block (or unblock) the conversation's patient from writing to its practitioner;
     online booking is not concerned. Blocking twice changes nothing."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     where = (
         Block.practitioner_id == conversation.practitioner_id,
         Block.patient_id == conversation.patient_id,
@@ -568,7 +582,7 @@ def delete_messages(user: User, conversation_id, thread_message_id=None) -> Conv
 
     :raises NotFound: for a message that is not the conversation's.
     """
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     query = sa.select(ThreadMessage).where(ThreadMessage.conversation_id == conversation.id)
     if thread_message_id is not None:
         try:

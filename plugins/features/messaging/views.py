@@ -33,6 +33,7 @@ from core.plugin_api import (
     plugin_setting,
     practitioners,
     utcnow,
+    works_for,
 )
 from plugins.features.messaging import inbox, service
 from plugins.features.messaging import templates_service as templates
@@ -229,9 +230,15 @@ def _inbox_page(error=None, status=200):
             "mine": _("Mine"),
         },
         inbox_state=_own_inbox(),
-        practitioners={str(p.id): p.name for p in practitioners()},
+        practitioners=_practitioners(),
         error=error,
     ), status
+
+
+def _practitioners() -> dict[str, str]:
+    """The practitioners the staff member acts for (a secretary: those they work for)."""
+    scope = works_for(current_user)
+    return {str(p.id): p.name for p in practitioners() if scope is None or p.id in scope}
 
 
 def _own_inbox():
@@ -241,7 +248,7 @@ def _own_inbox():
 
 
 def _staff_thread(conversation_id, error=None, form=None, status=200):
-    thread = service.read_as_staff(conversation_id)
+    thread = service.read_as_staff(current_user, conversation_id)
     if form is None and request.args.get("template"):  # "use" a template: its text, filled
         chosen = templates.find(current_user, request.args["template"])
         form = {"body": templates.fill(chosen, thread.patient, thread.practitioner, g.tenant)}
@@ -331,7 +338,7 @@ def delete_conversation(conversation_id):
 
 @bp.route("/<conversation_id>/files/<attachment_id>")
 def staff_file(conversation_id, attachment_id):
-    found = service.attachment_for_staff(conversation_id, attachment_id)
+    found = service.attachment_for_staff(current_user, conversation_id, attachment_id)
     db.session.commit()  # the read, audited
     return _download(found)
 
@@ -361,7 +368,7 @@ def new(patient_id):
     return render_template(
         "messaging/new.html",
         patient=patient,
-        practitioners={str(p.id): p.name for p in practitioners()},
+        practitioners=_practitioners(),
         reply_modes=_reply_modes(),
         error=error,
         form=request.form,
