@@ -61,6 +61,7 @@ from core.delivery.providers import (
 from core.delivery.routing import address as message_address
 from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
+from core.delivery.templates import unknown_variables as unknown_template_variables
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
@@ -145,6 +146,7 @@ __all__ = [
     "send_many",
     "send_in_parts",
     "render_message",
+    "unknown_template_variables",
     "cancel_message",
     "message_address",
     "best_channels",

@@ -45,6 +45,20 @@ def coming(patient) -> list[Appointment]:
     return list(db.session.scalars(query))
 
 
+def own(patient, appointment_id) -> Appointment | None:
+    """One of the patient's appointments, whatever its time and status; None when the id
+    is not one of theirs."""
+    try:
+        wanted = uuid.UUID(str(appointment_id))
+    except ValueError:
+        return None
+    return db.session.scalar(
+        sa.select(Appointment).where(
+            Appointment.id == wanted, Appointment.patient_id == patient.id
+        )
+    )
+
+
 def when(tenant, appointment: Appointment) -> str:
     """"Tuesday 3 March 2026 at 09:30 with Dr Martin", in the reader's language."""
     return _(

@@ -71,6 +71,16 @@ def relais_dashboard_items(tenant, day):
     return [views.today_card(tenant, day)]
 
 
+@hookimpl(optionalhook=True)
+def relais_messaging_appointment(patient, appointment_id):
+    """The appointment a message is about: the one named if it is the patient's, else
+    their next one to come (a bonus where the messaging feature is installed)."""
+    if appointment_id is not None:
+        return patient_views.own(patient, appointment_id)
+    coming = patient_views.coming(patient)
+    return coming[0] if coming else None
+
+
 @hookimpl
 def relais_patient_home_cards(tenant, patient):
     """The patient's coming appointments, to confirm or cancel."""

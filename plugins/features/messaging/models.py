@@ -122,6 +122,9 @@ class Conversation(TenantOwned, db.Model):
     closed_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     # The appointment whose automatic follow-up message started it (one per appointment).
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # The appointment staff started it from (the agenda's "Write to the patient"): its
+    # date, time and reason fill the templates' variables. Several may name one.
+    about_appointment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
 
     @property
     def is_open(self) -> bool:

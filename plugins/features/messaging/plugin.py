@@ -118,6 +118,14 @@ def _types(text: str) -> str:
     return ", ".join(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
 
 
+@hookimpl(optionalhook=True)
+def relais_appointment_actions(appointment):
+    """"Write to the patient" on each appointment of the agenda (a bonus where the
+    appointments feature is installed): the conversation's templates fill in that
+    appointment's date, time and reason."""
+    return [MenuItem(label=_l("Write to the patient"), endpoint="messaging.new")]
+
+
 @hookimpl
 def relais_patient_actions(tenant, user, patient):
     return [MenuItem(label=_l("Write to this patient"), endpoint="messaging.new")]

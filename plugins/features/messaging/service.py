@@ -477,8 +477,11 @@ def staff_reply(
     return message
 
 
-def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, reply_mode):
-    """A staff member writes first to a patient (from the patient's file).
+def start_by_staff(
+    tenant, user: User, patient: Patient, practitioner_id, body, reply_mode, appointment_id=None
+):
+    """A staff member writes first to a patient, from the patient's file or from one of
+    their appointments (``appointment_id``, kept for the templates of the conversation).
 
     :raises ValidationError: on ``practitioner``, ``body`` or ``reply_mode``.
     """
@@ -492,6 +495,7 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
         practitioner_id=practitioner.id,
         started_by=Author.STAFF,
         reply_mode=mode,
+        about_appointment_id=_about(tenant, patient, appointment_id),
     )
     db.session.add(conversation)
     db.session.flush()
@@ -499,6 +503,17 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
     conversation.answered_at = message.created_at
     notify.new_message(tenant, patient)
     return conversation
+
+
+def _about(tenant, patient: Patient, appointment_id) -> uuid.UUID | None:
+    """The id of the patient's appointment a conversation is started from, if it is one of
+    theirs (asked to the appointments feature)."""
+    if not appointment_id:
+        return None
+    found = hooks_for(tenant).relais_messaging_appointment(
+        tenant=tenant, patient=patient, appointment_id=appointment_id
+    )
+    return found.id if found is not None else None
 
 
 def mark_handled(user: User, conversation_id) -> Conversation:

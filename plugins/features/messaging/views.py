@@ -251,7 +251,15 @@ def _staff_thread(conversation_id, error=None, form=None, status=200):
     thread = service.read_as_staff(current_user, conversation_id)
     if form is None and request.args.get("template"):  # "use" a template: its text, filled
         chosen = templates.find(current_user, request.args["template"])
-        form = {"body": templates.fill(chosen, thread.patient, thread.practitioner, g.tenant)}
+        form = {
+            "body": templates.fill(
+                chosen,
+                thread.patient,
+                thread.practitioner,
+                g.tenant,
+                thread.conversation.about_appointment_id or thread.conversation.appointment_id,
+            )
+        }
     page = render_template(
         "messaging/thread.html",
         thread=thread,
@@ -345,9 +353,12 @@ def staff_file(conversation_id, attachment_id):
 
 @bp.route("/new/<patient_id>", methods=["GET", "POST"])
 def new(patient_id):
-    """Write first to a patient, from their file."""
+    """Write first to a patient, from their file or from an appointment (``appointment_id``
+    in the query: the templates' appointment variables are that appointment's)."""
     patient = _find_patient(patient_id)
+    appointment_id = request.args.get("appointment_id") or None
     error = None
+    form = request.form
     if request.method == "POST":
         try:
             conversation = service.start_by_staff(
@@ -357,6 +368,7 @@ def new(patient_id):
                 request.form.get("practitioner") or None,
                 request.form.get("body"),
                 request.form.get("reply_mode"),
+                appointment_id,
             )
         except DomainError as exc:
             db.session.rollback()
@@ -365,14 +377,22 @@ def new(patient_id):
             db.session.commit()
             flash(_("Your message is sent; the patient is told by their usual channel."))
             return redirect(url_for(".open_conversation", conversation_id=conversation.id), 303)
-    return render_template(
+    elif request.args.get("template"):  # "use" a template: its text, filled
+        chosen = templates.find(current_user, request.args["template"])
+        writer = current_user if current_user.role == Role.PRACTITIONER else None
+        form = {"body": templates.fill(chosen, patient, writer, g.tenant, appointment_id)}
+    page = render_template(
         "messaging/new.html",
         patient=patient,
         practitioners=_practitioners(),
         reply_modes=_reply_modes(),
+        templates=templates.mine(current_user),
+        appointment_id=appointment_id,
         error=error,
-        form=request.form,
-    ), (error.status if error else 200)
+        form=form,
+    )
+    db.session.commit()  # the audit of an appointment's reason filled in
+    return page, (error.status if error else 200)
 
 
 def _find_patient(patient_id) -> Patient:
