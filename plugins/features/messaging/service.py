@@ -28,7 +28,7 @@ from core.plugin_api import (
     utcnow,
     works_for,
 )
-from plugins.features.messaging import files, notify
+from plugins.features.messaging import digest, files, notify
 from plugins.features.messaging.models import (
     MAX_AUTO_ANSWER,
     MAX_BODY,
@@ -227,10 +227,13 @@ def start_request(tenant, patient: Patient, practitioner_id, body, uploads) -> C
 
 
 def _announce(tenant, conversation: Conversation, new_request: bool) -> None:
+    """A patient's message: plugins hear of it, and its practitioner may get the weekly
+    e-mail of waiting requests."""
     db.session.flush()
     hooks_for(tenant).relais_messaging_received(
         tenant=tenant, conversation=conversation, new_request=new_request
     )
+    digest.check(tenant, conversation)
 
 
 def patient_conversations(patient: Patient) -> list[Conversation]:
