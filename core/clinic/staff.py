@@ -125,7 +125,11 @@ def set_works_for(secretary: User, practitioner_ids) -> None:
         db.session.execute(
             sa.insert(SecretaryPractitioner),
             [
-                {"tenant_id": secretary.tenant_id, "secretary_id": secretary.id, "practitioner_id": p}
+                {
+                    "tenant_id": secretary.tenant_id,
+                    "secretary_id": secretary.id,
+                    "practitioner_id": p,
+                }
                 for p in sorted(wanted)
             ],
         )

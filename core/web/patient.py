@@ -196,17 +196,22 @@ def change_consent(channel: str):
     action = request.args.get("action")
     if channel not in CHANNELS or action not in (ConsentAction.GIVEN, ConsentAction.WITHDRAWN):
         raise NotFound(_("No such choice."))
-    step = consent.record(
-        g.patient, channel, ConsentAction(action), ConsentMethod.FORM, "patient"
-    )
+    step = consent.record(g.patient, channel, ConsentAction(action), ConsentMethod.FORM, "patient")
     if step is not None:
         audit.record(f"consent.{action}", g.patient.id, by="patient")
     db.session.commit()
     labels = message_log.channel_labels()
     if action == ConsentAction.WITHDRAWN:
-        flash(_("You will no longer receive news and campaigns by %(channel)s.", channel=labels[channel]))
+        flash(
+            _(
+                "You will no longer receive news and campaigns by %(channel)s.",
+                channel=labels[channel],
+            )
+        )
     else:
-        flash(_("Your choice is saved: news and campaigns by %(channel)s.", channel=labels[channel]))
+        flash(
+            _("Your choice is saved: news and campaigns by %(channel)s.", channel=labels[channel])
+        )
     return redirect(url_for(".home"), 303)
 
 

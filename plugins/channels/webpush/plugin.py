@@ -8,8 +8,8 @@ when a device acknowledges showing them, else go on by the next channel of the p
 import click
 from flask import url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from core.plugin_api import (
     DashboardItem,
@@ -62,7 +62,9 @@ def relais_patient_home_cards(patient):
     that turns them on or off (the browser's permission is asked there)."""
     devices = len(subscriptions.of_patient(patient))
     state = (
-        ngettext("On for %(num)d device", "On for %(num)d devices", devices) if devices else _("Off")
+        ngettext("On for %(num)d device", "On for %(num)d devices", devices)
+        if devices
+        else _("Off")
     )
     line = DashboardLine(
         text=_("Turn notifications on or off"),

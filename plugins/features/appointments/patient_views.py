@@ -53,14 +53,12 @@ def own(patient, appointment_id) -> Appointment | None:
     except ValueError:
         return None
     return db.session.scalar(
-        sa.select(Appointment).where(
-            Appointment.id == wanted, Appointment.patient_id == patient.id
-        )
+        sa.select(Appointment).where(Appointment.id == wanted, Appointment.patient_id == patient.id)
     )
 
 
 def when(tenant, appointment: Appointment) -> str:
-    """"Tuesday 3 March 2026 at 09:30 with Dr Martin", in the reader's language."""
+    """ "Tuesday 3 March 2026 at 09:30 with Dr Martin", in the reader's language."""
     return _(
         "%(day)s at %(time)s with %(practitioner)s",
         day=format_date(appointment.starts_at, weekday=True, tz=tenant.timezone),
@@ -75,11 +73,16 @@ def card(tenant, patient) -> DashboardItem:
     lines = []
     for appointment in rows:
         confirmed = appointment.status == AppointmentStatus.CONFIRMED
-        actions = () if confirmed else (
-            DashboardAction(
-                _("Confirm"), url_for("appointments_patient.confirm", appointment_id=appointment.id),
-                primary=True,
-            ),
+        actions = (
+            ()
+            if confirmed
+            else (
+                DashboardAction(
+                    _("Confirm"),
+                    url_for("appointments_patient.confirm", appointment_id=appointment.id),
+                    primary=True,
+                ),
+            )
         )
         actions += (
             DashboardAction(
@@ -127,7 +130,9 @@ def confirm(appointment_id: uuid.UUID):
     if appointment.status != AppointmentStatus.CONFIRMED:
         service.set_status(g.tenant, appointment, AppointmentStatus.CONFIRMED.value)
     db.session.commit()
-    flash(_("Thank you: your appointment of %(when)s is confirmed.", when=when(g.tenant, appointment)))
+    flash(
+        _("Thank you: your appointment of %(when)s is confirmed.", when=when(g.tenant, appointment))
+    )
     return redirect(url_for("patient.home"), 303)
 
 

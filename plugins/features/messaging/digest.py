@@ -16,9 +16,7 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask_babel import force_locale
-from flask_babel import gettext as _
-from flask_babel import ngettext
+from flask_babel import force_locale, ngettext
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.plugin_api import (

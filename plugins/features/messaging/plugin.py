@@ -137,7 +137,7 @@ def _types(text: str) -> str:
 
 @hookimpl(optionalhook=True)
 def relais_appointment_actions(appointment):
-    """"Write to the patient" on each appointment of the agenda (a bonus where the
+    """ "Write to the patient" on each appointment of the agenda (a bonus where the
     appointments feature is installed): the conversation's templates fill in that
     appointment's date, time and reason."""
     return [MenuItem(label=_l("Write to the patient"), endpoint="messaging.new")]

@@ -29,12 +29,20 @@ def test_a_secretary_sees_and_answers_only_for_their_practitioners(app, clinic):
         app, clinic, [petit], first_name="Paul", last_name="Bernard", phone="0622334455"
     )
     to_martin = conversation_id_of(
-        post(patient_browser(app, clinic, jeanne), "/me/messages/", practitioner=str(martin.id),
-             body="Pour le Dr Martin")
+        post(
+            patient_browser(app, clinic, jeanne),
+            "/me/messages/",
+            practitioner=str(martin.id),
+            body="Pour le Dr Martin",
+        )
     )
     to_petit = conversation_id_of(
-        post(patient_browser(app, clinic, paul), "/me/messages/", practitioner=str(petit.id),
-             body="Pour le Dr Petit")
+        post(
+            patient_browser(app, clinic, paul),
+            "/me/messages/",
+            practitioner=str(petit.id),
+            body="Pour le Dr Petit",
+        )
     )
     secretary_account = make_staff(app, clinic, "secretary", email="sec@demo.example")
     secretary = staff_browser(app, clinic, secretary_account)

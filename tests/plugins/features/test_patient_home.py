@@ -5,8 +5,8 @@ plugins add (``relais_patient_home_cards``)."""
 from datetime import timedelta
 
 import pytest
-import time_machine
 import sqlalchemy as sa
+import time_machine
 
 from core.clinic.models import AuditEvent, Consent, Patient
 from core.db import db, utcnow
