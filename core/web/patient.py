@@ -160,7 +160,7 @@ def consent_card(tenant, patient: Patient) -> DashboardItem:
         if routing.address(tenant, patient, channel) is None:
             continue  # no way to reach them there: nothing to choose
         status = consent.state(patient, channel).status
-        url = url_for(".change_consent", channel=channel)
+        url = url_for(".change_consent", channel=channel)  # + the step, in the query
         if status == ConsentAction.GIVEN and double_opt_in:
             state, tone = _("Awaiting your confirmation"), ""
         elif status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED):
@@ -169,9 +169,9 @@ def consent_card(tenant, patient: Patient) -> DashboardItem:
             state, tone = _("You do not receive them"), ""
         receives = status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED)
         action = (
-            DashboardAction(_("Stop them"), url + "?action=withdrawn")
+            DashboardAction(_("Stop them"), url + "&action=withdrawn")
             if receives
-            else DashboardAction(_("Receive them"), url + "?action=given")
+            else DashboardAction(_("Receive them"), url + "&action=given")
         )
         lines.append(DashboardLine(labels[channel], state, tone=tone, actions=(action,)))
     return DashboardItem(
@@ -188,12 +188,13 @@ def consent_card(tenant, patient: Patient) -> DashboardItem:
     )
 
 
-@bp.post("/consents/<channel>")
+@bp.post("/consents")
 @patient_required
-def change_consent(channel: str):
-    """The patient gives or withdraws their consent on a channel from their home page: a
-    step recorded as the patient's own (method ``form``), in the audit trail too."""
-    action = request.args.get("action")
+def change_consent():
+    """The patient gives or withdraws their consent on a channel from their home page
+    (``?channel=sms&action=given``): a step recorded as the patient's own (method
+    ``form``), in the audit trail too."""
+    channel, action = request.args.get("channel"), request.args.get("action")
     if channel not in CHANNELS or action not in (ConsentAction.GIVEN, ConsentAction.WITHDRAWN):
         raise NotFound(_("No such choice."))
     step = consent.record(g.patient, channel, ConsentAction(action), ConsentMethod.FORM, "patient")

@@ -376,11 +376,13 @@ def patient_reply(tenant, patient: Patient, conversation_id, body, uploads) -> T
 
 
 def attachment_for_patient(patient: Patient, conversation_id, attachment_id) -> Attachment:
+    """A file of the patient's conversation, from a message they can see (not one
+    scheduled for later)."""
     conversation = _conversation(conversation_id, patient)
-    return _attachment(conversation, attachment_id)
+    return _attachment(conversation, attachment_id, due_only=True)
 
 
-def _attachment(conversation: Conversation, attachment_id) -> Attachment:
+def _attachment(conversation: Conversation, attachment_id, due_only: bool = False) -> Attachment:
     try:
         wanted = uuid.UUID(str(attachment_id))
     except ValueError:
@@ -397,6 +399,11 @@ def _attachment(conversation: Conversation, attachment_id) -> Attachment:
                 ),
             )
             .where(Attachment.id == wanted, ThreadMessage.conversation_id == conversation.id)
+            .where(
+                sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow())
+                if due_only
+                else sa.true()
+            )
             .options(sa.orm.undefer(Attachment.data))
         )
     if found is None:
@@ -459,18 +466,21 @@ def scheduled_time(tenant, text: str | None) -> datetime | None:
 
 
 def staff_reply(
-    tenant, user: User, conversation_id, body, reply_mode=None, send_at=None
+    tenant, user: User, conversation_id, body, reply_mode=None, send_at=None, uploads=()
 ) -> ThreadMessage:
-    """A staff member answers, now or at ``send_at`` (see :func:`scheduled_time`); the
-    patient is told by their best channel then (never the content).
+    """A staff member answers, now or at ``send_at`` (see :func:`scheduled_time`), with
+    files checked and stored as the patient's are; the patient is told by their best
+    channel then (never the content).
 
-    :raises ValidationError: on ``body``, ``reply_mode`` or ``send_at``.
+    :param uploads: ``(filename, data)`` of each file sent.
+    :raises ValidationError: on ``body``, ``attachments``, ``reply_mode`` or ``send_at``.
     """
     conversation = _staff_conversation(user, conversation_id)
     text = _check_body(body)
+    attachments = files.check(uploads, _max_bytes(tenant))
     mode = _reply_mode(reply_mode)
     when = scheduled_time(tenant, send_at)
-    message = _add_message(conversation, Author.STAFF, text, user_id=user.id)
+    message = _add_message(conversation, Author.STAFF, text, attachments, user_id=user.id)
     message.visible_at = when
     conversation.reply_mode = mode
     conversation.answered_at = when or message.created_at

@@ -267,6 +267,7 @@ def _staff_thread(conversation_id, error=None, form=None, status=200):
         now=utcnow(),
         blocked=service.is_blocked(thread.conversation),
         reply_modes=_reply_modes(),
+        max_mb=plugin_setting(g.tenant, service.PLUGIN, "max_attachment_mb"),
         error=error,
         form=form or {},
     )
@@ -298,6 +299,7 @@ def staff_reply(conversation_id):
             request.form.get("body"),
             request.form.get("reply_mode"),
             request.form.get("send_at"),
+            _uploads(),
         )
     except DomainError as exc:
         db.session.rollback()

@@ -2,7 +2,8 @@
 patient" on the agenda, through ``relais_appointment_actions``), and templates whose
 appointment variables (date, time, reason) are filled in when used, in the reader's
 language, from the appointment the appointments feature gives through
-``relais_messaging_appointment``; a template naming a variable nobody fills is refused when saved."""
+``relais_messaging_appointment``; a template naming a variable nobody fills is refused
+when saved."""
 
 import re
 from datetime import datetime, time, timedelta

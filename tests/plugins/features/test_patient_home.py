@@ -135,12 +135,12 @@ def test_a_patient_changes_their_consent_per_channel(app, clinic, patient, me):
     home = me.get("/me/").text
     assert "News and campaigns from your clinic" in home
     assert home.count("You do not receive them") == 3  # SMS, e-mail, a call: no push device
-    given = post(me, "/me/consents/email?action=given", form_page="/me/")
+    given = post(me, "/me/consents?channel=email&action=given", form_page="/me/")
     assert given.status_code == 303
     home = me.get("/me/").text
     assert "Your choice is saved: news and campaigns by E-mail." in home
     assert "You receive them" in home
-    stopped = post(me, "/me/consents/email?action=withdrawn", form_page="/me/")
+    stopped = post(me, "/me/consents?channel=email&action=withdrawn", form_page="/me/")
     assert stopped.status_code == 303
     assert "You will no longer receive news and campaigns by E-mail." in me.get("/me/").text
     with app.app_context(), tenant_scope(clinic.id):
@@ -155,7 +155,7 @@ def test_a_patient_changes_their_consent_per_channel(app, clinic, patient, me):
         ("withdrawn", "form", "patient"),
     ]
     assert audited == ["consent.given", "consent.withdrawn"]
-    assert post(me, "/me/consents/fax?action=given", form_page="/me/").status_code == 404
+    assert post(me, "/me/consents?channel=fax&action=given", form_page="/me/").status_code == 404
 
 
 def test_a_french_patient_reads_the_cards_in_french(app, clinic, doctor):
