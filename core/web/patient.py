@@ -34,11 +34,11 @@ from core.clinic import audit, consent
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
 from core.delivery import access_links, routing
-from core.delivery import log as message_log
 from core.errors import NotFound
 from core.plugins import DashboardAction, DashboardItem, DashboardLine, hooks_for
 from core.vocabulary import CHANNELS
 from core.web.auth import login_limit
+from core.web.consent import by_channel
 
 bp = Blueprint("patient", __name__, url_prefix="/me")
 
@@ -149,18 +149,20 @@ def home():
     return render_template("patient/home.html", patient=g.patient, cards=cards, links=links)
 
 
+def _double_opt_in(tenant) -> bool:
+    profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
+    return bool(profile and profile.double_opt_in)
+
+
 def consent_card(tenant, patient: Patient) -> DashboardItem:
     """The patient's consent to news and campaigns on each channel they can be reached by,
     with the button that changes it."""
-    profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
-    double_opt_in = bool(profile and profile.double_opt_in)
-    labels = message_log.channel_labels()
+    double_opt_in = _double_opt_in(tenant)
     lines = []
-    for channel in CHANNELS:
+    for channel, by in by_channel().items():
         if routing.address(tenant, patient, channel) is None:
             continue  # no way to reach them there: nothing to choose
         status = consent.state(patient, channel).status
-        url = url_for(".change_consent", channel=channel)  # + the step, in the query
         if status == ConsentAction.GIVEN and double_opt_in:
             state, tone = _("Awaiting your confirmation"), ""
         elif status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED):
@@ -168,12 +170,11 @@ def consent_card(tenant, patient: Patient) -> DashboardItem:
         else:
             state, tone = _("You do not receive them"), ""
         receives = status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED)
-        action = (
-            DashboardAction(_("Stop them"), url + "&action=withdrawn")
-            if receives
-            else DashboardAction(_("Receive them"), url + "&action=given")
-        )
-        lines.append(DashboardLine(labels[channel], state, tone=tone, actions=(action,)))
+        step = ConsentAction.WITHDRAWN if receives else ConsentAction.GIVEN
+        url = url_for(".change_consent", channel=channel, action=str(step))
+        action = DashboardAction(_("Stop them") if receives else _("Receive them"), url)
+        # "by SMS" ends a sentence elsewhere; here it starts the line.
+        lines.append(DashboardLine(by[:1].upper() + by[1:], state, tone=tone, actions=(action,)))
     return DashboardItem(
         title=_("News and campaigns from your clinic"),
         count=0,
@@ -201,18 +202,13 @@ def change_consent():
     if step is not None:
         audit.record(f"consent.{action}", g.patient.id, by="patient")
     db.session.commit()
-    labels = message_log.channel_labels()
+    words = {"clinic": g.tenant.name, "by": by_channel()[channel]}
     if action == ConsentAction.WITHDRAWN:
-        flash(
-            _(
-                "You will no longer receive news and campaigns by %(channel)s.",
-                channel=labels[channel],
-            )
-        )
+        flash(_("You will no longer receive news and campaigns from %(clinic)s %(by)s.", **words))
+    elif _double_opt_in(g.tenant):
+        flash(_("To start, confirm it with the message %(clinic)s is sending you %(by)s.", **words))
     else:
-        flash(
-            _("Your choice is saved: news and campaigns by %(channel)s.", channel=labels[channel])
-        )
+        flash(_("You will receive news and campaigns from %(clinic)s %(by)s.", **words))
     return redirect(url_for(".home"), 303)
 
 

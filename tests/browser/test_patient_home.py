@@ -83,12 +83,12 @@ def test_a_patient_confirms_an_appointment_and_reads_an_answer_from_home(
     expect(messages_card).not_to_contain_text(en("New message"))
 
     consents = page.get_by_role("region", name=en("News and campaigns from your clinic"))
-    email_line = consents.get_by_role("listitem").filter(has_text=en("E-mail"))
+    email_line = consents.get_by_role("listitem").filter(has_text=en("By e-mail"))
     expect(email_line).to_contain_text(en("You do not receive them"))
     with page.expect_navigation():
         email_line.get_by_role("button", name=re.compile("^" + en("Receive them"))).click()
     audit()
     consents = page.get_by_role("region", name=en("News and campaigns from your clinic"))
-    expect(consents.get_by_role("listitem").filter(has_text=en("E-mail"))).to_contain_text(
+    expect(consents.get_by_role("listitem").filter(has_text=en("By e-mail"))).to_contain_text(
         en("You receive them")
     )

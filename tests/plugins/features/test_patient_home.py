@@ -138,11 +138,12 @@ def test_a_patient_changes_their_consent_per_channel(app, clinic, patient, me):
     given = post(me, "/me/consents?channel=email&action=given", form_page="/me/")
     assert given.status_code == 303
     home = me.get("/me/").text
-    assert "Your choice is saved: news and campaigns by E-mail." in home
+    assert "You will receive news and campaigns from Clinic demo by e-mail." in home
     assert "You receive them" in home
     stopped = post(me, "/me/consents?channel=email&action=withdrawn", form_page="/me/")
     assert stopped.status_code == 303
-    assert "You will no longer receive news and campaigns by E-mail." in me.get("/me/").text
+    home = me.get("/me/").text
+    assert "You will no longer receive news and campaigns from Clinic demo by e-mail." in home
     with app.app_context(), tenant_scope(clinic.id):
         steps = db.session.execute(
             sa.select(Consent.action, Consent.method, Consent.actor).order_by(Consent.at)
