@@ -158,11 +158,13 @@ def consent_card(tenant, patient: Patient) -> DashboardItem:
     """The patient's consent to news and campaigns on each channel they can be reached by,
     with the button that changes it."""
     double_opt_in = _double_opt_in(tenant)
+    with consent.preloaded([patient]):  # every channel's state in one query
+        states = consent.states(patient)
     lines = []
     for channel, by in by_channel().items():
         if routing.address(tenant, patient, channel) is None:
             continue  # no way to reach them there: nothing to choose
-        status = consent.state(patient, channel).status
+        status = states[channel].status
         if status == ConsentAction.GIVEN and double_opt_in:
             state, tone = _("Awaiting your confirmation"), ""
         elif status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED):
