@@ -220,7 +220,8 @@ def relais_dashboard_items(tenant, user, day):
     :param user: the staff member viewing the page (:class:`core.clinic.models.User`).
     :param day: today in the clinic's time zone (:class:`datetime.date`).
     :return: a list of :class:`core.plugins.DashboardItem` (each with up to a few
-        :class:`core.plugins.DashboardLine`), or None.
+        :class:`core.plugins.DashboardLine`, whose buttons, :class:`core.plugins.DashboardAction`,
+        POST to the plugin's routes), or None.
     """
 
 

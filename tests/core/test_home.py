@@ -77,7 +77,11 @@ def test_a_feature_adds_its_card_where_it_is_enabled(inbox_app):
 
     board = cards(english(client).get("/").text)
     assert board["Replies to read"] == (
-        "2 Replies to read Jeanne Durand Unread See all (Replies to read)"
+        "2 Replies to read Jeanne Durand Unread Mark read (Jeanne Durand) See all (Replies to read)"
+    )
+    page = english(client).get("/").text  # the line's button: a form posting to its route
+    assert re.search(
+        r'<form method="post" action="/messages">\s*<input type="hidden" name="csrf_token"', page
     )
     # Cards by their order: the feature's 15 comes before the sign-ups' 30.
     assert list(board) == [

@@ -16,7 +16,14 @@ def relais_dashboard_items(user, day):
             title="Replies to read",
             count=2,
             url=url_for("messages.index"),
-            lines=(DashboardLine(text="Jeanne Durand", state="Unread", tone="attention"),),
+            lines=(
+                DashboardLine(
+                    text="Jeanne Durand",
+                    state="Unread",
+                    tone="attention",
+                    actions=(DashboardAction("Mark read", url_for("messages.index")),),
+                ),
+            ),
             order=15,
         )
     ]
