@@ -220,13 +220,15 @@ def relais_dashboard_items(tenant, user, day):
     :param user: the staff member viewing the page (:class:`core.clinic.models.User`).
     :param day: today in the clinic's time zone (:class:`datetime.date`).
     :return: a list of :class:`core.plugins.DashboardItem` (each with up to a few
-        :class:`core.plugins.DashboardLine`), or None.
+        :class:`core.plugins.DashboardLine`, whose buttons, :class:`core.plugins.DashboardAction`,
+        POST to the plugin's routes), or None.
     """
 
 
 @hookspec
 def relais_patient_links(tenant, patient):
-    """Add links to a patient's own home page (``/me/``), under their clinic's name.
+    """Add links to a patient's own home page (``/me/``), under their clinic's name, below
+    its cards (see ``relais_patient_home_cards``, for what needs more than a link).
 
     Called when a patient with a session of their own views the page; the endpoints are
     routes of the plugin's blueprint marked ``relais_public``, which check the patient's
@@ -235,6 +237,26 @@ def relais_patient_links(tenant, patient):
     :param tenant: the clinic (:class:`tenants.models.Tenant`).
     :param patient: the patient viewing the page (:class:`core.clinic.models.Patient`).
     :return: a list of :class:`core.plugins.MenuItem`.
+    """
+
+
+@hookspec
+def relais_patient_home_cards(tenant, patient):
+    """Add cards to a patient's own home page (``/me/``): what the plugin keeps for them,
+    e.g. their coming appointments with buttons to confirm or cancel, their conversations.
+
+    Called when a patient with a session of their own views the page, in the clinic's scope,
+    next to the core's own card (their consent per channel). Keep it to a couple of queries.
+    Links and buttons lead to routes of the plugin's blueprint marked ``relais_public``,
+    which check the patient's session themselves (:func:`core.web.patient.patient_required`)
+    and that what they act on is the patient's own; a button
+    (:class:`core.plugins.DashboardAction`) is a POST form with its CSRF token, and its
+    route answers with a redirect (``url_for("patient.home")`` with a flashed sentence).
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param patient: the patient viewing the page (:class:`core.clinic.models.Patient`).
+    :return: a list of :class:`core.plugins.DashboardItem` (``order`` places them: the
+        appointments come at 10, the conversations at 20, the consents at 50), or None.
     """
 
 

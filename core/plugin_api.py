@@ -32,7 +32,7 @@ from core.clinic.settings import deployment as deployment_settings
 from core.clinic.settings import save_deployment as save_deployment_settings
 from core.clinic.settings import schema as declared_settings
 from core.clinic.settings import stored as country_settings
-from core.clinic.staff import practitioners
+from core.clinic.staff import practitioners, works_for
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import (
@@ -70,6 +70,7 @@ from core.delivery.providers import (
 from core.delivery.routing import address as message_address
 from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
+from core.delivery.templates import unknown_variables as unknown_template_variables
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
@@ -84,7 +85,14 @@ from core.i18n import (
     phrase_country,
     phrase_date,
 )
-from core.plugins import DashboardItem, DashboardLine, MenuItem, enabled_plugins, hooks_for
+from core.plugins import (
+    DashboardAction,
+    DashboardItem,
+    DashboardLine,
+    MenuItem,
+    enabled_plugins,
+    hooks_for,
+)
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
@@ -106,6 +114,7 @@ __all__ = [
     "MenuItem",
     "DashboardItem",
     "DashboardLine",
+    "DashboardAction",
     "Setting",
     "yes_no",
     "plugin_setting",
@@ -148,6 +157,7 @@ __all__ = [
     "send_many",
     "send_in_parts",
     "render_message",
+    "unknown_template_variables",
     "cancel_message",
     "message_address",
     "best_channels",
@@ -168,6 +178,7 @@ __all__ = [
     "search_patients",
     "mark_reviewed",
     "practitioners",
+    "works_for",
     "consent_state",
     "record_consent",
     "consent_link",

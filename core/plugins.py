@@ -124,20 +124,36 @@ class MenuItem:
 
 
 @dataclass(frozen=True)
+class DashboardAction:
+    """A button of a :class:`DashboardLine`: a form POSTed (with its CSRF token) to ``url``,
+    e.g. a patient's "Confirm" of an appointment on their home page. The route answers with
+    a redirect back to the page."""
+
+    label: str
+    url: str
+    primary: bool = False  # the line's main action, shown as the main button
+
+
+@dataclass(frozen=True)
 class DashboardLine:
     """One thing of a :class:`DashboardItem`: e.g. ``"09:30 Jeanne Durand, Dr Martin"``,
-    its state (``"Confirmed"``) and where to see it."""
+    its state (``"Confirmed"``), where to see it, and the buttons that act on it."""
 
     text: str
     state: str = ""
     url: str | None = None
     tone: str = ""  # "attention": someone must act (shown in red); "ok": settled (green)
+    actions: tuple[DashboardAction, ...] = ()
 
 
 @dataclass(frozen=True)
 class DashboardItem:
     """Work waiting for a clinic's staff, on its home page (see ``relais_dashboard_items``):
-    a title, how many things wait, where they are handled, and the first few of them."""
+    a title, how many things wait, where they are handled, and the first few of them.
+
+    A patient's home page (``relais_patient_home_cards``) shows the same cards: there
+    ``count`` is what calls for the patient (unread answers, appointments to confirm; 0
+    shows no figure) and ``url`` may be empty (no "See all" link)."""
 
     title: str
     count: int
@@ -145,6 +161,7 @@ class DashboardItem:
     lines: tuple[DashboardLine, ...] = ()
     empty: str = ""  # what the card says when nothing waits, e.g. "No appointment today"
     order: int = 100  # among the cards: today's appointments (10) come first
+    note: str = ""  # a sentence under the title, e.g. what the choices below change
 
 
 class PluginHost:

@@ -40,6 +40,25 @@ class User(TenantOwned, Credentials, db.Model):
     )
 
 
+class SecretaryPractitioner(TenantOwned, db.Model):
+    """A practitioner a secretary works for: the secretary handles that practitioner's
+    patients' requests (see :func:`core.clinic.staff.works_for`). A secretary with no row
+    works for every practitioner of the clinic."""
+
+    __tablename__ = "secretary_practitioners"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "secretary_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "practitioner_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+        ),
+    )
+
+    secretary_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+
+
 class StaffInvitation(TenantOwned, db.Model):
     """The operator's invitation to a clinic's first admin: one per clinic, a new one
     replacing the link of the one before (see :mod:`core.delivery.invitations`)."""

@@ -9,7 +9,7 @@ from core import sessions
 from core import validation as check
 from core.auth import LoginFailed, check_password, hash_password
 from core.clinic import audit
-from core.clinic.models import Role, User
+from core.clinic.models import Role, SecretaryPractitioner, User
 from core.db import db
 from core.errors import Conflict, NotFound, ValidationError
 from tenants.models import Tenant
@@ -74,6 +74,66 @@ def practitioners() -> list[User]:
             sa.select(User).where(User.role == Role.PRACTITIONER, User.active).order_by(User.name)
         )
     )
+
+
+def works_for(user: User) -> frozenset[uuid.UUID] | None:
+    """The practitioners whose patients' requests ``user`` handles: for a secretary the
+    admins gave practitioners to, their ids; None for everyone else (a secretary without
+    any works for the whole clinic, as admins do)."""
+    if user.role != Role.SECRETARY:
+        return None
+    found = frozenset(
+        db.session.scalars(
+            sa.select(SecretaryPractitioner.practitioner_id).where(
+                SecretaryPractitioner.secretary_id == user.id
+            )
+        )
+    )
+    return found or None
+
+
+def assignments() -> dict[uuid.UUID, set[uuid.UUID]]:
+    """Every secretary's practitioners, by secretary id (for the staff page), in one query."""
+    found: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for secretary_id, practitioner_id in db.session.execute(
+        sa.select(SecretaryPractitioner.secretary_id, SecretaryPractitioner.practitioner_id)
+    ):
+        found.setdefault(secretary_id, set()).add(practitioner_id)
+    return found
+
+
+def set_works_for(secretary: User, practitioner_ids) -> None:
+    """Say which practitioners ``secretary`` works for (none: all of them), replacing what
+    was said before, in one transaction.
+
+    :raises ValidationError: on ``role`` when the account is not a secretary's, or on
+        ``practitioners`` when one of the ids is not an active practitioner of the clinic.
+    """
+    if secretary.role != Role.SECRETARY:
+        raise ValidationError(_("Only a secretary works for chosen practitioners."), "role")
+    try:
+        wanted = {uuid.UUID(str(i)) for i in practitioner_ids}
+    except ValueError:
+        raise ValidationError(_("Choose practitioners of the list."), "practitioners") from None
+    known = {p.id for p in practitioners()}
+    if not wanted <= known:
+        raise ValidationError(_("Choose practitioners of the list."), "practitioners")
+    db.session.execute(
+        sa.delete(SecretaryPractitioner).where(SecretaryPractitioner.secretary_id == secretary.id)
+    )
+    if wanted:
+        db.session.execute(
+            sa.insert(SecretaryPractitioner),
+            [
+                {
+                    "tenant_id": secretary.tenant_id,
+                    "secretary_id": secretary.id,
+                    "practitioner_id": p,
+                }
+                for p in sorted(wanted)
+            ],
+        )
+    audit.record("user.works_for", secretary.id, f"{len(wanted)} practitioners")
 
 
 def find_user(user_id: uuid.UUID) -> User:

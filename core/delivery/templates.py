@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_SOURCE = 20_000  # characters of one template
@@ -192,6 +192,18 @@ def render(source: str, variables: dict[str, Any], html: bool = False) -> str:
         return "".join(parts)
     finally:
         _budget.reset(token)
+
+
+def unknown_variables(source: str, known: Iterable[str]) -> list[str]:
+    """The variables ``source`` uses that are not in ``known``, sorted (only parsed, never
+    rendered); empty for a template with a syntax error, which rendering reports."""
+    if len(source) > MAX_SOURCE:
+        return []
+    try:
+        used = meta.find_undeclared_variables(_text_env.parse(source))
+    except TemplateSyntaxError:
+        return []
+    return sorted(used - set(known))
 
 
 @functools.lru_cache(maxsize=512)

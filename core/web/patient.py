@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     current_app,
+    flash,
     g,
     has_request_context,
     jsonify,
@@ -29,12 +30,15 @@ from flask import (
 from flask_babel import gettext as _
 
 from core import sessions
-from core.clinic.models import Patient
+from core.clinic import audit, consent
+from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
-from core.delivery import access_links
+from core.delivery import access_links, routing
 from core.errors import NotFound
-from core.plugins import hooks_for
+from core.plugins import DashboardAction, DashboardItem, DashboardLine, hooks_for
+from core.vocabulary import CHANNELS
 from core.web.auth import login_limit
+from core.web.consent import by_channel
 
 bp = Blueprint("patient", __name__, url_prefix="/me")
 
@@ -129,13 +133,85 @@ def access(token: str):
 @bp.get("/")
 @patient_required
 def home():
-    """A patient's home: their clinic, emergency numbers, and what plugins offer."""
+    """A patient's home: their clinic, emergency numbers, the cards plugins add (coming
+    appointments, conversations, notifications on this device), their consents per channel,
+    and the links plugins offer."""
+    hooks = hooks_for(g.tenant)
+    cards = [consent_card(g.tenant, g.patient)]
+    for found in hooks.relais_patient_home_cards(tenant=g.tenant, patient=g.patient):
+        cards += found or []
+    cards.sort(key=lambda card: card.order)
     links = [
         link
-        for found in hooks_for(g.tenant).relais_patient_links(tenant=g.tenant, patient=g.patient)
+        for found in hooks.relais_patient_links(tenant=g.tenant, patient=g.patient)
         for link in found or ()
     ]
-    return render_template("patient/home.html", patient=g.patient, links=links)
+    return render_template("patient/home.html", patient=g.patient, cards=cards, links=links)
+
+
+def _double_opt_in(tenant) -> bool:
+    profile = hooks_for(tenant).relais_country_profile(country_code=tenant.country_code)
+    return bool(profile and profile.double_opt_in)
+
+
+def consent_card(tenant, patient: Patient) -> DashboardItem:
+    """The patient's consent to news and campaigns on each channel they can be reached by,
+    with the button that changes it."""
+    double_opt_in = _double_opt_in(tenant)
+    with consent.preloaded([patient]):  # every channel's state in one query
+        states = consent.states(patient)
+    lines = []
+    for channel, by in by_channel().items():
+        if routing.address(tenant, patient, channel) is None:
+            continue  # no way to reach them there: nothing to choose
+        status = states[channel].status
+        if status == ConsentAction.GIVEN and double_opt_in:
+            state, tone = _("Awaiting your confirmation"), ""
+        elif status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED):
+            state, tone = _("You receive them"), "ok"
+        else:
+            state, tone = _("You do not receive them"), ""
+        receives = status in (ConsentAction.GIVEN, ConsentAction.CONFIRMED)
+        step = ConsentAction.WITHDRAWN if receives else ConsentAction.GIVEN
+        url = url_for(".change_consent", channel=channel, action=str(step))
+        action = DashboardAction(_("Stop them") if receives else _("Receive them"), url)
+        # "by SMS" ends a sentence elsewhere; here it starts the line.
+        lines.append(DashboardLine(by[:1].upper() + by[1:], state, tone=tone, actions=(action,)))
+    return DashboardItem(
+        title=_("News and campaigns from your clinic"),
+        count=0,
+        url="",
+        lines=tuple(lines),
+        empty=_("Your clinic has no way to reach you yet."),
+        order=50,
+        note=_(
+            "Choose how you receive them. Messages about your care, such as appointment "
+            "reminders and answers to your messages, come whatever you choose here."
+        ),
+    )
+
+
+@bp.post("/consents")
+@patient_required
+def change_consent():
+    """The patient gives or withdraws their consent on a channel from their home page
+    (``?channel=sms&action=given``): a step recorded as the patient's own (method
+    ``form``), in the audit trail too."""
+    channel, action = request.args.get("channel"), request.args.get("action")
+    if channel not in CHANNELS or action not in (ConsentAction.GIVEN, ConsentAction.WITHDRAWN):
+        raise NotFound(_("No such choice."))
+    step = consent.record(g.patient, channel, ConsentAction(action), ConsentMethod.FORM, "patient")
+    if step is not None:
+        audit.record(f"consent.{action}", g.patient.id, by="patient")
+    db.session.commit()
+    words = {"clinic": g.tenant.name, "by": by_channel()[channel]}
+    if action == ConsentAction.WITHDRAWN:
+        flash(_("You will no longer receive news and campaigns from %(clinic)s %(by)s.", **words))
+    elif _double_opt_in(g.tenant):
+        flash(_("To start, confirm it with the message %(clinic)s is sending you %(by)s.", **words))
+    else:
+        flash(_("You will receive news and campaigns from %(clinic)s %(by)s.", **words))
+    return redirect(url_for(".home"), 303)
 
 
 @bp.post("/logout")

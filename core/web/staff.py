@@ -49,6 +49,8 @@ def index():
     return render_template(
         "clinic/staff.html",
         users=staff.list_users(),
+        practitioners=staff.practitioners(),
+        assignments=staff.assignments(),
         error=error,
         submitted=request.form,
         roles=staff.role_labels(),
@@ -73,3 +75,19 @@ def end_sessions(user_id: uuid.UUID):
     db.session.commit()
     flash(_("%(name)s is logged out everywhere.", name=user.name))
     return redirect(url_for(".index"))
+
+
+@bp.route("/staff/<uuid:user_id>/practitioners", methods=["POST"])
+@admin_only
+def works_for(user_id: uuid.UUID):
+    """The practitioners a secretary works for (none ticked: all of them)."""
+    user = staff.find_user(user_id)
+    try:
+        staff.set_works_for(user, request.form.getlist("practitioners"))
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message)
+        return redirect(url_for(".index"), 303)
+    db.session.commit()
+    flash(_("Saved: the practitioners %(name)s works for.", name=user.name))
+    return redirect(url_for(".index"), 303)

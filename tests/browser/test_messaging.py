@@ -46,7 +46,8 @@ def test_a_patient_writes_with_a_file_and_the_practitioner_answers(
         patient_page.get_by_role("button", name=en("Continue")).click()
         patient_page.wait_for_url(f"{base}/me/")
         patient_audit()
-        patient_page.get_by_role("link", name=en("My messages")).click()
+        see_all = f"{en('See all')} ({en('Your messages')})"  # the home page's card
+        patient_page.get_by_role("link", name=see_all).click()
         patient_audit()
         expect(patient_page.locator("#not-emergency")).to_contain_text("112")
         body = patient_page.get_by_role("textbox", name=en("Your message"))

@@ -55,7 +55,7 @@ def test_a_patient_turns_notifications_on_and_the_worker_acknowledges_a_push(
     page.wait_for_url(base + "/me/")
     audit()
     expect(page.get_by_role("heading", level=1)).to_have_text(_("Hello %(name)s", name="Jeanne"))
-    page.get_by_role("link", name=_("Notifications on this device")).click()
+    page.get_by_role("link", name=_("Turn notifications on or off")).click()
     page.wait_for_url(base + "/me/notifications")
     audit()
 

@@ -14,6 +14,7 @@ from tenants.scoping import tenant_scope
 from tests.core.host_plugins import inbox
 from tests.core.test_audit_log import english
 from tests.core.test_plugin_host import dispose, make_app
+from tests.plugins.features.messaging_world import patient_browser
 from tests.worlds import client_for, log_in, make_clinic, make_message, make_patient, make_staff
 
 
@@ -21,7 +22,9 @@ def cards(html: str) -> dict[str, str]:
     """Each card of the board by its title, its text squeezed to one line."""
     found = {}
     for section in re.findall(r'<section class="board-card.*?</section>', html, re.S):
-        title = re.search(r'<h2 id="[^"]+"><span class="figure">(\d+)</span> ([^<]+)</h2>', section)
+        title = re.search(
+            r'<h2 id="[^"]+">(?:<span class="figure">(\d+)</span> )?([^<]+)</h2>', section
+        )
         text = " ".join(re.sub(r"<[^>]+>", " ", section).split())
         found[title.group(2)] = text
     return found
@@ -74,7 +77,11 @@ def test_a_feature_adds_its_card_where_it_is_enabled(inbox_app):
 
     board = cards(english(client).get("/").text)
     assert board["Replies to read"] == (
-        "2 Replies to read Jeanne Durand Unread See all (Replies to read)"
+        "2 Replies to read Jeanne Durand Unread Mark read (Jeanne Durand) See all (Replies to read)"
+    )
+    page = english(client).get("/").text  # the line's button: a form posting to its route
+    assert re.search(
+        r'<form method="post" action="/messages">\s*<input type="hidden" name="csrf_token"', page
     )
     # Cards by their order: the feature's 15 comes before the sign-ups' 30.
     assert list(board) == [
@@ -87,3 +94,19 @@ def test_a_feature_adds_its_card_where_it_is_enabled(inbox_app):
     elsewhere = client_for(inbox_app, "berlin")
     log_in(elsewhere, make_staff(inbox_app, berlin, "secretary"))
     assert "Replies to read" not in elsewhere.get("/").text
+
+
+def test_a_feature_adds_its_card_and_link_to_the_patients_home(inbox_app):
+    lyon = make_clinic(inbox_app, "lyon", plugins=("fr", "inbox"))
+    patient = make_patient(inbox_app, lyon, language="en")
+    home = patient_browser(inbox_app, lyon, patient).get("/me/").text
+    board = cards(home)
+    # The feature's card (order 5) before the core's consents (50); the button is a form.
+    assert list(board) == ["Your replies", "News and campaigns from your clinic"]
+    assert "A reply from the clinic New" in board["Your replies"]
+    assert re.search(
+        r'<form method="post" action="/me/">\s*<input type="hidden" name="csrf_token"', home
+    )
+    assert "Mark all read" in home
+    assert '<a href="/me/">Older replies</a>' in home  # relais_patient_links, below
+    assert ("Jeanne", None) in inbox.asked

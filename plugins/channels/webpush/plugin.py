@@ -6,11 +6,14 @@ when a device acknowledges showing them, else go on by the next channel of the p
 """
 
 import click
+from flask import url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from core.plugin_api import (
-    MenuItem,
+    DashboardItem,
+    DashboardLine,
     Setting,
     db,
     deployment_settings,
@@ -54,8 +57,31 @@ def relais_register_blueprints():
 
 
 @hookimpl
-def relais_patient_links():
-    return [MenuItem(label=_l("Notifications on this device"), endpoint="webpush.notifications")]
+def relais_patient_home_cards(patient):
+    """Notifications on this device: on for how many of the patient's devices, and the page
+    that turns them on or off (the browser's permission is asked there)."""
+    devices = len(subscriptions.of_patient(patient))
+    state = (
+        ngettext("On for %(num)d device", "On for %(num)d devices", devices)
+        if devices
+        else _("Off")
+    )
+    line = DashboardLine(
+        text=_("Turn notifications on or off"),
+        state=state,
+        url=url_for("webpush.notifications"),
+        tone="ok" if devices else "",
+    )
+    return [
+        DashboardItem(
+            title=_("Notifications on this device"),
+            count=0,
+            url="",
+            lines=(line,),
+            order=40,
+            note=_("Your clinic can tell you of a reminder or a new message on this device."),
+        )
+    ]
 
 
 # --- settings --------------------------------------------------------------------------------

@@ -37,3 +37,21 @@ def relais_appointment_changed(tenant, appointment, change):
         other status (confirmed, no_show, done, or booked again). One update may call the
         hook twice, ``"moved"`` then ``"status"`` or ``"cancelled"``.
     """
+
+
+@hookspec
+def relais_appointment_actions(tenant, user, appointment):
+    """Add buttons to an appointment on the agenda (e.g. "Write to the patient").
+
+    Called by the ``appointments`` feature for each appointment the agenda shows that is
+    not cancelled, as staff view it. Keep it free of queries: the agenda shows a week.
+
+    :param tenant: the clinic (:class:`tenants.models.Tenant`).
+    :param user: the staff member viewing the agenda (:class:`core.clinic.models.User`).
+    :param appointment: the appointment (``plugins.features.appointments.Appointment``):
+        ``id``, ``patient_id``, ``practitioner_id``, ``starts_at``, ``type``, ``status``.
+    :return: a list of :class:`core.plugins.MenuItem`: links to GET routes of the plugin's
+        blueprint, built with ``url_for(endpoint, appointment_id=..., patient_id=...)``
+        (arguments the route does not take go in the query string); ``roles`` limits who
+        sees each.
+    """

@@ -22,7 +22,7 @@ from core.plugin_api import (
     db,
     hookimpl,
 )
-from plugins.features.appointments import api, fhir, service, views
+from plugins.features.appointments import api, fhir, patient_views, service, views
 from plugins.features.appointments import hookspecs as appointment_hookspecs
 from plugins.features.appointments.service import MAX_LOCATION, is_type_word, split_types
 
@@ -58,7 +58,7 @@ def _address(text: str) -> str:
 
 @hookimpl
 def relais_register_blueprints():
-    return [views.bp, api.bp, fhir.bp]
+    return [views.bp, api.bp, fhir.bp, patient_views.bp]
 
 
 @hookimpl
@@ -69,6 +69,22 @@ def relais_menu_items():
 @hookimpl
 def relais_dashboard_items(tenant, day):
     return [views.today_card(tenant, day)]
+
+
+@hookimpl(optionalhook=True)
+def relais_messaging_appointment(patient, appointment_id):
+    """The appointment a message is about: the one named if it is the patient's, else
+    their next one to come (a bonus where the messaging feature is installed)."""
+    if appointment_id is not None:
+        return patient_views.own(patient, appointment_id)
+    coming = patient_views.coming(patient)
+    return coming[0] if coming else None
+
+
+@hookimpl
+def relais_patient_home_cards(tenant, patient):
+    """The patient's coming appointments, to confirm or cancel."""
+    return [patient_views.card(tenant, patient)]
 
 
 # The demo's week: (external id, patient's first name, days from today, local time, minutes).

@@ -17,6 +17,7 @@ from babel.dates import format_skeleton
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from core.plugin_api import (
     DashboardItem,
@@ -27,6 +28,7 @@ from core.plugin_api import (
     db,
     find_patient,
     format_date,
+    hooks_for,
     plugin_setting,
     practitioners,
     search_patients,
@@ -172,9 +174,29 @@ def _agenda(
         local=lambda at: at.astimezone(ZoneInfo(tenant.timezone)),
         day_label=_day_label,
         full_date=lambda day: format_date(day, weekday=True),
+        actions=_actions(tenant, rows),
     )
     db.session.commit()  # the audits of the searches
     return page, status
+
+
+def _actions(tenant, rows) -> dict[uuid.UUID, list]:
+    """The buttons other features add to each appointment (``relais_appointment_actions``)."""
+    user = current_user._get_current_object()
+    hook = hooks_for(tenant).relais_appointment_actions
+    found = {}
+    for appointment in rows:
+        if appointment.status == AppointmentStatus.CANCELLED:
+            continue
+        items = [
+            item
+            for answer in hook(tenant=tenant, user=user, appointment=appointment)
+            for item in answer or ()
+            if not item.roles or user.role in item.roles
+        ]
+        if items:
+            found[appointment.id] = items
+    return found
 
 
 def _booking_defaults() -> dict[str, str]:

@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core.plugin_api import Patient, Role, User, ValidationError, db
+from core.plugin_api import Patient, Role, User, ValidationError, db, works_for
 from plugins.features.messaging.models import Conversation
 
 PAGE_SIZE = 25
@@ -91,6 +91,9 @@ def page(
         inner = inner.where(c.practitioner_id == user.id)
     if patient_id is not None:
         inner = inner.where(c.patient_id == patient_id)
+    scope = works_for(user)
+    if scope is not None:  # a secretary: the practitioners they work for only
+        inner = inner.where(c.practitioner_id.in_(sorted(scope)))
     if after:
         at, last_id = parse_cursor(after)
         inner = inner.where(sa.tuple_(c.last_message_at, c.id) < sa.tuple_(at, last_id))
@@ -122,10 +125,17 @@ def page(
 
 
 def counters(user: User) -> tuple[int, int]:
-    """(unread, unhandled) conversations: a practitioner's own, or the whole clinic's for
-    secretaries and admins, who answer for every practitioner."""
+    """(unread, unhandled) conversations: a practitioner's own, those of the practitioners
+    a secretary works for, or the whole clinic's for admins and secretaries who answer for
+    every practitioner."""
     c = Conversation
-    mine = (c.practitioner_id == user.id,) if user.role == Role.PRACTITIONER else ()
+    scope = works_for(user)
+    if user.role == Role.PRACTITIONER:
+        mine = (c.practitioner_id == user.id,)
+    elif scope is not None:
+        mine = (c.practitioner_id.in_(sorted(scope)),)
+    else:
+        mine = ()
     unread = sa.select(sa.func.count()).select_from(c).where(c.unread_by_staff, *mine)
     unhandled = sa.select(sa.func.count()).select_from(c).where(c.awaiting_staff, *mine)
     row = db.session.execute(sa.select(unread.scalar_subquery(), unhandled.scalar_subquery()))

@@ -122,6 +122,9 @@ class Conversation(TenantOwned, db.Model):
     closed_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     # The appointment whose automatic follow-up message started it (one per appointment).
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # The appointment staff started it from (the agenda's "Write to the patient"): its
+    # date, time and reason fill the templates' variables. Several may name one.
+    about_appointment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
 
     @property
     def is_open(self) -> bool:
@@ -222,3 +225,14 @@ class Template(TenantOwned, db.Model):
     body: Mapped[str] = mapped_column(sa.Text)
     starred: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = created_column()
+
+
+class Digest(TenantOwned, db.Model):
+    """When a practitioner last got the e-mail saying how many requests wait for them (at
+    most one a week: see :mod:`.digest`)."""
+
+    __tablename__ = "messaging_digests"
+    __table_args__ = (_practitioner_fk(),)
+
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -5,6 +5,8 @@ rest); staff answer from the inbox (``/inbox``); the patient is told of an answe
 best channel, never with its content. See docs/messaging.md.
 """
 
+import click
+import sqlalchemy as sa
 from flask import url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,11 +16,16 @@ from core.plugin_api import (
     DashboardLine,
     MenuItem,
     Setting,
+    Tenant,
     attribute_labels,
+    db,
+    enabled_plugins,
     hookimpl,
+    system_scope,
+    tenant_scope,
     yes_no,
 )
-from plugins.features.messaging import fhir, inbox, service, views
+from plugins.features.messaging import digest, fhir, inbox, service, views
 from plugins.features.messaging import hookspecs as messaging_hookspecs
 
 kind = "feature"
@@ -114,8 +121,26 @@ def _hours(text: str) -> int:
     return value
 
 
+def _threshold(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(_("a whole number of requests, e.g. 4")) from None
+    if not 1 <= value <= 1000:
+        raise ValueError(_("between 1 and %(n)d requests", n=1000))
+    return value
+
+
 def _types(text: str) -> str:
     return ", ".join(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+
+
+@hookimpl(optionalhook=True)
+def relais_appointment_actions(appointment):
+    """ "Write to the patient" on each appointment of the agenda (a bonus where the
+    appointments feature is installed): the conversation's templates fill in that
+    appointment's date, time and reason."""
+    return [MenuItem(label=_l("Write to the patient"), endpoint="messaging.new")]
 
 
 @hookimpl
@@ -124,8 +149,33 @@ def relais_patient_actions(tenant, user, patient):
 
 
 @hookimpl
-def relais_patient_links(tenant, patient):
-    return [MenuItem(label=_l("My messages"), endpoint="messaging_patient.index")]
+def relais_patient_home_cards(tenant, patient):
+    """The patient's conversations, those with an answer they have not read first."""
+    return [views.patient_card(patient)]
+
+
+@hookimpl
+def relais_register_commands(cli):
+    @cli.group("messaging")
+    def messaging():
+        """Patient messaging."""
+
+    @messaging.command("digest")
+    def send_digest():
+        """E-mail each practitioner whose unhandled requests reached the clinic's threshold,
+        at most once a week each (run it daily from cron)."""
+        sent = 0
+        with system_scope():
+            clinics = [
+                t
+                for t in db.session.scalars(sa.select(Tenant).order_by(Tenant.slug))
+                if service.PLUGIN in enabled_plugins(t)
+            ]
+        for tenant in clinics:
+            with tenant_scope(tenant.id):
+                sent += digest.send_digests(tenant)
+                db.session.commit()
+        click.echo(f"{sent} e-mail(s) of waiting requests sent, {len(clinics)} clinic(s) seen.")
 
 
 @hookimpl
@@ -175,6 +225,25 @@ def relais_plugin_settings():
             default="",
             clinic=True,
             help=_l("Empty: How are you after your appointment? (in the patient's language)"),
+        ),
+        Setting(
+            "digest",
+            _l("Weekly e-mail of waiting requests"),
+            default=True,
+            parse=yes_no,
+            clinic=True,
+            help=_l(
+                "A practitioner with this many unhandled requests or more gets an e-mail "
+                "saying how many, with a link to the inbox (never a name nor the content), "
+                "at most once a week."
+            ),
+        ),
+        Setting(
+            "digest_threshold",
+            _l("Unhandled requests before that e-mail"),
+            default=4,
+            parse=_threshold,
+            clinic=True,
         ),
         Setting(
             "max_attachment_mb",

@@ -26,8 +26,9 @@ from core.plugin_api import (
     plugin_setting,
     record_audit,
     utcnow,
+    works_for,
 )
-from plugins.features.messaging import files, notify
+from plugins.features.messaging import digest, files, notify
 from plugins.features.messaging.models import (
     MAX_AUTO_ANSWER,
     MAX_BODY,
@@ -154,17 +155,20 @@ def _max_bytes(tenant) -> int:
     return int(plugin_setting(tenant, PLUGIN, "max_attachment_mb") * 1_000_000)
 
 
-def _practitioner(practitioner_id) -> User:
+def _practitioner(practitioner_id, acting: User | None = None) -> User:
+    """An active practitioner of the clinic; with ``acting``, one they act for (a secretary
+    working for chosen practitioners acts for those only)."""
     try:
         wanted = uuid.UUID(str(practitioner_id))
     except ValueError:
         raise ValidationError(_("Choose a practitioner."), "practitioner") from None
-    user = db.session.scalar(
+    found = db.session.scalar(
         sa.select(User).where(User.id == wanted, User.role == Role.PRACTITIONER, User.active)
     )
-    if user is None:
+    scope = works_for(acting) if acting is not None else None
+    if found is None or (scope is not None and found.id not in scope):
         raise ValidationError(_("Choose a practitioner."), "practitioner")
-    return user
+    return found
 
 
 def _add_message(
@@ -223,10 +227,13 @@ def start_request(tenant, patient: Patient, practitioner_id, body, uploads) -> C
 
 
 def _announce(tenant, conversation: Conversation, new_request: bool) -> None:
+    """A patient's message: plugins hear of it, and its practitioner may get the weekly
+    e-mail of waiting requests."""
     db.session.flush()
     hooks_for(tenant).relais_messaging_received(
         tenant=tenant, conversation=conversation, new_request=new_request
     )
+    digest.check(tenant, conversation)
 
 
 def patient_conversations(patient: Patient) -> list[Conversation]:
@@ -244,6 +251,30 @@ def patient_conversations(patient: Patient) -> list[Conversation]:
     return list(db.session.scalars(query))
 
 
+def unread_by_patient(patient: Patient) -> set[uuid.UUID]:
+    """The patient's conversations holding a message from the clinic they have not read
+    (one that is due: not one scheduled for later), in one query."""
+    query = (
+        sa.select(ThreadMessage.conversation_id)
+        .join(
+            Conversation,
+            sa.and_(
+                Conversation.tenant_id == ThreadMessage.tenant_id,
+                Conversation.id == ThreadMessage.conversation_id,
+            ),
+        )
+        .where(
+            Conversation.patient_id == patient.id,
+            ThreadMessage.author != Author.PATIENT,
+            ThreadMessage.read_at.is_(None),
+            ThreadMessage.deleted_at.is_(None),
+            sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow()),
+        )
+        .distinct()
+    )
+    return set(db.session.scalars(query))
+
+
 def _conversation(conversation_id, patient: Patient | None = None) -> Conversation:
     try:
         wanted = uuid.UUID(str(conversation_id))
@@ -256,6 +287,16 @@ def _conversation(conversation_id, patient: Patient | None = None) -> Conversati
     if found is None:
         raise NotFound(_("No such conversation."))
     return found
+
+
+def _staff_conversation(user: User, conversation_id) -> Conversation:
+    """A conversation ``user`` may open: for a secretary working for chosen practitioners,
+    only those practitioners' (another's is "no such conversation", as in another clinic)."""
+    conversation = _conversation(conversation_id)
+    scope = works_for(user)
+    if scope is not None and conversation.practitioner_id not in scope:
+        raise NotFound(_("No such conversation."))
+    return conversation
 
 
 def may_reply(conversation: Conversation, patient: Patient) -> str | None:
@@ -335,11 +376,13 @@ def patient_reply(tenant, patient: Patient, conversation_id, body, uploads) -> T
 
 
 def attachment_for_patient(patient: Patient, conversation_id, attachment_id) -> Attachment:
+    """A file of the patient's conversation, from a message they can see (not one
+    scheduled for later)."""
     conversation = _conversation(conversation_id, patient)
-    return _attachment(conversation, attachment_id)
+    return _attachment(conversation, attachment_id, due_only=True)
 
 
-def _attachment(conversation: Conversation, attachment_id) -> Attachment:
+def _attachment(conversation: Conversation, attachment_id, due_only: bool = False) -> Attachment:
     try:
         wanted = uuid.UUID(str(attachment_id))
     except ValueError:
@@ -356,6 +399,11 @@ def _attachment(conversation: Conversation, attachment_id) -> Attachment:
                 ),
             )
             .where(Attachment.id == wanted, ThreadMessage.conversation_id == conversation.id)
+            .where(
+                sa.or_(ThreadMessage.visible_at.is_(None), ThreadMessage.visible_at <= utcnow())
+                if due_only
+                else sa.true()
+            )
             .options(sa.orm.undefer(Attachment.data))
         )
     if found is None:
@@ -366,10 +414,10 @@ def _attachment(conversation: Conversation, attachment_id) -> Attachment:
 # --- what staff do ----------------------------------------------------------------------------
 
 
-def read_as_staff(conversation_id) -> Thread:
+def read_as_staff(user: User, conversation_id) -> Thread:
     """A conversation as staff open it: the read is audited; the patient's messages are read
     (never shown to the patient)."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     thread = _thread(conversation)
     record_audit("messaging.read", conversation.id)
     now = utcnow()
@@ -380,9 +428,9 @@ def read_as_staff(conversation_id) -> Thread:
     return thread
 
 
-def attachment_for_staff(conversation_id, attachment_id) -> Attachment:
+def attachment_for_staff(user: User, conversation_id, attachment_id) -> Attachment:
     """An attachment of a conversation, its read audited."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     found = _attachment(conversation, attachment_id)
     record_audit("messaging.attachment_read", found.id)
     return found
@@ -418,18 +466,21 @@ def scheduled_time(tenant, text: str | None) -> datetime | None:
 
 
 def staff_reply(
-    tenant, user: User, conversation_id, body, reply_mode=None, send_at=None
+    tenant, user: User, conversation_id, body, reply_mode=None, send_at=None, uploads=()
 ) -> ThreadMessage:
-    """A staff member answers, now or at ``send_at`` (see :func:`scheduled_time`); the
-    patient is told by their best channel then (never the content).
+    """A staff member answers, now or at ``send_at`` (see :func:`scheduled_time`), with
+    files checked and stored as the patient's are; the patient is told by their best
+    channel then (never the content).
 
-    :raises ValidationError: on ``body``, ``reply_mode`` or ``send_at``.
+    :param uploads: ``(filename, data)`` of each file sent.
+    :raises ValidationError: on ``body``, ``attachments``, ``reply_mode`` or ``send_at``.
     """
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     text = _check_body(body)
+    attachments = files.check(uploads, _max_bytes(tenant))
     mode = _reply_mode(reply_mode)
     when = scheduled_time(tenant, send_at)
-    message = _add_message(conversation, Author.STAFF, text, user_id=user.id)
+    message = _add_message(conversation, Author.STAFF, text, attachments, user_id=user.id)
     message.visible_at = when
     conversation.reply_mode = mode
     conversation.answered_at = when or message.created_at
@@ -439,14 +490,17 @@ def staff_reply(
     return message
 
 
-def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, reply_mode):
-    """A staff member writes first to a patient (from the patient's file).
+def start_by_staff(
+    tenant, user: User, patient: Patient, practitioner_id, body, reply_mode, appointment_id=None
+):
+    """A staff member writes first to a patient, from the patient's file or from one of
+    their appointments (``appointment_id``, kept for the templates of the conversation).
 
     :raises ValidationError: on ``practitioner``, ``body`` or ``reply_mode``.
     """
     if practitioner_id is None and user.role == Role.PRACTITIONER:
         practitioner_id = user.id
-    practitioner = _practitioner(practitioner_id)
+    practitioner = _practitioner(practitioner_id, user)
     text = _check_body(body)
     mode = _reply_mode(reply_mode)
     conversation = Conversation(
@@ -454,6 +508,7 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
         practitioner_id=practitioner.id,
         started_by=Author.STAFF,
         reply_mode=mode,
+        about_appointment_id=_about(tenant, patient, appointment_id),
     )
     db.session.add(conversation)
     db.session.flush()
@@ -463,9 +518,20 @@ def start_by_staff(tenant, user: User, patient: Patient, practitioner_id, body, 
     return conversation
 
 
+def _about(tenant, patient: Patient, appointment_id) -> uuid.UUID | None:
+    """The id of the patient's appointment a conversation is started from, if it is one of
+    theirs (asked to the appointments feature)."""
+    if not appointment_id:
+        return None
+    found = hooks_for(tenant).relais_messaging_appointment(
+        tenant=tenant, patient=patient, appointment_id=appointment_id
+    )
+    return found.id if found is not None else None
+
+
 def mark_handled(user: User, conversation_id) -> Conversation:
     """Mark a conversation handled: it leaves the unhandled ones, and is closed."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     conversation.awaiting_staff = conversation.unread_by_staff = False
     conversation.closed_at = utcnow()
     conversation.closed_by = user.id
@@ -478,7 +544,7 @@ def _acting_practitioner(user: User, practitioner_id) -> User:
     an admin."""
     if user.role == Role.PRACTITIONER and not practitioner_id:
         return user
-    return _practitioner(practitioner_id)
+    return _practitioner(practitioner_id, user)
 
 
 def inbox_state(practitioner_id: uuid.UUID) -> Inbox | None:
@@ -514,7 +580,7 @@ def reopen_inbox(user: User, practitioner_id) -> None:
 def set_blocked(user: User, conversation_id, blocked: bool) -> Conversation:
     """Block (or unblock) the conversation's patient from writing to its practitioner;
     online booking is not concerned. Blocking twice changes nothing."""
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     where = (
         Block.practitioner_id == conversation.practitioner_id,
         Block.patient_id == conversation.patient_id,
@@ -544,7 +610,7 @@ def delete_messages(user: User, conversation_id, thread_message_id=None) -> Conv
 
     :raises NotFound: for a message that is not the conversation's.
     """
-    conversation = _conversation(conversation_id)
+    conversation = _staff_conversation(user, conversation_id)
     query = sa.select(ThreadMessage).where(ThreadMessage.conversation_id == conversation.id)
     if thread_message_id is not None:
         try:

@@ -22,14 +22,18 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from core.plugin_api import (
+    DashboardItem,
+    DashboardLine,
     DomainError,
     Patient,
     Role,
     db,
+    format_date,
     patient_required,
     plugin_setting,
     practitioners,
     utcnow,
+    works_for,
 )
 from plugins.features.messaging import inbox, service
 from plugins.features.messaging import templates_service as templates
@@ -150,6 +154,46 @@ def patient_file(conversation_id, attachment_id):
     return _download(service.attachment_for_patient(g.patient, conversation_id, attachment_id))
 
 
+SHOWN_ON_HOME = 5
+
+
+def patient_card(patient) -> DashboardItem:
+    """The card of the patient's home page: their conversations, unread answers first."""
+    conversations = service.patient_conversations(patient)
+    unread = service.unread_by_patient(patient)
+    conversations.sort(key=lambda c: c.id not in unread)  # stable: newest first within
+    names = {p.id: p.name for p in patient.practitioners}
+    lines = []
+    for conversation in conversations[:SHOWN_ON_HOME]:
+        if conversation.id in unread:
+            state, tone = _("New message"), "attention"
+        elif conversation.is_open:
+            state, tone = _("Open"), ""
+        else:
+            state, tone = _("Closed"), ""
+        name = names.get(conversation.practitioner_id) or _("Your clinic")
+        lines.append(
+            DashboardLine(
+                text=_(
+                    "%(name)s, %(date)s",
+                    name=name,
+                    date=format_date(conversation.last_message_at, tz=g.tenant.timezone),
+                ),
+                state=state,
+                tone=tone,
+                url=url_for("messaging_patient.conversation", conversation_id=conversation.id),
+            )
+        )
+    return DashboardItem(
+        title=_("Your messages"),
+        count=len(unread),
+        url=url_for("messaging_patient.index"),
+        lines=tuple(lines),
+        empty=_("No conversation yet: write to your practitioner from your messages."),
+        order=20,
+    )
+
+
 # --- the staff inbox --------------------------------------------------------------------------
 
 
@@ -186,9 +230,15 @@ def _inbox_page(error=None, status=200):
             "mine": _("Mine"),
         },
         inbox_state=_own_inbox(),
-        practitioners={str(p.id): p.name for p in practitioners()},
+        practitioners=_practitioners(),
         error=error,
     ), status
+
+
+def _practitioners() -> dict[str, str]:
+    """The practitioners the staff member acts for (a secretary: those they work for)."""
+    scope = works_for(current_user)
+    return {str(p.id): p.name for p in practitioners() if scope is None or p.id in scope}
 
 
 def _own_inbox():
@@ -198,10 +248,18 @@ def _own_inbox():
 
 
 def _staff_thread(conversation_id, error=None, form=None, status=200):
-    thread = service.read_as_staff(conversation_id)
+    thread = service.read_as_staff(current_user, conversation_id)
     if form is None and request.args.get("template"):  # "use" a template: its text, filled
         chosen = templates.find(current_user, request.args["template"])
-        form = {"body": templates.fill(chosen, thread.patient, thread.practitioner, g.tenant)}
+        form = {
+            "body": templates.fill(
+                chosen,
+                thread.patient,
+                thread.practitioner,
+                g.tenant,
+                thread.conversation.about_appointment_id or thread.conversation.appointment_id,
+            )
+        }
     page = render_template(
         "messaging/thread.html",
         thread=thread,
@@ -209,6 +267,7 @@ def _staff_thread(conversation_id, error=None, form=None, status=200):
         now=utcnow(),
         blocked=service.is_blocked(thread.conversation),
         reply_modes=_reply_modes(),
+        max_mb=plugin_setting(g.tenant, service.PLUGIN, "max_attachment_mb"),
         error=error,
         form=form or {},
     )
@@ -240,6 +299,7 @@ def staff_reply(conversation_id):
             request.form.get("body"),
             request.form.get("reply_mode"),
             request.form.get("send_at"),
+            _uploads(),
         )
     except DomainError as exc:
         db.session.rollback()
@@ -288,16 +348,19 @@ def delete_conversation(conversation_id):
 
 @bp.route("/<conversation_id>/files/<attachment_id>")
 def staff_file(conversation_id, attachment_id):
-    found = service.attachment_for_staff(conversation_id, attachment_id)
+    found = service.attachment_for_staff(current_user, conversation_id, attachment_id)
     db.session.commit()  # the read, audited
     return _download(found)
 
 
 @bp.route("/new/<patient_id>", methods=["GET", "POST"])
 def new(patient_id):
-    """Write first to a patient, from their file."""
+    """Write first to a patient, from their file or from an appointment (``appointment_id``
+    in the query: the templates' appointment variables are that appointment's)."""
     patient = _find_patient(patient_id)
+    appointment_id = request.args.get("appointment_id") or None
     error = None
+    form = request.form
     if request.method == "POST":
         try:
             conversation = service.start_by_staff(
@@ -307,6 +370,7 @@ def new(patient_id):
                 request.form.get("practitioner") or None,
                 request.form.get("body"),
                 request.form.get("reply_mode"),
+                appointment_id,
             )
         except DomainError as exc:
             db.session.rollback()
@@ -315,14 +379,22 @@ def new(patient_id):
             db.session.commit()
             flash(_("Your message is sent; the patient is told by their usual channel."))
             return redirect(url_for(".open_conversation", conversation_id=conversation.id), 303)
-    return render_template(
+    elif request.args.get("template"):  # "use" a template: its text, filled
+        chosen = templates.find(current_user, request.args["template"])
+        writer = current_user if current_user.role == Role.PRACTITIONER else None
+        form = {"body": templates.fill(chosen, patient, writer, g.tenant, appointment_id)}
+    page = render_template(
         "messaging/new.html",
         patient=patient,
-        practitioners={str(p.id): p.name for p in practitioners()},
+        practitioners=_practitioners(),
         reply_modes=_reply_modes(),
+        templates=templates.mine(current_user),
+        appointment_id=appointment_id,
         error=error,
-        form=request.form,
-    ), (error.status if error else 200)
+        form=form,
+    )
+    db.session.commit()  # the audit of an appointment's reason filled in
+    return page, (error.status if error else 200)
 
 
 def _find_patient(patient_id) -> Patient:

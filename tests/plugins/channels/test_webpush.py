@@ -686,9 +686,10 @@ def test_an_access_link_opens_one_session_once(push_app, clinic, caplog):
     with push_app.app_context(), tenant_scope(clinic.id):
         tenant = db.session.get(Tenant, clinic.id)
         who = db.session.get(Patient, (clinic.id, patient.id))
-        links = hooks_for(tenant).relais_patient_links(tenant=tenant, patient=who)
-        [[link]] = links  # the webpush plugin's, on the patient's home page
-        assert link.endpoint == "webpush.notifications"
+        cards = hooks_for(tenant).relais_patient_home_cards(tenant=tenant, patient=who)
+        [[card]] = cards  # the webpush plugin's, on the patient's home page
+        assert card.lines[0].state == "Off"  # no device subscribed yet (out of a request)
+        assert 'href="/me/notifications"' in home.text
         assert fr("Notifications on this device") in home.text
         used = fr("This link was already used. Ask your clinic to send you a new one.")
 
