@@ -35,7 +35,7 @@ from core.clinic.settings import stored as country_settings
 from core.clinic.staff import practitioners
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
-from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
+from core.db import UTCDateTime, created_column, db, id_column, insert_many, new_id, utcnow
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
@@ -168,6 +168,7 @@ __all__ = [
     "id_column",
     "created_column",
     "new_id",
+    "insert_many",
     "utcnow",
     "UTCDateTime",
     "EncryptedText",
