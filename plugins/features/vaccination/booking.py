@@ -123,8 +123,7 @@ def check_eligible(patient: Patient, centre: Centre, vaccine: Vaccine, day: date
     if age is not None and not _in_band(age, vaccine.min_age, vaccine.max_age):
         raise ValidationError(
             _(
-                "%(vaccine)s is given from %(low)s to %(high)s years of age; you will be "
-                "%(age)d.",
+                "%(vaccine)s is given from %(low)s to %(high)s years of age; you will be %(age)d.",
                 vaccine=vaccine.name,
                 low=vaccine.min_age if vaccine.min_age is not None else 0,
                 high=vaccine.max_age if vaccine.max_age is not None else "…",
@@ -245,10 +244,7 @@ def _line(centre: Centre, at: datetime, leave_out: uuid.UUID | None = None) -> u
         .scalar_subquery()
     )
     return db.session.scalar(
-        sa.select(Line.id)
-        .where(Line.centre_id == centre.id)
-        .order_by(busy, Line.position)
-        .limit(1)
+        sa.select(Line.id).where(Line.centre_id == centre.id).order_by(busy, Line.position).limit(1)
     )
 
 
@@ -301,9 +297,7 @@ def _check_window(tenant, vaccine: Vaccine, previous: datetime, at: datetime, fi
 
 def doses_of(patient_id: uuid.UUID, vaccine_id: uuid.UUID | None = None) -> list[Booking]:
     """A patient's doses booked or given, by time."""
-    query = sa.select(Booking).where(
-        Booking.patient_id == patient_id, Booking.status.in_(ACTIVE)
-    )
+    query = sa.select(Booking).where(Booking.patient_id == patient_id, Booking.status.in_(ACTIVE))
     if vaccine_id is not None:
         query = query.where(Booking.vaccine_id == vaccine_id)
     return list(db.session.scalars(query.order_by(Booking.starts_at)))

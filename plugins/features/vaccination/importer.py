@@ -3,7 +3,7 @@
 One row is one opening of a centre on one day, with the doses of a vaccine it has that day::
 
     code,name,kind,address,restricted,lines,capacity,slot_minutes,day,opens,closes,vaccine,doses
-    PAR-01,Paris Porte de Versailles,mega,1 place de la Porte de Versailles,yes,20,1,5,2027-01-18,08:00,20:00,comirnaty,2400
+    PAR-01,Porte de Versailles,mega,1 place de la Porte,yes,20,1,5,2027-01-18,08:00,20:00,cov,2400
 
 The centre's columns are read on its first row (later rows may leave them empty). A code the
 clinic has already adds the rows' days to that centre. Every row is checked first; a wrong
@@ -12,7 +12,6 @@ written in a few multi-row INSERTs, whatever the number of rows.
 """
 
 import csv
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -20,7 +19,7 @@ from datetime import date, time
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core.plugin_api import insert_many, new_id, utcnow, db
+from core.plugin_api import db, insert_many, new_id, utcnow
 from plugins.features.vaccination.models import (
     MAX_ADDRESS,
     MAX_CODE,
@@ -98,9 +97,7 @@ def _number(row: dict, column: str, low: int, high: int) -> int:
     except ValueError:
         raise _Wrong(column, _("Enter a whole number.")) from None
     if not low <= value <= high:
-        raise _Wrong(
-            column, _("A whole number from %(low)d to %(high)d.", low=low, high=high)
-        )
+        raise _Wrong(column, _("A whole number from %(low)d to %(high)d.", low=low, high=high))
     return value
 
 
@@ -121,9 +118,7 @@ def _time(row: dict, column: str) -> time:
 def _centre(row: dict, vaccines) -> dict:
     kind = (row.get("kind") or "").strip().lower()
     if kind not in {k.value for k in CentreKind}:
-        raise _Wrong(
-            "kind", _("One of: %(kinds)s.", kinds=", ".join(k.value for k in CentreKind))
-        )
+        raise _Wrong("kind", _("One of: %(kinds)s.", kinds=", ".join(k.value for k in CentreKind)))
     restricted = (row.get("restricted") or "").strip().lower()
     if restricted not in YES | NO:
         raise _Wrong("restricted", _("Write yes or no."))
@@ -138,9 +133,7 @@ def _centre(row: dict, vaccines) -> dict:
     }
 
 
-def run(
-    tenant, rows: Iterable[dict], progress: Callable[[int], object] | None = None
-) -> Report:
+def run(tenant, rows: Iterable[dict], progress: Callable[[int], object] | None = None) -> Report:
     """Check every row, then write them all in the caller's transaction (the caller commits)
     or, when a row is wrong, write nothing and list every wrong row."""
     report = Report()
@@ -241,5 +234,3 @@ def _write(tenant, centres: dict[str, dict], openings: list[dict], stock: list[d
     )
     insert_many(OpeningHours.__table__, openings, skip_conflicts=True)
     insert_many(Stock.__table__, stock, skip_conflicts=True)
-
-

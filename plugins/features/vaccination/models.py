@@ -114,8 +114,7 @@ class Vaccine(TenantOwned, db.Model):
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "code"),
         sa.CheckConstraint(
-            "min_interval_days <= ideal_interval_days "
-            "AND ideal_interval_days <= max_interval_days",
+            "min_interval_days <= ideal_interval_days AND ideal_interval_days <= max_interval_days",
             name="interval_in_order",
         ),
     )

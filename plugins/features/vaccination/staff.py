@@ -10,8 +10,8 @@ from flask_babel import gettext as _
 
 from core.plugin_api import (
     NotFound,
-    ValidationError,
     Patient,
+    ValidationError,
     check,
     db,
     format_date,
@@ -83,9 +83,7 @@ def day_sheet(tenant, centre: Centre, day: date) -> Sheet:
     )
     vaccines = {v.id: v for v in db.session.scalars(sa.select(Vaccine))}
     hours = db.session.scalars(
-        sa.select(OpeningHours).where(
-            OpeningHours.centre_id == centre.id, OpeningHours.day == day
-        )
+        sa.select(OpeningHours).where(OpeningHours.centre_id == centre.id, OpeningHours.day == day)
     )
     places = len(slots.starts(tenant, hours, centre.slot_minutes)) * len(lines) * centre.capacity
     return Sheet(
@@ -215,8 +213,16 @@ def summary_pdf(tenant, patient: Patient) -> bytes:
             .order_by(Booking.starts_at)
         )
     )
-    centres = {c.id: c for c in db.session.scalars(sa.select(Centre).where(
-        Centre.id.in_({d.centre_id for d in doses}))) } if doses else {}
+    centres = (
+        {
+            c.id: c
+            for c in db.session.scalars(
+                sa.select(Centre).where(Centre.id.in_({d.centre_id for d in doses}))
+            )
+        }
+        if doses
+        else {}
+    )
     vaccines = {v.id: v for v in db.session.scalars(sa.select(Vaccine))}
     pdf = FPDF()
     pdf.set_title(_("Vaccination summary"))
@@ -232,13 +238,14 @@ def summary_pdf(tenant, patient: Patient) -> bytes:
         pdf.cell(0, 8, _latin(_("No dose given yet.")), new_x="LMARGIN", new_y="NEXT")
     else:
         with pdf.table(col_widths=(30, 12, 40, 28, 70)) as table:
-            table.row([_latin(t) for t in (
-                _("Date"), _("Dose"), _("Vaccine"), _("Batch"), _("Centre")
-            )])
+            table.row(
+                [_latin(t) for t in (_("Date"), _("Dose"), _("Vaccine"), _("Batch"), _("Centre"))]
+            )
             for d in doses:
+                when = d.given_at or d.starts_at
                 table.row(
                     [
-                        _latin(f"{format_date(d.given_at or d.starts_at)} {format_time(d.given_at or d.starts_at)}"),
+                        _latin(f"{format_date(when)} {format_time(when)}"),
                         str(d.dose),
                         _latin(vaccines[d.vaccine_id].name),
                         _latin(d.batch or ""),
@@ -250,6 +257,9 @@ def summary_pdf(tenant, patient: Patient) -> bytes:
 
 def _latin(text: str) -> str:
     """The PDF's core font writes Latin-1: other characters become their nearest look."""
-    return text.replace("\u202f", " ").replace("\u2019", "'").encode("latin-1", "replace").decode(
-        "latin-1"
+    return (
+        text.replace("\u202f", " ")
+        .replace("\u2019", "'")
+        .encode("latin-1", "replace")
+        .decode("latin-1")
     )

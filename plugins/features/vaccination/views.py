@@ -115,7 +115,7 @@ def patient_book():
             BOOKED=BookingStatus.BOOKED,
             error=exc,
         ), 422
-    first = second = None
+    first = None
     if request.method == "POST":
         try:
             made = booking.book(
@@ -201,7 +201,10 @@ def patient_move(booking_id: uuid.UUID):
     if request.method == "POST":
         try:
             booking.move(
-                g.tenant, g.patient, dose.id, check.moment(request.form.get("starts_at"), "starts_at")
+                g.tenant,
+                g.patient,
+                dose.id,
+                check.moment(request.form.get("starts_at"), "starts_at"),
             )
         except DomainError as exc:
             db.session.rollback()
@@ -317,7 +320,10 @@ def staff_fill():
     first = first or slots.local_day(g.tenant, utcnow())
     rates = staff.fill_rates(g.tenant, first, first + timedelta(days=WEEK - 1))
     return render_template(
-        "vaccination/staff_fill.html", rates=rates, first=first, last=first + timedelta(days=WEEK - 1)
+        "vaccination/staff_fill.html",
+        rates=rates,
+        first=first,
+        last=first + timedelta(days=WEEK - 1),
     )
 
 
@@ -340,9 +346,7 @@ def staff_import():
     if request.method == "POST":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-            report = importer.Report(
-                errors=[importer.RowError(0, "file", _("Choose a CSV file."))]
-            )
+            report = importer.Report(errors=[importer.RowError(0, "file", _("Choose a CSV file."))])
         else:
             try:
                 text = io.TextIOWrapper(upload.stream, encoding="utf-8-sig")

@@ -1,13 +1,19 @@
 """Vaccination: both doses booked at once or neither, inside the vaccine's window, within
 capacity and stock, for eligible patients only; cancelling and moving; the CSV import."""
 
+import contextlib
+import html
 import io
-from datetime import timedelta
+import re
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from core.db import db
+from core.delivery.models import Message, MessageStatus
 from plugins.features.vaccination.models import (
     Booking,
     BookingStatus,
@@ -18,13 +24,14 @@ from plugins.features.vaccination.models import (
 )
 from tenants.scoping import tenant_scope
 from tests.plugins.features.vaccination_world import (
+    PARIS,
     PLUGINS,
     add_campaign,
     at,
     build,
     today,
 )
-from tests.worlds import client_for, make_clinic, make_patient
+from tests.worlds import client_for, csrf_token, make_clinic, make_patient
 
 
 @pytest.fixture
@@ -159,9 +166,7 @@ def test_a_patient_books_a_vaccine_once(api, world, patient):
 
 def test_stock_caps_the_slots_offered_and_booked(app, clinic, api, world):
     with app.app_context(), tenant_scope(clinic.id):
-        db.session.execute(
-            sa.update(Stock).where(Stock.day == day(4)).values(doses=1)
-        )
+        db.session.execute(sa.update(Stock).where(Stock.day == day(4)).values(doses=1))
         db.session.commit()
     query = {"centre": str(world.centre_id), "vaccine": str(world.vaccine_id)}
     slots = api.get(
@@ -182,7 +187,10 @@ def test_stock_caps_the_slots_offered_and_booked(app, clinic, api, world):
 
 def test_capacity_is_lines_times_places_per_line(app, clinic, api, world):
     patients = [make_patient(app, clinic, phone=f"06123401{n:02d}") for n in range(3)]
-    answers = [book(api, world, p, at(day(5), 9), at(day(30), 9, 20 + 10 * n)) for n, p in enumerate(patients)]
+    answers = [
+        book(api, world, p, at(day(5), 9), at(day(30), 9, 20 + 10 * n))
+        for n, p in enumerate(patients)
+    ]
     assert [a.status_code for a in answers] == [201, 201, 409]
     lines = {a.json["doses"][0]["line"] for a in answers[:2]}
     assert len(lines) == 2  # one patient per line
@@ -194,7 +202,12 @@ def test_capacity_is_lines_times_places_per_line(app, clinic, api, world):
 def test_the_vaccine_age_limit_is_checked_with_the_reason(app, clinic, api, world):
     from datetime import date
 
-    young = make_patient(app, clinic, phone="0612340003", birth_date=date.today().replace(year=date.today().year - 16))
+    young = make_patient(
+        app,
+        clinic,
+        phone="0612340003",
+        birth_date=date.today().replace(year=date.today().year - 16),
+    )
     answer = book(api, world, young, at(day(3), 10), vaccine=str(world.single_id))
     assert answer.status_code == 422
     assert answer.json["error"]["field"] == "vaccine"
@@ -252,9 +265,13 @@ def test_cancelling_frees_both_places_and_doses(api, world, patient, app, clinic
 def test_moving_dose_two_stays_in_its_window(api, world, patient, app, clinic):
     doses = book(api, world, patient, at(day(2), 9), at(day(30), 9)).json["doses"]
     url = f"/api/v1/vaccination/bookings/dose/{doses[1]['id']}/move"
-    too_late = api.post(url, json={"patient": str(patient.id), "starts_at": at(day(45), 9).isoformat()})
+    too_late = api.post(
+        url, json={"patient": str(patient.id), "starts_at": at(day(45), 9).isoformat()}
+    )
     assert too_late.status_code == 422 and too_late.json["error"]["field"] == "starts_at"
-    moved = api.post(url, json={"patient": str(patient.id), "starts_at": at(day(40), 11).isoformat()})
+    moved = api.post(
+        url, json={"patient": str(patient.id), "starts_at": at(day(40), 11).isoformat()}
+    )
     assert moved.status_code == 200, moved.text
     assert counts(app, clinic) == (2, 2, 2)
     with app.app_context(), tenant_scope(clinic.id):
@@ -265,15 +282,21 @@ def test_moving_dose_two_stays_in_its_window(api, world, patient, app, clinic):
 def test_moving_dose_one_keeps_dose_two_in_its_window(api, world, patient):
     doses = book(api, world, patient, at(day(2), 9), at(day(23), 9)).json["doses"]
     url = f"/api/v1/vaccination/bookings/dose/{doses[0]['id']}/move"
-    answer = api.post(url, json={"patient": str(patient.id), "starts_at": at(day(5), 9).isoformat()})
+    answer = api.post(
+        url, json={"patient": str(patient.id), "starts_at": at(day(5), 9).isoformat()}
+    )
     assert answer.status_code == 422 and answer.json["error"]["field"] == "starts_at"
-    answer = api.post(url, json={"patient": str(patient.id), "starts_at": at(day(1), 9).isoformat()})
+    answer = api.post(
+        url, json={"patient": str(patient.id), "starts_at": at(day(1), 9).isoformat()}
+    )
     assert answer.status_code == 200
 
 
 # --- the CSV import ---------------------------------------------------------------------------
 
-HEADER = "code,name,kind,address,restricted,lines,capacity,slot_minutes,day,opens,closes,vaccine,doses\n"
+HEADER = (
+    "code,name,kind,address,restricted,lines,capacity,slot_minutes,day,opens,closes,vaccine,doses\n"
+)
 
 
 def csv_rows(n_centres=3, days=3, vaccine="comirnaty", start=1):
@@ -346,7 +369,9 @@ def test_doses_given_are_marked_with_their_batch(app, clinic, world, api, patien
     page = client.get(f"/vaccination?centre={world.centre_id}&date={day(2).isoformat()}")
     assert page.status_code == 200 and "Durand" in page.text
     token = csrf_token(client, "/vaccination")
-    empty = client.post(f"/vaccination/dose/{doses[0]['id']}/given", data={"csrf_token": token, "batch": ""})
+    empty = client.post(
+        f"/vaccination/dose/{doses[0]['id']}/given", data={"csrf_token": token, "batch": ""}
+    )
     assert empty.status_code == 302
     answer = client.post(
         f"/vaccination/dose/{doses[0]['id']}/given", data={"csrf_token": token, "batch": "FK1234"}
@@ -355,3 +380,171 @@ def test_doses_given_are_marked_with_their_batch(app, clinic, world, api, patien
     with app.app_context(), tenant_scope(clinic.id):
         given = db.session.get(Booking, (clinic.id, __import__("uuid").UUID(doses[0]["id"])))
         assert given.status == BookingStatus.DONE and given.batch == "FK1234"
+
+
+# --- the patient's pages ----------------------------------------------------------------------
+
+MOBILE = "+33612345678"
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+def logged_in_patient(app, clinic, patient):
+    """The patient's browser, signed up and logged in by a code sent to their phone (the otp
+    feature)."""
+    client = client_for(app, clinic.slug)
+    client.post("/language", data={"lang": "en", "csrf_token": csrf_token(client, "/me/login")})
+    asked = client.post("/me/api/code", json={"phone": MOBILE})
+    assert asked.status_code == 202, asked.text
+    with app.app_context(), tenant_scope(clinic.id):
+        texts = [
+            m.content["text"]
+            for m in db.session.scalars(sa.select(Message).order_by(Message.created_at))
+        ]
+    proved = client.post(
+        "/me/api/code/verify",
+        json={"challenge": asked.json["challenge"], "code": CODE.search(texts[-1])[1]},
+    )
+    assert proved.json == {"next": "sign_up"}  # the first time: their record is linked
+    signed = client.post(
+        "/me/api/signup",
+        json={
+            "first_name": "Jeanne",
+            "last_name": "Durand",
+            "birth_date": patient.birth_date.isoformat(),
+            "language": "en",
+        },
+    )
+    assert signed.status_code == 201 and signed.json["linked"], signed.text
+    return client
+
+
+def radio_values(html_text: str, name: str) -> list[str]:
+    return [html.unescape(v) for v in re.findall(rf'name="{name}" value="([^"]+)"', html_text)]
+
+
+def test_a_patient_books_both_doses_on_the_page_then_cancels(app, clinic, world, patient):
+    browser = logged_in_patient(app, clinic, patient)
+    home = browser.get("/me/")
+    assert "Book a vaccination" in home.text
+    page = browser.get("/me/vaccination")
+    assert page.status_code == 200 and "Centre Paris 15" in page.text
+    query = {"centre": str(world.centre_id), "vaccine": str(world.vaccine_id)}
+    step1 = browser.get("/me/vaccination/book", query_string=query)
+    firsts = radio_values(step1.text, "first")
+    assert firsts and datetime.fromisoformat(firsts[0]) > datetime.now(UTC)
+    step2 = browser.get("/me/vaccination/book", query_string={**query, "first": firsts[0]})
+    seconds = radio_values(step2.text, "second")
+    first_day = datetime.fromisoformat(firsts[0]).astimezone(PARIS).date()
+    second_days = {datetime.fromisoformat(s).astimezone(PARIS).date() for s in seconds}
+    assert min(second_days) == first_day + timedelta(days=21)  # the window's first day
+    token = csrf_token(browser, "/me/vaccination")
+    done = browser.post(
+        "/me/vaccination/book",
+        data={**query, "first": firsts[0], "second": seconds[3], "csrf_token": token},
+    )
+    assert done.status_code == 302
+    page = browser.get("/me/vaccination")
+    assert "dose 1" in page.text and "dose 2" in page.text
+    assert counts(app, clinic) == (2, 2, 2)
+    series = re.search(r"/me/vaccination/([0-9a-f-]{36})/cancel", page.text)[1]
+    browser.post(f"/me/vaccination/{series}/cancel", data={"csrf_token": token})
+    assert counts(app, clinic) == (2, 0, 0)
+
+
+def test_the_page_says_why_a_patient_may_not_book(app, clinic, world, patient):
+    with app.app_context(), tenant_scope(clinic.id):
+        db.session.execute(sa.update(Centre).values(restricted=True))
+        db.session.commit()
+    add_campaign(app, clinic, "Health workers", attributes=["needs_support"])
+    browser = logged_in_patient(app, clinic, patient)
+    query = {"centre": str(world.centre_id), "vaccine": str(world.vaccine_id)}
+    token = csrf_token(browser, "/me/vaccination")
+    answer = browser.post(
+        "/me/vaccination/book",
+        data={
+            **query,
+            "first": at(day(2), 9).isoformat(),
+            "second": at(day(30), 9).isoformat(),
+            "csrf_token": token,
+        },
+    )
+    assert answer.status_code == 422
+    assert "Health workers" in html.unescape(answer.text)
+    assert counts(app, clinic) == (0, 0, 0)
+
+
+def test_the_patient_pages_need_a_patient_session(app, clinic, world):
+    assert client_for(app, clinic.slug).get("/me/vaccination").status_code == 401
+
+
+def test_a_patient_moves_dose_two_inside_its_window(app, clinic, world, patient, api):
+    doses = book(api, world, patient, at(day(2), 9), at(day(30), 9)).json["doses"]
+    browser = logged_in_patient(app, clinic, patient)
+    page = browser.get(f"/me/vaccination/dose/{doses[1]['id']}/move")
+    offered = {
+        datetime.fromisoformat(v).astimezone(PARIS).date()
+        for v in radio_values(page.text, "starts_at")
+    }
+    assert offered and min(offered) >= day(23) and max(offered) <= day(44)
+    token = csrf_token(browser, "/me/vaccination")
+    wrong = browser.post(
+        f"/me/vaccination/dose/{doses[1]['id']}/move",
+        data={"starts_at": at(day(46), 9).isoformat(), "csrf_token": token},
+    )
+    assert wrong.status_code == 422
+    moved = browser.post(
+        f"/me/vaccination/dose/{doses[1]['id']}/move",
+        data={"starts_at": at(day(33), 10).isoformat(), "csrf_token": token},
+    )
+    assert moved.status_code == 302
+
+
+# --- reminders and the summary ----------------------------------------------------------------
+
+
+def test_each_dose_gets_its_reminder_the_day_before_and_cancelling_withdraws_them(
+    app, clinic, world, patient, api
+):
+    answer = book(api, world, patient, at(day(2), 9), at(day(30), 9))
+    with app.app_context(), tenant_scope(clinic.id):
+        reminders = db.session.scalars(
+            sa.select(Message).where(Message.purpose == "reminder").order_by(Message.not_before)
+        ).all()
+        assert [m.not_before for m in reminders] == [
+            at(day(2), 9) - timedelta(days=1),
+            at(day(30), 9) - timedelta(days=1),
+        ]
+        assert "dose 2" in reminders[1].content["text"]
+    api.post(
+        f"/api/v1/vaccination/bookings/{answer.json['series']}/cancel",
+        json={"patient": str(patient.id)},
+    )
+    with app.app_context(), tenant_scope(clinic.id):
+        statuses = db.session.scalars(
+            sa.select(Message.status).where(Message.purpose == "reminder")
+        ).all()
+        assert set(statuses) == {MessageStatus.CANCELLED}
+
+
+def test_the_summary_pdf_lists_the_doses_given(app, clinic, world, patient, api):
+    doses = book(api, world, patient, at(day(2), 9), at(day(30), 9)).json["doses"]
+    with app.app_context(), tenant_scope(clinic.id):
+        from plugins.features.vaccination import staff
+
+        staff.mark_given(clinic, uuid.UUID(doses[0]["id"]), "FK1234")
+        db.session.commit()
+    browser = logged_in_patient(app, clinic, patient)
+    pdf = browser.get("/me/vaccination/summary.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF")
+    text = pdf.data.decode("latin-1")
+    assert "FK1234" in text or b"FK1234" in zlib_text(pdf.data)
+
+
+def zlib_text(data: bytes) -> bytes:
+    """The PDF's page streams, inflated."""
+    found = b""
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        with contextlib.suppress(zlib.error):
+            found += zlib.decompress(stream)
+    return found

@@ -41,8 +41,18 @@ def served(app):
     port = free_port()
     command = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     server = subprocess.Popen(
-        [command, "--bind", f"127.0.0.1:{port}", "--workers", "3", "--threads", "8",
-         "--worker-class", "gthread", "wsgi:app"],
+        [
+            command,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "3",
+            "--threads",
+            "8",
+            "--worker-class",
+            "gthread",
+            "wsgi:app",
+        ],
         env={**process_env(DEFAULT_PLUGINS), "RELAIS_RATELIMIT_STORAGE_URI": "memory://"},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -70,7 +80,12 @@ def test_a_rush_books_each_place_once_and_tells_the_rest_it_is_full(app, served)
     # One line, one place a slot: 50 slots of 10 minutes on each of the two days.
     days = (FIRST_DAY, SECOND_DAY)
     world = build(
-        app, clinic, lines=1, days=days, opens=clock_time(9), closes=clock_time(17, 20),
+        app,
+        clinic,
+        lines=1,
+        days=days,
+        opens=clock_time(9),
+        closes=clock_time(17, 20),
         stock=1000,
     )
     with app.app_context(), tenant_scope(clinic.id):
@@ -108,22 +123,21 @@ def test_a_rush_books_each_place_once_and_tells_the_rest_it_is_full(app, served)
     assert statuses.count(201) == PAIRS, {s: statuses.count(s) for s in set(statuses)}
     refused = [a.json()["error"] for a in answers if a.status_code != 201]
     assert len(refused) == ATTEMPTS - PAIRS
-    assert {(a.status_code, a.json()["error"]["code"]) for a in answers if a.status_code != 201} == {
-        (409, "full")
-    }
+    assert {
+        (a.status_code, a.json()["error"]["code"]) for a in answers if a.status_code != 201
+    } == {(409, "full")}
     assert all(e["message"] and e["field"] in ("first", "second") for e in refused)
     with app.app_context(), tenant_scope(clinic.id):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Booking)) == 2 * PAIRS
         places = db.session.execute(sa.select(SlotCount.booked, SlotCount.capacity)).all()
         assert len(places) == 2 * PAIRS and all(b == c == 1 for b, c in places)
         assert sorted(
-            db.session.scalars(
-                sa.select(Stock.booked).where(Stock.vaccine_id == world.vaccine_id)
-            )
+            db.session.scalars(sa.select(Stock.booked).where(Stock.vaccine_id == world.vaccine_id))
         ) == [PAIRS, PAIRS]
         # Each booked patient has both doses, in one series.
         series = db.session.execute(
-            sa.select(Booking.patient_id, sa.func.count(sa.distinct(Booking.series_id)), sa.func.count())
-            .group_by(Booking.patient_id)
+            sa.select(
+                Booking.patient_id, sa.func.count(sa.distinct(Booking.series_id)), sa.func.count()
+            ).group_by(Booking.patient_id)
         ).all()
         assert len(series) == PAIRS and all(s == 1 and d == 2 for _p, s, d in series)

@@ -117,8 +117,7 @@ def upgrade():
         sa.Column("min_age", sa.Integer(), nullable=True),
         sa.Column("max_age", sa.Integer(), nullable=True),
         sa.CheckConstraint(
-            "min_interval_days <= ideal_interval_days "
-            "AND ideal_interval_days <= max_interval_days",
+            "min_interval_days <= ideal_interval_days AND ideal_interval_days <= max_interval_days",
             name=op.f(f"ck_{t}_interval_in_order"),
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f(f"pk_{t}")),
@@ -181,7 +180,8 @@ def upgrade():
         sa.Column("dose", sa.Integer(), nullable=False),
         sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
-            "status", _enum("bookingstatus", "booked", "done", "cancelled", "no_show"),
+            "status",
+            _enum("bookingstatus", "booked", "done", "cancelled", "no_show"),
             nullable=False,
         ),
         sa.Column("batch", sa.String(length=40), nullable=True),
@@ -202,9 +202,7 @@ def upgrade():
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f(f"pk_{t}")),
     )
-    op.create_index(
-        "ix_vaccination_bookings_patient", t, ["tenant_id", "patient_id", "starts_at"]
-    )
+    op.create_index("ix_vaccination_bookings_patient", t, ["tenant_id", "patient_id", "starts_at"])
     op.create_index("ix_vaccination_bookings_centre", t, ["tenant_id", "centre_id", "starts_at"])
     op.create_index("ix_vaccination_bookings_series", t, ["tenant_id", "series_id"])
     if op.get_bind().dialect.name == "postgresql":
