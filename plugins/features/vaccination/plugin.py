@@ -13,7 +13,7 @@ import click
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, db, fail, hookimpl, tenant_option
-from plugins.features.vaccination import api, importer, views
+from plugins.features.vaccination import api, fhir, importer, views
 
 kind = "feature"
 name = _l("Vaccination")
@@ -26,7 +26,7 @@ PLUGIN = "vaccination"
 
 @hookimpl
 def relais_register_blueprints():
-    return [views.bp, views.patient_bp, api.bp]
+    return [views.bp, views.patient_bp, api.bp, fhir.bp]
 
 
 @hookimpl

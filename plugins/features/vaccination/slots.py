@@ -77,11 +77,34 @@ def is_slot(tenant, centre: Centre, moment: datetime) -> bool:
     return moment.astimezone(UTC) in starts(tenant, hours, centre.slot_minutes)
 
 
+def day_slots(tenant, centre: Centre, first: date, last: date) -> list[Slot]:
+    """Every slot of ``centre`` from day ``first`` to ``last`` (local) with its free places,
+    full ones included. Three queries, whatever the number of slots."""
+    places = capacity(centre)
+    every = starts(tenant, _hours(centre.id, first, last), centre.slot_minutes)
+    if not every or places == 0:
+        return []
+    return _with_free(centre, every, places)
+
+
+def _with_free(centre: Centre, every: list[datetime], places: int) -> list[Slot]:
+    taken = dict(
+        db.session.execute(
+            sa.select(SlotCount.starts_at, SlotCount.booked).where(
+                SlotCount.centre_id == centre.id,
+                SlotCount.starts_at >= every[0],
+                SlotCount.starts_at <= every[-1],
+            )
+        ).all()
+    )
+    return [Slot(at, places - taken.get(at, 0)) for at in every]
+
+
 def open_slots(
     tenant, centre: Centre, vaccine_id: uuid.UUID, first: date, last: date
 ) -> list[Slot]:
     """The slots of ``centre`` from day ``first`` to ``last`` (local) with a place and a dose
-    of the vaccine left, from now on. Three queries, whatever the number of slots."""
+    of the vaccine left, from now on. Four queries, whatever the number of slots."""
     places = capacity(centre)
     if places == 0:
         return []
@@ -98,22 +121,13 @@ def open_slots(
     }
     days = {day for day, left in stock.items() if left > 0}
     hours = [h for h in _hours(centre.id, first, last) if h.day in days]
-    if not hours:
-        return []
     every = starts(tenant, hours, centre.slot_minutes)
-    taken = dict(
-        db.session.execute(
-            sa.select(SlotCount.starts_at, SlotCount.booked).where(
-                SlotCount.centre_id == centre.id,
-                SlotCount.starts_at >= every[0],
-                SlotCount.starts_at <= every[-1],
-            )
-        ).all()
-    )
+    if not every:
+        return []
     now = utcnow()
     found = []
-    for at in every:
-        free = min(places - taken.get(at, 0), stock[local_day(tenant, at)])
-        if at > now and free > 0:
-            found.append(Slot(at, free))
+    for slot in _with_free(centre, every, places):
+        free = min(slot.free, stock[local_day(tenant, slot.starts_at)])
+        if slot.starts_at > now and free > 0:
+            found.append(Slot(slot.starts_at, free))
     return found

@@ -11,7 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.immunization import Immunization
+from fhir.resources.R4B.schedule import Schedule
+from fhir.resources.R4B.slot import Slot
 
+from core.clinic.models import AuditEvent
 from core.db import db
 from core.delivery.models import Message, MessageStatus
 from plugins.features.vaccination.models import (
@@ -548,3 +553,50 @@ def zlib_text(data: bytes) -> bytes:
         with contextlib.suppress(zlib.error):
             found += zlib.decompress(stream)
     return found
+
+
+# --- FHIR -------------------------------------------------------------------------------------
+
+
+def test_doses_given_read_as_fhir_immunizations(app, clinic, world, patient, api):
+    doses = book(api, world, patient, at(day(2), 9), at(day(30), 9)).json["doses"]
+    with app.app_context(), tenant_scope(clinic.id):
+        from plugins.features.vaccination import staff
+
+        staff.mark_given(clinic, uuid.UUID(doses[0]["id"]), "FK1234")
+        db.session.commit()
+    answer = api.get(f"/api/v1/fhir/Immunization?patient=Patient/{patient.id}")
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/fhir+json"
+    bundle = Bundle.model_validate(answer.json)
+    assert bundle.total == 1  # dose 2 is not given yet
+    resource = Immunization.model_validate(answer.json["entry"][0]["resource"])
+    assert resource.lotNumber == "FK1234"
+    assert resource.protocolApplied[0].doseNumberPositiveInt == 1
+    assert resource.vaccineCode.text == "Comirnaty"
+    one = api.get(f"/api/v1/fhir/Immunization/{doses[0]['id']}")
+    assert Immunization.model_validate(one.json).id == doses[0]["id"]
+    with app.app_context(), tenant_scope(clinic.id):
+        actions = db.session.scalars(sa.select(AuditEvent.action)).all()
+    assert "vaccination.immunization.search" in actions
+    assert "vaccination.immunization.read" in actions
+    missing = api.get("/api/v1/fhir/Immunization")
+    assert missing.status_code == 422
+    assert missing.json["resourceType"] == "OperationOutcome"
+    assert missing.json["issue"][0]["expression"] == ["patient"]
+
+
+def test_centres_and_slots_read_as_fhir_schedules_and_slots(app, clinic, world, patient, api):
+    book(api, world, patient, at(day(2), 9), at(day(30), 9))
+    schedules = api.get("/api/v1/fhir/Schedule").json
+    Bundle.model_validate(schedules)
+    schedule = Schedule.model_validate(schedules["entry"][0]["resource"])
+    assert schedule.id == str(world.centre_id)
+    answer = api.get(f"/api/v1/fhir/Slot?schedule=Schedule/{world.centre_id}&start={day(2)}")
+    Bundle.model_validate(answer.json)
+    found = [Slot.model_validate(e["resource"]) for e in answer.json["entry"]]
+    assert len(found) == 18  # 09:00 to 12:00, every 10 minutes
+    assert found[0].status == "free"  # one line of two is taken
+    assert api.get(
+        f"/api/v1/fhir/Slot?schedule={world.centre_id}&start={day(2)}&end={day(20)}"
+    ).json["issue"][0]["expression"] == ["end"]
