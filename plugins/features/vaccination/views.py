@@ -8,7 +8,7 @@ render. Times are shown in the clinic's time zone.
 import io
 import uuid
 from datetime import date, timedelta
-from itertools import groupby
+from itertools import groupby, islice
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ from plugins.features.vaccination.models import Booking, BookingStatus, Centre, 
 
 STATIC = Path(__file__).resolve().parent / "static"
 WEEK = 7
+DAYS_SHOWN = 3  # days with free slots on one page: a mega-centre's day is hundreds of slots
 
 bp = Blueprint("vaccination", __name__, template_folder="templates")
 patient_bp = Blueprint("vaccination_patient", __name__, template_folder="templates")
@@ -64,11 +65,14 @@ def _choices() -> tuple[list[Centre], list[Vaccine]]:
 
 
 def by_day(found: list[slots.Slot]) -> list[tuple[date, list[slots.Slot]]]:
-    """Slots grouped by the clinic's day."""
-    return [
-        (day, list(group))
-        for day, group in groupby(found, key=lambda s: slots.local_day(g.tenant, s.starts_at))
-    ]
+    """Slots grouped by the clinic's day, the first :data:`DAYS_SHOWN` days that have some."""
+    grouped = groupby(found, key=lambda s: slots.local_day(g.tenant, s.starts_at))
+    return [(day, list(group)) for day, group in islice(grouped, DAYS_SHOWN)]
+
+
+def after(days: list[tuple[date, list]], start: date) -> date:
+    """Where the next page of days starts: the day after the last one shown."""
+    return days[-1][0] + timedelta(days=1) if days else start + timedelta(days=WEEK)
 
 
 # --- patients -----------------------------------------------------------------------------------
@@ -150,14 +154,16 @@ def patient_book():
     given = len(booking.doses_of(g.patient.id, shot.id))
     two = given + 1 < shot.doses
     if first is None or (error is not None and error.field == "first"):
-        offered = slots.open_slots(g.tenant, where, shot.id, start, start + timedelta(days=WEEK))
+        offered = slots.open_slots(
+            g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK)
+        )
         step, window = "first", None
     else:
         window = booking.window(shot, slots.local_day(g.tenant, first))
         begin = max(window.first, start if values.get("from") else window.first)
         offered = (
             slots.open_slots(
-                g.tenant, where, shot.id, begin, min(begin + timedelta(days=WEEK), window.last)
+                g.tenant, where, shot.id, begin, min(begin + timedelta(days=2 * WEEK), window.last)
             )
             if two
             else []
@@ -172,9 +178,9 @@ def patient_book():
         step=step,
         first=first,
         window=window,
-        days=by_day(offered),
+        days=(shown := by_day(offered)),
         start=start,
-        next_start=start + timedelta(days=WEEK),
+        next_start=after(shown, start),
         error=error,
     ), status
 
