@@ -13,7 +13,7 @@ import click
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, db, fail, hookimpl, tenant_option
-from plugins.features.vaccination import api, fhir, importer, views
+from plugins.features.vaccination import api, fhir, importer, setup, views
 
 kind = "feature"
 name = _l("Vaccination")
@@ -63,3 +63,39 @@ def relais_register_commands(cli):
             f"{report.centres} centres, {report.openings} opening days, "
             f"{report.stock} stock days imported."
         )
+
+    @vaccination.command("add-vaccine")
+    @click.option("--code", required=True, help="A short code, e.g. comirnaty (CSV files use it).")
+    @click.option("--name", required=True, help="The name patients read.")
+    @click.option("--doses", type=int, default=2, show_default=True)
+    @click.option("--min-days", type=int, default=0, help="Days between doses, at least.")
+    @click.option("--ideal-days", type=int, help="Days between doses, ideally.")
+    @click.option("--max-days", type=int, help="Days between doses, at most.")
+    @click.option("--min-age", type=int, help="Given from this age.")
+    @click.option("--max-age", type=int, help="Given up to this age.")
+    @tenant_option(PLUGIN)
+    def add_vaccine(tenant, code, name, doses, min_days, ideal_days, max_days, min_age, max_age):
+        """Add a vaccine with its dose schedule."""
+        vaccine = setup.add_vaccine(
+            code, name, doses, min_days, ideal_days, max_days, min_age, max_age
+        )
+        db.session.commit()
+        click.echo(
+            f"{vaccine.code}: {vaccine.doses} doses, {vaccine.min_interval_days} to "
+            f"{vaccine.max_interval_days} days apart (ideally {vaccine.ideal_interval_days})."
+        )
+
+    @vaccination.command("add-campaign")
+    @click.option("--name", required=True, help="The group, as patients read it.")
+    @click.option("--vaccine", "vaccine_code", help="Only for this vaccine (its code).")
+    @click.option("--min-age", type=int, help="From this age.")
+    @click.option("--max-age", type=int, help="Up to this age.")
+    @click.option(
+        "--attribute", "attributes", multiple=True, help="Patients with this attribute (repeat)."
+    )
+    @tenant_option(PLUGIN)
+    def add_campaign(tenant, name, vaccine_code, min_age, max_age, attributes):
+        """Open a campaign: restricted centres take its patients."""
+        campaign = setup.add_campaign(name, vaccine_code, min_age, max_age, attributes)
+        db.session.commit()
+        click.echo(f"Campaign open: {campaign.name}.")

@@ -600,3 +600,46 @@ def test_centres_and_slots_read_as_fhir_schedules_and_slots(app, clinic, world, 
     assert api.get(
         f"/api/v1/fhir/Slot?schedule={world.centre_id}&start={day(2)}&end={day(20)}"
     ).json["issue"][0]["expression"] == ["end"]
+
+
+# --- setting up vaccines and campaigns --------------------------------------------------------
+
+
+def test_operators_add_a_vaccine_and_a_campaign_by_command(app, clinic, runner):
+    base = ["vaccination", "add-vaccine", "--tenant", "demo", "--code", "Nuvaxovid"]
+    bad = runner.invoke(args=[*base, "--name", "Nuvaxovid", "--min-days", "21", "--max-days", "7"])
+    assert bad.exit_code == 2 and "max_days" in bad.output
+    done = runner.invoke(
+        args=[
+            *base,
+            "--name",
+            "Nuvaxovid",
+            "--min-days",
+            "21",
+            "--max-days",
+            "42",
+            "--min-age",
+            "12",
+        ]
+    )
+    assert done.exit_code == 0, done.output
+    assert "nuvaxovid: 2 doses, 21 to 42 days apart (ideally 21)" in done.output
+    wrong = runner.invoke(
+        args=["vaccination", "add-campaign", "--tenant", "demo", "--name", "X", "--vaccine", "nope"]
+    )
+    assert wrong.exit_code == 2 and "Unknown vaccine: nope" in wrong.output
+    opened = runner.invoke(
+        args=[
+            "vaccination",
+            "add-campaign",
+            "--tenant",
+            "demo",
+            "--name",
+            "Chronic disease",
+            "--vaccine",
+            "nuvaxovid",
+            "--attribute",
+            "chronic_disease",
+        ]
+    )
+    assert opened.exit_code == 0, opened.output
