@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -287,7 +286,7 @@ end
 
 def page_latency(url, centre, vaccine, cookies, args) -> dict:
     path = f"/me/vaccination/book?centre={centre}&vaccine={vaccine}"
-    probe = httpx.get(url + path, headers={"Host": HOST, "Cookie": cookies[0]})
+    probe = httpx.get(url + path, headers={"Host": HOST, "Cookie": cookies[0]}, timeout=60)
     if probe.status_code != 200 or 'name="first"' not in probe.text:
         raise RuntimeError(f"the booking page answers {probe.status_code}: {probe.text[:300]}")
     script = WRK_SCRIPT % {
@@ -318,10 +317,6 @@ def page_latency(url, centre, vaccine, cookies, args) -> dict:
         ).stdout
     finally:
         os.unlink(f.name)
-    statuses = Counter(
-        httpx.get(url + path, headers={"Host": HOST, "Cookie": c}).status_code for c in cookies
-    )
-    say(f"after wrk, one request per session answers: {dict(statuses)}")
     requests, micros, errors, p50, p95, p99, status_errors = re.search(
         r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out
     ).groups()
