@@ -49,7 +49,7 @@ import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from bench.api import HOST, gunicorn  # noqa: E402
-from bench.pipeline import Children, drop_database, fresh_app, say  # noqa: E402
+from bench.pipeline import Children, drop_database, fresh_app  # noqa: E402
 from core.clinic import apikeys  # noqa: E402
 from core.clinic.models import Patient  # noqa: E402
 from core.clinic.patients import create_patient  # noqa: E402
