@@ -23,7 +23,7 @@ from core.plugin_api import (
     record_audit,
     utcnow,
 )
-from plugins.features.vaccination import booking, slots
+from plugins.features.vaccination import booking, slots, waitlist
 from plugins.features.vaccination.models import Booking
 
 MAX_DAYS = 92
@@ -96,6 +96,7 @@ def booking_create():
     """Book a patient's next dose and the one after, both or neither: 201 with the doses."""
     data = body()
     patient = patient_of(data.get("patient"))
+    waitlist.release_expired(g.tenant)
     made = booking.book(
         g.tenant,
         patient,
@@ -125,7 +126,7 @@ def booking_search():
 def booking_cancel(series_id: uuid.UUID):
     """Cancel the doses of a booking not given yet; again, it changes nothing."""
     patient = patient_of(body().get("patient"))
-    booking.cancel(g.tenant, patient, series_id)
+    waitlist.offer_freed(g.tenant, booking.cancel(g.tenant, patient, series_id))
     payload = {"doses": [to_json(b) for b in booking.series(patient, series_id)]}
     db.session.commit()
     return jsonify(payload)

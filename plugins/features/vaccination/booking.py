@@ -207,11 +207,16 @@ def _take_dose(tenant, centre: Centre, vaccine: Vaccine, at: datetime, field: st
 
 def _give_back(tenant, booking: Booking) -> None:
     """Free the place and the dose a booking held (its transaction commits both or none)."""
+    give_back(tenant, booking.centre_id, booking.vaccine_id, booking.starts_at)
+
+
+def give_back(tenant, centre_id: uuid.UUID, vaccine_id: uuid.UUID, at: datetime) -> None:
+    """Free a place in the slot at ``at`` and the day's dose of the vaccine."""
     db.session.execute(
         sa.update(SlotCount)
         .where(
-            SlotCount.centre_id == booking.centre_id,
-            SlotCount.starts_at == booking.starts_at,
+            SlotCount.centre_id == centre_id,
+            SlotCount.starts_at == at,
             SlotCount.booked > 0,
         )
         .values(booked=SlotCount.booked - 1)
@@ -220,14 +225,20 @@ def _give_back(tenant, booking: Booking) -> None:
     db.session.execute(
         sa.update(Stock)
         .where(
-            Stock.centre_id == booking.centre_id,
-            Stock.vaccine_id == booking.vaccine_id,
-            Stock.day == slots.local_day(tenant, booking.starts_at),
+            Stock.centre_id == centre_id,
+            Stock.vaccine_id == vaccine_id,
+            Stock.day == slots.local_day(tenant, at),
             Stock.booked > 0,
         )
         .values(booked=Stock.booked - 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def take(tenant, where: Centre, shot: Vaccine, at: datetime, field: str) -> None:
+    """Take a place in the slot at ``at`` and the day's dose, or raise :class:`Full`."""
+    _take_place(tenant, where, at, field)
+    _take_dose(tenant, where, shot, at, field)
 
 
 def _line(centre: Centre, at: datetime, leave_out: uuid.UUID | None = None) -> uuid.UUID:
@@ -312,6 +323,7 @@ def book(
     second: datetime | None = None,
     second_vaccine_id: uuid.UUID | None = None,
     second_centre_id: uuid.UUID | None = None,
+    held: bool = False,
 ) -> list[Booking]:
     """Book the patient's next dose at ``first`` and, for a vaccine of two doses or more,
     the one after at ``second``, in the caller's transaction: both or neither.
@@ -319,6 +331,8 @@ def book(
     :raises ValidationError: naming the field (``centre``, ``vaccine``, ``first``,
         ``second``, ``second_vaccine``, ``birth_date``); :class:`Full` when a place or a dose
         was taken meanwhile; :class:`Conflict` when the patient already has a booking.
+    :param held: the first slot's place and dose are held for the patient already (a
+        waitlist's offer): they are not taken again.
     """
     where = centre(centre_id)
     shot = vaccine(vaccine_id)
@@ -327,6 +341,9 @@ def book(
             _("Both doses are of the same vaccine: %(name)s.", name=shot.name), "second_vaccine"
         )
     where_second = centre(second_centre_id, "second_centre") if second_centre_id else where
+    # One booking at a time per patient: two tabs booking at once cannot both pass the
+    # check below (the row lock holds until the transaction ends).
+    db.session.execute(sa.select(Patient.id).where(Patient.id == patient.id).with_for_update())
     previous = doses_of(patient.id, shot.id)
     if any(b.status == BookingStatus.BOOKED for b in previous):
         raise Conflict(
@@ -347,9 +364,10 @@ def book(
         _check_window(tenant, shot, first, second, "second")
         wanted.append((where_second, second, "second"))
     # The one order of locks: slots by time, then the days' stock by time.
-    for place, at, field in wanted:
+    to_take = wanted[1:] if held else wanted
+    for place, at, field in to_take:
         _take_place(tenant, place, at, field)
-    for place, at, field in wanted:
+    for place, at, field in to_take:
         _take_dose(tenant, place, shot, at, field)
     series = new_id()
     now = utcnow()

@@ -214,3 +214,39 @@ class Booking(TenantOwned, db.Model):
     reminder_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the outbox message
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = created_column()
+
+
+class WaitStatus(StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"  # a freed slot is held for the patient until ``held_until``
+    BOOKED = "booked"
+    EXPIRED = "expired"  # the offer ran out: the patient may join again
+
+
+class WaitlistEntry(TenantOwned, db.Model):
+    """A patient waiting for a place at a full centre; the first to wait is offered the
+    next freed slot, held for them a few minutes."""
+
+    __tablename__ = "vaccination_waitlist"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"
+        ),
+        _centre_fk("centre_id"),
+        _vaccine_fk("vaccine_id"),
+        sa.Index(
+            "ix_vaccination_waitlist_queue", "tenant_id", "centre_id", "vaccine_id", "created_at"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = id_column()
+    patient_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    centre_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    vaccine_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    status: Mapped[WaitStatus] = mapped_column(
+        sa.Enum(WaitStatus, native_enum=False, length=20, values_callable=_values),
+        default=WaitStatus.WAITING,
+    )
+    slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the slot held
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = created_column()

@@ -13,7 +13,7 @@ import click
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, db, fail, hookimpl, tenant_option
-from plugins.features.vaccination import api, fhir, importer, setup, views
+from plugins.features.vaccination import api, fhir, importer, setup, views, waitlist
 
 kind = "feature"
 name = _l("Vaccination")
@@ -99,3 +99,12 @@ def relais_register_commands(cli):
         campaign = setup.add_campaign(name, vaccine_code, min_age, max_age, attributes)
         db.session.commit()
         click.echo(f"Campaign open: {campaign.name}.")
+
+    @vaccination.command("release-holds")
+    @tenant_option(PLUGIN)
+    def release_holds(tenant):
+        """Release the waitlist's offers that ran out (run it every minute from a timer):
+        each place goes to the next patient waiting, or back to everyone."""
+        count = waitlist.release_expired(tenant)
+        db.session.commit()
+        click.echo(f"{count} offers ran out.")

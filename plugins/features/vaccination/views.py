@@ -25,7 +25,7 @@ from core.plugin_api import (
     record_audit,
     utcnow,
 )
-from plugins.features.vaccination import booking, importer, slots, staff
+from plugins.features.vaccination import booking, importer, slots, staff, waitlist
 from plugins.features.vaccination.models import Booking, BookingStatus, Centre, Vaccine
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -122,6 +122,7 @@ def patient_book():
     first = None
     if request.method == "POST":
         try:
+            waitlist.release_expired(g.tenant)
             made = booking.book(
                 g.tenant,
                 g.patient,
@@ -189,6 +190,7 @@ def patient_book():
 @patient_required
 def patient_cancel(series_id: uuid.UUID):
     freed = booking.cancel(g.tenant, g.patient, series_id)
+    waitlist.offer_freed(g.tenant, freed)
     db.session.commit()
     flash(_("Cancelled.") if freed else _("Nothing left to cancel in this booking."))
     return redirect(url_for(".patient_home"))
@@ -242,6 +244,82 @@ def patient_move(booking_id: uuid.UUID):
         centre=where,
         vaccine=shot,
         days=by_day(offered),
+        error=error,
+    ), (422 if error else 200)
+
+
+@patient_bp.post("/me/vaccination/waitlist")
+@patient_required
+def waitlist_join():
+    """Wait in line for a full centre: the next freed slot is offered by message."""
+    try:
+        waitlist.join(
+            g.tenant,
+            g.patient,
+            _id(request.form.get("centre"), "centre"),
+            _id(request.form.get("vaccine"), "vaccine"),
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message)
+    else:
+        db.session.commit()
+        flash(_("You are on the waitlist: we will send you a message when a slot is free."))
+    return redirect(url_for(".patient_home"))
+
+
+@patient_bp.route("/me/vaccination/waitlist/<uuid:entry_id>", methods=["GET", "POST"])
+@patient_required
+def waitlist_offer(entry_id: uuid.UUID):
+    """A freed slot held for the patient: choose the next dose's slot and book both."""
+    error = None
+    try:
+        entry = waitlist.offered(g.patient, entry_id)
+    except DomainError as exc:
+        db.session.rollback()
+        return render_template("error.html", status=exc.status, message=exc.message), exc.status
+    if request.method == "POST":
+        try:
+            made = waitlist.accept(
+                g.tenant, g.patient, entry.id, check.moment(request.form.get("second"), "second")
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            error = exc
+            entry = waitlist.offered(g.patient, entry_id)
+        else:
+            shot = booking.vaccine(made[0].vaccine_id)
+            db.session.commit()
+            flash(
+                _("Booked: %(n)d doses of %(vaccine)s.", n=len(made), vaccine=shot.name)
+                if len(made) > 1
+                else _("Booked: your dose of %(vaccine)s.", vaccine=shot.name)
+            )
+            return redirect(url_for(".patient_home"))
+    where = booking.centre(entry.centre_id)
+    shot = booking.vaccine(entry.vaccine_id)
+    window = booking.window(shot, slots.local_day(g.tenant, entry.slot_at))
+    given = len(booking.doses_of(g.patient.id, shot.id))
+    offered = (
+        slots.open_slots(
+            g.tenant,
+            where,
+            shot.id,
+            window.first,
+            min(window.last, window.first + timedelta(days=2 * WEEK)),
+        )
+        if given + 1 < shot.doses
+        else []
+    )
+    db.session.commit()  # the row lock of the offer
+    return render_template(
+        "vaccination/waitlist_offer.html",
+        entry=entry,
+        centre=where,
+        vaccine=shot,
+        window=window,
+        days=by_day(offered),
+        two=given + 1 < shot.doses,
         error=error,
     ), (422 if error else 200)
 

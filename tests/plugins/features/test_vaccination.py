@@ -16,7 +16,7 @@ from fhir.resources.R4B.immunization import Immunization
 from fhir.resources.R4B.schedule import Schedule
 from fhir.resources.R4B.slot import Slot
 
-from core.clinic.models import AuditEvent
+from core.clinic.models import AuditEvent, Patient
 from core.db import db
 from core.delivery.models import Message, MessageStatus
 from plugins.features.vaccination.models import (
@@ -236,8 +236,6 @@ def test_a_restricted_centre_takes_only_open_campaigns(app, clinic, api, world, 
     assert "Over 75s" in refused.json["error"]["message"]
     add_campaign(app, clinic, "Chronic disease", attributes=["chronic_disease"])
     with app.app_context(), tenant_scope(clinic.id):
-        from core.clinic.models import Patient
-
         db.session.get(Patient, (clinic.id, younger.id)).attributes = ["chronic_disease"]
         db.session.commit()
     assert book(api, world, younger, at(day(2), 9, 10), at(day(30), 9, 10)).status_code == 201
@@ -643,3 +641,87 @@ def test_operators_add_a_vaccine_and_a_campaign_by_command(app, clinic, runner):
         ]
     )
     assert opened.exit_code == 0, opened.output
+
+
+# --- the waitlist -----------------------------------------------------------------------------
+
+
+def test_a_freed_slot_is_offered_to_the_first_waiting_and_held_for_them(app, clinic, runner):
+    from datetime import time
+
+    full = build(app, clinic, lines=1, days=(2, 30), opens=time(9), closes=time(9, 10))
+    client = client_for(app, clinic.slug)
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {full.token}"
+    from datetime import date
+
+    first = make_patient(app, clinic, phone="0612340010", birth_date=date(1950, 1, 1))
+    waiting = make_patient(app, clinic, birth_date=date(1950, 5, 4))  # the MOBILE's owner
+    later = make_patient(app, clinic, phone="0612340011", birth_date=date(1950, 1, 1))
+    series = book(client, full, first, at(day(2), 9), at(day(30), 9)).json["series"]
+    browser = logged_in_patient(app, clinic, waiting)
+    token = csrf_token(browser, "/me/vaccination")
+    query = {"centre": str(full.centre_id), "vaccine": str(full.vaccine_id)}
+    page = browser.get("/me/vaccination/book", query_string=query)
+    assert "Join the waitlist" in page.text  # the only slot is taken
+    joined = browser.post("/me/vaccination/waitlist", data={**query, "csrf_token": token})
+    assert joined.status_code == 302
+    with app.app_context(), tenant_scope(clinic.id):
+        from plugins.features.vaccination import waitlist
+
+        waitlist.join(
+            clinic, db.session.get(Patient, (clinic.id, later.id)), full.centre_id, full.vaccine_id
+        )
+        db.session.commit()
+
+    client.post(f"/api/v1/vaccination/bookings/{series}/cancel", json={"patient": str(first.id)})
+    # The first in line got a message with a link; the place is held for them, not free.
+    with app.app_context(), tenant_scope(clinic.id):
+        offer = db.session.scalars(
+            sa.select(Message).where(Message.purpose == "transactional")
+        ).all()
+        assert len(offer) == 1 and "10 minutes" in offer[0].content["text"]
+        link = re.search(r"https?://\S+", offer[0].content["text"])[0]
+    assert book(client, full, later, at(day(2), 9), at(day(30), 9)).json["error"]["code"] == "full"
+    held = browser.get(link)
+    assert held.status_code == 200
+    second = radio_values(held.text, "second")
+    assert second == [at(day(30), 9).isoformat()]
+    done = browser.post(link, data={"second": second[0], "csrf_token": token})
+    assert done.status_code == 302
+    assert counts(app, clinic)[1:] == (2, 2)  # both places taken once, not twice
+
+
+def test_an_offer_that_runs_out_goes_to_the_next_in_line(app, clinic, runner):
+    from datetime import date, time
+
+    import time_machine
+
+    full = build(app, clinic, lines=1, days=(2, 30), opens=time(9), closes=time(9, 10))
+    client = client_for(app, clinic.slug)
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {full.token}"
+    patients = [
+        make_patient(app, clinic, phone=f"06123401{n:02d}", birth_date=date(1950, 1, 1))
+        for n in range(3)
+    ]
+    series = book(client, full, patients[0], at(day(2), 9), at(day(30), 9)).json["series"]
+    from plugins.features.vaccination import waitlist
+    from plugins.features.vaccination.models import WaitlistEntry
+
+    with app.app_context(), tenant_scope(clinic.id):
+        for p in patients[1:]:
+            waitlist.join(
+                clinic, db.session.get(Patient, (clinic.id, p.id)), full.centre_id, full.vaccine_id
+            )
+        db.session.commit()
+    client.post(
+        f"/api/v1/vaccination/bookings/{series}/cancel", json={"patient": str(patients[0].id)}
+    )
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=11)):
+        result = runner.invoke(args=["vaccination", "release-holds", "--tenant", "demo"])
+    assert result.exit_code == 0 and "1 offers ran out" in result.output
+    with app.app_context(), tenant_scope(clinic.id):
+        statuses = dict(
+            db.session.execute(sa.select(WaitlistEntry.patient_id, WaitlistEntry.status)).all()
+        )
+    assert statuses == {patients[1].id: "expired", patients[2].id: "offered"}
+    assert counts(app, clinic)[1] == 1  # held for the next one: still taken once
