@@ -42,6 +42,7 @@ from core.db import db
 from core.extensions import limiter
 from plugins.features import messaging
 from plugins.features.messaging import templates_service
+from plugins.features.vaccination import waitlist
 from plugins.features.vaccination.models import Vaccine
 from tenants import provisioning
 from tenants.models import ProviderRoute, Tenant
@@ -102,6 +103,7 @@ PATH_VALUES = (
     "booking_id",
     "dose_id",
     "centre_id",
+    "entry_id",
 )
 
 # --- bad values ---------------------------------------------------------------------------------
@@ -419,7 +421,13 @@ def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
     )
     assert booked.status_code == 201, booked.json
     dose = booked.json["doses"][1]["id"]
+    with app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        entry = waitlist.join(clinic, who, uuid.UUID(centre_id), uuid.UUID(vaccine_id))
+        db.session.commit()
+        entry_id = str(entry.id)
     return {
+        "entry_id": entry_id,
         "series_id": booked.json["series"],
         "booking_id": dose,
         "dose_id": dose,
