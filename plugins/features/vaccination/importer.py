@@ -12,7 +12,7 @@ written in a few multi-row INSERTs, whatever the number of rows.
 """
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, time
 
@@ -74,12 +74,15 @@ class _Wrong(Exception):
         self.column, self.message = column, message
 
 
-def read(file) -> Iterator[dict]:
+def read(file) -> csv.DictReader:
     """The rows of a CSV file (comma or semicolon separated), keyed by column."""
     sample = file.read(4096)
     file.seek(0)
-    dialect = csv.Sniffer().sniff(sample, delimiters=",;") if sample else csv.excel
-    yield from csv.DictReader(file, dialect=dialect)
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;")
+    except csv.Error:  # one column, or nothing: the missing columns are reported
+        dialect = csv.excel
+    return csv.DictReader(file, dialect=dialect)
 
 
 def _text(row: dict, column: str, limit: int, required: bool = True) -> str:
@@ -137,11 +140,15 @@ def run(tenant, rows: Iterable[dict], progress: Callable[[int], object] | None =
     """Check every row, then write them all in the caller's transaction (the caller commits)
     or, when a row is wrong, write nothing and list every wrong row."""
     report = Report()
+    header = rows.fieldnames if isinstance(rows, csv.DictReader) else None
     rows = list(rows)
+    if not rows:
+        report.errors.append(RowError(1, "file", _("The file has no rows to import.")))
+        return report
     if len(rows) > MAX_ROWS:
         report.errors.append(RowError(MAX_ROWS + 2, "file", _("At most %(n)d rows.", n=MAX_ROWS)))
         return report
-    if rows and (missing := [c for c in COLUMNS if c not in rows[0]]):
+    if missing := [c for c in COLUMNS if c not in (header or rows[0])]:
         report.errors.append(
             RowError(1, missing[0], _("This column is missing: %(name)s.", name=missing[0]))
         )

@@ -725,3 +725,19 @@ def test_an_offer_that_runs_out_goes_to_the_next_in_line(app, clinic, runner):
         )
     assert statuses == {patients[1].id: "expired", patients[2].id: "offered"}
     assert counts(app, clinic)[1] == 1  # held for the next one: still taken once
+
+
+def test_a_file_that_is_not_the_csv_expected_is_refused_by_name(app, clinic, world):
+    from tests.worlds import log_in, make_staff
+
+    client = client_for(app, clinic.slug)
+    log_in(client, make_staff(app, clinic, "admin"))
+    token = csrf_token(client, "/vaccination/import")
+    for data, wrong in ((b"hello\nworld", "code"), (b"\xff\xfe\x00", "file"), (b"", "file")):
+        page = client.post(
+            "/vaccination/import",
+            data={"csrf_token": token, "file": (io.BytesIO(data), "centres.csv")},
+            content_type="multipart/form-data",
+        )
+        assert page.status_code == 422, (data, page.status_code)
+        assert f"<td>{wrong}</td>" in page.text
