@@ -47,6 +47,7 @@ COLUMNS = (
     "vaccine",
     "doses",
 )
+KINDS = tuple(k.value for k in CentreKind)
 MAX_SHOWN = 50  # errors a command prints
 MAX_ROWS = 500_000
 STEP = 1000  # rows between two progress reports
@@ -239,5 +240,9 @@ def _write(tenant, centres: dict[str, dict], openings: list[dict], stock: list[d
             for n in range(1, c["lines"] + 1)
         ],
     )
-    insert_many(OpeningHours.__table__, openings, skip_conflicts=True)
-    insert_many(Stock.__table__, stock, skip_conflicts=True)
+    # Rows of new centres cannot conflict: a plain INSERT, without ON CONFLICT's speculative
+    # insertion; those of centres the clinic has already skip the days they have.
+    new = {c["id"] for c in centres.values()}
+    for table, rows in ((OpeningHours.__table__, openings), (Stock.__table__, stock)):
+        insert_many(table, [r for r in rows if r["centre_id"] in new])
+        insert_many(table, [r for r in rows if r["centre_id"] not in new], skip_conflicts=True)
