@@ -51,6 +51,7 @@ KINDS = tuple(k.value for k in CentreKind)
 MAX_SHOWN = 50  # errors a command prints
 MAX_ROWS = 500_000
 STEP = 1000  # rows between two progress reports
+PART = 10_000  # rows per INSERT
 YES = {"yes", "y", "true", "1", "oui", "ja", "sì", "si", "x"}
 NO = {"", "no", "n", "false", "0", "non", "nein", "nee"}
 
@@ -244,5 +245,10 @@ def _write(tenant, centres: dict[str, dict], openings: list[dict], stock: list[d
     # insertion; those of centres the clinic has already skip the days they have.
     new = {c["id"] for c in centres.values()}
     for table, rows in ((OpeningHours.__table__, openings), (Stock.__table__, stock)):
-        insert_many(table, [r for r in rows if r["centre_id"] in new])
-        insert_many(table, [r for r in rows if r["centre_id"] not in new], skip_conflicts=True)
+        fresh = [r for r in rows if r["centre_id"] in new]
+        known = [r for r in rows if r["centre_id"] not in new]
+        # In parts of 10,000 rows: bounded memory on both sides, whatever the file.
+        for start in range(0, len(fresh), PART):
+            insert_many(table, fresh[start : start + PART])
+        for start in range(0, len(known), PART):
+            insert_many(table, known[start : start + PART], skip_conflicts=True)

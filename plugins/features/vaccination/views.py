@@ -7,6 +7,7 @@ render. Times are shown in the clinic's time zone.
 
 import io
 import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import groupby, islice
 from pathlib import Path
@@ -64,10 +65,31 @@ def _choices() -> tuple[list[Centre], list[Vaccine]]:
     return centres, vaccines
 
 
-def by_day(found: list[slots.Slot]) -> list[tuple[date, list[slots.Slot]]]:
+@dataclass(frozen=True)
+class Choice:
+    """A slot as a radio button: its value, a short id and its time on the clinic's clock
+    (24-hour HH:MM, as every language of Relais writes it), computed once per page."""
+
+    value: str
+    key: str
+    label: str
+
+
+def by_day(found: list[slots.Slot]) -> list[tuple[date, list[Choice]]]:
     """Slots grouped by the clinic's day, the first :data:`DAYS_SHOWN` days that have some."""
-    grouped = groupby(found, key=lambda s: slots.local_day(g.tenant, s.starts_at))
-    return [(day, list(group)) for day, group in islice(grouped, DAYS_SHOWN)]
+    zone = slots.zone(g.tenant)
+    local = ((s.starts_at, s.starts_at.astimezone(zone)) for s in found)
+    grouped = groupby(local, key=lambda pair: pair[1].date())
+    return [
+        (
+            day,
+            [
+                Choice(at.isoformat(), str(int(at.timestamp())), wall.strftime("%H:%M"))
+                for at, wall in group
+            ],
+        )
+        for day, group in islice(grouped, DAYS_SHOWN)
+    ]
 
 
 def after(days: list[tuple[date, list]], start: date) -> date:
