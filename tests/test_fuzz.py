@@ -42,10 +42,13 @@ from core.db import db
 from core.extensions import limiter
 from plugins.features import messaging
 from plugins.features.messaging import templates_service
+from plugins.features.vaccination import waitlist
+from plugins.features.vaccination.models import Vaccine
 from tenants import provisioning
 from tenants.models import ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.conftest import empty_state
+from tests.plugins.features import vaccination_world
 from tests.tenants.test_console import make_operator
 from tests.worlds import (
     HostClient,
@@ -96,6 +99,11 @@ PATH_VALUES = (
     "attachment_id",
     "communication_id",
     "template_id",
+    "series_id",
+    "booking_id",
+    "dose_id",
+    "centre_id",
+    "entry_id",
 )
 
 # --- bad values ---------------------------------------------------------------------------------
@@ -369,6 +377,7 @@ def world(app) -> World:
         headers=bearer,
     )
     assert message.status_code == 202, message.json
+    vaccination = _vaccination(app, clinic, admin, bearer, patient)
     ids = {
         "patient_id": str(patient.id),
         "appointment_id": appointment.json["id"],
@@ -382,12 +391,48 @@ def world(app) -> World:
         "provider": "infobip_sms",
         "slug": clinic.slug,
         **thread,
+        **vaccination,
     }
     assert set(ids) == set(PATH_VALUES) and key_id
     limiter.enabled = False  # every request should reach its route's checks, not the limiter
     yield World(app, clinic, admin, operator, bearer, ids)
     limiter.enabled = True
     empty_state(app)
+
+
+def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
+    """A centre, a vaccine and both doses booked for the patient (the vaccination routes)."""
+    with app.app_context(), tenant_scope(clinic.id):
+        vaccine = vaccination_world.add_vaccine()
+        centre = vaccination_world.add_centre(vaccines=(vaccine,))
+        db.session.commit()
+        centre_id, vaccine_id = str(centre.id), str(vaccine.id)
+    day = vaccination_world.today()
+    booked = admin.post(
+        "/api/v1/vaccination/bookings",
+        json={
+            "patient": str(patient.id),
+            "centre": centre_id,
+            "vaccine": vaccine_id,
+            "first": vaccination_world.at(day + timedelta(days=2), 9).isoformat(),
+            "second": vaccination_world.at(day + timedelta(days=30), 9).isoformat(),
+        },
+        headers=bearer,
+    )
+    assert booked.status_code == 201, booked.json
+    dose = booked.json["doses"][1]["id"]
+    with app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        entry = waitlist.join(clinic, who, uuid.UUID(centre_id), uuid.UUID(vaccine_id))
+        db.session.commit()
+        entry_id = str(entry.id)
+    return {
+        "entry_id": entry_id,
+        "series_id": booked.json["series"],
+        "booking_id": dose,
+        "dose_id": dose,
+        "centre_id": centre_id,
+    }
 
 
 def concrete(rule, ids: dict[str, str], provider: str | None = None) -> str | None:
@@ -435,7 +480,16 @@ def _json_bases(world: World) -> dict[str, Any]:
     reply |= {"receivedAt": "2026-05-04T10:00:00.000+0200", "messageId": "r1"}
     appointment = {"starts_at": LATER, "duration_minutes": 30, "status": "booked"}
     appointment |= {"location": "Cabinet", "reason": "Visite"}
+    later = {"first": LATER, "second": LATER, "starts_at": LATER}
+    with world.app.app_context(), tenant_scope(world.clinic.id):
+        vaccine_id = str(db.session.scalar(sa.select(Vaccine.id)))
+    vaccination = {"patient": patient_id, "centre": world.ids["centre_id"]}
     return {
+        "/api/v1/vaccination/bookings": vaccination
+        | {"vaccine": vaccine_id, "first": later["first"], "second": later["second"]},
+        "/api/v1/vaccination/bookings/<uuid:series_id>/cancel": {"patient": patient_id},
+        "/api/v1/vaccination/bookings/dose/<uuid:booking_id>/move": {"patient": patient_id}
+        | {"starts_at": later["starts_at"]},
         "/api/v1/patients": {"first_name": "Ana", "last_name": "Lima", "phone": "0612345670"}
         | {"birth_date": "1980-01-01", "timezone": "Europe/Paris", "attributes": []}
         | {"practitioner_ids": [world.ids["practitioner_id"]], "language": "fr"},

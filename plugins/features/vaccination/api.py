@@ -1,0 +1,146 @@
+"""The vaccination JSON API, ``/api/v1/vaccination`` on each clinic's subdomain, for a call
+centre or a practice's software booking on a patient's behalf.
+
+It authenticates as the core's API does (``Authorization: Bearer <key>``). Errors are
+``{"error": {"code", "message", "field"}}``: 422 naming the field for bad input, 409 with
+code ``full`` when the place or the dose was taken meanwhile; nothing is written then.
+"""
+
+import uuid
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
+
+from core.plugin_api import (
+    Patient,
+    ValidationError,
+    authenticate_api_key,
+    check,
+    csrf,
+    db,
+    record_audit,
+    utcnow,
+)
+from plugins.features.vaccination import booking, slots, waitlist
+from plugins.features.vaccination.models import Booking
+
+MAX_DAYS = 92
+
+bp = Blueprint("vaccination_api", __name__, url_prefix="/api/v1/vaccination")
+bp.relais_public = True  # no staff session: the API key is checked below
+bp.before_request(authenticate_api_key)
+csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError(_("Send a JSON object."), "body")
+    return data
+
+
+def an_id(value, field: str) -> uuid.UUID | None:
+    """An id sent (``Patient/<id>`` as FHIR writes it is taken too); None when empty."""
+    if value in (None, ""):
+        return None
+    try:
+        return uuid.UUID(str(value).rpartition("/")[2])
+    except ValueError:
+        raise ValidationError(_("Unknown identifier."), field) from None
+
+
+def patient_of(value) -> Patient:
+    patient_id = an_id(value, "patient")
+    found = db.session.scalar(sa.select(Patient).where(Patient.id == patient_id))
+    if found is None:
+        raise ValidationError(_("Unknown identifier."), "patient")
+    return found
+
+
+def to_json(row: Booking) -> dict:
+    return {
+        "id": str(row.id),
+        "series": str(row.series_id),
+        "patient": str(row.patient_id),
+        "centre": str(row.centre_id),
+        "line": str(row.line_id),
+        "vaccine": str(row.vaccine_id),
+        "dose": row.dose,
+        "starts_at": row.starts_at.isoformat(),
+        "status": row.status.value,
+        "batch": row.batch,
+    }
+
+
+@bp.get("/slots")
+def slot_list():
+    """Open slots of ``centre`` for ``vaccine`` from day ``from`` (default today) to ``to``
+    (default a week later, at most 92 days)."""
+    args = request.args
+    where = booking.centre(an_id(args.get("centre"), "centre"))
+    shot = booking.vaccine(an_id(args.get("vaccine"), "vaccine"))
+    first = check.day(args.get("from"), "from") or slots.local_day(g.tenant, utcnow())
+    last = check.day(args.get("to"), "to") or first + timedelta(days=7)
+    if not first <= last <= first + timedelta(days=MAX_DAYS):
+        raise ValidationError(_("At most %(n)d days after the start.", n=MAX_DAYS), "to")
+    found = slots.open_slots(g.tenant, where, shot.id, first, last)
+    return jsonify(
+        {"slots": [{"starts_at": s.starts_at.isoformat(), "free": s.free} for s in found]}
+    )
+
+
+@bp.post("/bookings")
+def booking_create():
+    """Book a patient's next dose and the one after, both or neither: 201 with the doses."""
+    data = body()
+    patient = patient_of(data.get("patient"))
+    waitlist.release_expired(g.tenant)
+    made = booking.book(
+        g.tenant,
+        patient,
+        an_id(data.get("centre"), "centre"),
+        an_id(data.get("vaccine"), "vaccine"),
+        check.moment(data.get("first"), "first"),
+        check.moment(data.get("second"), "second"),
+        an_id(data.get("second_vaccine"), "second_vaccine"),
+        an_id(data.get("second_centre"), "second_centre"),
+    )
+    payload = {"series": str(made[0].series_id), "doses": [to_json(b) for b in made]}
+    db.session.commit()
+    return jsonify(payload), 201
+
+
+@bp.get("/bookings")
+def booking_search():
+    """A patient's doses booked or given (``patient``), audited as a read of health data."""
+    patient = patient_of(request.args.get("patient"))
+    payload = {"doses": [to_json(b) for b in booking.doses_of(patient.id)]}
+    record_audit("vaccination.bookings.search", patient.id)
+    db.session.commit()
+    return jsonify(payload)
+
+
+@bp.post("/bookings/<uuid:series_id>/cancel")
+def booking_cancel(series_id: uuid.UUID):
+    """Cancel the doses of a booking not given yet; again, it changes nothing."""
+    patient = patient_of(body().get("patient"))
+    waitlist.offer_freed(g.tenant, booking.cancel(g.tenant, patient, series_id))
+    payload = {"doses": [to_json(b) for b in booking.series(patient, series_id)]}
+    db.session.commit()
+    return jsonify(payload)
+
+
+@bp.post("/bookings/dose/<uuid:booking_id>/move")
+def booking_move(booking_id: uuid.UUID):
+    """Move one dose to another slot of its centre, the doses around it staying in their
+    windows."""
+    data = body()
+    patient = patient_of(data.get("patient"))
+    moved = booking.move(
+        g.tenant, patient, booking_id, check.moment(data.get("starts_at"), "starts_at")
+    )
+    payload = to_json(moved)
+    db.session.commit()
+    return jsonify(payload)

@@ -1,0 +1,1 @@
+"""The vaccination plugin's Alembic branch, labelled vaccination: see docs/plugins.md."""

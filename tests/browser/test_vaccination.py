@@ -1,0 +1,116 @@
+"""Vaccination in Chromium: a patient logs in with a code sent by SMS, books dose 1 and a
+dose 2 inside the window with the keyboard and the mouse, sees both on their page; all
+at 390 px wide, in French; centre staff mark a dose given and read the fill rates. Every
+page is audited with axe-core."""
+
+import re
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+
+from core.clinic.models import Patient
+from core.db import db, utcnow
+from core.delivery.models import Message
+from plugins.features.vaccination import booking
+from plugins.features.vaccination.models import Booking
+from tenants.scoping import tenant_scope
+from tests.plugins.features.vaccination_world import PLUGINS, at, build, today
+from tests.worlds import make_clinic, make_patient, make_staff
+
+pytestmark = pytest.mark.browser
+
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+def last_code(app, clinic) -> str:
+    with app.app_context(), tenant_scope(clinic.id):
+        texts = db.session.scalars(
+            sa.select(Message.content).order_by(Message.created_at.desc()).limit(1)
+        ).all()
+    return CODE.search(texts[0]["text"])[1]
+
+
+def test_a_patient_books_both_doses(app, live_server, page, audit, translate):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    build(app, clinic)
+    patient = make_patient(app, clinic, birth_date=date(1950, 5, 4))
+    with app.app_context(), tenant_scope(clinic.id):
+        db.session.get(Patient, (clinic.id, patient.id)).signed_up_at = utcnow()
+        db.session.commit()
+    _ = translate("fr")  # a French clinic's pages are in French
+    base = live_server.url("demo")
+    page.set_viewport_size({"width": 390, "height": 844})
+
+    page.goto(base + "/me/login")
+    audit()
+    page.get_by_role("textbox", name=_("Mobile or home phone")).fill("06 12 34 56 78")
+    page.get_by_role("button", name=_("Send me a code")).click()
+    page.wait_for_url(re.compile(r"/me/login/code"))
+    audit()
+    page.get_by_role("textbox", name=_("Code")).fill(last_code(app, clinic))
+    page.get_by_role("button", name=_("Continue")).click()
+    page.wait_for_url(base + "/me/")
+    audit()
+
+    page.get_by_role("link", name=_("Book a vaccination")).click()
+    audit()
+    page.get_by_role("combobox", name=_("Vaccine")).select_option(label="Comirnaty")
+    page.get_by_role("button", name=_("See the slots")).click()
+    audit()
+    first = page.get_by_role("group", name=_("Choose the slot of your first dose"))
+    first.get_by_role("radio").first.focus()
+    page.keyboard.press("Space")  # chosen with the keyboard
+    page.get_by_role("button", name=_("Next")).click()
+    audit()
+    second = page.get_by_role("group", name=_("Choose the slot of your second dose"))
+    second.get_by_role("radio").nth(2).check()
+    page.get_by_role("button", name=_("Book both doses")).click()
+    page.wait_for_url(base + "/me/vaccination")
+    audit()
+    expect(page.get_by_role("status")).to_contain_text(
+        _("Booked: %(n)d doses of %(vaccine)s.", n=2, vaccine="Comirnaty")
+    )
+    expect(page.get_by_role("link", name=_("Move dose %(n)d", n=2))).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    with app.app_context(), tenant_scope(clinic.id):
+        doses = db.session.scalars(sa.select(Booking.dose).order_by(Booking.dose)).all()
+    assert doses == [1, 2]
+
+
+def test_centre_staff_see_the_day_mark_a_dose_and_read_the_fill_rates(
+    app, live_server, page, audit, translate, log_in
+):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    world = build(app, clinic)
+    patient = make_patient(app, clinic, birth_date=date(1950, 5, 4))
+    day = today() + timedelta(days=2)
+    with app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        booking.book(
+            clinic,
+            who,
+            world.centre_id,
+            world.vaccine_id,
+            at(day, 9),
+            at(day + timedelta(days=25), 9),
+        )
+        db.session.commit()
+    _ = translate("fr")
+    base = live_server.url("demo")
+    log_in(base, make_staff(app, clinic, "admin"), "fr")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{base}/vaccination?centre={world.centre_id}&date={day.isoformat()}")
+    audit()
+    page.get_by_role("textbox", name=_("Batch number")).fill("FK1234")
+    page.get_by_role("button", name=_("Given"), exact=True).click()
+    audit()
+    expect(page.get_by_role("status")).to_contain_text(_("Dose %(n)d marked as given.", n=1))
+    page.get_by_role("link", name=_("Fill rates per centre")).click()
+    audit()
+    expect(
+        page.get_by_role("img", name=_("Bar chart of the fill rates in the table below."))
+    ).to_be_visible()
+    page.goto(f"{base}/vaccination/import")
+    audit()
