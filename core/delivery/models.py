@@ -200,8 +200,8 @@ class ProviderHealth(db.Model):
     __tablename__ = "provider_health"
 
     provider: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
-    factor: Mapped[float] = mapped_column(default=1.0)
-    share: Mapped[float | None]  # of the window's messages slow or failed
+    factor: Mapped[float] = mapped_column(sa.Float, default=1.0)
+    share: Mapped[float | None] = mapped_column(sa.Float)  # of the window's messages slow or failed
     sample: Mapped[int] = mapped_column(default=0)  # messages in the window
     measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -215,7 +215,7 @@ class ProviderHealthEvent(db.Model):
     id: Mapped[uuid.UUID] = id_column()
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     provider: Mapped[str] = mapped_column(sa.String(50))
-    factor_from: Mapped[float]
-    factor_to: Mapped[float]
-    share: Mapped[float]
+    factor_from: Mapped[float] = mapped_column(sa.Float)
+    factor_to: Mapped[float] = mapped_column(sa.Float)
+    share: Mapped[float] = mapped_column(sa.Float)
     sample: Mapped[int]

@@ -137,6 +137,9 @@ def init_app(app: Flask) -> None:
         if unknown:
             raise ValidationError(_("Unknown parameter: %(name)s.", name=unknown[0]), unknown[0])
         for name, schema in operation.query.items():
+            typed = "format" in schema or schema.get("type", "string") != "string"
+            if typed and request.args.get(name) == "":  # "?to=": a value, not a default
+                raise ValidationError(_("This field is required."), name)
             if schema.get("type") == "integer" and name in request.args:
                 low, high = schema.get("minimum", 0), schema.get("maximum", 10**9)
                 value = request.args[name]

@@ -1,6 +1,7 @@
 """Every read of patient data through the API is audited, as the staff's page read is: the
 test walks the app's routes, so an API route added later without its audit fails here."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -9,14 +10,34 @@ from core.clinic import apikeys
 from core.clinic.models import AuditEvent
 from core.db import db
 from plugins.features.messaging.models import ThreadMessage
+from plugins.features.vaccination import staff
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import patient_browser, post
+from tests.plugins.features.vaccination_world import at, build, today
 from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
 
-PLUGINS = ("fr", "outbox", "appointments", "reminders", "otp", "exports", "messaging")
+PLUGINS = (
+    "fr",
+    "outbox",
+    "appointments",
+    "reminders",
+    "otp",
+    "exports",
+    "messaging",
+    "vaccination",
+)
 # Figures only (counts and rates by channel) and the API's contract: no patient, no message
 # is read.
 AGGREGATES = {"/api/v1/reminders/stats", "/api/v1/openapi.json", "/api/v1/docs"}
+# The vaccination centres' agendas and free slots: no patient in them.
+AGGREGATES |= {"/api/v1/vaccination/slots", "/api/v1/fhir/Slot", "/api/v1/fhir/Schedule"}
+AGGREGATES |= {"/api/v1/fhir/Schedule/<centre_id>", "/api/v1/fhir/metadata"}
+# By patient: each search names the patient.
+SEARCHES = {
+    "/api/v1/fhir/Communication",
+    "/api/v1/fhir/Immunization",
+    "/api/v1/vaccination/bookings",
+}
 
 
 def audit_events(app, clinic) -> list[tuple[str, str]]:
@@ -55,7 +76,26 @@ def test_every_api_read_of_a_patient_or_message_is_audited(app):
         },
     )
     assert booked.status_code == 201, booked.json
+    vaccination = build(app, clinic)
+    first = at(today() + timedelta(days=1), 9)
+    dose = client.post(
+        "/api/v1/vaccination/bookings",
+        headers=bearer,
+        json={
+            "patient": str(patient.id),
+            "centre": str(vaccination.centre_id),
+            "vaccine": str(vaccination.vaccine_id),
+            "first": first.isoformat(),
+            "second": (first + timedelta(days=28)).isoformat(),
+        },
+    )
+    assert dose.status_code == 201, dose.json
+    dose_id = dose.json["doses"][0]["id"]
+    with app.app_context(), tenant_scope(clinic.id):
+        staff.mark_given(clinic, uuid.UUID(dose_id), "FK1234")
+        db.session.commit()
     ids = {
+        "dose_id": dose_id,
         "patient_id": patient.id,
         "message_id": message_id,
         "appointment_id": booked.json["id"],
@@ -84,7 +124,7 @@ def test_every_api_read_of_a_patient_or_message_is_audited(app):
             continue
         values = {name: ids[name] for name in rule.arguments if name != "tenant"}
         _host, path = rule.build({"tenant": clinic.slug, **values})
-        if rule.rule == "/api/v1/fhir/Communication":  # a search by patient only
+        if rule.rule in SEARCHES:
             path += f"?patient=Patient/{patient.id}"
         before = len(audit_events(app, clinic))
         answer = client.get(path, headers=bearer)

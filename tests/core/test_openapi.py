@@ -17,9 +17,19 @@ from schemathesis.checks import positive_data_acceptance
 from core.clinic import apikeys
 from core.db import db
 from tenants.scoping import tenant_scope
+from tests.plugins.features.vaccination_world import at, build, today
 from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
 
-PLUGINS = ("fr", "outbox", "appointments", "reminders", "otp", "exports", "messaging")
+PLUGINS = (
+    "fr",
+    "outbox",
+    "appointments",
+    "reminders",
+    "otp",
+    "exports",
+    "messaging",
+    "vaccination",
+)
 SEEN: dict[str, set[int]] = defaultdict(set)  # operation -> statuses answered in this module
 
 
@@ -47,7 +57,24 @@ def world(app):
         },
     )
     assert booked.status_code == 201, booked.json
+    vaccination = build(app, clinic)
+    first = at(today() + timedelta(days=1), 9)
+    doses = client.post(
+        "/api/v1/vaccination/bookings",
+        headers=headers,
+        json={
+            "patient": str(patient.id),
+            "centre": str(vaccination.centre_id),
+            "vaccine": str(vaccination.vaccine_id),
+            "first": first.isoformat(),
+            "second": (first + timedelta(days=28)).isoformat(),
+        },
+    ).json["doses"]
     ids = {
+        "centre_id": str(vaccination.centre_id),
+        "series_id": doses[0]["series"],
+        "booking_id": doses[1]["id"],
+        "dose_id": doses[0]["id"],
         "patient_id": str(patient.id),
         "message_id": str(message_id),
         "appointment_id": booked.json["id"],

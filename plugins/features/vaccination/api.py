@@ -16,6 +16,8 @@ from flask_babel import gettext as _
 from core.plugin_api import (
     Patient,
     ValidationError,
+    api_operation,
+    api_schema,
     authenticate_api_key,
     check,
     csrf,
@@ -32,6 +34,36 @@ bp = Blueprint("vaccination_api", __name__, url_prefix="/api/v1/vaccination")
 bp.relais_public = True  # no staff session: the API key is checked below
 bp.before_request(authenticate_api_key)
 csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+
+_ID = {"type": "string", "format": "uuid"}
+_TIME = {"type": "string", "format": "date-time"}
+DOSE = api_schema(
+    "VaccinationDose",
+    {
+        "type": "object",
+        "required": ["id", "series", "patient", "centre", "vaccine", "dose", "starts_at", "status"],
+        "properties": {
+            "id": _ID,
+            "series": _ID,
+            "patient": _ID,
+            "centre": _ID,
+            "line": _ID,
+            "vaccine": _ID,
+            "dose": {"type": "integer", "minimum": 1},
+            "starts_at": _TIME,
+            "status": {"type": "string"},
+            "batch": {"type": ["string", "null"]},
+        },
+    },
+)
+DOSES = api_schema(
+    "VaccinationDoses",
+    {
+        "type": "object",
+        "required": ["doses"],
+        "properties": {"series": _ID, "doses": {"type": "array", "items": DOSE}},
+    },
+)
 
 
 def body() -> dict:
@@ -75,6 +107,31 @@ def to_json(row: Booking) -> dict:
 
 
 @bp.get("/slots")
+@api_operation(
+    "Open vaccination slots of a centre for a vaccine",
+    tag="Vaccination",
+    query={
+        "centre": _ID,
+        "vaccine": _ID,
+        "from": {"type": "string", "format": "date"},
+        "to": {"type": "string", "format": "date"},
+    },
+    answers={
+        200: {
+            "type": "object",
+            "required": ["slots"],
+            "properties": {
+                "slots": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"starts_at": _TIME, "free": {"type": "integer"}},
+                    },
+                }
+            },
+        }
+    },
+)
 def slot_list():
     """Open slots of ``centre`` for ``vaccine`` from day ``from`` (default today) to ``to``
     (default a week later, at most 92 days)."""
@@ -92,6 +149,25 @@ def slot_list():
 
 
 @bp.post("/bookings")
+@api_operation(
+    "Book a patient's next dose and the one after, both or neither",
+    tag="Vaccination",
+    body={
+        "type": "object",
+        "required": ["patient", "centre", "vaccine", "first"],
+        "properties": {
+            "patient": _ID,
+            "centre": _ID,
+            "vaccine": _ID,
+            "first": _TIME,
+            "second": _TIME,
+            "second_vaccine": _ID,
+            "second_centre": _ID,
+        },
+    },
+    answers={201: DOSES},
+    errors=[409],
+)
 def booking_create():
     """Book a patient's next dose and the one after, both or neither: 201 with the doses."""
     data = body()
@@ -113,6 +189,12 @@ def booking_create():
 
 
 @bp.get("/bookings")
+@api_operation(
+    "A patient's doses, booked or given",
+    tag="Vaccination",
+    query={"patient": _ID},
+    answers={200: DOSES},
+)
 def booking_search():
     """A patient's doses booked or given (``patient``), audited as a read of health data."""
     patient = patient_of(request.args.get("patient"))
@@ -123,6 +205,12 @@ def booking_search():
 
 
 @bp.post("/bookings/<uuid:series_id>/cancel")
+@api_operation(
+    "Cancel the doses of a booking not given yet",
+    tag="Vaccination",
+    body={"type": "object", "required": ["patient"], "properties": {"patient": _ID}},
+    answers={200: DOSES},
+)
 def booking_cancel(series_id: uuid.UUID):
     """Cancel the doses of a booking not given yet; again, it changes nothing."""
     patient = patient_of(body().get("patient"))
@@ -133,6 +221,17 @@ def booking_cancel(series_id: uuid.UUID):
 
 
 @bp.post("/bookings/dose/<uuid:booking_id>/move")
+@api_operation(
+    "Move one dose to another slot of its centre, inside its window",
+    tag="Vaccination",
+    body={
+        "type": "object",
+        "required": ["patient", "starts_at"],
+        "properties": {"patient": _ID, "starts_at": _TIME},
+    },
+    answers={200: DOSE},
+    errors=[409],
+)
 def booking_move(booking_id: uuid.UUID):
     """Move one dose to another slot of its centre, the doses around it staying in their
     windows."""

@@ -28,6 +28,8 @@ from core.plugin_api import (
     db,
     external_url,
     fhir_json,
+    fhir_operation,
+    fhir_resource,
     record_audit,
     utcnow,
 )
@@ -120,6 +122,11 @@ def _given(query) -> list[tuple[str, dict]]:
 
 
 @bp.get("/Immunization")
+@fhir_operation(
+    "A patient's doses given (FHIR R4 Immunization)",
+    query={"patient": {"type": "string", "description": "Patient/<id> or the id"}},
+    answers={200: fhir_resource("Bundle")},
+)
 def immunization_search():
     """A patient's doses given: ``patient`` is required."""
     patient_id = _id(request.args.get("patient"), "patient", "Patient")
@@ -135,14 +142,16 @@ def immunization_search():
     return fhir_json(_bundle(entries))
 
 
-@bp.get("/Immunization/<uuid:dose_id>")
-def immunization_read(dose_id: uuid.UUID):
-    entries = _given(
-        sa.select(Booking).where(Booking.id == dose_id, Booking.status == BookingStatus.DONE)
+@bp.get("/Immunization/<dose_id>")
+@fhir_operation("Read a dose given (FHIR R4)", answers={200: fhir_resource("Immunization")})
+def immunization_read(dose_id: str):
+    wanted = _uuid_or_none(dose_id)
+    entries = wanted and _given(
+        sa.select(Booking).where(Booking.id == wanted, Booking.status == BookingStatus.DONE)
     )
     if not entries:
         raise NotFound(_("No such dose given."))
-    record_audit("vaccination.immunization.read", dose_id)
+    record_audit("vaccination.immunization.read", wanted)
     db.session.commit()
     return fhir_json(entries[0][1])
 
@@ -160,6 +169,9 @@ def schedule(centre: Centre) -> dict[str, Any]:
 
 
 @bp.get("/Schedule")
+@fhir_operation(
+    "The vaccination centres' agendas (FHIR R4 Schedule)", answers={200: fhir_resource("Bundle")}
+)
 def schedule_search():
     centres = db.session.scalars(sa.select(Centre).order_by(Centre.code))
     return fhir_json(
@@ -172,15 +184,36 @@ def schedule_search():
     )
 
 
-@bp.get("/Schedule/<uuid:centre_id>")
-def schedule_read(centre_id: uuid.UUID):
-    centre = db.session.scalar(sa.select(Centre).where(Centre.id == centre_id))
+@bp.get("/Schedule/<centre_id>")
+@fhir_operation(
+    "Read a centre's agenda (FHIR R4 Schedule)", answers={200: fhir_resource("Schedule")}
+)
+def schedule_read(centre_id: str):
+    wanted = _uuid_or_none(centre_id)
+    centre = wanted and db.session.scalar(sa.select(Centre).where(Centre.id == wanted))
     if centre is None:
         raise NotFound(_("No such centre."))
     return fhir_json(schedule(centre))
 
 
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    """A FHIR id of ours, or None (a 404 as FHIR answers it, not a routing miss)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 @bp.get("/Slot")
+@fhir_operation(
+    "Free vaccination slots of a centre (FHIR R4 Slot)",
+    query={
+        "schedule": {"type": "string", "description": "Schedule/<id> or the id"},
+        "start": {"type": "string", "format": "date"},
+        "end": {"type": "string", "format": "date"},
+    },
+    answers={200: fhir_resource("Bundle")},
+)
 def slot_search():
     """A centre's slots (``schedule``) from day ``start`` (default today) to ``end`` (the
     same day by default, at most 7 days)."""

@@ -899,9 +899,7 @@ def test_fhir_create_is_idempotent_by_identifier_and_update_moves_and_cancels(
     assert api("GET", f"/appointments/{booked.id}").json["status"] == "cancelled"
 
 
-def test_fhir_writes_refuse_bad_resources_naming_the_element(
-    relais, clinic, api, doctor, patient
-):
+def test_fhir_writes_refuse_bad_resources_naming_the_element(relais, clinic, api, doctor, patient):
     other = make_patient(relais, clinic, first_name="Lucas", phone="0698765432")
     good = fhir_appointment(patient, doctor)
     for resource, element in (
