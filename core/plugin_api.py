@@ -14,7 +14,9 @@ contract. docs/plugins.md documents each of them.
 
 from core import hookimpl
 from core import validation as check
+from core.clinic.attribute_index import has_attribute as patient_has_attribute
 from core.clinic.audit import record as record_audit
+from core.clinic.consent import latest_action as latest_consent_sql
 from core.clinic.consent import link as consent_link
 from core.clinic.consent import record as record_consent
 from core.clinic.consent import state as consent_state
@@ -36,12 +38,14 @@ from core.clinic.staff import practitioners
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
+from core.delivery.jobs import run_later
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import cancel as cancel_message
 from core.delivery.outbox import render as render_message
 from core.delivery.outbox import send, send_in_parts, send_many
+from core.delivery.outbox import trial as trial_message
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -61,6 +65,7 @@ from core.delivery.providers import (
 from core.delivery.routing import address as message_address
 from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
+from core.delivery.templates import names_used as template_names
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
@@ -137,6 +142,9 @@ __all__ = [
     "send_many",
     "send_in_parts",
     "render_message",
+    "trial_message",
+    "template_names",
+    "run_later",
     "cancel_message",
     "message_address",
     "best_channels",
@@ -158,6 +166,8 @@ __all__ = [
     "mark_reviewed",
     "practitioners",
     "consent_state",
+    "latest_consent_sql",
+    "patient_has_attribute",
     "record_consent",
     "consent_link",
     "record_audit",

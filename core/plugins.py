@@ -60,6 +60,7 @@ DEFAULT_PLUGINS = (
     "plugins.features.reminders.plugin",
     "plugins.features.otp.plugin",
     "plugins.features.messaging.plugin",
+    "plugins.features.campaigns.plugin",
 )
 
 

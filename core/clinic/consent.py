@@ -100,6 +100,26 @@ def preloaded(patients: Iterable[Patient]) -> Iterator[None]:
         setattr(g, _PRELOADED, outer)
 
 
+def latest_action(channel: str, purpose: str = NON_ESSENTIAL) -> sa.ScalarSelect:
+    """A SQL expression, correlated to :class:`Patient`: the latest step of the patient's
+    consent on ``channel`` (``"given"``, ``"confirmed"``, ``"withdrawn"``, NULL for none), so
+    that a query counts or selects patients by consent over thousands of rows at once (a
+    campaign's segment), as :func:`state` reads it for one."""
+    return (
+        sa.select(Consent.action)
+        .where(
+            Consent.tenant_id == Patient.tenant_id,
+            Consent.patient_id == Patient.id,
+            Consent.channel == channel,
+            Consent.purpose == purpose,
+        )
+        .order_by(Consent.at.desc(), Consent.id.desc())
+        .limit(1)
+        .correlate(Patient)
+        .scalar_subquery()
+    )
+
+
 def states(patient: Patient) -> dict[str, ConsentState]:
     """The patient's consent on every channel."""
     return {channel: state(patient, channel) for channel in CHANNELS}

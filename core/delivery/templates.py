@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_SOURCE = 20_000  # characters of one template
@@ -169,6 +169,16 @@ class TemplateTooLong(ValueError):
     def __init__(self, what: str, limit: int) -> None:
         super().__init__(f"{what} is longer than {limit} characters")
         self.what, self.limit = what, limit
+
+
+def names_used(source: str) -> set[str]:
+    """The variable names a template reads (``{{ patient }}`` gives ``patient``), to refuse
+    unknown ones before anything is sent; a template that does not parse uses none (rendering
+    it says what is wrong)."""
+    try:
+        return set(meta.find_undeclared_variables(_text_env.parse(source)))
+    except TemplateSyntaxError:
+        return set()
 
 
 def render(source: str, variables: dict[str, Any], html: bool = False) -> str:
