@@ -494,9 +494,11 @@ def pause(campaign: Campaign) -> None:
 
 
 def resume(tenant, campaign: Campaign) -> None:
-    """Queue again the chunks not written yet (or the plan, if it never ran)."""
-    if campaign.state != "paused":
-        raise ValidationError(_("Only a paused campaign can be resumed."), "state")
+    """Queue again the chunks not written yet (or the plan, if it never ran). On a running
+    campaign, queues again the chunks whose jobs were lost (a worker killed, Redis emptied):
+    a chunk already written claims nobody again."""
+    if campaign.state not in ("paused", "running"):
+        raise ValidationError(_("Only a paused or running campaign can be resumed."), "state")
     campaign.state = "running"
     campaign.started_at = campaign.started_at or utcnow()
     record_audit("campaign.resume", campaign.id)

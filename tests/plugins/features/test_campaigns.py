@@ -9,9 +9,8 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from core.clinic import settings
+from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
-from core.clinic import consent
 from core.db import db
 from core.delivery.models import Message, MessageStatus
 from plugins.features.campaigns import service
