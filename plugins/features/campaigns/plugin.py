@@ -6,11 +6,21 @@ bulk send path, judged by the country's rules. See docs/campaigns.md.
 """
 
 import time
+import uuid
 
 import click
 from flask_babel import lazy_gettext as _l
 
-from core.plugin_api import MenuItem, Setting, db, hookimpl, tenant_option
+from core.plugin_api import (
+    MenuItem,
+    Setting,
+    ValidationError,
+    db,
+    fail,
+    hookimpl,
+    system_scope,
+    tenant_option,
+)
 from plugins.features.campaigns import service, views
 
 kind = "feature"
@@ -95,6 +105,62 @@ def relais_register_commands(cli):
 
     for action in ("start", "pause", "resume", "cancel"):
         _act(action)
+
+    @campaigns.command("country-start")
+    @click.option("--country", required=True, help="Every clinic of this country (e.g. FR).")
+    @click.option("--name", required=True)
+    @click.option("--text", "texts", multiple=True, required=True, help="LANG=TEXT, e.g. fr=...")
+    @click.option("--default-language", required=True)
+    @click.option("--channel", "channels", multiple=True, default=("sms",), show_default=True)
+    @click.option("--attribute", "attributes", multiple=True)
+    @click.option("--age-min", default="")
+    @click.option("--age-max", default="")
+    @click.option("--start-at", default="", help="ISO 8601 with its offset; empty: now.")
+    @click.option("--rate", default="", help="Messages a minute, per clinic.")
+    def country_start(country, name, texts, default_language, channels, attributes, **rest):
+        """For operators: one campaign in every clinic of a country that has the feature,
+        each on its own patients, sender and rules; prints the run id and each clinic's
+        outcome."""
+        data = {
+            "name": name,
+            "default_language": default_language,
+            "channels": list(channels),
+            "attributes": list(attributes),
+            **rest,
+        }
+        for text in texts:
+            language, _, body = text.partition("=")
+            data[f"template_{language.strip()}"] = body
+        with system_scope():
+            try:
+                run, outcome = service.start_in_country(country, data, by="operator")
+            except ValidationError as exc:
+                fail(exc.message)
+        click.echo(f"run {run}")
+        for slug, result in outcome.items():
+            click.echo(f"{slug:<24} {result}")
+
+    @campaigns.command("country-status")
+    @click.argument("run")
+    def country_status(run):
+        """For operators: per clinic, the figures of a country-wide campaign."""
+        try:
+            wanted = uuid.UUID(run)
+        except ValueError:
+            fail("Give the run id country-start printed.")
+        with system_scope():
+            figures = service.country_figures(wanted)
+        if not figures:
+            fail("No campaign has this run id.")
+        click.echo(
+            f"{'clinic':<24} {'state':<10} {'written':>8} "
+            + " ".join(f"{b:>9}" for b in service.BUCKETS)
+        )
+        for slug, shown in figures.items():
+            click.echo(
+                f"{slug:<24} {shown['state']:<10} {shown['written']:>8} "
+                + " ".join(f"{shown['figures'][b]:>9}" for b in service.BUCKETS)
+            )
 
     @campaigns.command("status")
     @click.argument("campaign_id")

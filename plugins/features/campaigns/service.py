@@ -34,6 +34,7 @@ from core.plugin_api import (
     ValidationError,
     cancel_message,
     db,
+    enabled_plugins,
     plugin_setting,
     record_audit,
     render_message,
@@ -41,6 +42,7 @@ from core.plugin_api import (
     send_many,
     sms_segments,
     template_names,
+    tenant_scope,
     trial_message,
     utcnow,
 )
@@ -537,6 +539,58 @@ def cancel(campaign: Campaign) -> int:
         )
     )
     return sum(1 for m in waiting if cancel_message(m, "campaign cancelled"))
+
+
+# --- an operator's campaign across a country -------------------------------------------------
+
+
+def clinics_of(country: str) -> list[Tenant]:
+    """The clinics of ``country`` that have the campaigns feature (platform scope)."""
+    found = db.session.scalars(
+        sa.select(Tenant).where(Tenant.country_code == country.upper()).order_by(Tenant.slug)
+    )
+    return [t for t in found if PLUGIN in enabled_plugins(t)]
+
+
+def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, str]]:
+    """Start one campaign in every clinic of ``country`` that has the feature, each on its
+    own patients, under its own sender and rules, all sharing one run id; returns it and,
+    per clinic, ``"started"`` or why it did not start (its draft is kept, to read or change).
+
+    :raises ValidationError: when no clinic of the country has the feature.
+    """
+    clinics = clinics_of(country)
+    if not clinics:
+        raise ValidationError(_("No clinic of this country has campaigns enabled."), "country")
+    run, outcome = uuid.uuid4(), {}
+    for clinic in clinics:
+        with tenant_scope(clinic.id):
+            try:
+                campaign = save(clinic, data, by=by)
+                campaign.country_run = run
+                db.session.commit()
+            except ValidationError as exc:
+                db.session.rollback()
+                outcome[clinic.slug] = exc.message
+                continue
+            try:
+                start(clinic, campaign)
+                outcome[clinic.slug] = "started"
+            except ValidationError as exc:
+                db.session.rollback()
+                outcome[clinic.slug] = exc.message
+    return run, outcome
+
+
+def country_figures(run) -> dict[str, dict]:
+    """Per clinic, the progress of its part of the country-wide campaign ``run``."""
+    figures = {}
+    for clinic in db.session.scalars(sa.select(Tenant).order_by(Tenant.slug)):
+        with tenant_scope(clinic.id):
+            campaign = db.session.scalar(sa.select(Campaign).where(Campaign.country_run == run))
+            if campaign is not None:
+                figures[clinic.slug] = progress(campaign)
+    return figures
 
 
 # --- figures ----------------------------------------------------------------------------------

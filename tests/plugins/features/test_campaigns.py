@@ -284,3 +284,45 @@ def test_the_cli_lists_and_shows_a_campaign(app, clinic, world, staff, runner):
     assert "queued: 1" in status.output
     again = runner.invoke(args=["campaigns", "start", campaign_id, "--tenant", "demo"])
     assert again.exit_code == 2 and "already been started" in again.output
+
+
+def test_an_operator_runs_one_campaign_across_the_clinics_of_a_country(app, clinic, runner):
+    other = make_clinic(app, "other", plugins=("fr", "outbox", "campaigns"))
+    make_clinic(app, "berlin", country="DE", plugins=("de", "campaigns"))
+    for tenant, count in ((clinic, 2), (other, 1)):
+        for n in range(count):
+            patient = make_patient(app, tenant, first_name=f"P{n}", phone=f"06123450{n:02d}")
+            consent_to_campaigns(app, tenant, patient)
+    empty = make_clinic(app, "empty", plugins=("fr", "campaigns"))
+    started = runner.invoke(
+        args=[
+            "campaigns",
+            "country-start",
+            "--country",
+            "FR",
+            "--name",
+            "Octobre rose",
+            "--default-language",
+            "fr",
+            "--text",
+            "fr=Bonjour {{ patient }}, dépistage.",
+        ]
+    )
+    assert started.exit_code == 0, started.output
+    lines = started.output.splitlines()
+    run = lines[0].split()[1]
+    outcome = dict(line.split(None, 1) for line in lines[1:])
+    assert outcome["demo"] == outcome["other"] == "started"
+    assert outcome["empty"] != "started" and "berlin" not in outcome
+    for tenant in (clinic, other):
+        with app.app_context(), tenant_scope(tenant.id):
+            campaign_id = str(db.session.scalar(sa.select(Campaign.id)))
+        run_jobs(app, tenant, campaign_id)
+    status = runner.invoke(args=["campaigns", "country-status", run])
+    assert status.exit_code == 0, status.output
+    rows = {line.split()[0]: line.split() for line in status.output.splitlines()[1:]}
+    assert rows["demo"][1:3] == ["done", "2"] and rows["other"][1:3] == ["done", "1"]
+    assert set(rows) == {"demo", "other", "empty"}  # the empty clinic's draft is kept
+    assert empty.slug == "empty"
+    bad = runner.invoke(args=["campaigns", "country-status", "nonsense"])
+    assert bad.exit_code == 2
