@@ -359,13 +359,18 @@ def plan(campaign_id: str) -> None:
 
 
 def _queue_chunks(tenant, campaign: Campaign) -> None:
-    """Queue a job for each chunk not done yet, at its time when the campaign has a rate."""
+    """Queue the chunks not done yet. With a rate, each at its time; without, the first
+    only: each chunk queues the next when it is written (:func:`run_chunk`), so the
+    messages of the first chunks are delivered while the next ones are written, rather
+    than behind all of them on the ``bulk`` queue, and one worker writes while the others
+    deliver."""
     size, now = chunk_size(tenant), utcnow()
-    numbers = db.session.scalars(
+    query = (
         sa.select(CampaignChunk.number)
         .where(CampaignChunk.campaign_id == campaign.id, CampaignChunk.done_at.is_(None))
         .order_by(CampaignChunk.number)
-    ).all()
+    )
+    numbers = db.session.scalars(query if campaign.rate else query.limit(1)).all()
     for number in numbers:
         at = None
         if campaign.rate:
@@ -454,6 +459,16 @@ def run_chunk(campaign_id: str, number: int) -> int:
         )
     chunk.done_at = utcnow()
     db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    if not campaign.rate:
+        following = db.session.scalar(
+            sa.select(sa.func.min(CampaignChunk.number)).where(
+                CampaignChunk.campaign_id == campaign.id,
+                CampaignChunk.done_at.is_(None),
+                CampaignChunk.number > number,
+            )
+        )
+        if following is not None:
+            run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
     _finish_if_done(campaign.id)
     return len(patients)
 
