@@ -17,6 +17,7 @@ from core import validation as check
 from core.clinic.attribute_index import has_attribute as patient_has_attribute
 from core.clinic.audit import record as record_audit
 from core.clinic.consent import latest_action as latest_consent_sql
+from core.clinic.consent import latest_steps as latest_consents_table
 from core.clinic.consent import link as consent_link
 from core.clinic.consent import record as record_consent
 from core.clinic.consent import state as consent_state
@@ -167,6 +168,7 @@ __all__ = [
     "practitioners",
     "consent_state",
     "latest_consent_sql",
+    "latest_consents_table",
     "patient_has_attribute",
     "record_consent",
     "consent_link",

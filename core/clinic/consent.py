@@ -120,6 +120,26 @@ def latest_action(channel: str, purpose: str = NON_ESSENTIAL) -> sa.ScalarSelect
     )
 
 
+def latest_steps(channel: str, purpose: str = NON_ESSENTIAL) -> sa.Subquery:
+    """A derived table of the latest consent step of every patient who has one on
+    ``channel``: columns ``patient_id`` and ``action``. Outer-joined on the patients, it
+    answers :func:`latest_action` for a whole segment at once (one pass over the consents,
+    where the correlated subquery looks once per patient).
+    """
+    ranked = (
+        sa.select(
+            Consent.patient_id,
+            Consent.action,
+            sa.func.row_number()
+            .over(partition_by=Consent.patient_id, order_by=(Consent.at.desc(), Consent.id.desc()))
+            .label("n"),
+        )
+        .where(Consent.channel == channel, Consent.purpose == purpose)
+        .subquery()
+    )
+    return sa.select(ranked.c.patient_id, ranked.c.action).where(ranked.c.n == 1).subquery()
+
+
 def states(patient: Patient) -> dict[str, ConsentState]:
     """The patient's consent on every channel."""
     return {channel: state(patient, channel) for channel in CHANNELS}

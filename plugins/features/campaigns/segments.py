@@ -35,6 +35,7 @@ from core.plugin_api import (
     enabled_plugins,
     hooks_for,
     latest_consent_sql,
+    latest_consents_table,
     patient_has_attribute,
     practitioners,
     utcnow,
@@ -175,17 +176,36 @@ def reachable_on_any(tenant, channels) -> sa.ColumnElement[bool]:
     return sa.or_(*(reachable(tenant, c) for c in channels))
 
 
+def joined_reach(tenant, query: sa.Select, channels) -> tuple[sa.Select, sa.ColumnElement]:
+    """``query`` (on :class:`Patient`) with each channel's latest consents outer-joined, and
+    the condition "reachable on one of ``channels``" on them: for whole-segment queries, where
+    :func:`reachable_on_any`'s correlated subqueries would look once per patient."""
+    reach = []
+    for channel in channels:
+        steps = latest_consents_table(channel).alias(f"reach_{channel}")
+        query = query.outerjoin(steps, steps.c.patient_id == Patient.id)
+        latest = sa.func.coalesce(steps.c.action, "none")
+        reach.append(sa.and_(ADDRESS[channel].isnot(None), latest.in_(_consent_counts(tenant))))
+    return query, sa.or_(*reach)
+
+
 def count(tenant, segment: Segment, channels) -> dict:
     """How many patients the segment holds, how many a campaign by ``channels`` would write
     to, and per channel how many are reachable or left out (no address, opted out, no
-    consent), in one query. Counts only: nothing is read of any patient, nothing audited."""
-    where = conditions(tenant, segment)
+    consent), in one query (each channel's latest consents joined once). Counts only:
+    nothing is read of any patient, nothing audited."""
+    source = sa.select(Patient.id).select_from(Patient)
     columns = [sa.func.count(Patient.id).label("total")]
+    reach = []
+    counting = _consent_counts(tenant)
     for channel in channels:
+        steps = latest_consents_table(channel).alias(f"consent_{channel}")
+        source = source.outerjoin(steps, steps.c.patient_id == Patient.id)
         address = ADDRESS[channel]
-        latest = sa.func.coalesce(latest_consent_sql(channel), "none")
+        latest = sa.func.coalesce(steps.c.action, "none")
         withdrawn = latest == ConsentAction.WITHDRAWN.value
-        counts = latest.in_(_consent_counts(tenant))
+        counts = latest.in_(counting)
+        reach.append(sa.and_(address.isnot(None), counts))
         columns += [
             sa.func.count(Patient.id).filter(address.is_(None)).label(f"{channel}:no_address"),
             sa.func.count(Patient.id)
@@ -194,15 +214,12 @@ def count(tenant, segment: Segment, channels) -> dict:
             sa.func.count(Patient.id)
             .filter(address.isnot(None), ~withdrawn, ~counts)
             .label(f"{channel}:no_consent"),
-            sa.func.count(Patient.id)
-            .filter(address.isnot(None), counts)
-            .label(f"{channel}:reachable"),
+            sa.func.count(Patient.id).filter(reach[-1]).label(f"{channel}:reachable"),
         ]
     if channels:
-        columns.append(
-            sa.func.count(Patient.id).filter(reachable_on_any(tenant, channels)).label("recipients")
-        )
-    values = db.session.execute(sa.select(*columns).where(*where)).one()._mapping
+        columns.append(sa.func.count(Patient.id).filter(sa.or_(*reach)).label("recipients"))
+    query = source.with_only_columns(*columns).where(*conditions(tenant, segment))
+    values = db.session.execute(query).one()._mapping
     result = {"total": values["total"], "recipients": values.get("recipients", 0), "channels": {}}
     for channel in channels:
         result["channels"][channel] = {

@@ -319,16 +319,16 @@ def plan(campaign_id: str) -> None:
         .where(CampaignChunk.campaign_id == campaign.id)
     ):
         segment = segments.from_json(campaign.segment)
+        query, reachable = segments.joined_reach(
+            tenant, sa.select(Patient.id).select_from(Patient), campaign.channels
+        )
         ordered = (
-            sa.select(
+            query.with_only_columns(
                 Patient.id.label("id"),
                 sa.func.row_number().over(order_by=Patient.id).label("n"),
                 sa.func.count().over().label("total"),
             )
-            .where(
-                *segments.conditions(tenant, segment),
-                segments.reachable_on_any(tenant, campaign.channels),
-            )
+            .where(*segments.conditions(tenant, segment), reachable)
             .subquery()
         )
         bounds = db.session.execute(
