@@ -534,12 +534,12 @@ def resume(tenant, campaign: Campaign) -> None:
 
 def cancel(campaign: Campaign) -> int:
     """Stop the campaign for good; its messages still waiting (quiet hours, a rate) are
-    cancelled. Returns how many were."""
-    if campaign.state in ("cancelled", "done"):
+    cancelled, a campaign done writing included. Returns how many were."""
+    if campaign.state == "cancelled" or (campaign.state == "done" and not waiting(campaign)):
         raise ValidationError(_("This campaign is already over."), "state")
     campaign.state, campaign.finished_at = "cancelled", utcnow()
     record_audit("campaign.cancel", campaign.id)
-    waiting = db.session.scalars(
+    found = db.session.scalars(
         sa.select(Message)
         .join(
             CampaignRecipient,
@@ -553,7 +553,13 @@ def cancel(campaign: Campaign) -> int:
             Message.status == MessageStatus.SCHEDULED,
         )
     )
-    return sum(1 for m in waiting if cancel_message(m, "campaign cancelled"))
+    return sum(1 for m in found if cancel_message(m, "campaign cancelled"))
+
+
+def waiting(campaign: Campaign) -> int:
+    """How many of the campaign's messages wait for their time (quiet hours, a rate)."""
+    figures = progress(campaign)["figures"]
+    return figures["queued"] + figures["deferred"]
 
 
 # --- an operator's campaign across a country -------------------------------------------------

@@ -195,6 +195,13 @@ def test_campaign_sms_in_france_after_20h_wait_for_the_morning(app, clock, clini
     assert message.verdict_until.isoformat() == "2026-11-19T07:00:00+00:00"  # 08:00 Paris
     progress = staff.get(f"/campaigns/{campaign_id}/progress").json
     assert progress["figures"]["deferred"] == 1 and progress["figures"]["queued"] == 0
+    # Cancelled before the morning: the message waiting for it is cancelled too.
+    token = csrf_token(staff, f"/campaigns/{campaign_id}")
+    staff.post(f"/campaigns/{campaign_id}/cancel", data={"csrf_token": token})
+    (message,) = messages_of(app, clinic)
+    assert message.status == MessageStatus.CANCELLED
+    progress = staff.get(f"/campaigns/{campaign_id}/progress").json
+    assert progress["state"] == "cancelled" and progress["figures"]["cancelled"] == 1
 
 
 @pytest.mark.parametrize(
