@@ -84,9 +84,8 @@ class Patient(TenantOwned, db.Model):
     __tablename__ = "patients"
     __table_args__ = (
         sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),
-        sa.Index("ix_patients_attribute_tokens", "attribute_tokens", postgresql_using="gin").ddl_if(
-            dialect="postgresql"
-        ),
+        # GIN on PostgreSQL (segments ask "tokens @> ARRAY[token]"); a plain one on SQLite.
+        sa.Index("ix_patients_attribute_tokens", "attribute_tokens", postgresql_using="gin"),
         # One account per verified phone number in a clinic: logging in by code finds it.
         sa.Index(
             "ux_patients_account_phone",

@@ -39,13 +39,9 @@ def upgrade():
                 server_default="{}" if postgres else "[]",
             )
         )
-    if postgres:
-        op.create_index(
-            "ix_patients_attribute_tokens",
-            "patients",
-            ["attribute_tokens"],
-            postgresql_using="gin",
-        )
+    op.create_index(
+        "ix_patients_attribute_tokens", "patients", ["attribute_tokens"], postgresql_using="gin"
+    )
     _index_existing(postgres)
 
 
@@ -74,7 +70,6 @@ def _index_existing(postgres: bool) -> None:
 
 
 def downgrade():
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index("ix_patients_attribute_tokens", table_name="patients")
+    op.drop_index("ix_patients_attribute_tokens", table_name="patients")
     with op.batch_alter_table("patients") as batch_op:
         batch_op.drop_column("attribute_tokens")
