@@ -516,20 +516,23 @@ def resume(tenant, campaign: Campaign) -> None:
     a chunk already written claims nobody again."""
     if campaign.state not in ("paused", "running"):
         raise ValidationError(_("Only a paused or running campaign can be resumed."), "state")
-    campaign.state = "running"
-    campaign.started_at = campaign.started_at or utcnow()
-    record_audit("campaign.resume", campaign.id)
-    db.session.commit()
     planned = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(CampaignChunk)
         .where(CampaignChunk.campaign_id == campaign.id)
     )
+    later = not planned and campaign.start_at is not None and campaign.start_at > utcnow()
+    campaign.state = "scheduled" if later else "running"  # paused before its start time
+    if not later:
+        campaign.started_at = campaign.started_at or utcnow()
+    record_audit("campaign.resume", campaign.id)
+    db.session.commit()
     if planned:
         _queue_chunks(tenant, campaign)
         _finish_if_done(campaign.id)
     else:
-        run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk")
+        at = campaign.start_at if later else None
+        run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
 
 
 def cancel(campaign: Campaign) -> int:

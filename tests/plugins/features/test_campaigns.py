@@ -333,3 +333,19 @@ def test_an_operator_runs_one_campaign_across_the_clinics_of_a_country(app, clin
     assert empty.slug == "empty"
     bad = runner.invoke(args=["campaigns", "country-status", "nonsense"])
     assert bad.exit_code == 2
+
+
+def test_a_campaign_set_for_later_waits_for_its_time_even_after_pause_and_resume(
+    app, clock, clinic, world, staff
+):
+    campaign_id = new_draft(staff, start_at="2026-11-19T09:00")  # tomorrow, Paris time
+    token = csrf_token(staff, f"/campaigns/{campaign_id}")
+    staff.post(f"/campaigns/{campaign_id}/start", data={"csrf_token": token})
+    assert staff.get(f"/campaigns/{campaign_id}/progress").json["state"] == "scheduled"
+    staff.post(f"/campaigns/{campaign_id}/pause", data={"csrf_token": token})
+    staff.post(f"/campaigns/{campaign_id}/resume", data={"csrf_token": token})
+    assert staff.get(f"/campaigns/{campaign_id}/progress").json["state"] == "scheduled"
+    assert messages_of(app, clinic) == []
+    clock.move_to("2026-11-19T08:00:00+00:00")  # its time: the worker's scheduler runs the plan
+    run_jobs(app, clinic, campaign_id)
+    assert [m.patient_id for m in messages_of(app, clinic)] == [world["reachable"].id]
