@@ -416,6 +416,11 @@ def run_chunk(campaign_id: str, number: int) -> int:
     ).all()
     drafts = []
     size = chunk_size(tenant)
+    # Read once for the chunk, not once a patient.
+    by_language = {
+        lang: {"text": text, "subject": campaign.name} for lang, text in campaign.templates.items()
+    }
+    default, channels = by_language[campaign.default_language], list(campaign.channels)
     for position, patient in enumerate(patients):
         not_before = None
         if campaign.rate:
@@ -425,12 +430,9 @@ def run_chunk(campaign_id: str, number: int) -> int:
             {
                 "patient": patient,
                 "purpose": "campaign",
-                "template": {
-                    "text": template_for(campaign, patient.language),
-                    "subject": campaign.name,
-                },
+                "template": by_language.get(patient.language, default),
                 "variables": _variables(tenant, patient),
-                "channels": list(campaign.channels),
+                "channels": channels,
                 "not_before": not_before if not_before and not_before > utcnow() else None,
             }
         )
