@@ -30,13 +30,16 @@ from core.plugins import DEFAULT_PLUGINS, PluginError, PluginHost, enabled_plugi
 from core.web import (
     account,
     api,
+    api_docs,
     audit,
     auth,
     consent,
     console,
+    fhir_api,
     headers,
     home,
     invitation,
+    openapi,
     patient,
     patient_contact,
     patients,
@@ -98,6 +101,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _register_template_helpers(app)
     _register_error_handlers(app)
     headers.init_app(app)
+    openapi.init_app(app)
     return app
 
 
@@ -113,6 +117,9 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(invitation.bp)  # a first admin's invitation link: no session yet
     app.register_blueprint(api.bp, url_prefix="/api/v1")
     csrf.exempt(api.bp)  # bearer-key authentication only: no cookie, so no CSRF
+    app.register_blueprint(api_docs.bp)  # the API's contract, readable without a key
+    app.register_blueprint(fhir_api.bp)  # FHIR R4 Patient and the CapabilityStatement
+    csrf.exempt(fhir_api.bp)
     app.register_blueprint(console.bp, subdomain="operator")
     app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
     app.register_blueprint(webhooks.bp)

@@ -87,7 +87,9 @@ from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
 from core.web.api import authenticate as authenticate_api_key
 from core.web.auth import login_limit, pending_account
 from core.web.cli import fail, tenant_option
-from core.web.fhir import answer_errors_as_fhir, fhir_json
+from core.web.fhir import answer_errors_as_fhir, fhir_json, fhir_operation, fhir_resource
+from core.web.fhir import instant as fhir_instant
+from core.web.openapi import api_operation, api_schema
 from core.web.patient import current_patient, log_in_patient, patient_required
 from core.web.staff_access import admin_only
 from migrations.rls import protect as protect_tenant_rows
@@ -199,7 +201,12 @@ __all__ = [
     "login_limit",
     "pending_account",
     "authenticate_api_key",
+    "api_operation",
+    "api_schema",
     "fhir_json",
+    "fhir_instant",
+    "fhir_operation",
+    "fhir_resource",
     "answer_errors_as_fhir",
     "tenant_option",
     "fail",

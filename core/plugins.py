@@ -169,11 +169,11 @@ class PluginHost:
 
     def load(self, builtins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
         """Register the built-ins, then every entry point; fail on any unknown hook."""
-        own_version = _own_version()
+        relais_version = own_version()
         for module_name in builtins:
             parts = module_name.split(".")  # plugins.features.<name>.plugin, or pkg.<name>
             name = parts[-2] if parts[-1] == "plugin" else parts[-1]
-            self._register(importlib.import_module(module_name), name, own_version, "built-in")
+            self._register(importlib.import_module(module_name), name, relais_version, "built-in")
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
@@ -445,7 +445,7 @@ def _identity(value: Any) -> Any:
     return getattr(value, "__dict__", {}).get("id")
 
 
-def _own_version() -> str:
+def own_version() -> str:
     try:
         return importlib.metadata.version("relais")
     except importlib.metadata.PackageNotFoundError:

@@ -1,6 +1,7 @@
 """Patients: creation, edition, search; each read by staff is audited."""
 
 import uuid
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -94,15 +95,18 @@ def find_patient(patient_id: uuid.UUID | str) -> Patient:
 
 
 def search_patients(
-    query: str = "", page: int = 1, to_check: bool = False
+    query: str = "", page: int = 1, to_check: bool = False, birth_date: date | None = None
 ) -> tuple[list[Patient], int]:
     """Patients whose name, phone or e-mail contains ``query``, by name; and the total.
 
     :param to_check: only the records an online sign-up created, not yet checked by staff.
+    :param birth_date: only the patients born that day.
     """
     conditions = matching(query)
     if to_check:
         conditions.append(Patient.review_needed.is_(True))
+    if birth_date is not None:
+        conditions.append(Patient.birth_date == birth_date)
     stmt = sa.select(Patient).where(*conditions)
     # count(Patient.id), not count(*) from a subquery: the ORM's tenant filter follows the
     # entities selected (tenants.scoping); without PostgreSQL's RLS it is the only wall.

@@ -20,6 +20,21 @@ from core.delivery import log, outbox, presenters
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
+from core.web.api_schemas import (
+    BATCH,
+    BATCH_RESULT,
+    CONSENT_RESULT,
+    CONSENT_STEP,
+    CONSENTS,
+    MESSAGE,
+    NEW_MESSAGE,
+    NEW_PATIENT,
+    PATIENT,
+    PATIENT_CHANGE,
+    PATIENT_PAGE,
+    QUEUED,
+)
+from core.web.openapi import api_operation
 
 bp = Blueprint("api", __name__)
 
@@ -27,11 +42,6 @@ bp = Blueprint("api", __name__)
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
-
-
-class TooLarge(DomainError):
-    status = 413
-    code = "too_large"
 
 
 @bp.before_request
@@ -58,6 +68,15 @@ def _body() -> dict:
 
 
 @bp.get("/patients")
+@api_operation(
+    "Search the clinic's patients, 50 a page",
+    tag="Patients",
+    query={
+        "q": {"type": "string", "maxLength": 200},
+        "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    },
+    answers={200: PATIENT_PAGE},
+)
 def patient_list():
     page = check.page(request.args.get("page"))
     rows, total = patients.search_patients(request.args.get("q", ""), page)
@@ -67,6 +86,7 @@ def patient_list():
 
 
 @bp.post("/patients")
+@api_operation("Create a patient", tag="Patients", body=NEW_PATIENT, answers={201: PATIENT})
 def patient_create():
     patient = patients.create_patient(g.tenant, _body())
     db.session.commit()
@@ -74,6 +94,7 @@ def patient_create():
 
 
 @bp.get("/patients/<uuid:patient_id>")
+@api_operation("Read a patient", tag="Patients", answers={200: PATIENT})
 def patient_read(patient_id: uuid.UUID):
     body = patients.to_json(patients.get_patient(patient_id))
     db.session.commit()
@@ -81,6 +102,12 @@ def patient_read(patient_id: uuid.UUID):
 
 
 @bp.patch("/patients/<uuid:patient_id>")
+@api_operation(
+    "Change a patient's fields (the others stay)",
+    tag="Patients",
+    body=PATIENT_CHANGE,
+    answers={200: PATIENT},
+)
 def patient_update(patient_id: uuid.UUID):
     patient = patients.update_patient(g.tenant, patients.get_patient(patient_id), _body())
     db.session.commit()
@@ -88,6 +115,7 @@ def patient_update(patient_id: uuid.UUID):
 
 
 @bp.get("/patients/<uuid:patient_id>/consents")
+@api_operation("Read a patient's consents", tag="Consents", answers={200: CONSENTS})
 def consent_list(patient_id: uuid.UUID):
     """A patient's consent on every channel, and every step of it (the proof)."""
     body = consent.to_json(patients.get_patient(patient_id))
@@ -99,6 +127,12 @@ CONSENT_FIELDS = {"channel", "action", "method"}
 
 
 @bp.post("/patients/<uuid:patient_id>/consents")
+@api_operation(
+    "Record a step of a patient's consent",
+    tag="Consents",
+    body=CONSENT_STEP,
+    answers={200: CONSENT_RESULT, 201: CONSENT_RESULT},
+)
 def consent_create(patient_id: uuid.UUID):
     """Record a step of a patient's consent: 201 with the new state, or 200 with
     ``"changed": false`` when it changes nothing (e.g. a second opt-out)."""
@@ -128,6 +162,9 @@ MESSAGE_FIELDS = {
 
 
 @bp.post("/messages")
+@api_operation(
+    "Queue a message to a patient", tag="Messages", body=NEW_MESSAGE, answers={202: QUEUED}
+)
 def message_create():
     """Queue a message to a patient; answers at once with its id (202), its status and what
     the country's rules said (a refusal's reason, a deferral's date)."""
@@ -174,6 +211,9 @@ REFERENCE_LENGTH = 100
 
 
 @bp.post("/messages/batch")
+@api_operation(
+    "Queue up to 1,000 messages", tag="Messages", body=BATCH, answers={202: BATCH_RESULT}
+)
 @request_bodies.body_limit(BATCH_BYTES)
 def message_batch():
     """Queue up to 1,000 messages in one request, each judged as ``POST /messages`` judges
@@ -194,7 +234,7 @@ def message_batch():
     if not isinstance(items, list) or not items:
         raise ValidationError(_("Send a list of messages."), "messages")
     if len(items) > BATCH_MAX:
-        raise TooLarge(_("This request is too large."), "messages")
+        raise ValidationError(_("At most %(n)d messages a request.", n=BATCH_MAX), "messages")
     parsed = [_batch_item(item, f"messages[{i}]") for i, item in enumerate(items)]
     seen: dict[str, int] = {}
     for i, item in enumerate(parsed):
@@ -299,6 +339,7 @@ def _batch_answer(index: int, result: Any, reference: str | None) -> dict[str, A
 
 
 @bp.get("/messages/<uuid:message_id>")
+@api_operation("Read a message and its history", tag="Messages", answers={200: MESSAGE})
 def message_read(message_id: uuid.UUID):
     """A message's status, with every status change and attempt timestamped; the read is
     audited, as the staff's page read is."""
@@ -309,6 +350,9 @@ def message_read(message_id: uuid.UUID):
 
 
 @bp.post("/messages/<uuid:message_id>/cancel")
+@api_operation(
+    "Cancel a message that has not left", tag="Messages", answers={200: MESSAGE}, errors=[409]
+)
 def message_cancel(message_id: uuid.UUID):
     """Cancel a message that has not left yet; 409 when it is too late."""
     message = presenters.find_message(message_id)

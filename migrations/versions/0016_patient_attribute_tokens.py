@@ -6,7 +6,7 @@ database without decrypting rows; a GIN index on PostgreSQL. Existing patients a
 here, in batches.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-02 14:30:00
 
 """
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from core.crypto import keyed_token, unseal
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -13,12 +13,15 @@ from flask_babel import gettext as _
 
 from core.plugin_api import (
     ValidationError,
+    api_operation,
+    api_schema,
     authenticate_api_key,
     check,
     csrf,
     db,
 )
 from plugins.features.appointments import service
+from plugins.features.appointments.models import AppointmentStatus
 
 PAGE_SIZE = 100
 DEFAULT_DAYS = 7
@@ -27,6 +30,65 @@ bp = Blueprint("appointments_api", __name__, url_prefix="/api/v1")
 bp.relais_public = True  # no staff session: the API key is checked below
 bp.before_request(authenticate_api_key)
 csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+
+_STATUS = {"type": "string", "enum": [s.value for s in AppointmentStatus]}
+_MAYBE_TEXT = {"type": ["string", "null"]}
+_FIELDS = {
+    "practitioner_id": {"type": "string", "format": "uuid"},
+    "starts_at": {"type": "string", "format": "date-time"},
+    "ends_at": {"type": "string", "format": "date-time"},
+    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": service.MAX_MINUTES},
+    "status": _STATUS,
+    "type": _MAYBE_TEXT,
+    "location": _MAYBE_TEXT,
+    "reason": _MAYBE_TEXT,
+}
+APPOINTMENT = api_schema(
+    "Appointment",
+    {
+        "type": "object",
+        "required": ["id", "patient_id", "practitioner_id", "starts_at", "ends_at", "status"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "external_id": _MAYBE_TEXT,
+            "patient_id": {"type": "string", "format": "uuid"},
+            **_FIELDS,
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "updated_at": {"type": ["string", "null"], "format": "date-time"},
+            "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+)
+NEW_APPOINTMENT = api_schema(
+    "NewAppointment",
+    {
+        "type": "object",
+        "required": ["patient_id", "practitioner_id", "starts_at"],
+        "additionalProperties": False,
+        "properties": {
+            "external_id": {"type": "string", "maxLength": 200},
+            "patient_id": {"type": "string", "format": "uuid"},
+            **_FIELDS,
+        },
+    },
+)
+APPOINTMENT_CHANGE = api_schema(
+    "AppointmentChange", {"type": "object", "additionalProperties": False, "properties": _FIELDS}
+)
+APPOINTMENT_PAGE = api_schema(
+    "AppointmentPage",
+    {
+        "type": "object",
+        "required": ["appointments", "total", "page", "from", "to"],
+        "properties": {
+            "appointments": {"type": "array", "items": APPOINTMENT},
+            "total": {"type": "integer", "minimum": 0},
+            "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time"},
+        },
+    },
+)
 
 
 def body() -> dict:
@@ -48,6 +110,12 @@ def optional_id(name: str) -> uuid.UUID | None:
 
 
 @bp.post("/appointments")
+@api_operation(
+    "Create an appointment, or update the one with its external_id",
+    tag="Appointments",
+    body=NEW_APPOINTMENT,
+    answers={200: APPOINTMENT, 201: APPOINTMENT},
+)
 def appointment_upsert():
     """Create an appointment (201), or update the one with the same ``external_id`` (200)."""
     appointment, created = service.upsert(g.tenant, body())
@@ -57,6 +125,19 @@ def appointment_upsert():
 
 
 @bp.get("/appointments")
+@api_operation(
+    "List appointments in a time window, 100 a page",
+    tag="Appointments",
+    query={
+        "from": {"type": "string", "format": "date-time"},
+        "to": {"type": "string", "format": "date-time"},
+        "status": {"type": "string", "description": "statuses, separated by commas"},
+        "practitioner": {"type": "string", "format": "uuid"},
+        "patient": {"type": "string", "format": "uuid"},
+        "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    },
+    answers={200: APPOINTMENT_PAGE},
+)
 def appointment_list():
     """Appointments starting from ``from`` (default: today) until ``to`` (default: a week
     later), by start time, 100 a page."""
@@ -98,6 +179,7 @@ def appointment_list():
 
 
 @bp.get("/appointments/<uuid:appointment_id>")
+@api_operation("Read an appointment", tag="Appointments", answers={200: APPOINTMENT})
 def appointment_read(appointment_id: uuid.UUID):
     payload = service.to_json(service.get(appointment_id))
     db.session.commit()
@@ -105,6 +187,9 @@ def appointment_read(appointment_id: uuid.UUID):
 
 
 @bp.patch("/appointments/<uuid:appointment_id>")
+@api_operation(
+    "Change an appointment", tag="Appointments", body=APPOINTMENT_CHANGE, answers={200: APPOINTMENT}
+)
 def appointment_update(appointment_id: uuid.UUID):
     """Move an appointment, change its status, type, location or reason."""
     appointment = service.update(g.tenant, service.find(appointment_id), body())
@@ -114,6 +199,7 @@ def appointment_update(appointment_id: uuid.UUID):
 
 
 @bp.post("/appointments/<uuid:appointment_id>/cancel")
+@api_operation("Cancel an appointment", tag="Appointments", answers={200: APPOINTMENT})
 def appointment_cancel(appointment_id: uuid.UUID):
     """Cancel an appointment; cancelling it again answers the same, changing nothing."""
     appointment = service.cancel(g.tenant, service.find(appointment_id))

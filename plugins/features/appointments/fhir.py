@@ -25,7 +25,7 @@ created_at      ``created``; updated_at: ``meta.lastUpdated``
 """
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +33,7 @@ from flask import Blueprint, g, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    Conflict,
     ValidationError,
     answer_errors_as_fhir,
     authenticate_api_key,
@@ -41,7 +42,12 @@ from core.plugin_api import (
     db,
     external_url,
     fhir_json,
+    fhir_operation,
+    fhir_resource,
     utcnow,
+)
+from core.plugin_api import (
+    fhir_instant as instant,
 )
 from plugins.features.appointments import service
 from plugins.features.appointments.models import Appointment, AppointmentStatus
@@ -76,11 +82,6 @@ csrf.exempt(bp)
 
 
 # --- the mapping ------------------------------------------------------------------------------
-
-
-def instant(value: datetime) -> str:
-    """A FHIR instant in UTC, to the second: ``2026-03-30T07:00:00Z``."""
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def to_fhir(appointment: Appointment) -> dict[str, Any]:
@@ -232,6 +233,19 @@ def _whole(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/Appointment")
+@fhir_operation(
+    "Search appointments (FHIR R4 Appointment)",
+    query={
+        "date": {"type": "string", "description": "e.g. ge2026-12-01 (repeatable)"},
+        "patient": {"type": "string", "description": "Patient/<id> or the id"},
+        "practitioner": {"type": "string", "description": "Practitioner/<id> or the id"},
+        "status": {"type": "string", "description": "FHIR statuses, separated by commas"},
+        "identifier": {"type": "string", "description": "<system>|<external id>"},
+        "_count": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+        "_offset": {"type": "integer", "minimum": 0},
+    },
+    answers={200: fhir_resource("Bundle")},
+)
 def appointment_search():
     """Search appointments: ``date`` (repeatable), ``patient``, ``practitioner``,
     ``status``, ``identifier``, ``_count``, ``_offset``."""
@@ -297,9 +311,137 @@ def appointment_search():
 
 
 @bp.get("/Appointment/<appointment_id>")
+@fhir_operation("Read an appointment (FHIR R4)", answers={200: fhir_resource("Appointment")})
 def appointment_read(appointment_id: str):
     payload = to_fhir(service.get(appointment_id))
     db.session.commit()  # the audit of the read
+    return fhir_json(payload)
+
+
+# --- writing: practice software pushes its appointments as FHIR resources ----------------------
+
+STATUS_FROM = {
+    "booked": AppointmentStatus.BOOKED,
+    "cancelled": AppointmentStatus.CANCELLED,
+    "noshow": AppointmentStatus.NO_SHOW,
+    "fulfilled": AppointmentStatus.DONE,
+}
+# A refused Relais field, as the FHIR element it came from.
+ELEMENTS = {
+    "external_id": "Appointment.identifier",
+    "patient_id": "Appointment.participant",
+    "practitioner_id": "Appointment.participant",
+    "location": "Appointment.participant",
+    "starts_at": "Appointment.start",
+    "ends_at": "Appointment.end",
+    "duration_minutes": "Appointment.minutesDuration",
+    "status": "Appointment.status",
+    "type": "Appointment.appointmentType",
+    "reason": "Appointment.reasonCode",
+}
+
+
+def from_fhir(resource: Any, current: Appointment | None = None) -> dict[str, Any]:
+    """The appointments service's fields from a FHIR ``Appointment`` (the inverse of
+    :func:`to_fhir`). :raises ValidationError: naming the FHIR element."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Appointment":
+        raise ValidationError(_("Send an Appointment resource."), "Appointment.resourceType")
+    data: dict[str, Any] = {}
+    for identifier in _list(resource, "identifier"):
+        if isinstance(identifier, dict) and identifier.get("system") == EXTERNAL_ID_SYSTEM:
+            data["external_id"] = identifier.get("value")
+    status = resource.get("status")
+    if status not in STATUS_FROM:
+        raise ValidationError(
+            _("Choose one of: %(v)s.", v=", ".join(STATUS_FROM)), "Appointment.status"
+        )
+    # "booked" says nothing of the patient's confirmation: a confirmed one stays confirmed.
+    if not (current is not None and current.status in STATUSES_OF["booked"] and status == "booked"):
+        data["status"] = STATUS_FROM[status].value
+    data["starts_at"] = resource.get("start")
+    if resource.get("end") is not None:
+        data["ends_at"] = resource["end"]
+    elif resource.get("minutesDuration") is not None:
+        data["duration_minutes"] = resource["minutesDuration"]
+    kind = resource.get("appointmentType")
+    if isinstance(kind, dict) and kind.get("text") is not None:
+        data["type"] = kind["text"]
+    reasons = _list(resource, "reasonCode")
+    if reasons and isinstance(reasons[0], dict):
+        data["reason"] = reasons[0].get("text")
+    for participant in _list(resource, "participant"):
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        if not isinstance(actor, dict):
+            raise ValidationError(_("Each participant needs an actor."), "Appointment.participant")
+        kind_, _slash, ident = str(actor.get("reference") or "").partition("/")
+        if kind_ == "Patient":
+            data["patient_id"] = ident
+        elif kind_ == "Practitioner":
+            data["practitioner_id"] = ident
+        elif actor.get("type") == "Location" or kind_ == "Location":
+            data["location"] = actor.get("display")
+    if "patient_id" not in data or "practitioner_id" not in data:
+        raise ValidationError(
+            _("Name the patient and the practitioner as participants."), "Appointment.participant"
+        )
+    return data
+
+
+def _list(resource: dict, name: str) -> list:
+    value = resource.get(name) or []
+    if not isinstance(value, list):
+        raise ValidationError(_("Send a list."), f"Appointment.{name}")
+    return value
+
+
+def _as_fhir_fields(exc: ValidationError) -> ValidationError:
+    return ValidationError(exc.message, ELEMENTS.get(exc.field or "", exc.field))
+
+
+@bp.post("/Appointment")
+@fhir_operation(
+    "Create an appointment (FHIR R4), or update the one with its identifier",
+    body=fhir_resource("Appointment"),
+    answers={200: fhir_resource("Appointment"), 201: fhir_resource("Appointment")},
+)
+def appointment_create():
+    """Idempotent by ``identifier`` (system ``urn:relais:appointment:external-id``): the
+    same appointment pushed again updates it (200) instead of booking it twice (201)."""
+    try:
+        appointment, created = service.upsert(g.tenant, from_fhir(request.get_json(silent=True)))
+    except ValidationError as exc:
+        raise _as_fhir_fields(exc) from None
+    payload = to_fhir(appointment)
+    db.session.commit()
+    answer = fhir_json(payload, 201 if created else 200)
+    answer.headers["Location"] = external_url(
+        "appointments_fhir.appointment_read", appointment_id=appointment.id
+    )
+    return answer
+
+
+@bp.put("/Appointment/<appointment_id>")
+@fhir_operation(
+    "Update an appointment (FHIR R4): move it, or cancel it (status cancelled)",
+    body=fhir_resource("Appointment"),
+    answers={200: fhir_resource("Appointment")},
+    errors=[409],
+)
+def appointment_update(appointment_id: str):
+    """Its patient and identifier stay what they are (409 when the resource says others)."""
+    appointment = service.find(appointment_id)
+    data = from_fhir(request.get_json(silent=True), appointment)
+    same_patient = str(data.pop("patient_id")) == str(appointment.patient_id)
+    if not same_patient or data.pop("external_id", appointment.external_id) != (
+        appointment.external_id
+    ):
+        raise Conflict(_("This field cannot change."), "Appointment.participant")
+    try:
+        appointment = service.update(g.tenant, appointment, data)
+    except ValidationError as exc:
+        raise _as_fhir_fields(exc) from None
+    payload = to_fhir(appointment)
+    db.session.commit()
     return fhir_json(payload)
 
 

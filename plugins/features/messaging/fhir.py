@@ -26,7 +26,10 @@ from core.plugin_api import (
     authenticate_api_key,
     csrf,
     db,
+    fhir_instant,
     fhir_json,
+    fhir_operation,
+    fhir_resource,
     record_audit,
 )
 from plugins.features.messaging.models import Attachment, Author, Conversation, ThreadMessage
@@ -38,10 +41,6 @@ bp = Blueprint("messaging_fhir", __name__, url_prefix="/api/v1/fhir")
 bp.relais_public = True  # no staff session: the API key is checked below
 bp.before_request(authenticate_api_key)
 csrf.exempt(bp)
-
-
-def _instant(value) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files) -> dict:
@@ -57,7 +56,7 @@ def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files)
         "topic": {"coding": [{"system": CONVERSATION_SYSTEM, "code": str(conversation.id)}]},
         "sender": patient if from_patient else practitioner,
         "recipient": [practitioner if from_patient else patient],
-        "sent": _instant(message.created_at),
+        "sent": fhir_instant(message.created_at),
         "payload": [{"contentString": message.body}]
         + [
             {"contentAttachment": {"contentType": a.mime_type, "title": a.filename, "size": a.size}}
@@ -68,7 +67,7 @@ def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files)
         resource["status"] = "entered-in-error"
         del resource["payload"]
     if message.read_at:
-        resource["received"] = _instant(message.read_at)
+        resource["received"] = fhir_instant(message.read_at)
     if previous is not None:
         resource["inResponseTo"] = [{"reference": f"Communication/{previous}"}]
     return resource
@@ -117,6 +116,14 @@ def _uuid(value: str | None, field: str) -> uuid.UUID:
 
 
 @bp.get("/Communication")
+@fhir_operation(
+    "A patient's messages (FHIR R4 Communication), newest first",
+    query={
+        "patient": {"type": "string", "description": "Patient/<id> or the id"},
+        "_count": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+    },
+    answers={200: fhir_resource("Bundle")},
+)
 def communication_search():
     """The messages of one ``patient`` (``Patient/<id>`` or the id), newest first."""
     reference = (request.args.get("patient") or "").removeprefix("Patient/")
@@ -156,6 +163,9 @@ def communication_search():
 
 
 @bp.get("/Communication/<communication_id>")
+@fhir_operation(
+    "Read a message (FHIR R4 Communication)", answers={200: fhir_resource("Communication")}
+)
 def communication_read(communication_id: str):
     try:
         wanted = uuid.UUID(communication_id)

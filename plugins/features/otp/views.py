@@ -32,6 +32,8 @@ from core.plugin_api import (
     LANGUAGES,
     DomainError,
     Patient,
+    api_operation,
+    api_schema,
     csrf,
     current_patient,
     db,
@@ -50,6 +52,21 @@ bp.relais_public = True  # patients and staff without a session yet: each view c
 api_bp = Blueprint("otp_api", __name__, url_prefix="/me/api")
 api_bp.relais_public = True
 csrf.exempt(api_bp)  # JSON bodies only (see the module's docstring)
+
+_CHALLENGE = {"type": "string", "format": "uuid"}
+CHALLENGE = api_schema(
+    "CodeChallenge",
+    {
+        "type": "object",
+        "required": ["challenge", "channel", "expires_in", "resend_in"],
+        "properties": {
+            "challenge": _CHALLENGE,
+            "channel": {"type": "string", "enum": ["sms", "voice"]},
+            "expires_in": {"type": "integer", "description": "seconds"},
+            "resend_in": {"type": "integer", "description": "seconds"},
+        },
+    },
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -168,6 +185,21 @@ def _code_page(challenge, error: DomainError | None = None, template: str = "otp
 
 
 @api_bp.post("/code")
+@api_operation(
+    "Send a login or sign-up code to a phone",
+    tag="Patient login",
+    public=True,
+    body={
+        "type": "object",
+        "required": ["phone"],
+        "properties": {
+            "phone": {"type": "string", "examples": ["+33612345678"]},
+            "channel": {"type": "string", "enum": ["sms", "voice"]},
+        },
+    },
+    answers={202: CHALLENGE},
+    errors=[415, 429],
+)
 @code_limit
 def api_code():
     """``{"phone", "channel": "sms"|"voice"}`` → 202 ``{"challenge", "channel",
@@ -183,6 +215,24 @@ def api_code():
 
 
 @api_bp.post("/code/verify")
+@api_operation(
+    "Prove the phone with its code: opens the patient's session",
+    tag="Patient login",
+    public=True,
+    body={
+        "type": "object",
+        "required": ["challenge", "code"],
+        "properties": {"challenge": _CHALLENGE, "code": {"type": "string"}},
+    },
+    answers={
+        200: {
+            "type": "object",
+            "required": ["next"],
+            "properties": {"next": {"type": "string", "enum": ["home", "sign_up"]}},
+        }
+    },
+    errors=[401, 415, 429],
+)
 @login_limit
 def api_verify():
     """``{"challenge", "code"}`` → 200 ``{"next": "home"}`` with the patient's session open,
@@ -199,6 +249,42 @@ def api_verify():
 
 
 @api_bp.post("/signup")
+@api_operation(
+    "Create the patient's account after a proved phone",
+    tag="Patient login",
+    public=True,
+    body={
+        "type": "object",
+        "required": ["first_name", "last_name"],
+        "properties": {
+            "first_name": {"type": "string"},
+            "last_name": {"type": "string"},
+            "birth_date": {"type": "string", "format": "date"},
+            "email": {"type": "string", "format": "email"},
+            "language": {"type": "string", "enum": list(LANGUAGES)},
+        },
+    },
+    answers={
+        201: {
+            "type": "object",
+            "required": ["patient", "linked"],
+            "properties": {
+                "patient": {
+                    "type": "object",
+                    "required": ["id", "first_name", "last_name", "language"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "first_name": {"type": "string"},
+                        "last_name": {"type": "string"},
+                        "language": {"type": "string"},
+                    },
+                },
+                "linked": {"type": "boolean"},
+            },
+        }
+    },
+    errors=[401, 415],
+)
 def api_signup():
     """``{"first_name", "last_name", "birth_date", "email", "language"}`` after a proved
     number → 201 ``{"patient": {...}, "linked": true|false}``, the session open."""

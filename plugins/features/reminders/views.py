@@ -29,6 +29,8 @@ from core.plugin_api import (
     NotFound,
     ValidationError,
     admin_only,
+    api_operation,
+    api_schema,
     authenticate_api_key,
     check,
     clinic_setting_choices,
@@ -48,6 +50,31 @@ bp = Blueprint("reminders", __name__, template_folder="templates")
 api_bp = Blueprint("reminders_api", __name__, url_prefix="/api/v1")
 api_bp.relais_public = True  # no staff session: the API key is checked below
 api_bp.before_request(authenticate_api_key)
+
+_OUTCOMES = {
+    "type": "object",
+    "required": ["no_show_rate"],
+    "properties": {"no_show_rate": {"type": ["number", "null"]}},
+    "additionalProperties": {"type": "integer"},
+}
+STATS = api_schema(
+    "ReminderStats",
+    {
+        "type": "object",
+        "required": ["from", "to", "sent", "sent_by_channel", "confirmation_rate"],
+        "properties": {
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time"},
+            "sent_by_channel": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "sent": {"type": "integer", "minimum": 0},
+            "appointments_reminded": {"type": "integer", "minimum": 0},
+            "appointments_confirmed": {"type": "integer", "minimum": 0},
+            "confirmation_rate": {"type": ["number", "null"]},
+            "with_reminders": _OUTCOMES,
+            "without_reminders": _OUTCOMES,
+        },
+    },
+)
 csrf.exempt(api_bp)  # bearer-key authentication only: no cookie, so no CSRF
 
 link_bp = Blueprint("reminders_link", __name__, template_folder="templates")
@@ -246,6 +273,15 @@ def stats_page():
 
 
 @api_bp.get("/reminders/stats")
+@api_operation(
+    "Reminders' figures: sent, confirmed, no-shows with and without reminders",
+    tag="Reminders",
+    query={
+        "from": {"type": "string", "description": "a date or a time with its offset"},
+        "to": {"type": "string", "description": "a date or a time with its offset"},
+    },
+    answers={200: STATS},
+)
 def stats_api():
     start, end = _window(g.tenant)
     return jsonify(stats.compute(start, end).to_json())

@@ -172,7 +172,7 @@ def item(patient_id, **change):
             422,
             "messages[1].reference",
         ),
-        ({"messages": [item("{p}")] * 1001}, 413, "messages"),
+        ({"messages": [item("{p}")] * 1001}, 422, "messages"),
     ],
 )
 def test_a_malformed_batch_names_the_field_and_writes_nothing(

@@ -850,3 +850,75 @@ def test_the_home_page_shows_todays_appointments_and_whether_they_are_confirmed(
     assert text.index("10:00 Jeanne Durand") < text.index("15:00 Jeanne Durand")
     assert f"{said('Not confirmed')}" in text and f"{said('Confirmed')}" in text
     assert f'href="/agenda?view=day&amp;date={today.isoformat()}"' in card.group(0)
+
+
+# --- FHIR writes: practice software pushing Appointment resources ----------------------------
+
+
+def fhir_appointment(patient, doctor, **fields) -> dict:
+    resource = {
+        "resourceType": "Appointment",
+        "identifier": [{"system": "urn:relais:appointment:external-id", "value": "PS-900"}],
+        "status": "booked",
+        "appointmentType": {"text": "consultation"},
+        "reasonCode": [{"text": "Vaccin"}],
+        "start": "2026-03-23T08:00:00Z",
+        "minutesDuration": 20,
+        "participant": [
+            {"actor": {"reference": f"Patient/{patient.id}"}, "status": "needs-action"},
+            {"actor": {"reference": f"Practitioner/{doctor.id}"}, "status": "accepted"},
+        ],
+    }
+    FhirAppointment.model_validate(resource)  # what we send is valid FHIR R4
+    return {**resource, **fields}
+
+
+def test_fhir_create_is_idempotent_by_identifier_and_update_moves_and_cancels(
+    relais, clinic, api, doctor, patient
+):
+    resource = fhir_appointment(patient, doctor)
+    created = api("POST", "/fhir/Appointment", json=resource)
+    assert created.status_code == 201 and created.mimetype == "application/fhir+json"
+    booked = FhirAppointment.model_validate(created.json)
+    assert (booked.start, booked.minutesDuration, booked.reasonCode[0].text) == (
+        datetime(2026, 3, 23, 8, tzinfo=UTC),
+        20,
+        "Vaccin",
+    )
+    assert created.headers["Location"].endswith(f"/api/v1/fhir/Appointment/{booked.id}")
+
+    again = api("POST", "/fhir/Appointment", json={**resource, "start": "2026-03-23T09:00:00Z"})
+    assert again.status_code == 200 and again.json["id"] == booked.id  # the same, moved
+    assert api("GET", "/appointments").json["total"] == 1
+
+    cancelled = api(
+        "PUT", f"/fhir/Appointment/{booked.id}", json={**resource, "status": "cancelled"}
+    )
+    assert cancelled.status_code == 200
+    assert FhirAppointment.model_validate(cancelled.json).status == "cancelled"
+    assert api("GET", f"/appointments/{booked.id}").json["status"] == "cancelled"
+
+
+def test_fhir_writes_refuse_bad_resources_naming_the_element(
+    relais, clinic, api, doctor, patient
+):
+    other = make_patient(relais, clinic, first_name="Lucas", phone="0698765432")
+    good = fhir_appointment(patient, doctor)
+    for resource, element in (
+        ({**good, "resourceType": "Patient"}, "Appointment.resourceType"),
+        ({**good, "status": "proposed"}, "Appointment.status"),
+        ({**good, "start": "tomorrow"}, "Appointment.start"),
+        ({**good, "participant": good["participant"][:1]}, "Appointment.participant"),
+        ({**good, "participant": "me"}, "Appointment.participant"),
+        ({**good, "minutesDuration": -5}, "Appointment.minutesDuration"),
+    ):
+        answer = api("POST", "/fhir/Appointment", json=resource)
+        assert answer.status_code == 422, (resource, answer.json)
+        assert answer.json["issue"][0]["expression"] == [element]
+    assert api("GET", "/appointments").json["total"] == 0  # nothing written
+
+    booked = api("POST", "/fhir/Appointment", json=good).json
+    moved_to_other = fhir_appointment(other, doctor)
+    answer = api("PUT", f"/fhir/Appointment/{booked['id']}", json=moved_to_other)
+    assert answer.status_code == 409
+    assert api("PUT", f"/fhir/Appointment/{uuid.uuid4()}", json=good).status_code == 404
