@@ -11,6 +11,7 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from core import config, i18n, schema
+from core.clinic import attribute_index
 from core.clinic.models import User
 from core.db import db
 from core.delivery import lifecycle, metrics, queues, webhooks
@@ -87,6 +88,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     scoping.install(app.config["DB_APP_ROLE"])
     queues.install()
     lifecycle.install()
+    attribute_index.install()
 
     state = RelaisState(plugins=PluginHost(trace=app.config["TRACE_HOOKS"]))
     app.extensions["relais"] = state

@@ -5,6 +5,7 @@ a key in front rotates without downtime, as MultiFernet decrypts with any of the
 """
 
 import hashlib
+import hmac
 import json
 import secrets
 
@@ -46,6 +47,22 @@ def token_digest(token: str) -> str:
     """What is stored of a random token: its SHA-256 (the token has 256 bits of entropy,
     so a slow hash would add nothing but latency to every API call)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def keyed_token(scope: str, value: str) -> str:
+    """A short keyed digest of ``value`` within ``scope`` (HMAC-SHA256, 64 bits kept): equal
+    values give equal tokens in one scope, unrelated ones across scopes, and nothing can be
+    read back without the key. For indexes over encrypted data (a clinic's attribute flags).
+
+    The key is derived from the oldest of ``RELAIS_ENCRYPTION_KEYS`` (the last one), which a
+    rotation keeps the longest; retiring it means rebuilding such indexes.
+    """
+    keys = current_app.config["ENCRYPTION_KEYS"]
+    if isinstance(keys, str):
+        keys = [k.strip() for k in keys.split(",") if k.strip()]
+    key = hashlib.sha256(b"relais keyed token\0" + keys[-1].encode()).digest()
+    digest = hmac.new(key, f"{scope}\0{value}".encode(), hashlib.sha256).hexdigest()
+    return digest[:16]
 
 
 class EncryptedJSON(sa.TypeDecorator):

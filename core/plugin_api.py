@@ -14,7 +14,10 @@ contract. docs/plugins.md documents each of them.
 
 from core import hookimpl
 from core import validation as check
+from core.clinic.attribute_index import has_attribute as patient_has_attribute
 from core.clinic.audit import record as record_audit
+from core.clinic.consent import latest_action as latest_consent_sql
+from core.clinic.consent import latest_steps as latest_consents_table
 from core.clinic.consent import link as consent_link
 from core.clinic.consent import record as record_consent
 from core.clinic.consent import state as consent_state
@@ -45,12 +48,14 @@ from core.db import (
     update_many,
     utcnow,
 )
+from core.delivery.jobs import run_later
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
 from core.delivery.outbox import cancel as cancel_message
 from core.delivery.outbox import render as render_message
 from core.delivery.outbox import send, send_in_parts, send_many
+from core.delivery.outbox import trial as trial_message
 from core.delivery.providers import (
     ACCEPTED,
     PERMANENT,
@@ -71,6 +76,7 @@ from core.delivery.routing import address as message_address
 from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.delivery.templates import unknown_variables as unknown_template_variables
+from core.delivery.templates import names_used as template_names
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
@@ -158,6 +164,9 @@ __all__ = [
     "send_in_parts",
     "render_message",
     "unknown_template_variables",
+    "trial_message",
+    "template_names",
+    "run_later",
     "cancel_message",
     "message_address",
     "best_channels",
@@ -180,6 +189,9 @@ __all__ = [
     "practitioners",
     "works_for",
     "consent_state",
+    "latest_consent_sql",
+    "latest_consents_table",
+    "patient_has_attribute",
     "record_consent",
     "consent_link",
     "record_audit",

@@ -61,6 +61,7 @@ DEFAULT_PLUGINS = (
     "plugins.features.otp.plugin",
     "plugins.features.messaging.plugin",
     "plugins.features.vaccination.plugin",
+    "plugins.features.campaigns.plugin",
 )
 
 

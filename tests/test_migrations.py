@@ -100,6 +100,7 @@ def test_the_built_in_plugins_with_tables_ship_their_branches(app):
         "otp",
         "messaging",
         "vaccination",
+        "campaigns",
     }
 
 

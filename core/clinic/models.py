@@ -10,6 +10,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.auth import Credentials
@@ -102,6 +103,8 @@ class Patient(TenantOwned, db.Model):
     __tablename__ = "patients"
     __table_args__ = (
         sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),
+        # GIN on PostgreSQL (segments ask "tokens @> ARRAY[token]"); a plain one on SQLite.
+        sa.Index("ix_patients_attribute_tokens", "attribute_tokens", postgresql_using="gin"),
         # One account per verified phone number in a clinic: logging in by code finds it.
         sa.Index(
             "ux_patients_account_phone",
@@ -125,6 +128,12 @@ class Patient(TenantOwned, db.Model):
     # first in the plan of every message; None lets each feature choose.
     preferred_channel: Mapped[str | None] = mapped_column(sa.String(10))
     attributes: Mapped[list[str]] = mapped_column(EncryptedJSON, default=list)
+    # The attributes' keyed tokens, kept in step on every save (core.clinic.attribute_index):
+    # segments count and select patients by attribute without decrypting a row.
+    attribute_tokens: Mapped[list[str]] = mapped_column(
+        postgresql.ARRAY(sa.String(16)).with_variant(sa.JSON(), "sqlite"),
+        default=list,
+    )
     # An account: the patient signed up with this phone, verified by a code, and logs in with it.
     signed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Created by a sign-up that matched no record of the clinic: for staff to check.

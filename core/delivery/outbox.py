@@ -266,6 +266,22 @@ def _draft(
     return message
 
 
+def trial(
+    tenant, patient: Patient, purpose: str, template, variables=None, channels=("sms",)
+) -> tuple[dict[str, str], Verdict]:
+    """What :func:`send` would write, without writing anything: the rendered content (as the
+    regulation plugins amended it: a STOP mention added...) and their verdict. For previews,
+    and to check a campaign against the country's rules before it starts.
+
+    :raises ValidationError: as :func:`send` does, naming the argument.
+    """
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
+        message = _draft(tenant, utcnow(), patient, purpose, template, variables, channels)
+        verdict = _judged(tenant, patient, message)
+    message.content.pop("discreet", None)
+    return message.content, verdict
+
+
 def preferred_plan(patient: Patient, plan: list[str]) -> list[str]:
     """Put the patient's preferred channel first in ``plan``.
 

@@ -171,6 +171,16 @@ class TemplateTooLong(ValueError):
         self.what, self.limit = what, limit
 
 
+def names_used(source: str) -> set[str]:
+    """The variable names a template reads (``{{ patient }}`` gives ``patient``), to refuse
+    unknown ones before anything is sent; a template that does not parse uses none (rendering
+    it says what is wrong)."""
+    try:
+        return set(meta.find_undeclared_variables(_text_env.parse(source)))
+    except TemplateSyntaxError:
+        return set()
+
+
 def render(source: str, variables: dict[str, Any], html: bool = False) -> str:
     """Render one template, bounded.
 

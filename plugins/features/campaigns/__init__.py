@@ -1,0 +1,1 @@
+"""Campaigns: grouped messages and prevention campaigns to a segment of patients."""

@@ -1,0 +1,1 @@
+"""The campaigns plugin's Alembic branch, labelled campaigns: see docs/plugins.md."""

@@ -1,0 +1,707 @@
+"""Campaigns' domain: save a draft, check and start it, write its recipients chunk by chunk
+on the ``bulk`` queue, pause, resume, cancel, and the figures.
+
+How a campaign of 500,000 leaves without holding 500,000 of anything: starting it queues one
+*plan* job, which asks the database for every ``CHUNK``-th patient id of the segment (one
+index scan) and stores the chunks, ``(after_id, last_id]``; one job per chunk then selects its
+patients by keyset, claims them with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
+RETURNING`` into the recipient rows, writes their messages with ``send_many`` (judged by the
+country's rules: consent, STOP mention, quiet hours), records each recipient's message and
+marks the chunk done, all in one transaction. A chunk run twice (two workers, a job run
+again after a killed worker) claims nobody the second time: nobody is sent twice. Pausing
+stops the chunks not started; resuming queues them again.
+"""
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from flask_babel import ngettext
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
+
+from core.plugin_api import (
+    LANGUAGES,
+    Message,
+    MessageStatus,
+    NotFound,
+    Patient,
+    Tenant,
+    ValidationError,
+    cancel_message,
+    db,
+    enabled_plugins,
+    plugin_setting,
+    record_audit,
+    render_message,
+    run_later,
+    send_many,
+    sms_segments,
+    template_names,
+    tenant_scope,
+    trial_message,
+    utcnow,
+)
+from plugins.features.campaigns import segments
+from plugins.features.campaigns.models import Campaign, CampaignChunk, CampaignRecipient
+
+PLUGIN = "campaigns"
+VARIABLES = ("patient", "last_name", "clinic")
+JOB = "plugins.features.campaigns.service:"
+MAX_TEXT = 1000
+
+# What a campaign's messages became, as the page and the CSV name them.
+BUCKETS = ("queued", "deferred", "sent", "delivered", "failed", "refused", "cancelled")
+_BUCKET_OF = {
+    MessageStatus.PENDING: "queued",
+    MessageStatus.SENDING: "queued",
+    MessageStatus.SCHEDULED: "queued",
+    MessageStatus.SENT: "sent",
+    MessageStatus.DELIVERED: "delivered",
+    MessageStatus.UNDELIVERED: "failed",
+    MessageStatus.FAILED: "failed",
+    MessageStatus.EXPIRED: "failed",
+    MessageStatus.DENIED: "refused",
+    MessageStatus.CANCELLED: "cancelled",
+}
+
+
+# --- drafts -----------------------------------------------------------------------------------
+
+
+def _text(data, name: str, limit: int) -> str:
+    value = (data.get(name) or "").strip()
+    if len(value) > limit:
+        raise ValidationError(_("At most %(n)d characters.", n=limit), name)
+    return value
+
+
+def check_template(text: str, field: str) -> None:
+    """The text renders with the campaigns' variables and uses no other.
+
+    :raises ValidationError: on ``field``, naming an unknown variable.
+    """
+    unknown = sorted(template_names(text) - set(VARIABLES))
+    if unknown:
+        raise ValidationError(
+            ngettext(
+                "Unknown variable: %(names)s. Use one of: %(known)s.",
+                "Unknown variables: %(names)s. Use one of: %(known)s.",
+                len(unknown),
+                names=", ".join(f"{{{{ {n} }}}}" for n in unknown),
+                known=", ".join(f"{{{{ {n} }}}}" for n in VARIABLES),
+            ),
+            field,
+        )
+    try:
+        render_message(text, sample_variables())
+    except ValidationError as exc:
+        raise ValidationError(exc.message, field) from None
+
+
+def sample_variables(tenant=None) -> dict:
+    return {"patient": "Jeanne", "last_name": "Durand", "clinic": tenant.name if tenant else ""}
+
+
+def _start_at(tenant, data) -> datetime | None:
+    """``start_at``: a time with its offset (API, CLI) or a local time of the clinic (the
+    form's datetime-local); empty for "when started"."""
+    text = (data.get("start_at") or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            _("Give a date and time, e.g. 2026-10-01 09:00."), "start_at"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(tenant.timezone))
+    when = when.astimezone(UTC)
+    if when <= utcnow():
+        raise ValidationError(_("The start must be in the future."), "start_at")
+    return when
+
+
+def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) -> Campaign:
+    """Create (``campaign`` None) or change a draft from form or JSON data.
+
+    :raises ValidationError: naming the field; nothing is changed.
+    """
+    if campaign is not None and campaign.state != "draft":
+        raise ValidationError(_("Only a draft can be changed."), "state")
+    name = _text(data, "name", 200)
+    if not name:
+        raise ValidationError(_("Give the campaign a name."), "name")
+    channels = segments._list(data, "channels")
+    if not channels or any(c not in segments.CHANNELS for c in channels):
+        raise ValidationError(
+            _("Choose channels among: %(v)s.", v=", ".join(segments.CHANNELS)), "channels"
+        )
+    language = data.get("default_language") or ""
+    if language not in LANGUAGES:
+        raise ValidationError(
+            _("Choose one of: %(v)s.", v=", ".join(LANGUAGES)), "default_language"
+        )
+    templates = {}
+    for lang in LANGUAGES:
+        text = _text(data, f"template_{lang}", MAX_TEXT)
+        if text:
+            check_template(text, f"template_{lang}")
+            templates[lang] = text
+    if language not in templates:
+        raise ValidationError(_("Write the text in the default language."), f"template_{language}")
+    segment_data = data["segment"] if isinstance(data.get("segment"), dict) else data
+    segment = segments.parse(segment_data)
+    start_at = _start_at(tenant, data)
+    rate = segments._number(data, "rate", 1, 100_000)
+    campaign = campaign or Campaign(state="draft", created_by=by)
+    campaign.name, campaign.channels = name, [c for c in segments.CHANNELS if c in channels]
+    campaign.default_language, campaign.templates = language, templates
+    campaign.segment, campaign.start_at, campaign.rate = segment.to_json(), start_at, rate
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def find(campaign_id) -> Campaign:
+    """A campaign of the current clinic. :raises NotFound."""
+    try:
+        wanted = uuid.UUID(str(campaign_id))
+    except ValueError:
+        wanted = None
+    found = wanted and db.session.scalar(sa.select(Campaign).where(Campaign.id == wanted))
+    if not found:
+        raise NotFound(_("No such campaign."))
+    return found
+
+
+def listing() -> list[Campaign]:
+    return list(db.session.scalars(sa.select(Campaign).order_by(Campaign.created_at.desc())))
+
+
+def template_for(campaign: Campaign, language: str) -> str:
+    return campaign.templates.get(language) or campaign.templates[campaign.default_language]
+
+
+def count(tenant, campaign: Campaign) -> dict:
+    """The campaign's segment counted for its channels (see :func:`segments.count`)."""
+    return segments.count(tenant, segments.from_json(campaign.segment), campaign.channels)
+
+
+# --- preview and the country's rules ----------------------------------------------------------
+
+
+def _sample(tenant, campaign: Campaign, channel: str) -> Patient | None:
+    """A patient of the segment reachable on ``channel`` (to judge the text as the rules will)."""
+    return db.session.scalar(
+        sa.select(Patient)
+        .options(defer(Patient.attributes))
+        .where(
+            *segments.conditions(tenant, segments.from_json(campaign.segment)),
+            segments.reachable(tenant, channel),
+        )
+        .order_by(Patient.id)
+        .limit(1)
+    )
+
+
+def preview(tenant, campaign: Campaign) -> dict:
+    """Per channel, the text a patient of the segment would get in the default language, as
+    the country's rules amend it (a STOP mention...), with the SMS segments and encoding,
+    and the rules' verdict."""
+    shown = {}
+    for channel in campaign.channels:
+        template = {
+            "text": campaign.templates[campaign.default_language],
+            "subject": campaign.name,
+        }
+        patient = _sample(tenant, campaign, channel)
+        variables = sample_variables(tenant)
+        if patient is None:
+            content, verdict = render_message(template, variables), None
+        else:
+            content, verdict = trial_message(
+                tenant, patient, "campaign", template, variables, [channel]
+            )
+        entry = {"text": content["text"], "verdict": verdict.action if verdict else None}
+        entry["reasons"] = [str(r) for r in verdict.reasons] if verdict else []
+        if channel == "sms":
+            encoding, count_ = sms_segments(content["text"])
+            entry.update(encoding=encoding, segments=count_, characters=len(content["text"]))
+        shown[channel] = entry
+    return shown
+
+
+def _rules_refusal(tenant, campaign: Campaign) -> None:
+    """:raises ValidationError: when the country's rules refuse the campaign on a channel
+    for a patient who consented (a missing STOP mention, a refused sender...)."""
+    for channel in campaign.channels:
+        patient = _sample(tenant, campaign, channel)
+        if patient is None:
+            continue
+        template = {"text": template_for(campaign, patient.language), "subject": campaign.name}
+        variables = _variables(tenant, patient)
+        _content, verdict = trial_message(
+            tenant, patient, "campaign", template, variables, [channel]
+        )
+        if verdict.action == "deny":
+            why = "; ".join(str(r) for r in verdict.reasons) or (verdict.reason or "")
+            raise ValidationError(
+                _(
+                    "The country's rules refuse this campaign by %(channel)s: %(why)s.",
+                    channel=channel.upper(),
+                    why=why,
+                ),
+                "channels",
+            )
+
+
+def _variables(tenant, patient: Patient) -> dict:
+    return {"patient": patient.first_name, "last_name": patient.last_name, "clinic": tenant.name}
+
+
+# --- starting and the chunks ------------------------------------------------------------------
+
+
+def chunk_size(tenant) -> int:
+    return int(plugin_setting(tenant, PLUGIN, "chunk") or 1000)
+
+
+def start(tenant, campaign: Campaign) -> Campaign:
+    """Check the campaign, then queue its plan job (now, or at its start time).
+
+    :raises ValidationError: an unknown variable, a start time now past, an empty segment,
+        the country's rules refusing it; nothing changes.
+    """
+    if campaign.state != "draft":
+        raise ValidationError(_("This campaign has already been started."), "state")
+    for lang, text in campaign.templates.items():
+        check_template(text, f"template_{lang}")
+    if campaign.start_at is not None and campaign.start_at <= utcnow():
+        raise ValidationError(_("The start must be in the future."), "start_at")
+    counted = count(tenant, campaign)
+    if not counted["recipients"]:
+        raise ValidationError(
+            _("No patient of this segment can be reached by the chosen channels."), "segment"
+        )
+    _rules_refusal(tenant, campaign)
+    campaign.excluded = counted
+    campaign.state = "scheduled" if campaign.start_at else "running"
+    if campaign.state == "running":
+        campaign.started_at = utcnow()
+    record_audit("campaign.start", campaign.id, detail=campaign.name[:100])
+    db.session.commit()
+    run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=campaign.start_at)
+    return campaign
+
+
+def _insert(model):
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
+def plan(campaign_id: str) -> None:
+    """Job: cut the campaign's recipients into chunks of ``chunk`` patient ids and queue one
+    job per chunk (spread over time when the campaign has a rate). Safe to run twice."""
+    campaign = find(campaign_id)
+    if campaign.state not in ("scheduled", "running"):
+        return
+    tenant = db.session.get(Tenant, campaign.tenant_id)
+    size = chunk_size(tenant)
+    if not db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(CampaignChunk)
+        .where(CampaignChunk.campaign_id == campaign.id)
+    ):
+        segment = segments.from_json(campaign.segment)
+        query, reachable = segments.joined_reach(
+            tenant, sa.select(Patient.id).select_from(Patient), campaign.channels
+        )
+        ordered = (
+            query.with_only_columns(
+                Patient.id.label("id"),
+                sa.func.row_number().over(order_by=Patient.id).label("n"),
+                sa.func.count().over().label("total"),
+            )
+            .where(*segments.conditions(tenant, segment), reachable)
+            .subquery()
+        )
+        bounds = db.session.execute(
+            sa.select(ordered.c.id, ordered.c.total)
+            .where(sa.or_(ordered.c.n % size == 0, ordered.c.n == ordered.c.total))
+            .order_by(ordered.c.id)
+        ).all()
+        campaign.total = bounds[0].total if bounds else 0
+        rows, after = [], None
+        for number, (last, _total) in enumerate(bounds):
+            rows.append(
+                {
+                    "tenant_id": campaign.tenant_id,
+                    "campaign_id": campaign.id,
+                    "number": number,
+                    "after_id": after,
+                    "last_id": last,
+                }
+            )
+            after = last
+        if rows:
+            db.session.execute(_insert(CampaignChunk).on_conflict_do_nothing(), rows)
+    if campaign.state == "scheduled":
+        campaign.state, campaign.started_at = "running", utcnow()
+    db.session.commit()
+    _queue_chunks(tenant, campaign)
+    _finish_if_done(campaign.id)
+
+
+def _queue_chunks(tenant, campaign: Campaign) -> None:
+    """Queue the chunks not done yet. With a rate, each at its time; without, the first
+    only: each chunk queues the next when it is written (:func:`run_chunk`), so the
+    messages of the first chunks are delivered while the next ones are written, rather
+    than behind all of them on the ``bulk`` queue, and one worker writes while the others
+    deliver."""
+    size, now = chunk_size(tenant), utcnow()
+    query = (
+        sa.select(CampaignChunk.number)
+        .where(CampaignChunk.campaign_id == campaign.id, CampaignChunk.done_at.is_(None))
+        .order_by(CampaignChunk.number)
+    )
+    numbers = db.session.scalars(query if campaign.rate else query.limit(1)).all()
+    for number in numbers:
+        at = None
+        if campaign.rate:
+            due = campaign.started_at + timedelta(minutes=number * size / campaign.rate)
+            at = due if due > now else None
+        run_later(tenant, JOB + "run_chunk", str(campaign.id), number, queue_name="bulk", at=at)
+
+
+def run_chunk(campaign_id: str, number: int) -> int:
+    """Job: write the messages of one chunk of the campaign; returns how many. Does nothing
+    when the campaign is not running (paused, cancelled) or the chunk is done; claims each
+    patient once, so a second run sends nobody twice."""
+    campaign = find(campaign_id)
+    if campaign.state != "running":
+        return 0
+    chunk = db.session.get(CampaignChunk, (campaign.tenant_id, campaign.id, number))
+    if chunk is None or chunk.done_at is not None:
+        return 0
+    tenant = db.session.get(Tenant, campaign.tenant_id)
+    segment = segments.from_json(campaign.segment)
+    selection = sa.select(
+        sa.literal(campaign.tenant_id, sa.Uuid),
+        sa.literal(campaign.id, sa.Uuid),
+        Patient.id,
+        sa.literal("claimed"),
+    ).where(
+        *segments.conditions(tenant, segment),
+        segments.reachable_on_any(tenant, campaign.channels),
+        Patient.id <= chunk.last_id,
+        *([Patient.id > chunk.after_id] if chunk.after_id else []),
+    )
+    claimed = db.session.scalars(
+        _insert(CampaignRecipient)
+        .from_select(["tenant_id", "campaign_id", "patient_id", "outcome"], selection)
+        .on_conflict_do_nothing()
+        .returning(CampaignRecipient.patient_id)
+    ).all()
+    patients = db.session.scalars(
+        sa.select(Patient)
+        .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
+        .where(Patient.id.in_(claimed))
+        .order_by(Patient.id)
+    ).all()
+    drafts = []
+    size = chunk_size(tenant)
+    # Read once for the chunk, not once a patient.
+    by_language = {
+        lang: {"text": text, "subject": campaign.name} for lang, text in campaign.templates.items()
+    }
+    default, channels = by_language[campaign.default_language], list(campaign.channels)
+    for position, patient in enumerate(patients):
+        not_before = None
+        if campaign.rate:
+            index = number * size + position
+            not_before = campaign.started_at + timedelta(seconds=index * 60 / campaign.rate)
+        drafts.append(
+            {
+                "patient": patient,
+                "purpose": "campaign",
+                "template": by_language.get(patient.language, default),
+                "variables": _variables(tenant, patient),
+                "channels": channels,
+                "not_before": not_before if not_before and not_before > utcnow() else None,
+            }
+        )
+    results = send_many(tenant, drafts)
+    table = CampaignRecipient.__table__
+    updates = [
+        {
+            "t": campaign.tenant_id,
+            "c": campaign.id,
+            "p": patient.id,
+            "m": result.id if isinstance(result, Message) else None,
+            "o": _first_outcome(result),
+        }
+        for patient, result in zip(patients, results, strict=True)
+    ]
+    if updates:
+        db.session.execute(
+            table.update()
+            .where(
+                table.c.tenant_id == sa.bindparam("t"),
+                table.c.campaign_id == sa.bindparam("c"),
+                table.c.patient_id == sa.bindparam("p"),
+            )
+            .values(message_id=sa.bindparam("m"), outcome=sa.bindparam("o")),
+            updates,
+        )
+    chunk.done_at = utcnow()
+    db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    if not campaign.rate:
+        following = db.session.scalar(
+            sa.select(sa.func.min(CampaignChunk.number)).where(
+                CampaignChunk.campaign_id == campaign.id,
+                CampaignChunk.done_at.is_(None),
+                CampaignChunk.number > number,
+            )
+        )
+        if following is not None:
+            run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
+    _finish_if_done(campaign.id)
+    return len(patients)
+
+
+def _first_outcome(result) -> str:
+    if not isinstance(result, Message):
+        return "invalid"
+    if result.status == MessageStatus.DENIED:
+        return "refused"
+    if result.status == MessageStatus.SCHEDULED:
+        return "deferred" if result.verdict == "defer" else "scheduled"
+    return "queued"
+
+
+def _finish_if_done(campaign_id) -> None:
+    """The campaign is done once every chunk is (checked after each chunk commits, so the
+    last one to commit sees them all)."""
+    undone = sa.select(CampaignChunk.number).where(
+        CampaignChunk.campaign_id == Campaign.id, CampaignChunk.done_at.is_(None)
+    )
+    db.session.execute(
+        sa.update(Campaign)
+        .where(Campaign.id == uuid.UUID(str(campaign_id)), Campaign.state == "running")
+        .where(~sa.exists(undone))
+        .values(state="done", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+# --- pause, resume, cancel --------------------------------------------------------------------
+
+
+def pause(campaign: Campaign) -> None:
+    """Stop writing chunks (the ones being written finish); messages written still leave."""
+    if campaign.state not in ("running", "scheduled"):
+        raise ValidationError(_("Only a running or scheduled campaign can be paused."), "state")
+    campaign.state = "paused"
+    record_audit("campaign.pause", campaign.id)
+
+
+def resume(tenant, campaign: Campaign) -> None:
+    """Queue again the chunks not written yet (or the plan, if it never ran). On a running
+    campaign, queues again the chunks whose jobs were lost (a worker killed, Redis emptied):
+    a chunk already written claims nobody again."""
+    if campaign.state not in ("paused", "running"):
+        raise ValidationError(_("Only a paused or running campaign can be resumed."), "state")
+    planned = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(CampaignChunk)
+        .where(CampaignChunk.campaign_id == campaign.id)
+    )
+    later = not planned and campaign.start_at is not None and campaign.start_at > utcnow()
+    campaign.state = "scheduled" if later else "running"  # paused before its start time
+    if not later:
+        campaign.started_at = campaign.started_at or utcnow()
+    record_audit("campaign.resume", campaign.id)
+    db.session.commit()
+    if planned:
+        _queue_chunks(tenant, campaign)
+        _finish_if_done(campaign.id)
+    else:
+        at = campaign.start_at if later else None
+        run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
+
+
+def cancel(campaign: Campaign) -> int:
+    """Stop the campaign for good; its messages still waiting (quiet hours, a rate) are
+    cancelled, a campaign done writing included. Returns how many were."""
+    if campaign.state == "cancelled" or (campaign.state == "done" and not waiting(campaign)):
+        raise ValidationError(_("This campaign is already over."), "state")
+    campaign.state, campaign.finished_at = "cancelled", utcnow()
+    record_audit("campaign.cancel", campaign.id)
+    found = db.session.scalars(
+        sa.select(Message)
+        .join(
+            CampaignRecipient,
+            sa.and_(
+                CampaignRecipient.tenant_id == Message.tenant_id,
+                CampaignRecipient.message_id == Message.id,
+            ),
+        )
+        .where(
+            CampaignRecipient.campaign_id == campaign.id,
+            Message.status == MessageStatus.SCHEDULED,
+        )
+    )
+    return sum(1 for m in found if cancel_message(m, "campaign cancelled"))
+
+
+def waiting(campaign: Campaign) -> int:
+    """How many of the campaign's messages wait for their time (quiet hours, a rate)."""
+    figures = progress(campaign)["figures"]
+    return figures["queued"] + figures["deferred"]
+
+
+# --- an operator's campaign across a country -------------------------------------------------
+
+
+def clinics_of(country: str) -> list[Tenant]:
+    """The clinics of ``country`` that have the campaigns feature (platform scope)."""
+    found = db.session.scalars(
+        sa.select(Tenant).where(Tenant.country_code == country.upper()).order_by(Tenant.slug)
+    )
+    return [t for t in found if PLUGIN in enabled_plugins(t)]
+
+
+def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, str]]:
+    """Start one campaign in every clinic of ``country`` that has the feature, each on its
+    own patients, under its own sender and rules, all sharing one run id; returns it and,
+    per clinic, ``"started"`` or why it did not start (its draft is kept, to read or change).
+
+    :raises ValidationError: when no clinic of the country has the feature.
+    """
+    clinics = clinics_of(country)
+    if not clinics:
+        raise ValidationError(_("No clinic of this country has campaigns enabled."), "country")
+    run, outcome = uuid.uuid4(), {}
+    for clinic in clinics:
+        with tenant_scope(clinic.id):
+            try:
+                campaign = save(clinic, data, by=by)
+                campaign.country_run = run
+                db.session.commit()
+            except ValidationError as exc:
+                db.session.rollback()
+                outcome[clinic.slug] = exc.message
+                continue
+            try:
+                start(clinic, campaign)
+                outcome[clinic.slug] = "started"
+            except ValidationError as exc:
+                db.session.rollback()
+                outcome[clinic.slug] = exc.message
+    return run, outcome
+
+
+def country_figures(run) -> dict[str, dict]:
+    """Per clinic, the progress of its part of the country-wide campaign ``run``."""
+    figures = {}
+    for clinic in db.session.scalars(sa.select(Tenant).order_by(Tenant.slug)):
+        with tenant_scope(clinic.id):
+            campaign = db.session.scalar(sa.select(Campaign).where(Campaign.country_run == run))
+            if campaign is not None:
+                figures[clinic.slug] = progress(campaign)
+    return figures
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def progress(campaign: Campaign) -> dict:
+    """Where the campaign stands: its state, how many recipients it has and how many were
+    written, and its messages by what became of them (``BUCKETS``)."""
+    figures = dict.fromkeys(BUCKETS, 0)
+    rows = db.session.execute(
+        sa.select(Message.status, Message.verdict, sa.func.count())
+        .join(
+            CampaignRecipient,
+            sa.and_(
+                CampaignRecipient.tenant_id == Message.tenant_id,
+                CampaignRecipient.message_id == Message.id,
+            ),
+        )
+        .where(CampaignRecipient.campaign_id == campaign.id)
+        .group_by(Message.status, Message.verdict)
+    )
+    for status, verdict, number in rows:
+        bucket = _BUCKET_OF[MessageStatus(status)]
+        if status == MessageStatus.SCHEDULED and verdict == "defer":
+            bucket = "deferred"
+        figures[bucket] += number
+    written, invalid = db.session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(CampaignRecipient.outcome == "invalid"),
+        ).where(CampaignRecipient.campaign_id == campaign.id)
+    ).one()
+    figures["failed"] += invalid
+    finished = sum(figures[b] for b in ("sent", "delivered", "failed", "refused", "cancelled"))
+    return {
+        "id": str(campaign.id),
+        "state": campaign.state,
+        "total": campaign.total,
+        "written": written,
+        "finished": finished,
+        "figures": figures,
+        "excluded": campaign.excluded,
+        "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
+        "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+    }
+
+
+def outcomes_csv(campaign: Campaign):
+    """The per-recipient outcomes as CSV lines (patient id, message id, first outcome, the
+    message's status and channel now), by keyset pages. The caller audits the read."""
+    yield "patient_id,message_id,outcome,status,channel,verdict_rule\r\n"
+    last = None
+    while True:
+        query = (
+            sa.select(
+                CampaignRecipient.patient_id,
+                CampaignRecipient.message_id,
+                CampaignRecipient.outcome,
+                Message.status,
+                Message.channels,
+                Message.channel_index,
+                Message.verdict_rule,
+            )
+            .outerjoin(
+                Message,
+                sa.and_(
+                    Message.tenant_id == CampaignRecipient.tenant_id,
+                    Message.id == CampaignRecipient.message_id,
+                ),
+            )
+            .where(CampaignRecipient.campaign_id == campaign.id)
+            .order_by(CampaignRecipient.patient_id)
+            .limit(1000)
+        )
+        if last is not None:
+            query = query.where(CampaignRecipient.patient_id > last)
+        rows = db.session.execute(query).all()
+        if not rows:
+            return
+        out = io.StringIO()
+        writer = csv.writer(out)
+        for patient_id, message_id, outcome, status, channels, index, rule in rows:
+            channel = channels[min(index or 0, len(channels) - 1)] if channels else ""
+            writer.writerow(
+                [patient_id, message_id or "", outcome, status or "", channel, rule or ""]
+            )
+        yield out.getvalue()
+        last = rows[-1][0]
