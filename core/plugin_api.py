@@ -75,8 +75,8 @@ from core.delivery.providers import (
 from core.delivery.routing import address as message_address
 from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
-from core.delivery.templates import unknown_variables as unknown_template_variables
 from core.delivery.templates import names_used as template_names
+from core.delivery.templates import unknown_variables as unknown_template_variables
 from core.errors import Conflict, DomainError, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
