@@ -36,6 +36,8 @@ from core.clinic.staff import practitioners
 from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import UTCDateTime, created_column, db, id_column, new_id, utcnow
+from core.delivery.jobs import enqueue_job
+from core.delivery.lifecycle import StatusChange
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
@@ -146,6 +148,8 @@ __all__ = [
     "masked_phone",
     "Message",
     "MessageStatus",
+    "StatusChange",
+    "enqueue_job",
     # the clinic
     "Tenant",
     "Patient",

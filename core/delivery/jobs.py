@@ -48,3 +48,18 @@ def run(tenant_id: str, target: str, *args):
             return result
         finally:
             db.session.remove()
+
+
+def enqueue_job(tenant, target: str, *args, queue_name: str = "transactional"):
+    """Run ``target`` (``"package.module:function"``, called with ``args``: ids and plain
+    values, never objects) in a worker, in the scope of ``tenant`` (a clinic or its id),
+    committing after it returns, rolling back if it raises.
+
+    The job may run twice (a worker lost, a sweep that queued it again): make it safe to.
+    Without Redis (a first run), it runs at once in this process, in a context of its own.
+    ``queue_name`` is one of :data:`core.vocabulary.QUEUES` (the worker listens to each).
+    """
+    tenant_id = str(getattr(tenant, "id", tenant))
+    if not current_app.config["REDIS_URL"]:
+        return run(tenant_id, target, *args)
+    return queue(queue_name).enqueue(run, tenant_id, target, *args, result_ttl=0)
