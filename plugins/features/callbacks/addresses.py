@@ -47,6 +47,14 @@ def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
+def _refused(reason: str, message: str) -> ValidationError:
+    """A refusal on ``url``; ``reason`` (``scheme``, ``unresolved``, ``private``) is what the
+    delivery log keeps, to show in the reader's language."""
+    error = ValidationError(message, "url")
+    error.reason = reason
+    return error
+
+
 def parse_url(value, allow_private: bool) -> str:
     """The URL as typed, if it is one callbacks may use (resolving its host).
 
@@ -68,19 +76,19 @@ def target(url: str, allow_private: bool) -> Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ValidationError(_("Enter an address starting with https://."), "url") from None
+        raise _refused("scheme", _("Enter an address starting with https://.")) from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
-        raise ValidationError(_("Enter an address starting with https://."), "url")
+        raise _refused("scheme", _("Enter an address starting with https://."))
     port = port or (443 if parts.scheme == "https" else 80)
     try:
         found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise ValidationError(_("This address's host name is not found."), "url") from None
+        raise _refused("unresolved", _("This address's host name is not found.")) from None
     ips = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
     if not allow_private and any(_forbidden(ip) for ip in ips):
-        raise ValidationError(
-            _("This address leads to a private network: use a public address."), "url"
+        raise _refused(
+            "private", _("This address leads to a private network: use a public address.")
         )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path, str(ips[0]))

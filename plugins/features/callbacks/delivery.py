@@ -137,13 +137,15 @@ def record_reply(tenant, reply_id: uuid.UUID, patient_id, channel: str, at: date
 # --- claiming (the sweeper) and sending (jobs) ------------------------------------------------
 
 
-def _heads(now: datetime):
-    """Due events with no earlier waiting event of the same subject."""
+def _heads(now: datetime, leased: bool = False):
+    """Due events with no earlier waiting event of the same subject; with ``leased``, those
+    queued for a job too (what the job itself looks for)."""
     earlier = aliased(Event)
+    free = sa.true() if leased else sa.or_(Event.lease_until.is_(None), Event.lease_until < now)
     return sa.select(Event).where(
         Event.state == WAITING,
         Event.next_attempt_at <= now,
-        sa.or_(Event.lease_until.is_(None), Event.lease_until < now),
+        free,
         ~sa.exists().where(
             earlier.tenant_id == Event.tenant_id,
             earlier.subject_id == Event.subject_id,
@@ -205,7 +207,7 @@ def _lock(event_id: uuid.UUID) -> Event | None:
     """The event, row-locked, if it still waits and is the first of its subject."""
     now = utcnow()
     return db.session.scalar(
-        _heads(now)
+        _heads(now, leased=True)
         .where(Event.id == event_id)
         .execution_options(populate_existing=True)
         .with_for_update(skip_locked=True, of=Event)
@@ -215,7 +217,7 @@ def _lock(event_id: uuid.UUID) -> Event | None:
 def _next_of(subject_id: uuid.UUID) -> uuid.UUID | None:
     now = utcnow()
     return db.session.scalar(
-        _heads(now)
+        _heads(now, leased=True)
         .with_only_columns(Event.id)
         .where(Event.subject_id == subject_id)
         .order_by(Event.at, Event.id)
@@ -273,7 +275,7 @@ def send(event: Event) -> bool:
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except ValidationError as exc:  # the name now resolves to a private address, or not at all
-        error = exc.message
+        error = f"refused:{getattr(exc, 'reason', 'scheme')}"  # shown translated by the log
     except OSError as exc:
         error = (str(exc) or type(exc).__name__)[:200]
     db.session.add(

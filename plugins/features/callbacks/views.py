@@ -75,4 +75,9 @@ def log():
     ).all()
     record_audit("callbacks.log.read", detail=f"{len(rows)} attempts")  # message and patient ids
     db.session.commit()
-    return render_template("callbacks/log.html", rows=rows)
+    refusals = {
+        "refused:private": _("Not sent: the address leads to a private network."),
+        "refused:unresolved": _("Not sent: the host name is not found."),
+        "refused:scheme": _("Not sent: the address does not start with https://."),
+    }
+    return render_template("callbacks/log.html", rows=rows, refusals=refusals)
