@@ -235,9 +235,7 @@ def signature(secrets_: list[str], timestamp: int, body: bytes) -> str:
     """The ``Relais-Signature`` header: ``t=<unix time>,v1=<hex HMAC-SHA256 of
     "<t>.<body>">``, one ``v1`` per secret (two during a rotation)."""
     signed = f"{timestamp}.".encode() + body
-    values = [
-        "v1=" + hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in secrets_
-    ]
+    values = ["v1=" + hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in secrets_]
     return ",".join([f"t={timestamp}", *values])
 
 
@@ -299,4 +297,3 @@ def send(event: Event) -> bool:
     else:
         event.next_attempt_at = retry_at
     return False
-

@@ -10,9 +10,7 @@ from plugins.features.callbacks import endpoints
 from plugins.features.callbacks.delivery import endpoint
 from plugins.features.callbacks.models import Attempt, Event
 
-bp = Blueprint(
-    "callbacks", __name__, url_prefix="/settings/callbacks", template_folder="templates"
-)
+bp = Blueprint("callbacks", __name__, url_prefix="/settings/callbacks", template_folder="templates")
 LOG_SIZE = 100
 
 

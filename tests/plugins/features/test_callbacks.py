@@ -82,9 +82,7 @@ def deliver_now(app, clinic) -> None:
         db.session.commit()
 
 
-def test_callbacks_of_a_message_sent_by_a_worker_arrive_signed_and_only_to_its_clinic(
-    app, worker
-):
+def test_callbacks_of_a_message_sent_by_a_worker_arrive_signed_and_only_to_its_clinic(app, worker):
     allow_loopback(app)
     verify = documented_verify()
     with CallbackReceiver() as ours, CallbackReceiver() as theirs:
@@ -123,9 +121,7 @@ def test_callbacks_of_a_message_sent_by_a_worker_arrive_signed_and_only_to_its_c
         assert str(other_id) not in log.text
 
 
-def test_an_endpoint_answering_500_twice_gets_three_attempts_and_events_stay_in_order(
-    app, worker
-):
+def test_an_endpoint_answering_500_twice_gets_three_attempts_and_events_stay_in_order(app, worker):
     allow_loopback(app)
     with CallbackReceiver() as receiver:
         clinic, browser = clinic_admin(app, "demo")
@@ -141,9 +137,7 @@ def test_an_endpoint_answering_500_twice_gets_three_attempts_and_events_stay_in_
 
         def codes():
             with app.app_context(), tenant_scope(clinic.id):
-                return db.session.scalars(
-                    sa.select(Attempt.status_code).order_by(Attempt.at)
-                ).all()
+                return db.session.scalars(sa.select(Attempt.status_code).order_by(Attempt.at)).all()
 
         assert wait_until(lambda: len(codes()) == 4 and codes()) == [500, 500, 200, 200]
         assert len(receiver.received) == 4  # nothing sent twice
