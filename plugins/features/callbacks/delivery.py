@@ -179,15 +179,21 @@ def claim_due(now: datetime) -> int:
     for tenant_id, event_id in rows:
         by_tenant.setdefault(tenant_id, []).append(str(event_id))
     for tenant_id, ids in by_tenant.items():
-        enqueue_job(tenant_id, JOB, ids)
+        # The lowest queue: a clinic's software waits, a patient's code or reminder does not.
+        enqueue_job(tenant_id, JOB, ids, queue_name="bulk")
     return len(rows)
 
 
 def deliver(event_ids: list[str]) -> int:
     """The job: send these events (in the clinic's scope), then each one's successors that are
-    due. Safe to run twice. Returns how many were delivered."""
+    due. Safe to run twice. Returns how many were delivered.
+
+    At the endpoint's first failure the job stops and gives its other events back to the
+    next sweep: a slow or broken endpoint costs one request per pass, never a worker held
+    for a whole batch of timeouts.
+    """
     delivered = 0
-    for event_id in event_ids:
+    for position, event_id in enumerate(event_ids):
         current: uuid.UUID | None = uuid.UUID(event_id)
         while current is not None:
             event = _lock(current)
@@ -197,10 +203,22 @@ def deliver(event_ids: list[str]) -> int:
             subject = event.subject_id
             db.session.commit()
             if not ok:
-                break
+                _release(event_ids[position + 1 :])
+                return delivered
             delivered += 1
             current = _next_of(subject)
     return delivered
+
+
+def _release(event_ids: list[str]) -> None:
+    if event_ids:
+        db.session.execute(
+            sa.update(Event)
+            .where(Event.id.in_([uuid.UUID(i) for i in event_ids]), Event.state == WAITING)
+            .values(lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
 
 
 def _lock(event_id: uuid.UUID) -> Event | None:

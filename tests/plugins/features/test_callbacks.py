@@ -91,7 +91,7 @@ def test_callbacks_of_a_message_sent_by_a_worker_arrive_signed_and_only_to_its_c
         shown = register(browser, ours.url)
         assert shown.status_code == 200
         secret = secret_of(shown)
-        assert "it will not be shown again" in shown.text
+        assert "il ne sera plus affiché" in shown.text  # the clinic reads French
         assert secret not in browser.get(PAGE).text  # shown once
         register(other_browser, theirs.url)
 
@@ -214,8 +214,8 @@ def test_private_addresses_are_refused_without_the_deployment_setting(app, url):
     assert endpoints(app, clinic) == []
 
 
-def test_a_name_that_now_resolves_to_a_private_address_gets_nothing(app):
-    """Checked again at each send: the operator's allowance gone, the next POST is refused."""
+def test_the_address_is_checked_again_at_each_send(app):
+    """The operator's allowance gone, the loopback endpoint gets nothing more."""
     allow_loopback(app)
     with CallbackReceiver() as receiver:
         clinic, browser = clinic_admin(app, "demo")
@@ -225,21 +225,25 @@ def test_a_name_that_now_resolves_to_a_private_address_gets_nothing(app):
         deliver_now(app, clinic)
         assert receiver.received == []
         log = browser.get("/settings/callbacks/log")
-        assert "réseau privé" in log.text  # the clinic reads French
+        assert "Non envoyé" in log.text  # the clinic reads French
 
 
 @pytest.mark.parametrize(
-    "url",
-    ["not a url", "https://" + "a" * 600 + ".example/", "https://example.org/\x00"],
+    ("url", "named"),
+    [
+        ("not a url", 'id="e-url"'),  # the form's field, with its message
+        ("https://" + "a" * 600 + ".example/", 'id="e-url"'),
+        ("https://example.org/\x00", "Le champ url"),  # refused before any view, naming it
+    ],
 )
-def test_bad_input_names_the_field_and_changes_nothing(app, url):
+def test_bad_input_names_the_field_and_changes_nothing(app, url, named):
     allow_loopback(app)
     with CallbackReceiver() as receiver:
         clinic, browser = clinic_admin(app, "demo")
         register(browser, receiver.url)
         page = register(browser, url)
         assert page.status_code == 422
-        assert 'id="e-url"' in page.text
+        assert named in page.text
         assert endpoints(app, clinic) == [receiver.url]
 
 
