@@ -1,11 +1,12 @@
 """CallbackReceiver: a clinic's software receiving Relais' status callbacks on 127.0.0.1.
 
 Every POST is kept in :attr:`received` (headers, raw body, the status answered); answers
-come from :meth:`answer_next` (e.g. 500 twice), else 200.
+come from :meth:`answer_next` (e.g. 500 twice), else 200, after ``delay`` seconds.
 """
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,7 +23,8 @@ class Call:
 
 
 class CallbackReceiver:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds before each answer: a slow endpoint
         self.received: list[Call] = []
         self._answers: list[int] = []
         self._lock = threading.Lock()
@@ -31,6 +33,7 @@ class CallbackReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(receiver.delay)
                 with receiver._lock:
                     status = receiver._answers.pop(0) if receiver._answers else 200
                     receiver.received.append(Call(dict(self.headers), body, status))

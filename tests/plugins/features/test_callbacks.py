@@ -3,6 +3,7 @@ in order, retried after failures, never at a private address unless the deployme
 and never told of another clinic's messages."""
 
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,6 +158,22 @@ def test_a_failing_event_holds_back_the_next_of_its_message(app):
         assert [b["status"] for b in receiver.taken()] == ["pending", "sent"]
         deliver_now(app, clinic)
         assert len(receiver.received) == 3  # nothing twice
+
+
+def test_two_workers_given_the_same_events_send_each_once(app):
+    allow_loopback(app)
+    with CallbackReceiver(delay=0.5) as receiver:  # slow: both jobs run during the POST
+        clinic, browser = clinic_admin(app, "demo")
+        register(browser, receiver.url)
+        make_message(app, clinic, make_patient(app, clinic))
+        jobs = [threading.Thread(target=deliver_now, args=(app, clinic)) for _ in range(2)]
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join()
+        deliver_now(app, clinic)  # whatever one job skipped, locked by the other
+        assert [b["status"] for b in receiver.taken()] == ["pending", "sent"]
+        assert len(receiver.received) == 2
 
 
 def test_a_reply_is_told_without_its_text(app):
