@@ -315,6 +315,54 @@ def relais_message_status_changed(tenant, message_id, status, at):
     """
 
 
+@hookspec
+def relais_message_statuses_changed(tenant, changes):
+    """React to a clinic's status changes committed together, in one call (bulk listeners).
+
+    Called after ``relais_message_status_changed`` was called for each of them, with the same
+    changes, once per clinic and commit, in the clinic's scope: a listener that writes a row per
+    change writes them all in one statement here. Whatever it writes, it commits itself (the
+    transaction that made the changes is over).
+
+    :param tenant: the clinic the messages belong to.
+    :param changes: the changes in the order they were made, a list of
+        :class:`core.delivery.lifecycle.StatusChange` (``message_id``, ``status``, ``at``, as
+        ``relais_message_status_changed`` gets them).
+    """
+
+
+@hookspec
+def relais_inbound_received(tenant, reply_id, patient_id, channel, at, handled_by):
+    """Observe a patient's inbound reply once it is stored (after ``relais_handle_inbound``).
+
+    Called once per reply (a provider's retry of one is not a new reply), inside the
+    transaction that stores it: what a listener writes commits with the reply, or not at all.
+    For observing (a log, a callback to the clinic's software), not handling: use
+    ``relais_handle_inbound`` to act on the text.
+
+    :param tenant: the clinic the reply is addressed to.
+    :param reply_id: the stored reply's opaque id (UUID).
+    :param patient_id: the patient it came from, or None if the sender is unknown.
+    :param channel: the channel it came by, e.g. ``"sms"``.
+    :param at: when the patient sent it (aware UTC datetime).
+    :param handled_by: what the feature that handled it said it did, or None.
+    """
+
+
+@hookspec
+def relais_sweep(now):
+    """Do a plugin's periodic work: called by the sweeper on each pass (about every second).
+
+    One sweeper works per pass in the whole deployment (beside a worker, or the demo server),
+    in the system scope (every clinic's rows are visible), after the core's own steps. Keep it
+    short and bounded: claim what is due (``FOR UPDATE SKIP LOCKED``), commit, and hand the
+    slow part (network calls) to jobs with :func:`run_later`. An exception is logged and
+    the next pass runs again.
+
+    :param now: the pass's time (aware UTC datetime).
+    """
+
+
 @hookspec(firstresult=True)
 def relais_handle_inbound(tenant, patient, channel, text):
     """Handle a patient's inbound reply (an SMS "OUI", "STOP"...). First non-None result wins.

@@ -49,6 +49,7 @@ from core.db import (
     utcnow,
 )
 from core.delivery.jobs import run_later
+from core.delivery.lifecycle import StatusChange
 from core.delivery.log import masked as masked_phone
 from core.delivery.log import read_message
 from core.delivery.models import Message, MessageStatus
@@ -174,6 +175,7 @@ __all__ = [
     "masked_phone",
     "Message",
     "MessageStatus",
+    "StatusChange",
     # the clinic
     "Tenant",
     "Patient",

@@ -56,6 +56,7 @@ DEFAULT_PLUGINS = (
     "plugins.regulations.it.plugin",
     "plugins.regulations.nl.plugin",
     "plugins.features.exports.plugin",
+    "plugins.features.callbacks.plugin",
     "plugins.features.appointments.plugin",
     "plugins.features.reminders.plugin",
     "plugins.features.otp.plugin",

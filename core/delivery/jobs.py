@@ -38,7 +38,8 @@ def enqueue(tenant, target: str, *args, queue_name: str = "transactional"):
 
 
 def run_later(tenant, target: str, *args, queue_name: str = "bulk", at=None) -> None:
-    """Run ``target`` (``"module:function"``) for ``tenant`` with ``args`` in a worker, on
+    """Run ``target`` (``"module:function"``, called with ``args``: ids and plain values,
+    never objects) for ``tenant`` (a clinic or its id) in a worker, on
     ``queue_name``, at ``at`` (an aware datetime; the worker's scheduler moves it to its
     queue then) or as soon as a worker is free. Without Redis (a first run), runs it here
     and now, in the tenant's scope: the target commits its own work.
@@ -46,16 +47,17 @@ def run_later(tenant, target: str, *args, queue_name: str = "bulk", at=None) -> 
     The job must re-read its state and be safe to run twice (Redis may lose it; RQ may run
     it again).
     """
+    tenant_id = getattr(tenant, "id", tenant)  # a clinic, or its id
     if not current_app.config["REDIS_URL"]:
         function = import_string(target.replace(":", "."))
-        with tenant_scope(tenant.id):
+        with tenant_scope(uuid.UUID(str(tenant_id))):
             function(*args)
             db.session.commit()
         return
     if at is not None:
-        queue(queue_name).enqueue_at(at, run, str(tenant.id), target, *args, job_timeout=600)
+        queue(queue_name).enqueue_at(at, run, str(tenant_id), target, *args, job_timeout=600)
     else:
-        queue(queue_name).enqueue(run, str(tenant.id), target, *args, job_timeout=600)
+        queue(queue_name).enqueue(run, str(tenant_id), target, *args, job_timeout=600)
 
 
 def run(tenant_id: str, target: str, *args):

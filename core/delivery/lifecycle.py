@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -500,10 +500,22 @@ def _event(message: Message, step: str, detail: str | None) -> None:
 # --- announcing, after commit -----------------------------------------------------------------
 
 
+class StatusChange(NamedTuple):
+    """One committed status change, as ``relais_message_statuses_changed`` hands it."""
+
+    message_id: uuid.UUID
+    status: str  # the new status, e.g. "delivered"
+    at: datetime  # when it happened (aware UTC)
+
+
 def announce(changes: list[tuple[uuid.UUID, uuid.UUID, str, datetime]]) -> None:
     """Call ``relais_message_status_changed`` for each committed change, in order, with the
     plugins enabled for the message's clinic, in that clinic's scope."""
-    if not host().pm.hook.relais_message_status_changed.get_hookimpls():
+    hook = host().pm.hook
+    if not (
+        hook.relais_message_status_changed.get_hookimpls()
+        or hook.relais_message_statuses_changed.get_hookimpls()
+    ):
         return  # no plugin listens: no clinic to reload after the commit that expired it
     by_tenant: dict[uuid.UUID, list] = defaultdict(list)
     for change in changes:
@@ -513,9 +525,13 @@ def announce(changes: list[tuple[uuid.UUID, uuid.UUID, str, datetime]]) -> None:
             tenant = db.session.get(Tenant, tenant_id)
             if tenant is None:  # deleted meanwhile: no one to tell
                 continue
-            changed = hooks_for(tenant).relais_message_status_changed
+            hooks = hooks_for(tenant)
+            changed = hooks.relais_message_status_changed
             for _tenant_id, message_id, status, at in own:
                 changed(tenant=tenant, message_id=message_id, status=status, at=at)
+            hooks.relais_message_statuses_changed(
+                tenant=tenant, changes=[StatusChange(m, s, a) for _t, m, s, a in own]
+            )
 
 
 def _after_commit(session: Session) -> None:

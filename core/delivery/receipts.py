@@ -302,4 +302,12 @@ def keep_inbound(
             .where(table.c.tenant_id == tenant.id, table.c.id == row_id)
             .values(handled_by=str(handled)[:200])
         )
+    hooks_for(tenant).relais_inbound_received(
+        tenant=tenant,
+        reply_id=row_id,
+        patient_id=patient_id,
+        channel=channel,
+        at=reply.at,
+        handled_by=str(handled)[:200] if handled else None,
+    )
     return db.session.get(InboundMessage, (tenant.id, row_id))

@@ -23,7 +23,7 @@ import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,6 +34,7 @@ from core.delivery import health, jobs, lifecycle, queues, receipts, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
 from core.delivery.providers import declared_providers
+from core.plugins import host
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
 
@@ -62,7 +63,17 @@ def sweep() -> dict[str, int]:
         counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
         counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
+        _plugins_sweep(now)
     return counts
+
+
+def _plugins_sweep(now) -> None:
+    """The plugins' periodic work (``relais_sweep``); a failure there stops no core step."""
+    try:
+        host().pm.hook.relais_sweep(now=now)
+    except Exception:  # noqa: BLE001 - logged; the next pass calls the plugins again
+        current_app.logger.exception("relais_sweep failed")
+        db.session.rollback()
 
 
 def _move(frm: MessageStatus, where, to: MessageStatus, why: str) -> int:

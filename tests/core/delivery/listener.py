@@ -46,3 +46,23 @@ def relais_message_status_changed(tenant, message_id, status, at):
             )
         )
     changes.append((tenant.slug, message_id, status, None if stored is None else str(stored)))
+
+
+batches: list[list[tuple[object, str]]] = []  # relais_message_statuses_changed: one per call
+replies: list[tuple[object, str, object]] = []  # relais_inbound_received: (reply, channel, by)
+sweeps: list[object] = []  # relais_sweep: each pass's time
+
+
+@hookimpl
+def relais_message_statuses_changed(tenant, changes):
+    batches.append([(c.message_id, c.status) for c in changes])
+
+
+@hookimpl
+def relais_inbound_received(tenant, reply_id, patient_id, channel, handled_by):
+    replies.append((reply_id, channel, handled_by))
+
+
+@hookimpl
+def relais_sweep(now):
+    sweeps.append(now)

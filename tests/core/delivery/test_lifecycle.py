@@ -12,8 +12,9 @@ import time_machine
 from core.app import create_app
 from core.clinic.models import Patient
 from core.db import db, utcnow
-from core.delivery import dispatch, lifecycle, outbox, sweeper
+from core.delivery import dispatch, lifecycle, outbox, receipts, sweeper
 from core.delivery.models import Message, MessageEvent, MessageStatus
+from core.delivery.providers import Inbound
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import listener
 from tests.worlds import TEST_CONFIG, make_clinic, make_patient
@@ -111,6 +112,9 @@ def listening_app(app):
         }
     )
     listener.changes.clear()
+    listener.batches.clear()
+    listener.replies.clear()
+    listener.sweeps.clear()
     yield application
     with application.app_context():
         db.session.remove()
@@ -173,6 +177,40 @@ def test_every_change_is_announced_once_after_commit(listening_app, clinic):
     with listening_app.app_context(), tenant_scope(clinic.id):
         dispatch.deliver([str(message_id)])
     assert heard(message_id) == [("pending", "pending"), ("sent", "sent")]  # a claim is quiet
+
+
+def test_a_commit_of_many_changes_is_announced_in_one_bulk_call(listening_app, clinic):
+    ids = [send(listening_app, clinic) for _ in range(3)]
+    assert listener.batches == [[(i, "pending")] for i in ids]  # one commit each
+    listener.batches.clear()
+    with listening_app.app_context(), system_scope():
+        moved = lifecycle.move_many([Message.id.in_(ids)], [S.PENDING], S.CANCELLED, "no", 10)
+        db.session.commit()
+    assert moved == 3
+    (batch,) = listener.batches  # one call for the commit, each change in it
+    assert sorted(batch) == sorted((i, "cancelled") for i in ids)
+    assert [(m, s) for _, m, s, _ in listener.changes[-3:]] == batch  # the same, in order
+
+
+def test_a_stored_reply_is_announced_once_to_observers(listening_app, clinic):
+    patient = make_patient(listening_app, clinic)
+    reply = Inbound(
+        sender=patient.phone, recipient="+33939030101", text="Merci", at=utcnow(), provider_ref="r1"
+    )
+    with listening_app.app_context(), tenant_scope(clinic.id):
+        row = receipts.keep_inbound(clinic, patient.id, "outbox", "sms", reply)
+        again = receipts.keep_inbound(clinic, patient.id, "outbox", "sms", reply)
+        reply_id = row.id
+        db.session.commit()
+    assert again is None
+    assert listener.replies == [(reply_id, "sms", None)]
+
+
+def test_the_sweeper_calls_the_plugins_on_each_pass(listening_app, clinic):
+    with listening_app.app_context():
+        sweeper.sweep()
+        sweeper.sweep()
+    assert len(listener.sweeps) == 2 and listener.sweeps[0] <= listener.sweeps[1]
 
 
 def test_a_change_rolled_back_is_never_announced(listening_app, clinic):
