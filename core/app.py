@@ -44,6 +44,7 @@ from core.web import (
     patients,
     request_bodies,
     settings,
+    signup,
     staff,
 )
 from core.web import messages as message_log_pages  # "messages" names a local below
@@ -120,6 +121,7 @@ def _register_core_blueprints(app: Flask) -> None:
     csrf.exempt(fhir_api.bp)
     app.register_blueprint(console.bp, subdomain="operator")
     app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
+    app.register_blueprint(signup.bp, subdomain="")  # the main domain: clinics sign up
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(webhooks.inbound_bp, subdomain="hooks")
     csrf.exempt(webhooks.bp)  # providers authenticate with their own signatures
@@ -156,7 +158,14 @@ def _register_page_context(app: Flask) -> None:
     def page_context():
         tenant = g.get("tenant")
         if tenant is None:
-            return {"tenant": None, "menu": [], "settings_menu": [], "country_profile": None}
+            return {
+                "tenant": None,
+                "menu": [],
+                "settings_menu": [],
+                "country_profile": None,
+                # The bare domain (sign-up) or a clinic's refusal, not the operator console.
+                "main_site": not request.host.startswith(f"{resolution.OPERATOR}."),
+            }
         hooks = hooks_for(tenant)
         user = current_user._get_current_object()
         menu, settings_menu = [], []

@@ -2,13 +2,16 @@
 
 Clinic routes live on ``<slug>.<SERVER_NAME>``; the operator console on
 ``operator.<SERVER_NAME>``. An unknown subdomain is a 404: better than revealing or
-corrupting another clinic's data.
+corrupting another clinic's data. A suspended clinic answers 403 on every page and API call
+(the operator console, on its own subdomain, still works).
 """
 
 import sqlalchemy as sa
 from flask import Flask, abort, g
+from flask_babel import gettext as _
 
 from core.db import db
+from core.errors import Forbidden
 from tenants import scoping
 from tenants.models import Tenant
 
@@ -25,6 +28,10 @@ def init_app(app: Flask) -> None:
         tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
             abort(404)
+        if tenant.suspended_at is not None:
+            raise Forbidden(
+                _("This clinic is suspended. Its Relais operator can tell you more."), "tenant"
+            )
         g.tenant = tenant
         scoping.enter(tenant.id)
 
