@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from babel import Locale
-from flask import Flask, abort, g, jsonify, render_template, request
+from flask import Flask, abort, g, jsonify, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -72,6 +72,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.url_map.default_subdomain = "<tenant>"
     app.static_folder = "static"
     app.add_url_rule("/static/<path:filename>", "static", app.send_static_file)
+    # The bare domain's own copy (the sign-up pages): a page loads its files from its host.
+    app.add_url_rule("/static/<path:filename>", "main_static", app.send_static_file, subdomain="")
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
@@ -163,8 +165,7 @@ def _register_page_context(app: Flask) -> None:
                 "menu": [],
                 "settings_menu": [],
                 "country_profile": None,
-                # The bare domain (sign-up) or a clinic's refusal, not the operator console.
-                "main_site": not request.host.startswith(f"{resolution.OPERATOR}."),
+                "main_site": resolution.on_main_domain(),  # the sign-up pages
             }
         hooks = hooks_for(tenant)
         user = current_user._get_current_object()
@@ -206,6 +207,13 @@ def _menu_sections(items) -> tuple[list, list]:
 
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
+
+    @app.template_global()
+    def static_url(filename: str) -> str:
+        """A static file's address on this page's own host (CSP allows 'self' only)."""
+        endpoint = "main_static" if resolution.on_main_domain() else "static"
+        return url_for(endpoint, filename=filename)
+
     app.jinja_env.globals["language_choices"] = lambda: i18n.language_names(app.config["LANGUAGES"])
     i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 
