@@ -6,6 +6,7 @@ the new clinics, suspends one (its subdomain answers 403, pages and API) and rea
 
 import html
 import re
+import threading
 
 import pyotp
 import pytest
@@ -258,3 +259,30 @@ def test_suspension_needs_the_console_csrf_token(app, console, france_open):
     refused = console.post("/clinics/existing/suspension", data={"suspend": "1"})
     assert refused.status_code == 400
     assert client_for(app, "existing").get("/login").status_code == 200
+
+
+def test_simultaneous_sign_ups_with_one_address_pass_the_limit_no_further(app, france_open):
+    """Four forms at once with one e-mail address: two clinics, two refusals (the count
+    happens under a lock, not before it)."""
+    browsers = [main_site(app) for _ in range(4)]
+    tokens = [csrf_token(b, "/signup") for b in browsers]
+    start = threading.Barrier(len(browsers))
+    answers = [None] * len(browsers)
+
+    def send(i):
+        start.wait()
+        data = {
+            **FORM,
+            "subdomain": f"rive{i}",
+            "phone": f"06 12 34 56 7{i}",
+            "csrf_token": tokens[i],
+        }
+        answers[i] = browsers[i].post("/signup", data=data).status_code
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(browsers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [302, 302, 429, 429]
+    assert len(tenant_slugs(app)) == 3  # "existing" and two sign-ups
