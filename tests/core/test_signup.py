@@ -286,3 +286,20 @@ def test_simultaneous_sign_ups_with_one_address_pass_the_limit_no_further(app, f
         thread.join()
     assert sorted(answers) == [302, 302, 429, 429]
     assert len(tenant_slugs(app)) == 3  # "existing" and two sign-ups
+
+
+@pytest.mark.parametrize(
+    ("language", "heading"),
+    [
+        ("fr", "Inscrivez votre cabinet"),
+        ("de", "Registrieren Sie Ihre Praxis"),
+        ("it", "Iscrivi il tuo studio"),
+        ("nl", "Meld uw praktijk aan"),
+    ],
+)
+def test_the_sign_up_page_speaks_the_readers_language(app, france_open, language, heading):
+    visitor = app.test_client()
+    visitor.base_url = f"https://{SERVER}"
+    page = visitor.get("/signup", headers={"Accept-Language": language})
+    assert f'<html lang="{language}">' in page.text
+    assert heading in text_of(page)
