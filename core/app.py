@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from babel import Locale
-from flask import Flask, abort, g, jsonify, render_template, request
+from flask import Flask, abort, g, jsonify, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -45,6 +45,7 @@ from core.web import (
     patients,
     request_bodies,
     settings,
+    signup,
     staff,
 )
 from core.web import messages as message_log_pages  # "messages" names a local below
@@ -72,6 +73,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.url_map.default_subdomain = "<tenant>"
     app.static_folder = "static"
     app.add_url_rule("/static/<path:filename>", "static", app.send_static_file)
+    # The bare domain's own copy (the sign-up pages): a page loads its files from its host.
+    app.add_url_rule("/static/<path:filename>", "main_static", app.send_static_file, subdomain="")
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
@@ -122,6 +125,7 @@ def _register_core_blueprints(app: Flask) -> None:
     csrf.exempt(fhir_api.bp)
     app.register_blueprint(console.bp, subdomain="operator")
     app.register_blueprint(metrics.bp, subdomain="operator")  # bearer token, no session
+    app.register_blueprint(signup.bp, subdomain="")  # the main domain: clinics sign up
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(webhooks.inbound_bp, subdomain="hooks")
     csrf.exempt(webhooks.bp)  # providers authenticate with their own signatures
@@ -158,7 +162,13 @@ def _register_page_context(app: Flask) -> None:
     def page_context():
         tenant = g.get("tenant")
         if tenant is None:
-            return {"tenant": None, "menu": [], "settings_menu": [], "country_profile": None}
+            return {
+                "tenant": None,
+                "menu": [],
+                "settings_menu": [],
+                "country_profile": None,
+                "main_site": resolution.on_main_domain(),  # the sign-up pages
+            }
         hooks = hooks_for(tenant)
         user = current_user._get_current_object()
         menu, settings_menu = [], []
@@ -199,6 +209,13 @@ def _menu_sections(items) -> tuple[list, list]:
 
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
+
+    @app.template_global()
+    def static_url(filename: str) -> str:
+        """A static file's address on this page's own host (CSP allows 'self' only)."""
+        endpoint = "main_static" if resolution.on_main_domain() else "static"
+        return url_for(endpoint, filename=filename)
+
     app.jinja_env.globals["language_choices"] = lambda: i18n.language_names(app.config["LANGUAGES"])
     i18n.install(app)  # the filters date, datetime, time, number, percent, phone, phrases
 

@@ -37,6 +37,8 @@ class Config:
     LOGIN_LOCKOUT_MINUTES = 15
     INVITATION_HOURS = 72  # how long a first admin's invitation link stays valid
     LOGIN_RATE_LIMIT = "20 per minute"  # per client address, on every login form
+    SIGNUP_RATE_LIMIT = "10 per hour"  # clinic sign-ups sent per client address
+    SIGNUP_PENDING_LIMIT = 2  # sign-ups not yet activated per e-mail address and per phone
     RATELIMIT_STORAGE_URI = None  # defaults to REDIS_URL, else process memory
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     METRICS_TOKEN = None  # bearer token Prometheus sends to operator.<domain>/metrics

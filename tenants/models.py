@@ -17,6 +17,8 @@ class Country(db.Model):
     name: Mapped[str] = mapped_column(sa.String(80))
     locale: Mapped[str] = mapped_column(sa.String(10))
     timezone: Mapped[str] = mapped_column(sa.String(64))
+    # The operator lets practitioners sign their clinics up on the main domain (``/signup``).
+    self_signup: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class Tenant(db.Model):
@@ -32,6 +34,13 @@ class Tenant(db.Model):
     # The clinic's own choice of language (a Swiss or Belgian clinic); None: its country's.
     language: Mapped[str | None] = mapped_column(sa.String(10))
     created_at: Mapped[datetime] = created_column()
+    # A practitioner signed the clinic up (``/signup``): when, and with which address and
+    # phone (E.164); the abuse limits count a person's pending sign-ups by them.
+    signed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signup_email: Mapped[str | None] = mapped_column(sa.String(254), index=True)
+    signup_phone: Mapped[str | None] = mapped_column(sa.String(20), index=True)
+    # The operator suspended the clinic: every page and API call of its subdomain answers 403.
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     country: Mapped[Country] = relationship(lazy="joined")
 

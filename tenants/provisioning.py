@@ -32,21 +32,31 @@ def create_tenant(name: str, slug: str, country_code: str, timezone: str | None 
     name = check.text(name, "name", 200)
     if not name:
         raise ValidationError(_("This field is required."), "name")
-    slug = (slug or "").strip().lower()
+    slug = free_slug(slug)
+    where = country(country_code)
+    tz = check.timezone(timezone or where.timezone)
+    tenant = Tenant(name=name, slug=slug, country_code=where.code, timezone=tz)
+    db.session.add(tenant)
+    db.session.flush()
+    return tenant
+
+
+def free_slug(slug: str) -> str:
+    """``slug`` as a clinic's subdomain would store it, when a new clinic may take it.
+
+    :raises ValidationError: on ``subdomain`` (not a valid name, or reserved).
+    :raises Conflict: on ``subdomain`` when a clinic already has it.
+    """
+    slug = check.storable((slug or "").strip().lower(), "subdomain")
     if not SLUG.match(slug):
         raise ValidationError(
             _("Use lowercase letters, digits and hyphens (at most 63)."), "subdomain"
         )
     if slug in RESERVED:
         raise ValidationError(_("This subdomain is reserved."), "subdomain")
-    where = country(country_code)
-    tz = check.timezone(timezone or where.timezone)
     if db.session.scalar(sa.select(Tenant.id).where(Tenant.slug == slug)):
         raise Conflict(_("This subdomain is taken."), "subdomain")
-    tenant = Tenant(name=name, slug=slug, country_code=where.code, timezone=tz)
-    db.session.add(tenant)
-    db.session.flush()
-    return tenant
+    return slug
 
 
 def tenants() -> list[Tenant]:

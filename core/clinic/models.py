@@ -73,6 +73,9 @@ class StaffInvitation(TenantOwned, db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the e-mail that carried it
+    # The invited person's mobile (E.164), given at sign-up: their account starts with it,
+    # still to be proved by a code at first login.
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
 
 
 class PatientAttribute(StrEnum):

@@ -49,9 +49,12 @@ def language(tenant) -> str:
     return wanted if wanted in offered else current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
-def invite(tenant, email: str, name: str, by: str = "operator") -> StaffInvitation:
+def invite(
+    tenant, email: str, name: str, by: str = "operator", phone: str | None = None
+) -> StaffInvitation:
     """Invite ``name`` at ``email`` to become the clinic's admin: the e-mail goes to the
     outbox (it leaves after the caller commits) and replaces any earlier invitation's link.
+    ``phone`` (E.164, from a sign-up) becomes the account's, still to be proved by a code.
 
     :raises ValidationError: naming ``email`` or ``name``.
     :raises Conflict: on ``email`` when a staff member of the clinic already uses it.
@@ -100,6 +103,7 @@ def invite(tenant, email: str, name: str, by: str = "operator") -> StaffInvitati
             "expires_at": expires_at,
             "accepted_at": None,
             "message_id": message.id,
+            "phone": phone,
         }
         # One statement: two operators inviting at once leave one invitation, the last.
         dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
@@ -179,7 +183,9 @@ def accept(tenant, token: str, password: str, confirmation: str) -> User:
         ).rowcount
         if claimed != 1:
             raise NotFound(_used(), "token")
-        user = staff.create_user(invitation.email, invitation.name, Role.ADMIN, password)
+        user = staff.create_user(
+            invitation.email, invitation.name, Role.ADMIN, password, invitation.phone or ""
+        )
         audit.record("user.accept_invitation", user.id, by=f"user:{user.id}")
         return user
 

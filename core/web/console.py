@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from core import validation
 from core.clinic import settings
 from core.db import db
-from core.delivery import health, invitations, kpis, routing
+from core.delivery import health, invitations, kpis, onboarding, routing
 from core.delivery.log import channel_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
@@ -65,10 +65,46 @@ def index():
         tenants=provisioning.tenants(),
         invitations=invitations.all_invitations(),
         countries=_country_names(),
+        all_countries=provisioning.countries(),
         warnings=all_country_warnings(),
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
+
+
+@bp.post("/clinics/<slug>/suspension")
+def suspension(slug: str):
+    """Suspend a clinic (``suspend=1``) or reactivate it (``suspend=0``)."""
+    try:
+        tenant = provisioning.tenant_by_slug(slug)
+    except NotFound:
+        abort(404)
+    if request.form.get("suspend") == "1":
+        onboarding.suspend(tenant)
+        done = _("%(name)s is suspended: its address answers that it is.")
+    else:
+        onboarding.reactivate(tenant)
+        done = _("%(name)s is active again.")
+    db.session.commit()
+    flash(done % {"name": tenant.name})
+    return redirect(url_for(".index"))
+
+
+@bp.post("/countries/<code>/signup")
+def country_signup(code: str):
+    """Open (``allowed=1``) or close self sign-up for a country's practitioners."""
+    try:
+        country = onboarding.set_self_signup(code, request.form.get("allowed") == "1")
+    except ValidationError:
+        abort(404)
+    db.session.commit()
+    name = country_name(country.code)
+    flash(
+        _("Practitioners in %(country)s can sign their clinics up.", country=name)
+        if country.self_signup
+        else _("Self sign-up is closed in %(country)s.", country=name)
+    )
+    return redirect(url_for(".index"))
 
 
 @bp.route("/clinics/<slug>/invitation", methods=["GET", "POST"])

@@ -62,6 +62,7 @@ def seed() -> list[tuple[str, str, str]]:
     for info in host().info.values():  # every plugin, but only France's own regulation
         if info.kind != "regulation" or info.name == "fr":
             provisioning.set_country_plugin("FR", info.name, True)
+    provisioning.country("FR").self_signup = True  # <domain>/signup: clinics sign up
     if not settings.stored("FR", "fr"):
         settings.save("FR", "fr", {"stop_mention": "STOP au 36180"})  # campaigns need one
     _route_to_the_outbox()
