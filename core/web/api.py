@@ -16,8 +16,9 @@ from core import validation as check
 from core.clinic import apikeys, consent, patients
 from core.clinic.models import ConsentMethod, Patient
 from core.db import db
-from core.delivery import log, outbox, presenters
-from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.delivery import limits, log, outbox, presenters
+from core.delivery.models import Message
+from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
 from core.web.api_schemas import (
@@ -58,6 +59,13 @@ def authenticate():
         raise Unauthorized(_("Send a valid API key: Authorization: Bearer <key>."))
     apikeys.note_use(key)  # at most once a minute, outside this request's transaction
     g.api_key = key
+
+
+def _not_team(patient_id: uuid.UUID, field: str = "patient_id") -> Forbidden:
+    """The refusal of a team key's message to someone who is not the clinic's staff."""
+    return Forbidden(
+        _("A team key sends only to the clinic's staff: this patient is not one of them."), field
+    )
 
 
 def _body() -> dict:
@@ -183,6 +191,8 @@ def message_create():
     channels = data.get("channels") or ["sms"]
     if not isinstance(channels, list):
         raise ValidationError(_("Send a list of channels."), "channels")
+    if g.api_key.kind == "team" and not apikeys.staff_among([patient]):
+        raise _not_team(patient.id)
     message = outbox.send(
         g.tenant,
         patient,
@@ -192,7 +202,9 @@ def message_create():
         channels,
         not_before=presenters.parse_time(data.get("not_before"), "not_before"),
         expires_at=presenters.parse_time(data.get("expires_at"), "expires_at"),
+        api_key=g.api_key,
     )
+    limits.take(g.tenant, [message])  # over a limit: 429, and the error handler rolls back
     # The answer is read before the commit: after it, reading the message would reload it
     # (and its clinic) in a transaction of its own, a third of the request's statements.
     body = {
@@ -243,16 +255,25 @@ def message_batch():
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
     wanted = {item["patient_id"] for item in parsed}
     found = {p.id: p for p in db.session.scalars(sa.select(Patient).where(Patient.id.in_(wanted)))}
+    staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
     drafts, answers = [], [None] * len(parsed)
     for i, item in enumerate(parsed):
         patient = found.get(item.pop("patient_id"))
         if patient is None:
             answers[i] = ValidationError(_("No such patient."), "patient_id")
             continue
+        if staff is not None and patient.id not in staff:
+            answers[i] = _not_team(patient.id)
+            continue
         drafts.append((i, {**item, "patient": patient}))
-    results = outbox.send_many(g.tenant, [d for _i, d in drafts], api_key_id=g.api_key.id)
+    key = g.api_key
+    results = outbox.send_many(g.tenant, [d for _i, d in drafts], key.id, key.kind)
     for (i, _draft), result in zip(drafts, results, strict=True):
         answers[i] = result
+    # Those written now (those a reference found are in the session already) count against
+    # the limits: over one, 429, and the error handler rolls back whatever was written.
+    written = [r for r in results if isinstance(r, Message) and sa.inspect(r).transient]
+    limits.take(g.tenant, written)
     db.session.commit()
     body = [
         _batch_answer(i, result, parsed[i].get("reference")) for i, result in enumerate(answers)
