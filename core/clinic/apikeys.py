@@ -24,6 +24,8 @@ KINDS = {
     "test": _l("Test: nothing leaves, a simulator answers"),
     "team": _l("Team: sends only to the clinic's staff"),
 }
+# What the message log calls the key a message came from.
+KIND_NAMES = {"live": _l("live key"), "test": _l("test key"), "team": _l("team key")}
 # How stale "last used" may be: a key's row is written at most once per interval, so that
 # concurrent requests on one key never queue on its row lock (issue 14: 46 requests/s).
 LAST_USE_EVERY = timedelta(minutes=1)

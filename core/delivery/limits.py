@@ -85,16 +85,18 @@ class OverLimit(DomainError):
 # --- the values -------------------------------------------------------------------------------
 
 
+def country_limits(country_code: str) -> dict[str, int]:
+    """A country's limits: its own, else the deployment's, else none (0)."""
+    stored = settings.stored(country_code, NAME)
+    return {s.name: stored.get(s.name, s.default) for s in SETTINGS}
+
+
 def limits_for(tenant) -> dict[str, int]:
-    """The clinic's limits: its own, else its country's, else the deployment's, else none (0)."""
-    own, country = settings.clinic_values(tenant, NAME), settings.stored(tenant.country_code, NAME)
-    found = {}
-    for setting in SETTINGS:
-        value = own.get(setting.name)
-        if value is None:
-            value = country.get(setting.name)
-        found[setting.name] = setting.default if value is None else value
-    return found
+    """The clinic's limits: its own, else its country's (:func:`country_limits`)."""
+    own = settings.clinic_values(tenant, NAME)
+    return {
+        name: own.get(name, value) for name, value in country_limits(tenant.country_code).items()
+    }
 
 
 def set_limits(form: dict[str, str], country_code: str | None = None, tenant=None) -> dict:
@@ -300,4 +302,4 @@ def _store():
     return state.budgets
 
 
-__all__ = ["SETTINGS", "OverLimit", "limits_for", "set_limits", "take", "usage"]
+__all__ = ["SETTINGS", "OverLimit", "country_limits", "limits_for", "set_limits", "take", "usage"]
