@@ -171,11 +171,19 @@ MESSAGE_FIELDS = {
 
 @bp.post("/messages")
 @api_operation(
-    "Queue a message to a patient", tag="Messages", body=NEW_MESSAGE, answers={202: QUEUED}
+    "Queue a message to a patient",
+    tag="Messages",
+    body=NEW_MESSAGE,
+    answers={202: QUEUED},
+    errors=[403, 429],
 )
 def message_create():
     """Queue a message to a patient; answers at once with its id (202), its status and what
-    the country's rules said (a refusal's reason, a deferral's date)."""
+    the country's rules said (a refusal's reason, a deferral's date).
+
+    A test key's message never leaves (a simulator answers); a team key's goes only to the
+    clinic's staff (403 on ``patient_id`` otherwise). Over the clinic's limits: 429 with
+    ``Retry-After``, and nothing is written."""
     data = _body()
     unknown = set(data) - MESSAGE_FIELDS
     if unknown:
@@ -224,7 +232,11 @@ REFERENCE_LENGTH = 100
 
 @bp.post("/messages/batch")
 @api_operation(
-    "Queue up to 1,000 messages", tag="Messages", body=BATCH, answers={202: BATCH_RESULT}
+    "Queue up to 1,000 messages",
+    tag="Messages",
+    body=BATCH,
+    answers={202: BATCH_RESULT},
+    errors=[429],
 )
 @request_bodies.body_limit(BATCH_BYTES)
 def message_batch():
@@ -236,6 +248,7 @@ def message_batch():
     whole with a 4xx naming the field (``messages[3].not_before``) and writes nothing. A
     message with a ``reference`` already used with this key is not written again: its answer
     is the first one's, so a batch sent again after a timeout creates nothing twice.
+    Over the clinic's limits, the whole batch is refused (429 with ``Retry-After``).
     """
     data = _body()
     unknown = set(data) - {"messages"}
