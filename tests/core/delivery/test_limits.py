@@ -8,9 +8,9 @@ import sqlalchemy as sa
 import time_machine
 
 from core.clinic import apikeys
-from core.web.cli import main
 from core.db import db
 from core.delivery.models import Message
+from core.web.cli import main
 from tenants.scoping import tenant_scope
 from tests.worlds import (
     OPEN_HOURS,
