@@ -10,7 +10,7 @@ minute, up to ``per_minute``); a day's is a counter per channel (the first of a 
 plan) that starts again at midnight UTC. Both are checked and taken in one step for a whole
 request: all of its messages or none, in one Lua script on Redis, so that any number of web
 nodes share them. Without Redis (the embedded first run) they live in the process: each
-process counts for itself (see docs/limits.md).
+process counts for itself (docs/operating.md, *Sending limits per clinic*).
 """
 
 import math
