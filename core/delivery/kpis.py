@@ -36,6 +36,7 @@ from core.delivery.dispatch import IN_FLIGHT, UNANSWERED
 from core.delivery.expressions import current_channel, due_at, seconds_between
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.presenters import parse_time
+from core.delivery.providers import ACCEPTED, PERMANENT, UNREACHABLE
 from core.errors import ValidationError
 from tenants.models import Tenant
 
@@ -180,6 +181,55 @@ def _mask(names: list[str], grouping: tuple[str, ...]) -> int:
     """What PostgreSQL's GROUPING(names...) gives for rows of ``grouping``: a bit per name,
     the first the most significant, set when that name is not grouped on."""
     return sum(1 << (len(names) - 1 - i) for i, name in enumerate(names) if name not in grouping)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Messages or provider calls that went wrong for one reason, in a window."""
+
+    kind: str  # refused (by a provider), unavailable, unreachable, undelivered, denied
+    reason: str | None  # the provider's error (numbers masked), or the rule that refused
+    provider: str | None
+    count: int
+
+
+FAILURE_KINDS = {PERMANENT: "refused", UNREACHABLE: "unreachable"}
+_LONG_NUMBER = re.compile(r"\+?\d[\d .-]{5,}\d")  # a phone number in a provider's error
+
+
+def failure_reasons(start: datetime, end: datetime, limit: int = 15) -> list[Failure]:
+    """What went wrong in ``[start, end)``, most frequent first: provider calls refused,
+    unavailable or unreachable (by error), messages a provider's receipt said undelivered (by
+    provider) and messages the rules refused (by rule). Errors never show a phone number."""
+    window = (Attempt.at >= start, Attempt.at < end, Attempt.outcome != ACCEPTED)
+    calls = db.session.execute(
+        sa.select(Attempt.outcome, Attempt.error, Attempt.provider, sa.func.count())
+        .where(*window, Attempt.outcome != IN_FLIGHT)
+        .group_by(Attempt.outcome, Attempt.error, Attempt.provider)
+    )
+    created = (Message.created_at >= start, Message.created_at < end)
+    undelivered = db.session.execute(
+        sa.select(Message.provider, sa.func.count())
+        .where(*created, Message.status == MessageStatus.UNDELIVERED)
+        .group_by(Message.provider)
+    )
+    denied = db.session.execute(
+        sa.select(Message.verdict_rule, Message.verdict_plugin, sa.func.count())
+        .where(*created, Message.verdict == "deny")
+        .group_by(Message.verdict_rule, Message.verdict_plugin)
+    )
+    merged: dict[tuple, int] = {}
+    for outcome, error, provider, count in calls:
+        kind = FAILURE_KINDS.get(outcome, "unavailable")
+        reason = _LONG_NUMBER.sub("…", error) if error else None
+        key = (kind, reason, provider)
+        merged[key] = merged.get(key, 0) + count
+    for provider, count in undelivered:
+        merged[("undelivered", None, provider)] = count
+    for rule, plugin, count in denied:
+        merged[("denied", rule, plugin)] = count
+    failures = [Failure(*key, count) for key, count in merged.items()]
+    return sorted(failures, key=lambda f: (-f.count, f.kind, f.reason or ""))[:limit]
 
 
 def clinic_names(slugs) -> dict[str, str]:

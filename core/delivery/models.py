@@ -193,3 +193,32 @@ class InboundMessage(TenantOwned, db.Model):
     patient_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     text: Mapped[str] = mapped_column(EncryptedText)
     handled_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class ProviderHealth(db.Model):
+    """How much of its configured weight a provider carries now (``factor``, 0.1 to 1), and
+    what the last measure saw; deployment-wide (a provider is one service for every clinic).
+    The row named ``*`` only remembers when the last measure ran."""
+
+    __tablename__ = "provider_health"
+
+    provider: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    factor: Mapped[float] = mapped_column(default=1.0)
+    share: Mapped[float | None]  # of the window's messages slow or failed
+    sample: Mapped[int] = mapped_column(default=0)  # messages in the window
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderHealthEvent(db.Model):
+    """A shift of traffic away from a provider, or back to it, and why."""
+
+    __tablename__ = "provider_health_events"
+    __table_args__ = (sa.Index("ix_provider_health_events_at", "at"),)
+
+    id: Mapped[uuid.UUID] = id_column()
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    provider: Mapped[str] = mapped_column(sa.String(50))
+    factor_from: Mapped[float]
+    factor_to: Mapped[float]
+    share: Mapped[float]
+    sample: Mapped[int]

@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
-from core.delivery import simulated
+from core.delivery import health, simulated
 from core.delivery.providers import (
     CircuitBreaker,
     Provider,
@@ -84,13 +84,18 @@ def routes_for(tenant, message, channel: str, to: str | None) -> list[Route]:
 
 
 def choose(candidates: list[Route]) -> Route | None:
-    """The best priority among healthy candidates; weight shares traffic within it."""
+    """The best priority among healthy candidates; weight shares traffic within it, each
+    weight times its provider's health factor (:func:`core.delivery.health.factors`)."""
     healthy = [r for r in candidates if breaker.available(r.provider)]
     if not healthy:
         return None
     best = min(r.priority for r in healthy)
     tier = [r for r in healthy if r.priority == best]
-    return random.choices(tier, weights=[max(r.weight, 0) or 1 for r in tier])[0]
+    if len(tier) == 1:
+        return tier[0]
+    factor = health.factors()
+    weights = [(max(r.weight, 0) or 1) * factor.get(r.provider, 1.0) for r in tier]
+    return random.choices(tier, weights=weights)[0]
 
 
 def provider(tenant, route: Route) -> Provider:

@@ -11,7 +11,9 @@ Each pass, in bounded batches, across clinics:
   end undelivered when none is left;
 - delivery reports kept because they came before their send was recorded (early receipts)
   are applied once it is, if the worker that recorded it did not (it died first), and
-  deleted.
+  deleted;
+- once a minute, providers that turned slow or fail lose traffic to the others, and those
+  that recovered get it back (:mod:`core.delivery.health`).
 
 Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
 once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
@@ -28,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from core import auth, sessions
 from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import jobs, lifecycle, queues, receipts, retention
+from core.delivery import health, jobs, lifecycle, queues, receipts, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
 from core.delivery.providers import declared_providers
@@ -59,6 +61,7 @@ def sweep() -> dict[str, int]:
         counts["unacknowledged"] = _unacknowledged(now)
         counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
+        counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
     return counts
 
 

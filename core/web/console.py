@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from core import validation
 from core.clinic import settings
 from core.db import db
-from core.delivery import invitations, kpis, routing
+from core.delivery import health, invitations, kpis, routing
 from core.delivery.log import channel_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
@@ -252,11 +252,12 @@ def kpis_page():
             start, end = kpis.preset_window(choice)
     except ValidationError as exc:
         error = exc
-    tables, total = {}, None
+    tables, total, failures = {}, None, []
     if error is None:
         found = kpis.kpi_tables(start, end, [(name,) for name in kpis.GROUPS] + [()])
         tables = {name: found[(name,)] for name in kpis.GROUPS}
         total = found[()][0]
+        failures = kpis.failure_reasons(start, end)
     return render_template(
         "console/kpis.html",
         choice=choice,
@@ -270,6 +271,18 @@ def kpis_page():
         percent=_percent,
         seconds=_seconds,
         within=kpis.WITHIN,
+        failures=failures,
+        failure_kinds={
+            "refused": _("Refused by the provider"),
+            "unavailable": _("Provider unavailable"),
+            "unreachable": _("Number or address unreachable"),
+            "undelivered": _("Not delivered (receipt)"),
+            "denied": _("Refused by the rules"),
+        },
+        health_rows=health.current(),
+        health_events=health.recent_events(20),
+        health_threshold=health.THRESHOLD,
+        health_floor=health.FLOOR,
     ), (error.status if error else 200)
 
 

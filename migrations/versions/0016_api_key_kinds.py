@@ -4,8 +4,8 @@
 - ``messages.key_kind``: the kind of the key that wrote the message; NULL for messages a
   page, a reminder or a campaign wrote.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-02 15:00:00
 
 """
@@ -13,8 +13,8 @@ Create Date: 2026-12-02 15:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
