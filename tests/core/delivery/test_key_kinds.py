@@ -131,7 +131,7 @@ def test_a_team_key_sends_only_to_the_staff(app, clinic, key, worker):
     refused = send(team, outsider, channels=["email", "sms"])
     assert refused.status_code == 403
     assert refused.json["error"]["field"] == "patient_id"
-    assert "staff" in refused.json["error"]["message"]
+    assert "personnel" in refused.json["error"]["message"]  # the staff, in French
 
     created = send(team, colleague, channels=["email"])
     assert created.status_code == 202
