@@ -63,6 +63,7 @@ class RelaisState:
     blueprint_owners: dict = field(default_factory=dict)  # blueprint name -> plugin name
     fernet: object = None
     redis: object = None
+    budgets: object = None  # the clinics' sending budgets (core.delivery.limits)
 
 
 def create_app(overrides: dict | None = None) -> Flask:

@@ -35,3 +35,25 @@ def search_forms(text: str, region: str) -> tuple[list[str], list[str]]:
     if number is not None and phonenumbers.is_possible_number(number):
         prefixes.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return sorted(prefixes), [digits]
+
+
+# Numbers that can never be a subscriber's (outside each country's numbering plan, so no
+# live number can ever collide with them), kept for integrators' tests: a message to one
+# never leaves, whatever the key; the simulator answers as the last digit says (docs/api.md).
+TEST_OUTCOMES = {"1": "unreachable", "2": "permanent", "3": "temporary"}
+TEST_PREFIXES = (
+    "+3370000000",  # France: +33 7 00 00 00 0X (the 0700 range is not allocated)
+    "+4919900000",  # Germany: +49 199 0000 000X (0199 is internal to the networks)
+    "+3930000000",  # Italy: +39 300 000 000X (the 300 range is not allocated)
+    "+3160000000",  # the Netherlands: +31 6 00 00 00 0X (06-00 is not allocated)
+)
+TEST_NUMBERS = {
+    f"{prefix}{digit}": outcome
+    for prefix in TEST_PREFIXES
+    for digit, outcome in {"0": "delivered", **TEST_OUTCOMES}.items()
+}
+
+
+def is_test_number(number: str | None) -> bool:
+    """Whether ``number`` (E.164) is one of the documented test numbers (:data:`TEST_NUMBERS`)."""
+    return number in TEST_NUMBERS

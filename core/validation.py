@@ -10,20 +10,23 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 
 from core.errors import ValidationError
+from core.phones import is_test_number
 
 
 def phone(value: Any, country_code: str) -> str | None:
     """A phone number in E.164, read as a number of the clinic's country when not
-    international. :raises ValidationError: on ``phone`` when it is not a valid number."""
+    international; the documented test numbers (:data:`core.phones.TEST_NUMBERS`) are
+    taken too. :raises ValidationError: on ``phone`` when it is not a valid number."""
     if value in (None, ""):
         return None
     try:
         number = phonenumbers.parse(str(value), country_code)
     except phonenumbers.NumberParseException:
         number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    e164 = number and phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if number is None or not (phonenumbers.is_valid_number(number) or is_test_number(e164)):
         raise ValidationError(_("This is not a valid phone number."), "phone")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164
 
 
 def email(value: Any) -> str | None:

@@ -7,16 +7,25 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from core import validation as check
 from core.clinic import audit
-from core.clinic.models import ApiKey
+from core.clinic.models import ApiKey, Patient, User
 from core.crypto import new_token, token_digest
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
 
-PREFIX = "rl"
+PREFIX = "rl"  # a key's token starts with rl_<kind>_ (keys made before kinds: rl_, live)
+# The kinds of keys, as GOV.UK Notify has them, and what the API keys page calls them.
+KINDS = {
+    "live": _l("Live: sends to patients"),
+    "test": _l("Test: nothing leaves, a simulator answers"),
+    "team": _l("Team: sends only to the clinic's staff"),
+}
+# What the message log calls the key a message came from.
+KIND_NAMES = {"live": _l("live key"), "test": _l("test key"), "team": _l("team key")}
 # How stale "last used" may be: a key's row is written at most once per interval, so that
 # concurrent requests on one key never queue on its row lock (issue 14: 46 requests/s).
 LAST_USE_EVERY = timedelta(minutes=1)
@@ -24,17 +33,39 @@ _recorded: dict[uuid.UUID, float] = {}  # key id -> when this process last wrote
 _recorded_lock = threading.Lock()
 
 
-def create_key(name: str) -> tuple[ApiKey, str]:
-    """Create a key in the current clinic; returns it with the token, shown only once."""
+def create_key(name: str, kind: str = "live") -> tuple[ApiKey, str]:
+    """Create a key of ``kind`` (:data:`KINDS`) in the current clinic; returns it with the
+    token, shown only once, which starts with its kind (``rl_test_...``).
+
+    :raises ValidationError: on ``name`` (empty, too long) or ``kind`` (not a kind)."""
     name = check.text(name, "name", 100)
     if not name:
         raise ValidationError(_("This field is required."), "name")
-    token = new_token(PREFIX)
-    key = ApiKey(name=name, digest=token_digest(token), hint=token[:10])
+    if kind not in KINDS:
+        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(KINDS)), "kind")
+    token = new_token(f"{PREFIX}_{kind}")
+    key = ApiKey(name=name, kind=kind, digest=token_digest(token), hint=token[:12])
     db.session.add(key)
     db.session.flush()
     audit.record("api_key.create", key.id)
     return key, token
+
+
+def staff_among(patients: list[Patient]) -> set[uuid.UUID]:
+    """The ids of those ``patients`` who are the clinic's own staff: what a team key may send
+    to. A patient is, when they have a phone or an e-mail and each one they have is a staff
+    member's (so that no channel can reach anyone else)."""
+    phones, emails = set(), set()
+    for phone, email in db.session.execute(sa.select(User.phone, User.email)):
+        phones.add(phone)
+        emails.add(email.lower())
+    return {
+        p.id
+        for p in patients
+        if (p.phone or p.email)
+        and (not p.phone or p.phone in phones)
+        and (not p.email or p.email.lower() in emails)
+    }
 
 
 def list_keys() -> list[ApiKey]:

@@ -246,6 +246,8 @@ class ApiKey(TenantOwned, db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     digest: Mapped[str] = mapped_column(sa.String(64))
     hint: Mapped[str] = mapped_column(sa.String(12))  # the first characters, to recognise it
+    # live: sends for real; test: nothing leaves (a simulator answers); team: only to staff.
+    kind: Mapped[str] = mapped_column(sa.String(4), default="live", server_default="live")
     created_at: Mapped[datetime] = created_column()
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -111,13 +111,16 @@ def save_deployment(plugin: str, values: dict[str, Any]) -> None:
     _seal(row, {**deployment(plugin), **values})
 
 
-def save(country_code: str, plugin: str, form: dict[str, str]) -> dict[str, Any]:
-    """Validate and store an operator's settings for a plugin in a country.
+def save(
+    country_code: str, plugin: str, form: dict[str, str], declared: list[Setting] | None = None
+) -> dict[str, Any]:
+    """Validate and store an operator's settings for a plugin in a country (``declared``:
+    the settings, when the core keeps its own under that name rather than a plugin).
 
     :raises ValidationError: naming the first setting that does not parse; nothing is stored.
     """
     # Deployment-wide values stay where they are.
-    values = _parsed(schema(plugin), _country(country_code, plugin), form)
+    values = _parsed(declared or schema(plugin), _country(country_code, plugin), form)
     row = db.session.get(PluginSettings, (country_code, plugin)) or PluginSettings(
         country_code=country_code, plugin=plugin
     )
@@ -133,13 +136,16 @@ def clinic_values(tenant, plugin: str) -> dict[str, Any]:
     )
 
 
-def save_clinic(tenant, plugin: str, form: dict[str, str]) -> dict[str, Any]:
+def save_clinic(
+    tenant, plugin: str, form: dict[str, str], declared: list[Setting] | None = None
+) -> dict[str, Any]:
     """Validate and store a clinic admin's choices for a plugin's clinic settings; an empty
-    field goes back to the country's value.
+    field goes back to the country's value (``declared``: as :func:`save`'s, every one of
+    them the clinic's).
 
     :raises ValidationError: naming the first setting that does not parse; nothing is stored.
     """
-    own = [s for s in schema(plugin) if s.clinic]
+    own = declared or [s for s in schema(plugin) if s.clinic]
     values = _parsed(own, clinic_values(tenant, plugin), form)
     row = db.session.get(ClinicSettings, (tenant.id, plugin)) or ClinicSettings(
         tenant_id=tenant.id, plugin=plugin

@@ -259,11 +259,8 @@ def _decide(tenant, message: Message, patient, now: datetime, callbacks=None):
             lifecycle.finish(message, MessageStatus.FAILED, N_("no channel left in the plan"), now)
             return None
         to = _address(tenant, message, patient, channel)
-        candidates = (
-            [r for r in routing.routes(tenant, channel) if r.provider not in message.exhausted]
-            if to
-            else []
-        )
+        routes = routing.routes_for(tenant, message, channel, to)
+        candidates = [r for r in routes if r.provider not in message.exhausted] if to else []
         route = routing.choose(candidates)
         if route is not None:
             return route, _outgoing(

@@ -77,6 +77,7 @@ class Message(TenantOwned, db.Model):
     address: Mapped[str | None] = mapped_column(EncryptedText)  # a phone number: encrypted
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # the API key that wrote it
     reference: Mapped[str | None] = mapped_column(sa.String(100))  # the client's, per key
+    key_kind: Mapped[str | None] = mapped_column(sa.String(4))  # that key's kind: live, test, team
     purpose: Mapped[str] = mapped_column(sa.String(20))
     status: Mapped[MessageStatus] = mapped_column(
         sa.Enum(MessageStatus, native_enum=False, length=20, values_callable=_values)

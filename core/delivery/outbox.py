@@ -39,6 +39,7 @@ def send(
     confidential: bool = False,
     address: str | None = None,
     language: str | None = None,
+    api_key=None,
 ) -> Message:
     """Put a message to ``patient`` in the outbox; it leaves after the caller commits.
 
@@ -52,6 +53,8 @@ def send(
         (e-mail), e.g. an .ics invitation; stored encrypted with the content.
     :param confidential: the text holds a secret for the patient alone (an access link, a
         code): staff pages never show it.
+    :param api_key: the API key writing it (its id and kind are recorded with it: a test
+        key's messages never leave).
     :raises ValidationError: naming the argument that is not acceptable.
     """
     now = utcnow()
@@ -70,6 +73,8 @@ def send(
         address=address,
         language=language,
     )
+    if api_key is not None:
+        message.api_key_id, message.key_kind = api_key.id, api_key.kind
     status = _apply_verdict(message, judge(tenant, patient, message), now)
     message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
@@ -81,12 +86,17 @@ def send(
 
 
 # What a draft of send_many may carry: send's own arguments, and the caller's reference.
-SEND_ARGUMENTS = (frozenset(inspect.signature(send).parameters) - {"tenant"}) | {"reference"}
+SEND_ARGUMENTS = (frozenset(inspect.signature(send).parameters) - {"tenant", "api_key"}) | {
+    "reference"
+}
 MANY_CHUNK = 1000  # messages per multi-row INSERT
 
 
 def send_many(
-    tenant, drafts: Iterable[dict[str, Any]], api_key_id: uuid.UUID | None = None
+    tenant,
+    drafts: Iterable[dict[str, Any]],
+    api_key_id: uuid.UUID | None = None,
+    key_kind: str | None = None,
 ) -> list[Message | ValidationError]:
     """Put many messages in the outbox at once: the bulk path of :func:`send`.
 
@@ -95,7 +105,8 @@ def send_many(
     ``reference``: the caller's own name for the message, unique per clinic and
     ``api_key_id``. A draft whose reference is already in the outbox is not written again:
     its answer is the message written the first time, so a batch sent again creates nothing
-    twice.
+    twice. ``key_kind`` is that key's kind, recorded with each message (a test key's never
+    leave).
 
     Each message is judged by the regulation plugins as :func:`send` judges it, with what
     they read (consents, settings, senders) read once for the whole batch; the messages and
@@ -113,7 +124,7 @@ def send_many(
         with consent.preloaded(patients):
             for start in range(0, len(drafts), MANY_CHUNK):
                 chunk = range(start, min(start + MANY_CHUNK, len(drafts)))
-                _send_chunk(tenant, drafts, chunk, api_key_id, results)
+                _send_chunk(tenant, drafts, chunk, (api_key_id, key_kind), results)
     return results  # type: ignore[return-value]
 
 
@@ -142,8 +153,9 @@ def send_in_parts(
     return results
 
 
-def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
+def _send_chunk(tenant, drafts, chunk, key, results) -> None:
     now = utcnow()
+    api_key_id, key_kind = key
     referenced = {i: drafts[i]["reference"] for i in chunk if drafts[i].get("reference")}
     known = _by_reference(tenant, api_key_id, set(referenced.values()))
     seen: set[str] = set()
@@ -166,6 +178,7 @@ def _send_chunk(tenant, drafts, chunk, api_key_id, results) -> None:
             fields = {k: v for k, v in draft.items() if k != "reference"}
             message = _draft(tenant, now, **fields)
             message.api_key_id, message.reference = api_key_id, reference
+            message.key_kind = key_kind
             key = (tuple(message.channels), message.purpose)
             if key not in senders_of:
                 senders_of[key] = senders(tenant, message)

@@ -37,6 +37,7 @@ def to_json(message: Message) -> dict[str, Any]:
         "channels": message.channels,
         "channel": message.channel,
         "provider": message.provider,
+        "key_kind": message.key_kind,  # the kind of API key that wrote it (null: none did)
         "verdict": verdict_json(message),
         "not_before": _iso(message.not_before),
         "expires_at": _iso(message.expires_at),

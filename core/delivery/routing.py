@@ -13,7 +13,7 @@ from core import configured
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
-from core.delivery import health
+from core.delivery import health, simulated
 from core.delivery.providers import (
     CircuitBreaker,
     Provider,
@@ -21,6 +21,7 @@ from core.delivery.providers import (
     declared_providers,
 )
 from core.errors import NotFound, ValidationError
+from core.phones import is_test_number
 from core.plugins import enabled_plugins, hooks_for
 from tenants import provisioning
 from tenants.models import ProviderRoute
@@ -74,6 +75,18 @@ def _routes(tenant, channel: str) -> list[Route]:
     return sorted(found, key=lambda r: r.priority)
 
 
+SIMULATOR = Route(simulated.NAME, "core", 1, 100)
+
+
+def routes_for(tenant, message, channel: str, to: str | None) -> list[Route]:
+    """The routes of ``message`` on ``channel`` to ``to``: the simulator's alone when it must
+    not leave (written with a test key, or to a documented test number), else
+    :func:`routes`."""
+    if message.key_kind == "test" or is_test_number(to):
+        return [SIMULATOR]
+    return routes(tenant, channel)
+
+
 def choose(candidates: list[Route]) -> Route | None:
     """The best priority among healthy candidates; weight shares traffic within it, each
     weight times its provider's health factor (:func:`core.delivery.health.factors`)."""
@@ -92,6 +105,8 @@ def choose(candidates: list[Route]) -> Route | None:
 def provider(tenant, route: Route) -> Provider:
     """An instance of the route's provider with its plugin's settings for the country
     (one per application context: a job, a request)."""
+    if route == SIMULATOR:
+        return simulated.Simulator()
     return provider_for_country(route.provider, tenant.country_code)
 
 
@@ -124,7 +139,7 @@ def address(tenant, patient: Patient, channel: str) -> str | None:
     if channel == "email":
         return patient.email
     if channel in ("sms", "voice") and patient.phone:
-        if channel == "voice":
+        if channel == "voice" or is_test_number(patient.phone):
             return patient.phone
         return patient.phone if _texts(patient.phone) else None  # no SMS to a landline
     if channel in ("sms", "voice"):

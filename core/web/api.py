@@ -16,8 +16,9 @@ from core import validation as check
 from core.clinic import apikeys, consent, patients
 from core.clinic.models import ConsentMethod, Patient
 from core.db import db
-from core.delivery import log, outbox, presenters
-from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.delivery import limits, log, outbox, presenters
+from core.delivery.models import Message
+from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
 from core.web.api_schemas import (
@@ -58,6 +59,13 @@ def authenticate():
         raise Unauthorized(_("Send a valid API key: Authorization: Bearer <key>."))
     apikeys.note_use(key)  # at most once a minute, outside this request's transaction
     g.api_key = key
+
+
+def _not_team(patient_id: uuid.UUID, field: str = "patient_id") -> Forbidden:
+    """The refusal of a team key's message to someone who is not the clinic's staff."""
+    return Forbidden(
+        _("A team key sends only to the clinic's staff: this patient is not one of them."), field
+    )
 
 
 def _body() -> dict:
@@ -163,11 +171,19 @@ MESSAGE_FIELDS = {
 
 @bp.post("/messages")
 @api_operation(
-    "Queue a message to a patient", tag="Messages", body=NEW_MESSAGE, answers={202: QUEUED}
+    "Queue a message to a patient",
+    tag="Messages",
+    body=NEW_MESSAGE,
+    answers={202: QUEUED},
+    errors=[403, 429],
 )
 def message_create():
     """Queue a message to a patient; answers at once with its id (202), its status and what
-    the country's rules said (a refusal's reason, a deferral's date)."""
+    the country's rules said (a refusal's reason, a deferral's date).
+
+    A test key's message never leaves (a simulator answers); a team key's goes only to the
+    clinic's staff (403 on ``patient_id`` otherwise). Over the clinic's limits: 429 with
+    ``Retry-After``, and nothing is written."""
     data = _body()
     unknown = set(data) - MESSAGE_FIELDS
     if unknown:
@@ -183,6 +199,8 @@ def message_create():
     channels = data.get("channels") or ["sms"]
     if not isinstance(channels, list):
         raise ValidationError(_("Send a list of channels."), "channels")
+    if g.api_key.kind == "team" and not apikeys.staff_among([patient]):
+        raise _not_team(patient.id)
     message = outbox.send(
         g.tenant,
         patient,
@@ -192,7 +210,9 @@ def message_create():
         channels,
         not_before=presenters.parse_time(data.get("not_before"), "not_before"),
         expires_at=presenters.parse_time(data.get("expires_at"), "expires_at"),
+        api_key=g.api_key,
     )
+    limits.take(g.tenant, [message])  # over a limit: 429, and the error handler rolls back
     # The answer is read before the commit: after it, reading the message would reload it
     # (and its clinic) in a transaction of its own, a third of the request's statements.
     body = {
@@ -212,7 +232,11 @@ REFERENCE_LENGTH = 100
 
 @bp.post("/messages/batch")
 @api_operation(
-    "Queue up to 1,000 messages", tag="Messages", body=BATCH, answers={202: BATCH_RESULT}
+    "Queue up to 1,000 messages",
+    tag="Messages",
+    body=BATCH,
+    answers={202: BATCH_RESULT},
+    errors=[429],
 )
 @request_bodies.body_limit(BATCH_BYTES)
 def message_batch():
@@ -224,6 +248,7 @@ def message_batch():
     whole with a 4xx naming the field (``messages[3].not_before``) and writes nothing. A
     message with a ``reference`` already used with this key is not written again: its answer
     is the first one's, so a batch sent again after a timeout creates nothing twice.
+    Over the clinic's limits, the whole batch is refused (429 with ``Retry-After``).
     """
     data = _body()
     unknown = set(data) - {"messages"}
@@ -243,16 +268,25 @@ def message_batch():
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
     wanted = {item["patient_id"] for item in parsed}
     found = {p.id: p for p in db.session.scalars(sa.select(Patient).where(Patient.id.in_(wanted)))}
+    staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
     drafts, answers = [], [None] * len(parsed)
     for i, item in enumerate(parsed):
         patient = found.get(item.pop("patient_id"))
         if patient is None:
             answers[i] = ValidationError(_("No such patient."), "patient_id")
             continue
+        if staff is not None and patient.id not in staff:
+            answers[i] = _not_team(patient.id)
+            continue
         drafts.append((i, {**item, "patient": patient}))
-    results = outbox.send_many(g.tenant, [d for _i, d in drafts], api_key_id=g.api_key.id)
+    key = g.api_key
+    results = outbox.send_many(g.tenant, [d for _i, d in drafts], key.id, key.kind)
     for (i, _draft), result in zip(drafts, results, strict=True):
         answers[i] = result
+    # Those written now (those a reference found are in the session already) count against
+    # the limits: over one, 429, and the error handler rolls back whatever was written.
+    written = [r for r in results if isinstance(r, Message) and sa.inspect(r).transient]
+    limits.take(g.tenant, written)
     db.session.commit()
     body = [
         _batch_answer(i, result, parsed[i].get("reference")) for i, result in enumerate(answers)

@@ -209,6 +209,10 @@ MESSAGE = api_schema(
             "channels": {"type": "array", "items": CHANNEL},
             "channel": {"type": ["string", "null"]},
             "provider": MAYBE_TEXT,
+            "key_kind": {
+                "enum": ["live", "test", "team", None],
+                "description": "The kind of API key that wrote it; null when none did",
+            },
             "verdict": VERDICT,
             "not_before": MAYBE_TIME,
             "expires_at": MAYBE_TIME,

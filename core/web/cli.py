@@ -21,7 +21,7 @@ from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
 from core.db import db
-from core.delivery import invitations, jobs, retention, routing
+from core.delivery import invitations, jobs, limits, retention, routing
 from core.delivery.sweeper import Sweeper
 from core.delivery.worker import Worker
 from core.errors import DomainError
@@ -420,15 +420,63 @@ def api_keys():
 
 @api_keys.command("create")
 @click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(list(apikeys.KINDS)),
+    default="live",
+    show_default=True,
+    help="live sends; test: nothing leaves (a simulator answers); team: only to staff.",
+)
 @tenant_option()
-def apikeys_create(tenant, name):
+@domain_errors
+def apikeys_create(tenant, name, kind):
     """Create an API key for a clinic; it is printed once, as the clinic's page shows it."""
-    key, token = apikeys.create_key(name)  # audited as on the page
+    key, token = apikeys.create_key(name, kind)  # audited as on the page
     db.session.commit()
     click.echo(
         f'Created the API key "{key.name}" for {tenant.slug}; copy it now, it is shown once:'
     )
     click.echo(token)
+
+
+# --- sending limits ---------------------------------------------------------------------------
+
+
+@main.group("limits")
+def limits_group():
+    """Set the clinics' sending limits: per country, and per clinic over its country's."""
+
+
+@limits_group.command("set")
+@click.argument("values", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--country", help="ISO code, e.g. FR: the country's limits.")
+@click.option("--clinic", "slug", help="A clinic's subdomain: its own limits.")
+@domain_errors
+def limits_set(values, country, slug):
+    """Set limits, e.g. ``per_minute=600 per_day_sms=20000`` (0: no limit; KEY= empties
+    one: the level above applies). Each purpose has a budget of that size of its own."""
+    if bool(country) == bool(slug):
+        fail("Give either --country or --clinic.")
+    form = {}
+    for value in values:
+        key, has_value, text = value.partition("=")
+        if not has_value:
+            fail(f"Give {key} a value: {key}=VALUE.")
+        form[key] = text
+    with system_scope():
+        if slug:
+            tenant = provisioning.tenant_by_slug(slug)
+            with tenant_scope(tenant.id):
+                limits.set_limits(form, tenant=tenant)
+                db.session.commit()
+                resolved = limits.limits_for(tenant)
+        else:
+            code = provisioning.country(country).code
+            limits.set_limits(form, country_code=code)
+            db.session.commit()
+            resolved = limits.country_limits(code)
+    shown = ", ".join(f"{k}={v or 'none'}" for k, v in resolved.items())
+    click.echo(f"Limits of {slug or country.upper()}: {shown}.")
 
 
 # --- worker -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import uuid
 from flask import Blueprint, render_template, request
 
 from core import validation as check
+from core.clinic.apikeys import KIND_NAMES
 from core.db import db
 from core.delivery import log as message_log
 from core.errors import ValidationError
@@ -33,6 +34,7 @@ def index():
 def _message_log(filters, rows, total: int, page: int, error: ValidationError | None = None):
     return render_template(
         "clinic/messages.html",
+        key_kinds=KIND_NAMES,
         filters=filters,
         submitted=request.args,
         rows=rows,
@@ -51,6 +53,7 @@ def view(message_id: uuid.UUID):
     db.session.commit()  # the audit of the read
     return render_template(
         "clinic/message.html",
+        key_kinds=KIND_NAMES,
         message=message,
         patient=patient,
         events=events,

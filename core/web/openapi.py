@@ -24,7 +24,7 @@ PREFIXES = ("/api/v1", "/me/api")
 ERRORS = {
     400: "The body is not what this operation reads (not JSON, nested too deep).",
     401: "No valid credentials: send `Authorization: Bearer <key>` with a key of this clinic.",
-    403: "The key may not do this.",
+    403: "The key may not do this (a team key sending to someone not of the staff).",
     404: "No such resource in this clinic.",
     409: "The resource is in a state that does not allow it.",
     413: "The body is too large.",
@@ -42,6 +42,10 @@ ERROR_DETAIL = {
             "description": "A sentence for a person, in the clinic's language",
         },
         "field": {"type": "string", "examples": ["patient_id"]},
+        "retry_after": {
+            "type": "integer",
+            "description": "With a 429: seconds to wait, as the `Retry-After` header says",
+        },
     },
 }
 ERROR = {

@@ -22,6 +22,8 @@ from flask_babel import gettext as _
 
 from core.clinic import apikeys, settings
 from core.db import db
+from core.delivery import limits
+from core.delivery import log as message_log
 from core.errors import ValidationError
 from core.plugins import host
 from core.web.staff_access import admin_only, require_staff
@@ -98,14 +100,22 @@ def api_keys():
     token = error = None
     if request.method == "POST":
         try:
-            _key, token = apikeys.create_key(request.form.get("name", ""))
+            _key, token = apikeys.create_key(
+                request.form.get("name", ""), request.form.get("kind", "live")
+            )
         except ValidationError as exc:
             db.session.rollback()
             error = exc
         else:
             db.session.commit()
     return render_template(
-        "clinic/api_keys.html", keys=apikeys.list_keys(), token=token, error=error
+        "clinic/api_keys.html",
+        keys=apikeys.list_keys(),
+        kinds=apikeys.KINDS,
+        kind_names=apikeys.KIND_NAMES,
+        submitted=request.form,
+        token=token,
+        error=error,
     ), (error.status if error else 200)
 
 
@@ -116,3 +126,19 @@ def api_key_revoke(key_id: uuid.UUID):
     db.session.commit()
     flash(_("The key is revoked: requests using it are refused from now on."))
     return redirect(url_for(".api_keys"))
+
+
+# --- usage: today's messages against the clinic's limits --------------------------------------
+
+
+@bp.get("/usage")
+@admin_only
+def usage():
+    """Today's messages of each channel and purpose against the clinic's limits."""
+    return render_template(
+        "clinic/usage.html",
+        uses=limits.usage(g.tenant),
+        limits=limits.limits_for(g.tenant),
+        channels=message_log.channel_labels(),
+        purposes=message_log.purpose_labels(),
+    )

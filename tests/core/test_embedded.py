@@ -74,3 +74,26 @@ def test_every_console_page_answers_on_sqlite(demo):
 
     assert len(statuses) > 3, statuses
     assert {p: s for p, s in statuses.items() if s >= 500} == {}
+
+
+def test_without_redis_limits_hold_in_the_process(demo):
+    """The embedded run has no Redis: its one process keeps the clinics' limits itself."""
+    app, clinic = demo
+    from core.clinic import apikeys  # noqa: PLC0415
+    from core.web.cli import main  # noqa: PLC0415
+    from tenants.scoping import tenant_scope  # noqa: PLC0415
+
+    result = app.test_cli_runner().invoke(
+        main, ["limits", "set", "--clinic", "demo", "per_minute=2"]
+    )
+    assert result.exit_code == 0, result.output
+    with app.app_context(), tenant_scope(clinic.id):
+        _, token = apikeys.create_key("software", "test")
+        db.session.commit()
+    api = client_for(app, clinic.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    patient = api.get("/api/v1/patients", headers=headers).json["patients"][0]
+    body = {"patient_id": patient["id"], "purpose": "otp", "template": "Code 123456"}
+    answers = [api.post("/api/v1/messages", json=body, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
@@ -16,7 +17,9 @@ from schemathesis.checks import positive_data_acceptance
 
 from core.clinic import apikeys
 from core.db import db
-from tenants.scoping import tenant_scope
+from core.web.cli import main
+from tenants.models import Tenant
+from tenants.scoping import system_scope, tenant_scope
 from tests.plugins.features.vaccination_world import at, build, today
 from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
 
@@ -171,6 +174,11 @@ def test_every_answer_matches_the_contract(api_schema, world):
 # --- the errors fuzzing seldom reaches, asked for on purpose ------------------------------------
 
 
+def _clinic_id(app):
+    with app.app_context(), system_scope():
+        return db.session.scalar(sa.select(Tenant.id).where(Tenant.slug == "demo"))
+
+
 def checked(schema, path: str, method: str, response) -> int:
     """Validate an answer against its operation's schema, and note its status."""
     template = re.sub(r"/[0-9a-f-]{36}(?=/|$)", "/{message_id}", path)
@@ -210,6 +218,22 @@ def test_refusals_match_the_contract(app, world, api_schema):
     for _ in range(40):
         deep = {"variables": deep}
     assert call("POST", "/api/v1/messages", headers=headers, json=deep) == 400
+    with app.app_context(), tenant_scope(_clinic_id(app)):
+        _key, team = apikeys.create_key("team software", "team")
+        db.session.commit()
+    to_patient = {"patient_id": message["id"], "purpose": "transactional", "template": "Hi"}
+    as_team = {**headers, "Authorization": f"Bearer {team}"}
+    assert call("POST", "/api/v1/messages", headers=as_team, json=to_patient) == 403
+    assert (
+        app.test_cli_runner()
+        .invoke(main, ["limits", "set", "--clinic", "demo", "per_minute=1"])
+        .exit_code
+        == 0
+    )
+    limited = [call("POST", "/api/v1/messages", headers=headers, json=to_patient) for _ in "ab"]
+    assert limited == [202, 429]
+    batch = {"messages": [to_patient]}
+    assert call("POST", "/api/v1/messages/batch", headers=headers, json=batch) == 429
     codes = [
         call("POST", "/me/api/code", headers=host, json={"phone": "+33612345678"})
         for _ in range(12)
