@@ -195,6 +195,18 @@ class Block(TenantOwned, db.Model):
     created_at: Mapped[datetime] = created_column()
 
 
+class Allowed(TenantOwned, db.Model):
+    """A patient a practitioner lets write first, whatever the clinic's ``first_writers``."""
+
+    __tablename__ = "messaging_allowed"
+    __table_args__ = (_patient_fk(), _practitioner_fk())
+
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    allowed_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    created_at: Mapped[datetime] = created_column()
+
+
 class Inbox(TenantOwned, db.Model):
     """A practitioner's inbox closed (holidays), with the answer patients get meanwhile.
     No row, or ``closed_at`` None: open."""

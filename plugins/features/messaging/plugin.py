@@ -35,6 +35,7 @@ description = _l(
     "bodies and files encrypted."
 )
 MAX_ATTACHMENT_MB = 20
+ALLOWED_ONLY = "allowed"  # in first_writers: the patients a practitioner allowed, no others
 
 
 def _megabytes(text: str) -> float:
@@ -50,7 +51,7 @@ def _megabytes(text: str) -> float:
 def _attributes(text: str) -> str:
     """Follow-up attributes separated by commas (empty: every patient)."""
     chosen = [a.strip() for a in text.replace(";", ",").split(",") if a.strip()]
-    known = attribute_labels()
+    known = [*attribute_labels(), ALLOWED_ONLY]
     if any(a not in known for a in chosen):
         raise ValueError(_("some of: %(v)s", v=", ".join(known)))
     return ", ".join(dict.fromkeys(chosen))
@@ -198,7 +199,9 @@ def relais_plugin_settings():
             help=_l(
                 "Empty: every patient of the practitioner. Else only patients with one of these "
                 "follow-ups, separated by commas: long_term_condition, chronic_disease, "
-                "pregnancy_follow_up, needs_support. Replies are not concerned."
+                "pregnancy_follow_up, needs_support; and, always, the patients a practitioner "
+                "allowed on the page to write to them (allowed alone: only those). Replies are "
+                "not concerned."
             ),
         ),
         Setting(

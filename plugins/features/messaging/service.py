@@ -32,6 +32,7 @@ from plugins.features.messaging import digest, files, notify
 from plugins.features.messaging.models import (
     MAX_AUTO_ANSWER,
     MAX_BODY,
+    Allowed,
     Attachment,
     Author,
     Block,
@@ -86,6 +87,43 @@ def _blocked(practitioner_id: uuid.UUID, patient_id: uuid.UUID) -> bool:
     return db.session.scalar(query) is not None
 
 
+def _allowed(practitioner_id: uuid.UUID, patient_id: uuid.UUID) -> bool:
+    query = sa.select(Allowed.patient_id).where(
+        Allowed.practitioner_id == practitioner_id, Allowed.patient_id == patient_id
+    )
+    return db.session.scalar(query) is not None
+
+
+def allowed_by(patient: Patient) -> set[uuid.UUID]:
+    """The practitioners who let ``patient`` write first whatever their follow-up."""
+    query = sa.select(Allowed.practitioner_id).where(Allowed.patient_id == patient.id)
+    return set(db.session.scalars(query))
+
+
+def set_allowed(user: User, patient: Patient, practitioner_id, allowed: bool) -> None:
+    """Let ``patient`` write first to the practitioner (or no longer), whatever the clinic's
+    ``first_writers``; twice changes nothing. :raises ValidationError: on ``practitioner``
+    when it is not one the user answers for."""
+    practitioner = _acting_practitioner(user, practitioner_id)
+    if user.role == Role.PRACTITIONER and practitioner.id != user.id:
+        raise ValidationError(_("You can let patients write first to you only."), "practitioner")
+    if allowed:
+        row = {
+            "practitioner_id": practitioner.id,
+            "patient_id": patient.id,
+            "allowed_by": user.id,
+            "created_at": utcnow(),
+        }
+        _upsert(Allowed, user.tenant_id, row, None)
+    else:
+        db.session.execute(
+            sa.delete(Allowed).where(
+                Allowed.practitioner_id == practitioner.id, Allowed.patient_id == patient.id
+            )
+        )
+    record_audit("messaging.allowed" if allowed else "messaging.disallowed", patient.id)
+
+
 def refusal(tenant, patient: Patient, practitioner: User) -> str | None:
     """Why ``patient`` may not write a new request to ``practitioner`` now, in plain words,
     or None when they may."""
@@ -97,7 +135,8 @@ def refusal(tenant, patient: Patient, practitioner: User) -> str | None:
         )
     wanted = [a.strip() for a in (plugin_setting(tenant, PLUGIN, "first_writers") or "").split(",")]
     wanted = [a for a in wanted if a]
-    if wanted and not set(wanted) & set(patient.attributes or ()):
+    followed = set(wanted) & set(patient.attributes or ())
+    if wanted and not followed and not _allowed(practitioner.id, patient.id):
         return _(
             "%(name)s takes new requests only from patients with a follow-up at the clinic. "
             "Call the clinic if you need anything.",

@@ -386,6 +386,7 @@ def new(patient_id):
     page = render_template(
         "messaging/new.html",
         patient=patient,
+        allowed=service.allowed_by(patient),
         practitioners=_practitioners(),
         reply_modes=_reply_modes(),
         templates=templates.mine(current_user),
@@ -395,6 +396,27 @@ def new(patient_id):
     )
     db.session.commit()  # the audit of an appointment's reason filled in
     return page, (error.status if error else 200)
+
+
+@bp.post("/new/<patient_id>/allowed")
+def allow(patient_id):
+    """Let the patient write first to a practitioner whatever the clinic's ``first_writers``
+    (``allowed=yes``), or no longer."""
+    patient = _find_patient(patient_id)
+    allowed = request.form.get("allowed") == "yes"
+    try:
+        service.set_allowed(current_user, patient, request.form.get("practitioner"), allowed)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message)
+        return redirect(url_for(".new", patient_id=patient.id), 303)
+    db.session.commit()
+    flash(
+        _("This patient may now write first, whatever their follow-up.")
+        if allowed
+        else _("This patient writes first only if the clinic's rule lets them.")
+    )
+    return redirect(url_for(".new", patient_id=patient.id), 303)
 
 
 def _find_patient(patient_id) -> Patient:

@@ -15,7 +15,7 @@ from core.db import db, utcnow
 from core.delivery.models import Message
 from core.errors import ValidationError
 from plugins.features import appointments
-from plugins.features.messaging.models import Attachment, Conversation, ThreadMessage
+from plugins.features.messaging.models import Allowed, Attachment, Conversation, ThreadMessage
 from tenants import provisioning
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
@@ -388,6 +388,29 @@ def test_a_clinic_may_take_new_requests_only_from_patients_with_a_follow_up(
         db.session.get(Patient, (clinic.id, followed.id)).attributes = ["chronic_disease"]
         db.session.commit()
     assert write(patient_browser(app, clinic, followed), doctor).status_code == 303
+
+
+def test_a_practitioner_lets_a_patient_without_the_follow_up_write_first(
+    app, clinic, doctor, patient, me, staff
+):
+    with app.app_context(), tenant_scope(clinic.id):
+        settings.save_clinic(clinic, "messaging", {"first_writers": "allowed"})  # only those
+        db.session.commit()
+    assert write(me, doctor).status_code == 422
+    page = f"/inbox/new/{patient.id}"
+    assert "Allow to write first" in staff.get(page).text
+    allowed = post(staff, f"{page}/allowed", page, practitioner=str(doctor.id), allowed="yes")
+    assert allowed.status_code == 303
+    assert "may write first to" in staff.get(page).text
+    assert write(me, doctor).status_code == 303  # now they may
+    post(staff, f"{page}/allowed", page, practitioner=str(doctor.id), allowed="no")
+    assert write(me, doctor, body="Encore une question.").status_code == 422
+    assert ("messaging.allowed", str(patient.id)) in audit_actions(app, clinic)
+    # Only for the practitioners one answers for: another's id is refused, nothing stored.
+    other = make_doctor(app, clinic, "dr.other")
+    post(staff, f"{page}/allowed", page, practitioner=str(other.id), allowed="yes")
+    with app.app_context(), tenant_scope(clinic.id):
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Allowed)) == 0
 
 
 def test_staff_delete_a_message_then_the_conversation_content_purged_and_audited(
