@@ -101,6 +101,7 @@ def test_the_built_in_plugins_with_tables_ship_their_branches(app):
         "messaging",
         "vaccination",
         "campaigns",
+        "callbacks",
     }
 
 
