@@ -41,6 +41,7 @@ from core.clinic.models import Patient, User
 from core.db import db
 from core.extensions import limiter
 from plugins.features import messaging
+from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
 from plugins.features.vaccination import waitlist
 from plugins.features.vaccination.models import Vaccine
@@ -104,6 +105,9 @@ PATH_VALUES = (
     "dose_id",
     "centre_id",
     "entry_id",
+    "campaign_id",
+    "action",
+    "code",
 )
 
 # --- bad values ---------------------------------------------------------------------------------
@@ -392,12 +396,24 @@ def world(app) -> World:
         "slug": clinic.slug,
         **thread,
         **vaccination,
+        "campaign_id": _campaign(app, clinic),
+        "action": "pause",
+        "code": "FR",
     }
     assert set(ids) == set(PATH_VALUES) and key_id
     limiter.enabled = False  # every request should reach its route's checks, not the limiter
     yield World(app, clinic, admin, operator, bearer, ids)
     limiter.enabled = True
     empty_state(app)
+
+
+def _campaign(app, clinic) -> str:
+    """A draft campaign (the campaigns routes)."""
+    with app.app_context(), tenant_scope(clinic.id):
+        draft = Campaign(name="Fuzz", default_language="fr", templates={"fr": "Bonjour"})
+        db.session.add(draft)
+        db.session.commit()
+        return str(draft.id)
 
 
 def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
@@ -530,6 +546,8 @@ def _plan(world: World) -> list[tuple[Any, str, str | None, str]]:
 
 
 def _check(answer, where: str, sent: Any, json_route: bool) -> None:
+    answer.get_data()  # a streamed answer (a CSV) runs to its end, as a browser reads it
+    answer.close()
     assert answer.status_code < 500, f"{where} answered {answer.status_code} to {sent!r:.300}"
     if json_route and answer.status_code in (400, 413, 422) and answer.is_json:
         body = answer.json or {}

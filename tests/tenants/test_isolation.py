@@ -1,5 +1,6 @@
 """One clinic never sees nor changes another clinic's data: by the ORM, by RLS, by cookies."""
 
+import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -11,9 +12,13 @@ from core.db import db, utcnow
 from core.delivery import access_links, outbox
 from core.delivery.models import Message
 from plugins.features import appointments, messaging
+from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
+from plugins.features.vaccination import staff as vaccination_staff
+from plugins.features.vaccination.models import WaitlistEntry
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import patient_browser
+from tests.plugins.features.vaccination_world import at, build, today
 from tests.worlds import (
     SERVER,
     client_for,
@@ -61,7 +66,11 @@ def snapshot(app, tenant) -> dict:
 
 def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_client):
     # Features on in France (for both clinics), so that their routes answer for real.
-    other = make_clinic(app, "other", plugins=("fr", "exports", "appointments", "messaging"))
+    other = make_clinic(
+        app,
+        "other",
+        plugins=("fr", "exports", "appointments", "messaging", "campaigns", "vaccination"),
+    )
     their_admin = make_staff(app, other, "admin")
     their_doctor = make_staff(app, other, "practitioner")
     their_patient = make_patient(
@@ -97,6 +106,36 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         db.session.flush()
         their_template = their_template.id
         db.session.commit()
+    # A campaign, and vaccination doses (one given), a waitlist place: theirs.
+    vaccination = build(app, other)
+    first = at(today() + timedelta(days=1), 9)
+    doses = (
+        client_for(app, other.slug)
+        .post(
+            "/api/v1/vaccination/bookings",
+            headers={"Authorization": f"Bearer {vaccination.token}"},
+            json={
+                "patient": str(their_patient.id),
+                "centre": str(vaccination.centre_id),
+                "vaccine": str(vaccination.vaccine_id),
+                "first": first.isoformat(),
+                "second": (first + timedelta(days=28)).isoformat(),
+            },
+        )
+        .json["doses"]
+    )
+    with app.app_context(), tenant_scope(other.id):
+        vaccination_staff.mark_given(other, uuid.UUID(doses[0]["id"]), "FK1234")
+        their_campaign = Campaign(name="Private", default_language="fr", created_by="x")
+        waiting = WaitlistEntry(
+            patient_id=their_patient.id,
+            centre_id=vaccination.centre_id,
+            vaccine_id=vaccination.vaccine_id,
+        )
+        db.session.add_all([their_campaign, waiting])
+        db.session.flush()
+        their_campaign, their_entry = their_campaign.id, waiting.id
+        db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
         "patient_id": their_patient.id,
@@ -110,6 +149,13 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "attachment_id": their_attachment,
         "communication_id": their_message_in_thread,
         "template_id": their_template,
+        "campaign_id": their_campaign,
+        "action": "start",
+        "series_id": doses[0]["series"],
+        "booking_id": doses[1]["id"],
+        "dose_id": doses[0]["id"],
+        "centre_id": vaccination.centre_id,
+        "entry_id": their_entry,
     }
     before = snapshot(app, other)
     token = csrf_token(admin_client, "/patients")

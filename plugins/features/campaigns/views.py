@@ -9,13 +9,13 @@ from pathlib import Path
 from flask import (
     Blueprint,
     Response,
+    current_app,
     flash,
     g,
     jsonify,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import gettext as _
@@ -212,13 +212,14 @@ def outcomes_csv(campaign_id):
     record_audit("campaign.outcomes.read", campaign.id)
     db.session.commit()
     tenant_id, campaign_id = g.tenant.id, campaign.id
+    app = current_app._get_current_object()
 
-    def lines():  # streamed after the request's scope ended: in the clinic's own
-        with tenant_scope(tenant_id):
+    def lines():  # streamed after the request ended: in an app context and scope of its own
+        with app.app_context(), tenant_scope(tenant_id):
             yield from service.outcomes_csv(service.find(campaign_id))
 
     return Response(
-        stream_with_context(lines()),
+        lines(),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign.id}.csv"'},
     )

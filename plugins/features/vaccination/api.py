@@ -14,6 +14,7 @@ from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    NotFound,
     Patient,
     ValidationError,
     api_operation,
@@ -89,6 +90,12 @@ def patient_of(value) -> Patient:
     if found is None:
         raise ValidationError(_("Unknown identifier."), "patient")
     return found
+
+
+def _known(condition) -> None:
+    """A 404 for a booking this clinic does not have, before the body is even read."""
+    if db.session.scalar(sa.select(Booking.id).where(condition).limit(1)) is None:
+        raise NotFound(_("No such booking."))
 
 
 def to_json(row: Booking) -> dict:
@@ -213,6 +220,7 @@ def booking_search():
 )
 def booking_cancel(series_id: uuid.UUID):
     """Cancel the doses of a booking not given yet; again, it changes nothing."""
+    _known(Booking.series_id == series_id)
     patient = patient_of(body().get("patient"))
     waitlist.offer_freed(g.tenant, booking.cancel(g.tenant, patient, series_id))
     payload = {"doses": [to_json(b) for b in booking.series(patient, series_id)]}
@@ -235,6 +243,7 @@ def booking_cancel(series_id: uuid.UUID):
 def booking_move(booking_id: uuid.UUID):
     """Move one dose to another slot of its centre, the doses around it staying in their
     windows."""
+    _known(Booking.id == booking_id)
     data = body()
     patient = patient_of(data.get("patient"))
     moved = booking.move(

@@ -387,7 +387,7 @@ def staff_day():
 def staff_given(booking_id: uuid.UUID):
     try:
         dose = staff.mark_given(g.tenant, booking_id, request.form.get("batch"))
-    except DomainError as exc:
+    except ValidationError as exc:  # another clinic's or no dose: NotFound, a 404
         db.session.rollback()
         flash(exc.message)
         return redirect(request.referrer or url_for(".staff_day"))
