@@ -1,31 +1,13 @@
 """Every read of patient data through the API is audited, as the staff's page read is: the
 test walks the app's routes, so an API route added later without its audit fails here."""
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
 import sqlalchemy as sa
 
-from core.clinic import apikeys
 from core.clinic.models import AuditEvent
 from core.db import db
-from plugins.features.messaging.models import ThreadMessage
-from plugins.features.vaccination import staff
 from tenants.scoping import tenant_scope
-from tests.plugins.features.messaging_world import patient_browser, post
-from tests.plugins.features.vaccination_world import at, build, today
-from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
+from tests.core.api_world import api_world
 
-PLUGINS = (
-    "fr",
-    "outbox",
-    "appointments",
-    "reminders",
-    "otp",
-    "exports",
-    "messaging",
-    "vaccination",
-)
 # Figures only (counts and rates by channel) and the API's contract: no patient, no message
 # is read.
 AGGREGATES = {"/api/v1/reminders/stats", "/api/v1/openapi.json", "/api/v1/docs"}
@@ -48,59 +30,15 @@ def audit_events(app, clinic) -> list[tuple[str, str]]:
 
 
 def test_every_api_read_of_a_patient_or_message_is_audited(app):
-    clinic = make_clinic(app, "demo", "FR", plugins=PLUGINS)
-    doctor = make_staff(app, clinic, "practitioner")
-    patient = make_patient(app, clinic, practitioner_ids=[str(doctor.id)])
-    message_id = make_message(app, clinic, patient)
-    # A request through the patient's own messaging page: a Communication to read.
-    me = patient_browser(app, clinic, patient)
-    post(me, "/me/messages/", practitioner=str(doctor.id), body="Une ordonnance, svp.")
-    with app.app_context(), tenant_scope(clinic.id):
-        communication_id = db.session.scalar(sa.select(ThreadMessage.id))
-    with app.app_context(), tenant_scope(clinic.id):
-        key, token = apikeys.create_key("practice software")
-        db.session.commit()
-        actor = f"api_key:{key.id}"
-    client = client_for(app, clinic.slug)
-    bearer = {"Authorization": f"Bearer {token}"}
-    starts = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
-    booked = client.post(
-        "/api/v1/appointments",
-        headers=bearer,
-        json={
-            "patient_id": str(patient.id),
-            "practitioner_id": str(doctor.id),
-            "starts_at": starts.isoformat(),
-            "duration_minutes": 30,
-            "type": "consultation",
-        },
+    world = api_world(app)
+    clinic, patient, client, bearer, actor = (
+        world.clinic,
+        world.patient,
+        world.client,
+        world.bearer,
+        world.actor,
     )
-    assert booked.status_code == 201, booked.json
-    vaccination = build(app, clinic)
-    first = at(today() + timedelta(days=1), 9)
-    dose = client.post(
-        "/api/v1/vaccination/bookings",
-        headers=bearer,
-        json={
-            "patient": str(patient.id),
-            "centre": str(vaccination.centre_id),
-            "vaccine": str(vaccination.vaccine_id),
-            "first": first.isoformat(),
-            "second": (first + timedelta(days=28)).isoformat(),
-        },
-    )
-    assert dose.status_code == 201, dose.json
-    dose_id = dose.json["doses"][0]["id"]
-    with app.app_context(), tenant_scope(clinic.id):
-        staff.mark_given(clinic, uuid.UUID(dose_id), "FK1234")
-        db.session.commit()
-    ids = {
-        "dose_id": dose_id,
-        "patient_id": patient.id,
-        "message_id": message_id,
-        "appointment_id": booked.json["id"],
-        "communication_id": communication_id,
-    }
+    ids = world.ids
 
     reads = sorted(
         (

@@ -4,7 +4,6 @@ answer must be documented, match its schema and never be a 5xx."""
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -20,69 +19,18 @@ from core.db import db
 from core.web.cli import main
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
-from tests.plugins.features.vaccination_world import at, build, today
-from tests.worlds import client_for, make_clinic, make_message, make_patient, make_staff
+from tests.core.api_world import api_world
+from tests.worlds import client_for, make_clinic
 
-PLUGINS = (
-    "fr",
-    "outbox",
-    "appointments",
-    "reminders",
-    "otp",
-    "exports",
-    "messaging",
-    "vaccination",
-)
 SEEN: dict[str, set[int]] = defaultdict(set)  # operation -> statuses answered in this module
 
 
 @pytest.fixture
 def world(app):
-    """A clinic with every API feature, a key, a patient, a message and an appointment."""
-    clinic = make_clinic(app, "demo", "FR", plugins=PLUGINS)
-    doctor = make_staff(app, clinic, "practitioner")
-    patient = make_patient(app, clinic, practitioner_ids=[str(doctor.id)])
-    message_id = make_message(app, clinic, patient)
-    with app.app_context(), tenant_scope(clinic.id):
-        _key, token = apikeys.create_key("practice software")
-        db.session.commit()
-    client = client_for(app, clinic.slug)
-    headers = {"Host": f"{clinic.slug}.relais.test", "Authorization": f"Bearer {token}"}
-    starts = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
-    booked = client.post(
-        "/api/v1/appointments",
-        headers=headers,
-        json={
-            "patient_id": str(patient.id),
-            "practitioner_id": str(doctor.id),
-            "starts_at": starts.isoformat(),
-            "duration_minutes": 30,
-        },
-    )
-    assert booked.status_code == 201, booked.json
-    vaccination = build(app, clinic)
-    first = at(today() + timedelta(days=1), 9)
-    doses = client.post(
-        "/api/v1/vaccination/bookings",
-        headers=headers,
-        json={
-            "patient": str(patient.id),
-            "centre": str(vaccination.centre_id),
-            "vaccine": str(vaccination.vaccine_id),
-            "first": first.isoformat(),
-            "second": (first + timedelta(days=28)).isoformat(),
-        },
-    ).json["doses"]
-    ids = {
-        "centre_id": str(vaccination.centre_id),
-        "series_id": doses[0]["series"],
-        "booking_id": doses[1]["id"],
-        "dose_id": doses[0]["id"],
-        "patient_id": str(patient.id),
-        "message_id": str(message_id),
-        "appointment_id": booked.json["id"],
-    }
-    return client, headers, ids
+    """Every API feature and one of each thing: the client, its headers, the real ids."""
+    built = api_world(app)
+    headers = {"Host": f"{built.clinic.slug}.relais.test", **built.bearer}
+    return built.client, headers, built.ids
 
 
 @pytest.fixture
