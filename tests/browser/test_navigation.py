@@ -46,6 +46,7 @@ def test_daily_work_first_and_the_settings_under_one_menu(
             _("Features"),
             _("Messaging rules"),
             _("API keys"),
+            _("Usage"),
             _("Audit log"),
             _("Reminders"),
             _("Reminder figures"),
