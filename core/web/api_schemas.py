@@ -157,6 +157,10 @@ BATCH = api_schema(
                 "items": _object(
                     {
                         **_NEW_MESSAGE_FIELDS,
+                        # Judged per message: another value is that message's error, the
+                        # rest of the batch goes on.
+                        "purpose": {"type": "string", "examples": list(PURPOSES)},
+                        "channels": {"type": "array", "items": {"type": "string"}},
                         "reference": {
                             "type": "string",
                             "minLength": 1,
