@@ -134,7 +134,7 @@ _NEW_MESSAGE_FIELDS = {
     "purpose": {"type": "string", "enum": list(PURPOSES)},
     "template": _TEMPLATE,
     "variables": {"type": "object", "additionalProperties": {"type": "string"}},
-    "channels": {"type": "array", "items": CHANNEL, "description": "empty: [\"sms\"]"},
+    "channels": {"type": "array", "items": CHANNEL, "description": 'empty: ["sms"]'},
     "not_before": {"anyOf": [TIME, {"enum": ["", None]}], "description": "empty: now"},
     "expires_at": {"anyOf": [TIME, {"enum": ["", None]}], "description": "empty: never"},
 }
