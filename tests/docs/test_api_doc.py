@@ -9,7 +9,6 @@ id, once she is created, in the calls that follow). ``$KEY`` is a key of the cli
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -54,7 +53,6 @@ def served(app):
         db.engine.dispose()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the page's examples need curl")
 def test_every_example_of_the_api_page_answers_as_documented(app, served):
     application, port = served
     clinic = make_clinic(application, "demo", "FR", plugins=("fr", "outbox"))
