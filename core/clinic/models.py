@@ -105,7 +105,9 @@ patient_practitioners = sa.Table(
 class Patient(TenantOwned, db.Model):
     __tablename__ = "patients"
     __table_args__ = (
-        sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),
+        # The list's whole order; wider than the primary key, so that the key is what
+        # PostgreSQL's checks of references to a patient use (migration 0021).
+        sa.Index("ix_patients_tenant_name", "tenant_id", "last_name", "first_name", "id"),
         # GIN on PostgreSQL (segments ask "tokens @> ARRAY[token]"); a plain one on SQLite.
         sa.Index("ix_patients_attribute_tokens", "attribute_tokens", postgresql_using="gin"),
         # One account per verified phone number in a clinic: logging in by code finds it.
