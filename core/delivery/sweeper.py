@@ -13,7 +13,9 @@ Each pass, in bounded batches, across clinics:
   are applied once it is, if the worker that recorded it did not (it died first), and
   deleted;
 - once a minute, providers that turned slow or fail lose traffic to the others, and those
-  that recovered get it back (:mod:`core.delivery.health`).
+  that recovered get it back (:mod:`core.delivery.health`);
+- once a minute, with PostgreSQL's autovacuum off, tables that changed enough are analyzed
+  (:mod:`core.statistics`).
 
 Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
 once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
@@ -27,7 +29,7 @@ from flask import Flask, current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core import auth, sessions
+from core import auth, sessions, statistics
 from core.clinic import settings
 from core.db import db, utcnow
 from core.delivery import health, jobs, lifecycle, queues, receipts, retention
@@ -63,6 +65,7 @@ def sweep() -> dict[str, int]:
         counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
         counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
+        counts["analyzed"] = len(statistics.refresh_if_due(now))  # once a minute
         _plugins_sweep(now)
     return counts
 
