@@ -4,7 +4,8 @@ Each pass, in bounded batches, across clinics:
 - scheduled messages whose time has come become due;
 - messages whose worker died (lease over) become due again;
 - due messages not pushed to Redis (Redis lost, restarted, or a retry's time has come) are
-  pushed again; a message pushed twice is claimed once;
+  pushed again; a message pushed twice is claimed once; a suspended clinic's are not (they
+  wait until the operator reactivates it);
 - messages past their expiry end as expired;
 - messages sent by a provider that waits for the device's acknowledgement (push), not
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
@@ -153,6 +154,7 @@ def _push_due(now) -> int:
             Message.status == MessageStatus.PENDING,
             Message.next_attempt_at <= now,
             sa.or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - REPUSH_AFTER),
+            _not_suspended(),
         )
         .order_by(Message.next_attempt_at)
         .limit(BATCH)
@@ -170,12 +172,22 @@ def _push_due(now) -> int:
     return len(rows)
 
 
+def _not_suspended():
+    """Messages of clinics not suspended: a suspended clinic's wait, due, until it is
+    reactivated (:func:`core.delivery.onboarding.reactivate` has them pushed at once)."""
+    return Message.tenant_id.not_in(sa.select(Tenant.id).where(Tenant.suspended_at.is_not(None)))
+
+
 def deliver_due_in_process(limit: int = 500) -> int:
     """Without Redis (first run): send due messages from this process, clinic by clinic."""
     with system_scope():
         due = db.session.execute(
             sa.select(Message.tenant_id, Message.id)
-            .where(Message.status == MessageStatus.PENDING, Message.next_attempt_at <= utcnow())
+            .where(
+                Message.status == MessageStatus.PENDING,
+                Message.next_attempt_at <= utcnow(),
+                _not_suspended(),
+            )
             .limit(limit)
         ).all()
         db.session.rollback()

@@ -60,6 +60,12 @@ def index():
             db.session.commit()
             flash(_("Clinic %(name)s created.", name=tenant.name))
             return redirect(url_for(".index"))
+    return _index_page(error=error)
+
+
+def _index_page(error=None, signup_error=None):
+    """The clinics' page, with the error of its new-clinic form or of a sign-up switch."""
+    shown = error or signup_error
     return render_template(
         "console/index.html",
         tenants=provisioning.tenants(),
@@ -68,8 +74,9 @@ def index():
         all_countries=provisioning.countries(),
         warnings=all_country_warnings(),
         error=error,
-        submitted=request.form,
-    ), (error.status if error else 200)
+        signup_error=signup_error,
+        submitted=request.form if error else {},
+    ), (shown.status if shown else 200)
 
 
 @bp.post("/clinics/<slug>/suspension")
@@ -97,6 +104,9 @@ def country_signup(code: str):
         country = onboarding.set_self_signup(code, request.form.get("allowed") == "1")
     except ValidationError:
         abort(404)
+    except Conflict as exc:  # no plugin proves phones there: it stays closed
+        db.session.rollback()
+        return _index_page(signup_error=exc)
     db.session.commit()
     name = country_name(country.code)
     flash(

@@ -17,6 +17,7 @@ from core.clinic.settings import save
 from core.db import db
 from core.delivery import dispatch
 from core.delivery.models import Message
+from tenants import provisioning
 from tenants.models import Country, ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.plugins.channels.smtp_server import SmtpServer
@@ -197,6 +198,30 @@ def test_a_closed_country_offers_no_sign_up(app):
     assert "Sign-up is not open yet" in visitor.get("/signup").text
     assert sign_up(visitor).status_code == 422
     assert tenant_slugs(app) == []
+
+
+def test_sign_up_stays_closed_where_no_plugin_proves_phones(app, console):
+    make_clinic(app, "existing", "DE", plugins=("de", "outbox"))  # no otp in Germany
+    refused = post(console, "/countries/DE/signup", allowed="1")
+    assert refused.status_code == 409
+    assert "enable a plugin that proves phone numbers by a code" in text_of(refused)
+    assert 'role="alert"' in refused.text
+    with app.app_context():
+        assert db.session.get(Country, "DE").self_signup is False
+    assert "Sign-up is not open yet" in main_site(app).get("/signup").text
+
+
+def test_a_sign_up_is_refused_once_the_codes_are_turned_off(app, console, france_open):
+    with app.app_context(), system_scope():  # the operator disabled otp after opening
+        provisioning.set_country_plugin("FR", "otp", False)
+        db.session.commit()
+    assert "no plugin enabled there proves a new clinic" in text_of(console.get("/"))
+    visitor = main_site(app)
+    assert "Sign-up is not open yet" in visitor.get("/signup").text
+    refused = sign_up(visitor)
+    assert refused.status_code == 422
+    assert "phone numbers cannot be confirmed there" in text_of(refused)
+    assert tenant_slugs(app) == ["existing"]
 
 
 # --- abuse limits -----------------------------------------------------------------------------
