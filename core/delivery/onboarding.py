@@ -7,7 +7,8 @@ the password; the first login proves the phone by a code (the ``relais_activatio
 otp plugin) and enrols the authenticator app. The clinic runs with the plugins its country's
 operator enabled. Abuse limits: a few pending sign-ups per address and per phone (counted under
 a lock, so parallel requests cannot pass them together), and a rate per client address (the
-view's). Operators suspend a clinic (every page and API call of its subdomain answers 403) and
+view's). A sign-up whose invitation expired unused is removed by the sweeper, which frees its
+subdomain (:func:`release_expired_signups`). Operators suspend a clinic (every page and API call of its subdomain answers 403) and
 reactivate it.
 """
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import validation as check
 from core.clinic import audit, staff
-from core.clinic.models import StaffInvitation
+from core.clinic.models import Patient, StaffInvitation, User
 from core.db import db, utcnow
 from core.delivery import invitations
 from core.delivery.models import Message, MessageStatus
@@ -165,6 +166,40 @@ def pending_signups(where) -> int:
             StaffInvitation.expires_at > utcnow(),
         )
     )
+
+
+def expired_signups(now=None, limit: int = 100) -> list[Tenant]:
+    """Self-signed-up clinics nobody ever took up: their first admin's invitation expired
+    unused and the clinic has no staff account and no patient. Operator-made clinics, and
+    any clinic someone logged in to, are never among them."""
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            sa.select(Tenant)
+            .join(StaffInvitation, StaffInvitation.tenant_id == Tenant.id)
+            .where(
+                Tenant.signed_up_at.is_not(None),
+                StaffInvitation.accepted_at.is_(None),
+                StaffInvitation.expires_at <= now,
+                ~sa.exists().where(User.tenant_id == Tenant.id),
+                ~sa.exists().where(Patient.tenant_id == Tenant.id),
+            )
+            .order_by(StaffInvitation.expires_at)
+            .limit(limit)
+        )
+    )
+
+
+def release_expired_signups(now=None) -> list[str]:
+    """Remove the clinics of :func:`expired_signups` (with their invitation's e-mail and its
+    audit trail), so that their subdomains can be taken again; returns their subdomains.
+    Runs in the system scope (the sweeper's, the CLI's); the caller commits."""
+    released = []
+    for tenant in expired_signups(now):
+        released.append(tenant.slug)
+        db.session.delete(tenant)  # its rows go with it (ON DELETE CASCADE)
+    db.session.flush()
+    return released
 
 
 def suspend(tenant: Tenant) -> None:

@@ -13,6 +13,9 @@ Each pass, in bounded batches, across clinics:
 - delivery reports kept because they came before their send was recorded (early receipts)
   are applied once it is, if the worker that recorded it did not (it died first), and
   deleted;
+- self-signed-up clinics whose first admin let the invitation expire unused (no staff, no
+  patient) are removed, so their subdomains can be taken again
+  (:func:`core.delivery.onboarding.release_expired_signups`);
 - once a minute, providers that turned slow or fail lose traffic to the others, and those
   that recovered get it back (:mod:`core.delivery.health`).
 
@@ -31,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from core import auth, sessions
 from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import health, jobs, lifecycle, queues, receipts, retention
+from core.delivery import health, jobs, lifecycle, onboarding, queues, receipts, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
 from core.delivery.providers import declared_providers
@@ -63,6 +66,7 @@ def sweep() -> dict[str, int]:
         counts["unacknowledged"] = _unacknowledged(now)
         counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
+        counts["released"] = _release_expired_signups(now)
         counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
         _plugins_sweep(now)
     return counts
@@ -145,6 +149,12 @@ def _leftover_receipts() -> int:
     applied = receipts.apply_leftovers(BATCH)
     db.session.commit()  # the lifecycle announces the changes once this commits
     return applied
+
+
+def _release_expired_signups(now) -> int:
+    released = onboarding.release_expired_signups(now)
+    db.session.commit()
+    return len(released)
 
 
 def _push_due(now) -> int:
