@@ -8,8 +8,8 @@ otp plugin) and enrols the authenticator app. The clinic runs with the plugins i
 operator enabled. Abuse limits: a few pending sign-ups per address and per phone (counted under
 a lock, so parallel requests cannot pass them together), and a rate per client address (the
 view's). A sign-up whose invitation expired unused is removed by the sweeper, which frees its
-subdomain (:func:`release_expired_signups`). Operators suspend a clinic (every page and API call of its subdomain answers 403) and
-reactivate it.
+subdomain (:func:`release_expired_signups`). Operators suspend a clinic (every page and API
+call of its subdomain answers 403, its messages and jobs wait) and reactivate it.
 """
 
 import phonenumbers

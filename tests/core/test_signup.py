@@ -16,12 +16,11 @@ import time_machine
 
 from core.clinic.models import AuditEvent, User
 from core.clinic.settings import save
-from core.db import db
-from core.db import utcnow
+from core.db import db, utcnow
 from core.delivery import dispatch, invitations
+from core.delivery.models import Message
 from core.delivery.sweeper import sweep
 from core.web.cli import main
-from core.delivery.models import Message
 from tenants import provisioning
 from tenants.models import Country, ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
