@@ -46,6 +46,8 @@ class Config:
     # How long a process keeps the configuration it read (plugins enabled, routes, plugin
     # settings) before reading it again; a change saved in the process is seen at once.
     CONFIG_SECONDS = 5
+    # A job of a suspended clinic (a campaign's, a plugin's) waits this long, then looks again.
+    SUSPENDED_RECHECK_SECONDS = 60
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 
