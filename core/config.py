@@ -46,6 +46,10 @@ class Config:
     # How long a process keeps the configuration it read (plugins enabled, routes, plugin
     # settings) before reading it again; a change saved in the process is seen at once.
     CONFIG_SECONDS = 5
+    # Host names answered without DNS where Relais connects to a clinic's own address (status
+    # callbacks), as curl's --resolve: {"name": ["address", ...], "*": [...] for any other
+    # name}; an empty list means "not found". Unset: DNS answers (the tests pin every name).
+    RESOLVE = None
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

@@ -79,6 +79,7 @@ class Operation:
     public: bool = False
     media_type: str = "application/json"
     error_schema: dict[str, Any] = field(default_factory=lambda: {"$ref": ERROR_REF})
+    links: dict[int, dict[str, tuple[str, dict[str, str]]]] = field(default_factory=dict)
 
 
 def api_operation(
@@ -92,6 +93,7 @@ def api_operation(
     public: bool = False,
     media_type: str = "application/json",
     error_schema: dict[str, Any] | None = None,
+    links: dict[int, dict[str, tuple[str, dict[str, str]]]] | None = None,
 ) -> Callable:
     """Document a view of ``/api/v1`` or ``/me/api`` in the API's OpenAPI document.
 
@@ -106,6 +108,11 @@ def api_operation(
     :param public: True when no API key is needed (a patient's own calls).
     :param media_type: the answers' media type (FHIR's: see ``fhir_operation``).
     :param error_schema: the errors' schema, when not ``{"error": {...}}``.
+    :param links: what a success answer leads to (OpenAPI links, which stateful tests
+        follow): per status, each link's name with the target view's endpoint and its path
+        parameters as runtime expressions, e.g. ``{201: {"ReadPatient":
+        ("api.patient_read", {"patient_id": "$response.body#/id"})}}``. The document checks
+        that the target exists and takes exactly those parameters.
     """
 
     def mark(view: Callable) -> Callable:
@@ -120,6 +127,7 @@ def api_operation(
             public=public,
             media_type=media_type,
             error_schema=error_schema or {"$ref": ERROR_REF},
+            links=links or {},
         )
         return view
 
@@ -177,6 +185,7 @@ def document(server: str, enabled: Callable[[str], bool], version: str) -> dict[
             paths.setdefault(path, {})[method.lower()] = _operation(
                 rule.endpoint, operation, parameters
             )
+    _check_links(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -216,6 +225,11 @@ def _operation(endpoint: str, op: Operation, parameters: list[dict]) -> dict[str
         answer: dict[str, Any] = {"description": _STATUS_NAMES.get(status, "Success")}
         if schema is not None:
             answer["content"] = {op.media_type: {"schema": schema}}
+        if status in op.links:
+            answer["links"] = {
+                name: {"operationId": target.replace(".", "_"), "parameters": dict(values)}
+                for name, (target, values) in sorted(op.links[status].items())
+            }
         responses[str(status)] = answer
     for status in sorted(errors):
         responses[str(status)] = {
@@ -244,6 +258,28 @@ def _operation(endpoint: str, op: Operation, parameters: list[dict]) -> dict[str
     if op.public:
         result["security"] = []
     return result
+
+
+def _check_links(paths: dict[str, dict[str, Any]]) -> None:
+    """Each link leads to an operation of the document and gives each of its path
+    parameters, and only those: a renamed view or parameter fails here, not silently."""
+    operations = {
+        op["operationId"]: {p["name"] for p in op.get("parameters", ()) if p["in"] == "path"}
+        for methods in paths.values()
+        for op in methods.values()
+    }
+    for methods in paths.values():
+        for op in methods.values():
+            for answer in op["responses"].values():
+                for name, link in answer.get("links", {}).items():
+                    target = link["operationId"]
+                    if target not in operations:
+                        raise LookupError(f"{op['operationId']}: link {name} to no {target}")
+                    if set(link["parameters"]) != operations[target]:
+                        raise LookupError(
+                            f"{op['operationId']}: link {name} gives {sorted(link['parameters'])}"
+                            f", {target} takes {sorted(operations[target])}"
+                        )
 
 
 _WHOLE = re.compile(r"[0-9]{1,10}")

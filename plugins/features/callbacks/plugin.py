@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, ValidationError, check, hookimpl, yes_no
 from plugins.features.callbacks import delivery
+from plugins.features.callbacks.api import bp as api_bp
 from plugins.features.callbacks.views import bp
 
 kind = "feature"
@@ -44,7 +45,7 @@ def relais_plugin_settings():
 
 @hookimpl
 def relais_register_blueprints():
-    return [bp]
+    return [bp, api_bp]
 
 
 @hookimpl
