@@ -126,6 +126,47 @@ def test_every_answer_matches_the_contract(api_schema, world):
                 assert mode is GenerationMode.NEGATIVE
 
 
+# Stateful: chains of calls that follow the document's links (create a patient, then read and
+# change it; queue a message, then read or cancel it; book, then move or cancel; register the
+# callback endpoint, then read it, rotate its secret, read its log, remove it).
+CHAINS = settings(
+    max_examples=int(os.environ.get("RELAIS_STATEFUL_EXAMPLES", "25")),
+    stateful_step_count=6,
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("CI") == "true",
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def test_chains_of_calls_along_the_links_keep_the_contract(api_schema, world):
+    _client, headers, _ids = world
+    document = api_schema.raw_schema
+    linked = {
+        op["operationId"]
+        for methods in document["paths"].values()
+        for op in methods.values()
+        for answer in op["responses"].values()
+        if answer.get("links")
+    }
+    assert {"api_patient_create", "api_message_create"} <= linked
+    assert {"appointments_api_appointment_upsert", "callbacks_api_endpoint_save"} <= linked
+    steps: list[tuple[str, int]] = []
+
+    class Chains(api_schema.as_state_machine()):
+        def before_call(self, case):
+            case.headers = {**(case.headers or {}), **headers}  # the clinic's host and key
+
+        def validate_response(self, response, case, **kwargs):
+            steps.append((f"{case.method} {case.path}", response.status_code))
+            SEEN[f"{case.method} {case.path}"].add(response.status_code)
+            case.validate_response(response, headers=headers, excluded_checks=LOOSE)
+
+    Chains.run(settings=CHAINS)
+    # A generated id finds nothing: an answered path with an id is a link followed.
+    assert any("{" in step for step, status in steps if status < 400), steps
+
+
 # --- the errors fuzzing seldom reaches, asked for on purpose ------------------------------------
 
 
