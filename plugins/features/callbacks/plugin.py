@@ -4,7 +4,7 @@ POSTed signed to the clinic's own software, retried for 24 hours, in order per m
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, ValidationError, check, hookimpl, yes_no
-from plugins.features.callbacks import delivery
+from plugins.features.callbacks import delivery, retention
 from plugins.features.callbacks.api import bp as api_bp
 from plugins.features.callbacks.views import bp
 
@@ -73,3 +73,4 @@ def relais_inbound_received(tenant, reply_id, patient_id, channel, at):
 @hookimpl
 def relais_sweep(now):
     delivery.claim_due(now)
+    retention.purge(now)
