@@ -286,6 +286,7 @@ def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
         "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
+        "RELAIS_RESOLVE": json.dumps(TEST_CONFIG["RESOLVE"]),
     }
 
 

@@ -24,7 +24,8 @@ PREFIXES = ("/api/v1", "/me/api")
 ERRORS = {
     400: "The body is not what this operation reads (not JSON, nested too deep).",
     401: "No valid credentials: send `Authorization: Bearer <key>` with a key of this clinic.",
-    403: "The key may not do this (a team key sending to someone not of the staff).",
+    403: "The key may not do this (a team key sending to someone not of the staff, a test or "
+    "team key changing the callback endpoint).",
     404: "No such resource in this clinic.",
     409: "The resource is in a state that does not allow it.",
     413: "The body is too large.",

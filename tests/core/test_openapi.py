@@ -17,6 +17,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 
 from core.clinic import apikeys
 from core.db import db
+from core.web import openapi
 from core.web.cli import main
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
@@ -165,6 +166,25 @@ def test_chains_of_calls_along_the_links_keep_the_contract(api_schema, world):
     Chains.run(settings=CHAINS)
     # A generated id finds nothing: an answered path with an id is a link followed.
     assert any("{" in step for step, status in steps if status < 400), steps
+
+
+def test_a_link_to_no_operation_or_with_other_parameters_fails_the_document():
+    def paths(parameters):
+        link = {"operationId": "api_patient_read", "parameters": parameters}
+        created = {"responses": {"201": {"links": {"ReadPatient": link}}}}
+        read = {"parameters": [{"name": "patient_id", "in": "path"}], "responses": {}}
+        return {
+            "/p": {"post": {"operationId": "api_patient_create", **created}},
+            "/p/{patient_id}": {"get": {"operationId": "api_patient_read", **read}},
+        }
+
+    openapi._check_links(paths({"patient_id": "$response.body#/id"}))
+    with pytest.raises(LookupError, match="takes"):
+        openapi._check_links(paths({"id": "$response.body#/id"}))
+    broken = paths({"patient_id": "$response.body#/id"})
+    del broken["/p/{patient_id}"]
+    with pytest.raises(LookupError, match="to no api_patient_read"):
+        openapi._check_links(broken)
 
 
 # --- the errors fuzzing seldom reaches, asked for on purpose ------------------------------------
