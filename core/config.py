@@ -48,6 +48,10 @@ class Config:
     CONFIG_SECONDS = 5
     # A job of a suspended clinic (a campaign's, a plugin's) waits this long, then looks again.
     SUSPENDED_RECHECK_SECONDS = 60
+    # Host names answered without DNS where Relais connects to a clinic's own address (status
+    # callbacks), as curl's --resolve: {"name": ["address", ...], "*": [...] for any other
+    # name}; an empty list means "not found". Unset: DNS answers (the tests pin every name).
+    RESOLVE = None
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

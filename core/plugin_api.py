@@ -78,7 +78,7 @@ from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.delivery.templates import names_used as template_names
 from core.delivery.templates import unknown_variables as unknown_template_variables
-from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
 from core.i18n import (
@@ -248,5 +248,6 @@ __all__ = [
     "DomainError",
     "ValidationError",
     "NotFound",
+    "Forbidden",
     "Conflict",
 ]

@@ -75,6 +75,13 @@ TEST_CONFIG = {
     "SECRET_KEY": "test-secret-key",
     "ENCRYPTION_KEYS": "uG1pZrSHn5QqvT0u0z0Ic3l6p1m5hWc4kLJj1b4yP3E=",
     "RATELIMIT_STORAGE_URI": "memory://",
+    # No test depends on DNS: names are pinned (callbacks check where a name leads).
+    "RESOLVE": {
+        "localhost": ["127.0.0.1", "::1"],
+        "nowhere.invalid": [],
+        "intranet.example": ["10.0.0.5"],
+        "*": ["93.184.215.14"],  # any other name: a public address
+    },
 }
 
 
@@ -279,6 +286,7 @@ def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
         "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
+        "RELAIS_RESOLVE": json.dumps(TEST_CONFIG["RESOLVE"]),
     }
 
 
