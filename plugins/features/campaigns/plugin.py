@@ -113,11 +113,14 @@ def relais_register_commands(cli):
     @click.option("--default-language", required=True)
     @click.option("--channel", "channels", multiple=True, default=("sms",), show_default=True)
     @click.option("--attribute", "attributes", multiple=True)
+    @click.option("--sex", "sexes", multiple=True, help="female, male, other or unknown.")
     @click.option("--age-min", default="")
     @click.option("--age-max", default="")
     @click.option("--start-at", default="", help="ISO 8601 with its offset; empty: now.")
     @click.option("--rate", default="", help="Messages a minute, per clinic.")
-    def country_start(country, name, texts, default_language, channels, attributes, **rest):
+    def country_start(
+        country, name, texts, default_language, channels, attributes, sexes, **rest
+    ):
         """For operators: one campaign in every clinic of a country that has the feature,
         each on its own patients, sender and rules; prints the run id and each clinic's
         outcome."""
@@ -126,6 +129,7 @@ def relais_register_commands(cli):
             "default_language": default_language,
             "channels": list(channels),
             "attributes": list(attributes),
+            "sexes": list(sexes),
             **rest,
         }
         for text in texts:

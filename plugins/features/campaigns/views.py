@@ -29,6 +29,7 @@ from core.plugin_api import (
     db,
     practitioners,
     record_audit,
+    sex_labels,
     tenant_scope,
 )
 from plugins.features.campaigns import segments, service
@@ -65,6 +66,7 @@ def names():
             "en": _("English"),
         },
         "channel_names": {"sms": _("SMS"), "email": _("E-mail")},
+        "sex_names": sex_labels(),
         "state_names": {
             "draft": _("Draft"),
             "scheduled": _("Scheduled"),
@@ -115,7 +117,7 @@ def _values_of(campaign) -> dict:
 
 def _form_values() -> dict:
     values = {k: v for k, v in request.form.items()}
-    for name in ("channels", "attributes", "languages"):
+    for name in ("channels", "attributes", "languages", "sexes"):
         values[name] = request.form.getlist(name)
     return values
 

@@ -135,6 +135,20 @@ def test_the_live_count_splits_the_segment_by_consent_opt_out_and_address(app, w
     assert everyone["total"] == 5 and everyone["recipients"] == 2
 
 
+def test_the_segment_filters_on_the_patients_recorded_sex(app, clinic, world, staff):
+    for first_name, sex in (("Fanny", "female"), ("Gaston", "male"), ("Hugo", "male")):
+        patient = make_patient(app, clinic, first_name=first_name, phone=None, sex=sex)
+        consent_to_campaigns(app, clinic, patient)
+    men = staff.get("/campaigns/count?sexes=male&channels=sms").json
+    assert men["total"] == 2  # the five without a recorded sex are left out
+    assert staff.get("/campaigns/count?sexes=male&sexes=female").json["total"] == 3
+    bad = staff.get("/campaigns/count?sexes=man")
+    assert bad.status_code == 422 and bad.json["error"]["field"] == "sexes"
+    campaign_id = new_draft(staff, attributes=None, sexes="female")
+    assert campaigns_in(app, clinic)[0].segment["sexes"] == ["female"]
+    assert 'value="female" checked' in staff.get(f"/campaigns/{campaign_id}/edit").text
+
+
 def test_attributes_are_matched_through_their_keyed_index(app, clinic, world):
     with app.app_context(), tenant_scope(clinic.id):
         row = db.session.execute(
