@@ -47,6 +47,12 @@ def relais_register_blueprints():
 
 
 @hookimpl
+def relais_sweep(now):
+    """Queue again the campaigns' jobs lost by Redis or a killed worker."""
+    service.requeue_lost(now)
+
+
+@hookimpl
 def relais_menu_items(tenant, user):
     return [MenuItem(label=_l("Campaigns"), endpoint="campaigns.list_page", roles=("admin",))]
 

@@ -53,6 +53,11 @@ PLUGIN = "campaigns"
 VARIABLES = ("patient", "last_name", "clinic")
 JOB = "plugins.features.campaigns.service:"
 MAX_TEXT = 1000
+# A plan or chunk job not done this long after it was queued (or due) was lost: the sweep
+# queues it again. As long as RQ lets a job run (``job_timeout``), so a job still running is
+# not doubled; a chunk being written is locked, and skipped, anyway.
+LEASE = timedelta(minutes=10)
+BATCH = 500  # jobs queued again per sweep, at most
 
 # What a campaign's messages became, as the page and the CSV name them.
 BUCKETS = ("queued", "deferred", "sent", "delivered", "failed", "refused", "cancelled")
@@ -295,9 +300,15 @@ def start(tenant, campaign: Campaign) -> Campaign:
     if campaign.state == "running":
         campaign.started_at = utcnow()
     record_audit("campaign.start", campaign.id, detail=campaign.name[:100])
-    db.session.commit()
-    run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=campaign.start_at)
+    _queue_plan(tenant, campaign, campaign.start_at)
     return campaign
+
+
+def _queue_plan(tenant, campaign: Campaign, at: datetime | None) -> None:
+    """Note when the plan job is queued (or due), commit, then queue it."""
+    campaign.plan_queued_at = at or utcnow()
+    db.session.commit()
+    run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
 
 
 def _insert(model):
@@ -371,12 +382,37 @@ def _queue_chunks(tenant, campaign: Campaign) -> None:
         .order_by(CampaignChunk.number)
     )
     numbers = db.session.scalars(query if campaign.rate else query.limit(1)).all()
+    due = {}
     for number in numbers:
         at = None
         if campaign.rate:
-            due = campaign.started_at + timedelta(minutes=number * size / campaign.rate)
-            at = due if due > now else None
+            when = campaign.started_at + timedelta(minutes=number * size / campaign.rate)
+            at = when if when > now else None
+        due[number] = at
+    _note_queued(campaign, {number: at or now for number, at in due.items()})
+    db.session.commit()
+    for number, at in due.items():
         run_later(tenant, JOB + "run_chunk", str(campaign.id), number, queue_name="bulk", at=at)
+
+
+def _note_queued(campaign: Campaign, times: dict[int, datetime]) -> None:
+    """Record when each chunk's job is queued (or due): ``{number: time}``."""
+    if not times:
+        return
+    table = CampaignChunk.__table__
+    db.session.execute(
+        table.update()
+        .where(
+            table.c.tenant_id == sa.bindparam("t"),
+            table.c.campaign_id == sa.bindparam("c"),
+            table.c.number == sa.bindparam("n"),
+        )
+        .values(queued_at=sa.bindparam("q")),
+        [
+            {"t": campaign.tenant_id, "c": campaign.id, "n": number, "q": at}
+            for number, at in times.items()
+        ],
+    )
 
 
 def run_chunk(campaign_id: str, number: int) -> int:
@@ -386,7 +422,12 @@ def run_chunk(campaign_id: str, number: int) -> int:
     campaign = find(campaign_id)
     if campaign.state != "running":
         return 0
-    chunk = db.session.get(CampaignChunk, (campaign.tenant_id, campaign.id, number))
+    # Locked while it is written: a second job on it (a resume, the sweep) skips it meanwhile.
+    chunk = db.session.get(
+        CampaignChunk,
+        (campaign.tenant_id, campaign.id, number),
+        with_for_update={"skip_locked": True},
+    )
     if chunk is None or chunk.done_at is not None:
         return 0
     tenant = db.session.get(Tenant, campaign.tenant_id)
@@ -460,7 +501,7 @@ def run_chunk(campaign_id: str, number: int) -> int:
             updates,
         )
     chunk.done_at = utcnow()
-    db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    following = None
     if not campaign.rate:
         following = db.session.scalar(
             sa.select(sa.func.min(CampaignChunk.number)).where(
@@ -470,7 +511,10 @@ def run_chunk(campaign_id: str, number: int) -> int:
             )
         )
         if following is not None:
-            run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
+            _note_queued(campaign, {following: utcnow()})
+    db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    if following is not None:
+        run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
     _finish_if_done(campaign.id)
     return len(patients)
 
@@ -499,6 +543,70 @@ def _finish_if_done(campaign_id) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+
+
+def requeue_lost(now: datetime) -> dict[str, int]:
+    """The sweep's part (every clinic's rows visible): queue again the jobs of running
+    campaigns that were lost, i.e. not done a :data:`LEASE` after they were queued (or due):
+    a chunk not written (skipping one a worker is writing: its row is locked), and a plan
+    that never ran (a campaign running or past its start without chunks). Returns how many
+    of each. Safe however often it runs: a chunk claims each patient once, so a job queued
+    again sends nobody twice."""
+    stale = now - LEASE
+    chunks = db.session.execute(
+        sa.select(CampaignChunk.tenant_id, CampaignChunk.campaign_id, CampaignChunk.number)
+        .join(
+            Campaign,
+            sa.and_(
+                Campaign.tenant_id == CampaignChunk.tenant_id,
+                Campaign.id == CampaignChunk.campaign_id,
+            ),
+        )
+        .where(
+            Campaign.state == "running",
+            CampaignChunk.done_at.is_(None),
+            CampaignChunk.queued_at < stale,
+        )
+        .limit(BATCH)
+        .with_for_update(of=CampaignChunk, skip_locked=True)
+    ).all()
+    chunked = sa.exists().where(
+        CampaignChunk.tenant_id == Campaign.tenant_id, CampaignChunk.campaign_id == Campaign.id
+    )
+    plans = db.session.execute(
+        sa.select(Campaign.tenant_id, Campaign.id)
+        .where(
+            Campaign.state.in_(("running", "scheduled")),
+            Campaign.plan_queued_at < stale,
+            ~chunked,
+        )
+        .limit(BATCH)
+        .with_for_update(of=Campaign, skip_locked=True)
+    ).all()
+    table = CampaignChunk.__table__
+    for tenant_id, campaign_id, number in chunks:
+        db.session.execute(
+            table.update()
+            .where(
+                table.c.tenant_id == tenant_id,
+                table.c.campaign_id == campaign_id,
+                table.c.number == number,
+            )
+            .values(queued_at=now)
+        )
+    if plans:
+        db.session.execute(
+            sa.update(Campaign)
+            .where(sa.tuple_(Campaign.tenant_id, Campaign.id).in_([tuple(p) for p in plans]))
+            .values(plan_queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    for tenant_id, campaign_id, number in chunks:
+        run_later(tenant_id, JOB + "run_chunk", str(campaign_id), number, queue_name="bulk")
+    for tenant_id, campaign_id in plans:
+        run_later(tenant_id, JOB + "plan", str(campaign_id), queue_name="bulk")
+    return {"chunks": len(chunks), "plans": len(plans)}
 
 
 # --- pause, resume, cancel --------------------------------------------------------------------
@@ -533,8 +641,7 @@ def resume(tenant, campaign: Campaign) -> None:
         _queue_chunks(tenant, campaign)
         _finish_if_done(campaign.id)
     else:
-        at = campaign.start_at if later else None
-        run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
+        _queue_plan(tenant, campaign, campaign.start_at if later else None)
 
 
 def cancel(campaign: Campaign) -> int:
