@@ -94,6 +94,7 @@ from core.i18n import (
     phrase_date,
 )
 from core.plugins import (
+    ConsolePage,
     DashboardAction,
     DashboardItem,
     DashboardLine,
@@ -120,6 +121,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "ConsolePage",
     "DashboardItem",
     "DashboardLine",
     "DashboardAction",

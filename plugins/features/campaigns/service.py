@@ -132,13 +132,12 @@ def _start_at(tenant, data) -> datetime | None:
     return when
 
 
-def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) -> Campaign:
-    """Create (``campaign`` None) or change a draft from form or JSON data.
+def parse_draft(tenant, data) -> dict:
+    """A draft's fields from form or JSON data, checked for ``tenant`` (its time zone, its
+    practitioners), nothing stored.
 
-    :raises ValidationError: naming the field; nothing is changed.
+    :raises ValidationError: naming the field.
     """
-    if campaign is not None and campaign.state != "draft":
-        raise ValidationError(_("Only a draft can be changed."), "state")
     name = _text(data, "name", 200)
     if not name:
         raise ValidationError(_("Give the campaign a name."), "name")
@@ -161,13 +160,28 @@ def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) 
     if language not in templates:
         raise ValidationError(_("Write the text in the default language."), f"template_{language}")
     segment_data = data["segment"] if isinstance(data.get("segment"), dict) else data
-    segment = segments.parse(segment_data)
-    start_at = _start_at(tenant, data)
-    rate = segments._number(data, "rate", 1, 100_000)
+    return {
+        "name": name,
+        "channels": [c for c in segments.CHANNELS if c in channels],
+        "default_language": language,
+        "templates": templates,
+        "segment": segments.parse(segment_data).to_json(),
+        "start_at": _start_at(tenant, data),
+        "rate": segments._number(data, "rate", 1, 100_000),
+    }
+
+
+def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) -> Campaign:
+    """Create (``campaign`` None) or change a draft from form or JSON data.
+
+    :raises ValidationError: naming the field; nothing is changed.
+    """
+    if campaign is not None and campaign.state != "draft":
+        raise ValidationError(_("Only a draft can be changed."), "state")
+    fields = parse_draft(tenant, data)
     campaign = campaign or Campaign(state="draft", created_by=by)
-    campaign.name, campaign.channels = name, [c for c in segments.CHANNELS if c in channels]
-    campaign.default_language, campaign.templates = language, templates
-    campaign.segment, campaign.start_at, campaign.rate = segment.to_json(), start_at, rate
+    for name, value in fields.items():
+        setattr(campaign, name, value)
     db.session.add(campaign)
     db.session.flush()
     return campaign
@@ -685,6 +699,12 @@ def clinics_of(country: str) -> list[Tenant]:
     return [t for t in found if PLUGIN in enabled_plugins(t)]
 
 
+def countries_with_campaigns() -> list[str]:
+    """The countries where at least one clinic has the campaigns feature (platform scope)."""
+    found = db.session.scalars(sa.select(Tenant).order_by(Tenant.country_code, Tenant.slug))
+    return sorted({t.country_code for t in found if PLUGIN in enabled_plugins(t)})
+
+
 def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, str]]:
     """Start one campaign in every clinic of ``country`` that has the feature, each on its
     own patients, under its own sender and rules, all sharing one run id; returns it and,
@@ -695,6 +715,11 @@ def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, 
     clinics = clinics_of(country)
     if not clinics:
         raise ValidationError(_("No clinic of this country has campaigns enabled."), "country")
+    # Checked once before any clinic gets a draft: the same checks as a clinic's own form.
+    # The segment is the country's: no clinic's practitioner in it.
+    data = {k: v for k, v in dict(data).items() if k != "practitioner_id"}
+    with tenant_scope(clinics[0].id):
+        parse_draft(clinics[0], data)
     run, outcome = uuid.uuid4(), {}
     for clinic in clinics:
         with tenant_scope(clinic.id):
@@ -716,14 +741,54 @@ def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, 
 
 
 def country_figures(run) -> dict[str, dict]:
-    """Per clinic, the progress of its part of the country-wide campaign ``run``."""
+    """Per clinic (by slug), the progress of its part of the country-wide campaign ``run``
+    (see :func:`progress`), with the clinic's name as ``clinic``, the campaign's as ``name``,
+    and ``expected``: its recipients (counted when it started, until its plan has run)."""
     figures = {}
-    for clinic in db.session.scalars(sa.select(Tenant).order_by(Tenant.slug)):
-        with tenant_scope(clinic.id):
+    found = db.session.execute(
+        sa.select(Tenant.id, Tenant.slug, Tenant.name)
+        .join(Campaign, Campaign.tenant_id == Tenant.id)
+        .where(Campaign.country_run == run)
+        .order_by(Tenant.slug)
+    ).all()
+    for tenant_id, slug, clinic_name in found:
+        with tenant_scope(tenant_id):
             campaign = db.session.scalar(sa.select(Campaign).where(Campaign.country_run == run))
-            if campaign is not None:
-                figures[clinic.slug] = progress(campaign)
+            shown = progress(campaign)
+            # Before the plan counts the recipients, the count made when it started.
+            expected = shown["total"]
+            if expected is None:
+                expected = (campaign.excluded or {}).get("recipients", 0)
+            figures[slug] = {
+                **shown,
+                "clinic": clinic_name,
+                "name": campaign.name,
+                "expected": expected,
+            }
     return figures
+
+
+def country_runs(limit: int = 50) -> list[dict]:
+    """The latest country-wide campaigns, newest first (platform scope): each run's id,
+    name, country, when it was started, and in how many clinics."""
+    rows = db.session.execute(
+        sa.select(
+            Campaign.country_run,
+            sa.func.min(Campaign.name),
+            sa.func.min(Tenant.country_code),
+            sa.func.min(Campaign.created_at),
+            sa.func.count(),
+        )
+        .join(Tenant, Tenant.id == Campaign.tenant_id)
+        .where(Campaign.country_run.isnot(None))
+        .group_by(Campaign.country_run)
+        .order_by(sa.func.min(Campaign.created_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        {"run": run, "name": name, "country": country, "created_at": created, "clinics": n}
+        for run, name, country, created, n in rows
+    ]
 
 
 # --- figures ----------------------------------------------------------------------------------
