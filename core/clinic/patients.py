@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import pgettext
 
 from core import phones
 from core import validation as check
@@ -50,7 +51,7 @@ def sex_labels() -> dict[str, str]:
     return {
         "female": _("Female"),
         "male": _("Male"),
-        "other": _("Other"),
+        "other": pgettext("sex", "Other"),
         "unknown": _("Unknown"),
     }
 
