@@ -106,6 +106,7 @@ PATH_VALUES = (
     "centre_id",
     "entry_id",
     "campaign_id",
+    "run",
     "action",
     "code",
 )
@@ -396,7 +397,7 @@ def world(app) -> World:
         "slug": clinic.slug,
         **thread,
         **vaccination,
-        "campaign_id": _campaign(app, clinic),
+        **_campaign(app, clinic),
         "action": "pause",
         "code": "FR",
     }
@@ -407,13 +408,18 @@ def world(app) -> World:
     empty_state(app)
 
 
-def _campaign(app, clinic) -> str:
-    """A draft campaign (the campaigns routes)."""
+def _campaign(app, clinic) -> dict[str, str]:
+    """A draft campaign, part of an operator's country-wide run (the campaigns routes)."""
     with app.app_context(), tenant_scope(clinic.id):
-        draft = Campaign(name="Fuzz", default_language="fr", templates={"fr": "Bonjour"})
+        draft = Campaign(
+            name="Fuzz",
+            default_language="fr",
+            templates={"fr": "Bonjour"},
+            country_run=uuid.uuid4(),
+        )
         db.session.add(draft)
         db.session.commit()
-        return str(draft.id)
+        return {"campaign_id": str(draft.id), "run": str(draft.country_run)}
 
 
 def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:

@@ -127,6 +127,9 @@ class Patient(TenantOwned, db.Model):
     phone: Mapped[str | None] = mapped_column(sa.String(20))  # E.164
     email: Mapped[str | None] = mapped_column(sa.String(254))
     birth_date: Mapped[date | None]
+    # Administrative sex (FHIR ``gender``: female, male, other, unknown), or not given. Kept
+    # in clear, as the birth date: identity data campaigns filter on in SQL, not health data.
+    sex: Mapped[str | None] = mapped_column(sa.String(7))
     language: Mapped[str] = mapped_column(sa.String(10))
     timezone: Mapped[str] = mapped_column(sa.String(64))
     # A channel the patient asked for (e.g. "voice" when they cannot read a screen): it goes
