@@ -45,6 +45,17 @@ MAX_LINES = 500
 MAX_CAPACITY = 1000  # places per line and slot
 MAX_SLOT_MINUTES = 480
 WAITING = (WaitStatus.WAITING, WaitStatus.OFFERED)
+# A vaccine's fields, as the set-up page and add_vaccine() name them.
+VACCINE_FIELDS = (
+    "code",
+    "name",
+    "doses",
+    "min_days",
+    "ideal_days",
+    "max_days",
+    "min_age",
+    "max_age",
+)
 
 
 def _required(value, field: str, limit: int) -> str:
@@ -130,18 +141,6 @@ def change_vaccine(vaccine: Vaccine, **fields) -> Vaccine:
         setattr(vaccine, key, value)
     db.session.flush()
     return vaccine
-
-
-VACCINE_FIELDS = (
-    "code",
-    "name",
-    "doses",
-    "min_days",
-    "ideal_days",
-    "max_days",
-    "min_age",
-    "max_age",
-)
 
 
 def bookings_ahead(**where) -> int:
