@@ -44,6 +44,7 @@ from plugins.features import messaging
 from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
 from plugins.features.vaccination import waitlist
+from plugins.features.vaccination.models import Campaign as VaccinationCampaign
 from plugins.features.vaccination.models import Vaccine
 from tenants import provisioning
 from tenants.models import ProviderRoute, Tenant
@@ -105,6 +106,8 @@ PATH_VALUES = (
     "dose_id",
     "centre_id",
     "entry_id",
+    "vaccine_id",
+    "vaccination_campaign_id",
     "campaign_id",
     "run",
     "action",
@@ -448,8 +451,14 @@ def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
         entry = waitlist.join(clinic, who, uuid.UUID(centre_id), uuid.UUID(vaccine_id))
         db.session.commit()
         entry_id = str(entry.id)
+        group = VaccinationCampaign(name="Over 65s", min_age=65, attributes=[])
+        db.session.add(group)
+        db.session.commit()
+        group_id = str(group.id)
     return {
         "entry_id": entry_id,
+        "vaccine_id": vaccine_id,
+        "vaccination_campaign_id": group_id,
         "series_id": booked.json["series"],
         "booking_id": dose,
         "dose_id": dose,

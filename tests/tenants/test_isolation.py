@@ -15,6 +15,7 @@ from plugins.features import appointments, messaging
 from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
 from plugins.features.vaccination import staff as vaccination_staff
+from plugins.features.vaccination.models import Campaign as VaccinationCampaign
 from plugins.features.vaccination.models import WaitlistEntry
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import patient_browser
@@ -132,9 +133,11 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
             centre_id=vaccination.centre_id,
             vaccine_id=vaccination.vaccine_id,
         )
-        db.session.add_all([their_campaign, waiting])
+        their_group = VaccinationCampaign(name="Private group", attributes=[])
+        db.session.add_all([their_campaign, waiting, their_group])
         db.session.flush()
         their_campaign, their_entry = their_campaign.id, waiting.id
+        their_group = their_group.id
         db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
@@ -155,6 +158,8 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "booking_id": doses[1]["id"],
         "dose_id": doses[0]["id"],
         "centre_id": vaccination.centre_id,
+        "vaccine_id": vaccination.single_id,  # one no booking depends on: deletable
+        "vaccination_campaign_id": their_group,
         "entry_id": their_entry,
     }
     before = snapshot(app, other)
