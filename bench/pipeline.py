@@ -966,7 +966,6 @@ def scheduled_memory(world: World) -> dict:
     )
     if total > scheduled:
         copy_scheduled(world, scheduled, total)
-    world.execute("ANALYZE messages")
     time.sleep(3)  # the workers' sweepers pass (once a second) over the scheduled messages
     with world.app.app_context():
         clock = time.monotonic()
