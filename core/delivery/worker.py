@@ -9,18 +9,27 @@ Nothing is lost meanwhile: messages live in the database, Redis only holds their
 whose bookkeeping broke with Redis either ran (its messages are recorded) or did not (they
 are still due, and the sweeper queues them again), so it is not retried here.
 
+RQ's scheduler (jobs queued for a later time: a campaign's paced chunks, plugins'
+``run_later(at=...)``) runs in a thread of the worker, not in the process RQ forks for it: a
+fork copies the worker's open database connections, the sweeper's in the middle of a
+transaction included, into a process that outlives a killed worker and keeps them, and the
+transaction's locks, for ever (a TRUNCATE, a migration, a VACUUM then wait on them).
+
 A lost PostgreSQL connection needs nothing of the worker: the job fails, the engine's pool
 is invalidated and pre-pings its connections (``SQLALCHEMY_ENGINE_OPTIONS``), the next job
 gets a fresh one, and the sweeper reclaims what the failed job had claimed when its lease
 ends.
 """
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions
 from rq import SimpleWorker, worker_registration
+from rq.scheduler import RQScheduler
 
 OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 FIRST_WAIT = 0.5  # seconds before the first try again; doubled each time
@@ -57,6 +66,19 @@ class Worker(SimpleWorker):
                 _describe(exc),
             )
             self._wait_for_redis()
+
+    def _start_scheduler(self, burst: bool = False, *args, **kwargs) -> None:
+        if burst:  # RQ's own: queue what is due once, in this process
+            return super()._start_scheduler(burst, *args, **kwargs)
+        self.scheduler = Scheduler(
+            self.queues, connection=self.connection, serializer=self.serializer
+        )
+        self.scheduler.acquire_locks(auto_start=True)
+
+    def stop_scheduler(self) -> None:
+        self.scheduler.request_stop()
+        if self.scheduler._process:
+            self.scheduler._process.join(timeout=self.scheduler.interval + 1)
 
     def teardown(self) -> None:
         try:
@@ -104,6 +126,33 @@ class Worker(SimpleWorker):
     def _log_wait(self, exc: Exception, wait: float | None) -> None:
         then = f"trying again in {wait:.1f} s" if wait is not None else "will try again"
         self.log.warning("Worker %s: Redis unavailable (%s); %s", self.name, _describe(exc), then)
+
+
+class Scheduler(RQScheduler):
+    """RQ's scheduler, its loop in a thread of the worker instead of a forked process (see
+    the module's note). The worker's maintenance starts it again if it stopped (RQ's own
+    check of ``_process.is_alive()``); a Redis outage pauses it."""
+
+    def start(self) -> threading.Thread:
+        self._status = self.Status.STARTED
+        self._stop_requested = False
+        self._process = threading.Thread(target=self._loop, name="rq-scheduler", daemon=True)
+        self._process.start()
+        return self._process
+
+    def _loop(self) -> None:
+        self.register_birth()
+        while not self._stop_requested:
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except OUTAGE as exc:
+                self.log.warning("Scheduler: Redis unavailable (%s)", _describe(exc))
+            time.sleep(self.interval)
+        with contextlib.suppress(*OUTAGE):  # Redis gone: its locks expire on their own
+            self.stop()
 
 
 def _describe(exc: Exception) -> str:

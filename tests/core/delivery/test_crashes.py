@@ -117,3 +117,26 @@ def test_redis_flushed_mid_run_loses_nothing(crash_app, api):
     worker("--burst").communicate(timeout=60)
     assert statuses(crash_app, clinic) == [MessageStatus.SENT] * 5
     assert len(api.references()) == len(set(api.references())) == 5
+
+
+def test_a_killed_worker_leaves_no_process_holding_the_database(crash_app):
+    """RQ's scheduler used to run in a process forked from the worker, copying its open
+    database connections (the sweeper's, mid-transaction): killed, the worker left that
+    process holding the transaction and its locks for ever, and every TRUNCATE or migration
+    waited on it. The scheduler is a thread now: nothing of a killed worker stays."""
+    running = worker()  # not burst: its sweeper thread and its scheduler run
+    try:
+        redis = Redis.from_url(REDIS_URL)
+        wait_until(lambda: redis.keys("rq:scheduler-lock:*"))  # the scheduler took its queues
+        time.sleep(1.5)  # a few sweeps meanwhile
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(running.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert children == [], "the worker forked a process"
+    finally:
+        subprocess.run(["pkill", "-KILL", "--parent", str(running.pid)], check=False)
+        running.send_signal(signal.SIGKILL)
+        running.communicate(timeout=10)
+    with crash_app.app_context(), db.engine.begin() as conn:  # nobody holds these tables
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+        conn.exec_driver_sql("LOCK TABLE messages, plugin_settings IN ACCESS EXCLUSIVE MODE")
