@@ -267,9 +267,10 @@ def route_through_twilio(app, channel: str, fake, number: str) -> None:
         db.session.commit()
 
 
-def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
+def process_env(plugins: tuple[str, ...], config: dict | None = None) -> dict[str, str]:
     """The environment of a process of the app (a worker, a producer) on the test database
-    and Redis, with ``plugins``."""
+    and Redis, with ``plugins`` and the settings of ``config`` (``{"NAME": value}``, given as
+    ``RELAIS_NAME``)."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -279,14 +280,18 @@ def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
         "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
+        **{f"RELAIS_{name}": json.dumps(value) for name, value in (config or {}).items()},
     }
 
 
-def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
-    """A real ``relais worker`` process on the test database and Redis, with ``plugins``."""
+def start_worker(
+    plugins: tuple[str, ...], *args: str, config: dict | None = None
+) -> subprocess.Popen:
+    """A real ``relais worker`` process on the test database and Redis, with ``plugins``
+    (and ``config``: see :func:`process_env`)."""
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "relais"), "worker", *args],
-        env=process_env(plugins),
+        env=process_env(plugins, config),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

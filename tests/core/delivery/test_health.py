@@ -2,18 +2,40 @@
 others of its priority, gets it back step by step once it recovers, and operators read each
 shift, and why, on the console's Delivery page."""
 
+import itertools
 import random
+import re
+import signal
+import subprocess
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
+from core.app import create_app
+from core.clinic import settings
+from core.clinic.models import Patient
 from core.db import db, new_id, utcnow
-from core.delivery import health, kpis, routing
+from core.delivery import health, kpis, outbox, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from tenants.scoping import system_scope, tenant_scope
 from tests.browser.test_clinic import make_operator
-from tests.worlds import client_for, log_in, make_clinic, make_message, make_patient
+from tests.fakes.app_server import AppServer
+from tests.fakes.infobip import API_KEY as INFOBIP_KEY
+from tests.fakes.infobip import FakeInfobip
+from tests.fakes.twilio import FakeTwilio
+from tests.worlds import (
+    TEST_CONFIG,
+    HostClient,
+    client_for,
+    log_in,
+    make_clinic,
+    make_message,
+    make_patient,
+    start_worker,
+    wait_until,
+)
 
 PLUGINS = ("fr", "sms_twilio", "sms_infobip")
 
@@ -147,3 +169,186 @@ def test_the_delivery_page_lists_failures_by_reason_without_numbers(app):
     assert "data-refresh" not in console.get(
         "/kpis?window=custom&from=2026-01-01T00:00&to=2026-01-02T00:00"
     ).get_data(as_text=True)
+
+
+# --- end to end: a loopback provider slows down, then recovers ---------------------------------
+
+# The providers' slowness is real (the fake Twilio holds its delivery reports); the sweeper's
+# health step is called with its clock minutes ahead, as it runs in a deployment once a
+# minute, so that "5 minutes late" needs no 5 minutes of waiting. The rules are the
+# defaults; only the workers read the factors at every choice instead of every 30 s.
+QUICK = {"HEALTH_REMEMBER_SECONDS": 0}
+WORKER_PLUGINS = (
+    "plugins.channels.sms_infobip.plugin",
+    "plugins.channels.sms_twilio.plugin",
+    "plugins.regulations.fr.plugin",
+)
+SECRET = "a-webhook-secret-set-by-the-operator"
+NUMBERS = itertools.count()  # each message its own text: a provider taking one twice shows
+
+
+@pytest.fixture(scope="module")
+def quick_app(app):
+    """The app serving the providers' webhooks and the console."""
+    application = create_app({**TEST_CONFIG, "PLUGINS": WORKER_PLUGINS, **QUICK})
+    application.test_client_class = HostClient
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def providers(quick_app):
+    """A French clinic whose SMS go half through a loopback Twilio, half through a loopback
+    Infobip (both of priority 1, weight 100), their reports posted to the app over HTTP."""
+    with (
+        AppServer(quick_app) as server,
+        FakeTwilio(post=server.post) as twilio,
+        FakeInfobip(post=server.post) as infobip,
+    ):
+        infobip.report_delay = 0.05  # its reports leave at once
+        clinic = make_clinic(quick_app, "demo", "FR", plugins=PLUGINS)
+        with quick_app.app_context(), system_scope():
+            settings.save(
+                "FR",
+                "sms_twilio",
+                {
+                    "account_sid": twilio.account_sid,
+                    "auth_token": twilio.auth_token,
+                    "sender": "+33939030101",
+                    "base_url": twilio.base_url,
+                },
+            )
+            settings.save(
+                "FR",
+                "sms_infobip",
+                {
+                    "api_key": INFOBIP_KEY,
+                    "base_url": infobip.url,
+                    "sender": "Relais",
+                    "webhook_secret": SECRET,
+                },
+            )
+            routing.set_route("FR", "twilio_sms", 1, 100)
+            routing.set_route("FR", "infobip_sms", 1, 100)
+            db.session.commit()
+        yield clinic, twilio, infobip
+        twilio.release_callbacks()
+        assert twilio.duplicates() == {} and infobip.duplicates() == []
+
+
+@pytest.fixture
+def workers():
+    """Two real ``relais worker`` processes (each with its sweeper)."""
+    running = [start_worker(WORKER_PLUGINS, config=QUICK) for _ in range(2)]
+    yield running
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        print("relais worker:", output)
+
+
+class Carried:
+    """Twilio's share of the messages the two fakes took, counted afresh at each call."""
+
+    def __init__(self, twilio, infobip):
+        self.twilio, self.infobip = twilio, infobip
+        self.before = self.counts()
+
+    def counts(self) -> tuple[int, int]:
+        return len(self.twilio.messages), len(self.infobip.accepted())
+
+    def twilio_share(self) -> float:
+        now = self.counts()
+        twilio, infobip = (n - b for n, b in zip(now, self.before, strict=True))
+        self.before = now
+        return twilio / (twilio + infobip)
+
+
+def send_many(app, clinic, patients, count: int) -> list:
+    """``count`` SMS confirmations (committed ten at a time, as requests would); returns once
+    a provider took every one of them (``sent``, or ``delivered`` already)."""
+    ids = []
+    with app.app_context(), tenant_scope(clinic.id):
+        for n in range(count):
+            who = db.session.get(Patient, (clinic.id, patients[n % len(patients)].id))
+            text = f"Votre rendez-vous n° {next(NUMBERS)} du 4 mai est confirmé."
+            ids.append(outbox.send(clinic, who, "transactional", text, {}, ["sms"]).id)
+            if n % 10 == 9 or n == count - 1:
+                db.session.commit()
+    wait_until(lambda: sum(waiting(app, clinic, ids, "sent", "delivered").values()) == count)
+    return ids
+
+
+def waiting(app, clinic, ids, *statuses) -> dict[str, int]:
+    """How many of the messages ``ids`` have one of ``statuses``, by provider."""
+    with app.app_context(), tenant_scope(clinic.id):
+        return dict(
+            db.session.execute(
+                sa.select(Message.provider, sa.func.count())
+                .where(Message.id.in_(ids), Message.status.in_(statuses))
+                .group_by(Message.provider)
+            ).all()
+        )
+
+
+def shifts(app) -> list[tuple[str, float, float]]:
+    """The traffic shifts so far, oldest first."""
+    with app.app_context(), system_scope():
+        return [(e.provider, e.factor_from, e.factor_to) for e in health.recent_events()][::-1]
+
+
+def test_a_loopback_provider_that_slows_down_loses_its_traffic_then_gets_it_back(
+    quick_app, providers, workers
+):
+    clinic, twilio, infobip = providers
+    patients = [make_patient(quick_app, clinic, phone=f"06123{n:05d}") for n in range(10)]
+    carried = Carried(twilio, infobip)
+
+    # Both healthy: equal weights, the traffic split evenly (counted at the providers), every
+    # message delivered in seconds.
+    first = send_many(quick_app, clinic, patients, 80)
+    assert 0.25 < carried.twilio_share() < 0.75
+    wait_until(lambda: waiting(quick_app, clinic, first, "sent") == {})
+    start = utcnow()
+    assert rebalance(quick_app, start + timedelta(minutes=1)) == 0
+
+    # Twilio slows down: it takes messages, answers, but holds their delivery reports.
+    twilio.hold_callbacks()
+    slow = send_many(quick_app, clinic, patients, 40)
+    wait_until(lambda: set(waiting(quick_app, clinic, slow, "sent")) == {"twilio_sms"})
+    # The sweeper's next passes: 5 minutes on, Twilio's reports are still missing.
+    assert rebalance(quick_app, start + timedelta(minutes=6)) == 1
+    assert shifts(quick_app) == [("twilio_sms", 1.0, 0.1)]
+    slow += send_many(quick_app, clinic, patients, 60)
+    assert carried.twilio_share() < 0.3  # 10 % of its weight: about 1 message in 11
+    assert rebalance(quick_app, start + timedelta(minutes=7)) == 0  # still slow
+
+    # It recovers: the reports it held arrive, and new ones come at once. Measured minute after
+    # minute, it gets its weight back step by step.
+    twilio.release_callbacks()
+    wait_until(lambda: waiting(quick_app, clinic, slow, "sent") == {})
+    for minute in (8, 9, 10):
+        assert rebalance(quick_app, start + timedelta(minutes=minute)) == 1
+    assert shifts(quick_app) == [
+        ("twilio_sms", 1.0, 0.1),
+        ("twilio_sms", 0.1, 0.4),
+        ("twilio_sms", 0.4, 0.7),
+        ("twilio_sms", 0.7, 1.0),
+    ]
+    send_many(quick_app, clinic, patients, 80)
+    assert 0.25 < carried.twilio_share() < 0.75
+
+    # Operators read each shift and why on the Delivery page.
+    console = client_for(quick_app, "operator")
+    log_in(console, make_operator(quick_app))
+    page = console.get("/kpis").get_data(as_text=True)
+    assert page.count("twilio_sms") >= 5  # its measure, the chart, four shifts
+    assert re.search(r"of its \d+ messages of the last 15 minutes were slow or failed", page)
+    assert "recovering: 0.0% slow or failed of" in page
