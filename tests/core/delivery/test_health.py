@@ -173,11 +173,11 @@ def test_the_delivery_page_lists_failures_by_reason_without_numbers(app):
 
 # --- end to end: a loopback provider slows down, then recovers ---------------------------------
 
-# The providers' slowness is real (the fake Twilio holds its delivery reports); the sweeper's
-# health step is called with its clock minutes ahead, as it runs in a deployment once a
-# minute, so that "5 minutes late" needs no 5 minutes of waiting. The rules are the
-# defaults; only the workers read the factors at every choice instead of every 30 s.
-QUICK = {"HEALTH_REMEMBER_SECONDS": 0}
+# The provider's slowness is real (the fake Twilio holds its delivery reports); the sweeper's
+# health step (the one the worker's sweeper runs once a minute) is called here with its clock
+# minutes ahead, so that "5 minutes late" needs no 5 minutes of waiting. The rules are the
+# defaults; only the worker reads the factors at each choice of a provider, not every 30 s.
+FRESH_FACTORS = {"HEALTH_REMEMBER_SECONDS": 0}
 WORKER_PLUGINS = (
     "plugins.channels.sms_infobip.plugin",
     "plugins.channels.sms_twilio.plugin",
@@ -188,9 +188,9 @@ NUMBERS = itertools.count()  # each message its own text: a provider taking one 
 
 
 @pytest.fixture(scope="module")
-def quick_app(app):
+def health_app(app):
     """The app serving the providers' webhooks and the console."""
-    application = create_app({**TEST_CONFIG, "PLUGINS": WORKER_PLUGINS, **QUICK})
+    application = create_app({**TEST_CONFIG, "PLUGINS": WORKER_PLUGINS, **FRESH_FACTORS})
     application.test_client_class = HostClient
     yield application
     with application.app_context():
@@ -199,17 +199,17 @@ def quick_app(app):
 
 
 @pytest.fixture
-def providers(quick_app):
+def providers(health_app):
     """A French clinic whose SMS go half through a loopback Twilio, half through a loopback
     Infobip (both of priority 1, weight 100), their reports posted to the app over HTTP."""
     with (
-        AppServer(quick_app) as server,
+        AppServer(health_app) as server,
         FakeTwilio(post=server.post) as twilio,
         FakeInfobip(post=server.post) as infobip,
     ):
         infobip.report_delay = 0.05  # its reports leave at once
-        clinic = make_clinic(quick_app, "demo", "FR", plugins=PLUGINS)
-        with quick_app.app_context(), system_scope():
+        clinic = make_clinic(health_app, "demo", "FR", plugins=PLUGINS)
+        with health_app.app_context(), system_scope():
             settings.save(
                 "FR",
                 "sms_twilio",
@@ -239,19 +239,18 @@ def providers(quick_app):
 
 
 @pytest.fixture
-def workers():
-    """Two real ``relais worker`` processes (each with its sweeper)."""
-    running = [start_worker(WORKER_PLUGINS, config=QUICK) for _ in range(2)]
+def health_worker():
+    """A real ``relais worker`` process (with its sweeper), reading the factors at each
+    choice of a provider."""
+    running = start_worker(WORKER_PLUGINS, config=FRESH_FACTORS)
     yield running
-    for process in running:
-        process.send_signal(signal.SIGTERM)
-    for process in running:
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print("relais worker:", output)
+    running.send_signal(signal.SIGTERM)
+    try:
+        output, _ = running.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        running.kill()
+        output, _ = running.communicate()
+    print("relais worker:", output)
 
 
 class Carried:
@@ -305,49 +304,49 @@ def shifts(app) -> list[tuple[str, float, float]]:
 
 
 def test_a_loopback_provider_that_slows_down_loses_its_traffic_then_gets_it_back(
-    quick_app, providers, workers
+    health_app, providers, health_worker
 ):
     clinic, twilio, infobip = providers
-    patients = [make_patient(quick_app, clinic, phone=f"06123{n:05d}") for n in range(10)]
+    patients = [make_patient(health_app, clinic, phone=f"06123{n:05d}") for n in range(10)]
     carried = Carried(twilio, infobip)
 
     # Both healthy: equal weights, the traffic split evenly (counted at the providers), every
     # message delivered in seconds.
-    first = send_many(quick_app, clinic, patients, 80)
+    first = send_many(health_app, clinic, patients, 80)
     assert 0.25 < carried.twilio_share() < 0.75
-    wait_until(lambda: waiting(quick_app, clinic, first, "sent") == {})
+    wait_until(lambda: waiting(health_app, clinic, first, "sent") == {})
     start = utcnow()
-    assert rebalance(quick_app, start + timedelta(minutes=1)) == 0
+    assert rebalance(health_app, start + timedelta(minutes=1)) == 0
 
     # Twilio slows down: it takes messages, answers, but holds their delivery reports.
     twilio.hold_callbacks()
-    slow = send_many(quick_app, clinic, patients, 40)
-    wait_until(lambda: set(waiting(quick_app, clinic, slow, "sent")) == {"twilio_sms"})
+    slow = send_many(health_app, clinic, patients, 40)
+    wait_until(lambda: set(waiting(health_app, clinic, slow, "sent")) == {"twilio_sms"})
     # The sweeper's next passes: 5 minutes on, Twilio's reports are still missing.
-    assert rebalance(quick_app, start + timedelta(minutes=6)) == 1
-    assert shifts(quick_app) == [("twilio_sms", 1.0, 0.1)]
-    slow += send_many(quick_app, clinic, patients, 60)
+    assert rebalance(health_app, start + timedelta(minutes=6)) == 1
+    assert shifts(health_app) == [("twilio_sms", 1.0, 0.1)]
+    slow += send_many(health_app, clinic, patients, 60)
     assert carried.twilio_share() < 0.3  # 10 % of its weight: about 1 message in 11
-    assert rebalance(quick_app, start + timedelta(minutes=7)) == 0  # still slow
+    assert rebalance(health_app, start + timedelta(minutes=7)) == 0  # still slow
 
     # It recovers: the reports it held arrive, and new ones come at once. Measured minute after
     # minute, it gets its weight back step by step.
     twilio.release_callbacks()
-    wait_until(lambda: waiting(quick_app, clinic, slow, "sent") == {})
+    wait_until(lambda: waiting(health_app, clinic, slow, "sent") == {})
     for minute in (8, 9, 10):
-        assert rebalance(quick_app, start + timedelta(minutes=minute)) == 1
-    assert shifts(quick_app) == [
+        assert rebalance(health_app, start + timedelta(minutes=minute)) == 1
+    assert shifts(health_app) == [
         ("twilio_sms", 1.0, 0.1),
         ("twilio_sms", 0.1, 0.4),
         ("twilio_sms", 0.4, 0.7),
         ("twilio_sms", 0.7, 1.0),
     ]
-    send_many(quick_app, clinic, patients, 80)
+    send_many(health_app, clinic, patients, 80)
     assert 0.25 < carried.twilio_share() < 0.75
 
     # Operators read each shift and why on the Delivery page.
-    console = client_for(quick_app, "operator")
-    log_in(console, make_operator(quick_app))
+    console = client_for(health_app, "operator")
+    log_in(console, make_operator(health_app))
     page = console.get("/kpis").get_data(as_text=True)
     assert page.count("twilio_sms") >= 5  # its measure, the chart, four shifts
     assert re.search(r"of its \d+ messages of the last 15 minutes were slow or failed", page)
