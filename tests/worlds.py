@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -297,3 +298,15 @@ def start_worker(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """Stop a worker of :func:`start_worker` as a deployment does (SIGTERM: it finishes its
+    job), killed if it does not within 20 s; print what it said (the test's output)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    print("relais worker:", output)

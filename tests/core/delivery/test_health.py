@@ -5,8 +5,6 @@ shift, and why, on the console's Delivery page."""
 import itertools
 import random
 import re
-import signal
-import subprocess
 from collections import Counter
 from datetime import timedelta
 
@@ -34,6 +32,7 @@ from tests.worlds import (
     make_message,
     make_patient,
     start_worker,
+    stop_worker,
     wait_until,
 )
 
@@ -244,13 +243,7 @@ def health_worker():
     choice of a provider."""
     running = start_worker(WORKER_PLUGINS, config=FRESH_FACTORS)
     yield running
-    running.send_signal(signal.SIGTERM)
-    try:
-        output, _ = running.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        running.kill()
-        output, _ = running.communicate()
-    print("relais worker:", output)
+    stop_worker(running)
 
 
 class Carried:
