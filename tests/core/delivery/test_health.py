@@ -138,6 +138,58 @@ def test_failures_count_and_a_provider_alone_in_its_tier_keeps_its_traffic(app):
     assert rebalance(app, now + timedelta(minutes=1)) == 0
 
 
+@pytest.fixture
+def strict(app):
+    """An app of a deployment with rules of its own."""
+    application = create_app(
+        {
+            **TEST_CONFIG,
+            "HEALTH_WINDOW_SECONDS": 120,
+            "HEALTH_SLOW_SECONDS": 30,
+            "HEALTH_THRESHOLD": 0.5,
+            "HEALTH_MIN_SAMPLE": 4,
+            "HEALTH_EVERY_SECONDS": 10,
+        }
+    )
+    application.test_client_class = HostClient
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_deployment_sets_its_own_rules_and_the_page_states_them(strict):
+    clinic = make_clinic(strict, "demo", "FR", plugins=PLUGINS)
+    patient = make_patient(strict, clinic)
+    with strict.app_context(), system_scope():
+        routing.set_route("FR", "twilio_sms", 1, 100)
+        routing.set_route("FR", "infobip_sms", 1, 100)
+        db.session.commit()
+    now = utcnow()
+    # Twilio: 3 of its 5 receipts 40 s late (slow here); Infobip: 3 messages 3 minutes ago
+    # (out of the window), all 40 s late.
+    sent(
+        strict, clinic, patient, "twilio_sms", 3, now - timedelta(seconds=90), timedelta(seconds=40)
+    )
+    sent(
+        strict, clinic, patient, "twilio_sms", 2, now - timedelta(seconds=90), timedelta(seconds=5)
+    )
+    sent(
+        strict, clinic, patient, "infobip_sms", 3, now - timedelta(minutes=3), timedelta(seconds=40)
+    )
+    assert rebalance(strict, now) == 1
+    assert shifts(strict) == [("twilio_sms", 1.0, 0.1)]
+    assert rebalance(strict, now + timedelta(seconds=5)) == 0  # every 10 s at most
+    assert rebalance(strict, now + timedelta(minutes=2)) == 1  # out of the window: back
+
+    console = client_for(strict, "operator")
+    log_in(console, make_operator(strict))
+    page = console.get("/kpis").get_data(as_text=True)
+    assert "over a sliding window of 2 minutes" in page and "(10 seconds)" in page
+    assert "at least 4 and 50.0% or more" in page and "more than 30 seconds" in page
+    assert "of its 5 messages of the last 2 minutes were slow or failed" in page
+
+
 def test_the_delivery_page_lists_failures_by_reason_without_numbers(app):
     clinic = make_clinic(app, "demo", "FR", plugins=("fr", "outbox"))
     patient = make_patient(app, clinic)
