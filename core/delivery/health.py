@@ -2,8 +2,9 @@
 back as it recovers (as GOV.UK Notify moves SMS between its providers).
 
 Once a minute (a pass of the sweeper), for each provider, the messages it took in the last
-15 minutes are measured: the share of them that failed, or were delivered more than 5 minutes
-after they were sent, or are still waiting for their receipt 5 minutes after. At 15 % or more
+15 minutes, and its calls that failed meanwhile (5xx, timeouts), are measured: the share of
+them that failed, or were delivered more than 5 minutes after they were sent, or are still
+waiting for their receipt 5 minutes after. At 15 % or more
 (over at least 20 messages), the provider keeps :data:`FLOOR` of its configured weight:
 enough to see it recover. Under half the threshold, it gets back :data:`STEP` of its weight a
 minute until it carries all of it. Each change is an event operators read on the console's
@@ -26,7 +27,13 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql
 
 from core.db import db, new_id, utcnow
-from core.delivery.models import Message, MessageStatus, ProviderHealth, ProviderHealthEvent
+from core.delivery.models import (
+    Attempt,
+    Message,
+    MessageStatus,
+    ProviderHealth,
+    ProviderHealthEvent,
+)
 from core.delivery.providers import declared_providers
 
 FLOOR = 0.1
@@ -105,7 +112,15 @@ def rebalance_if_due(now: datetime | None = None) -> int:
 
 
 def measure(now: datetime) -> dict[str, tuple[int, int]]:
-    """Per provider: (messages it took in the window, those slow or failed)."""
+    """Per provider: (messages it took in the window and calls it did not answer as it should,
+    those of them slow or failed).
+
+    A call that failed for the provider's sake (a 5xx, throttling, a timeout: the
+    dispatcher's ``UNANSWERED``) counts even when the message then went by a retry or another
+    provider; a refusal of the message itself (an invalid number) does not.
+    """
+    from core.delivery.dispatch import UNANSWERED  # dispatch imports routing, which imports us
+
     judged = rules()
     reports = {name for name, p in declared_providers().items() if not _silent(p.provider)}
     late = sa.or_(
@@ -138,7 +153,16 @@ def measure(now: datetime) -> dict[str, tuple[int, int]]:
         )
         .group_by(Message.provider)
     )
-    return {provider: (total, bad) for provider, total, bad in rows}
+    found = {provider: (total, bad) for provider, total, bad in rows}
+    unanswered = db.session.execute(
+        sa.select(Attempt.provider, sa.func.count())
+        .where(Attempt.at >= now - judged.window, Attempt.outcome.in_(UNANSWERED))
+        .group_by(Attempt.provider)
+    )
+    for provider, calls in unanswered:
+        total, bad = found.get(provider, (0, 0))
+        found[provider] = (total + calls, bad + calls)
+    return found
 
 
 def rebalance(now: datetime) -> int:
