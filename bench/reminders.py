@@ -154,11 +154,6 @@ def schedule_slice(config: dict, index: int, processes: int, batch: int, counter
                 service.schedule_many(tenant, rows)
             db.session.commit()
             db.session.expunge_all()
-            if at == 0:  # plans made on empty tables scan a clinic's index: make them again
-                db.session.execute(sa.text("ANALYZE messages, message_events, reminders"))
-                db.session.commit()
-                db.session.remove()
-                db.engine.dispose()
             with counter.get_lock():
                 counter.value += len(rows)
 
@@ -232,7 +227,6 @@ def main(argv=None) -> int:
             sa.text("SELECT count(*) FROM messages WHERE status = 'scheduled'")
         ).scalar()
         linked = db.session.execute(sa.text("SELECT count(*) FROM reminders")).scalar()
-        db.session.execute(sa.text("ANALYZE messages"))
         db.session.commit()
     with app.app_context():
         clock = time.monotonic()

@@ -2,6 +2,7 @@
 
     python -m bench.vaccination                      # 2,000 centres, 8 weeks, 10,000 slots
     python -m bench.vaccination --centres 500 --seconds 5 --attempts 300   # a reduced run
+    python -m bench.vaccination --centres 200 --import-only   # the import's CPU, quickly
 
 It builds its own world (bench/pipeline.py's ``fresh_app``): a PostgreSQL database dropped,
 created and migrated, a French clinic ``banc`` with the vaccination feature, one vaccine of
@@ -9,7 +10,9 @@ two doses. Then:
 
 1. Set-up: a CSV of ``--centres`` centres with ``--weeks`` weeks of opening days (one row a
    centre and day: 2,000 x 56 = 112,000 rows) imported as ``relais vaccination
-   import-centres`` does (read, checked, written in bulk, committed): seconds, rows/s.
+   import-centres`` does (read, checked, written in bulk, committed): seconds, rows/s, and
+   the CPU seconds of the bench's process and of its PostgreSQL backend (what to compare on
+   a shared machine, where wall time depends on the neighbours).
 2. Bookings per second: ``--attempts`` bookings of both doses through ``POST
    /api/v1/vaccination/bookings`` from ``--clients`` threads against gunicorn (``--workers``
    x ``--threads``), each a patient of its own on a centre with ``--slots`` open places.
@@ -116,17 +119,35 @@ def centres_csv(centres: int, weeks: int, start: date) -> str:
     return out.getvalue()
 
 
-def timed_import(app, tenant, args) -> tuple[float, int]:
+def server_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend used so far, when it runs on this
+    machine; None elsewhere. On a shared machine it says more than wall time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_import(app, tenant, args) -> tuple[float, int, float, float | None]:
+    """Import the CSV: wall seconds, rows, CPU seconds of this process and of its server
+    backend (None when the server is not on this machine)."""
     text = centres_csv(args.centres, args.weeks, date.today() + timedelta(days=1))
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
         f.write(text)
     try:
-        started = time.perf_counter()
         with app.app_context(), tenant_scope(tenant.id), open(f.name, encoding="utf-8") as file:
+            backend = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+            server, cpu = server_cpu(backend), time.process_time()
+            started = time.perf_counter()
             report = importer.run(tenant, importer.read(file))
             assert not report.errors, report.errors[:3]
             db.session.commit()
-        return time.perf_counter() - started, report.openings
+            elapsed = time.perf_counter() - started
+            after = server_cpu(backend)
+        server = after - server if after is not None and server is not None else None
+        return elapsed, report.openings, time.process_time() - cpu, server
     finally:
         os.unlink(f.name)
 
@@ -345,19 +366,25 @@ def main(argv=None) -> int:
     parser.add_argument("--database-url", default=DATABASE_URL)
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--import-only", action="store_true", help="measure the import, not the bookings"
+    )
     args = parser.parse_args(argv)
     children = Children(Path(tempfile.mkdtemp(prefix="relais-bench-vaccination-")))
     app = None
     try:
         config, app, tenant = build(args)
-        seconds, rows = timed_import(app, tenant, args)
+        seconds, rows, cpu, server = timed_import(app, tenant, args)
         verdict = "under" if seconds < TARGET_IMPORT_SECONDS else "OVER"
         print(
             f"import: {args.centres} centres x {args.weeks} weeks = {rows} opening days in "
             f"{seconds:.1f} s ({rows / seconds:,.0f} rows/s), {verdict} the "
-            f"{TARGET_IMPORT_SECONDS} s target",
+            f"{TARGET_IMPORT_SECONDS} s target; CPU: {cpu:.1f} s here, "
+            + (f"{server:.1f} s in PostgreSQL" if server is not None else "PostgreSQL's unknown"),
             flush=True,
         )
+        if args.import_only:
+            return 0
         centre, vaccine, firsts, seconds_, patients, token = world_for_bookings(app, tenant, args)
         cookies = sessions(app, tenant, patients[args.attempts :])
         config = {**config, "SESSION_COOKIE_SECURE": False}

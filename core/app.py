@@ -61,6 +61,7 @@ class RelaisState:
     plugins: PluginHost
     channels: dict = field(default_factory=dict)  # provider name -> DeclaredProvider
     blueprint_owners: dict = field(default_factory=dict)  # blueprint name -> plugin name
+    console_pages: list = field(default_factory=list)  # the plugins' ConsolePage, in order
     fernet: object = None
     redis: object = None
     budgets: object = None  # the clinics' sending budgets (core.delivery.limits)
@@ -143,8 +144,17 @@ def _register_plugin_parts(app: Flask, state: RelaisState) -> None:
         app.register_blueprint(blueprint)
         state.blueprint_owners[blueprint.name] = plugin
 
+    console_blueprints = set()
+    for _plugin, page in state.plugins.collect("relais_register_console_pages"):
+        if page.blueprint.name not in app.blueprints:
+            app.register_blueprint(page.blueprint, subdomain=resolution.OPERATOR)
+        console_blueprints.add(page.blueprint.name)
+        state.console_pages.append(page)
+
     @app.before_request
     def guard_plugin_routes():
+        if request.blueprint in console_blueprints:  # the console's door: operators only
+            return console.require_operator()
         owner = state.blueprint_owners.get(request.blueprint or "")
         if not owner:
             return None
@@ -166,6 +176,7 @@ def _register_page_context(app: Flask) -> None:
             return {
                 "tenant": None,
                 "menu": [],
+                "console_menu": app.extensions["relais"].console_pages,
                 "settings_menu": [],
                 "country_profile": None,
                 "main_site": resolution.on_main_domain(),  # the sign-up pages

@@ -46,6 +46,12 @@ class Config:
     # How long a process keeps the configuration it read (plugins enabled, routes, plugin
     # settings) before reading it again; a change saved in the process is seen at once.
     CONFIG_SECONDS = 5
+    # A job of a suspended clinic (a campaign's, a plugin's) waits this long, then looks again.
+    SUSPENDED_RECHECK_SECONDS = 60
+    # Host names answered without DNS where Relais connects to a clinic's own address (status
+    # callbacks), as curl's --resolve: {"name": ["address", ...], "*": [...] for any other
+    # name}; an empty list means "not found". Unset: DNS answers (the tests pin every name).
+    RESOLVE = None
     # Provider health (core/delivery/health.py): once every HEALTH_EVERY_SECONDS, each
     # provider's messages of the last HEALTH_WINDOW_SECONDS are measured; at HEALTH_THRESHOLD
     # or more of at least HEALTH_MIN_SAMPLE slow (a receipt later than HEALTH_SLOW_SECONDS)

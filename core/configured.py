@@ -1,4 +1,5 @@
-"""What operators configure (plugins enabled, routes, settings), remembered per process.
+"""What operators configure (plugins enabled, routes, settings, suspended clinics),
+remembered per process.
 
 Every request and job reads the same few rows (the plugins enabled for the clinic and its
 country, the SMS routes, a plugin's settings): 8 of the 18 statements of a
@@ -39,6 +40,7 @@ _TABLES = frozenset(
         "plugin_settings",
         "deployment_settings",
         "clinic_settings",
+        "tenants",  # which clinics are suspended (core.delivery.jobs.is_suspended)
     }
 )
 

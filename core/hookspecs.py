@@ -151,6 +151,22 @@ def relais_register_blueprints():
 
 
 @hookspec
+def relais_register_console_pages():
+    """Give a feature's pages for operators, in the operator console. Collected once at
+    start-up.
+
+    The core mounts each page's blueprint on the console's subdomain
+    (``operator.<domain>``), behind the console's own door: operators only (anyone else gets
+    a 404), in the system scope (every clinic's rows visible: enter one clinic's scope to act
+    for it). Its forms carry the CSRF token as every page's do, and its templates extend
+    ``console/layout.html``. Each page's ``label`` and ``endpoint`` make an entry of the
+    console's navigation.
+
+    :return: a list of :class:`core.plugins.ConsolePage`.
+    """
+
+
+@hookspec
 def relais_seed_demo(tenant):
     """Add a feature's sample data to the demo clinic (``relais demo``).
 

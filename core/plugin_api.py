@@ -28,6 +28,7 @@ from core.clinic.patients import (
     find_patient,
     mark_reviewed,
     search_patients,
+    sex_labels,
 )
 from core.clinic.settings import Setting, plugin_setting, save_clinic, yes_no
 from core.clinic.settings import clinic_choices as clinic_setting_choices
@@ -78,7 +79,7 @@ from core.delivery.routing import best_channels, configured_routes
 from core.delivery.sms import segments as sms_segments
 from core.delivery.templates import names_used as template_names
 from core.delivery.templates import unknown_variables as unknown_template_variables
-from core.errors import Conflict, DomainError, NotFound, ValidationError
+from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from core.extensions import csrf, limiter
 from core.hookspecs import hookspec
 from core.i18n import (
@@ -93,6 +94,7 @@ from core.i18n import (
     phrase_date,
 )
 from core.plugins import (
+    ConsolePage,
     DashboardAction,
     DashboardItem,
     DashboardLine,
@@ -101,7 +103,7 @@ from core.plugins import (
     hooks_for,
 )
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
-from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
+from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES, SEXES
 from core.web.api import authenticate as authenticate_api_key
 from core.web.auth import login_limit, pending_account
 from core.web.cli import fail, tenant_option
@@ -119,6 +121,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "MenuItem",
+    "ConsolePage",
     "DashboardItem",
     "DashboardLine",
     "DashboardAction",
@@ -153,6 +156,7 @@ __all__ = [
     "CHANNELS",
     "PURPOSES",
     "LANGUAGES",
+    "SEXES",
     # regulations
     "CountryProfile",
     "Verdict",
@@ -185,6 +189,7 @@ __all__ = [
     "ConsentMethod",
     "create_patient",
     "attribute_labels",
+    "sex_labels",
     "find_patient",
     "search_patients",
     "mark_reviewed",
@@ -248,5 +253,6 @@ __all__ = [
     "DomainError",
     "ValidationError",
     "NotFound",
+    "Forbidden",
     "Conflict",
 ]

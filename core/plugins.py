@@ -127,6 +127,17 @@ class MenuItem:
 
 
 @dataclass(frozen=True)
+class ConsolePage:
+    """A feature's page in the operator console (see ``relais_register_console_pages``):
+    the blueprint holding its routes, and the entry of the console's navigation, ``label``
+    linking to ``endpoint`` (a route of that blueprint)."""
+
+    blueprint: Any
+    label: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
 class DashboardAction:
     """A button of a :class:`DashboardLine`: a form POSTed (with its CSRF token) to ``url``,
     e.g. a patient's "Confirm" of an appointment on their home page. The route answers with

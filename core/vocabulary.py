@@ -12,6 +12,9 @@ CHANNELS = ("sms", "email", "push", "voice")
 # Channels that reach a patient at their phone number.
 PHONE_CHANNELS = ("sms", "voice")
 
+# A patient's sex as FHIR's administrative gender (``Patient.gender``), in this order on pages.
+SEXES = ("female", "male", "other", "unknown")
+
 # The worker's queues, in strict priority order: it always takes from the first non-empty one.
 QUEUES = ("otp", "transactional", "reminders", "bulk")
 

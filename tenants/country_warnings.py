@@ -2,7 +2,8 @@
 
 The core warns of a country with clinics but no regulation plugin (its clinics can send only
 transactional messages: :func:`core.delivery.outbox.judge` fails closed); the plugins enabled
-for a country add their own warnings (``relais_country_warnings``).
+for a country add their own warnings (``relais_country_warnings``); a country open to self
+sign-up without a plugin proving phones (``relais_activation_step``) is warned of too.
 """
 
 import sqlalchemy as sa
@@ -37,6 +38,17 @@ def country_warnings(country: Country, has_clinics: bool | None = None) -> list[
                 country=country_name(country.code),
             )
         )
+    if (
+        country.self_signup
+        and not hooks_for_country(country.code).relais_activation_step.get_hookimpls()
+    ):
+        found.append(
+            _(
+                "%(country)s: self sign-up is open, but no plugin enabled there proves a new "
+                "clinic's phone by a code (otp), so sign-ups are refused.",
+                country=country_name(country.code),
+            )
+        )
     if enabled:
         answers = hooks_for_country(country.code).each(
             "relais_country_warnings", country_code=country.code
@@ -55,9 +67,10 @@ def country_warnings(country: Country, has_clinics: bool | None = None) -> list[
 
 
 def all_country_warnings() -> list[str]:
-    """The warnings of every country with clinics or enabled plugins, by country name."""
+    """The warnings of every country with clinics, enabled plugins or open sign-up, by name."""
     with_clinics = set(db.session.scalars(sa.select(Tenant.country_code).distinct()))
     with_plugins = set(db.session.scalars(sa.select(CountryPlugin.country_code).distinct()))
+    with_plugins |= set(db.session.scalars(sa.select(Country.code).where(Country.self_signup)))
     found = []
     for country in db.session.scalars(
         sa.select(Country)

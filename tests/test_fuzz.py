@@ -44,6 +44,7 @@ from plugins.features import messaging
 from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
 from plugins.features.vaccination import waitlist
+from plugins.features.vaccination.models import Campaign as VaccinationCampaign
 from plugins.features.vaccination.models import Vaccine
 from tenants import provisioning
 from tenants.models import ProviderRoute, Tenant
@@ -105,7 +106,10 @@ PATH_VALUES = (
     "dose_id",
     "centre_id",
     "entry_id",
+    "vaccine_id",
+    "vaccination_campaign_id",
     "campaign_id",
+    "run",
     "action",
     "code",
 )
@@ -396,7 +400,7 @@ def world(app) -> World:
         "slug": clinic.slug,
         **thread,
         **vaccination,
-        "campaign_id": _campaign(app, clinic),
+        **_campaign(app, clinic),
         "action": "pause",
         "code": "FR",
     }
@@ -407,13 +411,18 @@ def world(app) -> World:
     empty_state(app)
 
 
-def _campaign(app, clinic) -> str:
-    """A draft campaign (the campaigns routes)."""
+def _campaign(app, clinic) -> dict[str, str]:
+    """A draft campaign, part of an operator's country-wide run (the campaigns routes)."""
     with app.app_context(), tenant_scope(clinic.id):
-        draft = Campaign(name="Fuzz", default_language="fr", templates={"fr": "Bonjour"})
+        draft = Campaign(
+            name="Fuzz",
+            default_language="fr",
+            templates={"fr": "Bonjour"},
+            country_run=uuid.uuid4(),
+        )
         db.session.add(draft)
         db.session.commit()
-        return str(draft.id)
+        return {"campaign_id": str(draft.id), "run": str(draft.country_run)}
 
 
 def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
@@ -442,8 +451,14 @@ def _vaccination(app, clinic, admin, bearer, patient) -> dict[str, str]:
         entry = waitlist.join(clinic, who, uuid.UUID(centre_id), uuid.UUID(vaccine_id))
         db.session.commit()
         entry_id = str(entry.id)
+        group = VaccinationCampaign(name="Over 65s", min_age=65, attributes=[])
+        db.session.add(group)
+        db.session.commit()
+        group_id = str(group.id)
     return {
         "entry_id": entry_id,
+        "vaccine_id": vaccine_id,
+        "vaccination_campaign_id": group_id,
         "series_id": booked.json["series"],
         "booking_id": dose,
         "dose_id": dose,

@@ -76,6 +76,13 @@ TEST_CONFIG = {
     "SECRET_KEY": "test-secret-key",
     "ENCRYPTION_KEYS": "uG1pZrSHn5QqvT0u0z0Ic3l6p1m5hWc4kLJj1b4yP3E=",
     "RATELIMIT_STORAGE_URI": "memory://",
+    # No test depends on DNS: names are pinned (callbacks check where a name leads).
+    "RESOLVE": {
+        "localhost": ["127.0.0.1", "::1"],
+        "nowhere.invalid": [],
+        "intranet.example": ["10.0.0.5"],
+        "*": ["93.184.215.14"],  # any other name: a public address
+    },
 }
 
 
@@ -281,6 +288,7 @@ def process_env(plugins: tuple[str, ...], config: dict | None = None) -> dict[st
         "RELAIS_ENCRYPTION_KEYS": TEST_CONFIG["ENCRYPTION_KEYS"],
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
+        "RELAIS_RESOLVE": json.dumps(TEST_CONFIG["RESOLVE"]),
         **{f"RELAIS_{name}": json.dumps(value) for name, value in (config or {}).items()},
     }
 

@@ -105,7 +105,9 @@ patient_practitioners = sa.Table(
 class Patient(TenantOwned, db.Model):
     __tablename__ = "patients"
     __table_args__ = (
-        sa.Index("ix_patients_tenant_last_name", "tenant_id", "last_name"),
+        # The list's whole order; wider than the primary key, so that the key is what
+        # PostgreSQL's checks of references to a patient use (migration 0021).
+        sa.Index("ix_patients_tenant_name", "tenant_id", "last_name", "first_name", "id"),
         # GIN on PostgreSQL (segments ask "tokens @> ARRAY[token]"); a plain one on SQLite.
         sa.Index("ix_patients_attribute_tokens", "attribute_tokens", postgresql_using="gin"),
         # One account per verified phone number in a clinic: logging in by code finds it.
@@ -125,6 +127,9 @@ class Patient(TenantOwned, db.Model):
     phone: Mapped[str | None] = mapped_column(sa.String(20))  # E.164
     email: Mapped[str | None] = mapped_column(sa.String(254))
     birth_date: Mapped[date | None]
+    # Administrative sex (FHIR ``gender``: female, male, other, unknown), or not given. Kept
+    # in clear, as the birth date: identity data campaigns filter on in SQL, not health data.
+    sex: Mapped[str | None] = mapped_column(sa.String(7))
     language: Mapped[str] = mapped_column(sa.String(10))
     timezone: Mapped[str] = mapped_column(sa.String(64))
     # A channel the patient asked for (e.g. "voice" when they cannot read a screen): it goes

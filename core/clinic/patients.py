@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import pgettext
 
 from core import phones
 from core import validation as check
@@ -14,7 +15,7 @@ from core.clinic.models import Patient, PatientAttribute, Role, User
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
-from core.vocabulary import CHANNELS, LANGUAGES
+from core.vocabulary import CHANNELS, LANGUAGES, SEXES
 from tenants import scoping
 from tenants.models import Tenant
 
@@ -24,6 +25,7 @@ FIELDS = (
     "phone",
     "email",
     "birth_date",
+    "sex",
     "language",
     "timezone",
     "preferred_channel",
@@ -41,6 +43,16 @@ def attribute_labels() -> dict[str, str]:
         PatientAttribute.CHRONIC_DISEASE: _("Chronic disease"),
         PatientAttribute.PREGNANCY_FOLLOW_UP: _("Pregnancy follow-up"),
         PatientAttribute.NEEDS_SUPPORT: _("Needs support"),
+    }
+
+
+def sex_labels() -> dict[str, str]:
+    """The words staff read for each sex a patient may have recorded."""
+    return {
+        "female": _("Female"),
+        "male": _("Male"),
+        "other": pgettext("sex", "Other"),
+        "unknown": _("Unknown"),
     }
 
 
@@ -204,6 +216,7 @@ def to_json(patient: Patient) -> dict[str, Any]:
         "phone": patient.phone,
         "email": patient.email,
         "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
+        "sex": patient.sex,
         "language": patient.language,
         "timezone": patient.timezone,
         "preferred_channel": patient.preferred_channel,
@@ -231,6 +244,11 @@ def _apply(tenant, patient: Patient, data: dict[str, Any], creating: bool) -> No
         patient.email = check.email(data["email"])
     if "birth_date" in data:
         patient.birth_date = check.birth_date(data["birth_date"])
+    if "sex" in data:
+        value = data["sex"] or None
+        if value is not None and value not in SEXES:
+            raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(SEXES)), "sex")
+        patient.sex = value
     if "language" in data:
         if data["language"] not in LANGUAGES:
             raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(LANGUAGES)), "language")

@@ -50,6 +50,10 @@ def deliver(message_ids: list[str]) -> int:
     Returns how many this call claimed.
     """
     tenant = db.session.get(Tenant, current_tenant_id())
+    if tenant.suspended_at is not None:
+        # Held, not failed: the messages stay due, and the sweeper pushes them again once
+        # the operator reactivates the clinic (it skips suspended clinics meanwhile).
+        return 0
     session = db.session()
     session.expire_on_commit = False  # the claimed rows are ours: no reload after each commit
     try:

@@ -2,18 +2,28 @@
 
 A job takes ids, not objects: ``enqueue(tenant, "pkg.module:function", *ids)``. The worker
 re-reads state from the database, so a job is safe to run twice.
+
+A job of a suspended clinic does not run: it is put back on its queue for
+``SUSPENDED_RECHECK_SECONDS`` later, and runs once the operator reactivates the clinic. The
+delivery job holds the clinic's messages itself (they stay due in the database).
 """
 
 import uuid
+from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import current_app
 from redis import Redis
-from rq import Queue
+from rq import Queue, get_current_job
 from werkzeug.utils import import_string
 
+from core import configured
 from core.db import db
 from core.vocabulary import QUEUES
+from tenants.models import Tenant
 from tenants.scoping import tenant_scope
+
+DELIVER = "core.delivery.dispatch:deliver"  # holds a suspended clinic's messages itself
 
 
 def redis() -> Redis:
@@ -66,8 +76,32 @@ def run(tenant_id: str, target: str, *args):
     # A fresh application context per job: nothing cached in ``g`` outlives the job.
     with current_app.app_context(), tenant_scope(uuid.UUID(tenant_id)):
         try:
+            if target != DELIVER and is_suspended(uuid.UUID(tenant_id)):
+                _hold(tenant_id, target, args)
+                return None
             result = function(*args)
             db.session.commit()
             return result
         finally:
             db.session.remove()
+
+
+def is_suspended(tenant_id: uuid.UUID) -> bool:
+    """Whether the operator suspended the clinic: read from the configuration the process
+    remembers (:mod:`core.configured`), so a job costs no query most of the time; another
+    process's suspension is seen within ``CONFIG_SECONDS``."""
+    return tenant_id in configured.remembered(("suspended",), _suspended_ids)
+
+
+def _suspended_ids() -> frozenset[uuid.UUID]:
+    return frozenset(
+        db.session.scalars(sa.select(Tenant.id).where(Tenant.suspended_at.is_not(None)))
+    )
+
+
+def _hold(tenant_id: str, target: str, args: tuple) -> None:
+    """Put a suspended clinic's job back on its queue, to look again later."""
+    job = get_current_job()
+    name = job.origin if job is not None and job.origin in QUEUES else "bulk"
+    later = timedelta(seconds=current_app.config["SUSPENDED_RECHECK_SECONDS"])
+    queue(name).enqueue_in(later, run, tenant_id, target, *args, job_timeout=600)

@@ -1,9 +1,9 @@
 """Per-clinic sending limits: messages a minute, and a day per channel.
 
-The operator sets them per country (``relais limits set --country FR``), and may give one
-clinic its own (``--clinic``); unset, there is no limit. Every purpose has a budget of its
-own of that size (``otp``, ``reminder``, ``campaign``...): a campaign that used its quota
-never holds back a login code or a reminder.
+The operator sets them per country (``relais limits set --country FR``, or the console's
+*Limits* page), and may give one clinic its own (``--clinic``); unset, there is no limit.
+Every purpose has a budget of its own of that size (``otp``, ``reminder``, ``campaign``...):
+a campaign that used its quota never holds back a login code or a reminder.
 
 A minute's budget is a token bucket (it refills continuously, ``per_minute`` tokens a
 minute, up to ``per_minute``); a day's is a counter per channel (the first of a message's
@@ -13,6 +13,7 @@ nodes share them. Without Redis (the embedded first run) they live in the proces
 process counts for itself (docs/operating.md, *Sending limits per clinic*).
 """
 
+import logging
 import math
 import threading
 from collections import Counter
@@ -20,28 +21,38 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from core.clinic import settings
+from core.clinic import audit, settings
+from core.clinic.models import ClinicSettings
 from core.clinic.settings import Setting
-from core.db import utcnow
+from core.db import db, utcnow
 from core.delivery import jobs
 from core.delivery.models import Message, MessageStatus
 from core.errors import DomainError, ValidationError
+from core.i18n import format_number
 from core.vocabulary import CHANNELS, PURPOSES
+from tenants.models import Tenant
+from tenants.scoping import tenant_scope
 
 NAME = "limits"  # where the values are stored, as a plugin's settings are
 
 
+MAXIMUM = 10_000_000  # messages: far above any clinic's, well inside what Redis counts
+
+
 def _count(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 20 else None
     except ValueError:
-        raise ValueError(_("A whole number from 0 (no limit).")) from None
-    if value < 0:
+        value = None
+    if value is None or value < 0:
         raise ValueError(_("A whole number from 0 (no limit)."))
+    if value > MAXIMUM:
+        raise ValueError(_("At most %(n)s.", n=format_number(MAXIMUM)))
     return value
 
 
@@ -99,9 +110,15 @@ def limits_for(tenant) -> dict[str, int]:
     }
 
 
-def set_limits(form: dict[str, str], country_code: str | None = None, tenant=None) -> dict:
+def set_limits(
+    form: dict[str, str], country_code: str | None = None, tenant=None, by: str = "operator"
+) -> dict:
     """Store limits for a country (or, with ``tenant``, that clinic's own); an empty value
-    goes back to the level above. :raises ValidationError: naming the value not understood."""
+    goes back to the level above; the change is audited (a clinic's in its audit log, by
+    ``by``; a country's in the ``relais.operators`` log).
+
+    :raises ValidationError: naming the value not understood; nothing is stored.
+    """
     known = {s.name for s in SETTINGS}
     unknown = set(form) - known
     if unknown:
@@ -113,8 +130,50 @@ def set_limits(form: dict[str, str], country_code: str | None = None, tenant=Non
     # The values not given stay as they were.
     form = {**{k: str(v) for k, v in before.items() if k in known}, **form}
     if tenant is not None:
-        return settings.save_clinic(tenant, NAME, form, declared=SETTINGS)
-    return settings.save(country_code, NAME, form, declared=SETTINGS)
+        with tenant_scope(tenant.id):
+            saved = settings.save_clinic(tenant, NAME, form, declared=SETTINGS)
+            audit.record("limits.set", tenant.id, _described(saved), by=by)
+        return saved
+    saved = settings.save(country_code, NAME, form, declared=SETTINGS)
+    logging.getLogger("relais.operators").info(
+        "%s set the sending limits of %s: %s", by, country_code, _described(saved)
+    )
+    return saved
+
+
+def remove_override(tenant, by: str = "operator") -> None:
+    """The clinic goes back to its country's limits (audited as :func:`set_limits`)."""
+    set_limits({s.name: "" for s in SETTINGS}, tenant=tenant, by=by)
+
+
+def _described(values: dict) -> str:
+    """Limits in a few words for the audit log: ``per_minute=600, per_day_sms=20000``."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "none of its own"
+
+
+@dataclass(frozen=True)
+class Override:
+    """A clinic's own limits, as the operator's page lists them."""
+
+    tenant: Any
+    own: dict[str, int]
+    used_today: int  # messages counted today, every budget together
+
+
+def overrides(country_code: str) -> list[Override]:
+    """The clinics of a country with limits of their own, by name (in the system scope)."""
+    found = db.session.scalars(
+        sa.select(Tenant)
+        .join(ClinicSettings, ClinicSettings.tenant_id == Tenant.id)
+        .where(ClinicSettings.plugin == NAME, Tenant.country_code == country_code)
+        .order_by(Tenant.name)
+    )
+    listed = []
+    for tenant in found:
+        own = settings.clinic_values(tenant, NAME)
+        if own:
+            listed.append(Override(tenant, own, sum(u.used for u in usage(tenant))))
+    return listed
 
 
 # --- taking -----------------------------------------------------------------------------------
@@ -302,4 +361,15 @@ def _store():
     return state.budgets
 
 
-__all__ = ["SETTINGS", "OverLimit", "country_limits", "limits_for", "set_limits", "take", "usage"]
+__all__ = [
+    "SETTINGS",
+    "OverLimit",
+    "Override",
+    "country_limits",
+    "limits_for",
+    "overrides",
+    "remove_override",
+    "set_limits",
+    "take",
+    "usage",
+]

@@ -55,7 +55,8 @@ class Message(TenantOwned, db.Model):
             ["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"
         ),
         sa.Index("ix_messages_due", "status", "next_attempt_at"),
-        sa.Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        # Holds the id: wider than the key, never chosen over it (migration 0021).
+        sa.Index("ix_messages_tenant_created", "tenant_id", "created_at", "id"),
         # The sweeper's look for sent messages awaiting a device's acknowledgement (push).
         sa.Index("ix_messages_sent", "status", "provider", "sent_at"),
         # A client's reference is unique per clinic and API key: a batch sent again creates

@@ -7,8 +7,9 @@ the password; the first login proves the phone by a code (the ``relais_activatio
 otp plugin) and enrols the authenticator app. The clinic runs with the plugins its country's
 operator enabled. Abuse limits: a few pending sign-ups per address and per phone (counted under
 a lock, so parallel requests cannot pass them together), and a rate per client address (the
-view's). Operators suspend a clinic (every page and API call of its subdomain answers 403) and
-reactivate it.
+view's). A sign-up whose invitation expired unused is removed by the sweeper, which frees its
+subdomain (:func:`release_expired_signups`). Operators suspend a clinic (every page and API
+call of its subdomain answers 403, its messages and jobs wait) and reactivate it.
 """
 
 import phonenumbers
@@ -19,10 +20,13 @@ from sqlalchemy.exc import IntegrityError
 
 from core import validation as check
 from core.clinic import audit, staff
-from core.clinic.models import StaffInvitation
+from core.clinic.models import Patient, StaffInvitation, User
 from core.db import db, utcnow
 from core.delivery import invitations
+from core.delivery.models import Message, MessageStatus
 from core.errors import Conflict, DomainError, ValidationError
+from core.i18n import country_name
+from core.plugins import hooks_for_country
 from tenants import provisioning
 from tenants.models import Country, Tenant
 from tenants.scoping import system_scope, tenant_scope
@@ -39,13 +43,34 @@ class TooManySignUps(DomainError):
 
 
 def open_countries() -> list[Country]:
-    """The countries whose operator lets practitioners sign up, by name."""
-    return [c for c in provisioning.countries() if c.self_signup]
+    """The countries whose operator lets practitioners sign up, by name (those where no
+    plugin proves a phone left out: see :func:`proves_phones`)."""
+    return [c for c in provisioning.countries() if c.self_signup and proves_phones(c.code)]
+
+
+def proves_phones(code: str) -> bool:
+    """Whether a plugin enabled for the country has a new admin prove their phone by a code
+    at the first login (``relais_activation_step``: the otp plugin's). Without one, a
+    sign-up would keep a phone nobody proved."""
+    return bool(hooks_for_country(code).relais_activation_step.get_hookimpls())
 
 
 def set_self_signup(code: str, allowed: bool) -> Country:
-    """Open (or close) self sign-up for a country's practitioners."""
+    """Open (or close) self sign-up for a country's practitioners.
+
+    :raises ValidationError: on ``country``, unknown.
+    :raises Conflict: on ``allowed``, when no plugin enabled there proves phones.
+    """
     country = provisioning.country(code)
+    if allowed and not proves_phones(country.code):
+        raise Conflict(
+            _(
+                "Self sign-up stays closed in %(country)s: enable a plugin that proves phone "
+                "numbers by a code there first (otp), so that each new clinic's phone is proved.",
+                country=country_name(country.code),
+            ),
+            "allowed",
+        )
     country.self_signup = allowed
     return country
 
@@ -67,8 +92,16 @@ def sign_up(form) -> Tenant:
     :raises TooManySignUps: on ``email`` or ``phone``, past ``SIGNUP_PENDING_LIMIT``.
     """
     country = (form.get("country") or "").upper()
-    if country not in {c.code for c in open_countries()}:
+    if country not in {c.code for c in provisioning.countries() if c.self_signup}:
         raise ValidationError(_("Choose one of the countries offered."), "country")
+    if not proves_phones(country):  # its operator turned the codes off since it opened
+        raise ValidationError(
+            _(
+                "Sign-up is paused in this country: phone numbers cannot be confirmed there "
+                "for now. Please try again later."
+            ),
+            "country",
+        )
     email, name = staff.checked_identity(form.get("email"), form.get("name"))
     phone = check.phone(check.text(form.get("phone"), "phone", 40), country)
     if not phone:
@@ -135,8 +168,43 @@ def pending_signups(where) -> int:
     )
 
 
+def expired_signups(now=None, limit: int = 100) -> list[Tenant]:
+    """Self-signed-up clinics nobody ever took up: their first admin's invitation expired
+    unused and the clinic has no staff account and no patient. Operator-made clinics, and
+    any clinic someone logged in to, are never among them."""
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            sa.select(Tenant)
+            .join(StaffInvitation, StaffInvitation.tenant_id == Tenant.id)
+            .where(
+                Tenant.signed_up_at.is_not(None),
+                StaffInvitation.accepted_at.is_(None),
+                StaffInvitation.expires_at <= now,
+                ~sa.exists().where(User.tenant_id == Tenant.id),
+                ~sa.exists().where(Patient.tenant_id == Tenant.id),
+            )
+            .order_by(StaffInvitation.expires_at)
+            .limit(limit)
+        )
+    )
+
+
+def release_expired_signups(now=None) -> list[str]:
+    """Remove the clinics of :func:`expired_signups` (with their invitation's e-mail and its
+    audit trail), so that their subdomains can be taken again; returns their subdomains.
+    Runs in the system scope (the sweeper's, the CLI's); the caller commits."""
+    released = []
+    for tenant in expired_signups(now):
+        released.append(tenant.slug)
+        db.session.delete(tenant)  # its rows go with it (ON DELETE CASCADE)
+    db.session.flush()
+    return released
+
+
 def suspend(tenant: Tenant) -> None:
-    """Suspend a clinic: its subdomain answers 403 until it is reactivated."""
+    """Suspend a clinic: its subdomain answers 403 and its messages and jobs wait, held,
+    until it is reactivated."""
     if tenant.suspended_at is None:
         tenant.suspended_at = utcnow()
         with tenant_scope(tenant.id):
@@ -144,8 +212,15 @@ def suspend(tenant: Tenant) -> None:
 
 
 def reactivate(tenant: Tenant) -> None:
-    """Lift a clinic's suspension."""
+    """Lift a clinic's suspension: the messages it held leave (the sweeper's next pass
+    pushes them to the workers), and its held jobs run when they look again."""
     if tenant.suspended_at is not None:
         tenant.suspended_at = None
         with tenant_scope(tenant.id):
+            db.session.execute(
+                sa.update(Message)
+                .where(Message.tenant_id == tenant.id, Message.status == MessageStatus.PENDING)
+                .values(enqueued_at=None)
+                .execution_options(synchronize_session=False)
+            )
             audit.record("clinic.reactivate", tenant.id, by="operator")

@@ -19,7 +19,7 @@ from core.vocabulary import PURPOSES
 
 QUEUE_OF_PURPOSE = {p.name: p.queue for p in PURPOSES.values()}
 BATCH = 100  # message ids per job
-DELIVER = "core.delivery.dispatch:deliver"
+DELIVER = jobs.DELIVER
 _KEY = "relais_due"
 
 

@@ -4,7 +4,8 @@ Each pass, in bounded batches, across clinics:
 - scheduled messages whose time has come become due;
 - messages whose worker died (lease over) become due again;
 - due messages not pushed to Redis (Redis lost, restarted, or a retry's time has come) are
-  pushed again; a message pushed twice is claimed once;
+  pushed again; a message pushed twice is claimed once; a suspended clinic's are not (they
+  wait until the operator reactivates it);
 - messages past their expiry end as expired;
 - messages sent by a provider that waits for the device's acknowledgement (push), not
   acknowledged within its plugin's ``ack_timeout``, go by the next channel of their plan, or
@@ -12,8 +13,13 @@ Each pass, in bounded batches, across clinics:
 - delivery reports kept because they came before their send was recorded (early receipts)
   are applied once it is, if the worker that recorded it did not (it died first), and
   deleted;
+- self-signed-up clinics whose first admin let the invitation expire unused (no staff, no
+  patient) are removed, so their subdomains can be taken again
+  (:func:`core.delivery.onboarding.release_expired_signups`);
 - once a minute, providers that turned slow or fail lose traffic to the others, and those
-  that recovered get it back (:mod:`core.delivery.health`).
+  that recovered get it back (:mod:`core.delivery.health`);
+- once a minute, with PostgreSQL's autovacuum off, tables that changed enough are analyzed
+  (:mod:`core.statistics`).
 
 Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
 once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
@@ -27,10 +33,10 @@ from flask import Flask, current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core import auth, sessions
+from core import auth, sessions, statistics
 from core.clinic import settings
 from core.db import db, utcnow
-from core.delivery import health, jobs, lifecycle, queues, receipts, retention
+from core.delivery import health, jobs, lifecycle, onboarding, queues, receipts, retention
 from core.delivery.dispatch import deliver
 from core.delivery.models import Message, MessageStatus
 from core.delivery.providers import declared_providers
@@ -62,7 +68,9 @@ def sweep() -> dict[str, int]:
         counts["unacknowledged"] = _unacknowledged(now)
         counts["receipts"] = _leftover_receipts()
         counts["pushed"] = _push_due(now)
+        counts["released"] = _release_expired_signups(now)
         counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
+        counts["analyzed"] = len(statistics.refresh_if_due(now))  # once a minute
         _plugins_sweep(now)
     return counts
 
@@ -146,6 +154,12 @@ def _leftover_receipts() -> int:
     return applied
 
 
+def _release_expired_signups(now) -> int:
+    released = onboarding.release_expired_signups(now)
+    db.session.commit()
+    return len(released)
+
+
 def _push_due(now) -> int:
     rows = db.session.execute(
         sa.select(Message.tenant_id, Message.purpose, Message.id)
@@ -153,6 +167,7 @@ def _push_due(now) -> int:
             Message.status == MessageStatus.PENDING,
             Message.next_attempt_at <= now,
             sa.or_(Message.enqueued_at.is_(None), Message.enqueued_at < now - REPUSH_AFTER),
+            _not_suspended(),
         )
         .order_by(Message.next_attempt_at)
         .limit(BATCH)
@@ -170,12 +185,22 @@ def _push_due(now) -> int:
     return len(rows)
 
 
+def _not_suspended():
+    """Messages of clinics not suspended: a suspended clinic's wait, due, until it is
+    reactivated (:func:`core.delivery.onboarding.reactivate` has them pushed at once)."""
+    return Message.tenant_id.not_in(sa.select(Tenant.id).where(Tenant.suspended_at.is_not(None)))
+
+
 def deliver_due_in_process(limit: int = 500) -> int:
     """Without Redis (first run): send due messages from this process, clinic by clinic."""
     with system_scope():
         due = db.session.execute(
             sa.select(Message.tenant_id, Message.id)
-            .where(Message.status == MessageStatus.PENDING, Message.next_attempt_at <= utcnow())
+            .where(
+                Message.status == MessageStatus.PENDING,
+                Message.next_attempt_at <= utcnow(),
+                _not_suspended(),
+            )
             .limit(limit)
         ).all()
         db.session.rollback()

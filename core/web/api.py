@@ -94,7 +94,19 @@ def patient_list():
 
 
 @bp.post("/patients")
-@api_operation("Create a patient", tag="Patients", body=NEW_PATIENT, answers={201: PATIENT})
+@api_operation(
+    "Create a patient",
+    tag="Patients",
+    body=NEW_PATIENT,
+    answers={201: PATIENT},
+    links={
+        201: {
+            "ReadPatient": ("api.patient_read", {"patient_id": "$response.body#/id"}),
+            "ChangePatient": ("api.patient_update", {"patient_id": "$response.body#/id"}),
+            "ReadConsents": ("api.consent_list", {"patient_id": "$response.body#/id"}),
+        }
+    },
+)
 def patient_create():
     patient = patients.create_patient(g.tenant, _body())
     db.session.commit()
@@ -176,6 +188,12 @@ MESSAGE_FIELDS = {
     body=NEW_MESSAGE,
     answers={202: QUEUED},
     errors=[403, 429],
+    links={
+        202: {
+            "ReadMessage": ("api.message_read", {"message_id": "$response.body#/id"}),
+            "CancelMessage": ("api.message_cancel", {"message_id": "$response.body#/id"}),
+        }
+    },
 )
 def message_create():
     """Queue a message to a patient; answers at once with its id (202), its status and what

@@ -6,7 +6,7 @@ They say what the views accept and answer; the views still check every field the
 
 from core.clinic.models import ConsentAction, ConsentMethod, PatientAttribute
 from core.delivery.models import MessageStatus
-from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES
+from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES, SEXES
 from core.web.openapi import api_schema
 
 TEXT = {"type": "string"}
@@ -33,6 +33,11 @@ PATIENT_FIELDS = {
     "phone": {"type": ["string", "null"], "examples": ["+33612345678"]},
     "email": {"type": ["string", "null"], "format": "email"},
     "birth_date": {"type": ["string", "null"], "format": "date"},
+    "sex": {
+        "type": ["string", "null"],
+        "enum": [*SEXES, None],
+        "description": "Administrative sex, as FHIR's Patient.gender.",
+    },
     "language": {"type": "string", "enum": list(LANGUAGES)},
     "timezone": {"type": "string", "examples": ["Europe/Paris"]},
     "preferred_channel": {"type": ["string", "null"], "enum": [*CHANNELS, None]},

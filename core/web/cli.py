@@ -21,7 +21,7 @@ from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
 from core.db import db
-from core.delivery import invitations, jobs, limits, retention, routing
+from core.delivery import invitations, jobs, limits, onboarding, retention, routing
 from core.delivery.sweeper import Sweeper
 from core.delivery.worker import Worker
 from core.errors import DomainError
@@ -177,6 +177,17 @@ def tenants_list():
     with system_scope():
         for t in provisioning.tenants():
             click.echo(f"{t.slug:<24} {t.country_code}  {t.timezone:<20} {t.name}")
+
+
+@tenants.command("release-expired")
+def tenants_release_expired():
+    """Remove self-signed-up clinics whose first admin never used the invitation before it
+    expired (no staff, no patient), so their subdomains can be taken again. The sweeper does
+    it on each pass; this does it now."""
+    with system_scope():
+        released = onboarding.release_expired_signups()
+        db.session.commit()
+    click.echo(f"Released: {', '.join(released)}." if released else "Nothing to release.")
 
 
 # --- plugins ----------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from flask_login import current_user, login_required
 from core import validation
 from core.clinic import settings
 from core.db import db
-from core.delivery import health, invitations, kpis, onboarding, routing
-from core.delivery.log import channel_labels, status_labels
+from core.delivery import health, invitations, kpis, limits, onboarding, routing
+from core.delivery.log import channel_labels, purpose_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
@@ -60,6 +60,12 @@ def index():
             db.session.commit()
             flash(_("Clinic %(name)s created.", name=tenant.name))
             return redirect(url_for(".index"))
+    return _index_page(error=error)
+
+
+def _index_page(error=None, signup_error=None):
+    """The clinics' page, with the error of its new-clinic form or of a sign-up switch."""
+    shown = error or signup_error
     return render_template(
         "console/index.html",
         tenants=provisioning.tenants(),
@@ -68,8 +74,9 @@ def index():
         all_countries=provisioning.countries(),
         warnings=all_country_warnings(),
         error=error,
-        submitted=request.form,
-    ), (error.status if error else 200)
+        signup_error=signup_error,
+        submitted=request.form if error else {},
+    ), (shown.status if shown else 200)
 
 
 @bp.post("/clinics/<slug>/suspension")
@@ -97,6 +104,9 @@ def country_signup(code: str):
         country = onboarding.set_self_signup(code, request.form.get("allowed") == "1")
     except ValidationError:
         abort(404)
+    except Conflict as exc:  # no plugin proves phones there: it stays closed
+        db.session.rollback()
+        return _index_page(signup_error=exc)
     db.session.commit()
     name = country_name(country.code)
     flash(
@@ -202,6 +212,132 @@ def plugin_settings(plugin: str, country: str):
         error=error,
         submitted=request.form,
     ), (error.status if error else 200)
+
+
+# --- sending limits ---------------------------------------------------------------------------
+
+
+@bp.get("/limits")
+def limits_index():
+    """Every country's sending limits, and how many clinics have their own."""
+    countries = provisioning.countries()
+    return render_template(
+        "console/limits.html",
+        countries=countries,
+        values={c.code: limits.country_limits(c.code) for c in countries},
+        overrides={c.code: len(limits.overrides(c.code)) for c in countries},
+        labels=_limit_labels(),
+    )
+
+
+@bp.route("/limits/<code>", methods=["GET", "POST"])
+def country_limits(code: str):
+    """A country's limits (``POST``: save them) and the clinics that have their own; a
+    clinic named in ``clinic`` (``POST`` with ``action=find``) opens its own limits."""
+    country = _country_or_404(code)
+    error = None
+    if request.method == "POST":
+        try:
+            if request.form.get("action") == "find":
+                tenant = _clinic_of(country, request.form.get("clinic", ""))
+                return redirect(url_for(".clinic_limits", code=country.code, slug=tenant.slug))
+            limits.set_limits(_limits_form(), country_code=country.code)
+        except ValidationError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(_("The limits of %(country)s are saved.", country=country_name(country.code)))
+            return redirect(url_for(".country_limits", code=country.code))
+    return render_template(
+        "console/country_limits.html",
+        country=country,
+        values=settings.stored(country.code, limits.NAME),
+        overrides=limits.overrides(country.code),
+        labels=_limit_labels(),
+        error=error,
+        submitted=request.form if error else {},
+    ), (error.status if error else 200)
+
+
+@bp.route("/limits/<code>/clinics/<slug>", methods=["GET", "POST"])
+def clinic_limits(code: str, slug: str):
+    """A clinic's own limits over its country's (``action=remove``: back to the country's),
+    beside today's use of its budgets."""
+    country = _country_or_404(code)
+    try:
+        tenant = _clinic_of(country, slug)
+    except ValidationError:
+        abort(404)
+    error = None
+    if request.method == "POST":
+        try:
+            if request.form.get("action") == "remove":
+                limits.remove_override(tenant)
+                done = _("%(clinic)s follows the limits of its country again.")
+            else:
+                limits.set_limits(_limits_form(), tenant=tenant)
+                done = _("The limits of %(clinic)s are saved.")
+        except ValidationError as exc:
+            db.session.rollback()
+            error = exc
+        else:
+            db.session.commit()
+            flash(done % {"clinic": tenant.name})
+            return redirect(url_for(".clinic_limits", code=country.code, slug=tenant.slug))
+    return render_template(
+        "console/clinic_limits.html",
+        country=country,
+        clinic=tenant,
+        own=settings.clinic_values(tenant, limits.NAME),
+        inherited=limits.country_limits(country.code),
+        labels=_limit_labels(),
+        uses=limits.usage(tenant),
+        channels=channel_labels(),
+        purposes=purpose_labels(),
+        error=error,
+        submitted=request.form if error else {},
+    ), (error.status if error else 200)
+
+
+def _limit_labels() -> dict[str, str]:
+    """Each limit's label, its channel named in the reader's language."""
+    channels = channel_labels()
+    return {
+        s.name: _(
+            "Messages a day by %(channel)s, for each purpose",
+            channel=channels[s.name.removeprefix("per_day_")],
+        )
+        if s.name.startswith("per_day_")
+        else str(s.label)
+        for s in limits.SETTINGS
+    }
+
+
+def _limits_form() -> dict[str, str]:
+    """The limits of a submitted form (its other fields, the CSRF token, aside)."""
+    return {s.name: request.form.get(s.name, "") for s in limits.SETTINGS}
+
+
+def _country_or_404(code: str):
+    try:
+        return provisioning.country(code)
+    except ValidationError:
+        abort(404)  # an address naming no country is a page that does not exist
+
+
+def _clinic_of(country, slug: str):
+    """The clinic of ``country`` at ``slug``. :raises ValidationError: on ``clinic``."""
+    try:
+        tenant = provisioning.tenant_by_slug(slug.strip().lower())
+    except (NotFound, ValidationError):
+        tenant = None
+    if tenant is None or tenant.country_code != country.code:
+        raise ValidationError(
+            _("No clinic of %(country)s has this subdomain.", country=country_name(country.code)),
+            "clinic",
+        )
+    return tenant
 
 
 # --- providers per channel -------------------------------------------------------------------

@@ -39,7 +39,7 @@ def authenticate():
 
 
 def to_fhir(patient: Patient) -> dict[str, Any]:
-    """A patient as a FHIR R4 ``Patient``: name, phone, e-mail, birth date, language and
+    """A patient as a FHIR R4 ``Patient``: name, phone, e-mail, sex, birth date, language and
     practitioners; never their follow-up attributes (health data the API keeps to itself)."""
     resource: dict[str, Any] = {
         "resourceType": "Patient",
@@ -61,6 +61,8 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         telecom.append({"system": "email", "value": patient.email})
     if telecom:
         resource["telecom"] = telecom
+    if patient.sex:
+        resource["gender"] = patient.sex
     if patient.birth_date:
         resource["birthDate"] = patient.birth_date.isoformat()
     if patient.practitioners:

@@ -24,7 +24,8 @@ PREFIXES = ("/api/v1", "/me/api")
 ERRORS = {
     400: "The body is not what this operation reads (not JSON, nested too deep).",
     401: "No valid credentials: send `Authorization: Bearer <key>` with a key of this clinic.",
-    403: "The key may not do this (a team key sending to someone not of the staff).",
+    403: "The key may not do this (a team key sending to someone not of the staff, a test or "
+    "team key changing the callback endpoint).",
     404: "No such resource in this clinic.",
     409: "The resource is in a state that does not allow it.",
     413: "The body is too large.",
@@ -79,6 +80,7 @@ class Operation:
     public: bool = False
     media_type: str = "application/json"
     error_schema: dict[str, Any] = field(default_factory=lambda: {"$ref": ERROR_REF})
+    links: dict[int, dict[str, tuple[str, dict[str, str]]]] = field(default_factory=dict)
 
 
 def api_operation(
@@ -92,6 +94,7 @@ def api_operation(
     public: bool = False,
     media_type: str = "application/json",
     error_schema: dict[str, Any] | None = None,
+    links: dict[int, dict[str, tuple[str, dict[str, str]]]] | None = None,
 ) -> Callable:
     """Document a view of ``/api/v1`` or ``/me/api`` in the API's OpenAPI document.
 
@@ -106,6 +109,11 @@ def api_operation(
     :param public: True when no API key is needed (a patient's own calls).
     :param media_type: the answers' media type (FHIR's: see ``fhir_operation``).
     :param error_schema: the errors' schema, when not ``{"error": {...}}``.
+    :param links: what a success answer leads to (OpenAPI links, which stateful tests
+        follow): per status, each link's name with the target view's endpoint and its path
+        parameters as runtime expressions, e.g. ``{201: {"ReadPatient":
+        ("api.patient_read", {"patient_id": "$response.body#/id"})}}``. The document checks
+        that the target exists and takes exactly those parameters.
     """
 
     def mark(view: Callable) -> Callable:
@@ -120,6 +128,7 @@ def api_operation(
             public=public,
             media_type=media_type,
             error_schema=error_schema or {"$ref": ERROR_REF},
+            links=links or {},
         )
         return view
 
@@ -177,6 +186,7 @@ def document(server: str, enabled: Callable[[str], bool], version: str) -> dict[
             paths.setdefault(path, {})[method.lower()] = _operation(
                 rule.endpoint, operation, parameters
             )
+    _check_links(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -216,6 +226,11 @@ def _operation(endpoint: str, op: Operation, parameters: list[dict]) -> dict[str
         answer: dict[str, Any] = {"description": _STATUS_NAMES.get(status, "Success")}
         if schema is not None:
             answer["content"] = {op.media_type: {"schema": schema}}
+        if status in op.links:
+            answer["links"] = {
+                name: {"operationId": target.replace(".", "_"), "parameters": dict(values)}
+                for name, (target, values) in sorted(op.links[status].items())
+            }
         responses[str(status)] = answer
     for status in sorted(errors):
         responses[str(status)] = {
@@ -244,6 +259,28 @@ def _operation(endpoint: str, op: Operation, parameters: list[dict]) -> dict[str
     if op.public:
         result["security"] = []
     return result
+
+
+def _check_links(paths: dict[str, dict[str, Any]]) -> None:
+    """Each link leads to an operation of the document and gives each of its path
+    parameters, and only those: a renamed view or parameter fails here, not silently."""
+    operations = {
+        op["operationId"]: {p["name"] for p in op.get("parameters", ()) if p["in"] == "path"}
+        for methods in paths.values()
+        for op in methods.values()
+    }
+    for methods in paths.values():
+        for op in methods.values():
+            for answer in op["responses"].values():
+                for name, link in answer.get("links", {}).items():
+                    target = link["operationId"]
+                    if target not in operations:
+                        raise LookupError(f"{op['operationId']}: link {name} to no {target}")
+                    if set(link["parameters"]) != operations[target]:
+                        raise LookupError(
+                            f"{op['operationId']}: link {name} gives {sorted(link['parameters'])}"
+                            f", {target} takes {sorted(operations[target])}"
+                        )
 
 
 _WHOLE = re.compile(r"[0-9]{1,10}")

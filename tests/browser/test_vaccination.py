@@ -114,3 +114,40 @@ def test_centre_staff_see_the_day_mark_a_dose_and_read_the_fill_rates(
     ).to_be_visible()
     page.goto(f"{base}/vaccination/import")
     audit()
+
+
+def test_an_admin_changes_a_vaccines_interval_with_the_keyboard(
+    app, live_server, page, audit, translate, log_in
+):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    world = build(app, clinic)
+    _ = translate("fr")
+    base = live_server.url("demo")
+    log_in(base, make_staff(app, clinic, "admin"), "fr")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{base}/vaccination")
+    audit()
+    page.get_by_role("link", name=_("Vaccines, campaigns and centres")).click()
+    audit()
+    page.get_by_role("link", name=_("Change %(name)s", name="Comirnaty")).click()
+    audit()
+    said = _(
+        "Bookings already made keep their dates: a new interval applies to doses booked or "
+        "moved from now on."
+    )
+    expect(page.get_by_text(said)).to_be_visible()
+    page.get_by_role("spinbutton", name=_("At most")).fill("7")
+    page.get_by_role("spinbutton", name=_("At most")).press("Enter")
+    audit()
+    expect(page.get_by_role("spinbutton", name=_("At most"))).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    page.get_by_role("spinbutton", name=_("At most")).fill("49")
+    page.get_by_role("spinbutton", name=_("At most")).press("Enter")
+    expect(page.get_by_role("status")).to_contain_text(_("Vaccine saved."))
+    audit()
+    page.get_by_role("link", name=_("Change %(name)s", name="Centre Paris 15")).click()
+    audit()
+    with app.app_context(), tenant_scope(clinic.id):
+        shot = booking.vaccine(world.vaccine_id)
+        assert shot.max_interval_days == 49

@@ -1,5 +1,6 @@
 """A clinic with every feature of the API and one of each thing the API reads: a patient, a
-message, a request in a conversation, an appointment, two vaccination doses (one given).
+message, a request in a conversation, an appointment, two vaccination doses (one given), a
+callback endpoint.
 Shared by the walks over every API route (the OpenAPI contract, the audit of reads)."""
 
 import uuid
@@ -26,6 +27,7 @@ PLUGINS = (
     "exports",
     "messaging",
     "vaccination",
+    "callbacks",
 )
 
 
@@ -54,6 +56,10 @@ def api_world(app) -> ApiWorld:
         actor = f"api_key:{key.id}"
     client = client_for(app, clinic.slug)
     bearer = {"Authorization": f"Bearer {token}"}
+    registered = client.put(
+        "/api/v1/callbacks", headers=bearer, json={"url": "https://pms.example/relais"}
+    )
+    assert registered.status_code == 201, registered.json
     starts = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
     booked = client.post(
         "/api/v1/appointments",

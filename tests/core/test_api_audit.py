@@ -14,6 +14,8 @@ AGGREGATES = {"/api/v1/reminders/stats", "/api/v1/openapi.json", "/api/v1/docs"}
 # The vaccination centres' agendas and free slots: no patient in them.
 AGGREGATES |= {"/api/v1/vaccination/slots", "/api/v1/fhir/Slot", "/api/v1/fhir/Schedule"}
 AGGREGATES |= {"/api/v1/fhir/Schedule/<centre_id>", "/api/v1/fhir/metadata"}
+# The clinic's configuration: where its callbacks go.
+AGGREGATES |= {"/api/v1/callbacks"}
 # By patient: each search names the patient.
 SEARCHES = {
     "/api/v1/fhir/Communication",

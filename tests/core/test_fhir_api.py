@@ -29,10 +29,10 @@ def test_patients_are_read_and_searched_as_fhir(app):
     clinic = make_clinic(app, "demo", "FR", plugins=PLUGINS)
     doctor = make_staff(app, clinic, "practitioner")
     jeanne = make_patient(
-        app, clinic, birth_date="1980-04-02", email="jeanne@example.org",
+        app, clinic, birth_date="1980-04-02", email="jeanne@example.org", sex="female",
         practitioner_ids=[str(doctor.id)],
     )  # fmt: skip
-    make_patient(app, clinic, first_name="Lucas", last_name="Bernard", phone="0698765432")
+    lucas = make_patient(app, clinic, first_name="Lucas", last_name="Bernard", phone="0698765432")
     api = api_for(app, clinic)
 
     read = api(f"/Patient/{jeanne.id}")
@@ -45,8 +45,10 @@ def test_patients_are_read_and_searched_as_fhir(app):
         ("phone", "+33612345678"),
         ("email", "jeanne@example.org"),
     }
+    assert patient.gender == "female"  # FHIR's administrative gender, as recorded
     assert patient.generalPractitioner[0].reference == f"Practitioner/{doctor.id}"
     assert "attributes" not in read.get_data(as_text=True)
+    assert "gender" not in api(f"/Patient/{lucas.id}").json  # none recorded, none said
 
     for query, total in (
         ("name=dur", 1), ("phone=06 12 34 56 78", 1), ("birthdate=1980-04-02", 1),

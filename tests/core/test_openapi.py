@@ -17,6 +17,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 
 from core.clinic import apikeys
 from core.db import db
+from core.web import openapi
 from core.web.cli import main
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
@@ -124,6 +125,66 @@ def test_every_answer_matches_the_contract(api_schema, world):
                 call()
             except Unsatisfiable:  # nothing to break: no parameter, no body
                 assert mode is GenerationMode.NEGATIVE
+
+
+# Stateful: chains of calls that follow the document's links (create a patient, then read and
+# change it; queue a message, then read or cancel it; book, then move or cancel; register the
+# callback endpoint, then read it, rotate its secret, read its log, remove it).
+CHAINS = settings(
+    max_examples=int(os.environ.get("RELAIS_STATEFUL_EXAMPLES", "25")),
+    stateful_step_count=6,
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get("CI") == "true",
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def test_chains_of_calls_along_the_links_keep_the_contract(api_schema, world):
+    _client, headers, _ids = world
+    document = api_schema.raw_schema
+    linked = {
+        op["operationId"]
+        for methods in document["paths"].values()
+        for op in methods.values()
+        for answer in op["responses"].values()
+        if answer.get("links")
+    }
+    assert {"api_patient_create", "api_message_create"} <= linked
+    assert {"appointments_api_appointment_upsert", "callbacks_api_endpoint_save"} <= linked
+    steps: list[tuple[str, int]] = []
+
+    class Chains(api_schema.as_state_machine()):
+        def before_call(self, case):
+            case.headers = {**(case.headers or {}), **headers}  # the clinic's host and key
+
+        def validate_response(self, response, case, **kwargs):
+            steps.append((f"{case.method} {case.path}", response.status_code))
+            SEEN[f"{case.method} {case.path}"].add(response.status_code)
+            case.validate_response(response, headers=headers, excluded_checks=LOOSE)
+
+    Chains.run(settings=CHAINS)
+    # A generated id finds nothing: an answered path with an id is a link followed.
+    assert any("{" in step for step, status in steps if status < 400), steps
+
+
+def test_a_link_to_no_operation_or_with_other_parameters_fails_the_document():
+    def paths(parameters):
+        link = {"operationId": "api_patient_read", "parameters": parameters}
+        created = {"responses": {"201": {"links": {"ReadPatient": link}}}}
+        read = {"parameters": [{"name": "patient_id", "in": "path"}], "responses": {}}
+        return {
+            "/p": {"post": {"operationId": "api_patient_create", **created}},
+            "/p/{patient_id}": {"get": {"operationId": "api_patient_read", **read}},
+        }
+
+    openapi._check_links(paths({"patient_id": "$response.body#/id"}))
+    with pytest.raises(LookupError, match="takes"):
+        openapi._check_links(paths({"id": "$response.body#/id"}))
+    broken = paths({"patient_id": "$response.body#/id"})
+    del broken["/p/{patient_id}"]
+    with pytest.raises(LookupError, match="to no api_patient_read"):
+        openapi._check_links(broken)
 
 
 # --- the errors fuzzing seldom reaches, asked for on purpose ------------------------------------

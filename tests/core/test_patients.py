@@ -93,6 +93,7 @@ def test_the_patients_tab_is_current_on_every_patient_page(app, clinic_fr, admin
         ("timezone", "Mars/Olympus"),
         ("first_name", ""),
         ("preferred_channel", "fax"),
+        ("sex", "woman"),
     ],
 )
 def test_bad_input_names_the_field_and_creates_nothing(app, clinic_fr, admin_client, field, value):
@@ -102,6 +103,22 @@ def test_bad_input_names_the_field_and_creates_nothing(app, clinic_fr, admin_cli
     assert f'id="e-{field}"' in page.text
     assert f'id="f-{field}"' in page.text and 'aria-invalid="true"' in page.text
     assert patients_in(app, clinic_fr) == []
+
+
+def test_staff_record_a_patients_sex_or_leave_it_unsaid(app, clinic_fr, admin_client):
+    form = {**FORM, "sex": "female", "csrf_token": csrf_token(admin_client, "/patients/new")}
+    created = admin_client.post("/patients/new", data=form)
+    assert created.status_code == 302
+    page = admin_client.get(created.headers["Location"])
+    assert re.search(r"<dt>(Sex|Sexe)</dt><dd>(Female|Femme)</dd>", page.text)
+    [patient] = patients_in(app, clinic_fr)
+    assert patient.sex == "female"
+    path = f"/patients/{patient.id}/edit"
+    assert '<option value="female" selected>' in admin_client.get(path).text
+    form = {**FORM, "sex": "", "csrf_token": csrf_token(admin_client, path)}
+    assert admin_client.post(path, data=form).status_code == 302
+    [patient] = patients_in(app, clinic_fr)
+    assert patient.sex is None  # "not given" again
 
 
 def test_edit_keeps_what_was_not_changed(app, clinic_fr, admin_client):
@@ -213,11 +230,13 @@ def test_api_creates_reads_updates_and_lists(app, clinic_fr, api):
             "last_name": "Petit",
             "phone": "+33 6 55 44 33 22",
             "attributes": ["pregnancy_follow_up"],
+            "sex": "female",
         },
     )
     assert created.status_code == 201
     body = created.json
     assert body["phone"] == "+33655443322" and body["language"] == "fr"
+    assert body["sex"] == "female"
     assert uuid.UUID(body["id"]).version == 7  # opaque, not a counter
 
     assert api("GET", f"/patients/{body['id']}").json["last_name"] == "Petit"
@@ -248,6 +267,7 @@ def test_api_creates_reads_updates_and_lists(app, clinic_fr, api):
         ({"first_name": "A", "last_name": "B", "email": "a@"}, "email", 422),
         ({"first_name": "A", "last_name": "B", "attributes": ["vip"]}, "attributes", 422),
         ({"first_name": "A", "last_name": "B", "language": "xx"}, "language", 422),
+        ({"first_name": "A", "last_name": "B", "sex": "F"}, "sex", 422),
         (
             {"first_name": "A", "last_name": "B", "preferred_channel": "fax"},
             "preferred_channel",

@@ -7,21 +7,34 @@ the new clinics, suspends one (its subdomain answers 403, pages and API) and rea
 import html
 import re
 import threading
+from datetime import timedelta
 
 import pyotp
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from core.clinic.models import AuditEvent, User
 from core.clinic.settings import save
-from core.db import db
-from core.delivery import dispatch
+from core.db import db, utcnow
+from core.delivery import dispatch, invitations
 from core.delivery.models import Message
+from core.delivery.sweeper import sweep
+from core.web.cli import main
+from tenants import provisioning
 from tenants.models import Country, ProviderRoute, Tenant
 from tenants.scoping import system_scope, tenant_scope
 from tests.plugins.channels.smtp_server import SmtpServer
 from tests.tenants.test_console import make_operator, post, tenant_slugs
-from tests.worlds import SERVER, HostClient, client_for, csrf_token, log_in, make_clinic
+from tests.worlds import (
+    SERVER,
+    HostClient,
+    client_for,
+    csrf_token,
+    log_in,
+    make_clinic,
+    make_patient,
+)
 
 LINK = re.compile(rf"https?://rive\.{re.escape(SERVER)}(/invitation/[A-Za-z0-9_.\-]+)")
 CODE = re.compile(r"\b(\d{6})\b")
@@ -197,6 +210,71 @@ def test_a_closed_country_offers_no_sign_up(app):
     assert "Sign-up is not open yet" in visitor.get("/signup").text
     assert sign_up(visitor).status_code == 422
     assert tenant_slugs(app) == []
+
+
+def test_sign_up_stays_closed_where_no_plugin_proves_phones(app, console):
+    make_clinic(app, "existing", "DE", plugins=("de", "outbox"))  # no otp in Germany
+    refused = post(console, "/countries/DE/signup", allowed="1")
+    assert refused.status_code == 409
+    assert "enable a plugin that proves phone numbers by a code" in text_of(refused)
+    assert 'role="alert"' in refused.text
+    with app.app_context():
+        assert db.session.get(Country, "DE").self_signup is False
+    assert "Sign-up is not open yet" in main_site(app).get("/signup").text
+
+
+def test_a_sign_up_is_refused_once_the_codes_are_turned_off(app, console, france_open):
+    with app.app_context(), system_scope():  # the operator disabled otp after opening
+        provisioning.set_country_plugin("FR", "otp", False)
+        db.session.commit()
+    assert "no plugin enabled there proves a new clinic" in text_of(console.get("/"))
+    visitor = main_site(app)
+    assert "Sign-up is not open yet" in visitor.get("/signup").text
+    refused = sign_up(visitor)
+    assert refused.status_code == 422
+    assert "phone numbers cannot be confirmed there" in text_of(refused)
+    assert tenant_slugs(app) == ["existing"]
+
+
+# --- sign-ups nobody took up ------------------------------------------------------------------
+
+
+def test_an_expired_sign_up_is_removed_and_its_subdomain_free_again(app, france_open):
+    visitor = main_site(app)
+    assert sign_up(visitor).status_code == 302
+    assert sign_up(visitor, subdomain="kept", email="kept@rive.example").status_code == 302
+    make_patient(app, get_tenant(app, "kept"))  # someone works there: never removed
+    with app.app_context(), system_scope():  # the operator's own clinic, never taken up
+        invitations.invite(get_tenant(app, "existing"), "boss@existing.example", "Boss")
+        db.session.commit()
+
+    with time_machine.travel(utcnow() + timedelta(hours=71)), app.app_context():
+        assert sweep()["released"] == 0  # the link still works
+    with time_machine.travel(utcnow() + timedelta(hours=73)), app.app_context():
+        assert sweep()["released"] == 1
+
+    assert tenant_slugs(app) == ["existing", "kept"]
+    with app.app_context(), system_scope():  # its e-mail and audit trail went with it
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Message)) == 2
+    visitor.get("/signup")
+    assert sign_up(visitor, email="new@rive.example").status_code == 302
+    assert "rive" in tenant_slugs(app)
+
+
+def test_the_cli_releases_expired_sign_ups_now(app, france_open, runner):
+    assert sign_up(main_site(app)).status_code == 302
+    assert "Nothing to release" in runner.invoke(main, ["tenants", "release-expired"]).output
+    with time_machine.travel(utcnow() + timedelta(hours=73)):
+        done = runner.invoke(main, ["tenants", "release-expired"])
+    assert done.exit_code == 0 and "Released: rive." in done.output
+    assert tenant_slugs(app) == ["existing"]
+
+
+def get_tenant(app, slug: str) -> Tenant:
+    with app.app_context(), system_scope():
+        tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
+        db.session.expunge(tenant)
+        return tenant
 
 
 # --- abuse limits -----------------------------------------------------------------------------

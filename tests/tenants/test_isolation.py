@@ -15,6 +15,7 @@ from plugins.features import appointments, messaging
 from plugins.features.campaigns.models import Campaign
 from plugins.features.messaging import templates_service
 from plugins.features.vaccination import staff as vaccination_staff
+from plugins.features.vaccination.models import Campaign as VaccinationCampaign
 from plugins.features.vaccination.models import WaitlistEntry
 from tenants.scoping import tenant_scope
 from tests.plugins.features.messaging_world import patient_browser
@@ -132,9 +133,11 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
             centre_id=vaccination.centre_id,
             vaccine_id=vaccination.vaccine_id,
         )
-        db.session.add_all([their_campaign, waiting])
+        their_group = VaccinationCampaign(name="Private group", attributes=[])
+        db.session.add_all([their_campaign, waiting, their_group])
         db.session.flush()
         their_campaign, their_entry = their_campaign.id, waiting.id
+        their_group = their_group.id
         db.session.commit()
     _, our_token = make_key(app, clinic_fr)
     their_objects = {
@@ -155,6 +158,8 @@ def test_every_route_refuses_another_clinics_objects(app, clinic_fr, admin_clien
         "booking_id": doses[1]["id"],
         "dose_id": doses[0]["id"],
         "centre_id": vaccination.centre_id,
+        "vaccine_id": vaccination.single_id,  # one no booking depends on: deletable
+        "vaccination_campaign_id": their_group,
         "entry_id": their_entry,
     }
     before = snapshot(app, other)
@@ -308,3 +313,26 @@ def test_the_count_of_a_query_counts_this_clinic_only_even_without_rls(app, clin
         counted = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
         db.session.rollback()
     assert counted == 1
+
+
+def test_each_clinic_has_its_own_callback_endpoint(app, clinic_fr, admin_client):
+    """The callback endpoint has no id: it is the clinic's. Ours, by page or API, is never
+    theirs, and removing or rotating ours leaves theirs."""
+    other = make_clinic(app, "other", plugins=("fr", "callbacks"))  # on for France: both
+    _, their_token = make_key(app, other)
+    theirs = client_for(app, other.slug)
+    their_key = {"Authorization": f"Bearer {their_token}"}
+    url = "https://their-software.example/relais"
+    assert theirs.put("/api/v1/callbacks", headers=their_key, json={"url": url}).status_code == 201
+    _, our_token = make_key(app, clinic_fr)
+    ours = {"Authorization": f"Bearer {our_token}"}
+    assert admin_client.get("/api/v1/callbacks", headers=ours).status_code == 404
+    assert admin_client.post("/api/v1/callbacks/rotate", headers=ours).status_code == 404
+    assert admin_client.delete("/api/v1/callbacks", headers=ours).status_code == 404
+    assert url not in admin_client.get("/settings/callbacks/").text
+    admin_client.post(
+        "/settings/callbacks/remove",
+        data={"csrf_token": csrf_token(admin_client, "/settings/callbacks/")},
+    )
+    assert theirs.get("/api/v1/callbacks", headers=their_key).json["url"] == url
+    assert theirs.get("/api/v1/callbacks/deliveries", headers=their_key).json["total"] == 0

@@ -89,6 +89,13 @@ APPOINTMENT_PAGE = api_schema(
         },
     },
 )
+# What an answer with an appointment leads to (OpenAPI links: stateful tests follow them).
+_ID = {"appointment_id": "$response.body#/id"}
+_FOLLOW = {
+    "ReadAppointment": ("appointments_api.appointment_read", _ID),
+    "ChangeAppointment": ("appointments_api.appointment_update", _ID),
+    "CancelAppointment": ("appointments_api.appointment_cancel", _ID),
+}
 
 
 def body() -> dict:
@@ -115,6 +122,7 @@ def optional_id(name: str) -> uuid.UUID | None:
     tag="Appointments",
     body=NEW_APPOINTMENT,
     answers={200: APPOINTMENT, 201: APPOINTMENT},
+    links={200: _FOLLOW, 201: _FOLLOW},
 )
 def appointment_upsert():
     """Create an appointment (201), or update the one with the same ``external_id`` (200)."""

@@ -52,9 +52,10 @@ class Appointment(TenantOwned, db.Model):
         # The practice software's own id: pushing it twice updates, never duplicates.
         sa.UniqueConstraint("tenant_id", "external_id"),
         # The agenda (a practitioner's week) and the overlap check.
-        sa.Index("ix_appointments_practitioner", "tenant_id", "practitioner_id", "starts_at"),
-        sa.Index("ix_appointments_starts_at", "tenant_id", "starts_at"),
-        sa.Index("ix_appointments_patient", "tenant_id", "patient_id", "starts_at"),
+        # Each holds the id: wider than the key references are checked by (appointments_0003).
+        sa.Index("ix_appointments_practitioner", "tenant_id", "practitioner_id", "starts_at", "id"),
+        sa.Index("ix_appointments_starts_at", "tenant_id", "starts_at", "id"),
+        sa.Index("ix_appointments_patient", "tenant_id", "patient_id", "starts_at", "id"),
         sa.CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     )
 

@@ -4,6 +4,10 @@ SSRF towards the deployment's own network), checked at registration and again at
 
 A deployment's operator may allow plain http and private addresses (the ``allow_private``
 setting): on-premises software on the clinic's network, and the tests' loopback server.
+
+Host names are looked up in DNS, unless the deployment's ``RESOLVE`` table answers for them
+(as curl's ``--resolve`` does): a split-horizon name pinned by its operator, and the tests,
+which must not depend on the network.
 """
 
 import http.client
@@ -14,6 +18,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask_babel import gettext as _
 
 from core.plugin_api import ValidationError, check
@@ -81,17 +86,34 @@ def target(url: str, allow_private: bool) -> Target:
     if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
         raise _refused("scheme", _("Enter an address starting with https://."))
     port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise _refused("unresolved", _("This address's host name is not found.")) from None
-    ips = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
+    ips = resolve(parts.hostname, port)
+    if not ips:
+        raise _refused("unresolved", _("This address's host name is not found."))
     if not allow_private and any(_forbidden(ip) for ip in ips):
         raise _refused(
             "private", _("This address leads to a private network: use a public address.")
         )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path, str(ips[0]))
+
+
+def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` stands for (none when it is not found): an address as written,
+    else the deployment's ``RESOLVE`` table's answer for the name (or for ``"*"``, any other
+    name), else DNS's."""
+    try:
+        return [ipaddress.ip_address(host.split("%")[0])]
+    except ValueError:
+        pass
+    table = current_app.config.get("RESOLVE") or {}
+    fixed = table.get(host.lower().rstrip("."), table.get("*"))
+    if fixed is not None:
+        return [ipaddress.ip_address(ip) for ip in fixed]
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
 
 
 class _PinnedHTTP(http.client.HTTPConnection):

@@ -1,5 +1,6 @@
 """A clinic's endpoint: registering it (Relais makes the secret, shown once), rotating the
-secret (the previous one keeps signing for a day), removing it."""
+secret (the previous one keeps signing for a day), removing it; and reading the delivery log.
+The settings page and the API both call these."""
 
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 from core.plugin_api import db, plugin_setting, record_audit, utcnow
 from plugins.features.callbacks import addresses
 from plugins.features.callbacks.delivery import PLUGIN, endpoint, new_secret
-from plugins.features.callbacks.models import Endpoint
+from plugins.features.callbacks.models import Attempt, Endpoint, Event
 
 OVERLAP = timedelta(hours=24)  # how long the previous secret still signs after a rotation
 
@@ -51,3 +52,19 @@ def remove() -> None:
     if current is not None:
         record_audit("callbacks.endpoint.delete", current.id)
         db.session.execute(sa.delete(Endpoint))
+
+
+def delivery_log(limit: int, offset: int = 0) -> tuple[list[tuple[Attempt, Event]], int]:
+    """The clinic's attempts with their events, latest first, and how many there are in all.
+
+    The read is audited (the events name messages and patients); the caller commits."""
+    rows = db.session.execute(
+        sa.select(Attempt, Event)
+        .join(Event, sa.and_(Event.tenant_id == Attempt.tenant_id, Event.id == Attempt.event_id))
+        .order_by(Attempt.at.desc(), Attempt.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Attempt)) or 0
+    record_audit("callbacks.log.read", detail=f"{len(rows)} attempts")
+    return [tuple(r) for r in rows], total

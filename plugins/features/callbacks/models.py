@@ -66,7 +66,10 @@ class Attempt(TenantOwned, db.Model):
     """One POST of an event and what the endpoint answered."""
 
     __tablename__ = "callback_attempts"
-    __table_args__ = (sa.Index("ix_callback_attempts_recent", "tenant_id", "at"),)
+    __table_args__ = (
+        sa.Index("ix_callback_attempts_recent", "tenant_id", "at"),
+        sa.Index("ix_callback_attempts_event", "tenant_id", "event_id"),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)

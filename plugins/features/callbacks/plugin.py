@@ -4,7 +4,8 @@ POSTed signed to the clinic's own software, retried for 24 hours, in order per m
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, Setting, ValidationError, check, hookimpl, yes_no
-from plugins.features.callbacks import delivery
+from plugins.features.callbacks import delivery, retention
+from plugins.features.callbacks.api import bp as api_bp
 from plugins.features.callbacks.views import bp
 
 kind = "feature"
@@ -44,7 +45,7 @@ def relais_plugin_settings():
 
 @hookimpl
 def relais_register_blueprints():
-    return [bp]
+    return [bp, api_bp]
 
 
 @hookimpl
@@ -72,3 +73,4 @@ def relais_inbound_received(tenant, reply_id, patient_id, channel, at):
 @hookimpl
 def relais_sweep(now):
     delivery.claim_due(now)
+    retention.purge(now)

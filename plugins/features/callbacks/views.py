@@ -1,14 +1,12 @@
 """The clinic admins' pages: the callback endpoint (register, rotate the secret, remove) and
 the delivery log. Routes only: parse, call :mod:`.endpoints`, render."""
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from core.plugin_api import ValidationError, admin_only, db, record_audit
+from core.plugin_api import ValidationError, admin_only, db
 from plugins.features.callbacks import endpoints
 from plugins.features.callbacks.delivery import endpoint
-from plugins.features.callbacks.models import Attempt, Event
 
 bp = Blueprint("callbacks", __name__, url_prefix="/settings/callbacks", template_folder="templates")
 LOG_SIZE = 100
@@ -65,13 +63,7 @@ def remove():
 @bp.get("/log")
 @admin_only
 def log():
-    rows = db.session.execute(
-        sa.select(Attempt, Event)
-        .join(Event, sa.and_(Event.tenant_id == Attempt.tenant_id, Event.id == Attempt.event_id))
-        .order_by(Attempt.at.desc())
-        .limit(LOG_SIZE)
-    ).all()
-    record_audit("callbacks.log.read", detail=f"{len(rows)} attempts")  # message and patient ids
+    rows, _total = endpoints.delivery_log(LOG_SIZE)
     db.session.commit()
     refusals = {
         "refused:private": _("Not sent: the address leads to a private network."),

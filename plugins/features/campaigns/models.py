@@ -21,7 +21,8 @@ class Campaign(TenantOwned, db.Model):
     """A message to a segment of the clinic's patients, per language, by some channels."""
 
     __tablename__ = "campaigns"
-    __table_args__ = (sa.Index("ix_campaigns_created", "tenant_id", "created_at"),)
+    # Holds the id: wider than the key its chunks and recipients are checked by.
+    __table_args__ = (sa.Index("ix_campaigns_created", "tenant_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = id_column()
     name: Mapped[str] = mapped_column(sa.String(200))
@@ -42,6 +43,9 @@ class Campaign(TenantOwned, db.Model):
     excluded: Mapped[dict | None] = mapped_column(sa.JSON)
     # The operator's country-wide campaign this one is the clinic's part of, if any.
     country_run: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, index=True)
+    # When its plan job was last queued (or is due, for a scheduled start): a plan not run a
+    # lease after it is queued again by the sweep.
+    plan_queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CampaignChunk(TenantOwned, db.Model):
@@ -61,6 +65,9 @@ class CampaignChunk(TenantOwned, db.Model):
     after_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     last_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its job was last queued (or is due, with a rate); None while no job was queued
+    # (the chunk before it queues it). Not done a lease after: queued again by the sweep.
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CampaignRecipient(TenantOwned, db.Model):

@@ -12,6 +12,7 @@ import click
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import (
+    ConsolePage,
     MenuItem,
     Setting,
     ValidationError,
@@ -21,7 +22,7 @@ from core.plugin_api import (
     system_scope,
     tenant_option,
 )
-from plugins.features.campaigns import service, views
+from plugins.features.campaigns import console, service, views
 
 kind = "feature"
 name = _l("Campaigns")
@@ -44,6 +45,17 @@ def _parse_chunk(text: str) -> int:
 @hookimpl
 def relais_register_blueprints():
     return [views.bp]
+
+
+@hookimpl
+def relais_register_console_pages():
+    return [ConsolePage(console.bp, _l("Campaigns"), "campaigns_console.country_page")]
+
+
+@hookimpl
+def relais_sweep(now):
+    """Queue again the campaigns' jobs lost by Redis or a killed worker."""
+    service.requeue_lost(now)
 
 
 @hookimpl
@@ -113,11 +125,12 @@ def relais_register_commands(cli):
     @click.option("--default-language", required=True)
     @click.option("--channel", "channels", multiple=True, default=("sms",), show_default=True)
     @click.option("--attribute", "attributes", multiple=True)
+    @click.option("--sex", "sexes", multiple=True, help="female, male, other or unknown.")
     @click.option("--age-min", default="")
     @click.option("--age-max", default="")
     @click.option("--start-at", default="", help="ISO 8601 with its offset; empty: now.")
     @click.option("--rate", default="", help="Messages a minute, per clinic.")
-    def country_start(country, name, texts, default_language, channels, attributes, **rest):
+    def country_start(country, name, texts, default_language, channels, attributes, sexes, **rest):
         """For operators: one campaign in every clinic of a country that has the feature,
         each on its own patients, sender and rules; prints the run id and each clinic's
         outcome."""
@@ -126,6 +139,7 @@ def relais_register_commands(cli):
             "default_language": default_language,
             "channels": list(channels),
             "attributes": list(attributes),
+            "sexes": list(sexes),
             **rest,
         }
         for text in texts:

@@ -9,6 +9,8 @@ A segment is a JSON object; each key narrows it, and none means every patient:
   matched through the keyed index of :func:`core.plugin_api.patient_has_attribute`;
 - ``practitioner_id``: patients followed by that practitioner;
 - ``languages``: patients who read one of these languages;
+- ``sexes``: patients whose recorded sex is one of these (``female``, ``male``, ``other``,
+  ``unknown``; patients with none recorded are left out when the filter is set);
 - ``no_visit_months``: no appointment in the last N months (recall campaigns; only where the
   appointments feature is enabled).
 
@@ -26,6 +28,7 @@ from flask_babel import gettext as _
 
 from core.plugin_api import (
     LANGUAGES,
+    SEXES,
     ConsentAction,
     Patient,
     User,
@@ -54,6 +57,7 @@ class Segment:
     attributes: tuple[str, ...] = ()
     practitioner_id: str | None = None
     languages: tuple[str, ...] = ()
+    sexes: tuple[str, ...] = ()
     no_visit_months: int | None = None
 
     def to_json(self) -> dict:
@@ -95,6 +99,9 @@ def parse(data: Mapping) -> Segment:
     languages = _list(data, "languages")
     if any(lang not in LANGUAGES for lang in languages):
         raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(LANGUAGES)), "languages")
+    sexes = _list(data, "sexes")
+    if any(sex not in SEXES for sex in sexes):
+        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(SEXES)), "sexes")
     practitioner = (data.get("practitioner_id") or "").strip() or None
     if practitioner is not None:
         try:
@@ -110,6 +117,7 @@ def parse(data: Mapping) -> Segment:
         attributes=tuple(sorted(set(attributes))),
         practitioner_id=practitioner,
         languages=tuple(sorted(set(languages))),
+        sexes=tuple(sorted(set(sexes))),
         no_visit_months=_number(data, "no_visit_months", 1, 120),
     )
 
@@ -117,7 +125,7 @@ def parse(data: Mapping) -> Segment:
 def from_json(data: Mapping | None) -> Segment:
     """A segment as a campaign stored it."""
     data = dict(data or {})
-    for name in ("attributes", "languages"):
+    for name in ("attributes", "languages", "sexes"):
         data[name] = tuple(data.get(name) or ())
     return Segment(**{k: v for k, v in data.items() if k in Segment.__dataclass_fields__})
 
@@ -143,6 +151,8 @@ def conditions(tenant, segment: Segment) -> list[sa.ColumnElement[bool]]:
         found.append(Patient.practitioners.any(User.id == uuid.UUID(segment.practitioner_id)))
     if segment.languages:
         found.append(Patient.language.in_(segment.languages))
+    if segment.sexes:
+        found.append(Patient.sex.in_(segment.sexes))
     if segment.no_visit_months and "appointments" in enabled_plugins(tenant):
         from plugins.features.appointments import Appointment  # its public module
 

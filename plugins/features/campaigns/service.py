@@ -53,6 +53,11 @@ PLUGIN = "campaigns"
 VARIABLES = ("patient", "last_name", "clinic")
 JOB = "plugins.features.campaigns.service:"
 MAX_TEXT = 1000
+# A plan or chunk job not done this long after it was queued (or due) was lost: the sweep
+# queues it again. As long as RQ lets a job run (``job_timeout``), so a job still running is
+# not doubled; a chunk being written is locked, and skipped, anyway.
+LEASE = timedelta(minutes=10)
+BATCH = 500  # jobs queued again per sweep, at most
 
 # What a campaign's messages became, as the page and the CSV name them.
 BUCKETS = ("queued", "deferred", "sent", "delivered", "failed", "refused", "cancelled")
@@ -127,13 +132,12 @@ def _start_at(tenant, data) -> datetime | None:
     return when
 
 
-def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) -> Campaign:
-    """Create (``campaign`` None) or change a draft from form or JSON data.
+def parse_draft(tenant, data) -> dict:
+    """A draft's fields from form or JSON data, checked for ``tenant`` (its time zone, its
+    practitioners), nothing stored.
 
-    :raises ValidationError: naming the field; nothing is changed.
+    :raises ValidationError: naming the field.
     """
-    if campaign is not None and campaign.state != "draft":
-        raise ValidationError(_("Only a draft can be changed."), "state")
     name = _text(data, "name", 200)
     if not name:
         raise ValidationError(_("Give the campaign a name."), "name")
@@ -156,13 +160,28 @@ def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) 
     if language not in templates:
         raise ValidationError(_("Write the text in the default language."), f"template_{language}")
     segment_data = data["segment"] if isinstance(data.get("segment"), dict) else data
-    segment = segments.parse(segment_data)
-    start_at = _start_at(tenant, data)
-    rate = segments._number(data, "rate", 1, 100_000)
+    return {
+        "name": name,
+        "channels": [c for c in segments.CHANNELS if c in channels],
+        "default_language": language,
+        "templates": templates,
+        "segment": segments.parse(segment_data).to_json(),
+        "start_at": _start_at(tenant, data),
+        "rate": segments._number(data, "rate", 1, 100_000),
+    }
+
+
+def save(tenant, data, campaign: Campaign | None = None, by: str | None = None) -> Campaign:
+    """Create (``campaign`` None) or change a draft from form or JSON data.
+
+    :raises ValidationError: naming the field; nothing is changed.
+    """
+    if campaign is not None and campaign.state != "draft":
+        raise ValidationError(_("Only a draft can be changed."), "state")
+    fields = parse_draft(tenant, data)
     campaign = campaign or Campaign(state="draft", created_by=by)
-    campaign.name, campaign.channels = name, [c for c in segments.CHANNELS if c in channels]
-    campaign.default_language, campaign.templates = language, templates
-    campaign.segment, campaign.start_at, campaign.rate = segment.to_json(), start_at, rate
+    for name, value in fields.items():
+        setattr(campaign, name, value)
     db.session.add(campaign)
     db.session.flush()
     return campaign
@@ -295,9 +314,15 @@ def start(tenant, campaign: Campaign) -> Campaign:
     if campaign.state == "running":
         campaign.started_at = utcnow()
     record_audit("campaign.start", campaign.id, detail=campaign.name[:100])
-    db.session.commit()
-    run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=campaign.start_at)
+    _queue_plan(tenant, campaign, campaign.start_at)
     return campaign
+
+
+def _queue_plan(tenant, campaign: Campaign, at: datetime | None) -> None:
+    """Note when the plan job is queued (or due), commit, then queue it."""
+    campaign.plan_queued_at = at or utcnow()
+    db.session.commit()
+    run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
 
 
 def _insert(model):
@@ -371,12 +396,37 @@ def _queue_chunks(tenant, campaign: Campaign) -> None:
         .order_by(CampaignChunk.number)
     )
     numbers = db.session.scalars(query if campaign.rate else query.limit(1)).all()
+    due = {}
     for number in numbers:
         at = None
         if campaign.rate:
-            due = campaign.started_at + timedelta(minutes=number * size / campaign.rate)
-            at = due if due > now else None
+            when = campaign.started_at + timedelta(minutes=number * size / campaign.rate)
+            at = when if when > now else None
+        due[number] = at
+    _note_queued(campaign, {number: at or now for number, at in due.items()})
+    db.session.commit()
+    for number, at in due.items():
         run_later(tenant, JOB + "run_chunk", str(campaign.id), number, queue_name="bulk", at=at)
+
+
+def _note_queued(campaign: Campaign, times: dict[int, datetime]) -> None:
+    """Record when each chunk's job is queued (or due): ``{number: time}``."""
+    if not times:
+        return
+    table = CampaignChunk.__table__
+    db.session.execute(
+        table.update()
+        .where(
+            table.c.tenant_id == sa.bindparam("t"),
+            table.c.campaign_id == sa.bindparam("c"),
+            table.c.number == sa.bindparam("n"),
+        )
+        .values(queued_at=sa.bindparam("q")),
+        [
+            {"t": campaign.tenant_id, "c": campaign.id, "n": number, "q": at}
+            for number, at in times.items()
+        ],
+    )
 
 
 def run_chunk(campaign_id: str, number: int) -> int:
@@ -386,7 +436,12 @@ def run_chunk(campaign_id: str, number: int) -> int:
     campaign = find(campaign_id)
     if campaign.state != "running":
         return 0
-    chunk = db.session.get(CampaignChunk, (campaign.tenant_id, campaign.id, number))
+    # Locked while it is written: a second job on it (a resume, the sweep) skips it meanwhile.
+    chunk = db.session.get(
+        CampaignChunk,
+        (campaign.tenant_id, campaign.id, number),
+        with_for_update={"skip_locked": True},
+    )
     if chunk is None or chunk.done_at is not None:
         return 0
     tenant = db.session.get(Tenant, campaign.tenant_id)
@@ -460,7 +515,7 @@ def run_chunk(campaign_id: str, number: int) -> int:
             updates,
         )
     chunk.done_at = utcnow()
-    db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    following = None
     if not campaign.rate:
         following = db.session.scalar(
             sa.select(sa.func.min(CampaignChunk.number)).where(
@@ -470,7 +525,10 @@ def run_chunk(campaign_id: str, number: int) -> int:
             )
         )
         if following is not None:
-            run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
+            _note_queued(campaign, {following: utcnow()})
+    db.session.commit()  # the chunk's due messages are pushed to the bulk queue now
+    if following is not None:
+        run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
     _finish_if_done(campaign.id)
     return len(patients)
 
@@ -499,6 +557,70 @@ def _finish_if_done(campaign_id) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+
+
+def requeue_lost(now: datetime) -> dict[str, int]:
+    """The sweep's part (every clinic's rows visible): queue again the jobs of running
+    campaigns that were lost, i.e. not done a :data:`LEASE` after they were queued (or due):
+    a chunk not written (skipping one a worker is writing: its row is locked), and a plan
+    that never ran (a campaign running or past its start without chunks). Returns how many
+    of each. Safe however often it runs: a chunk claims each patient once, so a job queued
+    again sends nobody twice."""
+    stale = now - LEASE
+    chunks = db.session.execute(
+        sa.select(CampaignChunk.tenant_id, CampaignChunk.campaign_id, CampaignChunk.number)
+        .join(
+            Campaign,
+            sa.and_(
+                Campaign.tenant_id == CampaignChunk.tenant_id,
+                Campaign.id == CampaignChunk.campaign_id,
+            ),
+        )
+        .where(
+            Campaign.state == "running",
+            CampaignChunk.done_at.is_(None),
+            CampaignChunk.queued_at < stale,
+        )
+        .limit(BATCH)
+        .with_for_update(of=CampaignChunk, skip_locked=True)
+    ).all()
+    chunked = sa.exists().where(
+        CampaignChunk.tenant_id == Campaign.tenant_id, CampaignChunk.campaign_id == Campaign.id
+    )
+    plans = db.session.execute(
+        sa.select(Campaign.tenant_id, Campaign.id)
+        .where(
+            Campaign.state.in_(("running", "scheduled")),
+            Campaign.plan_queued_at < stale,
+            ~chunked,
+        )
+        .limit(BATCH)
+        .with_for_update(of=Campaign, skip_locked=True)
+    ).all()
+    table = CampaignChunk.__table__
+    for tenant_id, campaign_id, number in chunks:
+        db.session.execute(
+            table.update()
+            .where(
+                table.c.tenant_id == tenant_id,
+                table.c.campaign_id == campaign_id,
+                table.c.number == number,
+            )
+            .values(queued_at=now)
+        )
+    if plans:
+        db.session.execute(
+            sa.update(Campaign)
+            .where(sa.tuple_(Campaign.tenant_id, Campaign.id).in_([tuple(p) for p in plans]))
+            .values(plan_queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    for tenant_id, campaign_id, number in chunks:
+        run_later(tenant_id, JOB + "run_chunk", str(campaign_id), number, queue_name="bulk")
+    for tenant_id, campaign_id in plans:
+        run_later(tenant_id, JOB + "plan", str(campaign_id), queue_name="bulk")
+    return {"chunks": len(chunks), "plans": len(plans)}
 
 
 # --- pause, resume, cancel --------------------------------------------------------------------
@@ -533,8 +655,7 @@ def resume(tenant, campaign: Campaign) -> None:
         _queue_chunks(tenant, campaign)
         _finish_if_done(campaign.id)
     else:
-        at = campaign.start_at if later else None
-        run_later(tenant, JOB + "plan", str(campaign.id), queue_name="bulk", at=at)
+        _queue_plan(tenant, campaign, campaign.start_at if later else None)
 
 
 def cancel(campaign: Campaign) -> int:
@@ -578,6 +699,12 @@ def clinics_of(country: str) -> list[Tenant]:
     return [t for t in found if PLUGIN in enabled_plugins(t)]
 
 
+def countries_with_campaigns() -> list[str]:
+    """The countries where at least one clinic has the campaigns feature (platform scope)."""
+    found = db.session.scalars(sa.select(Tenant).order_by(Tenant.country_code, Tenant.slug))
+    return sorted({t.country_code for t in found if PLUGIN in enabled_plugins(t)})
+
+
 def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, str]]:
     """Start one campaign in every clinic of ``country`` that has the feature, each on its
     own patients, under its own sender and rules, all sharing one run id; returns it and,
@@ -588,6 +715,11 @@ def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, 
     clinics = clinics_of(country)
     if not clinics:
         raise ValidationError(_("No clinic of this country has campaigns enabled."), "country")
+    # Checked once before any clinic gets a draft: the same checks as a clinic's own form.
+    # The segment is the country's: no clinic's practitioner in it.
+    data = {k: v for k, v in dict(data).items() if k != "practitioner_id"}
+    with tenant_scope(clinics[0].id):
+        parse_draft(clinics[0], data)
     run, outcome = uuid.uuid4(), {}
     for clinic in clinics:
         with tenant_scope(clinic.id):
@@ -609,14 +741,54 @@ def start_in_country(country: str, data, by: str) -> tuple[uuid.UUID, dict[str, 
 
 
 def country_figures(run) -> dict[str, dict]:
-    """Per clinic, the progress of its part of the country-wide campaign ``run``."""
+    """Per clinic (by slug), the progress of its part of the country-wide campaign ``run``
+    (see :func:`progress`), with the clinic's name as ``clinic``, the campaign's as ``name``,
+    and ``expected``: its recipients (counted when it started, until its plan has run)."""
     figures = {}
-    for clinic in db.session.scalars(sa.select(Tenant).order_by(Tenant.slug)):
-        with tenant_scope(clinic.id):
+    found = db.session.execute(
+        sa.select(Tenant.id, Tenant.slug, Tenant.name)
+        .join(Campaign, Campaign.tenant_id == Tenant.id)
+        .where(Campaign.country_run == run)
+        .order_by(Tenant.slug)
+    ).all()
+    for tenant_id, slug, clinic_name in found:
+        with tenant_scope(tenant_id):
             campaign = db.session.scalar(sa.select(Campaign).where(Campaign.country_run == run))
-            if campaign is not None:
-                figures[clinic.slug] = progress(campaign)
+            shown = progress(campaign)
+            # Before the plan counts the recipients, the count made when it started.
+            expected = shown["total"]
+            if expected is None:
+                expected = (campaign.excluded or {}).get("recipients", 0)
+            figures[slug] = {
+                **shown,
+                "clinic": clinic_name,
+                "name": campaign.name,
+                "expected": expected,
+            }
     return figures
+
+
+def country_runs(limit: int = 50) -> list[dict]:
+    """The latest country-wide campaigns, newest first (platform scope): each run's id,
+    name, country, when it was started, and in how many clinics."""
+    rows = db.session.execute(
+        sa.select(
+            Campaign.country_run,
+            sa.func.min(Campaign.name),
+            sa.func.min(Tenant.country_code),
+            sa.func.min(Campaign.created_at),
+            sa.func.count(),
+        )
+        .join(Tenant, Tenant.id == Campaign.tenant_id)
+        .where(Campaign.country_run.isnot(None))
+        .group_by(Campaign.country_run)
+        .order_by(sa.func.min(Campaign.created_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        {"run": run, "name": name, "country": country, "created_at": created, "clinics": n}
+        for run, name, country, created, n in rows
+    ]
 
 
 # --- figures ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from core.plugin_api import (
     db,
     practitioners,
     record_audit,
+    sex_labels,
     tenant_scope,
 )
 from plugins.features.campaigns import segments, service
@@ -65,6 +66,7 @@ def names():
             "en": _("English"),
         },
         "channel_names": {"sms": _("SMS"), "email": _("E-mail")},
+        "sex_names": sex_labels(),
         "state_names": {
             "draft": _("Draft"),
             "scheduled": _("Scheduled"),
@@ -113,9 +115,10 @@ def _values_of(campaign) -> dict:
     return values
 
 
-def _form_values() -> dict:
+def form_values() -> dict:
+    """The submitted form as a dict, the ticked boxes as lists."""
     values = {k: v for k, v in request.form.items()}
-    for name in ("channels", "attributes", "languages"):
+    for name in ("channels", "attributes", "languages", "sexes"):
         values[name] = request.form.getlist(name)
     return values
 
@@ -138,7 +141,7 @@ def edit_page(campaign_id=None):
             campaign = service.save(g.tenant, request.form, campaign, by=current_user.email)
         except ValidationError as exc:
             db.session.rollback()
-            context = _form_context(_form_values(), exc, campaign)
+            context = _form_context(form_values(), exc, campaign)
             return render_template("campaigns/edit.html", **context), exc.status
         db.session.commit()
         flash(_("Draft saved: check the count and the preview, then start it."))

@@ -141,8 +141,9 @@ class ThreadMessage(TenantOwned, db.Model):
             ["messaging_conversations.tenant_id", "messaging_conversations.id"],
             ondelete="CASCADE",
         ),
+        # Holds the id: wider than the key attachments are checked by (messaging_0008).
         sa.Index(
-            "ix_messaging_messages_conversation", "tenant_id", "conversation_id", "created_at"
+            "ix_messaging_messages_conversation", "tenant_id", "conversation_id", "created_at", "id"
         ),
     )
 

@@ -13,7 +13,15 @@ import click
 from flask_babel import lazy_gettext as _l
 
 from core.plugin_api import MenuItem, db, fail, hookimpl, tenant_option
-from plugins.features.vaccination import api, fhir, importer, setup, views, waitlist
+from plugins.features.vaccination import (
+    api,
+    fhir,
+    importer,
+    setup,
+    setup_pages,  # noqa: F401  (its routes are on views.bp)
+    views,
+    waitlist,
+)
 
 kind = "feature"
 name = _l("Vaccination")

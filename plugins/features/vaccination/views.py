@@ -178,7 +178,7 @@ def patient_book():
     two = given + 1 < shot.doses
     if first is None or (error is not None and error.field == "first"):
         offered = slots.open_slots(
-            g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK)
+            g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK), DAYS_SHOWN
         )
         step, window = "first", None
     else:
@@ -186,7 +186,12 @@ def patient_book():
         begin = max(window.first, start if values.get("from") else window.first)
         offered = (
             slots.open_slots(
-                g.tenant, where, shot.id, begin, min(begin + timedelta(days=2 * WEEK), window.last)
+                g.tenant,
+                where,
+                shot.id,
+                begin,
+                min(begin + timedelta(days=2 * WEEK), window.last),
+                DAYS_SHOWN,
             )
             if two
             else []
@@ -259,7 +264,9 @@ def patient_move(booking_id: uuid.UUID):
         first = max(first, lowest - timedelta(days=shot.max_interval_days))
     first = max(first, today)
     last = min(last, first + timedelta(days=2 * WEEK))
-    offered = slots.open_slots(g.tenant, where, shot.id, first, last) if first <= last else []
+    offered = (
+        slots.open_slots(g.tenant, where, shot.id, first, last, DAYS_SHOWN) if first <= last else []
+    )
     return render_template(
         "vaccination/patient_move.html",
         dose=dose,
@@ -329,6 +336,7 @@ def waitlist_offer(entry_id: uuid.UUID):
             shot.id,
             window.first,
             min(window.last, window.first + timedelta(days=2 * WEEK)),
+            DAYS_SHOWN,
         )
         if given + 1 < shot.doses
         else []

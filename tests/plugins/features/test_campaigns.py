@@ -4,6 +4,7 @@ quiet hours in France, the progress figures, pause and cancel between chunks, th
 
 import csv
 import io
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -16,8 +17,10 @@ from core.delivery.models import Message, MessageStatus
 from plugins.features.campaigns import service
 from plugins.features.campaigns.models import Campaign, CampaignRecipient
 from tenants.scoping import system_scope, tenant_scope
+from tests.tenants.test_console import make_operator
 from tests.worlds import (
     OPEN_HOURS,
+    SERVER,
     client_for,
     consent_to_campaigns,
     csrf_token,
@@ -133,6 +136,20 @@ def test_the_live_count_splits_the_segment_by_consent_opt_out_and_address(app, w
     assert body["recipients"] == 1
     everyone = staff.get("/campaigns/count?channels=sms").json
     assert everyone["total"] == 5 and everyone["recipients"] == 2
+
+
+def test_the_segment_filters_on_the_patients_recorded_sex(app, clinic, world, staff):
+    for first_name, sex in (("Fanny", "female"), ("Gaston", "male"), ("Hugo", "male")):
+        patient = make_patient(app, clinic, first_name=first_name, phone=None, sex=sex)
+        consent_to_campaigns(app, clinic, patient)
+    men = staff.get("/campaigns/count?sexes=male&channels=sms").json
+    assert men["total"] == 2  # the five without a recorded sex are left out
+    assert staff.get("/campaigns/count?sexes=male&sexes=female").json["total"] == 3
+    bad = staff.get("/campaigns/count?sexes=man")
+    assert bad.status_code == 422 and bad.json["error"]["field"] == "sexes"
+    campaign_id = new_draft(staff, attributes=None, sexes="female")
+    assert campaigns_in(app, clinic)[0].segment["sexes"] == ["female"]
+    assert 'value="female" checked' in staff.get(f"/campaigns/{campaign_id}/edit").text
 
 
 def test_attributes_are_matched_through_their_keyed_index(app, clinic, world):
@@ -333,6 +350,76 @@ def test_an_operator_runs_one_campaign_across_the_clinics_of_a_country(app, clin
     assert empty.slug == "empty"
     bad = runner.invoke(args=["campaigns", "country-status", "nonsense"])
     assert bad.exit_code == 2
+
+
+def country_form(console, **fields) -> dict:
+    data = {
+        "csrf_token": csrf_token(console, "/campaigns"),
+        "country": "FR",
+        "name": "Octobre rose",
+        "channels": "sms",
+        "default_language": "fr",
+        "template_fr": "Bonjour {{ patient }}, octobre est le mois du dépistage.",
+        "sexes": "female",
+        "age_min": "50",
+    }
+    data.update(fields)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_an_operator_starts_a_country_campaign_in_the_console_and_follows_each_clinic(
+    app, clinic, runner
+):
+    other = make_clinic(app, "other", plugins=("fr", "outbox", "campaigns"))
+    for tenant, count in ((clinic, 3), (other, 1)):
+        for n in range(count):
+            patient = make_patient(
+                app, tenant, first_name=f"P{n}", phone=f"06123450{n:02d}", sex="female",
+                birth_date="1960-05-01",
+            )  # fmt: skip
+            consent_to_campaigns(app, tenant, patient)
+    young = make_patient(app, clinic, phone="0612345699", sex="female", birth_date="2000-01-01")
+    consent_to_campaigns(app, clinic, young)  # under 50: not in the segment
+    console = client_for(app, "operator")
+    log_in(console, make_operator(app))
+    page = console.get("/campaigns")
+    assert page.status_code == 200 and 'href="/campaigns" aria-current="page"' in page.text
+    bad = console.post("/campaigns", data=country_form(console, template_fr="Hi {{ prenom }}"))
+    assert bad.status_code == 422 and 'id="e-template_fr"' in bad.text
+    nowhere = console.post("/campaigns", data=country_form(console, country="DE"))
+    assert nowhere.status_code == 422 and 'id="e-country"' in nowhere.text
+    assert campaigns_in(app, clinic) == campaigns_in(app, other) == []  # nothing created
+    forged = console.post("/campaigns", data={**country_form(console), "csrf_token": "x"})
+    assert forged.status_code == 400 and campaigns_in(app, clinic) == []
+
+    started = console.post("/campaigns", data=country_form(console))
+    assert started.status_code == 303
+    run_path = started.headers["Location"]
+    for tenant in (clinic, other):
+        [campaign] = campaigns_in(app, tenant)
+        assert campaign.state == "running" and campaign.segment["sexes"] == ["female"]
+        run_jobs(app, tenant, str(campaign.id))
+    run_page = console.get(run_path)
+    assert run_page.status_code == 200
+    assert 'id="clinic-demo"' in run_page.text and 'id="clinic-other"' in run_page.text
+    assert '<progress data-figure="bar" max="3" value="3"' in run_page.text
+    figures = console.get(run_path + "/progress").json
+    assert (figures["demo"]["written"], figures["other"]["written"]) == (3, 1)
+    assert figures["demo"]["state"] == "done" and figures["demo"]["clinic"] == "Clinic demo"
+    assert "Octobre rose" in console.get("/campaigns").text  # listed among the latest
+    assert console.get("/campaigns/runs/nonsense").status_code == 404
+    assert console.get(f"/campaigns/runs/{uuid.uuid4()}/progress").status_code == 404
+    # The same run, seen from the command line.
+    assert (
+        "done"
+        in runner.invoke(args=["campaigns", "country-status", run_path.split("/")[-1]]).output
+    )
+
+
+def test_clinic_staff_cannot_reach_the_console_s_campaigns(app, clinic, staff):
+    assert staff.get("/campaigns", base_url=f"https://operator.{SERVER}").status_code == 302
+    outsider = client_for(app, "operator")
+    assert outsider.get("/campaigns").status_code == 302  # to the operators' login
 
 
 def test_a_campaign_set_for_later_waits_for_its_time_even_after_pause_and_resume(

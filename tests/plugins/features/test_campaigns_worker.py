@@ -1,29 +1,37 @@
 """Campaigns on real ``relais worker`` processes, counted at the loopback Twilio: a worker
-killed mid-campaign and two workers running the same chunks send nobody twice.
+killed mid-campaign and two workers running the same chunks send nobody twice; a rate spaces
+the chunks and their messages; a chunk job lost by Redis is queued again by the sweep, and
+still nobody gets the message twice.
 
-No clock is faked (the workers are other processes): the patients live in a time zone where
-France's rules allow campaign SMS right now, so nothing waits for the morning.
+No clock is faked (the workers are other processes): the clinics' country runs a stand-in
+regulation plugin that allows every message at any hour (``open_rules``), so that these
+tests run, and mean the same, whatever the time and day.
 """
 
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import Patient
-from core.db import db
+from core.db import db, utcnow
+from core.delivery import jobs
+from core.delivery.jobs import queue
 from core.delivery.models import Message
-from core.plugins import DEFAULT_PLUGINS
-from plugins.features.campaigns.models import Campaign
-from plugins.regulations.fr.plugin import hooks as france
+from core.plugins import DEFAULT_PLUGINS, host
+from plugins.features.campaigns import service
+from plugins.features.campaigns.models import Campaign, CampaignChunk
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import (
     ROOT,
+    TEST_CONFIG,
+    HostClient,
     client_for,
     consent_to_campaigns,
     csrf_token,
@@ -38,35 +46,62 @@ from tests.worlds import (
 
 SENDER = "+33939030101"
 PATIENTS = 24
+PLUGINS = (*DEFAULT_PLUGINS, "tests.plugins.features.open_rules")
 
 
-def open_time_zone() -> str:
-    """A time zone where campaign SMS may go for the next half hour under France's rules."""
-    now = datetime.now(UTC)
-    for hours in range(-12, 15):
-        zone = f"Etc/GMT{'+' if hours <= 0 else '-'}{abs(hours)}"  # POSIX signs are reversed
-        if all(
-            france.quiet_hours.next_allowed(at, zone, "FR") == at
-            for at in (now, now + timedelta(minutes=30))
-        ):
-            return zone
-    pytest.skip("no time zone is within France's hours for campaigns now")
+@pytest.fixture(scope="module")
+def open_app(app):
+    """The app (on the test database, migrated by ``app``) with the stand-in rules."""
+    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
+    application.test_client_class = HostClient
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
-@pytest.fixture
-def clinic(app, twilio):
-    tenant = make_clinic(app, "demo", plugins=("fr", "sms_twilio", "campaigns"))
-    route_through_twilio(app, "sms", twilio, SENDER)
-    with app.app_context(), system_scope():
-        settings.save("FR", "campaigns", {"chunk": "4"})
+def clinic_with(open_app, twilio, patients: int, chunk: int):
+    """A French clinic under the stand-in rules, its SMS through the loopback Twilio,
+    ``patients`` who consented to campaigns, chunks of ``chunk``."""
+    tenant = make_clinic(open_app, "demo", plugins=("open_rules", "sms_twilio", "campaigns"))
+    route_through_twilio(open_app, "sms", twilio, SENDER)
+    with open_app.app_context(), system_scope():
+        settings.save("FR", "campaigns", {"chunk": str(chunk)})
         db.session.commit()
-    zone = open_time_zone()
-    for n in range(PATIENTS):
-        patient = make_patient(
-            app, tenant, first_name=f"P{n}", phone=f"+336123450{n:02d}", timezone=zone
-        )
-        consent_to_campaigns(app, tenant, patient)
+    for n in range(patients):
+        patient = make_patient(open_app, tenant, first_name=f"P{n}", phone=f"+336123450{n:02d}")
+        consent_to_campaigns(open_app, tenant, patient)
     return tenant
+
+
+def started_campaign(open_app, clinic, **fields) -> tuple[HostClient, str, str]:
+    """A campaign to every patient, saved and started by the clinic's admin on its pages:
+    the admin's client, the campaign's id and a CSRF token."""
+    staff = client_for(open_app, clinic.slug)
+    log_in(staff, make_staff(open_app, clinic, "admin"))
+    form = {
+        "csrf_token": csrf_token(staff, "/campaigns/new"),
+        "name": "Grippe",
+        "channels": "sms",
+        "default_language": "fr",
+        "template_fr": "Bonjour {{ patient }}, la vaccination contre la grippe commence.",
+        **fields,
+    }
+    campaign_id = staff.post("/campaigns/new", data=form).headers["Location"].rsplit("/", 1)[-1]
+    token = csrf_token(staff, f"/campaigns/{campaign_id}")
+    started = staff.post(f"/campaigns/{campaign_id}/start", data={"csrf_token": token})
+    assert started.status_code == 303
+    return staff, campaign_id, token
+
+
+def done(staff, campaign_id) -> dict:
+    """The campaign's progress, once it is done."""
+    return wait_until(
+        lambda: (
+            (p := staff.get(f"/campaigns/{campaign_id}/progress").json)["state"] == "done" and p
+        ),
+        timeout=60,
+    )
 
 
 def worker(logs) -> subprocess.Popen:
@@ -74,7 +109,7 @@ def worker(logs) -> subprocess.Popen:
     and stop it)."""
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "relais"), "worker"],
-        env=process_env(DEFAULT_PLUGINS),
+        env=process_env(PLUGINS),
         cwd=ROOT,
         stdout=logs,
         stderr=subprocess.STDOUT,
@@ -90,23 +125,11 @@ def stop(process) -> None:
         process.communicate()
 
 
-def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(
-    app, clinic, twilio, tmp_path
-):
+def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(open_app, twilio, tmp_path):
+    app = open_app
+    clinic = clinic_with(open_app, twilio, PATIENTS, chunk=4)
     logs = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end
-    staff = client_for(app, clinic.slug)
-    log_in(staff, make_staff(app, clinic, "admin"))
-    form = {
-        "csrf_token": csrf_token(staff, "/campaigns/new"),
-        "name": "Grippe",
-        "channels": "sms",
-        "default_language": "fr",
-        "template_fr": "Bonjour {{ patient }}, la vaccination contre la grippe commence.",
-    }
-    campaign_id = staff.post("/campaigns/new", data=form).headers["Location"].rsplit("/", 1)[-1]
-    token = csrf_token(staff, f"/campaigns/{campaign_id}")
-    started = staff.post(f"/campaigns/{campaign_id}/start", data={"csrf_token": token})
-    assert started.status_code == 303
+    staff, campaign_id, token = started_campaign(open_app, clinic)
 
     first = worker(logs)
     try:
@@ -121,12 +144,7 @@ def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(
         for _ in range(2):
             staff.post(f"/campaigns/{campaign_id}/resume", data={"csrf_token": token})
         wait_until(lambda: len({m.to for m in twilio.messages}) == PATIENTS, timeout=120)
-        progress = wait_until(
-            lambda: (
-                (p := staff.get(f"/campaigns/{campaign_id}/progress").json)["state"] == "done" and p
-            ),
-            timeout=60,
-        )
+        progress = done(staff, campaign_id)
     finally:
         for process in others:
             stop(process)
@@ -146,3 +164,78 @@ def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(
         )
         assert db.session.scalar(sa.select(Campaign.state)) == "done"
         assert db.session.scalar(sa.select(sa.func.count(Patient.id))) == PATIENTS
+
+
+def test_a_campaign_with_a_rate_is_sent_no_faster(open_app, twilio, tmp_path):
+    clinic = clinic_with(open_app, twilio, 6, chunk=3)
+    logs = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end
+    running = worker(logs)
+    try:
+        staff, campaign_id, _token = started_campaign(open_app, clinic, rate="60")  # 1 a second
+        wait_until(lambda: len(twilio.messages) == 6, timeout=60)
+        done(staff, campaign_id)
+    finally:
+        stop(running)
+        logs.close()
+        print((tmp_path / "workers.log").read_text()[-5000:])
+    with open_app.app_context(), tenant_scope(clinic.id):
+        started = db.session.scalar(sa.select(Campaign.started_at))
+        second_chunk_done = db.session.scalar(
+            sa.select(CampaignChunk.done_at).where(CampaignChunk.number == 1)
+        )
+    # The second chunk is written when its time comes (3 patients at 60 a minute: 3 s)...
+    assert second_chunk_done >= started + timedelta(seconds=3)
+    # ... and the provider gets the n-th message no sooner than n seconds after the start.
+    arrivals = sorted(m.date_created for m in twilio.messages)
+    for n, arrival in enumerate(arrivals):
+        assert arrival >= started + timedelta(seconds=n), (n, arrival - started)
+    assert twilio.duplicates() == {}
+
+
+def test_a_lost_chunk_job_is_queued_again_by_the_sweep_and_sends_nobody_twice(
+    open_app, twilio, tmp_path
+):
+    clinic = clinic_with(open_app, twilio, 12, chunk=4)
+    staff, campaign_id, _token = started_campaign(open_app, clinic)
+    with open_app.app_context():
+        # The plan and the first chunk run here; the first chunk queues the second...
+        jobs.run(str(clinic.id), service.JOB + "plan", campaign_id)
+        jobs.run(str(clinic.id), service.JOB + "run_chunk", campaign_id, 0)
+        # ... whose job Redis loses (the campaign's jobs only: its messages stay queued).
+        assert (campaign_id, 1) in chunk_jobs()
+        for job in queue("bulk").jobs:
+            if str(job.args[1]).startswith(service.JOB):
+                job.delete()
+
+    def sweep(after: timedelta) -> list:
+        """A sweep ``after`` from now; the chunk jobs queued then."""
+        with open_app.app_context():
+            with system_scope():
+                host().pm.hook.relais_sweep(now=utcnow() + after)
+            return chunk_jobs()
+
+    assert sweep(timedelta(minutes=1)) == []  # within the lease: not taken for lost yet
+    # Past the lease, and past it again: the second chunk is queued again, twice over.
+    assert sweep(service.LEASE + timedelta(minutes=1)) == [(campaign_id, 1)]
+    assert sweep(2 * service.LEASE + timedelta(minutes=2)) == [(campaign_id, 1)] * 2
+    logs = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end
+    running = worker(logs)
+    try:
+        wait_until(lambda: len(twilio.messages) >= 12, timeout=60)
+        progress = done(staff, campaign_id)
+    finally:
+        stop(running)
+        logs.close()
+        print((tmp_path / "workers.log").read_text()[-5000:])
+    assert twilio.duplicates() == {}
+    assert len(twilio.messages) == 12 and len({m.to for m in twilio.messages}) == 12
+    assert progress["written"] == progress["total"] == 12
+
+
+def chunk_jobs() -> list[tuple]:
+    """The campaign chunk jobs waiting in the ``bulk`` queue: (campaign id, number) each."""
+    return [
+        tuple(job.args[2:])
+        for job in queue("bulk").jobs
+        if str(job.args[1]) == service.JOB + "run_chunk"
+    ]

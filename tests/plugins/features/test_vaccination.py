@@ -324,6 +324,23 @@ def test_the_command_imports_every_row(app, clinic, world, runner, tmp_path):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(OpeningHours)) == 49 + 9
 
 
+def test_a_large_import_refreshes_the_centres_statistics_first(app, clinic, world):
+    # From 100 new centres on, their statistics are refreshed before the rows are written
+    # (as the app's role, through vaccination_analyze_centres()): without them, PostgreSQL
+    # checked each row's centre by reading the clinic's centres. Autovacuum cannot have
+    # counted them: they are not committed yet.
+    from plugins.features.vaccination import importer
+
+    with app.app_context(), tenant_scope(clinic.id):
+        report = importer.run(clinic, importer.read(io.StringIO(csv_rows(n_centres=120, days=2))))
+        assert not report.errors and report.centres == 120 and report.openings == 240
+        counted = db.session.scalar(
+            sa.text("SELECT reltuples FROM pg_class WHERE relname = 'vaccination_centres'")
+        )
+        assert counted == 1 + 120
+        db.session.rollback()
+
+
 def test_a_wrong_row_imports_nothing_and_names_it(app, clinic, world, runner, tmp_path):
     text = csv_rows() + f"C9999,Centre X,centre,,no,1,1,10,{day(2)},09:00,12:00,sputnik,10\n"
     text += f"C9998,Centre Y,castle,,no,1,1,10,{day(2)},09:00,12:00,comirnaty,10\n"

@@ -1,4 +1,5 @@
-// Campaigns' pages: the draft form's live count, the campaign page's progress bar.
+// Campaigns' pages: the draft form's live count, the campaign page's progress bar, the
+// operator's per-clinic progress bars of a country-wide campaign.
 // A static file (the pages' CSP allows no inline script); without it the pages still work.
 (function () {
   "use strict";
@@ -87,5 +88,42 @@
         .catch(function () { setTimeout(poll, 5000); });
     };
     setTimeout(poll, 1000);
+  }
+
+  // --- the operator's per-clinic bars of a country-wide campaign, polled until all are over ---
+  var country = document.getElementById("country-progress");
+  if (country) {
+    var names = JSON.parse(country.dataset.states);
+    var written = document.getElementById("written-template").dataset.template;
+    var number = new Intl.NumberFormat(document.documentElement.lang || undefined);
+    var pollCountry = function () {
+      fetch(country.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.json(); })
+        .then(function (body) {
+          var going = false;
+          Object.keys(body).forEach(function (slug) {
+            var row = document.getElementById("clinic-" + slug);
+            if (!row) return;
+            var shown = body[slug];
+            var cell = function (name) { return row.querySelector('[data-figure="' + name + '"]'); };
+            var bar = cell("bar");
+            bar.max = shown.expected || 1;
+            bar.value = shown.written;
+            bar.textContent = shown.written;
+            cell("written").textContent = format(written, {
+              written: number.format(shown.written), total: number.format(shown.expected),
+            });
+            cell("state").textContent = names[shown.state] || shown.state;
+            Object.keys(shown.figures).forEach(function (key) {
+              var figure = cell(key);
+              if (figure) figure.textContent = number.format(shown.figures[key]);
+            });
+            if (shown.state === "running" || shown.state === "scheduled") going = true;
+          });
+          if (going) setTimeout(pollCountry, 2000);
+        })
+        .catch(function () { setTimeout(pollCountry, 5000); });
+    };
+    setTimeout(pollCountry, 1000);
   }
 })();

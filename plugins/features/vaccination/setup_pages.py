@@ -1,0 +1,239 @@
+"""Set-up pages for a clinic's admins: vaccines, campaigns (who may book) and centres,
+listed, changed and deleted (``/vaccination/setup``).
+
+Routes only: parse the form, call :mod:`.setup`, render. A wrong field answers 422 with
+the form and the field's message, and nothing is changed; a deletion others depend on
+answers 409 and says why. Each change is audited.
+"""
+
+import uuid
+
+import sqlalchemy as sa
+from flask import flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from core.plugin_api import (
+    DomainError,
+    admin_only,
+    attribute_labels,
+    check,
+    db,
+    record_audit,
+)
+from plugins.features.vaccination import setup
+from plugins.features.vaccination.models import Campaign, Centre, CentreKind, Vaccine
+from plugins.features.vaccination.views import bp
+
+PER_PAGE = 100  # centres on one page of the list: a country has thousands
+
+
+def kind_names() -> dict[str, str]:
+    """The kinds of centre, as staff read them."""
+    return {
+        CentreKind.CENTRE.value: _("Vaccination centre"),
+        CentreKind.MEGA.value: _("Mega-centre"),
+        CentreKind.PRACTICE.value: _("GP practice"),
+        CentreKind.PHARMACY.value: _("Pharmacy"),
+        CentreKind.MOBILE.value: _("Mobile unit"),
+    }
+
+
+@bp.get("/vaccination/setup")
+@admin_only
+def setup_list():
+    """Vaccines, campaigns and a page of centres, each with a link to change it."""
+    try:
+        page = check.page(request.args.get("page"))
+    except DomainError:
+        page = 1
+    vaccines = list(db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name)))
+    campaigns = list(db.session.scalars(sa.select(Campaign).order_by(Campaign.name)))
+    total = db.session.scalar(sa.select(sa.func.count(Centre.id)))
+    centres = list(
+        db.session.scalars(
+            sa.select(Centre).order_by(Centre.code).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
+        )
+    )
+    return render_template(
+        "vaccination/setup_list.html",
+        vaccines=vaccines,
+        campaigns=campaigns,
+        centres=centres,
+        vaccine_of={v.id: v for v in vaccines},
+        kinds=kind_names(),
+        page=page,
+        pages=max(1, -(-total // PER_PAGE)),
+    )
+
+
+def _saved(action: str, object_id: uuid.UUID, message: str):
+    record_audit(action, object_id)
+    db.session.commit()
+    flash(message)
+    return redirect(url_for(".setup_list"), 303)
+
+
+def _refused(template: str, exc: DomainError, **context):
+    """The form again with the field's message; nothing it sent was kept."""
+    db.session.rollback()
+    return render_template(template, error=exc, **context), exc.status
+
+
+# --- vaccines ----------------------------------------------------------------------------------
+
+
+def _vaccine_form(vaccine: Vaccine) -> dict:
+    return {
+        "code": vaccine.code,
+        "name": vaccine.name,
+        "doses": vaccine.doses,
+        "min_days": vaccine.min_interval_days,
+        "ideal_days": vaccine.ideal_interval_days,
+        "max_days": vaccine.max_interval_days,
+        "min_age": vaccine.min_age,
+        "max_age": vaccine.max_age,
+    }
+
+
+@bp.route("/vaccination/vaccines/<uuid:vaccine_id>/edit", methods=["GET", "POST"])
+@admin_only
+def vaccine_edit(vaccine_id: uuid.UUID):
+    """Change a vaccine and its dose schedule; bookings made keep their dates."""
+    vaccine = setup.find(Vaccine, vaccine_id)
+    context = {"vaccine": vaccine, "booked": setup.bookings_ahead(vaccine_id=vaccine.id)}
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in setup.VACCINE_FIELDS}
+        try:
+            setup.change_vaccine(vaccine, **values)
+        except DomainError as exc:
+            return _refused("vaccination/vaccine_edit.html", exc, values=values, **context)
+        return _saved("vaccination.vaccine.changed", vaccine.id, _("Vaccine saved."))
+    return render_template(
+        "vaccination/vaccine_edit.html", values=_vaccine_form(vaccine), error=None, **context
+    )
+
+
+@bp.post("/vaccination/vaccines/<uuid:vaccine_id>/delete")
+@admin_only
+def vaccine_delete(vaccine_id: uuid.UUID):
+    """Delete a vaccine nobody was booked for (409 saying why otherwise)."""
+    vaccine = setup.find(Vaccine, vaccine_id)
+    context = {"vaccine": vaccine, "booked": setup.bookings_ahead(vaccine_id=vaccine.id)}
+    form = _vaccine_form(vaccine)
+    try:
+        setup.delete_vaccine(vaccine)
+    except DomainError as exc:
+        return _refused("vaccination/vaccine_edit.html", exc, values=form, **context)
+    return _saved("vaccination.vaccine.deleted", vaccine_id, _("Vaccine deleted."))
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+def _campaign_form(campaign: Campaign, vaccines: dict) -> dict:
+    shot = vaccines.get(campaign.vaccine_id)
+    return {
+        "name": campaign.name,
+        "vaccine": shot.code if shot else "",
+        "min_age": campaign.min_age,
+        "max_age": campaign.max_age,
+        "attributes": list(campaign.attributes or ()),
+        "active": campaign.active,
+    }
+
+
+@bp.route("/vaccination/campaigns/<uuid:vaccination_campaign_id>/edit", methods=["GET", "POST"])
+@admin_only
+def campaign_edit(vaccination_campaign_id: uuid.UUID):
+    """Change who a campaign takes, or close it; bookings made stay."""
+    campaign = setup.find(Campaign, vaccination_campaign_id)
+    vaccines = {v.id: v for v in db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name))}
+    context = {
+        "campaign": campaign,
+        "vaccines": {v.code: v.name for v in vaccines.values()},
+        "attributes": attribute_labels(),
+    }
+    if request.method == "POST":
+        form = request.form
+        values = {
+            "name": form.get("name"),
+            "vaccine": form.get("vaccine") or "",
+            "min_age": form.get("min_age"),
+            "max_age": form.get("max_age"),
+            "attributes": form.getlist("attributes"),
+            "active": form.get("active") == "1",
+        }
+        try:
+            setup.change_campaign(
+                campaign,
+                values["name"],
+                values["vaccine"],
+                values["min_age"],
+                values["max_age"],
+                values["attributes"],
+                values["active"],
+            )
+        except DomainError as exc:
+            return _refused("vaccination/campaign_edit.html", exc, values=values, **context)
+        return _saved("vaccination.campaign.changed", campaign.id, _("Campaign saved."))
+    return render_template(
+        "vaccination/campaign_edit.html",
+        values=_campaign_form(campaign, vaccines),
+        error=None,
+        **context,
+    )
+
+
+# --- centres -----------------------------------------------------------------------------------
+
+CENTRE_FIELDS = ("code", "name", "kind", "address", "lines", "capacity", "slot_minutes")
+
+
+def _centre_form(centre: Centre) -> dict:
+    return {
+        **{k: getattr(centre, k) for k in CENTRE_FIELDS if k != "lines"},
+        "kind": centre.kind.value,
+        "lines": setup.line_count(centre),
+        "restricted": centre.restricted,
+    }
+
+
+def _centre_context(centre: Centre) -> dict:
+    return {
+        "centre": centre,
+        "kinds": kind_names(),
+        "booked": setup.bookings_ahead(centre_id=centre.id),
+    }
+
+
+@bp.route("/vaccination/centres/<uuid:centre_id>/edit", methods=["GET", "POST"])
+@admin_only
+def centre_edit(centre_id: uuid.UUID):
+    """Change a centre: name, kind, address, restricted agenda, lines, places, slot length."""
+    centre = setup.find(Centre, centre_id)
+    context = _centre_context(centre)
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in CENTRE_FIELDS}
+        values["restricted"] = request.form.get("restricted") == "1"
+        try:
+            setup.change_centre(g.tenant, centre, **values)
+        except DomainError as exc:
+            return _refused("vaccination/centre_edit.html", exc, values=values, **context)
+        return _saved("vaccination.centre.changed", centre.id, _("Centre saved."))
+    return render_template(
+        "vaccination/centre_edit.html", values=_centre_form(centre), error=None, **context
+    )
+
+
+@bp.post("/vaccination/centres/<uuid:centre_id>/delete")
+@admin_only
+def centre_delete(centre_id: uuid.UUID):
+    """Delete a centre nobody was booked at (409 saying why otherwise)."""
+    centre = setup.find(Centre, centre_id)
+    context = _centre_context(centre)
+    form = _centre_form(centre)
+    try:
+        setup.delete_centre(centre)
+    except DomainError as exc:
+        return _refused("vaccination/centre_edit.html", exc, values=form, **context)
+    return _saved("vaccination.centre.deleted", centre_id, _("Centre deleted."))

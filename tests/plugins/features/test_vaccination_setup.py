@@ -1,0 +1,265 @@
+"""Vaccination set-up pages: admins change vaccines, campaigns and centres with the checks
+of their creation (a wrong field is a 422 naming it, nothing changed), bookings made keep
+their dates and places, and what bookings depend on is not deleted."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core.clinic.models import AuditEvent
+from core.db import db
+from plugins.features.vaccination.models import (
+    Booking,
+    Campaign,
+    Centre,
+    Line,
+    SlotCount,
+    Stock,
+    Vaccine,
+)
+from tenants.scoping import tenant_scope
+from tests.plugins.features.vaccination_world import PLUGINS, add_centre, at, build, today
+from tests.worlds import client_for, csrf_token, log_in, make_clinic, make_patient, make_staff
+
+VACCINE_FORM = {
+    "code": "comirnaty",
+    "name": "Comirnaty",
+    "doses": "2",
+    "min_days": "21",
+    "ideal_days": "28",
+    "max_days": "42",
+    "min_age": "",
+    "max_age": "",
+}
+CENTRE_FORM = {
+    "code": "PAR-01",
+    "name": "Centre Paris 15",
+    "kind": "centre",
+    "address": "1 rue de Vaugirard, Paris",
+    "lines": "2",
+    "capacity": "1",
+    "slot_minutes": "10",
+}
+
+
+@pytest.fixture
+def clinic(app):
+    return make_clinic(app, "demo", plugins=PLUGINS)
+
+
+@pytest.fixture
+def world(app, clinic):
+    return build(app, clinic)
+
+
+@pytest.fixture
+def admin(app, clinic, world):
+    client = client_for(app, clinic.slug)
+    log_in(client, make_staff(app, clinic, "admin"))
+    client.token = csrf_token(client, "/vaccination/setup")
+    client.post("/language", data={"lang": "en", "csrf_token": client.token})  # English pages
+    return client
+
+
+@pytest.fixture
+def booked(app, clinic, world):
+    """Dose 1 in two days and dose 2 four weeks later, booked through the API."""
+    patient = make_patient(app, clinic, birth_date=today().replace(year=1950))
+    api = client_for(app, clinic.slug)
+    first = at(today() + timedelta(days=2), 9)
+    answer = api.post(
+        "/api/v1/vaccination/bookings",
+        headers={"Authorization": f"Bearer {world.token}"},
+        json={
+            "patient": str(patient.id),
+            "centre": str(world.centre_id),
+            "vaccine": str(world.vaccine_id),
+            "first": first.isoformat(),
+            "second": (first + timedelta(days=28)).isoformat(),
+        },
+    )
+    assert answer.status_code == 201, answer.json
+    return [d["starts_at"] for d in answer.json["doses"]]
+
+
+def post(client, path, **form):
+    return client.post(path, data={"csrf_token": client.token, **form})
+
+
+def read(app, clinic, query):
+    with app.app_context(), tenant_scope(clinic.id):
+        return db.session.execute(query).all()
+
+
+def audited(app, clinic, action):
+    return read(app, clinic, sa.select(AuditEvent.object_id).where(AuditEvent.action == action))
+
+
+# --- vaccines ----------------------------------------------------------------------------------
+
+
+def test_the_set_up_page_lists_what_can_be_changed(admin, world):
+    page = admin.get("/vaccination/setup")
+    assert page.status_code == 200
+    assert f"/vaccination/vaccines/{world.vaccine_id}/edit" in page.text
+    assert f"/vaccination/centres/{world.centre_id}/edit" in page.text
+
+
+def test_a_new_dose_interval_leaves_the_bookings_made_on_their_dates(
+    app, clinic, world, admin, booked
+):
+    path = f"/vaccination/vaccines/{world.vaccine_id}/edit"
+    page = admin.get(path)
+    assert "Bookings already made keep their dates" in page.text
+    assert "2 doses are booked ahead with this vaccine." in page.text
+    changed = post(admin, path, **VACCINE_FORM | {"min_days": "28", "ideal_days": "35"})
+    assert changed.status_code == 303
+    vaccine = read(app, clinic, sa.select(Vaccine.min_interval_days, Vaccine.ideal_interval_days))
+    assert (28, 35) in vaccine
+    starts = read(app, clinic, sa.select(Booking.starts_at).order_by(Booking.dose))
+    assert [s.isoformat() for (s,) in starts] == booked
+    assert audited(app, clinic, "vaccination.vaccine.changed") == [(world.vaccine_id,)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_days", "7"),  # below the minimum
+        ("doses", "0"),
+        ("name", ""),
+        ("code", "jcovden"),  # the other vaccine's
+        ("max_age", "abc"),
+    ],
+)
+def test_a_wrong_vaccine_field_is_named_and_nothing_changes(
+    app, clinic, world, admin, field, value
+):
+    path = f"/vaccination/vaccines/{world.vaccine_id}/edit"
+    page = post(admin, path, **VACCINE_FORM | {"name": "Changed", field: value})
+    assert page.status_code == 422
+    assert f'id="e-{field}"' in page.text
+    assert read(app, clinic, sa.select(Vaccine.name).where(Vaccine.id == world.vaccine_id)) == [
+        ("Comirnaty",)
+    ]
+    assert audited(app, clinic, "vaccination.vaccine.changed") == []
+
+
+def test_a_vaccine_with_bookings_is_not_deleted_an_unused_one_is(app, clinic, world, admin, booked):
+    refused = post(admin, f"/vaccination/vaccines/{world.vaccine_id}/delete")
+    assert refused.status_code == 409
+    assert "Doses of this vaccine were booked or given" in refused.text
+    deleted = post(admin, f"/vaccination/vaccines/{world.single_id}/delete")
+    assert deleted.status_code == 303
+    left = read(app, clinic, sa.select(Vaccine.id))
+    assert left == [(world.vaccine_id,)]
+    assert read(app, clinic, sa.select(Stock.vaccine_id).distinct()) == [(world.vaccine_id,)]
+    assert audited(app, clinic, "vaccination.vaccine.deleted") == [(world.single_id,)]
+
+
+def test_the_set_up_needs_an_admin_and_the_form_its_csrf_token(app, clinic, world, admin):
+    path = f"/vaccination/vaccines/{world.vaccine_id}/edit"
+    assert admin.post(path, data=VACCINE_FORM | {"name": "Changed"}).status_code == 400
+    secretary = client_for(app, clinic.slug)
+    log_in(secretary, make_staff(app, clinic, "secretary"))
+    assert secretary.get(path).status_code == 403
+    assert secretary.get(f"/vaccination/vaccines/{uuid.uuid4()}/edit").status_code == 403
+    assert admin.get(f"/vaccination/vaccines/{uuid.uuid4()}/edit").status_code == 404
+    assert read(app, clinic, sa.select(Vaccine.name).where(Vaccine.id == world.vaccine_id)) == [
+        ("Comirnaty",)
+    ]
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+def test_a_campaign_is_changed_then_closed(app, clinic, world, admin):
+    with app.app_context(), tenant_scope(clinic.id):
+        campaign = Campaign(name="Over 65s", min_age=65, attributes=[])
+        db.session.add(campaign)
+        db.session.commit()
+        campaign_id = campaign.id
+    path = f"/vaccination/campaigns/{campaign_id}/edit"
+    form = {"name": "Over 60s", "vaccine": "comirnaty", "min_age": "60", "max_age": ""}
+    wrong = post(admin, path, **form | {"max_age": "50", "active": "1"})
+    assert wrong.status_code == 422 and 'id="e-max_age"' in wrong.text
+    unknown = post(admin, path, **form | {"vaccine": "sputnik", "active": "1"})
+    assert unknown.status_code == 422 and 'id="e-vaccine"' in unknown.text
+    assert read(app, clinic, sa.select(Campaign.name, Campaign.min_age)) == [("Over 65s", 65)]
+    opened = post(admin, path, **form | {"active": "1", "attributes": "chronic_disease"})
+    assert opened.status_code == 303
+    row = read(
+        app,
+        clinic,
+        sa.select(Campaign.name, Campaign.min_age, Campaign.vaccine_id, Campaign.attributes),
+    )
+    assert row == [("Over 60s", 60, world.vaccine_id, ["chronic_disease"])]
+    closed = post(admin, path, **form)  # "active" not ticked
+    assert closed.status_code == 303
+    assert read(app, clinic, sa.select(Campaign.active)) == [(False,)]
+    assert len(audited(app, clinic, "vaccination.campaign.changed")) == 2
+
+
+# --- centres -----------------------------------------------------------------------------------
+
+
+def test_a_centre_gets_more_lines_and_its_booked_slots_more_places(
+    app, clinic, world, admin, booked
+):
+    path = f"/vaccination/centres/{world.centre_id}/edit"
+    assert "2 doses are booked ahead at this centre." in admin.get(path).text
+    saved = post(admin, path, **CENTRE_FORM | {"name": "Paris 15", "lines": "3", "restricted": "1"})
+    assert saved.status_code == 303
+    centre = read(app, clinic, sa.select(Centre.name, Centre.restricted))
+    assert centre == [("Paris 15", True)]
+    assert read(app, clinic, sa.select(sa.func.count(Line.id))) == [(3,)]
+    assert read(app, clinic, sa.select(SlotCount.capacity).distinct()) == [(3,)]
+    assert audited(app, clinic, "vaccination.centre.changed") == [(world.centre_id,)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("slot_minutes", "15", "its slot length cannot change"),
+        ("lines", "0", "A whole number from 1 to 500"),
+        ("capacity", "x", "Enter a whole number"),
+        ("kind", "castle", "One of:"),
+        ("name", " ", "This field is required"),
+    ],
+)
+def test_a_wrong_centre_field_is_named_and_nothing_changes(
+    app, clinic, world, admin, booked, field, value, says
+):
+    path = f"/vaccination/centres/{world.centre_id}/edit"
+    page = post(admin, path, **CENTRE_FORM | {"address": "Elsewhere", field: value})
+    assert page.status_code == 422
+    assert f'id="e-{field}"' in page.text and says in page.text
+    assert read(app, clinic, sa.select(Centre.address, Centre.slot_minutes)) == [
+        ("1 rue de Vaugirard, Paris", 10)
+    ]
+
+
+def test_a_line_with_bookings_is_not_removed(app, clinic, world, admin, booked):
+    # Both doses went on line 1 (the emptiest, then the first): make it the last line.
+    path = f"/vaccination/centres/{world.centre_id}/edit"
+    with app.app_context(), tenant_scope(clinic.id):
+        booked_line = sa.select(Booking.line_id).limit(1).scalar_subquery()
+        db.session.execute(sa.update(Line).where(Line.id == booked_line).values(position=3))
+        db.session.commit()
+    page = post(admin, path, **CENTRE_FORM | {"lines": "1"})
+    assert page.status_code == 422 and 'id="e-lines"' in page.text
+    assert read(app, clinic, sa.select(sa.func.count(Line.id))) == [(2,)]
+
+
+def test_a_centre_with_bookings_is_not_deleted_an_unused_one_is(app, clinic, world, admin, booked):
+    refused = post(admin, f"/vaccination/centres/{world.centre_id}/delete")
+    assert refused.status_code == 409
+    assert "Doses were booked or given at this centre" in refused.text
+    with app.app_context(), tenant_scope(clinic.id):
+        spare = add_centre(code="LYO-01", name="Lyon", vaccines=())
+        db.session.commit()
+        spare_id = spare.id
+    assert post(admin, f"/vaccination/centres/{spare_id}/delete").status_code == 303
+    assert read(app, clinic, sa.select(Centre.id)) == [(world.centre_id,)]
+    assert audited(app, clinic, "vaccination.centre.deleted") == [(spare_id,)]
