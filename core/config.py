@@ -52,6 +52,16 @@ class Config:
     # callbacks), as curl's --resolve: {"name": ["address", ...], "*": [...] for any other
     # name}; an empty list means "not found". Unset: DNS answers (the tests pin every name).
     RESOLVE = None
+    # Provider health (core/delivery/health.py): once every HEALTH_EVERY_SECONDS, each
+    # provider's messages of the last HEALTH_WINDOW_SECONDS are measured; at HEALTH_THRESHOLD
+    # or more of at least HEALTH_MIN_SAMPLE slow (a receipt later than HEALTH_SLOW_SECONDS)
+    # or failed, it loses its traffic. Workers read the factors every HEALTH_REMEMBER_SECONDS.
+    HEALTH_WINDOW_SECONDS = 15 * 60
+    HEALTH_SLOW_SECONDS = 5 * 60
+    HEALTH_THRESHOLD = 0.15
+    HEALTH_MIN_SAMPLE = 20
+    HEALTH_EVERY_SECONDS = 60
+    HEALTH_REMEMBER_SECONDS = 30
     TRACE_HOOKS = False  # log every hook call to "relais.hooks" (INFO), arguments redacted
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime as DateTime
+from datetime import timedelta as TimeDelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -177,6 +178,11 @@ def format_percent(value: float | None, digits: int = 1) -> str:
     if digits:  # decimals after the last digit of the integer part
         pattern = re.sub(r"0(?=[^0#,]*$)", "0." + "0" * digits, pattern, count=1)
     return numbers.format_percent(value, pattern, locale=locale)
+
+
+def format_duration(value: TimeDelta) -> str:
+    """A length of time in the locale's words, rounded to its largest unit ("15 minutes")."""
+    return dates.format_timedelta(value, threshold=1, locale=get_locale())
 
 
 def format_phone(e164: str | None, region: str | None = None) -> str:

@@ -6,9 +6,6 @@ Redis (``RELAIS_TEST_REDIS_URL``, flushed after each test).
 Requests really commit, so after each test every table but the reference data is emptied.
 """
 
-import signal
-import subprocess
-
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -33,6 +30,7 @@ from tests.worlds import (
     make_clinic,
     make_staff,
     start_worker,
+    stop_worker,
 )
 
 
@@ -147,13 +145,7 @@ def worker():
     printed shows in the test's output)."""
     running = start_worker(DEFAULT_PLUGINS)
     yield running
-    running.send_signal(signal.SIGTERM)
-    try:
-        output, _ = running.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        running.kill()
-        output, _ = running.communicate()
-    print("relais worker:", output)
+    stop_worker(running)
 
 
 @pytest.fixture

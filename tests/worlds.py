@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -274,9 +275,10 @@ def route_through_twilio(app, channel: str, fake, number: str) -> None:
         db.session.commit()
 
 
-def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
+def process_env(plugins: tuple[str, ...], config: dict | None = None) -> dict[str, str]:
     """The environment of a process of the app (a worker, a producer) on the test database
-    and Redis, with ``plugins``."""
+    and Redis, with ``plugins`` and the settings of ``config`` (``{"NAME": value}``, given as
+    ``RELAIS_NAME``)."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -287,16 +289,32 @@ def process_env(plugins: tuple[str, ...]) -> dict[str, str]:
         "RELAIS_SERVER_NAME": TEST_CONFIG["SERVER_NAME"],
         "RELAIS_PLUGINS": json.dumps(plugins),
         "RELAIS_RESOLVE": json.dumps(TEST_CONFIG["RESOLVE"]),
+        **{f"RELAIS_{name}": json.dumps(value) for name, value in (config or {}).items()},
     }
 
 
-def start_worker(plugins: tuple[str, ...], *args: str) -> subprocess.Popen:
-    """A real ``relais worker`` process on the test database and Redis, with ``plugins``."""
+def start_worker(
+    plugins: tuple[str, ...], *args: str, config: dict | None = None
+) -> subprocess.Popen:
+    """A real ``relais worker`` process on the test database and Redis, with ``plugins``
+    (and ``config``: see :func:`process_env`)."""
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "relais"), "worker", *args],
-        env=process_env(plugins),
+        env=process_env(plugins, config),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """Stop a worker of :func:`start_worker` as a deployment does (SIGTERM: it finishes its
+    job), killed if it does not within 20 s; print what it said (the test's output)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    print("relais worker:", output)

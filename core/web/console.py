@@ -22,7 +22,7 @@ from core.delivery.log import channel_labels, purpose_labels, status_labels
 from core.delivery.models import Message
 from core.delivery.providers import declared_providers
 from core.errors import Conflict, NotFound, ValidationError
-from core.i18n import country_name, format_number, format_percent
+from core.i18n import country_name, format_duration, format_number, format_percent
 from core.plugins import host
 from tenants import provisioning, scoping
 from tenants.country_warnings import all_country_warnings, country_warnings
@@ -453,8 +453,9 @@ def kpis_page():
         },
         health_rows=health.current(),
         health_events=health.recent_events(20),
-        health_threshold=health.THRESHOLD,
+        health_rules=health.rules(),
         health_floor=health.FLOOR,
+        duration=format_duration,
     ), (error.status if error else 200)
 
 
