@@ -1,7 +1,7 @@
 """Vaccination in Chromium: a patient logs in with a code sent by SMS, books dose 1 and a
 dose 2 inside the window with the keyboard and the mouse, sees both on their page; all
-at 390 px wide, in French; centre staff mark a dose given and read the fill rates; an admin changes and adds vaccines. Every
-page is audited with axe-core."""
+at 390 px wide, in French; centre staff mark a dose given and read the fill rates; an admin
+changes and adds vaccines. Every page is audited with axe-core."""
 
 import re
 from datetime import date, timedelta
