@@ -438,3 +438,18 @@ def test_only_an_admin_adds_and_with_the_forms_csrf_token(app, clinic, world, ad
     assert secretary.post(path, data={"csrf_token": token, **form}).status_code == 403
     assert (count(app, clinic, Vaccine), count(app, clinic, Campaign)) == (2, 0)
     assert count(app, clinic, Centre) == 1
+
+
+def test_what_is_added_sees_only_the_clinics_own_vaccines_and_codes(app, clinic, world, admin):
+    other = make_clinic(app, "other", plugins=PLUGINS)
+    with app.app_context(), tenant_scope(other.id):
+        db.session.add(Vaccine(code="sputnik", name="Sputnik V", doses=2))
+        db.session.commit()
+    assert 'value="sputnik"' not in admin.get("/vaccination/campaigns/new").text
+    refused = post(admin, "/vaccination/campaigns/new", name="Over 65s", vaccine="sputnik")
+    assert refused.status_code == 422 and 'id="e-vaccine"' in refused.text
+    # Codes are the clinic's own: another clinic's vaccine code is free here.
+    added = post(admin, "/vaccination/vaccines/new", **VACCINE_FORM | {"code": "sputnik"})
+    assert added.status_code == 303
+    assert count(app, clinic, Campaign) == 0 and count(app, clinic, Vaccine) == 3
+    assert count(app, other, Vaccine) == 1
