@@ -1,7 +1,7 @@
 """Vaccination in Chromium: a patient logs in with a code sent by SMS, books dose 1 and a
 dose 2 inside the window with the keyboard and the mouse, sees both on their page; all
-at 390 px wide, in French; centre staff mark a dose given and read the fill rates. Every
-page is audited with axe-core."""
+at 390 px wide, in French; centre staff mark a dose given and read the fill rates; an admin
+changes and adds vaccines. Every page is audited with axe-core."""
 
 import re
 from datetime import date, timedelta
@@ -14,7 +14,7 @@ from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery.models import Message
 from plugins.features.vaccination import booking
-from plugins.features.vaccination.models import Booking
+from plugins.features.vaccination.models import Booking, Vaccine
 from tenants.scoping import tenant_scope
 from tests.plugins.features.vaccination_world import PLUGINS, at, build, today
 from tests.worlds import make_clinic, make_patient, make_staff
@@ -116,7 +116,7 @@ def test_centre_staff_see_the_day_mark_a_dose_and_read_the_fill_rates(
     audit()
 
 
-def test_an_admin_changes_a_vaccines_interval_with_the_keyboard(
+def test_an_admin_changes_a_vaccines_interval_and_adds_a_vaccine_with_the_keyboard(
     app, live_server, page, audit, translate, log_in
 ):
     clinic = make_clinic(app, "demo", plugins=PLUGINS)
@@ -151,3 +151,43 @@ def test_an_admin_changes_a_vaccines_interval_with_the_keyboard(
     with app.app_context(), tenant_scope(clinic.id):
         shot = booking.vaccine(world.vaccine_id)
         assert shot.max_interval_days == 49
+
+    # A new vaccine, typed with the keyboard; without a name it is refused, naming the field.
+    page.get_by_role("link", name=_("Back to the set-up")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(_("Vaccination set-up"))
+    audit()
+    page.get_by_role("link", name=_("Add a vaccine")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(_("New vaccine"))
+    audit()
+    page.get_by_role("textbox", name=_("Code (CSV files use it)")).fill("vaxzevria")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the name is still empty
+    name = page.get_by_role("textbox", name=_("Name patients read"))
+    expect(name).to_have_attribute("aria-invalid", "true")
+    audit()
+    name.fill("Vaxzevria")
+    page.get_by_role("spinbutton", name=_("At least")).fill("28")
+    page.get_by_role("spinbutton", name=_("At most")).fill("84")
+    page.get_by_role("spinbutton", name=_("At most")).press("Enter")
+    expect(page.get_by_role("status")).to_contain_text(_("Vaccine added."))
+    expect(page.get_by_role("link", name=_("Change %(name)s", name="Vaxzevria"))).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    audit()
+    for link, heading in (
+        (_("Add a campaign"), _("New campaign")),
+        (_("Add a centre"), _("New centre")),
+    ):
+        page.get_by_role("link", name=link).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        audit()
+        page.get_by_role("link", name=_("Back to the set-up")).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(_("Vaccination set-up"))
+        audit()
+    with app.app_context(), tenant_scope(clinic.id):
+        added = db.session.scalars(sa.select(Vaccine).where(Vaccine.code == "vaxzevria")).one()
+        assert (added.min_interval_days, added.ideal_interval_days, added.max_interval_days) == (
+            28,
+            28,
+            84,
+        )

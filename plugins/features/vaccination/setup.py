@@ -213,13 +213,15 @@ def add_campaign(
     min_age: int | None = None,
     max_age: int | None = None,
     attributes: list[str] | tuple[str, ...] = (),
+    active: bool = True,
 ) -> Campaign:
-    """An open campaign: who restricted centres take (the caller commits).
+    """A campaign, open unless ``active`` is False: who restricted centres take (the caller
+    commits).
 
     :raises ValidationError: naming the field (``name``, ``vaccine``, ``min_age``,
         ``max_age``, ``attributes``)."""
     campaign = Campaign(
-        **_campaign_values(name, vaccine_code, min_age, max_age, attributes), active=True
+        **_campaign_values(name, vaccine_code, min_age, max_age, attributes), active=bool(active)
     )
     db.session.add(campaign)
     db.session.flush()
@@ -270,6 +272,23 @@ def centre_values(name, kind, address, restricted, lines, capacity, slot_minutes
 
 def line_count(centre: Centre) -> int:
     return db.session.scalar(sa.select(sa.func.count(Line.id)).where(Line.centre_id == centre.id))
+
+
+def add_centre(tenant, code, **fields) -> Centre:
+    """A centre and its lines, checked as the import checks one (the caller commits). Its
+    opening days and stock come from the CSV import, which adds them to a centre it knows.
+
+    :raises ValidationError: naming the field (``code``, ``name``, ``kind``, ``address``,
+        ``lines``, ``capacity``, ``slot_minutes``)."""
+    code = _required(code, "code", MAX_CODE)
+    _unused_code(Centre, code, None, _("A centre has this code already."))
+    values = centre_values(**fields)
+    lines = values.pop("lines")
+    centre = Centre(code=code, **values)
+    db.session.add(centre)
+    db.session.flush()
+    _set_lines(tenant, centre, lines)
+    return centre
 
 
 def change_centre(tenant, centre: Centre, code, **fields) -> Centre:

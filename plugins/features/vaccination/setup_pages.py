@@ -1,9 +1,10 @@
 """Set-up pages for a clinic's admins: vaccines, campaigns (who may book) and centres,
-listed, changed and deleted (``/vaccination/setup``).
+listed, added, changed and deleted (``/vaccination/setup``).
 
 Routes only: parse the form, call :mod:`.setup`, render. A wrong field answers 422 with
 the form and the field's message, and nothing is changed; a deletion others depend on
-answers 409 and says why. Each change is audited.
+answers 409 and says why. Each change is audited. One template serves a new object and a
+change of one (``vaccine``, ``campaign`` or ``centre`` None on the new one's page).
 """
 
 import uuid
@@ -95,21 +96,38 @@ def _vaccine_form(vaccine: Vaccine) -> dict:
     }
 
 
+def _vaccine_page(vaccine: Vaccine | None, save, action: str, done: str):
+    """The vaccine form, and on POST ``save(**fields)`` (a new vaccine or a change)."""
+    booked = setup.bookings_ahead(vaccine_id=vaccine.id) if vaccine else 0
+    context = {"vaccine": vaccine, "booked": booked}
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in setup.VACCINE_FIELDS}
+        try:
+            saved = save(**values)
+        except DomainError as exc:
+            return _refused("vaccination/vaccine_edit.html", exc, values=values, **context)
+        return _saved(action, saved.id, done)
+    values = _vaccine_form(vaccine) if vaccine else {"doses": 2, "min_days": 0}
+    return render_template("vaccination/vaccine_edit.html", values=values, error=None, **context)
+
+
+@bp.route("/vaccination/vaccines/new", methods=["GET", "POST"])
+@admin_only
+def vaccine_new():
+    """Add a vaccine and its dose schedule, as ``relais vaccination add-vaccine`` does."""
+    return _vaccine_page(None, setup.add_vaccine, "vaccination.vaccine.added", _("Vaccine added."))
+
+
 @bp.route("/vaccination/vaccines/<uuid:vaccine_id>/edit", methods=["GET", "POST"])
 @admin_only
 def vaccine_edit(vaccine_id: uuid.UUID):
     """Change a vaccine and its dose schedule; bookings made keep their dates."""
     vaccine = setup.find(Vaccine, vaccine_id)
-    context = {"vaccine": vaccine, "booked": setup.bookings_ahead(vaccine_id=vaccine.id)}
-    if request.method == "POST":
-        values = {k: request.form.get(k) for k in setup.VACCINE_FIELDS}
-        try:
-            setup.change_vaccine(vaccine, **values)
-        except DomainError as exc:
-            return _refused("vaccination/vaccine_edit.html", exc, values=values, **context)
-        return _saved("vaccination.vaccine.changed", vaccine.id, _("Vaccine saved."))
-    return render_template(
-        "vaccination/vaccine_edit.html", values=_vaccine_form(vaccine), error=None, **context
+    return _vaccine_page(
+        vaccine,
+        lambda **values: setup.change_vaccine(vaccine, **values),
+        "vaccination.vaccine.changed",
+        _("Vaccine saved."),
     )
 
 
@@ -142,11 +160,9 @@ def _campaign_form(campaign: Campaign, vaccines: dict) -> dict:
     }
 
 
-@bp.route("/vaccination/campaigns/<uuid:vaccination_campaign_id>/edit", methods=["GET", "POST"])
-@admin_only
-def campaign_edit(vaccination_campaign_id: uuid.UUID):
-    """Change who a campaign takes, or close it; bookings made stay."""
-    campaign = setup.find(Campaign, vaccination_campaign_id)
+def _campaign_page(campaign: Campaign | None, save, action: str, done: str):
+    """The campaign form, and on POST ``save(name, vaccine_code, min_age, max_age,
+    attributes, active)`` (a new campaign or a change)."""
     vaccines = {v.id: v for v in db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name))}
     context = {
         "campaign": campaign,
@@ -164,8 +180,7 @@ def campaign_edit(vaccination_campaign_id: uuid.UUID):
             "active": form.get("active") == "1",
         }
         try:
-            setup.change_campaign(
-                campaign,
+            saved = save(
                 values["name"],
                 values["vaccine"],
                 values["min_age"],
@@ -175,12 +190,30 @@ def campaign_edit(vaccination_campaign_id: uuid.UUID):
             )
         except DomainError as exc:
             return _refused("vaccination/campaign_edit.html", exc, values=values, **context)
-        return _saved("vaccination.campaign.changed", campaign.id, _("Campaign saved."))
-    return render_template(
-        "vaccination/campaign_edit.html",
-        values=_campaign_form(campaign, vaccines),
-        error=None,
-        **context,
+        return _saved(action, saved.id, done)
+    values = _campaign_form(campaign, vaccines) if campaign else {"active": True}
+    return render_template("vaccination/campaign_edit.html", values=values, error=None, **context)
+
+
+@bp.route("/vaccination/campaigns/new", methods=["GET", "POST"])
+@admin_only
+def campaign_new():
+    """Open a campaign (or prepare a closed one), as ``relais vaccination add-campaign`` does."""
+    return _campaign_page(
+        None, setup.add_campaign, "vaccination.campaign.added", _("Campaign added.")
+    )
+
+
+@bp.route("/vaccination/campaigns/<uuid:vaccination_campaign_id>/edit", methods=["GET", "POST"])
+@admin_only
+def campaign_edit(vaccination_campaign_id: uuid.UUID):
+    """Change who a campaign takes, or close it; bookings made stay."""
+    campaign = setup.find(Campaign, vaccination_campaign_id)
+    return _campaign_page(
+        campaign,
+        lambda *values: setup.change_campaign(campaign, *values),
+        "vaccination.campaign.changed",
+        _("Campaign saved."),
     )
 
 
@@ -198,12 +231,38 @@ def _centre_form(centre: Centre) -> dict:
     }
 
 
-def _centre_context(centre: Centre) -> dict:
+def _centre_context(centre: Centre | None) -> dict:
     return {
         "centre": centre,
         "kinds": kind_names(),
-        "booked": setup.bookings_ahead(centre_id=centre.id),
+        "booked": setup.bookings_ahead(centre_id=centre.id) if centre else 0,
     }
+
+
+def _centre_page(centre: Centre | None, save, action: str, done: str):
+    """The centre form, and on POST ``save(tenant, **fields)`` (a new centre or a change)."""
+    context = _centre_context(centre)
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in CENTRE_FIELDS}
+        values["restricted"] = request.form.get("restricted") == "1"
+        try:
+            saved = save(g.tenant, **values)
+        except DomainError as exc:
+            return _refused("vaccination/centre_edit.html", exc, values=values, **context)
+        return _saved(action, saved.id, done)
+    values = (
+        _centre_form(centre)
+        if centre
+        else {"kind": CentreKind.CENTRE.value, "lines": 1, "capacity": 1, "slot_minutes": 10}
+    )
+    return render_template("vaccination/centre_edit.html", values=values, error=None, **context)
+
+
+@bp.route("/vaccination/centres/new", methods=["GET", "POST"])
+@admin_only
+def centre_new():
+    """Add a centre and its lines; its opening days and stock come from the CSV import."""
+    return _centre_page(None, setup.add_centre, "vaccination.centre.added", _("Centre added."))
 
 
 @bp.route("/vaccination/centres/<uuid:centre_id>/edit", methods=["GET", "POST"])
@@ -211,17 +270,11 @@ def _centre_context(centre: Centre) -> dict:
 def centre_edit(centre_id: uuid.UUID):
     """Change a centre: name, kind, address, restricted agenda, lines, places, slot length."""
     centre = setup.find(Centre, centre_id)
-    context = _centre_context(centre)
-    if request.method == "POST":
-        values = {k: request.form.get(k) for k in CENTRE_FIELDS}
-        values["restricted"] = request.form.get("restricted") == "1"
-        try:
-            setup.change_centre(g.tenant, centre, **values)
-        except DomainError as exc:
-            return _refused("vaccination/centre_edit.html", exc, values=values, **context)
-        return _saved("vaccination.centre.changed", centre.id, _("Centre saved."))
-    return render_template(
-        "vaccination/centre_edit.html", values=_centre_form(centre), error=None, **context
+    return _centre_page(
+        centre,
+        lambda tenant, **values: setup.change_centre(tenant, centre, **values),
+        "vaccination.centre.changed",
+        _("Centre saved."),
     )
 
 

@@ -2,6 +2,7 @@
 of their creation (a wrong field is a 422 naming it, nothing changed), bookings made keep
 their dates and places, and what bookings depend on is not deleted."""
 
+import io
 import uuid
 from datetime import timedelta
 
@@ -263,3 +264,192 @@ def test_a_centre_with_bookings_is_not_deleted_an_unused_one_is(app, clinic, wor
     assert post(admin, f"/vaccination/centres/{spare_id}/delete").status_code == 303
     assert read(app, clinic, sa.select(Centre.id)) == [(world.centre_id,)]
     assert audited(app, clinic, "vaccination.centre.deleted") == [(spare_id,)]
+
+
+# --- adding ------------------------------------------------------------------------------------
+
+
+def count(app, clinic, model):
+    return read(app, clinic, sa.select(sa.func.count()).select_from(model))[0][0]
+
+
+def test_a_vaccine_added_on_its_page_is_listed_and_a_new_campaign_names_it(
+    app, clinic, world, admin
+):
+    setup_page = admin.get("/vaccination/setup").text
+    assert 'href="/vaccination/vaccines/new"' in setup_page
+    assert 'href="/vaccination/campaigns/new"' in setup_page
+    form = VACCINE_FORM | {"code": "Vaxzevria", "name": "Vaxzevria", "min_age": "18"}
+    added = post(admin, "/vaccination/vaccines/new", **form)
+    assert added.status_code == 303
+    (vaccine_id, doses, interval, min_age) = read(
+        app,
+        clinic,
+        sa.select(Vaccine.id, Vaccine.doses, Vaccine.max_interval_days, Vaccine.min_age).where(
+            Vaccine.code == "vaxzevria"  # codes are kept in lower case, as the CLI keeps them
+        ),
+    )[0]
+    assert (doses, interval, min_age) == (2, 42, 18)
+    assert audited(app, clinic, "vaccination.vaccine.added") == [(vaccine_id,)]
+    listed = admin.get("/vaccination/setup").text
+    assert "Vaxzevria" in listed and f"/vaccination/vaccines/{vaccine_id}/edit" in listed
+
+    new_campaign = admin.get("/vaccination/campaigns/new")
+    assert new_campaign.status_code == 200 and 'value="vaxzevria"' in new_campaign.text
+    opened = post(
+        admin,
+        "/vaccination/campaigns/new",
+        name="Over 60s",
+        vaccine="vaxzevria",
+        min_age="60",
+        max_age="",
+        attributes="chronic_disease",
+        active="1",
+    )
+    assert opened.status_code == 303
+    row = read(
+        app,
+        clinic,
+        sa.select(Campaign.id, Campaign.vaccine_id, Campaign.min_age, Campaign.attributes).where(
+            Campaign.active
+        ),
+    )
+    assert [r[1:] for r in row] == [(vaccine_id, 60, ["chronic_disease"])]
+    assert audited(app, clinic, "vaccination.campaign.added") == [(row[0][0],)]
+    assert "Over 60s" in admin.get("/vaccination/setup").text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("code", "COMIRNATY"),  # the first vaccine's, whatever the case
+        ("name", ""),
+        ("doses", "0"),
+        ("ideal_days", "7"),  # below the minimum
+        ("max_age", "abc"),
+    ],
+)
+def test_a_wrong_new_vaccine_is_refused_naming_the_field(app, clinic, world, admin, field, value):
+    page = post(admin, "/vaccination/vaccines/new", **VACCINE_FORM | {"code": "new", field: value})
+    assert page.status_code == 422
+    assert f'id="e-{field}"' in page.text and "New vaccine" in page.text
+    assert count(app, clinic, Vaccine) == 2
+    assert audited(app, clinic, "vaccination.vaccine.added") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "form"),
+    [
+        ("name", {"name": " "}),
+        ("vaccine", {"vaccine": "sputnik"}),
+        ("max_age", {"min_age": "65", "max_age": "60"}),
+        ("attributes", {"attributes": "astrology"}),
+    ],
+)
+def test_a_wrong_new_campaign_is_refused_naming_the_field(app, clinic, world, admin, field, form):
+    page = post(admin, "/vaccination/campaigns/new", **{"name": "Over 65s", "active": "1"} | form)
+    assert page.status_code == 422 and f'id="e-{field}"' in page.text
+    assert count(app, clinic, Campaign) == 0
+
+
+def test_a_closed_campaign_can_be_prepared(app, clinic, world, admin):
+    assert post(admin, "/vaccination/campaigns/new", name="Teachers").status_code == 303
+    assert read(app, clinic, sa.select(Campaign.name, Campaign.active, Campaign.vaccine_id)) == [
+        ("Teachers", False, None)
+    ]
+
+
+def test_a_centre_added_on_its_page_offers_slots_once_its_opening_days_are_imported(
+    app, clinic, world, admin
+):
+    assert 'href="/vaccination/centres/new"' in admin.get("/vaccination/setup").text
+    form = CENTRE_FORM | {"code": "LYO-01", "name": "Lyon Gerland", "kind": "mega", "lines": "3"}
+    added = post(admin, "/vaccination/centres/new", **form | {"capacity": "2", "restricted": "1"})
+    assert added.status_code == 303
+    ((centre_id, kind, restricted, capacity),) = read(
+        app,
+        clinic,
+        sa.select(Centre.id, Centre.kind, Centre.restricted, Centre.capacity).where(
+            Centre.code == "LYO-01"
+        ),
+    )
+    assert (kind.value, restricted, capacity) == ("mega", True, 2)
+    lines = read(app, clinic, sa.select(Line.position).where(Line.centre_id == centre_id))
+    assert sorted(lines) == [(1,), (2,), (3,)]
+    assert audited(app, clinic, "vaccination.centre.added") == [(centre_id,)]
+    assert "Lyon Gerland" in admin.get("/vaccination/setup").text
+
+    day = (today() + timedelta(days=3)).isoformat()
+    rows = (
+        "code,name,kind,address,restricted,lines,capacity,slot_minutes,day,opens,closes,"
+        f"vaccine,doses\nLYO-01,Lyon Gerland,mega,,yes,3,2,10,{day},09:00,10:00,comirnaty,100\n"
+    )
+    imported = admin.post(
+        "/vaccination/import",
+        data={"csrf_token": admin.token, "file": (io.BytesIO(rows.encode()), "lyon.csv")},
+        content_type="multipart/form-data",
+    )
+    assert imported.status_code == 302
+    slots = admin.get(
+        "/api/v1/vaccination/slots",
+        headers={"Authorization": f"Bearer {world.token}"},
+        query_string={
+            "centre": str(centre_id),
+            "vaccine": str(world.vaccine_id),
+            "from": day,
+            "to": day,
+        },
+    ).json["slots"]
+    assert len(slots) == 6 and all(s["free"] == 6 for s in slots)  # 3 lines x 2 places
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("code", "PAR-01"),  # the first centre's
+        ("kind", "castle"),
+        ("lines", "0"),
+        ("capacity", "1001"),
+        ("slot_minutes", ""),
+    ],
+)
+def test_a_wrong_new_centre_is_refused_naming_the_field(app, clinic, world, admin, field, value):
+    form = CENTRE_FORM | {"code": "LYO-01", field: value}
+    page = post(admin, "/vaccination/centres/new", **form)
+    assert page.status_code == 422 and f'id="e-{field}"' in page.text
+    assert count(app, clinic, Centre) == 1 and count(app, clinic, Line) == 2
+    assert audited(app, clinic, "vaccination.centre.added") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/vaccination/vaccines/new", VACCINE_FORM | {"code": "other"}),
+        ("/vaccination/campaigns/new", {"name": "Over 65s", "active": "1"}),
+        ("/vaccination/centres/new", CENTRE_FORM | {"code": "LYO-01"}),
+    ],
+)
+def test_only_an_admin_adds_and_with_the_forms_csrf_token(app, clinic, world, admin, path, form):
+    assert admin.post(path, data=form).status_code == 400
+    secretary = client_for(app, clinic.slug)
+    log_in(secretary, make_staff(app, clinic, "secretary"))
+    assert secretary.get(path).status_code == 403
+    token = csrf_token(secretary, "/")
+    assert secretary.post(path, data={"csrf_token": token, **form}).status_code == 403
+    assert (count(app, clinic, Vaccine), count(app, clinic, Campaign)) == (2, 0)
+    assert count(app, clinic, Centre) == 1
+
+
+def test_what_is_added_sees_only_the_clinics_own_vaccines_and_codes(app, clinic, world, admin):
+    other = make_clinic(app, "other", plugins=PLUGINS)
+    with app.app_context(), tenant_scope(other.id):
+        db.session.add(Vaccine(code="sputnik", name="Sputnik V", doses=2))
+        db.session.commit()
+    assert 'value="sputnik"' not in admin.get("/vaccination/campaigns/new").text
+    refused = post(admin, "/vaccination/campaigns/new", name="Over 65s", vaccine="sputnik")
+    assert refused.status_code == 422 and 'id="e-vaccine"' in refused.text
+    # Codes are the clinic's own: another clinic's vaccine code is free here.
+    added = post(admin, "/vaccination/vaccines/new", **VACCINE_FORM | {"code": "sputnik"})
+    assert added.status_code == 303
+    assert count(app, clinic, Campaign) == 0 and count(app, clinic, Vaccine) == 3
+    assert count(app, other, Vaccine) == 1
