@@ -76,8 +76,8 @@ from core.delivery.providers import (
 )
 from core.delivery.routing import address as message_address
 from core.delivery.routing import address_sql as message_address_sql
-from core.delivery.routing import preview as channel_preview
 from core.delivery.routing import best_channels, configured_routes
+from core.delivery.routing import preview as channel_preview
 from core.delivery.sms import segments as sms_segments
 from core.delivery.templates import names_used as template_names
 from core.delivery.templates import unknown_variables as unknown_template_variables

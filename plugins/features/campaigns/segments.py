@@ -52,6 +52,10 @@ from core.plugin_api import (
 # for them (see :func:`offered`). A country's rules may still refuse one (most refuse calls
 # for non-essential messages): the preview says so, and starting is refused.
 ALWAYS = ("sms", "email")
+# The order a campaign's message tries its channels (its plan; the core falls back along it):
+# the patient's devices first (free, and a notification not shown in time goes on by the
+# next channel), then SMS and e-mail, a call last (the most intrusive).
+PLAN_ORDER = ("push", "sms", "email", "voice")
 
 
 def offered(tenant) -> tuple[str, ...]:

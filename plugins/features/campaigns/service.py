@@ -162,7 +162,7 @@ def parse_draft(tenant, data) -> dict:
     segment_data = data["segment"] if isinstance(data.get("segment"), dict) else data
     return {
         "name": name,
-        "channels": [c for c in segments.CHANNELS if c in channels],
+        "channels": [c for c in segments.PLAN_ORDER if c in channels],
         "default_language": language,
         "templates": templates,
         "segment": segments.parse(segment_data).to_json(),
