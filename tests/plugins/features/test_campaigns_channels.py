@@ -6,6 +6,7 @@ loopback Twilio Voice.
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from core.app import create_app
 from core.clinic import consent, settings
@@ -21,9 +22,9 @@ from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer
 from tests.fakes.push_service import FakePushService
 from tests.fakes.twilio_voice import FakeTwilioVoice
-from tests.plugins.features.test_campaigns import clock  # noqa: F401 - a fixture
 from tests.plugins.features.test_campaigns_worker import done, stop, worker
 from tests.worlds import (
+    OPEN_HOURS,
     TEST_CONFIG,
     HostClient,
     client_for,
@@ -40,6 +41,13 @@ CHANNELS = ("fr", "outbox", "webpush", "voice_twilio", "campaigns")
 CHROME = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile Safari/537.36"
 CALLER = "+33644630101"
 TEXT = "Bonjour {{ patient }}, la vaccination contre la grippe commence le 12/10/2026."
+
+
+@pytest.fixture
+def clock():
+    """A Wednesday morning in Paris, time standing still (campaigns may leave)."""
+    with time_machine.travel(OPEN_HOURS, tick=False) as traveller:
+        yield traveller
 
 
 @pytest.fixture
