@@ -13,7 +13,7 @@ from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
 from core.delivery.models import Message
-from core.plugins import DEFAULT_PLUGINS
+from core.plugins import DEFAULT_PLUGINS, hooks_for
 from plugins.channels.voice_twilio import speech
 from plugins.channels.webpush import subscriptions
 from plugins.channels.webpush.provider import MAX_PAYLOAD, WebPush
@@ -166,6 +166,27 @@ def test_push_and_voice_are_counted_by_consent_opt_out_and_address(app, clock, p
         "no_consent": 0,
     }
     assert body["recipients"] == 2
+
+
+def test_the_push_address_in_sql_agrees_with_the_address_of_each_patient(app, push):
+    """``relais_channel_address_sql`` (counts) and ``relais_channel_address`` (sending) say
+    the same of who can receive a push."""
+    clinic = make_clinic(app, "demo", plugins=CHANNELS)
+    key = configure_push(app, push)
+    subscribed = make_patient(app, clinic, first_name="Alice")
+    subscribe(app, clinic, subscribed, push.device(server_key=key))
+    make_patient(app, clinic, first_name="Berthe")
+    with app.app_context(), tenant_scope(clinic.id):
+        hooks = hooks_for(clinic)
+        condition = hooks.relais_channel_address_sql(tenant=clinic, channel="push")
+        assert hooks.relais_channel_address_sql(tenant=clinic, channel="fax") is None
+        found = db.session.scalars(sa.select(Patient.first_name).where(condition)).all()
+        by_address = [
+            p.first_name
+            for p in db.session.scalars(sa.select(Patient).order_by(Patient.first_name))
+            if hooks.relais_channel_address(tenant=clinic, patient=p, channel="push")
+        ]
+    assert found == by_address == ["Alice"]
 
 
 def test_previews_show_the_notification_and_the_spoken_text_and_the_rules(app, clock, push):
