@@ -17,6 +17,7 @@ from core.plugins import DEFAULT_PLUGINS, hooks_for
 from plugins.channels.voice_twilio import speech
 from plugins.channels.webpush import subscriptions
 from plugins.channels.webpush.provider import MAX_PAYLOAD, WebPush
+from plugins.features.campaigns.models import Campaign
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.app_server import AppServer
@@ -168,6 +169,23 @@ def test_push_and_voice_are_counted_by_consent_opt_out_and_address(app, clock, p
     assert body["recipients"] == 2
 
 
+def test_an_operator_starts_a_push_campaign_in_the_clinics_that_carry_push(
+    app, clock, push, runner
+):
+    clinic = make_clinic(app, "demo", plugins=CHANNELS)
+    patient = make_patient(app, clinic, first_name="Alice")
+    consent_to_campaigns(app, clinic, patient, ("push",))
+    subscribe(app, clinic, patient, push.device(server_key=configure_push(app, push)))
+    args = ["campaigns", "country-start", "--country", "FR", "--name", "Octobre rose"]
+    args += ["--default-language", "fr", "--text", "fr=Bonjour {{ patient }}, dépistage."]
+    started = runner.invoke(args=[*args, "--channel", "push"])
+    assert started.exit_code == 0, started.output
+    outcome = dict(line.split(None, 1) for line in started.output.splitlines()[1:])
+    assert outcome == {"demo": "started"}
+    with app.app_context(), tenant_scope(clinic.id):
+        assert db.session.scalar(sa.select(Campaign.channels)) == ["push"]
+
+
 def test_the_push_address_in_sql_agrees_with_the_address_of_each_patient(app, push):
     """``relais_channel_address_sql`` (counts) and ``relais_channel_address`` (sending) say
     the same of who can receive a push."""
@@ -213,7 +231,7 @@ def test_previews_show_the_notification_and_the_spoken_text_and_the_rules(app, c
         f"/campaigns/{campaign_id}/start",
         data={"csrf_token": csrf_token(staff, f"/campaigns/{campaign_id}")},
     )
-    assert started.status_code == 400 and "VOICE" in started.text
+    assert started.status_code == 422 and "VOICE" in started.text
     with app.app_context(), tenant_scope(clinic.id):
         assert db.session.scalar(sa.select(sa.func.count(Message.id))) == 0
 
