@@ -55,6 +55,22 @@ def relais_channel_address(tenant, patient, channel):
     """
 
 
+@hookspec(firstresult=True)
+def relais_channel_address_sql(tenant, channel):
+    """Say, as an SQL condition, which patients have an address on a channel the core does
+    not know (push...), for counting and selecting patients in the database (a campaign's
+    segment counted per channel) rather than asking :func:`relais_channel_address` of each.
+    First non-None result wins.
+
+    :param tenant: the clinic whose patients are counted.
+    :param channel: the channel, e.g. ``"push"``.
+    :return: a SQLAlchemy boolean expression on :class:`core.clinic.models.Patient` (e.g. an
+        ``EXISTS`` over the plugin's own table, correlated on ``Patient.id``), true for the
+        patients :func:`relais_channel_address` would give an address; None when the plugin
+        does not carry ``channel``.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Regulations: one plugin per country, answering what the law of that country requires.
 # ---------------------------------------------------------------------------------------------

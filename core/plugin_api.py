@@ -75,7 +75,9 @@ from core.delivery.providers import (
     declared_providers,
 )
 from core.delivery.routing import address as message_address
+from core.delivery.routing import address_sql as message_address_sql
 from core.delivery.routing import best_channels, configured_routes
+from core.delivery.routing import preview as channel_preview
 from core.delivery.sms import segments as sms_segments
 from core.delivery.templates import names_used as template_names
 from core.delivery.templates import unknown_variables as unknown_template_variables
@@ -174,6 +176,8 @@ __all__ = [
     "run_later",
     "cancel_message",
     "message_address",
+    "message_address_sql",
+    "channel_preview",
     "best_channels",
     "read_message",
     "masked_phone",

@@ -126,6 +126,13 @@ class Provider:
             return self.settings["promotional_sender"]
         return self.settings.get("sender")
 
+    def preview(self, text: str, subject: str | None, language: str) -> dict[str, str]:
+        """What a recipient would see or hear of a message with this ``text`` and
+        ``subject`` in ``language``, as this provider would shape it (a push cuts its text,
+        a call reads it aloud): ``text``, and ``title`` where the channel shows one. For
+        previews: nothing is sent."""
+        return {"text": text}
+
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
         """Send ``batch`` (at most ``batch_size`` messages); return one Result per message.
 

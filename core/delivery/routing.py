@@ -147,6 +147,28 @@ def address(tenant, patient: Patient, channel: str) -> str | None:
     return hooks_for(tenant).relais_channel_address(tenant=tenant, patient=patient, channel=channel)
 
 
+def address_sql(tenant, channel: str) -> sa.ColumnElement[bool]:
+    """The patients who have an address on ``channel``, as an SQL condition on
+    :class:`Patient` (for counts in the database): a phone for SMS and voice, an e-mail
+    address, else what the channel plugins say (``relais_channel_address_sql``; none: no
+    patient)."""
+    if channel in ("sms", "voice"):
+        return Patient.phone.isnot(None)
+    if channel == "email":
+        return Patient.email.isnot(None)
+    found = hooks_for(tenant).relais_channel_address_sql(tenant=tenant, channel=channel)
+    return sa.false() if found is None else found
+
+
+def preview(tenant, channel: str, text: str, subject: str | None, language: str) -> dict:
+    """What a patient would see or hear on ``channel`` (see :meth:`Provider.preview`), as the
+    clinic's first route for it shapes it; the text as it is without any route."""
+    found = routes(tenant, channel)
+    if not found:
+        return {"text": text}
+    return provider(tenant, found[0]).preview(text, subject, language)
+
+
 @functools.lru_cache(maxsize=4096)
 def _texts(phone: str) -> bool:
     """Whether ``phone`` (E.164) takes text messages: a mobile, not a landline. Remembered

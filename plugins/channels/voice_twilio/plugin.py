@@ -123,6 +123,10 @@ class TwilioVoice(TwilioAccount):
     plugin, required = "voice_twilio", ("account_sid", "auth_token", "caller")
     batch_size = 1
 
+    def preview(self, text: str, subject: str | None, language: str) -> dict[str, str]:
+        """The words the call says (then says again after "I repeat:")."""
+        return {"text": speech.spoken(text, language)}
+
     # --- sending ---------------------------------------------------------------------------
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:

@@ -52,6 +52,14 @@ def relais_channel_address(patient, channel):
 
 
 @hookimpl
+def relais_channel_address_sql(channel):
+    """Patients with at least one subscription, for counts in the database."""
+    if channel != "push":
+        return None
+    return subscriptions.subscribed_sql()
+
+
+@hookimpl
 def relais_register_blueprints():
     return [pages.bp]
 

@@ -87,6 +87,20 @@ class WebPush(Provider):
     acknowledged = True
     may_repeat = True  # no lookup: a lost answer means sending again (same Topic and tag)
 
+    def preview(self, text: str, subject: str | None, language: str) -> dict[str, str]:
+        """The notification's title and text as a device shows them: the title cut to 120
+        characters, the text cut (marked "…") to fit a push (before the acknowledgement's
+        link and token, which take a little more of it when sent)."""
+        data = {
+            "title": (subject or _("New message"))[:120],
+            "body": text,
+            "tag": str(uuid.UUID(int=0)),
+            "url": "/me/",
+            "message_id": str(uuid.UUID(int=0)),
+        }
+        shown = json.loads(encoded(data))
+        return {"title": shown["title"], "text": shown["body"]}
+
     # --- sending -----------------------------------------------------------------------------
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:

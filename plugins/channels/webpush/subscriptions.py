@@ -120,6 +120,14 @@ def allowed(endpoint: str, services: list[str]) -> bool:
     return False
 
 
+def subscribed_sql() -> sa.ColumnElement[bool]:
+    """The condition, on :class:`Patient`, "has turned notifications on on a device"."""
+    return sa.exists().where(
+        PushSubscription.tenant_id == Patient.tenant_id,
+        PushSubscription.patient_id == Patient.id,
+    )
+
+
 def of_patient(patient: Patient) -> list[PushSubscription]:
     """A patient's subscriptions, newest first."""
     return list(

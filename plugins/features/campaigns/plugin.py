@@ -123,7 +123,14 @@ def relais_register_commands(cli):
     @click.option("--name", required=True)
     @click.option("--text", "texts", multiple=True, required=True, help="LANG=TEXT, e.g. fr=...")
     @click.option("--default-language", required=True)
-    @click.option("--channel", "channels", multiple=True, default=("sms",), show_default=True)
+    @click.option(
+        "--channel",
+        "channels",
+        multiple=True,
+        default=("sms",),
+        show_default=True,
+        help="sms, email, push or voice (push and voice where a clinic has their provider).",
+    )
     @click.option("--attribute", "attributes", multiple=True)
     @click.option("--sex", "sexes", multiple=True, help="female, male, other or unknown.")
     @click.option("--age-min", default="")

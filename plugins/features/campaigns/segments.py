@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from core.plugin_api import (
+    CHANNELS,
     LANGUAGES,
     SEXES,
     ConsentAction,
@@ -35,19 +36,34 @@ from core.plugin_api import (
     ValidationError,
     attribute_labels,
     db,
+    declared_providers,
     enabled_plugins,
     hooks_for,
     latest_consent_sql,
     latest_consents_table,
+    message_address_sql,
     patient_has_attribute,
     practitioners,
     utcnow,
 )
 
-# The channels a campaign may use: voice is refused for non-essential messages by the
-# countries' rules, and push needs the patient's own device (not counted here yet).
-CHANNELS = ("sms", "email")
-ADDRESS = {"sms": Patient.phone, "email": Patient.email}
+# The channels a campaign may use, in the order pages list them: SMS and e-mail always; push
+# (the patient's devices) and voice (a call reading the text) where the clinic has a provider
+# for them (see :func:`offered`). A country's rules may still refuse one (most refuse calls
+# for non-essential messages): the preview says so, and starting is refused.
+ALWAYS = ("sms", "email")
+# The order a campaign's message tries its channels (its plan; the core falls back along it):
+# the patient's devices first (free, and a notification not shown in time goes on by the
+# next channel), then SMS and e-mail, a call last (the most intrusive).
+PLAN_ORDER = ("push", "sms", "email", "voice")
+
+
+def offered(tenant) -> tuple[str, ...]:
+    """The channels a campaign of ``tenant`` may choose: SMS and e-mail, and push and voice
+    where one of the clinic's enabled plugins provides them."""
+    enabled = enabled_plugins(tenant)
+    provided = {p.channel for p in declared_providers().values() if p.plugin in enabled}
+    return tuple(c for c in CHANNELS if c in ALWAYS or c in provided)
 
 
 @dataclass(frozen=True)
@@ -178,7 +194,8 @@ def _consent_counts(tenant) -> tuple[str, ...]:
 def reachable(tenant, channel: str) -> sa.ColumnElement[bool]:
     """The patient has an address for ``channel`` and a consent that counts on it."""
     return sa.and_(
-        ADDRESS[channel].isnot(None), latest_consent_sql(channel).in_(_consent_counts(tenant))
+        message_address_sql(tenant, channel),
+        latest_consent_sql(channel).in_(_consent_counts(tenant)),
     )
 
 
@@ -195,7 +212,8 @@ def joined_reach(tenant, query: sa.Select, channels) -> tuple[sa.Select, sa.Colu
         steps = latest_consents_table(channel).alias(f"reach_{channel}")
         query = query.outerjoin(steps, steps.c.patient_id == Patient.id)
         latest = sa.func.coalesce(steps.c.action, "none")
-        reach.append(sa.and_(ADDRESS[channel].isnot(None), latest.in_(_consent_counts(tenant))))
+        address = message_address_sql(tenant, channel)
+        reach.append(sa.and_(address, latest.in_(_consent_counts(tenant))))
     return query, sa.or_(*reach)
 
 
@@ -211,18 +229,16 @@ def count(tenant, segment: Segment, channels) -> dict:
     for channel in channels:
         steps = latest_consents_table(channel).alias(f"consent_{channel}")
         source = source.outerjoin(steps, steps.c.patient_id == Patient.id)
-        address = ADDRESS[channel]
+        address = message_address_sql(tenant, channel)
         latest = sa.func.coalesce(steps.c.action, "none")
         withdrawn = latest == ConsentAction.WITHDRAWN.value
         counts = latest.in_(counting)
-        reach.append(sa.and_(address.isnot(None), counts))
+        reach.append(sa.and_(address, counts))
         columns += [
-            sa.func.count(Patient.id).filter(address.is_(None)).label(f"{channel}:no_address"),
+            sa.func.count(Patient.id).filter(~address).label(f"{channel}:no_address"),
+            sa.func.count(Patient.id).filter(address, withdrawn).label(f"{channel}:opted_out"),
             sa.func.count(Patient.id)
-            .filter(address.isnot(None), withdrawn)
-            .label(f"{channel}:opted_out"),
-            sa.func.count(Patient.id)
-            .filter(address.isnot(None), ~withdrawn, ~counts)
+            .filter(address, ~withdrawn, ~counts)
             .label(f"{channel}:no_consent"),
             sa.func.count(Patient.id).filter(reach[-1]).label(f"{channel}:reachable"),
         ]

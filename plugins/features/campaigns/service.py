@@ -33,6 +33,7 @@ from core.plugin_api import (
     Tenant,
     ValidationError,
     cancel_message,
+    channel_preview,
     db,
     enabled_plugins,
     plugin_setting,
@@ -142,10 +143,9 @@ def parse_draft(tenant, data) -> dict:
     if not name:
         raise ValidationError(_("Give the campaign a name."), "name")
     channels = segments._list(data, "channels")
-    if not channels or any(c not in segments.CHANNELS for c in channels):
-        raise ValidationError(
-            _("Choose channels among: %(v)s.", v=", ".join(segments.CHANNELS)), "channels"
-        )
+    offered = segments.offered(tenant)
+    if not channels or any(c not in offered for c in channels):
+        raise ValidationError(_("Choose channels among: %(v)s.", v=", ".join(offered)), "channels")
     language = data.get("default_language") or ""
     if language not in LANGUAGES:
         raise ValidationError(
@@ -162,7 +162,7 @@ def parse_draft(tenant, data) -> dict:
     segment_data = data["segment"] if isinstance(data.get("segment"), dict) else data
     return {
         "name": name,
-        "channels": [c for c in segments.CHANNELS if c in channels],
+        "channels": [c for c in segments.PLAN_ORDER if c in channels],
         "default_language": language,
         "templates": templates,
         "segment": segments.parse(segment_data).to_json(),
@@ -230,15 +230,14 @@ def _sample(tenant, campaign: Campaign, channel: str) -> Patient | None:
 
 
 def preview(tenant, campaign: Campaign) -> dict:
-    """Per channel, the text a patient of the segment would get in the default language, as
-    the country's rules amend it (a STOP mention...), with the SMS segments and encoding,
-    and the rules' verdict."""
+    """Per channel, what a patient of the segment would get in the default language, as the
+    country's rules amend it (a STOP mention...) and as the channel shapes it (a push's title
+    and cut text, the words a call says), with the SMS segments and encoding, and the rules'
+    verdict."""
     shown = {}
+    language = campaign.default_language
     for channel in campaign.channels:
-        template = {
-            "text": campaign.templates[campaign.default_language],
-            "subject": campaign.name,
-        }
+        template = {"text": campaign.templates[language], "subject": campaign.name}
         patient = _sample(tenant, campaign, channel)
         variables = sample_variables(tenant)
         if patient is None:
@@ -247,7 +246,8 @@ def preview(tenant, campaign: Campaign) -> dict:
             content, verdict = trial_message(
                 tenant, patient, "campaign", template, variables, [channel]
             )
-        entry = {"text": content["text"], "verdict": verdict.action if verdict else None}
+        entry = channel_preview(tenant, channel, content["text"], content.get("subject"), language)
+        entry["verdict"] = verdict.action if verdict else None
         entry["reasons"] = [str(r) for r in verdict.reasons] if verdict else []
         if channel == "sms":
             encoding, count_ = sms_segments(content["text"])

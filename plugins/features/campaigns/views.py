@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from core.plugin_api import (
@@ -54,6 +55,21 @@ FIELDS = (
 )
 
 
+CHANNEL_NAMES = {
+    "sms": _l("SMS"),
+    "email": _l("E-mail"),
+    "push": _l("Notifications on the patient's devices"),
+    "voice": _l("Phone call reading the text"),
+}
+
+
+def _channels() -> tuple[str, ...]:
+    """The channels a page offers: the clinic's (see :func:`segments.offered`); on the
+    operator's console, every one (each clinic's campaign checks its own)."""
+    tenant = g.get("tenant")
+    return segments.offered(tenant) if tenant is not None else segments.CHANNELS
+
+
 @bp.context_processor
 def names():
     """The words pages show for the codes campaigns store."""
@@ -65,7 +81,8 @@ def names():
             "nl": _("Dutch"),
             "en": _("English"),
         },
-        "channel_names": {"sms": _("SMS"), "email": _("E-mail")},
+        "channel_names": {c: str(CHANNEL_NAMES[c]) for c in segments.CHANNELS},
+        "channel_choices": {c: str(CHANNEL_NAMES[c]) for c in _channels()},
         "sex_names": sex_labels(),
         "state_names": {
             "draft": _("Draft"),
@@ -157,7 +174,7 @@ def count_json():
     """The live count of the draft form: the segment in the query string."""
     try:
         segment = segments.parse(request.args)
-        channels = [c for c in segments.CHANNELS if c in request.args.getlist("channels")]
+        channels = [c for c in segments.offered(g.tenant) if c in request.args.getlist("channels")]
     except ValidationError as exc:
         return _error_json(exc)
     return jsonify(segments.count(g.tenant, segment, channels))

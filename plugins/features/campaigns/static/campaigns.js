@@ -15,6 +15,7 @@
   if (form) {
     var total = document.getElementById("count-total");
     var table = document.getElementById("count-table");
+    var names = JSON.parse(table.getAttribute("data-channel-names") || "{}");
     var timer = null;
     var count = function () {
       var params = new URLSearchParams();
@@ -39,7 +40,7 @@
             var row = rows.insertRow();
             var head = document.createElement("th");
             head.scope = "row";
-            head.textContent = channel.toUpperCase();
+            head.textContent = names[channel] || channel;
             row.appendChild(head);
             var figures = body.channels[channel];
             ["reachable", "no_address", "opted_out", "no_consent"].forEach(function (key) {
