@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -85,7 +86,9 @@ def build_world(args) -> tuple[dict, object]:
         tenant_id = tenant.id
     with app.app_context(), tenant_scope(tenant_id):
         tenant = db.session.get(Tenant, tenant_id)
-        doctor = create_user("dr@banc.example", "Dr Camille Banc", "practitioner", "x" * 16)
+        doctor = create_user(
+            "dr@banc.example", "Dr Camille Banc", "practitioner", secrets.token_urlsafe(16)
+        )
         progress = Progress("patients", args.patients)
         for n in range(args.patients):
             create_patient(
