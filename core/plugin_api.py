@@ -106,6 +106,7 @@ from core.plugins import (
 )
 from core.regulation import CountryProfile, QuietHours, Retention, Verdict, is_transactional
 from core.vocabulary import CHANNELS, LANGUAGES, PURPOSES, SEXES
+from core.web.api import api_blueprint
 from core.web.api import authenticate as authenticate_api_key
 from core.web.auth import login_limit, pending_account
 from core.web.cli import fail, tenant_option
@@ -234,6 +235,7 @@ __all__ = [
     "login_limit",
     "pending_account",
     "authenticate_api_key",
+    "api_blueprint",
     "api_operation",
     "api_schema",
     "fhir_json",

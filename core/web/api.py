@@ -19,6 +19,7 @@ from core.db import db
 from core.delivery import limits, log, outbox, presenters
 from core.delivery.models import Message
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
+from core.extensions import csrf
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
 from core.web.api_schemas import (
@@ -59,6 +60,17 @@ def authenticate():
         raise Unauthorized(_("Send a valid API key: Authorization: Bearer <key>."))
     apikeys.note_use(key)  # at most once a minute, outside this request's transaction
     g.api_key = key
+
+
+def api_blueprint(name: str, import_name: str, url_prefix: str) -> Blueprint:
+    """A blueprint of JSON API routes for practice software, as the core's ``/api/v1``: no
+    staff session (public to the session check), the clinic's API key required before each
+    request (:func:`authenticate`), and no CSRF token (a bearer key, no cookie)."""
+    blueprint = Blueprint(name, import_name, url_prefix=url_prefix)
+    blueprint.relais_public = True
+    blueprint.before_request(authenticate)
+    csrf.exempt(blueprint)
+    return blueprint
 
 
 def _not_team(patient_id: uuid.UUID, field: str = "patient_id") -> Forbidden:

@@ -8,16 +8,15 @@ naming the field for bad input, with nothing written.
 import uuid
 from datetime import timedelta
 
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     ValidationError,
+    api_blueprint,
     api_operation,
     api_schema,
-    authenticate_api_key,
     check,
-    csrf,
     db,
 )
 from plugins.features.appointments import service
@@ -26,10 +25,7 @@ from plugins.features.appointments.models import AppointmentStatus
 PAGE_SIZE = 100
 DEFAULT_DAYS = 7
 
-bp = Blueprint("appointments_api", __name__, url_prefix="/api/v1")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+bp = api_blueprint("appointments_api", __name__, "/api/v1")
 
 _STATUS = {"type": "string", "enum": [s.value for s in AppointmentStatus]}
 _MAYBE_TEXT = {"type": ["string", "null"]}

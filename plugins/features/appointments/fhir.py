@@ -29,16 +29,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, g, request
+from flask import g, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     Conflict,
     ValidationError,
     answer_errors_as_fhir,
-    authenticate_api_key,
+    api_blueprint,
     check,
-    csrf,
     db,
     external_url,
     fhir_json,
@@ -75,10 +74,7 @@ STATUSES_OF = {
     code: frozenset(s for s, c in STATUS.items() if c == code) for code in set(STATUS.values())
 }
 
-bp = Blueprint("appointments_fhir", __name__, url_prefix="/api/v1/fhir")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)
+bp = api_blueprint("appointments_fhir", __name__, "/api/v1/fhir")
 
 
 # --- the mapping ------------------------------------------------------------------------------

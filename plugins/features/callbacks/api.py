@@ -6,18 +6,17 @@ Any key of the clinic reads; only a live key changes the endpoint (test and team
 handed to developers and staging systems, and the endpoint receives the live traffic).
 """
 
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     Forbidden,
     NotFound,
     ValidationError,
+    api_blueprint,
     api_operation,
     api_schema,
-    authenticate_api_key,
     check,
-    csrf,
     db,
 )
 from plugins.features.callbacks import endpoints
@@ -26,10 +25,7 @@ from plugins.features.callbacks.models import MAX_URL
 
 PAGE_SIZE = 50
 
-bp = Blueprint("callbacks_api", __name__, url_prefix="/api/v1/callbacks")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+bp = api_blueprint("callbacks_api", __name__, "/api/v1/callbacks")
 
 _WHEN = {"type": "string", "format": "date-time"}
 _ENDPOINT_FIELDS = {

@@ -16,15 +16,14 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, request
+from flask import request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     NotFound,
     ValidationError,
     answer_errors_as_fhir,
-    authenticate_api_key,
-    csrf,
+    api_blueprint,
     db,
     fhir_instant,
     fhir_json,
@@ -37,10 +36,7 @@ from plugins.features.messaging.models import Attachment, Author, Conversation, 
 CONVERSATION_SYSTEM = "urn:relais:messaging:conversation"
 MAX_COUNT = 100
 
-bp = Blueprint("messaging_fhir", __name__, url_prefix="/api/v1/fhir")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)
+bp = api_blueprint("messaging_fhir", __name__, "/api/v1/fhir")
 
 
 def to_fhir(message: ThreadMessage, conversation: Conversation, previous, files) -> dict:

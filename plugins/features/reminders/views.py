@@ -29,12 +29,11 @@ from core.plugin_api import (
     NotFound,
     ValidationError,
     admin_only,
+    api_blueprint,
     api_operation,
     api_schema,
-    authenticate_api_key,
     check,
     clinic_setting_choices,
-    csrf,
     db,
     plugin_setting,
     render_message,
@@ -47,9 +46,7 @@ from plugins.features.reminders import links, service, stats, texts
 
 bp = Blueprint("reminders", __name__, template_folder="templates")
 
-api_bp = Blueprint("reminders_api", __name__, url_prefix="/api/v1")
-api_bp.relais_public = True  # no staff session: the API key is checked below
-api_bp.before_request(authenticate_api_key)
+api_bp = api_blueprint("reminders_api", __name__, "/api/v1")
 
 _OUTCOMES = {
     "type": "object",
@@ -75,7 +72,6 @@ STATS = api_schema(
         },
     },
 )
-csrf.exempt(api_bp)  # bearer-key authentication only: no cookie, so no CSRF
 
 link_bp = Blueprint("reminders_link", __name__, template_folder="templates")
 link_bp.relais_public = True  # the patient's page: the signed link says which appointment

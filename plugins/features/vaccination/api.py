@@ -10,18 +10,17 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Blueprint, g, jsonify, request
+from flask import g, jsonify, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     NotFound,
     Patient,
     ValidationError,
+    api_blueprint,
     api_operation,
     api_schema,
-    authenticate_api_key,
     check,
-    csrf,
     db,
     record_audit,
     utcnow,
@@ -31,10 +30,7 @@ from plugins.features.vaccination.models import Booking
 
 MAX_DAYS = 92
 
-bp = Blueprint("vaccination_api", __name__, url_prefix="/api/v1/vaccination")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)  # bearer-key authentication only: no cookie, so no CSRF
+bp = api_blueprint("vaccination_api", __name__, "/api/v1/vaccination")
 
 _ID = {"type": "string", "format": "uuid"}
 _TIME = {"type": "string", "format": "date-time"}

@@ -15,16 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, g, request
+from flask import g, request
 from flask_babel import gettext as _
 
 from core.plugin_api import (
     NotFound,
     ValidationError,
     answer_errors_as_fhir,
-    authenticate_api_key,
+    api_blueprint,
     check,
-    csrf,
     db,
     external_url,
     fhir_json,
@@ -40,10 +39,7 @@ VACCINE_SYSTEM = "urn:relais:vaccine"
 CENTRE_SYSTEM = "urn:relais:vaccination-centre"
 MAX_DAYS = 7
 
-bp = Blueprint("vaccination_fhir", __name__, url_prefix="/api/v1/fhir")
-bp.relais_public = True  # no staff session: the API key is checked below
-bp.before_request(authenticate_api_key)
-csrf.exempt(bp)
+bp = api_blueprint("vaccination_fhir", __name__, "/api/v1/fhir")
 answer_errors_as_fhir(bp)
 
 
