@@ -16,6 +16,7 @@ from core.db import db
 from core.delivery import routing
 from core.extensions import limiter
 from core.plugins import DEFAULT_PLUGINS
+from tests.fakes.app_server import AppServer
 from tests.fakes.twilio import FakeTwilio
 from tests.worlds import (
     DATABASE_URL,
@@ -25,6 +26,7 @@ from tests.worlds import (
     TEST_CONFIG,
     Account,
     HostClient,
+    app_with,
     client_for,
     log_in,
     make_clinic,
@@ -101,6 +103,23 @@ def empty_state(application) -> None:
                 conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
             limiter.reset()
     Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="module")
+def plugin_app(app, request):
+    """An app with the plugins the test module names in its ``PLUGINS`` (a tuple of module
+    paths), on the database ``app`` migrated: for a module whose plugins are not the
+    built-in ones (a test plugin, or only the channels it tests)."""
+    with app_with({"PLUGINS": request.module.PLUGINS}) as application:
+        yield application
+
+
+@pytest.fixture(scope="module")
+def app_server(plugin_app):
+    """``plugin_app`` served on loopback at the public URLs it gives providers
+    (tests/fakes/app_server.py): where a fake provider posts its callbacks."""
+    with AppServer(plugin_app) as server:
+        yield server
 
 
 @pytest.fixture

@@ -9,16 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyotp
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.app import create_app
 from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.clinic.patients import create_patient
@@ -98,6 +101,21 @@ class HostClient(FlaskClient):
             headers = kwargs.setdefault("headers", {})
             headers.setdefault("Referer", self.base_url + "/")
         return super().open(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def app_with(config: dict) -> Iterator[Flask]:
+    """An app on the test database and Redis with ``config`` over the tests' (such as other
+    ``PLUGINS``), its connections closed on leaving. The session's ``app`` migrates the
+    database: a fixture using this one depends on it."""
+    application = create_app({**TEST_CONFIG, **config})
+    application.test_client_class = HostClient
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def client_for(app, subdomain: str) -> HostClient:

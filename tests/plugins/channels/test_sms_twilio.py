@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db, utcnow
@@ -44,10 +43,9 @@ from plugins.channels.sms_twilio.plugin import TwilioSms, parse_sender, receipt_
 from plugins.channels.twilio_api import parse_account_sid, parse_auth_token, parse_base_url
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.app_server import AppServer
 from tests.fakes.twilio import FakeTwilio
 from tests.plugins.channels import confirmations
-from tests.worlds import TEST_CONFIG, HostClient, client_for, make_clinic, make_patient
+from tests.worlds import client_for, make_clinic, make_patient
 
 PLUGINS = (
     "plugins.channels.outbox.plugin",
@@ -60,23 +58,6 @@ TEXT = "Votre rendez-vous du 3 juin à 9 h est confirmé. Répondez OUI."
 RECEIPTS = "/webhooks/twilio_sms/receipts"
 INBOUND = "/webhooks/twilio_sms/FR/inbound"
 SID = re.compile(r"^SM[0-9a-f]{32}$")
-
-
-@pytest.fixture(scope="module")
-def twilio_app(app):
-    """An app with the Twilio plugin, the outbox (voice fallback) and a reply handler."""
-    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
-    application.test_client_class = HostClient
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def app_server(twilio_app):
-    with AppServer(twilio_app) as server:
-        yield server
 
 
 @pytest.fixture
@@ -96,13 +77,13 @@ def healthy_providers(monkeypatch):
 
 
 @pytest.fixture
-def clinic(twilio_app, twilio):
+def clinic(plugin_app, twilio):
     """A French clinic whose SMS go through Twilio (the fake), with its settings for FR."""
     tenant = make_clinic(
-        twilio_app, "demo", "FR", plugins=("outbox", "sms_twilio", "confirmations")
+        plugin_app, "demo", "FR", plugins=("outbox", "sms_twilio", "confirmations")
     )
-    configure(twilio_app, twilio)
-    with twilio_app.app_context(), system_scope():
+    configure(plugin_app, twilio)
+    with plugin_app.app_context(), system_scope():
         db.session.add(
             ProviderRoute(country_code="FR", channel="sms", provider="twilio_sms", priority=1)
         )
@@ -111,8 +92,8 @@ def clinic(twilio_app, twilio):
 
 
 @pytest.fixture
-def patient(twilio_app, clinic):
-    return make_patient(twilio_app, clinic)
+def patient(plugin_app, clinic):
+    return make_patient(plugin_app, clinic)
 
 
 def configure(app, twilio, **overrides):
@@ -223,32 +204,32 @@ def sent_message(app, clinic, patient, twilio) -> Message:
 
 
 def test_a_message_reaches_twilio_with_its_sender_text_and_credentials(
-    twilio_app, clinic, patient, twilio
+    plugin_app, clinic, patient, twilio
 ):
-    message_id = send(twilio_app, clinic, patient)
-    assert run_job(twilio_app, clinic, message_id) == 1
+    message_id = send(plugin_app, clinic, patient)
+    assert run_job(plugin_app, clinic, message_id) == 1
 
     [request] = twilio.requests
     assert request["auth_ok"]  # HTTP Basic: account SID and auth token
     form = request["form"]
     assert (form["To"], form["From"], form["Body"]) == (PHONE, SENDER, TEXT)
     assert form["StatusCallback"].endswith("://demo.relais.test/webhooks/twilio_sms/receipts")
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.SENT and message.provider == "twilio_sms"
     assert SID.match(message.provider_ref) and message.provider_ref == twilio.messages[0].sid
-    assert rows(twilio_app, clinic, Attempt.provider, Attempt.outcome) == [
+    assert rows(plugin_app, clinic, Attempt.provider, Attempt.outcome) == [
         ("twilio_sms", "accepted")
     ]
 
 
 def test_a_jobs_messages_go_to_twilio_side_by_side_not_one_after_another(
-    twilio_app, clinic, patient, twilio
+    plugin_app, clinic, patient, twilio
 ):
     """Twilio takes one message per request: a job's requests are in flight together."""
     twilio.latency = 0.4  # each request takes this long to be answered
-    message_ids = [send(twilio_app, clinic, patient, f"{TEXT} ({n})") for n in range(8)]
+    message_ids = [send(plugin_app, clinic, patient, f"{TEXT} ({n})") for n in range(8)]
     started = time.monotonic()
-    assert run_job(twilio_app, clinic, *message_ids) == 8
+    assert run_job(plugin_app, clinic, *message_ids) == 8
     took = time.monotonic() - started
 
     assert took < 8 * 0.4 / 2, f"8 requests of 0.4 s took {took:.1f} s: sent one at a time"
@@ -256,23 +237,23 @@ def test_a_jobs_messages_go_to_twilio_side_by_side_not_one_after_another(
         f"{TEXT} ({n})" for n in range(8)
     )
     assert twilio.duplicates() == {}
-    assert {state(twilio_app, clinic, i).status for i in message_ids} == {MessageStatus.SENT}
+    assert {state(plugin_app, clinic, i).status for i in message_ids} == {MessageStatus.SENT}
 
 
-def test_a_messaging_service_sender_is_sent_as_such(twilio_app, clinic, patient, twilio):
+def test_a_messaging_service_sender_is_sent_as_such(plugin_app, clinic, patient, twilio):
     service = "MG" + "a" * 32
-    configure(twilio_app, twilio, sender=service)
-    run_job(twilio_app, clinic, send(twilio_app, clinic, patient))
+    configure(plugin_app, twilio, sender=service)
+    run_job(plugin_app, clinic, send(plugin_app, clinic, patient))
     form = twilio.requests[0]["form"]
     assert form["MessagingServiceSid"] == service and "From" not in form
 
 
-def test_texts_over_ten_segments_are_refused_before_twilio(twilio_app, clinic, patient, twilio):
-    message_id = send(twilio_app, clinic, patient, text="ç" * 671)  # UCS-2: 11 segments
-    run_job(twilio_app, clinic, message_id)
+def test_texts_over_ten_segments_are_refused_before_twilio(plugin_app, clinic, patient, twilio):
+    message_id = send(plugin_app, clinic, patient, text="ç" * 671)  # UCS-2: 11 segments
+    run_job(plugin_app, clinic, message_id)
     assert twilio.requests == []
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.FAILED
-    [(outcome, error)] = rows(twilio_app, clinic, Attempt.outcome, Attempt.error)
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.FAILED
+    [(outcome, error)] = rows(plugin_app, clinic, Attempt.outcome, Attempt.error)
     assert outcome == "permanent" and "11 SMS segments (UCS-2)" in error
 
 
@@ -280,13 +261,13 @@ def test_texts_over_ten_segments_are_refused_before_twilio(twilio_app, clinic, p
 
 
 def test_the_status_callback_marks_the_message_delivered_with_its_time(
-    twilio_app, clinic, patient, twilio
+    plugin_app, clinic, patient, twilio
 ):
-    message = sent_message(twilio_app, clinic, patient, twilio)
+    message = sent_message(plugin_app, clinic, patient, twilio)
     before = utcnow()
     twilio.release_callbacks()
 
-    delivered = wait_until(lambda: (m := state(twilio_app, clinic, message.id)).delivered_at and m)
+    delivered = wait_until(lambda: (m := state(plugin_app, clinic, message.id)).delivered_at and m)
     assert delivered.status == MessageStatus.DELIVERED
     assert before <= delivered.delivered_at <= utcnow()
     callbacks = twilio.wait_for_callbacks(2)
@@ -294,33 +275,33 @@ def test_the_status_callback_marks_the_message_delivered_with_its_time(
         ("sent", 204),
         ("delivered", 204),
     ]
-    assert history(twilio_app, clinic, message.id) == ["pending", "sent", "delivered"]
+    assert history(plugin_app, clinic, message.id) == ["pending", "sent", "delivered"]
 
 
-def test_a_failed_delivery_is_recorded_with_twilios_error(twilio_app, clinic, patient, twilio):
+def test_a_failed_delivery_is_recorded_with_twilios_error(plugin_app, clinic, patient, twilio):
     twilio.outcome = ("undelivered", 30003)
-    message_id = send(twilio_app, clinic, patient)
-    run_job(twilio_app, clinic, message_id)
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
     twilio.release_callbacks()
     message = wait_until(
         lambda: (
-            (m := state(twilio_app, clinic, message_id)).status == MessageStatus.UNDELIVERED and m
+            (m := state(plugin_app, clinic, message_id)).status == MessageStatus.UNDELIVERED and m
         )
     )
     assert message.delivered_at is None
-    details = rows(twilio_app, clinic, MessageEvent.status, MessageEvent.detail)
+    details = rows(plugin_app, clinic, MessageEvent.status, MessageEvent.detail)
     assert ("undelivered", "Twilio error 30003: unreachable handset") in details
 
 
-def test_a_late_receipt_keeps_the_carriers_time(twilio_app, clinic, patient, twilio):
-    message = sent_message(twilio_app, clinic, patient, twilio)
+def test_a_late_receipt_keeps_the_carriers_time(plugin_app, clinic, patient, twilio):
+    message = sent_message(plugin_app, clinic, patient, twilio)
     done = (utcnow() - timedelta(minutes=10)).replace(second=0, microsecond=0)
     params = status_callback(message.provider_ref, RawDlrDoneDate=done.strftime("%y%m%d%H%M"))
 
-    answer = post_signed(twilio_app, "demo", RECEIPTS, params, twilio.auth_token)
+    answer = post_signed(plugin_app, "demo", RECEIPTS, params, twilio.auth_token)
 
     assert answer.status_code == 204
-    assert state(twilio_app, clinic, message.id).delivered_at == done
+    assert state(plugin_app, clinic, message.id).delivered_at == done
 
 
 @pytest.mark.parametrize(
@@ -328,9 +309,9 @@ def test_a_late_receipt_keeps_the_carriers_time(twilio_app, clinic, patient, twi
     ["missing", "wrong token", "tampered status", "another address"],
 )
 def test_a_receipt_with_a_bad_signature_changes_nothing(
-    twilio_app, clinic, patient, twilio, forgery
+    plugin_app, clinic, patient, twilio, forgery
 ):
-    message = sent_message(twilio_app, clinic, patient, twilio)
+    message = sent_message(plugin_app, clinic, patient, twilio)
     params = status_callback(message.provider_ref)
     token, signed_url, signature = twilio.auth_token, None, None
     if forgery == "missing":
@@ -344,49 +325,49 @@ def test_a_receipt_with_a_bad_signature_changes_nothing(
     else:
         signed_url = f"https://other.relais.test{RECEIPTS}"
 
-    answer = post_signed(twilio_app, "demo", RECEIPTS, params, token, signed_url, signature)
+    answer = post_signed(plugin_app, "demo", RECEIPTS, params, token, signed_url, signature)
 
     assert answer.status_code == 401
-    assert state(twilio_app, clinic, message.id).status == MessageStatus.SENT
-    assert rows(twilio_app, clinic, EarlyReceipt.id) == []
-    assert history(twilio_app, clinic, message.id) == ["pending", "sent"]
+    assert state(plugin_app, clinic, message.id).status == MessageStatus.SENT
+    assert rows(plugin_app, clinic, EarlyReceipt.id) == []
+    assert history(plugin_app, clinic, message.id) == ["pending", "sent"]
 
 
 @pytest.mark.parametrize("missing", ["MessageSid", "MessageStatus"])
-def test_a_malformed_receipt_is_refused(twilio_app, clinic, patient, twilio, missing):
-    message = sent_message(twilio_app, clinic, patient, twilio)
+def test_a_malformed_receipt_is_refused(plugin_app, clinic, patient, twilio, missing):
+    message = sent_message(plugin_app, clinic, patient, twilio)
     params = status_callback(message.provider_ref)
     del params[missing], params[missing.replace("Message", "Sms")]
 
-    answer = post_signed(twilio_app, "demo", RECEIPTS, params, twilio.auth_token)
+    answer = post_signed(plugin_app, "demo", RECEIPTS, params, twilio.auth_token)
 
     assert answer.status_code == 400
-    assert state(twilio_app, clinic, message.id).status == MessageStatus.SENT
+    assert state(plugin_app, clinic, message.id).status == MessageStatus.SENT
 
 
-def test_the_same_receipt_twice_changes_nothing(twilio_app, clinic, patient, twilio):
-    message = sent_message(twilio_app, clinic, patient, twilio)
+def test_the_same_receipt_twice_changes_nothing(plugin_app, clinic, patient, twilio):
+    message = sent_message(plugin_app, clinic, patient, twilio)
     params = status_callback(message.provider_ref)
 
-    first = post_signed(twilio_app, "demo", RECEIPTS, params, twilio.auth_token)
-    after_first = state(twilio_app, clinic, message.id)
-    events = history(twilio_app, clinic, message.id)
-    second = post_signed(twilio_app, "demo", RECEIPTS, params, twilio.auth_token)
+    first = post_signed(plugin_app, "demo", RECEIPTS, params, twilio.auth_token)
+    after_first = state(plugin_app, clinic, message.id)
+    events = history(plugin_app, clinic, message.id)
+    second = post_signed(plugin_app, "demo", RECEIPTS, params, twilio.auth_token)
 
     assert (first.status_code, second.status_code) == (204, 204)
-    after_second = state(twilio_app, clinic, message.id)
+    after_second = state(plugin_app, clinic, message.id)
     assert after_second.status == MessageStatus.DELIVERED
     assert after_second.delivered_at == after_first.delivered_at
-    assert history(twilio_app, clinic, message.id) == events == ["pending", "sent", "delivered"]
+    assert history(plugin_app, clinic, message.id) == events == ["pending", "sent", "delivered"]
 
 
 def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(
-    twilio_app, clinic, patient, twilio
+    plugin_app, clinic, patient, twilio
 ):
     twilio.callbacks_before_answer = True  # Twilio reports before its answer reaches us
-    message_id = send(twilio_app, clinic, patient)
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
     # The callbacks came while the message was still being sent: they were kept, then
     # applied when the send was recorded, with no wait.
@@ -394,10 +375,10 @@ def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(
         ("sent", 204),
         ("delivered", 204),
     ]
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.DELIVERED and message.delivered_at is not None
-    assert rows(twilio_app, clinic, EarlyReceipt.id) == []
-    assert history(twilio_app, clinic, message_id) == ["pending", "sent", "delivered"]
+    assert rows(plugin_app, clinic, EarlyReceipt.id) == []
+    assert history(plugin_app, clinic, message_id) == ["pending", "sent", "delivered"]
 
 
 # --- replies -------------------------------------------------------------------------------
@@ -419,16 +400,16 @@ def reply(sid=None, text="OUI", sender=PHONE) -> dict[str, str]:
     }
 
 
-def test_a_patients_oui_is_kept_and_handed_to_features(twilio_app, clinic, patient, twilio):
-    sent_message(twilio_app, clinic, patient, twilio)  # the clinic wrote to them last
+def test_a_patients_oui_is_kept_and_handed_to_features(plugin_app, clinic, patient, twilio):
+    sent_message(plugin_app, clinic, patient, twilio)  # the clinic wrote to them last
     params = reply()
 
-    answer = post_signed(twilio_app, "hooks", INBOUND, params, twilio.auth_token)
+    answer = post_signed(plugin_app, "hooks", INBOUND, params, twilio.auth_token)
 
     assert answer.status_code == 204
     assert confirmations.calls == [(patient.id, "sms", "OUI")]
     kept = rows(
-        twilio_app,
+        plugin_app,
         clinic,
         InboundMessage.sender,
         InboundMessage.patient_id,
@@ -442,31 +423,31 @@ def test_a_patients_oui_is_kept_and_handed_to_features(twilio_app, clinic, patie
     ]
 
 
-def test_a_replayed_signed_reply_is_kept_and_handled_once(twilio_app, clinic, patient, twilio):
+def test_a_replayed_signed_reply_is_kept_and_handled_once(plugin_app, clinic, patient, twilio):
     """Twilio retries a webhook it got no answer to, and a captured signed request can be
     posted again: the same MessageSid is one reply, kept once, handed to features once."""
-    sent_message(twilio_app, clinic, patient, twilio)
+    sent_message(plugin_app, clinic, patient, twilio)
     params = reply()
 
-    answers = [post_signed(twilio_app, "hooks", INBOUND, params, twilio.auth_token) for _ in "123"]
+    answers = [post_signed(plugin_app, "hooks", INBOUND, params, twilio.auth_token) for _ in "123"]
 
     assert [a.status_code for a in answers] == [204, 204, 204]
     assert confirmations.calls == [(patient.id, "sms", "OUI")]
-    assert rows(twilio_app, clinic, InboundMessage.provider_ref) == [(params["MessageSid"],)]
+    assert rows(plugin_app, clinic, InboundMessage.provider_ref) == [(params["MessageSid"],)]
 
 
-def test_a_reply_with_a_bad_signature_is_refused(twilio_app, clinic, patient, twilio):
-    sent_message(twilio_app, clinic, patient, twilio)
-    answer = post_signed(twilio_app, "hooks", INBOUND, reply(), "0" * 32)
+def test_a_reply_with_a_bad_signature_is_refused(plugin_app, clinic, patient, twilio):
+    sent_message(plugin_app, clinic, patient, twilio)
+    answer = post_signed(plugin_app, "hooks", INBOUND, reply(), "0" * 32)
     assert answer.status_code == 401
-    assert rows(twilio_app, clinic, InboundMessage.id) == []
+    assert rows(plugin_app, clinic, InboundMessage.id) == []
     assert confirmations.calls == []
 
 
-def test_a_malformed_reply_is_refused(twilio_app, clinic, patient, twilio):
+def test_a_malformed_reply_is_refused(plugin_app, clinic, patient, twilio):
     params = reply()
     del params["From"]
-    answer = post_signed(twilio_app, "hooks", INBOUND, params, twilio.auth_token)
+    answer = post_signed(plugin_app, "hooks", INBOUND, params, twilio.auth_token)
     assert answer.status_code == 400
 
 
@@ -475,141 +456,141 @@ def test_a_malformed_reply_is_refused(twilio_app, clinic, patient, twilio):
 
 @pytest.mark.parametrize(("status", "code"), [(500, None), (503, None), (429, 20429), (400, 21611)])
 def test_a_temporary_refusal_is_retried_then_sent(
-    twilio_app, clinic, patient, twilio, status, code
+    plugin_app, clinic, patient, twilio, status, code
 ):
     twilio.fail_next(1, status=status, code=code)
-    message_id = send(twilio_app, clinic, patient)
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(twilio_app, clinic, message_id)
-    message = state(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.PENDING and message.next_attempt_at > utcnow()
 
-    time_passes(twilio_app, clinic, message_id)
-    run_job(twilio_app, clinic, message_id)
+    time_passes(plugin_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.SENT
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.SENT
     assert len(twilio.requests) == 2 and len(twilio.messages) == 1
-    outcomes = rows(twilio_app, clinic, Attempt.outcome, Attempt.error, order=Attempt.at)
+    outcomes = rows(plugin_app, clinic, Attempt.outcome, Attempt.error, order=Attempt.at)
     assert [o for o, _ in outcomes] == ["temporary", "accepted"]
     assert f"Twilio HTTP {status}" in outcomes[0][1]
 
 
 @pytest.mark.parametrize("code", [21211, 21614, 21610])
 def test_a_number_twilio_cannot_reach_falls_back_to_voice(
-    twilio_app, clinic, patient, twilio, code
+    plugin_app, clinic, patient, twilio, code
 ):
     twilio.unreachable[PHONE] = code
-    message_id = send(twilio_app, clinic, patient, channels=("sms", "voice"))
+    message_id = send(plugin_app, clinic, patient, channels=("sms", "voice"))
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert (message.status, message.channel, message.provider) == (
         MessageStatus.SENT,
         "voice",
         "outbox_voice",
     )
-    assert rows(twilio_app, clinic, OutboxDelivery.channel, OutboxDelivery.recipient) == [
+    assert rows(plugin_app, clinic, OutboxDelivery.channel, OutboxDelivery.recipient) == [
         ("voice", PHONE)
     ]
-    attempts = rows(twilio_app, clinic, Attempt.provider, Attempt.outcome, order=Attempt.at)
+    attempts = rows(plugin_app, clinic, Attempt.provider, Attempt.outcome, order=Attempt.at)
     assert attempts == [("twilio_sms", "unreachable"), ("outbox_voice", "accepted")]
     assert twilio.messages == []
 
 
-def test_refused_credentials_fail_over_to_the_next_provider(twilio_app, clinic, patient, twilio):
-    configure(twilio_app, twilio, auth_token="0" * 32)
-    with twilio_app.app_context(), system_scope():
+def test_refused_credentials_fail_over_to_the_next_provider(plugin_app, clinic, patient, twilio):
+    configure(plugin_app, twilio, auth_token="0" * 32)
+    with plugin_app.app_context(), system_scope():
         db.session.add(
             ProviderRoute(country_code="FR", channel="sms", provider="outbox_sms", priority=2)
         )
         db.session.commit()
-    message_id = send(twilio_app, clinic, patient)
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert (message.status, message.provider) == (MessageStatus.SENT, "outbox_sms")
     [(outcome, error), _] = rows(
-        twilio_app, clinic, Attempt.outcome, Attempt.error, order=Attempt.at
+        plugin_app, clinic, Attempt.outcome, Attempt.error, order=Attempt.at
     )
     assert outcome == "permanent" and "20003" in error
     assert twilio.requests[0]["auth_ok"] is False and twilio.messages == []
 
 
 def test_a_timeout_is_of_unknown_outcome_and_the_retry_sends_once(
-    twilio_app, clinic, patient, twilio, monkeypatch
+    plugin_app, clinic, patient, twilio, monkeypatch
 ):
     monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
     twilio.time_out_next(1, seconds=3, created=False)  # the request is lost on the way
-    message_id = send(twilio_app, clinic, patient)
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.PENDING
-    [(outcome, error)] = rows(twilio_app, clinic, Attempt.outcome, Attempt.error)
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.PENDING
+    [(outcome, error)] = rows(plugin_app, clinic, Attempt.outcome, Attempt.error)
     assert outcome == "unknown" and "no answer from Twilio within 0.3 s" in error
-    time_passes(twilio_app, clinic, message_id)
-    run_job(twilio_app, clinic, message_id)
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.SENT
+    time_passes(plugin_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.SENT
     assert len(twilio.messages) == 1 and twilio.duplicates() == {}
 
 
 def test_a_lost_message_is_sent_even_when_twilio_holds_its_twin(
-    twilio_app, clinic, patient, twilio, monkeypatch
+    plugin_app, clinic, patient, twilio, monkeypatch
 ):
     """Twilio's list matches by recipient and text: the same text sent to the same patient
     before must not answer for a message Twilio never got (a reference is one message's)."""
     monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
-    first = send(twilio_app, clinic, patient)
-    run_job(twilio_app, clinic, first)
+    first = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, first)
     twilio.time_out_next(1, seconds=3, created=False)  # the twin's request is lost
-    twin = send(twilio_app, clinic, patient)
-    run_job(twilio_app, clinic, twin)
-    time_passes(twilio_app, clinic, twin)
+    twin = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, twin)
+    time_passes(plugin_app, clinic, twin)
 
-    run_job(twilio_app, clinic, twin)
+    run_job(plugin_app, clinic, twin)
 
     assert len(twilio.messages) == 2  # sent for real, not taken for the first one
-    refs = {state(twilio_app, clinic, m).provider_ref for m in (first, twin)}
+    refs = {state(plugin_app, clinic, m).provider_ref for m in (first, twin)}
     assert refs == {m.sid for m in twilio.messages}
 
 
 def test_a_lost_answer_is_recovered_without_sending_twice(
-    twilio_app, clinic, patient, twilio, monkeypatch
+    plugin_app, clinic, patient, twilio, monkeypatch
 ):
     monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
     twilio.time_out_next(1, seconds=3, created=True)  # Twilio took it; its answer is lost
-    message_id = send(twilio_app, clinic, patient)
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.SENT
     assert message.provider_ref == twilio.messages[0].sid
     assert len(twilio.requests) == 1 and twilio.duplicates() == {}
 
 
 def test_a_slow_twilio_that_takes_it_after_the_timeout_gets_it_once(
-    twilio_app, clinic, patient, twilio, monkeypatch
+    plugin_app, clinic, patient, twilio, monkeypatch
 ):
     monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
     twilio.time_out_next(1, seconds=0.8, created="late")  # after the plugin gave up and looked
-    message_id = send(twilio_app, clinic, patient)
-    run_job(twilio_app, clinic, message_id)
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.PENDING
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.PENDING
     wait_until(lambda: twilio.messages)  # Twilio creates it meanwhile
 
-    time_passes(twilio_app, clinic, message_id)
-    run_job(twilio_app, clinic, message_id)
+    time_passes(plugin_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    assert state(twilio_app, clinic, message_id).status == MessageStatus.SENT
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.SENT
     assert twilio.duplicates() == {}
 
 
-def test_a_call_of_a_dead_worker_is_looked_up_not_repeated(twilio_app, clinic, patient, twilio):
-    message_id = send(twilio_app, clinic, patient)
-    with twilio_app.app_context(), tenant_scope(clinic.id):  # a worker claims it, calls...
+def test_a_call_of_a_dead_worker_is_looked_up_not_repeated(plugin_app, clinic, patient, twilio):
+    message_id = send(plugin_app, clinic, patient)
+    with plugin_app.app_context(), tenant_scope(clinic.id):  # a worker claims it, calls...
         [message] = dispatch.claim([message_id])
         db.session.add(
             Attempt(
@@ -627,12 +608,12 @@ def test_a_call_of_a_dead_worker_is_looked_up_not_repeated(twilio_app, clinic, p
         [result] = routing.provider(clinic, route).try_send([outgoing], 5)
         message.lease_until = utcnow()  # ...and dies; its lease runs out
         db.session.commit()
-    with twilio_app.app_context():
+    with plugin_app.app_context():
         assert sweeper.sweep()["reclaimed"] == 1
 
-    run_job(twilio_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    message = state(twilio_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert (message.status, message.provider_ref) == (MessageStatus.SENT, result.provider_ref)
     assert len(twilio.requests) == 1 and twilio.duplicates() == {}
 
@@ -693,7 +674,7 @@ def test_a_receipts_time_is_its_arrival_unless_the_carrier_shows_it_came_late():
     assert receipt_time("garbage", now) == now
 
 
-def test_settings_are_checked_with_a_sentence_for_the_operator(twilio_app):
+def test_settings_are_checked_with_a_sentence_for_the_operator(plugin_app):
     assert parse_account_sid(" AC" + "a1" * 16 + " ") == "AC" + "a1" * 16
     assert parse_auth_token("0123456789abcdef" * 2) == "0123456789abcdef" * 2
     assert parse_sender("+33 9 39 03 01 01") == SENDER
@@ -702,7 +683,7 @@ def test_settings_are_checked_with_a_sentence_for_the_operator(twilio_app):
     assert parse_sender("MG" + "b" * 32) == "MG" + "b" * 32
     assert parse_base_url("https://api.twilio.com/") == "https://api.twilio.com"
     assert parse_base_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
-    with twilio_app.test_request_context():
+    with plugin_app.test_request_context():
         for parse, text in [
             (parse_account_sid, "SK" + "a" * 32),
             (parse_auth_token, "secret"),

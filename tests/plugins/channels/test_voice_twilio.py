@@ -21,7 +21,6 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import AuditEvent, Patient
 from core.db import db
@@ -40,11 +39,8 @@ from plugins.channels.voice_twilio.plugin import (
 )
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.app_server import AppServer
 from tests.fakes.twilio_voice import BUSY, FAILED, NO_ANSWER, FakeTwilioVoice
 from tests.worlds import (
-    TEST_CONFIG,
-    HostClient,
     client_for,
     csrf_token,
     log_in,
@@ -72,23 +68,6 @@ RECEIPTS = "/webhooks/twilio_voice/receipts"
 SID = re.compile(r"^CA[0-9a-f]{32}$")
 
 
-@pytest.fixture(scope="module")
-def voice_app(app):
-    """An app with the voice plugin and the outbox (SMS and e-mail to fall back on)."""
-    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
-    application.test_client_class = HostClient
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def app_server(voice_app):
-    with AppServer(voice_app) as server:
-        yield server
-
-
 @pytest.fixture
 def voice(app_server):
     """The fake Twilio Voice, posting its callbacks to the app under test once a test
@@ -105,11 +84,11 @@ def healthy_providers(monkeypatch):
 
 
 @pytest.fixture
-def clinic(voice_app, voice):
+def clinic(plugin_app, voice):
     """A French clinic whose calls go through Twilio (the fake)."""
-    tenant = make_clinic(voice_app, "demo", "FR", plugins=("outbox", "voice_twilio"))
-    configure(voice_app, voice)
-    with voice_app.app_context(), system_scope():
+    tenant = make_clinic(plugin_app, "demo", "FR", plugins=("outbox", "voice_twilio"))
+    configure(plugin_app, voice)
+    with plugin_app.app_context(), system_scope():
         db.session.add(
             ProviderRoute(country_code="FR", channel="voice", provider="twilio_voice", priority=1)
         )
@@ -220,10 +199,10 @@ def post_signed(app, params, token, signature=None):
 
 
 def test_a_landline_patient_is_called_in_french_and_the_answered_call_is_delivered(
-    voice_app, clinic, voice
+    plugin_app, clinic, voice
 ):
-    patient = make_patient(voice_app, clinic, phone="01 42 68 53 00")
-    message_id = send(voice_app, clinic, patient)
+    patient = make_patient(plugin_app, clinic, phone="01 42 68 53 00")
+    message_id = send(plugin_app, clinic, patient)
 
     run_worker()
 
@@ -232,7 +211,7 @@ def test_a_landline_patient_is_called_in_french_and_the_answered_call_is_deliver
     assert call.events == ("initiated", "ringing", "answered", "completed")
     assert call.says() == [SPOKEN, "Je répète :", SPOKEN]  # the URL is not read aloud
     assert 'language="fr-FR"' in call.twiml and 'voice="Polly.Celine"' in call.twiml
-    message = state(voice_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert (message.status, message.channel, message.provider) == (
         MessageStatus.SENT,
         "voice",
@@ -241,7 +220,7 @@ def test_a_landline_patient_is_called_in_french_and_the_answered_call_is_deliver
     assert message.provider_ref == call.sid and SID.match(call.sid)
 
     voice.release_callbacks()
-    delivered = wait_until(status_is(voice_app, clinic, message_id, MessageStatus.DELIVERED))
+    delivered = wait_until(status_is(plugin_app, clinic, message_id, MessageStatus.DELIVERED))
     assert delivered.delivered_at is not None
     callbacks = voice.wait_for_callbacks(4)
     assert [(c.params["CallStatus"], c.status) for c in callbacks] == [
@@ -251,7 +230,7 @@ def test_a_landline_patient_is_called_in_french_and_the_answered_call_is_deliver
         ("completed", 204),
     ]
     assert callbacks[-1].params["CallDuration"] == "9"
-    assert [s for s, _ in history(voice_app, clinic, message_id)] == [
+    assert [s for s, _ in history(plugin_app, clinic, message_id)] == [
         "pending",
         "fallback",  # no SMS to a landline
         "sent",
@@ -259,27 +238,27 @@ def test_a_landline_patient_is_called_in_french_and_the_answered_call_is_deliver
     ]
 
 
-def test_an_unanswered_call_falls_back_to_the_next_channel(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300", email="jeanne@example.org")
+def test_an_unanswered_call_falls_back_to_the_next_channel(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300", email="jeanne@example.org")
     voice.outcomes[LANDLINE] = (NO_ANSWER, 0)
-    message_id = send(voice_app, clinic, patient, channels=("voice", "email"))
+    message_id = send(plugin_app, clinic, patient, channels=("voice", "email"))
     run_worker()
-    assert state(voice_app, clinic, message_id).status == MessageStatus.SENT
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.SENT
 
     voice.release_callbacks()  # ringing... nobody answers: the message goes on by e-mail
-    wait_until(status_is(voice_app, clinic, message_id, MessageStatus.PENDING))
+    wait_until(status_is(plugin_app, clinic, message_id, MessageStatus.PENDING))
     run_worker()
 
-    message = state(voice_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert (message.status, message.channel, message.provider) == (
         MessageStatus.SENT,
         "email",
         "outbox_email",
     )
-    assert rows(voice_app, clinic, OutboxDelivery.channel, OutboxDelivery.recipient) == [
+    assert rows(plugin_app, clinic, OutboxDelivery.channel, OutboxDelivery.recipient) == [
         ("email", "jeanne@example.org")
     ]
-    assert history(voice_app, clinic, message_id) == [
+    assert history(plugin_app, clinic, message_id) == [
         ("pending", None),
         ("sent", "twilio_voice"),
         ("undelivered", "Twilio: no answer (SIP 487)"),
@@ -289,32 +268,32 @@ def test_an_unanswered_call_falls_back_to_the_next_channel(voice_app, clinic, vo
     assert len(voice.calls) == 1
 
 
-def test_a_patient_who_prefers_voice_is_called_for_an_sms_message(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, preferred_channel="voice")  # a mobile number
+def test_a_patient_who_prefers_voice_is_called_for_an_sms_message(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, preferred_channel="voice")  # a mobile number
     message_id = send(
-        voice_app, clinic, patient, text="Rappel : rendez-vous demain à 14h.", channels=("sms",)
+        plugin_app, clinic, patient, text="Rappel : rendez-vous demain à 14h.", channels=("sms",)
     )
 
     run_worker()
 
-    message = state(voice_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.channels == ["voice", "sms"]
     assert (message.status, message.provider) == (MessageStatus.SENT, "twilio_voice")
     [call] = voice.calls
     assert call.to == MOBILE
     assert call.says()[0] == "Rappel : rendez-vous demain à quatorze heures."
-    assert rows(voice_app, clinic, OutboxDelivery.id) == []  # no SMS as well
+    assert rows(plugin_app, clinic, OutboxDelivery.id) == []  # no SMS as well
 
 
 # --- what a call says ----------------------------------------------------------------------
 
 
-def test_a_code_is_said_digit_by_digit_with_pauses_and_twice(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
+def test_a_code_is_said_digit_by_digit_with_pauses_and_twice(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
     text = "Votre code Relais : 482913. Il expire dans 10 minutes."
-    message_id = send(voice_app, clinic, patient, text=text, purpose="otp", channels=("voice",))
+    message_id = send(plugin_app, clinic, patient, text=text, purpose="otp", channels=("voice",))
 
-    run_job(voice_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
     [call] = voice.calls
     digits = []
@@ -329,12 +308,12 @@ def test_a_code_is_said_digit_by_digit_with_pauses_and_twice(voice_app, clinic, 
     ]
 
 
-def test_a_code_in_english_for_an_english_speaking_patient(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300", language="en")
+def test_a_code_in_english_for_an_english_speaking_patient(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300", language="en")
     message_id = send(
-        voice_app, clinic, patient, text="Your code: 0571", purpose="otp", channels=("voice",)
+        plugin_app, clinic, patient, text="Your code: 0571", purpose="otp", channels=("voice",)
     )
-    run_job(voice_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
     [call] = voice.calls
     assert call.says() == ["Your code:", "zero", "five", "seven", "one", "I repeat:"] + [
         "zero",
@@ -420,15 +399,15 @@ def test_speech_rules(text, language, expected):
     assert speech.spoken(text, language) == expected
 
 
-def test_a_long_message_is_refused_before_twilio(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
-    message_id = send(voice_app, clinic, patient, text="Bonjour. " * 250, channels=("voice",))
-    run_job(voice_app, clinic, message_id)
+def test_a_long_message_is_refused_before_twilio(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
+    message_id = send(plugin_app, clinic, patient, text="Bonjour. " * 250, channels=("voice",))
+    run_job(plugin_app, clinic, message_id)
     assert voice.requests == []
-    assert state(voice_app, clinic, message_id).status == MessageStatus.FAILED
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.FAILED
     assert any(
         "too long to be read in a call" in (d or "")
-        for _, d in history(voice_app, clinic, message_id)
+        for _, d in history(plugin_app, clinic, message_id)
     )
 
 
@@ -444,18 +423,18 @@ def test_a_long_message_is_refused_before_twilio(voice_app, clinic, voice):
     ],
 )
 def test_a_call_nobody_heard_is_undelivered_when_the_plan_has_no_next_channel(
-    voice_app, clinic, voice, outcome, error
+    plugin_app, clinic, voice, outcome, error
 ):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
     voice.outcomes[LANDLINE] = (outcome, 0)
-    message_id = send(voice_app, clinic, patient, channels=("voice",))
-    run_job(voice_app, clinic, message_id)
+    message_id = send(plugin_app, clinic, patient, channels=("voice",))
+    run_job(plugin_app, clinic, message_id)
 
     voice.release_callbacks()
 
-    message = wait_until(status_is(voice_app, clinic, message_id, MessageStatus.UNDELIVERED))
+    message = wait_until(status_is(plugin_app, clinic, message_id, MessageStatus.UNDELIVERED))
     assert message.delivered_at is None
-    assert ("undelivered", error) in history(voice_app, clinic, message_id)
+    assert ("undelivered", error) in history(plugin_app, clinic, message_id)
 
 
 def test_statuses_map_to_receipts():
@@ -487,11 +466,11 @@ def test_statuses_map_to_receipts():
 
 
 @pytest.mark.parametrize("forgery", ["missing", "wrong token", "tampered status"])
-def test_a_forged_callback_is_refused_and_changes_nothing(voice_app, clinic, voice, forgery):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
-    message_id = send(voice_app, clinic, patient, channels=("voice",))
-    run_job(voice_app, clinic, message_id)
-    sid = state(voice_app, clinic, message_id).provider_ref
+def test_a_forged_callback_is_refused_and_changes_nothing(plugin_app, clinic, voice, forgery):
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
+    message_id = send(plugin_app, clinic, patient, channels=("voice",))
+    run_job(plugin_app, clinic, message_id)
+    sid = state(plugin_app, clinic, message_id).provider_ref
     params, token, signature = status_callback(sid, "no-answer"), voice.auth_token, None
     if forgery == "missing":
         signature = ""
@@ -502,37 +481,37 @@ def test_a_forged_callback_is_refused_and_changes_nothing(voice_app, clinic, voi
             f"https://demo.relais.test{RECEIPTS}", {**params, "CallStatus": "completed"}
         )
 
-    answer = post_signed(voice_app, params, token, signature)
+    answer = post_signed(plugin_app, params, token, signature)
 
     assert answer.status_code == 401
-    assert state(voice_app, clinic, message_id).status == MessageStatus.SENT
-    assert rows(voice_app, clinic, EarlyReceipt.id) == []
-    assert [s for s, _ in history(voice_app, clinic, message_id)] == ["pending", "sent"]
+    assert state(plugin_app, clinic, message_id).status == MessageStatus.SENT
+    assert rows(plugin_app, clinic, EarlyReceipt.id) == []
+    assert [s for s, _ in history(plugin_app, clinic, message_id)] == ["pending", "sent"]
 
 
-def test_a_signed_callback_is_taken(voice_app, clinic, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
-    message_id = send(voice_app, clinic, patient, channels=("voice",))
-    run_job(voice_app, clinic, message_id)
-    sid = state(voice_app, clinic, message_id).provider_ref
+def test_a_signed_callback_is_taken(plugin_app, clinic, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
+    message_id = send(plugin_app, clinic, patient, channels=("voice",))
+    run_job(plugin_app, clinic, message_id)
+    sid = state(plugin_app, clinic, message_id).provider_ref
 
-    answer = post_signed(voice_app, status_callback(sid, CallDuration="14"), voice.auth_token)
+    answer = post_signed(plugin_app, status_callback(sid, CallDuration="14"), voice.auth_token)
 
     assert answer.status_code == 204
-    message = state(voice_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.DELIVERED
     assert message.delivered_at == datetime(2026, 3, 31, 7, 12, 9, tzinfo=UTC)
 
 
-def test_a_lost_answer_is_recovered_without_calling_twice(voice_app, clinic, voice, monkeypatch):
+def test_a_lost_answer_is_recovered_without_calling_twice(plugin_app, clinic, voice, monkeypatch):
     monkeypatch.setattr(dispatch, "TIMEOUT", 0.3)
     voice.time_out_next(1, seconds=3, created=True)  # Twilio placed the call; its answer is lost
-    patient = make_patient(voice_app, clinic, phone="0142685300")
-    message_id = send(voice_app, clinic, patient, channels=("voice",))
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
+    message_id = send(plugin_app, clinic, patient, channels=("voice",))
 
-    run_job(voice_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    message = state(voice_app, clinic, message_id)
+    message = state(plugin_app, clinic, message_id)
     assert message.status == MessageStatus.SENT
     assert message.provider_ref == voice.calls[0].sid
     assert len(voice.requests) == 1 and voice.duplicates() == {}
@@ -587,13 +566,13 @@ def test_a_caller_that_is_not_the_accounts_is_permanent(voice):
     assert voice.calls == []
 
 
-def test_settings_are_checked_with_a_sentence_for_the_operator(voice_app):
+def test_settings_are_checked_with_a_sentence_for_the_operator(plugin_app):
     assert parse_caller("+33 6 44 63 01 01") == CALLER
     assert parse_ring_timeout("25") == 25
     assert parse_voices(" fr=Polly.Lea-Neural, de=Polly.Vicki") == (
         "fr=Polly.Lea-Neural de=Polly.Vicki"
     )
-    with voice_app.test_request_context():
+    with plugin_app.test_request_context():
         for parse, text in [
             (parse_caller, "0644630101"),  # international format only
             (parse_caller, "CLINIQUE"),  # no sender ID: calls come from a number
@@ -621,9 +600,9 @@ def test_the_voices_setting_chooses_the_voice_of_a_language(voice):
 
 
 @pytest.fixture
-def staff(voice_app, clinic):
-    client = client_for(voice_app, "demo")
-    log_in(client, make_staff(voice_app, clinic, "secretary"))
+def staff(plugin_app, clinic):
+    client = client_for(plugin_app, "demo")
+    log_in(client, make_staff(plugin_app, clinic, "secretary"))
     return client
 
 
@@ -632,8 +611,8 @@ def duration(wav: bytes) -> float:
         return audio.getnframes() / audio.getframerate()
 
 
-def test_staff_listen_to_a_message_before_it_is_sent(voice_app, clinic, staff):
-    patient = make_patient(voice_app, clinic)
+def test_staff_listen_to_a_message_before_it_is_sent(plugin_app, clinic, staff):
+    patient = make_patient(plugin_app, clinic)
     page = staff.get(f"/patients/{patient.id}")
     assert "data-voice-preview" in page.text and 'data-language="fr"' in page.text
     token = csrf_token(staff, f"/patients/{patient.id}")
@@ -662,25 +641,25 @@ def test_staff_listen_to_a_message_before_it_is_sent(voice_app, clinic, staff):
         ({"text": "Bonjour"}, "language"),
     ],
 )
-def test_a_preview_of_bad_input_is_a_422_naming_the_field(voice_app, clinic, staff, form, field):
+def test_a_preview_of_bad_input_is_a_422_naming_the_field(plugin_app, clinic, staff, form, field):
     token = csrf_token(staff, "/patients/new")
     answer = staff.post("/voice/preview.wav", data={**form, "csrf_token": token})
     assert answer.status_code == 422
     assert answer.json["error"]["field"] == field and answer.json["error"]["message"]
 
 
-def test_a_preview_needs_the_forms_csrf_token_and_a_login(voice_app, clinic, staff):
+def test_a_preview_needs_the_forms_csrf_token_and_a_login(plugin_app, clinic, staff):
     form = {"text": "Bonjour", "language": "fr"}
     assert staff.post("/voice/preview.wav", data=form).status_code == 400  # no CSRF token
-    anonymous = client_for(voice_app, "demo")
+    anonymous = client_for(plugin_app, "demo")
     token = csrf_token(anonymous, "/login")
     answer = anonymous.post("/voice/preview.wav", data={**form, "csrf_token": token})
     assert answer.status_code == 302 and "/login" in answer.location
 
 
-def test_staff_hear_a_sent_message_as_the_call_said_it(voice_app, clinic, staff, voice):
-    patient = make_patient(voice_app, clinic, phone="0142685300")
-    message_id = send(voice_app, clinic, patient, text="Rappel : demain à 9h.")
+def test_staff_hear_a_sent_message_as_the_call_said_it(plugin_app, clinic, staff, voice):
+    patient = make_patient(plugin_app, clinic, phone="0142685300")
+    message_id = send(plugin_app, clinic, patient, text="Rappel : demain à 9h.")
 
     page = staff.get(f"/messages/{message_id}")
     assert f'src="/voice/messages/{message_id}.wav"' in page.text
@@ -688,25 +667,25 @@ def test_staff_hear_a_sent_message_as_the_call_said_it(voice_app, clinic, staff,
 
     assert answer.status_code == 200 and answer.mimetype == "audio/wav"
     assert 2 < duration(answer.data) < 20
-    reads = rows(voice_app, clinic, AuditEvent.action, AuditEvent.object_id)
+    reads = rows(plugin_app, clinic, AuditEvent.action, AuditEvent.object_id)
     assert reads.count(("message.read", message_id)) == 2  # the page, then its audio
 
 
-def test_a_message_of_another_clinic_cannot_be_heard(voice_app, clinic, staff):
-    other = make_clinic(voice_app, "other", "FR", plugins=("outbox", "voice_twilio"))
-    message_id = send(voice_app, other, make_patient(voice_app, other), text="Secret")
+def test_a_message_of_another_clinic_cannot_be_heard(plugin_app, clinic, staff):
+    other = make_clinic(plugin_app, "other", "FR", plugins=("outbox", "voice_twilio"))
+    message_id = send(plugin_app, other, make_patient(plugin_app, other), text="Secret")
     assert staff.get(f"/voice/messages/{message_id}.wav").status_code == 404
     assert staff.get(f"/voice/messages/{uuid.uuid4()}.wav").status_code == 404
 
 
-def test_no_listen_button_nor_player_where_voice_is_not_enabled(voice_app, clinic, staff):
-    with voice_app.app_context(), system_scope():
+def test_no_listen_button_nor_player_where_voice_is_not_enabled(plugin_app, clinic, staff):
+    with plugin_app.app_context(), system_scope():
         from tenants import provisioning
 
         provisioning.set_country_plugin("FR", "voice_twilio", False)
         db.session.commit()
-    patient = make_patient(voice_app, clinic)
-    message_id = send(voice_app, clinic, patient, channels=("sms", "voice"))
+    patient = make_patient(plugin_app, clinic)
+    message_id = send(plugin_app, clinic, patient, channels=("sms", "voice"))
     assert "data-voice-preview" not in staff.get(f"/patients/{patient.id}").text
     assert ".wav" not in staff.get(f"/messages/{message_id}").text
     assert staff.get(f"/voice/messages/{message_id}.wav").status_code == 404

@@ -21,7 +21,6 @@ from flask_babel import force_locale, gettext
 from itsdangerous.timed import TimestampSigner
 from markupsafe import escape
 
-from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
@@ -36,11 +35,9 @@ from plugins.channels.webpush.provider import WebPush, ack_token, generate_keys
 from plugins.channels.webpush.subscriptions import PushSubscription
 from tenants.models import DeploymentSettings, Tenant
 from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.app_server import AppServer
 from tests.fakes.push_service import FakePushService, unb64
 from tests.worlds import (
     SERVER,
-    TEST_CONFIG,
     HostClient,
     client_for,
     csrf_token,
@@ -63,23 +60,6 @@ CHROME = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0.0.0 Mobile Safari/537.36"
 )
-
-
-@pytest.fixture(scope="module")
-def push_app(app):
-    """One app for the test's jobs and for the server the phone posts its acknowledgements to."""
-    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
-    application.test_client_class = HostClient
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def app_server(push_app):
-    with AppServer(push_app) as server:
-        yield server
 
 
 @pytest.fixture
@@ -109,15 +89,15 @@ def configure(app, push, **changes):
 
 
 @pytest.fixture
-def clinic(push_app, push):
-    tenant = make_clinic(push_app, "demo", "FR", plugins=ENABLED)
-    configure(push_app, push)
+def clinic(plugin_app, push):
+    tenant = make_clinic(plugin_app, "demo", "FR", plugins=ENABLED)
+    configure(plugin_app, push)
     return tenant
 
 
 @pytest.fixture
-def public_key(push_app, clinic):
-    return vapid_keys(push_app)
+def public_key(plugin_app, clinic):
+    return vapid_keys(plugin_app)
 
 
 def subscribe(app, tenant, patient, device) -> None:
@@ -255,11 +235,11 @@ def page_csrf(client: HostClient, path: str) -> str:
 
 class TestWebPushContract(ChannelContract, FailureMapping, ReceiptContract):
     @pytest.fixture
-    def contract(self, push_app):
-        clinic = make_clinic(push_app, "demo", "FR", plugins=ENABLED)
-        patient = make_patient(push_app, clinic)
+    def contract(self, plugin_app):
+        clinic = make_clinic(plugin_app, "demo", "FR", plugins=ENABLED)
+        patient = make_patient(plugin_app, clinic)
         private, public = generate_keys()
-        with FakePushService() as fake, push_app.app_context(), tenant_scope(clinic.id):
+        with FakePushService() as fake, plugin_app.app_context(), tenant_scope(clinic.id):
             device = fake.device(server_key=public)
             subscriptions.subscribe(patient, device.info(), CHROME, [fake.origin])
             db.session.commit()
@@ -308,15 +288,15 @@ class TestWebPushContract(ChannelContract, FailureMapping, ReceiptContract):
 
 
 def test_vapid_keys_are_made_once_stored_encrypted_and_only_the_public_key_is_shown(
-    push_app, clinic, push
+    plugin_app, clinic, push
 ):
-    runner = push_app.test_cli_runner()
+    runner = plugin_app.test_cli_runner()
     made = runner.invoke(args=["webpush", "keys"])
     assert made.exit_code == 0, made.output
     public = made.output.strip()
     point = unb64(public)
     assert len(point) == 65 and point[0] == 4  # an uncompressed P-256 point: the browser's key
-    with push_app.app_context(), system_scope():
+    with plugin_app.app_context(), system_scope():
         stored = settings.deployment("webpush")
         sealed = db.session.scalar(sa.select(DeploymentSettings.sealed))
     private = stored["vapid_private_key"]
@@ -328,31 +308,31 @@ def test_vapid_keys_are_made_once_stored_encrypted_and_only_the_public_key_is_sh
     again = runner.invoke(args=["webpush", "keys"])
     assert again.exit_code == 2
     assert "exist already" in again.output and "--force" in again.output
-    with push_app.app_context(), system_scope():
+    with plugin_app.app_context(), system_scope():
         assert settings.deployment("webpush")["vapid_private_key"] == private
 
     # New keys void every subscription (they were made with the old public key).
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public))
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public))
     forced = runner.invoke(args=["webpush", "keys", "--force"])
     assert forced.exit_code == 0, forced.output
-    with push_app.app_context(), system_scope():
+    with plugin_app.app_context(), system_scope():
         renewed = settings.deployment("webpush")
     assert renewed["vapid_private_key"] != private
     assert renewed["vapid_public_key"] in forced.output
     assert renewed["vapid_private_key"] not in forced.output
-    assert devices(push_app, clinic) == []
+    assert devices(plugin_app, clinic) == []
 
 
-def test_without_keys_push_is_a_permanent_failure_and_sms_takes_over(push_app, clinic, push):
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device())
-    message_id = send(push_app, clinic, patient)
+def test_without_keys_push_is_a_permanent_failure_and_sms_takes_over(plugin_app, clinic, push):
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device())
+    message_id = send(plugin_app, clinic, patient)
 
-    run_job(push_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
 
-    assert [o for _, o in attempts(push_app, clinic, message_id)] == ["permanent", "accepted"]
-    assert message(push_app, clinic, message_id).provider == "outbox_sms"
+    assert [o for _, o in attempts(plugin_app, clinic, message_id)] == ["permanent", "accepted"]
+    assert message(plugin_app, clinic, message_id).provider == "outbox_sms"
     assert push.received == []
 
 
@@ -360,10 +340,10 @@ def test_without_keys_push_is_a_permanent_failure_and_sms_takes_over(push_app, c
 
 
 def test_the_phone_decrypts_the_text_and_its_acknowledgement_marks_it_delivered(
-    push_app, clinic, public_key, push, app_server, worker
+    plugin_app, clinic, public_key, push, app_server, worker
 ):
-    patient = make_patient(push_app, clinic)
-    browser = patient_session(push_app, clinic, patient)
+    patient = make_patient(plugin_app, clinic)
+    browser = patient_session(plugin_app, clinic, patient)
     page = browser.get("/me/notifications")
     assert page.status_code == 200 and public_key in page.text  # the applicationServerKey
     phone = push.device(server_key=public_key)
@@ -375,12 +355,12 @@ def test_the_phone_decrypts_the_text_and_its_acknowledgement_marks_it_delivered(
     assert answer.status_code == 201, answer.text
     assert answer.json["device"] == "Chrome · Android"
 
-    message_id = send(push_app, clinic, patient)  # the worker takes it from Redis
+    message_id = send(plugin_app, clinic, patient)  # the worker takes it from Redis
     wait_until(lambda: push.received)
 
     [received] = push.received
     assert received.payload["body"] == TEXT  # what the phone shows, decrypted with its keys
-    with push_app.app_context(), force_locale(patient.language):
+    with plugin_app.app_context(), force_locale(patient.language):
         title = gettext("Message from %(clinic)s", clinic="Clinic demo")  # no subject
     assert received.payload["title"] == title
     assert received.payload["message_id"] == str(message_id)
@@ -388,204 +368,204 @@ def test_the_phone_decrypts_the_text_and_its_acknowledgement_marks_it_delivered(
     assert received.claims["sub"] == CONTACT and received.claims["aud"] == push.origin
     assert received.headers["ttl"] == "300" and received.headers["urgency"] == "high"
     assert received.headers["topic"] == message_id.hex
-    wait_until(lambda: message(push_app, clinic, message_id).status == MessageStatus.SENT)
-    assert message(push_app, clinic, message_id).provider == "webpush"
+    wait_until(lambda: message(plugin_app, clinic, message_id).status == MessageStatus.SENT)
+    assert message(plugin_app, clinic, message_id).provider == "webpush"
 
     # A forged acknowledgement is refused and changes nothing.
     forged = acknowledge(app_server, received.payload, token="0" * 64)
     assert forged.status_code == 401
-    assert message(push_app, clinic, message_id).status == MessageStatus.SENT
+    assert message(plugin_app, clinic, message_id).status == MessageStatus.SENT
 
     assert acknowledge(app_server, received.payload).status_code == 204
-    done = message(push_app, clinic, message_id)
+    done = message(plugin_app, clinic, message_id)
     assert done.status == MessageStatus.DELIVERED and done.delivered_at is not None
     assert acknowledge(app_server, received.payload).status_code == 204  # twice: no change
-    assert [s for s, _ in events(push_app, clinic, message_id)].count("delivered") == 1
-    assert sms(push_app, clinic)[1:] == []  # only the access link went by SMS
+    assert [s for s, _ in events(plugin_app, clinic, message_id)].count("delivered") == 1
+    assert sms(plugin_app, clinic)[1:] == []  # only the access link went by SMS
 
 
 def test_a_gone_subscription_is_removed_and_the_message_goes_by_sms(
-    push_app, clinic, public_key, push, worker
+    plugin_app, clinic, public_key, push, worker
 ):
-    patient = make_patient(push_app, clinic)
+    patient = make_patient(plugin_app, clinic)
     phone = push.device(server_key=public_key)
-    subscribe(push_app, clinic, patient, phone)
+    subscribe(plugin_app, clinic, patient, phone)
     push.gone(phone)  # the patient reset their browser: the push service answers 410
 
-    message_id = send(push_app, clinic, patient)
-    wait_until(lambda: message(push_app, clinic, message_id).status == MessageStatus.SENT)
+    message_id = send(plugin_app, clinic, patient)
+    wait_until(lambda: message(plugin_app, clinic, message_id).status == MessageStatus.SENT)
 
     assert push.answers == [(phone.id, 410)]
-    assert devices(push_app, clinic) == []
-    assert attempts(push_app, clinic, message_id) == [
+    assert devices(plugin_app, clinic) == []
+    assert attempts(plugin_app, clinic, message_id) == [
         ("webpush", "unreachable"),
         ("outbox_sms", "accepted"),
     ]
-    assert sms(push_app, clinic) == [(patient.phone, TEXT)]
+    assert sms(plugin_app, clinic) == [(patient.phone, TEXT)]
 
 
 def test_one_gone_device_of_two_is_removed_and_the_other_gets_it(
-    push_app, clinic, public_key, push
+    plugin_app, clinic, public_key, push
 ):
-    patient = make_patient(push_app, clinic)
+    patient = make_patient(plugin_app, clinic)
     old, new = push.device(server_key=public_key), push.device(server_key=public_key)
-    subscribe(push_app, clinic, patient, old)
-    subscribe(push_app, clinic, patient, new)
+    subscribe(plugin_app, clinic, patient, old)
+    subscribe(plugin_app, clinic, patient, new)
     push.fail_next(404, device=old)
 
-    message_id = send(push_app, clinic, patient)
-    run_job(push_app, clinic, message_id)
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
 
     assert [p["body"] for p in push.payloads(new)] == [TEXT]
-    assert devices(push_app, clinic) == [new.endpoint]
-    assert message(push_app, clinic, message_id).provider == "webpush"
+    assert devices(plugin_app, clinic) == [new.endpoint]
+    assert message(plugin_app, clinic, message_id).provider == "webpush"
 
 
 def test_without_acknowledgement_in_time_the_message_goes_by_sms(
-    push_app, clinic, public_key, push, app_server
+    plugin_app, clinic, public_key, push, app_server
 ):
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    message_id = send(push_app, clinic, patient)
-    run_job(push_app, clinic, message_id)
-    assert message(push_app, clinic, message_id).status == MessageStatus.SENT
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
+    assert message(plugin_app, clinic, message_id).status == MessageStatus.SENT
 
-    with push_app.app_context():
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 0  # not yet
-    minutes_pass(push_app, clinic, message_id, minutes=4)
-    with push_app.app_context():
+    minutes_pass(plugin_app, clinic, message_id, minutes=4)
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 0  # 4 minutes: still waiting
-    minutes_pass(push_app, clinic, message_id, minutes=2)
-    with push_app.app_context():
+    minutes_pass(plugin_app, clinic, message_id, minutes=2)
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 1  # 6: past the 5 minutes' default
 
-    waiting = message(push_app, clinic, message_id)
+    waiting = message(plugin_app, clinic, message_id)
     assert (waiting.status, waiting.channel) == (MessageStatus.PENDING, "sms")
-    run_job(push_app, clinic, message_id)
-    sent = message(push_app, clinic, message_id)
+    run_job(plugin_app, clinic, message_id)
+    sent = message(plugin_app, clinic, message_id)
     assert (sent.status, sent.provider) == (MessageStatus.SENT, "outbox_sms")
-    assert sms(push_app, clinic) == [(patient.phone, TEXT)]
+    assert sms(plugin_app, clinic) == [(patient.phone, TEXT)]
     assert ("fallback", "webpush: no device acknowledged it within 5 minutes") in events(
-        push_app, clinic, message_id
+        plugin_app, clinic, message_id
     )
 
     # The phone comes back online and acknowledges, late: what SMS did is not its business.
     assert acknowledge(app_server, push.received[0].payload).status_code == 204
-    late = message(push_app, clinic, message_id)
+    late = message(plugin_app, clinic, message_id)
     assert (late.status, late.provider) == (MessageStatus.SENT, "outbox_sms")
 
 
-def test_the_acknowledgement_timeout_is_a_setting_per_country(push_app, clinic, public_key, push):
-    configure(push_app, push, ack_timeout="30")
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    message_id = send(push_app, clinic, patient)
-    run_job(push_app, clinic, message_id)
+def test_the_acknowledgement_timeout_is_a_setting_per_country(plugin_app, clinic, public_key, push):
+    configure(plugin_app, push, ack_timeout="30")
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
 
-    minutes_pass(push_app, clinic, message_id, minutes=20)
-    with push_app.app_context():
+    minutes_pass(plugin_app, clinic, message_id, minutes=20)
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 0
-    minutes_pass(push_app, clinic, message_id, minutes=11)
-    with push_app.app_context():
+    minutes_pass(plugin_app, clinic, message_id, minutes=11)
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 1
-    assert message(push_app, clinic, message_id).channel == "sms"
+    assert message(plugin_app, clinic, message_id).channel == "sms"
 
 
 def test_without_acknowledgement_and_no_channel_left_the_message_is_undelivered(
-    push_app, clinic, public_key, push
+    plugin_app, clinic, public_key, push
 ):
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    message_id = send(push_app, clinic, patient, channels=("push",))
-    run_job(push_app, clinic, message_id)
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    message_id = send(plugin_app, clinic, patient, channels=("push",))
+    run_job(plugin_app, clinic, message_id)
 
-    minutes_pass(push_app, clinic, message_id, minutes=6)
-    with push_app.app_context():
+    minutes_pass(plugin_app, clinic, message_id, minutes=6)
+    with plugin_app.app_context():
         assert sweeper.sweep()["unacknowledged"] == 1
         assert sweeper.sweep()["unacknowledged"] == 0  # final: never taken again
 
-    done = message(push_app, clinic, message_id)
+    done = message(plugin_app, clinic, message_id)
     assert done.status == MessageStatus.UNDELIVERED and done.finished_at is not None
-    assert events(push_app, clinic, message_id)[-1] == (
+    assert events(plugin_app, clinic, message_id)[-1] == (
         "undelivered",
         "webpush: no device acknowledged it within 5 minutes; no channel left in the plan",
     )
 
 
 def test_an_acknowledgement_sent_to_another_clinic_changes_nothing(
-    push_app, clinic, public_key, push, app_server
+    plugin_app, clinic, public_key, push, app_server
 ):
-    make_clinic(push_app, "other", "FR", plugins=ENABLED)
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    message_id = send(push_app, clinic, patient)
-    run_job(push_app, clinic, message_id)
+    make_clinic(plugin_app, "other", "FR", plugins=ENABLED)
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
     [received] = push.received
 
     elsewhere = received.payload["ack"].replace("//demo.", "//other.")
     assert acknowledge(app_server, received.payload, url=elsewhere).status_code == 401
     # Even with a token made for the other clinic's address, its messages are not ours.
-    with push_app.app_context(), system_scope():
+    with plugin_app.app_context(), system_scope():
         private = settings.deployment("webpush")["vapid_private_key"]
     token = ack_token(private, elsewhere, message_id)
     assert acknowledge(app_server, received.payload, token, elsewhere).status_code == 204
-    assert message(push_app, clinic, message_id).status == MessageStatus.SENT
+    assert message(plugin_app, clinic, message_id).status == MessageStatus.SENT
 
 
-def test_a_patient_who_switched_push_off_gets_sms_directly(push_app, clinic, public_key, push):
-    patient = make_patient(push_app, clinic)
-    browser = patient_session(push_app, clinic, patient)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    with push_app.app_context(), tenant_scope(clinic.id):
+def test_a_patient_who_switched_push_off_gets_sms_directly(plugin_app, clinic, public_key, push):
+    patient = make_patient(plugin_app, clinic)
+    browser = patient_session(plugin_app, clinic, patient)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         tenant = db.session.get(Tenant, clinic.id)
         who = db.session.get(Patient, (clinic.id, patient.id))
         address = hooks_for(tenant).relais_channel_address(
             tenant=tenant, patient=who, channel="push"
         )
-        assert [s["endpoint"] for s in json.loads(address)] == devices(push_app, clinic)
+        assert [s["endpoint"] for s in json.loads(address)] == devices(plugin_app, clinic)
 
     off = browser.post(
         "/me/notifications/off", data={"csrf_token": page_csrf(browser, "/me/notifications")}
     )
     assert off.status_code == 303
-    assert devices(push_app, clinic) == []
-    with push_app.app_context(), tenant_scope(clinic.id):
+    assert devices(plugin_app, clinic) == []
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         who = db.session.get(Patient, (clinic.id, patient.id))
         assert (
             hooks_for(tenant).relais_channel_address(tenant=tenant, patient=who, channel="push")
             is None
         )
 
-    message_id = send(push_app, clinic, patient)
-    run_job(push_app, clinic, message_id)
+    message_id = send(plugin_app, clinic, patient)
+    run_job(plugin_app, clinic, message_id)
 
     assert push.answers == []
-    assert attempts(push_app, clinic, message_id) == [("outbox_sms", "accepted")]
+    assert attempts(plugin_app, clinic, message_id) == [("outbox_sms", "accepted")]
     assert ("fallback", "the patient cannot receive by push") in events(
-        push_app, clinic, message_id
+        plugin_app, clinic, message_id
     )
 
 
-def test_a_message_too_long_for_a_push_is_cut_to_fit(push_app, clinic, public_key, push):
-    patient = make_patient(push_app, clinic)
-    subscribe(push_app, clinic, patient, push.device(server_key=public_key))
-    message_id = send(push_app, clinic, patient, text="é" * 3000, channels=("push",))
-    run_job(push_app, clinic, message_id)
+def test_a_message_too_long_for_a_push_is_cut_to_fit(plugin_app, clinic, public_key, push):
+    patient = make_patient(plugin_app, clinic)
+    subscribe(plugin_app, clinic, patient, push.device(server_key=public_key))
+    message_id = send(plugin_app, clinic, patient, text="é" * 3000, channels=("push",))
+    run_job(plugin_app, clinic, message_id)
 
     [payload] = push.payloads()
     assert payload["body"].startswith("éé") and payload["body"].endswith("…")
     compact = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     assert len(compact.encode()) <= 3993  # 4096 bytes once encrypted
-    assert message(push_app, clinic, message_id).status == MessageStatus.SENT
+    assert message(plugin_app, clinic, message_id).status == MessageStatus.SENT
 
 
 # --- the patient's notifications page -------------------------------------------------------
 
 
-def test_subscriptions_are_checked_and_belong_to_the_patient(push_app, clinic, public_key, push):
-    patient = make_patient(push_app, clinic)
-    other = make_patient(push_app, clinic, first_name="Paul", phone="0612345679")
-    browser = patient_session(push_app, clinic, patient)
+def test_subscriptions_are_checked_and_belong_to_the_patient(plugin_app, clinic, public_key, push):
+    patient = make_patient(plugin_app, clinic)
+    other = make_patient(plugin_app, clinic, first_name="Paul", phone="0612345679")
+    browser = patient_session(plugin_app, clinic, patient)
     token = page_csrf(browser, "/me/notifications")
     good = push.device(server_key=public_key).info()
 
@@ -611,15 +591,15 @@ def test_subscriptions_are_checked_and_belong_to_the_patient(push_app, clinic, p
         assert answer.status_code == 422 and answer.json["error"]["field"] == field, body
         assert answer.json["error"]["message"]
     assert browser.post("/me/notifications/subscriptions", json=good).status_code == 400  # CSRF
-    assert devices(push_app, clinic) == []
+    assert devices(plugin_app, clinic) == []
 
     assert post(good).status_code == 201
     page = browser.get("/me/notifications")
     assert "Chrome · Android" not in page.text  # no User-Agent was sent: a generic name
     # Another patient's device cannot be removed from here.
     other_phone = push.device(server_key=public_key)
-    subscribe(push_app, clinic, other, other_phone)
-    with push_app.app_context(), tenant_scope(clinic.id):
+    subscribe(plugin_app, clinic, other, other_phone)
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         theirs = db.session.scalar(
             sa.select(PushSubscription.id).where(PushSubscription.patient_id == other.id)
         )
@@ -631,13 +611,13 @@ def test_subscriptions_are_checked_and_belong_to_the_patient(push_app, clinic, p
         "/me/notifications/devices/remove", data={"csrf_token": csrf, "device": str(theirs)}
     )
     assert removed.status_code == 303
-    assert sorted(devices(push_app, clinic)) == sorted([good["endpoint"], other_phone.endpoint])
+    assert sorted(devices(plugin_app, clinic)) == sorted([good["endpoint"], other_phone.endpoint])
     browser.post("/me/notifications/devices/remove", data={"csrf_token": csrf, "device": str(mine)})
-    assert devices(push_app, clinic) == [other_phone.endpoint]
+    assert devices(plugin_app, clinic) == [other_phone.endpoint]
 
 
-def test_the_service_worker_is_served_for_the_patient_pages(push_app, clinic):
-    client = client_for(push_app, clinic.slug)
+def test_the_service_worker_is_served_for_the_patient_pages(plugin_app, clinic):
+    client = client_for(plugin_app, clinic.slug)
     worker_js = client.get("/me/sw.js")
     assert worker_js.status_code == 200
     assert worker_js.mimetype == "application/javascript"
@@ -673,17 +653,17 @@ def use(client, path):
     return client.post(path, data={"csrf_token": csrf_token(client, path)})
 
 
-def test_an_access_link_opens_one_session_once(push_app, clinic, caplog):
+def test_an_access_link_opens_one_session_once(plugin_app, clinic, caplog):
     caplog.set_level("DEBUG")
-    patient = make_patient(push_app, clinic)
-    path = access_path(push_app, clinic, patient)
-    browser = client_for(push_app, clinic.slug)
+    patient = make_patient(plugin_app, clinic)
+    path = access_path(plugin_app, clinic, patient)
+    browser = client_for(plugin_app, clinic.slug)
     assert browser.get(path).status_code == 200  # a link scanner's GET uses nothing
     assert use(browser, path).status_code == 302
     home = browser.get("/me/")
     assert home.status_code == 200 and "Jeanne" in home.text and "Clinic demo" in home.text
     assert "112" in home.text  # the country's emergency number
-    with push_app.app_context(), tenant_scope(clinic.id):
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         tenant = db.session.get(Tenant, clinic.id)
         who = db.session.get(Patient, (clinic.id, patient.id))
         cards = hooks_for(tenant).relais_patient_home_cards(tenant=tenant, patient=who)
@@ -693,50 +673,50 @@ def test_an_access_link_opens_one_session_once(push_app, clinic, caplog):
         assert fr("Notifications on this device") in home.text
         used = fr("This link was already used. Ask your clinic to send you a new one.")
 
-    again = client_for(push_app, clinic.slug)
+    again = client_for(plugin_app, clinic.slug)
     refused = again.get(path)
     assert refused.status_code == 404 and used in refused.text
     assert again.get("/me/").status_code == 401
     assert path.rpartition("/")[2] not in caplog.text  # never logged
 
 
-def test_an_expired_or_foreign_access_link_is_refused(push_app, clinic, monkeypatch):
-    patient = make_patient(push_app, clinic)
+def test_an_expired_or_foreign_access_link_is_refused(plugin_app, clinic, monkeypatch):
+    patient = make_patient(plugin_app, clinic)
     day_ago = int(time.time()) - 24 * 3600 - 60
     with monkeypatch.context() as m:
         m.setattr(TimestampSigner, "get_timestamp", lambda self: day_ago)
-        expired = access_path(push_app, clinic, patient)
-    browser = client_for(push_app, clinic.slug)
+        expired = access_path(plugin_app, clinic, patient)
+    browser = client_for(plugin_app, clinic.slug)
     page = browser.get(expired)
     assert page.status_code == 404
-    with push_app.app_context():
+    with plugin_app.app_context():
         assert fr("This link has expired. Ask your clinic to send you a new one.") in page.text
     assert browser.get("/me/").status_code == 401
 
-    other = make_clinic(push_app, "other", "FR", plugins=ENABLED)
-    theirs = make_patient(push_app, other)
-    foreign = access_path(push_app, other, theirs)
+    other = make_clinic(plugin_app, "other", "FR", plugins=ENABLED)
+    theirs = make_patient(plugin_app, other)
+    foreign = access_path(plugin_app, other, theirs)
     assert browser.get(foreign).status_code == 404
     assert use(browser, foreign).status_code == 404  # not on this clinic
     assert browser.get("/me/").status_code == 401
     assert browser.get("/me/access/not-a-token").status_code == 404
 
 
-def test_staff_and_patient_sessions_grant_each_other_nothing(push_app, clinic):
-    staff = client_for(push_app, clinic.slug)
-    log_in(staff, make_staff(push_app, clinic, "admin"))
+def test_staff_and_patient_sessions_grant_each_other_nothing(plugin_app, clinic):
+    staff = client_for(plugin_app, clinic.slug)
+    log_in(staff, make_staff(plugin_app, clinic, "admin"))
     assert staff.get("/me/").status_code == 401
     assert staff.get("/me/notifications").status_code == 401
 
-    patient = make_patient(push_app, clinic)
-    browser = client_for(push_app, clinic.slug)
-    assert use(browser, access_path(push_app, clinic, patient)).status_code == 302
+    patient = make_patient(plugin_app, clinic)
+    browser = client_for(plugin_app, clinic.slug)
+    assert use(browser, access_path(plugin_app, clinic, patient)).status_code == 302
     for path in ("/", "/patients", f"/patients/{patient.id}", "/messages", "/outbox"):
         page = browser.get(path)
         assert page.status_code == 302 and "/login" in page.headers["Location"], path
 
     # A staff member who opens a patient's link in their browser leaves their staff session.
-    assert use(staff, access_path(push_app, clinic, patient)).status_code == 302
+    assert use(staff, access_path(plugin_app, clinic, patient)).status_code == 302
     assert staff.get("/patients").status_code == 302
     assert staff.get("/me/").status_code == 200
     # The patient logs out: nothing left.
@@ -745,38 +725,38 @@ def test_staff_and_patient_sessions_grant_each_other_nothing(push_app, clinic):
     assert browser.get("/me/").status_code == 401
 
 
-def test_no_access_link_for_a_patient_who_cannot_receive_it(push_app, clinic):
-    patient = make_patient(push_app, clinic, phone="", email="")
-    staff = client_for(push_app, clinic.slug)
-    log_in(staff, make_staff(push_app, clinic, "secretary"))
+def test_no_access_link_for_a_patient_who_cannot_receive_it(plugin_app, clinic):
+    patient = make_patient(plugin_app, clinic, phone="", email="")
+    staff = client_for(plugin_app, clinic.slug)
+    log_in(staff, make_staff(plugin_app, clinic, "secretary"))
     path = f"/patients/{patient.id}"
     sent = staff.post(f"{path}/access-link", data={"csrf_token": csrf_token(staff, path)})
     assert sent.status_code == 303
-    with push_app.app_context():
+    with plugin_app.app_context():
         expected = fr(
             "Add the patient's mobile phone or e-mail address first: the link goes there."
         )
     assert expected in staff.get(path).text
-    with push_app.app_context(), tenant_scope(clinic.id):
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         assert db.session.scalars(sa.select(Message)).all() == []
 
 
-def test_staff_never_read_an_access_link_in_the_message_log(push_app, clinic):
-    patient = make_patient(push_app, clinic)
-    staff = client_for(push_app, clinic.slug)
-    log_in(staff, make_staff(push_app, clinic, "admin"))
+def test_staff_never_read_an_access_link_in_the_message_log(plugin_app, clinic):
+    patient = make_patient(plugin_app, clinic)
+    staff = client_for(plugin_app, clinic.slug)
+    log_in(staff, make_staff(plugin_app, clinic, "admin"))
     path = f"/patients/{patient.id}"
     assert (
         staff.post(f"{path}/access-link", data={"csrf_token": csrf_token(staff, path)}).status_code
         == 303
     )
-    with push_app.app_context(), tenant_scope(clinic.id):
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         message = db.session.scalars(sa.select(Message)).one()
         link = re.search(r"https?://\S+/me/access/\S+", message.content["text"])[0]
     page = staff.get(f"/messages/{message.id}")
     assert page.status_code == 200
     assert link not in page.text and "/me/access/" not in page.text
-    with push_app.app_context(), force_locale("fr"):  # the template's text, as is
+    with plugin_app.app_context(), force_locale("fr"):  # the template's text, as is
         hidden = gettext(
             "Hidden: this message holds a secret for the patient alone (an access link or a code)."
         )

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from core.app import create_app
 from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.db import db
@@ -20,13 +19,11 @@ from plugins.channels.webpush.provider import MAX_PAYLOAD, WebPush
 from plugins.features.campaigns.models import Campaign
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
-from tests.fakes.app_server import AppServer
 from tests.fakes.push_service import FakePushService
 from tests.fakes.twilio_voice import FakeTwilioVoice
 from tests.plugins.features.test_campaigns_worker import done, stop, worker
 from tests.worlds import (
     OPEN_HOURS,
-    TEST_CONFIG,
     HostClient,
     client_for,
     consent_to_campaigns,
@@ -251,22 +248,6 @@ PLUGINS = (*DEFAULT_PLUGINS, "tests.plugins.features.open_rules")
 OPEN = ("open_rules", "outbox", "webpush", "voice_twilio", "campaigns")
 
 
-@pytest.fixture(scope="module")
-def open_app(app):
-    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
-    application.test_client_class = HostClient
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def app_server(open_app):
-    with AppServer(open_app) as server:
-        yield server
-
-
 def started(staff, channels) -> str:
     campaign_id = draft(staff, channels)
     token = csrf_token(staff, f"/campaigns/{campaign_id}")
@@ -289,17 +270,17 @@ def run(staff, campaign_id, tmp_path, until) -> dict:
 
 
 def test_a_campaign_by_push_reaches_the_subscribed_device_and_sms_the_others(
-    open_app, push, tmp_path
+    plugin_app, push, tmp_path
 ):
-    clinic = make_clinic(open_app, "demo", plugins=OPEN)
-    key = configure_push(open_app, push)
-    alice = make_patient(open_app, clinic, first_name="Alice", phone="0612345601")
-    consent_to_campaigns(open_app, clinic, alice, ("push", "sms"))
+    clinic = make_clinic(plugin_app, "demo", plugins=OPEN)
+    key = configure_push(plugin_app, push)
+    alice = make_patient(plugin_app, clinic, first_name="Alice", phone="0612345601")
+    consent_to_campaigns(plugin_app, clinic, alice, ("push", "sms"))
     phone = push.device(server_key=key)
-    subscribe(open_app, clinic, alice, phone)
-    berthe = make_patient(open_app, clinic, first_name="Berthe", phone="0612345602")
-    consent_to_campaigns(open_app, clinic, berthe, ("push", "sms"))
-    staff = admin(open_app, clinic)
+    subscribe(plugin_app, clinic, alice, phone)
+    berthe = make_patient(plugin_app, clinic, first_name="Berthe", phone="0612345602")
+    consent_to_campaigns(plugin_app, clinic, berthe, ("push", "sms"))
+    staff = admin(plugin_app, clinic)
 
     campaign_id = started(staff, ("push", "sms"))
     progress = run(staff, campaign_id, tmp_path, lambda: push.received)
@@ -308,16 +289,16 @@ def test_a_campaign_by_push_reaches_the_subscribed_device_and_sms_the_others(
     assert received.payload["title"] == "Grippe 2026"
     assert received.payload["body"].startswith("Bonjour Alice, la vaccination")
     assert progress["written"] == 2
-    with open_app.app_context(), tenant_scope(clinic.id):
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         messages = db.session.scalars(sa.select(Message)).all()
         channels = {m.patient_id: m.channel for m in messages}
     assert channels == {alice.id: "push", berthe.id: "sms"}  # Berthe has no device
 
 
-def test_a_campaign_by_voice_calls_the_patient_and_reads_the_text(open_app, app_server, tmp_path):
+def test_a_campaign_by_voice_calls_the_patient_and_reads_the_text(plugin_app, app_server, tmp_path):
     with FakeTwilioVoice(caller=CALLER, post=app_server.post) as voice:
-        clinic = make_clinic(open_app, "demo", plugins=OPEN)
-        with open_app.app_context(), system_scope():
+        clinic = make_clinic(plugin_app, "demo", plugins=OPEN)
+        with plugin_app.app_context(), system_scope():
             values = {
                 "account_sid": voice.account_sid,
                 "auth_token": voice.auth_token,
@@ -326,10 +307,10 @@ def test_a_campaign_by_voice_calls_the_patient_and_reads_the_text(open_app, app_
             }
             settings.save("FR", "voice_twilio", values)
             db.session.commit()
-        route_voice(open_app)
-        landline = make_patient(open_app, clinic, first_name="Alice", phone="01 42 68 53 00")
-        consent_to_campaigns(open_app, clinic, landline, ("voice",))
-        staff = admin(open_app, clinic)
+        route_voice(plugin_app)
+        landline = make_patient(plugin_app, clinic, first_name="Alice", phone="01 42 68 53 00")
+        consent_to_campaigns(plugin_app, clinic, landline, ("voice",))
+        staff = admin(plugin_app, clinic)
 
         campaign_id = started(staff, ("voice",))
         progress = run(staff, campaign_id, tmp_path, lambda: voice.calls)

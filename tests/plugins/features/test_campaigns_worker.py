@@ -14,10 +14,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db, utcnow
@@ -30,7 +28,6 @@ from plugins.features.campaigns.models import Campaign, CampaignChunk
 from tenants.scoping import system_scope, tenant_scope
 from tests.worlds import (
     ROOT,
-    TEST_CONFIG,
     HostClient,
     client_for,
     consent_to_campaigns,
@@ -49,36 +46,25 @@ PATIENTS = 24
 PLUGINS = (*DEFAULT_PLUGINS, "tests.plugins.features.open_rules")
 
 
-@pytest.fixture(scope="module")
-def open_app(app):
-    """The app (on the test database, migrated by ``app``) with the stand-in rules."""
-    application = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS})
-    application.test_client_class = HostClient
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-def clinic_with(open_app, twilio, patients: int, chunk: int):
+def clinic_with(plugin_app, twilio, patients: int, chunk: int):
     """A French clinic under the stand-in rules, its SMS through the loopback Twilio,
     ``patients`` who consented to campaigns, chunks of ``chunk``."""
-    tenant = make_clinic(open_app, "demo", plugins=("open_rules", "sms_twilio", "campaigns"))
-    route_through_twilio(open_app, "sms", twilio, SENDER)
-    with open_app.app_context(), system_scope():
+    tenant = make_clinic(plugin_app, "demo", plugins=("open_rules", "sms_twilio", "campaigns"))
+    route_through_twilio(plugin_app, "sms", twilio, SENDER)
+    with plugin_app.app_context(), system_scope():
         settings.save("FR", "campaigns", {"chunk": str(chunk)})
         db.session.commit()
     for n in range(patients):
-        patient = make_patient(open_app, tenant, first_name=f"P{n}", phone=f"+336123450{n:02d}")
-        consent_to_campaigns(open_app, tenant, patient)
+        patient = make_patient(plugin_app, tenant, first_name=f"P{n}", phone=f"+336123450{n:02d}")
+        consent_to_campaigns(plugin_app, tenant, patient)
     return tenant
 
 
-def started_campaign(open_app, clinic, **fields) -> tuple[HostClient, str, str]:
+def started_campaign(plugin_app, clinic, **fields) -> tuple[HostClient, str, str]:
     """A campaign to every patient, saved and started by the clinic's admin on its pages:
     the admin's client, the campaign's id and a CSRF token."""
-    staff = client_for(open_app, clinic.slug)
-    log_in(staff, make_staff(open_app, clinic, "admin"))
+    staff = client_for(plugin_app, clinic.slug)
+    log_in(staff, make_staff(plugin_app, clinic, "admin"))
     form = {
         "csrf_token": csrf_token(staff, "/campaigns/new"),
         "name": "Grippe",
@@ -125,11 +111,13 @@ def stop(process) -> None:
         process.communicate()
 
 
-def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(open_app, twilio, tmp_path):
-    app = open_app
-    clinic = clinic_with(open_app, twilio, PATIENTS, chunk=4)
+def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(
+    plugin_app, twilio, tmp_path
+):
+    app = plugin_app
+    clinic = clinic_with(plugin_app, twilio, PATIENTS, chunk=4)
     logs = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end
-    staff, campaign_id, token = started_campaign(open_app, clinic)
+    staff, campaign_id, token = started_campaign(plugin_app, clinic)
 
     first = worker(logs)
     try:
@@ -166,19 +154,19 @@ def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(open_app
         assert db.session.scalar(sa.select(sa.func.count(Patient.id))) == PATIENTS
 
 
-def test_a_campaign_with_a_rate_is_sent_no_faster(open_app, twilio, tmp_path):
-    clinic = clinic_with(open_app, twilio, 6, chunk=3)
+def test_a_campaign_with_a_rate_is_sent_no_faster(plugin_app, twilio, tmp_path):
+    clinic = clinic_with(plugin_app, twilio, 6, chunk=3)
     logs = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end
     running = worker(logs)
     try:
-        staff, campaign_id, _token = started_campaign(open_app, clinic, rate="60")  # 1 a second
+        staff, campaign_id, _token = started_campaign(plugin_app, clinic, rate="60")  # 1 a second
         wait_until(lambda: len(twilio.messages) == 6, timeout=60)
         done(staff, campaign_id)
     finally:
         stop(running)
         logs.close()
         print((tmp_path / "workers.log").read_text()[-5000:])
-    with open_app.app_context(), tenant_scope(clinic.id):
+    with plugin_app.app_context(), tenant_scope(clinic.id):
         started = db.session.scalar(sa.select(Campaign.started_at))
         second_chunk_done = db.session.scalar(
             sa.select(CampaignChunk.done_at).where(CampaignChunk.number == 1)
@@ -194,11 +182,11 @@ def test_a_campaign_with_a_rate_is_sent_no_faster(open_app, twilio, tmp_path):
 
 
 def test_a_lost_chunk_job_is_queued_again_by_the_sweep_and_sends_nobody_twice(
-    open_app, twilio, tmp_path
+    plugin_app, twilio, tmp_path
 ):
-    clinic = clinic_with(open_app, twilio, 12, chunk=4)
-    staff, campaign_id, _token = started_campaign(open_app, clinic)
-    with open_app.app_context():
+    clinic = clinic_with(plugin_app, twilio, 12, chunk=4)
+    staff, campaign_id, _token = started_campaign(plugin_app, clinic)
+    with plugin_app.app_context():
         # The plan and the first chunk run here; the first chunk queues the second...
         jobs.run(str(clinic.id), service.JOB + "plan", campaign_id)
         jobs.run(str(clinic.id), service.JOB + "run_chunk", campaign_id, 0)
@@ -210,7 +198,7 @@ def test_a_lost_chunk_job_is_queued_again_by_the_sweep_and_sends_nobody_twice(
 
     def sweep(after: timedelta) -> list:
         """A sweep ``after`` from now; the chunk jobs queued then."""
-        with open_app.app_context():
+        with plugin_app.app_context():
             with system_scope():
                 host().pm.hook.relais_sweep(now=utcnow() + after)
             return chunk_jobs()
