@@ -6,7 +6,9 @@ Chromium resolves ``*.localhost`` to 127.0.0.1: clinics are at ``http://<slug>.l
 and the console at ``http://operator.localhost:<port>``.
 """
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyotp
@@ -17,9 +19,7 @@ from flask_babel import force_locale, gettext, ngettext
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
-from core.app import create_app
-from core.db import db
-from tests.worlds import TEST_CONFIG, Account
+from tests.worlds import Account, app_with
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -71,25 +71,31 @@ def _not_ready(environ, start_response):  # pragma: no cover - replaced before s
     return [b"starting"]
 
 
-@pytest.fixture(scope="session")
-def live_server(app) -> LiveServer:
+@contextlib.contextmanager
+def serve(config: dict | None = None) -> Iterator[LiveServer]:
+    """A Relais app (``config`` over the tests', such as other ``PLUGINS``) served on
+    loopback for Chromium until the block ends."""
     # Bind first (port 0: the system picks a free one), then build the app that must know it.
     server = make_server("127.0.0.1", 0, _not_ready, threaded=True)
     port = server.server_port
-    live_app = create_app(
-        {**TEST_CONFIG, "SERVER_NAME": f"localhost:{port}", "SESSION_COOKIE_SECURE": False}
-    )
-    server.app = live_app
-    thread = threading.Thread(target=server.serve_forever, name="relais-live", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(live_app, port)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        with live_app.app_context():
-            db.engine.dispose()
+    served = {"SERVER_NAME": f"localhost:{port}", "SESSION_COOKIE_SECURE": False}
+    with app_with({**served, **(config or {})}) as live_app:
+        server.app = live_app
+        thread = threading.Thread(target=server.serve_forever, name="relais-live", daemon=True)
+        thread.start()
+        try:
+            yield LiveServer(live_app, port)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(app) -> LiveServer:
+    """The app with the built-in plugins, served for the whole run."""
+    with serve() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

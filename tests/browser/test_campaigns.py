@@ -1,61 +1,72 @@
-"""An admin builds a campaign's segment in Chromium, sees the live count follow the form,
-starts it, and watches the progress bar reach the end as a real worker sends it; an operator
-starts a campaign across a country in the console and watches each clinic's bar fill. Each
-page audited with axe-core."""
+"""An admin builds a campaign's segment in Chromium, sees the live count follow the form and
+the preview carry France's STOP mention; starts it, and watches the progress bar reach the end
+as a real worker sends it; an operator starts a campaign across a country in the console and
+watches each clinic's bar fill. Each page audited with axe-core.
 
-from datetime import UTC, datetime, timedelta
+The worker is another process, whose clock no test can travel: the campaign it sends is a
+clinic's whose country runs the stand-in rules that allow every message at any hour
+(``open_rules``, as in the campaign worker tests), served by an app and a worker that load
+them, so that the test runs, and means the same, whatever the time and day.
+"""
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from core.db import db
+from core.plugins import DEFAULT_PLUGINS
 from plugins.features.campaigns.models import Campaign
-from plugins.regulations.fr.plugin import hooks as france
 from tenants.scoping import tenant_scope
+from tests.browser.conftest import serve
 from tests.browser.test_clinic import make_operator, submit
 from tests.plugins.features.test_campaigns import run_jobs
-from tests.worlds import consent_to_campaigns, make_clinic, make_patient, make_staff
+from tests.worlds import (
+    consent_to_campaigns,
+    make_clinic,
+    make_patient,
+    make_staff,
+    start_worker,
+    stop_worker,
+)
 
 pytestmark = pytest.mark.browser
 
-
-def open_time_zone() -> str:
-    """A time zone where campaign SMS may go for the next half hour under France's rules."""
-    now = datetime.now(UTC)
-    for hours in range(-12, 15):
-        zone = f"Etc/GMT{'+' if hours <= 0 else '-'}{abs(hours)}"  # POSIX signs are reversed
-        if all(
-            france.quiet_hours.next_allowed(at, zone, "FR") == at
-            for at in (now, now + timedelta(minutes=30))
-        ):
-            return zone
-    pytest.skip("no time zone is within France's hours for campaigns now")
+OPEN_PLUGINS = (*DEFAULT_PLUGINS, "tests.plugins.features.open_rules")
 
 
-def test_an_admin_builds_a_segment_starts_a_campaign_and_sees_it_done(
-    app, live_server, page, audit, log_in, translate, worker
-):
-    clinic = make_clinic(app, "demo", plugins=("fr", "outbox", "campaigns"))
-    zone = open_time_zone()  # France's rules let campaign SMS go there now
+@pytest.fixture(scope="module")
+def open_server(app):
+    """Relais with the stand-in rules too, served for Chromium."""
+    with serve({"PLUGINS": OPEN_PLUGINS}) as server:
+        yield server
+
+
+@pytest.fixture
+def open_worker():
+    """A real ``relais worker`` with the stand-in rules too."""
+    running = start_worker(OPEN_PLUGINS)
+    yield running
+    stop_worker(running)
+
+
+def clinic_with_patients(app, plugins):
+    """Clinic "demo" (French) with ``plugins``: three patients in pregnancy follow-up, one
+    of whom (P1) gave no consent to campaigns, and one other."""
+    clinic = make_clinic(app, "demo", plugins=plugins)
     for n, attributes in enumerate(
         [["pregnancy_follow_up"], ["pregnancy_follow_up"], ["pregnancy_follow_up"], []]
     ):
         patient = make_patient(
-            app,
-            clinic,
-            first_name=f"P{n}",
-            phone=f"06123450{n:02d}",
-            timezone=zone,
-            attributes=attributes,
+            app, clinic, first_name=f"P{n}", phone=f"06123450{n:02d}", attributes=attributes
         )
-        if n != 1:  # P1 gave no consent
+        if n != 1:
             consent_to_campaigns(app, clinic, patient)
-    base = live_server.url("demo")
-    _ = translate("fr")
-    page.set_viewport_size({"width": 390, "height": 844})
-    log_in(base, make_staff(app, clinic, "admin"), locale="fr")
+    return clinic
 
+
+def draft(page, audit, base, _) -> None:
+    """On the clinic's pages: a new campaign to the patients in pregnancy follow-up, the
+    live count following the form, saved as a draft."""
     page.goto(base + "/campaigns")
     audit()
     page.get_by_role("link", name=_("New campaign")).click()
@@ -85,8 +96,33 @@ def test_an_admin_builds_a_segment_starts_a_campaign_and_sees_it_done(
     with page.expect_navigation():
         page.get_by_role("button", name=_("Save the draft")).click()
     audit()
-    expect(page.locator("#preview-sms")).to_contain_text("STOP au 36180")
+    expect(page.locator("#preview-sms")).to_contain_text("la vaccination contre la grippe commence")
 
+
+def test_an_admin_builds_a_segment_and_the_preview_carries_france_s_stop_mention(
+    app, live_server, page, audit, log_in, translate
+):
+    clinic = clinic_with_patients(app, ("fr", "outbox", "campaigns"))
+    base = live_server.url("demo")
+    _ = translate("fr")
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(base, make_staff(app, clinic, "admin"), locale="fr")
+
+    draft(page, audit, base, _)
+    expect(page.locator("#preview-sms")).to_contain_text("STOP au 36180")
+    expect(page.get_by_role("button", name=_("Start the campaign"))).to_be_enabled()
+
+
+def test_an_admin_starts_a_campaign_and_sees_its_bar_reach_the_end(
+    open_server, page, audit, log_in, translate, open_worker
+):
+    clinic = clinic_with_patients(open_server.app, ("open_rules", "outbox", "campaigns"))
+    base = open_server.url("demo")
+    _ = translate("fr")
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(base, make_staff(open_server.app, clinic, "admin"), locale="fr")
+
+    draft(page, audit, base, _)
     with page.expect_navigation():
         page.get_by_role("button", name=_("Start the campaign")).click()
     audit()
