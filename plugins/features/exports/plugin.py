@@ -30,11 +30,14 @@ description = _l(
 )
 
 bp = Blueprint("exports", __name__)
+# Column names are identifiers, the same in every language: practice software maps them.
+# ``sex`` holds FHIR's administrative gender codes (female, male, other, unknown) or nothing.
 COLUMNS = (
     "id",
     "last_name",
     "first_name",
     "birth_date",
+    "sex",
     "phone",
     "email",
     "language",
@@ -66,6 +69,7 @@ def write_csv(out, tenant) -> int:
                 p.last_name,
                 p.first_name,
                 p.birth_date or "",
+                p.sex or "",
                 p.phone or "",
                 p.email or "",
                 p.language,
