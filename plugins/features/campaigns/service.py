@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 
 from core.plugin_api import (
     LANGUAGES,
@@ -562,11 +562,26 @@ def _finish_if_done(campaign_id) -> None:
 def requeue_lost(now: datetime) -> dict[str, int]:
     """The sweep's part (every clinic's rows visible): queue again the jobs of running
     campaigns that were lost, i.e. not done a :data:`LEASE` after they were queued (or due):
-    a chunk not written (skipping one a worker is writing: its row is locked), and a plan
-    that never ran (a campaign running or past its start without chunks). Returns how many
-    of each. Safe however often it runs: a chunk claims each patient once, so a job queued
-    again sends nobody twice."""
+    a chunk not written (skipping one a worker is writing: its row is locked; one without a
+    queued time counts from the campaign's start), and a plan that never ran (a campaign
+    running or past its start without chunks). Returns how many of each. Safe however often
+    it runs: a chunk claims each patient once, so a job queued again sends nobody twice."""
     stale = now - LEASE
+    before = aliased(CampaignChunk)
+    waits = sa.exists().where(  # for the chunk before it, which queues it once written
+        before.tenant_id == CampaignChunk.tenant_id,
+        before.campaign_id == CampaignChunk.campaign_id,
+        before.number == CampaignChunk.number - 1,
+        before.done_at.is_(None),
+    )
+    # No queued time: planned before campaigns_0002 kept it (queued at the start, all at
+    # once), or waiting for the chunk before it (no rate). Lost once the campaign started a
+    # lease ago, unless it waits (one primary-key look-up: the sweep runs every second).
+    never_noted = sa.and_(
+        CampaignChunk.queued_at.is_(None),
+        Campaign.started_at < stale,
+        sa.or_(Campaign.rate > 0, ~waits),
+    )
     chunks = db.session.execute(
         sa.select(CampaignChunk.tenant_id, CampaignChunk.campaign_id, CampaignChunk.number)
         .join(
@@ -579,7 +594,7 @@ def requeue_lost(now: datetime) -> dict[str, int]:
         .where(
             Campaign.state == "running",
             CampaignChunk.done_at.is_(None),
-            CampaignChunk.queued_at < stale,
+            sa.or_(CampaignChunk.queued_at < stale, never_noted),
         )
         .limit(BATCH)
         .with_for_update(of=CampaignChunk, skip_locked=True)
@@ -591,22 +606,24 @@ def requeue_lost(now: datetime) -> dict[str, int]:
         sa.select(Campaign.tenant_id, Campaign.id)
         .where(
             Campaign.state.in_(("running", "scheduled")),
-            Campaign.plan_queued_at < stale,
+            # Without a queued time (started before campaigns_0002): when it was due.
+            sa.func.coalesce(Campaign.plan_queued_at, Campaign.start_at, Campaign.started_at)
+            < stale,
             ~chunked,
         )
         .limit(BATCH)
         .with_for_update(of=Campaign, skip_locked=True)
     ).all()
-    table = CampaignChunk.__table__
-    for tenant_id, campaign_id, number in chunks:
+    if chunks:
         db.session.execute(
-            table.update()
+            sa.update(CampaignChunk)
             .where(
-                table.c.tenant_id == tenant_id,
-                table.c.campaign_id == campaign_id,
-                table.c.number == number,
+                sa.tuple_(
+                    CampaignChunk.tenant_id, CampaignChunk.campaign_id, CampaignChunk.number
+                ).in_([tuple(c) for c in chunks])
             )
             .values(queued_at=now)
+            .execution_options(synchronize_session=False)
         )
     if plans:
         db.session.execute(

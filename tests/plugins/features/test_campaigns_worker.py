@@ -14,6 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from core.clinic import settings
@@ -192,16 +193,10 @@ def test_a_lost_chunk_job_is_queued_again_by_the_sweep_and_sends_nobody_twice(
         jobs.run(str(clinic.id), service.JOB + "run_chunk", campaign_id, 0)
         # ... whose job Redis loses (the campaign's jobs only: its messages stay queued).
         assert (campaign_id, 1) in chunk_jobs()
-        for job in queue("bulk").jobs:
-            if str(job.args[1]).startswith(service.JOB):
-                job.delete()
+        forget_campaign_jobs()
 
     def sweep(after: timedelta) -> list:
-        """A sweep ``after`` from now; the chunk jobs queued then."""
-        with plugin_app.app_context():
-            with system_scope():
-                host().pm.hook.relais_sweep(now=utcnow() + after)
-            return chunk_jobs()
+        return sweep_in(plugin_app, after)
 
     assert sweep(timedelta(minutes=1)) == []  # within the lease: not taken for lost yet
     # Past the lease, and past it again: the second chunk is queued again, twice over.
@@ -219,6 +214,53 @@ def test_a_lost_chunk_job_is_queued_again_by_the_sweep_and_sends_nobody_twice(
     assert twilio.duplicates() == {}
     assert len(twilio.messages) == 12 and len({m.to for m in twilio.messages}) == 12
     assert progress["written"] == progress["total"] == 12
+
+
+@pytest.mark.parametrize("rate", [None, "600"])
+def test_chunks_planned_before_their_queued_time_was_kept_are_queued_again_if_lost(
+    plugin_app, twilio, rate
+):
+    clinic = clinic_with(plugin_app, twilio, 12, chunk=4)
+    _staff, campaign_id, _token = started_campaign(
+        plugin_app, clinic, **({"rate": rate} if rate else {})
+    )
+    with plugin_app.app_context():
+        jobs.run(str(clinic.id), service.JOB + "plan", campaign_id)
+        # As campaigns_0002 left them: no queued time. And Redis lost their jobs.
+        with tenant_scope(clinic.id):
+            db.session.execute(sa.update(CampaignChunk).values(queued_at=None))
+            db.session.commit()
+        forget_campaign_jobs()
+
+    assert sweep_in(plugin_app, timedelta(minutes=1)) == []  # started within the lease
+    lost = sweep_in(plugin_app, service.LEASE + timedelta(minutes=1))
+    # With a rate, every chunk was queued at the start; without, the first one only (it
+    # queues the next: chunks without a queued time may be waiting for it).
+    assert sorted(lost) == [(campaign_id, n) for n in ((0, 1, 2) if rate else (0,))]
+    with plugin_app.app_context():
+        while waiting := chunk_jobs():  # what a worker does with them
+            forget_campaign_jobs()
+            for _campaign, number in waiting:
+                jobs.run(str(clinic.id), service.JOB + "run_chunk", campaign_id, number)
+        with tenant_scope(clinic.id):
+            assert db.session.scalar(sa.select(Campaign.state)) == "done"
+            assert db.session.scalar(sa.select(Campaign.total)) == 12
+    assert sweep_in(plugin_app, 2 * service.LEASE) == []  # nothing is lost any more
+
+
+def sweep_in(app, after: timedelta) -> list:
+    """A sweep ``after`` from now; the chunk jobs queued then."""
+    with app.app_context():
+        with system_scope():
+            host().pm.hook.relais_sweep(now=utcnow() + after)
+        return chunk_jobs()
+
+
+def forget_campaign_jobs() -> None:
+    """Redis loses the campaign's jobs (its messages' jobs stay queued)."""
+    for job in queue("bulk").jobs:
+        if str(job.args[1]).startswith(service.JOB):
+            job.delete()
 
 
 def chunk_jobs() -> list[tuple]:
