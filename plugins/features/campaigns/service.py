@@ -466,11 +466,11 @@ def run_chunk(campaign_id: str, number: int) -> int:
     patients = db.session.scalars(
         sa.select(Patient)
         .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
-        .where(Patient.id.in_(claimed))
+        .where(_among(Patient.id, claimed))
         .order_by(Patient.id)
     ).all()
     drafts = []
-    size = chunk_size(tenant)
+    size, now = chunk_size(tenant), utcnow()
     # Read once for the chunk, not once a patient.
     by_language = {
         lang: {"text": text, "subject": campaign.name} for lang, text in campaign.templates.items()
@@ -488,32 +488,11 @@ def run_chunk(campaign_id: str, number: int) -> int:
                 "template": by_language.get(patient.language, default),
                 "variables": _variables(tenant, patient),
                 "channels": channels,
-                "not_before": not_before if not_before and not_before > utcnow() else None,
+                "not_before": not_before if not_before and not_before > now else None,
             }
         )
     results = send_many(tenant, drafts)
-    table = CampaignRecipient.__table__
-    updates = [
-        {
-            "t": campaign.tenant_id,
-            "c": campaign.id,
-            "p": patient.id,
-            "m": result.id if isinstance(result, Message) else None,
-            "o": _first_outcome(result),
-        }
-        for patient, result in zip(patients, results, strict=True)
-    ]
-    if updates:
-        db.session.execute(
-            table.update()
-            .where(
-                table.c.tenant_id == sa.bindparam("t"),
-                table.c.campaign_id == sa.bindparam("c"),
-                table.c.patient_id == sa.bindparam("p"),
-            )
-            .values(message_id=sa.bindparam("m"), outcome=sa.bindparam("o")),
-            updates,
-        )
+    _note_outcomes(campaign, [p.id for p in patients], results)
     chunk.done_at = utcnow()
     following = None
     if not campaign.rate:
@@ -531,6 +510,57 @@ def run_chunk(campaign_id: str, number: int) -> int:
         run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
     _finish_if_done(campaign.id)
     return len(patients)
+
+
+def _among(column, ids: list) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``ids``: on PostgreSQL, ``= ANY`` of one array parameter (the
+    same statement text however many ids: the driver converts it and the server parses it
+    once, where an IN list of a chunk's thousand ids is a new statement every time)."""
+    if db.engine.dialect.name != "postgresql":
+        return column.in_(ids)
+    return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Uuid)))
+
+
+def _note_outcomes(campaign: Campaign, patient_ids: list, results: list) -> None:
+    """Each recipient's message and first outcome, for ``results`` (of ``send_many``, in the
+    order of ``patient_ids``): on PostgreSQL one ``UPDATE ... FROM unnest(<arrays>)``, not a
+    statement per recipient (an executemany), elsewhere an executemany."""
+    if not patient_ids:
+        return
+    messages = [r.id if isinstance(r, Message) else None for r in results]
+    outcomes = [_first_outcome(r) for r in results]
+    table = CampaignRecipient.__table__
+    mine = (table.c.tenant_id == campaign.tenant_id, table.c.campaign_id == campaign.id)
+    if db.engine.dialect.name != "postgresql":
+        db.session.execute(
+            table.update()
+            .where(*mine, table.c.patient_id == sa.bindparam("p"))
+            .values(message_id=sa.bindparam("m"), outcome=sa.bindparam("o")),
+            [
+                {"p": p, "m": m, "o": o}
+                for p, m, o in zip(patient_ids, messages, outcomes, strict=True)
+            ],
+        )
+        return
+    uuids, texts = postgresql.ARRAY(sa.Uuid), postgresql.ARRAY(sa.String)
+    rows = (
+        sa.func.unnest(
+            sa.bindparam(None, patient_ids, type_=uuids),
+            sa.bindparam(None, messages, type_=uuids),
+            sa.bindparam(None, outcomes, type_=texts),
+        )
+        .table_valued(
+            sa.column("patient_id", sa.Uuid),
+            sa.column("message_id", sa.Uuid),
+            sa.column("outcome", sa.String),
+        )
+        .render_derived("outcomes")  # AS outcomes(patient_id, message_id, outcome)
+    )
+    db.session.execute(
+        table.update()
+        .where(*mine, table.c.patient_id == rows.c.patient_id)
+        .values(message_id=rows.c.message_id, outcome=rows.c.outcome)
+    )
 
 
 def _first_outcome(result) -> str:
