@@ -2,6 +2,7 @@
 
 import base64
 import inspect
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -75,7 +76,8 @@ def send(
     )
     if api_key is not None:
         message.api_key_id, message.key_kind = api_key.id, api_key.kind
-    status = _apply_verdict(message, judge(tenant, patient, message), now)
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
+        status = _apply_verdict(message, _judged(tenant, patient, message), now)
     message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
     lifecycle.start(message, status, message.verdict_reason, now)
@@ -161,6 +163,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
     seen: set[str] = set()
     new: list[tuple[int, Message, MessageStatus]] = []
     senders_of: dict = {}
+    reasons: dict = {}  # the batch's verdicts share a few reasons: each rendered once
     for i in chunk:
         draft = drafts[i]
         reference = referenced.get(i)
@@ -183,7 +186,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
             if key not in senders_of:
                 senders_of[key] = senders(tenant, message)
             verdict = _judged(tenant, fields.get("patient"), message, senders_of[key])
-            status = _apply_verdict(message, verdict, now)
+            status = _apply_verdict(message, verdict, now, reasons)
         except ValidationError as exc:
             results[i] = exc
             continue
@@ -264,7 +267,7 @@ def _draft(
             {"filename": name, "mime_type": mime, "data": base64.b64encode(data).decode()}
             for name, mime, data in attachments
         ]
-    message = Message(
+    return lifecycle.new_message(
         id=new_id(),
         tenant_id=tenant.id,
         patient_id=patient.id if patient is not None else None,
@@ -276,7 +279,6 @@ def _draft(
         expires_at=expires_at,
         exhausted=[],
     )
-    return message
 
 
 def trial(
@@ -402,13 +404,22 @@ def _amend(message: Message, verdict: Verdict) -> None:
         message.channels = [c for c in message.channels if c in verdict.channels]
 
 
-def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> MessageStatus:
-    """Record the verdict with the message; return the status it enters the outbox with."""
+def _apply_verdict(
+    message: Message, verdict: Verdict, now: datetime, rendered: dict[str, str] | None = None
+) -> MessageStatus:
+    """Record the verdict with the message; return the status it enters the outbox with.
+
+    Called in the deployment's default locale: the reason is the API's words.
+    ``rendered``: reasons already rendered, by their phrases (a batch's).
+    """
     message.verdict = verdict.action
     if verdict.reasons:
-        message.verdict_phrases = phrases_to_json(verdict.reasons)
-        with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
-            message.verdict_reason = render_phrases(message.verdict_phrases)[:200]
+        message.verdict_phrases = phrases = phrases_to_json(verdict.reasons)
+        key = json.dumps(phrases, sort_keys=True, default=str)
+        rendered = {} if rendered is None else rendered
+        if key not in rendered:
+            rendered[key] = render_phrases(phrases)[:200]
+        message.verdict_reason = rendered[key]
     else:
         message.verdict_reason = (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin
