@@ -164,6 +164,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
     new: list[tuple[int, Message, MessageStatus]] = []
     senders_of: dict = {}
     reasons: dict = {}  # the batch's verdicts share a few reasons: each rendered once
+    renders: dict = {}  # and drafts may share their template and variables
     for i in chunk:
         draft = drafts[i]
         reference = referenced.get(i)
@@ -179,7 +180,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
                     raise ValidationError(_("This reference is used twice."), "reference")
                 seen.add(reference)
             fields = {k: v for k, v in draft.items() if k != "reference"}
-            message = _draft(tenant, now, **fields)
+            message = _draft(tenant, now, **fields, renders=renders)
             message.api_key_id, message.reference = api_key_id, reference
             message.key_kind = key_kind
             key = (tuple(message.channels), message.purpose)
@@ -242,8 +243,13 @@ def _draft(
     confidential: bool = False,
     address: str | None = None,
     language: str | None = None,
+    *,
+    renders: dict | None = None,
 ) -> Message:
-    """A message checked and rendered, not judged nor written yet (``send``'s first half)."""
+    """A message checked and rendered, not judged nor written yet (``send``'s first half).
+
+    ``renders``: a batch's contents already rendered (see :func:`_content`).
+    """
     if purpose not in PURPOSES:
         raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), "purpose")
     plan = list(channels)
@@ -254,10 +260,7 @@ def _draft(
     plan = preferred_plan(patient, plan) if patient is not None else plan
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
-    content = render(template, variables or {})
-    if any((variables or {}).get(name) for name in HEALTH_VARIABLES):
-        blank = {**variables, **dict.fromkeys(HEALTH_VARIABLES, "")}
-        content["discreet"] = render(template, blank)["text"]
+    content = _content(template, variables, renders)
     if confidential:
         content["confidential"] = True
     if patient is None:
@@ -279,6 +282,23 @@ def _draft(
         expires_at=expires_at,
         exhausted=[],
     )
+
+
+def _content(template, variables: dict[str, Any] | None, renders: dict | None) -> dict:
+    """The rendered templates, with their text without health details (``discreet``) when
+    the variables hold some. ``renders`` keeps them by template and variables objects: the
+    drafts of a batch that share both (an appointment's reminders) are rendered once."""
+    key = (id(template), id(variables) if variables else None)
+    if renders is not None and key in renders:
+        return dict(renders[key])  # a copy: the caller adds to it
+    variables = variables or {}
+    content = render(template, variables)
+    if any(variables.get(name) for name in HEALTH_VARIABLES):
+        blank = {**variables, **dict.fromkeys(HEALTH_VARIABLES, "")}
+        content["discreet"] = render(template, blank)["text"]
+    if renders is not None:
+        renders[key] = dict(content)
+    return content
 
 
 def trial(
