@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
+from sqlalchemy.orm import defer
 
 from core import validation as check
 from core.clinic import apikeys, consent, patients
@@ -298,7 +299,14 @@ def message_batch():
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
     wanted = {item["patient_id"] for item in parsed}
     found = {
-        p.id: p for p in db.session.scalars(sa.select(Patient).where(among(Patient.id, wanted)))
+        p.id: p
+        for p in db.session.scalars(
+            sa.select(Patient)
+            .where(among(Patient.id, wanted))
+            # Their encrypted attributes are not for sending: not decrypted for each one
+            # (read on first use, should a plugin want them), as the worker reads them.
+            .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
+        )
     }
     staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
     drafts, answers = [], [None] * len(parsed)
