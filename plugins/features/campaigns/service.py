@@ -45,6 +45,7 @@ from core.plugin_api import (
     template_names,
     tenant_scope,
     trial_message,
+    update_many,
     utcnow,
 )
 from plugins.features.campaigns import segments
@@ -492,28 +493,20 @@ def run_chunk(campaign_id: str, number: int) -> int:
             }
         )
     results = send_many(tenant, drafts)
-    table = CampaignRecipient.__table__
-    updates = [
-        {
-            "t": campaign.tenant_id,
-            "c": campaign.id,
-            "p": patient.id,
-            "m": result.id if isinstance(result, Message) else None,
-            "o": _first_outcome(result),
-        }
-        for patient, result in zip(patients, results, strict=True)
-    ]
-    if updates:
-        db.session.execute(
-            table.update()
-            .where(
-                table.c.tenant_id == sa.bindparam("t"),
-                table.c.campaign_id == sa.bindparam("c"),
-                table.c.patient_id == sa.bindparam("p"),
-            )
-            .values(message_id=sa.bindparam("m"), outcome=sa.bindparam("o")),
-            updates,
-        )
+    update_many(  # one statement, where an executemany ran an UPDATE per recipient
+        CampaignRecipient.__table__,
+        [
+            {
+                "tenant_id": campaign.tenant_id,
+                "campaign_id": campaign.id,
+                "patient_id": patient.id,
+                "message_id": result.id if isinstance(result, Message) else None,
+                "outcome": _first_outcome(result),
+            }
+            for patient, result in zip(patients, results, strict=True)
+        ],
+        keys=("tenant_id", "campaign_id", "patient_id"),
+    )
     chunk.done_at = utcnow()
     following = None
     if not campaign.rate:
