@@ -2,6 +2,7 @@
 
 import base64
 import inspect
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -75,7 +76,8 @@ def send(
     )
     if api_key is not None:
         message.api_key_id, message.key_kind = api_key.id, api_key.kind
-    status = _apply_verdict(message, judge(tenant, patient, message), now)
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
+        status = _apply_verdict(message, _judged(tenant, patient, message), now)
     message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
     lifecycle.start(message, status, message.verdict_reason, now)
@@ -161,6 +163,8 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
     seen: set[str] = set()
     new: list[tuple[int, Message, MessageStatus]] = []
     senders_of: dict = {}
+    reasons: dict = {}  # the batch's verdicts share a few reasons: each rendered once
+    renders: dict = {}  # and drafts may share their template and variables
     for i in chunk:
         draft = drafts[i]
         reference = referenced.get(i)
@@ -176,14 +180,14 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
                     raise ValidationError(_("This reference is used twice."), "reference")
                 seen.add(reference)
             fields = {k: v for k, v in draft.items() if k != "reference"}
-            message = _draft(tenant, now, **fields)
+            message = _draft(tenant, now, **fields, renders=renders)
             message.api_key_id, message.reference = api_key_id, reference
             message.key_kind = key_kind
             key = (tuple(message.channels), message.purpose)
             if key not in senders_of:
                 senders_of[key] = senders(tenant, message)
             verdict = _judged(tenant, fields.get("patient"), message, senders_of[key])
-            status = _apply_verdict(message, verdict, now)
+            status = _apply_verdict(message, verdict, now, reasons)
         except ValidationError as exc:
             results[i] = exc
             continue
@@ -239,8 +243,13 @@ def _draft(
     confidential: bool = False,
     address: str | None = None,
     language: str | None = None,
+    *,
+    renders: dict | None = None,
 ) -> Message:
-    """A message checked and rendered, not judged nor written yet (``send``'s first half)."""
+    """A message checked and rendered, not judged nor written yet (``send``'s first half).
+
+    ``renders``: a batch's contents already rendered (see :func:`_content`).
+    """
     if purpose not in PURPOSES:
         raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), "purpose")
     plan = list(channels)
@@ -251,10 +260,7 @@ def _draft(
     plan = preferred_plan(patient, plan) if patient is not None else plan
     if expires_at is not None and expires_at <= now:
         raise ValidationError(_("The expiry must be in the future."), "expires_at")
-    content = render(template, variables or {})
-    if any((variables or {}).get(name) for name in HEALTH_VARIABLES):
-        blank = {**variables, **dict.fromkeys(HEALTH_VARIABLES, "")}
-        content["discreet"] = render(template, blank)["text"]
+    content = _content(template, variables, renders)
     if confidential:
         content["confidential"] = True
     if patient is None:
@@ -264,7 +270,7 @@ def _draft(
             {"filename": name, "mime_type": mime, "data": base64.b64encode(data).decode()}
             for name, mime, data in attachments
         ]
-    message = Message(
+    return lifecycle.new_message(
         id=new_id(),
         tenant_id=tenant.id,
         patient_id=patient.id if patient is not None else None,
@@ -276,7 +282,23 @@ def _draft(
         expires_at=expires_at,
         exhausted=[],
     )
-    return message
+
+
+def _content(template, variables: dict[str, Any] | None, renders: dict | None) -> dict:
+    """The rendered templates, with their text without health details (``discreet``) when
+    the variables hold some. ``renders`` keeps them by template and variables objects: the
+    drafts of a batch that share both (an appointment's reminders) are rendered once."""
+    key = (id(template), id(variables) if variables else None)
+    if renders is not None and key in renders:
+        return dict(renders[key])  # a copy: the caller adds to it
+    variables = variables or {}
+    content = render(template, variables)
+    if any(variables.get(name) for name in HEALTH_VARIABLES):
+        blank = {**variables, **dict.fromkeys(HEALTH_VARIABLES, "")}
+        content["discreet"] = render(template, blank)["text"]
+    if renders is not None:
+        renders[key] = dict(content)
+    return content
 
 
 def trial(
@@ -402,13 +424,22 @@ def _amend(message: Message, verdict: Verdict) -> None:
         message.channels = [c for c in message.channels if c in verdict.channels]
 
 
-def _apply_verdict(message: Message, verdict: Verdict, now: datetime) -> MessageStatus:
-    """Record the verdict with the message; return the status it enters the outbox with."""
+def _apply_verdict(
+    message: Message, verdict: Verdict, now: datetime, rendered: dict[str, str] | None = None
+) -> MessageStatus:
+    """Record the verdict with the message; return the status it enters the outbox with.
+
+    Called in the deployment's default locale: the reason is the API's words.
+    ``rendered``: reasons already rendered, by their phrases (a batch's).
+    """
     message.verdict = verdict.action
     if verdict.reasons:
-        message.verdict_phrases = phrases_to_json(verdict.reasons)
-        with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
-            message.verdict_reason = render_phrases(message.verdict_phrases)[:200]
+        message.verdict_phrases = phrases = phrases_to_json(verdict.reasons)
+        key = json.dumps(phrases, sort_keys=True, default=str)
+        rendered = {} if rendered is None else rendered
+        if key not in rendered:
+            rendered[key] = render_phrases(phrases)[:200]
+        message.verdict_reason = rendered[key]
     else:
         message.verdict_reason = (verdict.reason or "")[:200] or None
     message.verdict_rule, message.verdict_plugin = verdict.rule, verdict.plugin

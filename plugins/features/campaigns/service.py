@@ -45,6 +45,7 @@ from core.plugin_api import (
     template_names,
     tenant_scope,
     trial_message,
+    update_many,
     utcnow,
 )
 from plugins.features.campaigns import segments
@@ -492,7 +493,20 @@ def run_chunk(campaign_id: str, number: int) -> int:
             }
         )
     results = send_many(tenant, drafts)
-    _note_outcomes(campaign, [p.id for p in patients], results)
+    update_many(  # one statement, where an executemany ran an UPDATE per recipient
+        CampaignRecipient.__table__,
+        [
+            {
+                "tenant_id": campaign.tenant_id,
+                "campaign_id": campaign.id,
+                "patient_id": patient.id,
+                "message_id": result.id if isinstance(result, Message) else None,
+                "outcome": _first_outcome(result),
+            }
+            for patient, result in zip(patients, results, strict=True)
+        ],
+        keys=("tenant_id", "campaign_id", "patient_id"),
+    )
     chunk.done_at = utcnow()
     following = None
     if not campaign.rate:
@@ -519,48 +533,6 @@ def _among(column, ids: list) -> sa.ColumnElement[bool]:
     if db.engine.dialect.name != "postgresql":
         return column.in_(ids)
     return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Uuid)))
-
-
-def _note_outcomes(campaign: Campaign, patient_ids: list, results: list) -> None:
-    """Each recipient's message and first outcome, for ``results`` (of ``send_many``, in the
-    order of ``patient_ids``): on PostgreSQL one ``UPDATE ... FROM unnest(<arrays>)``, not a
-    statement per recipient (an executemany), elsewhere an executemany."""
-    if not patient_ids:
-        return
-    messages = [r.id if isinstance(r, Message) else None for r in results]
-    outcomes = [_first_outcome(r) for r in results]
-    table = CampaignRecipient.__table__
-    mine = (table.c.tenant_id == campaign.tenant_id, table.c.campaign_id == campaign.id)
-    if db.engine.dialect.name != "postgresql":
-        db.session.execute(
-            table.update()
-            .where(*mine, table.c.patient_id == sa.bindparam("p"))
-            .values(message_id=sa.bindparam("m"), outcome=sa.bindparam("o")),
-            [
-                {"p": p, "m": m, "o": o}
-                for p, m, o in zip(patient_ids, messages, outcomes, strict=True)
-            ],
-        )
-        return
-    uuids, texts = postgresql.ARRAY(sa.Uuid), postgresql.ARRAY(sa.String)
-    rows = (
-        sa.func.unnest(
-            sa.bindparam(None, patient_ids, type_=uuids),
-            sa.bindparam(None, messages, type_=uuids),
-            sa.bindparam(None, outcomes, type_=texts),
-        )
-        .table_valued(
-            sa.column("patient_id", sa.Uuid),
-            sa.column("message_id", sa.Uuid),
-            sa.column("outcome", sa.String),
-        )
-        .render_derived("outcomes")  # AS outcomes(patient_id, message_id, outcome)
-    )
-    db.session.execute(
-        table.update()
-        .where(*mine, table.c.patient_id == rows.c.patient_id)
-        .values(message_id=rows.c.message_id, outcome=rows.c.outcome)
-    )
 
 
 def _first_outcome(result) -> str:

@@ -20,6 +20,7 @@ from core.plugin_api import (
     best_channels,
     cancel_message,
     db,
+    insert_many,
     plugin_setting,
     send,
     send_many,
@@ -130,19 +131,18 @@ def schedule_many(tenant, appointments: list[Appointment]) -> list[Message]:
     refused = next((r for r in results if isinstance(r, ValidationError)), None)
     if refused is not None:
         raise refused
-    if results:
-        db.session.execute(
-            sa.insert(Reminder.__table__),
-            [
-                {
-                    "tenant_id": tenant.id,
-                    "message_id": message.id,
-                    "appointment_id": appointment_id,
-                    "minutes_before": minutes,
-                }
-                for message, (appointment_id, minutes) in zip(results, owners, strict=True)
-            ],
-        )
+    insert_many(  # one statement, where an executemany is a round of the server's per row
+        Reminder.__table__,
+        [
+            {
+                "tenant_id": tenant.id,
+                "message_id": message.id,
+                "appointment_id": appointment_id,
+                "minutes_before": minutes,
+            }
+            for message, (appointment_id, minutes) in zip(results, owners, strict=True)
+        ],
+    )
     return results
 
 

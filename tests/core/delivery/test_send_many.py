@@ -223,3 +223,48 @@ def test_send_in_parts_refuses_a_bad_draft_on_its_own(app, clinic):
         )
     assert results[0].status == "pending"
     assert isinstance(results[1], ValidationError) and results[1].field == "purpose"
+
+
+def test_what_a_batch_writes_reads_back_as_it_was_given(app, clinic):
+    """Texts and references come back character for character, whatever they hold (the
+    bulk insert sends each column as one array's text), and drafts sharing a template and
+    variables each get their own content."""
+    patient = make_patient(app, clinic)
+    awkward = ['a"b', "c\\d", "{e,f}", "NULL", " spaced ", "é€ 🦷", "x\ny"]
+    shared = {"name": 'Zoé "la" \\ {1,2}'}
+    with time_machine.travel(OPEN_HOURS, tick=False), app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        drafts = [
+            {
+                "patient": who,
+                "purpose": "reminder",
+                "template": f"{text} {{{{ name }}}}",
+                "variables": shared,
+                "reference": text,
+            }
+            for text in awkward
+        ] + [
+            {
+                "patient": who,
+                "purpose": "reminder",
+                "template": "RDV {{ name }}",
+                "variables": shared,
+                "reference": f"same-{n}",
+            }
+            for n in range(2)
+        ]
+        results = outbox.send_many(clinic, drafts)
+        results[-1].content["text"] = "changed after"  # the other's content is its own
+        db.session.commit()
+        stored = {
+            m.reference: m
+            for m in db.session.scalars(
+                sa.select(Message).execution_options(populate_existing=True)
+            )
+        }
+    for text in awkward:
+        message = stored[text]
+        assert message.content["text"] == f'{text} Zoé "la" \\ {{1,2}}'
+        assert (message.status, message.address, message.provider) == ("pending", None, None)
+    assert results[-2].content["text"] == 'RDV Zoé "la" \\ {1,2}'  # rendered once, not shared
+    assert stored["same-1"].content["text"] == 'RDV Zoé "la" \\ {1,2}'
