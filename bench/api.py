@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:  # `python bench/api.py` as well as `python -m ben
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
 from bench.pipeline import Children, drop_database, fresh_app, say  # noqa: E402
 from core.clinic import apikeys, consent, settings  # noqa: E402
@@ -66,12 +67,17 @@ def serve(baseline: str = ""):
     ``baseline="yes"``, the key's ``last_used_at`` is written by every request in its own
     transaction, as before issue 14."""
     from core.app import create_app
-    from core.db import utcnow
 
     if baseline:
 
         def every_request(key) -> None:
-            key.last_used_at = utcnow()  # held locked until the request commits
+            # Held locked until the request commits.
+            db.session.execute(
+                sa.text(
+                    "UPDATE api_keys SET last_used_at = now() WHERE tenant_id = :t AND id = :k"
+                ),
+                {"t": key.tenant_id, "k": key.id},
+            )
 
         apikeys.note_use = every_request
     return create_app(json.loads(os.environ[CONFIG_ENV]))
