@@ -40,8 +40,9 @@ if str(ROOT) not in sys.path:  # `python bench/api.py` as well as `python -m ben
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
-from bench.pipeline import Children, drop_database, fresh_app, say  # noqa: E402
+from bench.pipeline import Children, cpu_of, drop_database, fresh_app, say  # noqa: E402
 from core.clinic import apikeys, consent, settings  # noqa: E402
 from core.clinic.models import ConsentAction, ConsentMethod  # noqa: E402
 from core.clinic.patients import create_patient  # noqa: E402
@@ -66,12 +67,17 @@ def serve(baseline: str = ""):
     ``baseline="yes"``, the key's ``last_used_at`` is written by every request in its own
     transaction, as before issue 14."""
     from core.app import create_app
-    from core.db import utcnow
 
     if baseline:
 
         def every_request(key) -> None:
-            key.last_used_at = utcnow()  # held locked until the request commits
+            # Held locked until the request commits.
+            db.session.execute(
+                sa.text(
+                    "UPDATE api_keys SET last_used_at = now() WHERE tenant_id = :t AND id = :k"
+                ),
+                {"t": key.tenant_id, "k": key.id},
+            )
 
         apikeys.note_use = every_request
     return create_app(json.loads(os.environ[CONFIG_ENV]))
@@ -185,8 +191,53 @@ def one_message(patient_id: str, n: int) -> dict:
     }
 
 
-def load_single(args, url: str, token: str, patients: list[str], logdir: Path) -> dict:
-    """wrk on ``POST /api/v1/messages`` with one key: requests/s, p50 and p99 (ms)."""
+class ServerCpu:
+    """CPU seconds spent meanwhile by gunicorn (its master and workers) and by the
+    PostgreSQL backends of the bench's database: comparable across runs on a shared machine,
+    where requests/s are not."""
+
+    def __init__(self, args, gunicorn) -> None:
+        self.sql = sa.create_engine(args.database_url, poolclass=sa.pool.NullPool)
+        self.master = gunicorn.pid
+        self.before = {"gunicorn": cpu_of(self._gunicorn()), "postgres": cpu_of(self._backends())}
+
+    def _gunicorn(self) -> list[int]:
+        pids = [self.master]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.master:
+                    pids.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                pass
+        return pids
+
+    def _backends(self) -> list[int]:
+        with self.sql.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+
+    def spent(self) -> dict[str, float]:
+        """CPU seconds of each part since this meter started."""
+        now = {"gunicorn": cpu_of(self._gunicorn()), "postgres": cpu_of(self._backends())}
+        self.sql.dispose()
+        # Backends that started meanwhile count from zero; those gone took their count along.
+        return {
+            part: sum(t - self.before[part].get(pid, 0.0) for pid, t in pids.items())
+            for part, pids in now.items()
+        }
+
+
+def load_single(
+    args, url: str, token: str, patients: list[str], logdir: Path, gunicorn=None
+) -> dict:
+    """wrk on ``POST /api/v1/messages`` with one key: requests/s, p50 and p99 (ms), and the
+    CPU milliseconds per request of gunicorn and PostgreSQL."""
     bodies = ", ".join(
         json.dumps(json.dumps(one_message(p, n))) for n, p in enumerate(patients[:200])
     )
@@ -195,6 +246,7 @@ def load_single(args, url: str, token: str, patients: list[str], logdir: Path) -
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
+    meter = ServerCpu(args, gunicorn) if gunicorn is not None else None
     done = subprocess.run(  # noqa: S603 - Debian's wrk
         [
             wrk,
@@ -217,12 +269,14 @@ def load_single(args, url: str, token: str, patients: list[str], logdir: Path) -
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
     requests, duration_us, errors, p50, p99, _status = line.split()[1:]
     seconds = int(duration_us) / 1e6
+    cpu = meter.spent() if meter is not None else {}
     return {
         "requests": int(requests),
         "errors": int(errors),
         "rate": int(requests) / seconds,
         "p50_ms": float(p50) / 1000,
         "p99_ms": float(p99) / 1000,
+        **{f"{part}_ms": 1000 * spent / max(int(requests), 1) for part, spent in cpu.items()},
     }
 
 
@@ -285,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--connections", type=int, default=12, help="wrk's, one key")
     parser.add_argument("--seconds", type=int, default=20, help="per run of wrk")
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=30, help="0: no batch run")
     parser.add_argument("--batch", type=int, default=1000, help="messages per batch")
     parser.add_argument("--batch-clients", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true", help="quote the issue's instead")
@@ -300,9 +354,11 @@ def main(argv: list[str] | None = None) -> None:
         say(f"{args.patients} patients with consent, one key; gunicorn logs in {logdir}")
         url = start_gunicorn(args, children, config, baseline=False)
         say(f"POST /api/v1/messages, {args.connections} connections, {args.seconds} s ...")
-        single = load_single(args, url, token, patients, logdir)
-        say(f"POST /api/v1/messages/batch, {args.batches} x {args.batch} ...")
-        batch = load_batches(args, url, token, patients)
+        single = load_single(args, url, token, patients, logdir, children.running["gunicorn"])
+        batch = None
+        if args.batches:
+            say(f"POST /api/v1/messages/batch, {args.batches} x {args.batch} ...")
+            batch = load_batches(args, url, token, patients)
         children.stop("gunicorn")
         if args.skip_baseline:
             base = {"rate": ISSUE_BASELINE, "p50_ms": float("nan"), "p99_ms": float("nan")}
@@ -310,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             url = start_gunicorn(args, children, config, baseline=True)
             say("the same, with the per-request write of last_used_at (before) ...")
-            base = load_single(args, url, token, patients, logdir)
+            base = load_single(
+                args, url, token, patients, logdir, children.running["gunicorn-baseline"]
+            )
             base_name = "before: last_used_at per request"
             children.stop("gunicorn-baseline")
         print()
@@ -318,14 +376,23 @@ def main(argv: list[str] | None = None) -> None:
             f"gunicorn {args.workers} workers x {args.threads} threads, one key, "
             f"{args.connections} connections, {args.seconds} s"
         )
-        print(f"{'POST /api/v1/messages':<36} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
-        for name, row in ((base_name, base), ("now: last use once a minute", single)):
-            print(f"{name:<36} {row['rate']:>9,.0f} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f}")
+        print(
+            f"{'POST /api/v1/messages':<36} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}"
+            f" {'CPU ms/request: gunicorn':>25} {'PostgreSQL':>10}"
+        )
+        for name, row in ((base_name, base), ("now", single)):
+            print(
+                f"{name:<36} {row['rate']:>9,.0f} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f}"
+                f" {row.get('gunicorn_ms', float('nan')):>25.2f}"
+                f" {row.get('postgres_ms', float('nan')):>10.2f}"
+            )
         if single.get("errors"):
             print(f"  ({single['errors']} errors)")
         ratio = single["rate"] / base["rate"] if base["rate"] else float("nan")
         verdict = "met" if single["rate"] >= TARGET_RATE else "NOT met"
         print(f"  {ratio:.1f}x the baseline; target {TARGET_RATE}/s {verdict}")
+        if batch is None:
+            return
         print()
         print(
             f"POST /api/v1/messages/batch: {batch['messages']:,} messages in batches of "

@@ -1,9 +1,10 @@
-"""What operators configure (plugins enabled, routes, settings, suspended clinics),
-remembered per process.
+"""What operators configure (plugins enabled, routes, settings, suspended clinics) and who
+calls (the clinic of a host, the API key of a bearer token), remembered per process.
 
 Every request and job reads the same few rows (the plugins enabled for the clinic and its
 country, the SMS routes, a plugin's settings): 8 of the 18 statements of a
-``POST /api/v1/messages`` were these, identical every time. Each process now keeps what it
+``POST /api/v1/messages`` were these, identical every time, and 3 more were the clinic and
+the key (then setting the clinic's scope again). Each process now keeps what it
 read for ``CONFIG_SECONDS`` (5 by default; 0 reads them in every request and job again):
 
 - a change saved in this process is seen at once: writing one of these tables (through the
@@ -12,7 +13,8 @@ read for ``CONFIG_SECONDS`` (5 by default; 0 reads them in every request and job
 - the transaction that writes them (flushed or not yet) reads them from the database until
   it ends (what it wrote, not what others see);
 - other processes (the other web workers, the delivery workers) see it within
-  ``CONFIG_SECONDS``.
+  ``CONFIG_SECONDS``: a key revoked, a clinic suspended, in one web process stops working
+  in the others within those seconds.
 
 Within one request or job the callers keep their own copy too (``flask.g``), so a request
 sees one configuration from start to end.
@@ -40,7 +42,8 @@ _TABLES = frozenset(
         "plugin_settings",
         "deployment_settings",
         "clinic_settings",
-        "tenants",  # which clinics are suspended (core.delivery.jobs.is_suspended)
+        "tenants",  # the clinic of a host, which are suspended (tenants.resolution, jobs)
+        "api_keys",  # a bearer token's key (core.clinic.apikeys.key_for_token)
     }
 )
 
@@ -59,9 +62,12 @@ _lock = threading.Lock()
 clock = time.monotonic  # seconds; tests move it on
 
 
-def remembered(key: Any, load: Callable[[], Any]) -> Any:
+def remembered(key: Any, load: Callable[[], Any], *, misses: bool = True) -> Any:
     """The value of ``key`` read by ``load`` (from the configuration tables), remembered by
-    this process for ``CONFIG_SECONDS``. Callers do not change what they get back."""
+    this process for ``CONFIG_SECONDS``. Callers do not change what they get back.
+
+    :param misses: whether to remember None too; False where keys come from outside (a
+        host's subdomain, a bearer token), so that made-up ones cannot fill the memory."""
     seconds = current_app.config.get("CONFIG_SECONDS", 0)
     if not seconds or _writing(db.session()):
         return load()
@@ -75,7 +81,8 @@ def remembered(key: Any, load: Callable[[], Any]) -> Any:
     if found is not None and found[0] > now:
         return found[1]
     value = load()
-    remembered.values[key] = (now + seconds, value)
+    if value is not None or misses:
+        remembered.values[key] = (now + seconds, value)
     return value
 
 
@@ -111,7 +118,10 @@ def _after_flush(session: Session, _context) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _bulk_write(state) -> None:
-    """An UPDATE or DELETE statement on one of the tables (not a unit of work)."""
+    """An UPDATE or DELETE statement on one of the tables (not a unit of work), unless it
+    says it changes nothing remembered (``execution_options(remembered=False)``)."""
+    if not state.execution_options.get("remembered", True):
+        return
     if (state.is_update or state.is_delete) and getattr(
         getattr(state.statement, "table", None), "name", None
     ) in _TABLES:

@@ -9,11 +9,14 @@ corrupting another clinic's data. A suspended clinic answers 403 on every page a
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, g, has_request_context, request
 from flask_babel import gettext as _
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
+from core import configured
 from core.db import db
 from core.errors import Forbidden
 from tenants import scoping
-from tenants.models import Tenant
+from tenants.models import Country, Tenant
 
 OPERATOR = "operator"
 RESERVED = frozenset({OPERATOR, "hooks", "www", "api", "admin", "static", "mail"})
@@ -25,15 +28,19 @@ def init_app(app: Flask) -> None:
         slug = values.pop("tenant", None) if values else None
         if slug is None or endpoint == "static":
             return
-        tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
-        if tenant is None:
+        # The clinic's row and its country's are remembered by the process for
+        # CONFIG_SECONDS (core.configured): a request reads neither, and its transaction
+        # begins in the clinic's scope at once. A clinic changed or suspended in another
+        # process is seen within those seconds; an unknown subdomain is never remembered.
+        rows = configured.remembered(("tenant", slug), lambda: _rows(slug), misses=False)
+        if rows is None:
             abort(404)
-        if tenant.suspended_at is not None:
+        if rows[0]["suspended_at"] is not None:
             raise Forbidden(
                 _("This clinic is suspended. Its Relais operator can tell you more."), "tenant"
             )
-        g.tenant = tenant
-        scoping.enter(tenant.id)
+        scoping.enter(rows[0]["id"])  # before the session begins (attaching the row does)
+        g.tenant = _attached(rows)
 
     @app.url_defaults
     def keep_tenant(endpoint, values):
@@ -51,6 +58,35 @@ def init_app(app: Flask) -> None:
     @app.teardown_request
     def leave(exc=None):
         scoping.leave()
+
+
+def _attached(rows: tuple[dict, dict]) -> Tenant:
+    """The clinic of ``rows`` (:func:`_rows`) in the current session, as if a query had
+    loaded it (without the query)."""
+    session = db.session()
+    tenant = session.identity_map.get(identity_key(Tenant, rows[0]["id"]))
+    if tenant is not None:
+        return tenant
+    country = session.identity_map.get(identity_key(Country, rows[1]["code"]))
+    if country is None:
+        country = Country(**rows[1])
+        make_transient_to_detached(country)
+    tenant = Tenant(**rows[0], country=country)
+    make_transient_to_detached(tenant)
+    session.add(tenant)
+    return tenant
+
+
+def _rows(slug: str) -> tuple[dict, dict] | None:
+    """The columns of the clinic at ``slug`` and of its country."""
+    tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        return None
+    return _columns(tenant), _columns(tenant.country)
+
+
+def _columns(row) -> dict:
+    return {c.key: getattr(row, c.key) for c in sa.inspect(type(row)).column_attrs}
 
 
 def host_subdomain() -> str:

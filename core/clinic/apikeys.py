@@ -3,6 +3,7 @@
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -10,12 +11,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
+from core import configured
 from core import validation as check
 from core.clinic import audit
 from core.clinic.models import ApiKey, Patient, User
 from core.crypto import new_token, token_digest
 from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
+from tenants.scoping import current_tenant_id
 
 PREFIX = "rl"  # a key's token starts with rl_<kind>_ (keys made before kinds: rl_, live)
 # The kinds of keys, as GOV.UK Notify has them, and what the API keys page calls them.
@@ -82,14 +85,38 @@ def revoke_key(key_id: uuid.UUID) -> ApiKey:
     return key
 
 
-def key_for_token(token: str) -> ApiKey | None:
-    """The live key of the current clinic a bearer token is; None if unknown or revoked."""
-    return db.session.scalar(
-        sa.select(ApiKey).where(ApiKey.digest == token_digest(token), ApiKey.revoked_at.is_(None))
+@dataclass(frozen=True)
+class KeyInUse:
+    """The key a request acts with (``g.api_key``): what the API needs of its row."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: str
+
+
+def key_for_token(token: str) -> KeyInUse | None:
+    """The key of the current clinic a bearer token is; None if unknown or revoked.
+
+    A key found is remembered by the process for ``CONFIG_SECONDS`` (:mod:`core.configured`),
+    so that a request reads no row to authenticate: a key revoked in another process stops
+    working within those seconds (at once in the process that revoked it). Unknown tokens
+    are looked up every time (never remembered)."""
+    digest = token_digest(token)
+    return configured.remembered(
+        ("api_key", current_tenant_id(), digest), lambda: _key_in_use(digest), misses=False
     )
 
 
-def note_use(key: ApiKey) -> None:
+def _key_in_use(digest: str) -> KeyInUse | None:
+    found = db.session.execute(
+        sa.select(ApiKey.id, ApiKey.tenant_id, ApiKey.kind).where(
+            ApiKey.digest == digest, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    return KeyInUse(*found) if found is not None else None
+
+
+def note_use(key: KeyInUse) -> None:
     """Record that ``key`` was just used, at most once per :data:`LAST_USE_EVERY`, without
     touching the request's transaction and without ever waiting for a lock.
 
@@ -124,5 +151,6 @@ def note_use(key: ApiKey) -> None:
             sa.update(ApiKey)
             .where(ApiKey.tenant_id == key.tenant_id, ApiKey.id.in_(free.scalar_subquery()))
             .values(last_used_at=at)
-            .execution_options(synchronize_session=False)
+            # Nothing a process remembers of the key changes (core.configured).
+            .execution_options(synchronize_session=False, remembered=False)
         )

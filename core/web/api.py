@@ -50,10 +50,12 @@ class Unauthorized(DomainError):
 @bp.before_request
 def authenticate():
     """Require an API key of the clinic (``Authorization: Bearer <key>``), else 401 JSON;
-    the key acts in the request (``g.api_key``). Used with ``bp.before_request``.
+    the key acts in the request (``g.api_key``: its ``id``, ``tenant_id`` and ``kind``).
+    Used with ``bp.before_request``.
 
-    The key's "last used" is recorded at most once a minute (:func:`apikeys.note_use`):
-    requests on one key never wait for each other."""
+    The key is remembered by the process for a few seconds (:func:`apikeys.key_for_token`)
+    and its "last used" recorded at most once a minute (:func:`apikeys.note_use`): requests
+    on one key read nothing to authenticate and never wait for each other."""
     header = request.headers.get("Authorization", "")
     scheme, _sep, token = header.partition(" ")
     key = apikeys.key_for_token(token.strip()) if scheme.lower() == "bearer" else None

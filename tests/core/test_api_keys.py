@@ -4,6 +4,7 @@ import re
 
 import sqlalchemy as sa
 
+from core import configured
 from core.clinic.models import ApiKey
 from core.db import db
 from tenants.scoping import tenant_scope
@@ -63,3 +64,33 @@ def test_a_key_needs_a_name(app, clinic_fr, admin_client):
 def test_the_api_ignores_session_cookies(app, clinic_fr, admin_client):
     """A logged-in browser cannot be made to call the API (no cookie auth, so no CSRF)."""
     assert admin_client.get("/api/v1/patients").status_code == 401
+
+
+def test_a_key_revoked_by_another_process_stops_working_within_config_seconds(
+    app, clinic_fr, admin_client, monkeypatch
+):
+    """Each process remembers a key for CONFIG_SECONDS (no row read per request): a key
+    revoked elsewhere (another web process) is refused here once they have passed."""
+    now = [1000.0]
+    monkeypatch.setattr(configured, "clock", lambda: now[0])
+    _, token = create_key(admin_client)
+    api = client_for(app, clinic_fr.slug)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/patients", headers=headers).status_code == 200
+    with app.app_context(), db.engine.begin() as conn:  # another process: no session of ours
+        conn.exec_driver_sql("UPDATE api_keys SET revoked_at = now()")
+    assert api.get("/api/v1/patients", headers=headers).status_code == 200  # remembered
+    now[0] += app.config["CONFIG_SECONDS"] + 0.1
+    assert api.get("/api/v1/patients", headers=headers).status_code == 401
+
+
+def test_a_key_works_only_on_its_own_clinic_even_once_remembered(
+    app, clinic_fr, other_clinic, admin_client
+):
+    _, token = create_key(admin_client)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        client_for(app, clinic_fr.slug).get("/api/v1/patients", headers=headers).status_code == 200
+    )
+    other = client_for(app, other_clinic.slug)
+    assert other.get("/api/v1/patients", headers=headers).status_code == 401

@@ -10,7 +10,7 @@ from core.plugins import enabled_plugins
 from tenants import provisioning
 from tenants.models import Tenant
 from tenants.scoping import system_scope, tenant_scope
-from tests.worlds import make_clinic
+from tests.worlds import client_for, make_clinic
 
 
 @pytest.fixture
@@ -74,3 +74,24 @@ def test_a_setting_saved_twice_in_one_transaction_builds_on_the_first(app, clock
         db.session.rollback()
     with app.app_context(), system_scope():
         assert stored("FR", "outbox") == {}
+
+
+def test_a_clinic_suspended_by_another_process_answers_403_within_config_seconds(
+    app, clinic, clock
+):
+    """A request reads no clinic row (remembered with the configuration): a suspension saved
+    elsewhere is seen once CONFIG_SECONDS have passed; an unknown subdomain is never
+    remembered (a clinic created meanwhile answers at once)."""
+    page = client_for(app, clinic.slug)
+    assert page.get("/login").status_code == 200
+    assert client_for(app, "later").get("/login").status_code == 404
+    with app.app_context(), db.engine.begin() as conn:  # another process: no session of ours
+        conn.exec_driver_sql(
+            "INSERT INTO tenants (id, slug, name, country_code, timezone, created_at)"
+            " VALUES (gen_random_uuid(), 'later', 'Later', 'FR', 'Europe/Paris', now())"
+        )
+        conn.exec_driver_sql("UPDATE tenants SET suspended_at = now() WHERE slug = 'demo'")
+    assert client_for(app, "later").get("/login").status_code == 200
+    assert page.get("/login").status_code == 200  # remembered
+    clock[0] += app.config["CONFIG_SECONDS"] + 0.1
+    assert page.get("/login").status_code == 403
