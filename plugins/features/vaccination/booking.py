@@ -31,7 +31,7 @@ from core.plugin_api import (
     send,
     utcnow,
 )
-from plugins.features.vaccination import slots
+from plugins.features.vaccination import offered, slots
 from plugins.features.vaccination.models import (
     Booking,
     BookingStatus,
@@ -159,6 +159,7 @@ def check_eligible(patient: Patient, centre: Centre, vaccine: Vaccine, day: date
 
 def _take_place(tenant, centre: Centre, at: datetime, field: str) -> None:
     """One place in the slot at ``at``, or :class:`Full` naming ``field``."""
+    offered.forget(centre.id)
     insert_many(
         SlotCount.__table__,
         [
@@ -212,6 +213,7 @@ def _give_back(tenant, booking: Booking) -> None:
 
 def give_back(tenant, centre_id: uuid.UUID, vaccine_id: uuid.UUID, at: datetime) -> None:
     """Free a place in the slot at ``at`` and the day's dose of the vaccine."""
+    offered.forget(centre_id)
     db.session.execute(
         sa.update(SlotCount)
         .where(
@@ -507,6 +509,7 @@ def move(tenant, patient: Patient, booking_id: uuid.UUID, at: datetime | None) -
 
 
 def _give_back_place(booking: Booking) -> None:
+    offered.forget(booking.centre_id)
     db.session.execute(
         sa.update(SlotCount)
         .where(
