@@ -139,8 +139,6 @@ def patient_book():
     except DomainError:
         start = today
     start = max(start, today)
-    given = len(booking.doses_of(g.patient.id, shot.id))
-    two = given + 1 < shot.doses
     if first is None or (error is not None and error.field == "first"):
         shown = offered.days(
             g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK), "first"
@@ -148,6 +146,7 @@ def patient_book():
         step, window = "first", None
     else:
         window = booking.window(shot, slots.local_day(g.tenant, first))
+        two = len(booking.doses_of(g.patient.id, shot.id)) + 1 < shot.doses
         begin = max(window.first, start if values.get("from") else window.first)
         shown = (
             offered.days(
