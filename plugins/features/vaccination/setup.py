@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from core.plugin_api import (
     Conflict,
@@ -578,7 +579,11 @@ def set_stock(tenant, centre: Centre, vaccine, day, doses, today: date) -> Stock
         db.session.add(stock)
     if doses < stock.booked:
         raise ValidationError(
-            _("%(n)d doses are booked that day: keep at least as many.", n=stock.booked),
+            ngettext(
+                "%(num)d dose is booked that day: keep at least as many.",
+                "%(num)d doses are booked that day: keep at least as many.",
+                stock.booked,
+            ),
             "doses",
         )
     stock.doses = doses

@@ -577,7 +577,7 @@ def test_an_opening_with_bookings_stays_one_without_changes_and_goes(
     # Dose 2 stays under its 12 doses booked; a free day moves and goes.
     second = (today() + timedelta(days=30)).isoformat()
     low = post(admin, days_path(world, "stock"), vaccine="comirnaty", day=second, doses="0")
-    assert low.status_code == 422 and "1 doses are booked that day" in low.text
+    assert low.status_code == 422 and "1 dose is booked that day" in low.text
     free = today() + timedelta(days=5)
     edit = days_path(world, f"days/edit?day={free.isoformat()}&opens=09:00")
     moved = post(admin, edit, day=free.isoformat(), opens="14:00", closes="16:30")
