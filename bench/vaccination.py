@@ -130,6 +130,33 @@ def server_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its children (gunicorn's workers)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def serving_cpu(app, pid: int, database: str) -> float:
+    """CPU seconds of gunicorn (``pid`` and its workers) and of the database's PostgreSQL
+    backends so far: what serving costs, whatever the neighbours on a shared machine."""
+    with app.app_context():
+        backends = db.session.scalars(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": database}
+        ).all()
+        db.session.rollback()
+    return tree_cpu(pid) + sum(server_cpu(b) or 0.0 for b in backends)
+
+
 def timed_import(app, tenant, args) -> tuple[float, int, float, float | None]:
     """Import the CSV: wall seconds, rows, CPU seconds of this process and of its server
     backend (None when the server is not on this machine)."""
@@ -397,23 +424,31 @@ def main(argv=None) -> int:
             "/",
             ["--keep-alive", "30"],
         )
+        pid = children.running["gunicorn"].pid
+        database = sa.engine.make_url(args.database_url).database
+        cpu = serving_cpu(app, pid, database)
         statuses, elapsed = bookings_per_second(
             url, centre, vaccine, firsts, seconds_, patients, token, args
         )
+        spent = (now := serving_cpu(app, pid, database)) - cpu
+        cpu = now
         made = statuses.count(201)
         print(
             f"bookings: {made} of {args.attempts} attempts booked both doses "
             f"({statuses.count(409)} full) in {elapsed:.1f} s: {made / elapsed:.0f} bookings/s "
             f"({args.clients} clients, gunicorn {args.workers}x{args.threads}, "
-            f"{len(firsts) * LINES} dose-1 places open)",
+            f"{len(firsts) * LINES} dose-1 places open); CPU (gunicorn + PostgreSQL) "
+            f"{1000 * spent / max(args.attempts, 1):.1f} ms per booking",
             flush=True,
         )
         page = page_latency(url, centre, vaccine, cookies, args)
+        spent = serving_cpu(app, pid, database) - cpu
         print(
             f"booking page: {page['rate']:.0f} requests/s, p50 {page['p50_ms']:.0f} ms, "
             f"p95 {page['p95_ms']:.0f} ms, p99 {page['p99_ms']:.0f} ms, "
             f"{page['errors']} errors ({page['non_2xx']} non-2xx), {args.connections} "
-            f"connections, {SESSIONS} patients' sessions, {args.seconds} s",
+            f"connections, {SESSIONS} patients' sessions, {args.seconds} s; CPU (gunicorn + "
+            f"PostgreSQL) {1000 * spent / max(page['requests'], 1):.1f} ms per page",
             flush=True,
         )
         return 0

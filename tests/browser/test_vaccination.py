@@ -1,7 +1,8 @@
 """Vaccination in Chromium: a patient logs in with a code sent by SMS, books dose 1 and a
 dose 2 inside the window with the keyboard and the mouse, sees both on their page; all
 at 390 px wide, in French; centre staff mark a dose given and read the fill rates; an admin
-changes and adds vaccines. Every page is audited with axe-core."""
+changes and adds vaccines, opens a centre on a day and sets its stock, whose slots patients
+are then offered. Every page is audited with axe-core."""
 
 import re
 from datetime import date, timedelta
@@ -32,6 +33,20 @@ def last_code(app, clinic) -> str:
     return CODE.search(texts[0]["text"])[1]
 
 
+def patient_logs_in(app, clinic, page, base, audit, _) -> None:
+    """The patient of 06 12 34 56 78 logs in with the code sent by SMS, each page audited."""
+    page.goto(base + "/me/login")
+    audit()
+    page.get_by_role("textbox", name=_("Mobile or home phone")).fill("06 12 34 56 78")
+    page.get_by_role("button", name=_("Send me a code")).click()
+    page.wait_for_url(re.compile(r"/me/login/code"))
+    audit()
+    page.get_by_role("textbox", name=_("Code")).fill(last_code(app, clinic))
+    page.get_by_role("button", name=_("Continue")).click()
+    page.wait_for_url(base + "/me/")
+    audit()
+
+
 def test_a_patient_books_both_doses(app, live_server, page, audit, translate):
     clinic = make_clinic(app, "demo", plugins=PLUGINS)
     build(app, clinic)
@@ -43,16 +58,7 @@ def test_a_patient_books_both_doses(app, live_server, page, audit, translate):
     base = live_server.url("demo")
     page.set_viewport_size({"width": 390, "height": 844})
 
-    page.goto(base + "/me/login")
-    audit()
-    page.get_by_role("textbox", name=_("Mobile or home phone")).fill("06 12 34 56 78")
-    page.get_by_role("button", name=_("Send me a code")).click()
-    page.wait_for_url(re.compile(r"/me/login/code"))
-    audit()
-    page.get_by_role("textbox", name=_("Code")).fill(last_code(app, clinic))
-    page.get_by_role("button", name=_("Continue")).click()
-    page.wait_for_url(base + "/me/")
-    audit()
+    patient_logs_in(app, clinic, page, base, audit, _)
 
     page.get_by_role("link", name=_("Book a vaccination")).click()
     audit()
@@ -191,3 +197,54 @@ def test_an_admin_changes_a_vaccines_interval_and_adds_a_vaccine_with_the_keyboa
             28,
             84,
         )
+
+
+def test_an_admin_opens_a_day_and_patients_are_offered_its_slots(
+    app, live_server, page, audit, translate, log_in
+):
+    clinic = make_clinic(app, "demo", plugins=PLUGINS)
+    world = build(app, clinic, days=())  # a centre with no opening day yet
+    patient = make_patient(app, clinic, birth_date=date(1950, 5, 4))
+    with app.app_context(), tenant_scope(clinic.id):
+        db.session.get(Patient, (clinic.id, patient.id)).signed_up_at = utcnow()
+        db.session.commit()
+    _ = translate("fr")
+    base = live_server.url("demo")
+    log_in(base, make_staff(app, clinic, "admin"), "fr")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{base}/vaccination/centres/{world.centre_id}/edit")
+    audit()
+    page.get_by_role("link", name=_("Opening days and stock")).click()
+    expect(page.get_by_text(_("No opening day ahead."))).to_be_visible()
+    audit()
+    day = today() + timedelta(days=1)
+    page.get_by_label(_("Day")).fill(day.isoformat())
+    page.get_by_label(_("Opens at")).fill("10:00")
+    page.get_by_label(_("Closes at")).fill("09:00")  # before it opens: refused, named
+    page.get_by_role("button", name=_("Add the opening day")).click()
+    expect(page.get_by_label(_("Closes at"))).to_have_attribute("aria-invalid", "true")
+    audit()
+    page.get_by_label(_("Closes at")).fill("10:30")
+    page.get_by_role("button", name=_("Add the opening day")).click()
+    expect(page.get_by_role("status")).to_contain_text(_("Opening day added."))
+    expect(page.get_by_role("cell", name="10:00–10:30", exact=True)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    audit()
+    page.get_by_role("link", name=_("Set the stock of a vaccine for a day")).click()
+    audit()
+    page.get_by_role("combobox", name=_("Vaccine")).select_option(label="Comirnaty")
+    page.get_by_label(_("Day")).fill(day.isoformat())
+    page.get_by_role("spinbutton", name=_("Doses")).fill("20")
+    page.get_by_role("button", name=_("Save")).click()
+    expect(page.get_by_role("status")).to_contain_text(_("Stock saved."))
+    expect(page.get_by_role("cell", name="20 / 20", exact=True)).to_be_visible()
+    audit()
+
+    # The patient is offered the day's three slots.
+    page.context.clear_cookies()
+    patient_logs_in(app, clinic, page, base, audit, _)
+    page.goto(f"{base}/me/vaccination/book?centre={world.centre_id}&vaccine={world.vaccine_id}")
+    first = page.get_by_role("group", name=_("Choose the slot of your first dose"))
+    expect(first.get_by_role("radio")).to_have_count(3)
+    expect(first.get_by_role("radio", name="10:20")).to_be_visible()
+    audit()

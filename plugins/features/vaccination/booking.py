@@ -1,6 +1,6 @@
 """Booking doses: eligibility, dose windows, and places taken without overbooking.
 
-Every place is taken by one conditional UPDATE (``booked = booked + 1 WHERE booked <
+Every place is taken by one conditional statement (``booked = booked + 1 WHERE booked <
 capacity RETURNING``) on the slot's counter and on the day's stock, in the caller's
 transaction: booking dose 1 and dose 2 together takes both places or, on the first refusal,
 raises and the caller's rollback gives back what was taken. Places are taken in one order
@@ -14,12 +14,14 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.plugin_api import (
     Conflict,
     Message,
     NotFound,
     Patient,
+    UTCDateTime,
     ValidationError,
     best_channels,
     cancel_message,
@@ -31,7 +33,7 @@ from core.plugin_api import (
     send,
     utcnow,
 )
-from plugins.features.vaccination import slots
+from plugins.features.vaccination import offered, slots
 from plugins.features.vaccination.models import (
     Booking,
     BookingStatus,
@@ -158,28 +160,33 @@ def check_eligible(patient: Patient, centre: Centre, vaccine: Vaccine, day: date
 
 
 def _take_place(tenant, centre: Centre, at: datetime, field: str) -> None:
-    """One place in the slot at ``at``, or :class:`Full` naming ``field``."""
-    insert_many(
-        SlotCount.__table__,
-        [
-            {
-                "tenant_id": tenant.id,
-                "centre_id": centre.id,
-                "starts_at": at,
-                "capacity": slots.capacity(centre),
-                "booked": 0,
-            }
-        ],
-        skip_conflicts=True,
+    """One place in the slot at ``at``, or :class:`Full` naming ``field``: one statement,
+    which creates the slot's counter with its first place taken (its capacity, the centre's
+    lines times places, counted in it) or takes one more while one is left."""
+    offered.forget(centre.id)
+    places = (
+        sa.select(sa.func.count())
+        .select_from(Line)
+        .where(Line.centre_id == centre.id)
+        .scalar_subquery()
+        * centre.capacity
     )
+    first = sa.select(
+        sa.literal(tenant.id, sa.Uuid),
+        sa.literal(centre.id, sa.Uuid),
+        sa.literal(at, UTCDateTime),
+        places,
+        sa.literal(1),
+    ).where(places > 0)  # a centre without lines has no place: nothing inserted, Full
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     taken = db.session.execute(
-        sa.update(SlotCount)
-        .where(
-            SlotCount.centre_id == centre.id,
-            SlotCount.starts_at == at,
-            SlotCount.booked < SlotCount.capacity,
+        dialect.insert(SlotCount)
+        .from_select(["tenant_id", "centre_id", "starts_at", "capacity", "booked"], first)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "centre_id", "starts_at"],
+            set_={"booked": SlotCount.booked + 1},
+            where=SlotCount.booked < SlotCount.capacity,
         )
-        .values(booked=SlotCount.booked + 1)
         .returning(SlotCount.booked)
         .execution_options(synchronize_session=False)
     ).first()
@@ -212,6 +219,7 @@ def _give_back(tenant, booking: Booking) -> None:
 
 def give_back(tenant, centre_id: uuid.UUID, vaccine_id: uuid.UUID, at: datetime) -> None:
     """Free a place in the slot at ``at`` and the day's dose of the vaccine."""
+    offered.forget(centre_id)
     db.session.execute(
         sa.update(SlotCount)
         .where(
@@ -507,6 +515,7 @@ def move(tenant, patient: Patient, booking_id: uuid.UUID, at: datetime | None) -
 
 
 def _give_back_place(booking: Booking) -> None:
+    offered.forget(booking.centre_id)
     db.session.execute(
         sa.update(SlotCount)
         .where(

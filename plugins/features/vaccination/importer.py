@@ -14,16 +14,14 @@ written in a few multi-row INSERTs, whatever the number of rows.
 import csv
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, time
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from core.plugin_api import db, insert_many, new_id, utcnow
+from core.plugin_api import ValidationError, db, insert_many, new_id, utcnow
+from plugins.features.vaccination import setup
 from plugins.features.vaccination.models import (
-    MAX_ADDRESS,
     MAX_CODE,
-    MAX_NAME,
     Centre,
     CentreKind,
     Line,
@@ -31,7 +29,6 @@ from plugins.features.vaccination.models import (
     Stock,
     Vaccine,
 )
-from plugins.features.vaccination.setup import MAX_CAPACITY, MAX_LINES, MAX_SLOT_MINUTES
 
 COLUMNS = (
     "code",
@@ -98,46 +95,15 @@ def _text(row: dict, column: str, limit: int, required: bool = True) -> str:
     return value
 
 
-def _number(row: dict, column: str, low: int, high: int) -> int:
-    try:
-        value = int((row.get(column) or "").strip())
-    except ValueError:
-        raise _Wrong(column, _("Enter a whole number.")) from None
-    if not low <= value <= high:
-        raise _Wrong(column, _("A whole number from %(low)d to %(high)d.", low=low, high=high))
-    return value
-
-
-def _day(row: dict) -> date:
-    try:
-        return date.fromisoformat((row.get("day") or "").strip())
-    except ValueError:
-        raise _Wrong("day", _("Use the form YYYY-MM-DD.")) from None
-
-
-def _time(row: dict, column: str) -> time:
-    try:
-        return time.fromisoformat((row.get(column) or "").strip())
-    except ValueError:
-        raise _Wrong(column, _("Use the form HH:MM.")) from None
-
-
-def _centre(row: dict, vaccines) -> dict:
-    kind = (row.get("kind") or "").strip().lower()
-    if kind not in {k.value for k in CentreKind}:
-        raise _Wrong("kind", _("One of: %(kinds)s.", kinds=", ".join(k.value for k in CentreKind)))
+def _centre(row: dict) -> dict:
+    """A new centre's columns, checked by :func:`.setup.centre_values` (the set-up page's)."""
     restricted = (row.get("restricted") or "").strip().lower()
     if restricted not in YES | NO:
         raise _Wrong("restricted", _("Write yes or no."))
-    return {
-        "name": _text(row, "name", MAX_NAME),
-        "kind": kind,
-        "address": _text(row, "address", MAX_ADDRESS, required=False),
-        "restricted": restricted in YES,
-        "lines": _number(row, "lines", 1, MAX_LINES),
-        "capacity": _number(row, "capacity", 1, MAX_CAPACITY),
-        "slot_minutes": _number(row, "slot_minutes", 1, MAX_SLOT_MINUTES),
-    }
+    return setup.centre_values(
+        **{k: row.get(k) for k in ("name", "kind", "address", "lines", "capacity", "slot_minutes")},
+        restricted=restricted in YES,
+    )
 
 
 def run(tenant, rows: Iterable[dict], progress: Callable[[int], object] | None = None) -> Report:
@@ -166,23 +132,20 @@ def run(tenant, rows: Iterable[dict], progress: Callable[[int], object] | None =
         try:
             code = _text(row, "code", MAX_CODE)
             if code not in known and code not in new_centres:
-                new_centres[code] = {"id": new_id(), **_centre(row, vaccines)}
+                new_centres[code] = {"id": new_id(), **_centre(row)}
             centre_id = known.get(code) or new_centres[code]["id"]
-            day, opens, closes = _day(row), _time(row, "opens"), _time(row, "closes")
-            if closes <= opens:
-                raise _Wrong("closes", _("The closing time must be after the opening time."))
+            opening = setup.opening_values(row.get("day"), row.get("opens"), row.get("closes"))
+            day, opens = opening["day"], opening["opens"]
             vaccine = (row.get("vaccine") or "").strip()
             if vaccine not in vaccines:
                 raise _Wrong("vaccine", _("Unknown vaccine: %(code)s.", code=vaccine[:MAX_CODE]))
-            doses = _number(row, "doses", 0, 1_000_000)
+            doses = setup.doses_value(row.get("doses"))
             if (centre_id, day, opens) in openings:
                 raise _Wrong("opens", _("This opening is on an earlier row too."))
             openings[(centre_id, day, opens)] = {
                 "tenant_id": tenant.id,
                 "centre_id": centre_id,
-                "day": day,
-                "opens": opens,
-                "closes": closes,
+                **opening,
             }
             key = (centre_id, vaccines[vaccine], day)
             if key in stock:
@@ -198,6 +161,8 @@ def run(tenant, rows: Iterable[dict], progress: Callable[[int], object] | None =
                 }
         except _Wrong as wrong:
             report.errors.append(RowError(n, wrong.column, wrong.message))
+        except ValidationError as wrong:  # the set-up's checks, naming the column
+            report.errors.append(RowError(n, wrong.field, wrong.message))
         if progress and n % STEP == 0:
             progress(STEP)
     if progress:

@@ -2,10 +2,10 @@
 schedule, stock per centre and day, campaigns (who is eligible), slot counters and bookings.
 
 Slots are not rows: they follow from a centre's opening hours and its slot length. A slot
-gets a counter row (:class:`SlotCount`) the first time someone books it, created with
-``INSERT ... ON CONFLICT DO NOTHING`` and then taken with one conditional UPDATE, so two
-requests can never both take the last place. Times are aware UTC datetimes; opening hours
-are local times of the clinic's time zone.
+gets a counter row (:class:`SlotCount`) the first time someone books it: one ``INSERT ...
+ON CONFLICT DO UPDATE ... WHERE booked < capacity`` creates it with its first place taken or
+takes one more, so two requests can never both take the last place. Times are aware UTC
+datetimes; opening hours are local times of the clinic's time zone.
 """
 
 import uuid

@@ -1,5 +1,6 @@
-"""Vaccines, campaigns and centres, as operators set them up and change them
-(``relais vaccination add-vaccine`` and ``add-campaign``, the CSV import, the set-up pages).
+"""Vaccines, campaigns, centres and their opening days and stock, as operators set them up
+and change them (``relais vaccination add-vaccine`` and ``add-campaign``, the CSV import,
+the set-up pages).
 
 A change is checked as a creation is (the same fields, the same limits) and never breaks a
 booking made: bookings keep their dates and places; what would leave one without a slot,
@@ -7,9 +8,12 @@ a line or a vaccine is refused, naming the field.
 """
 
 import uuid
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from core.plugin_api import (
     Conflict,
@@ -22,6 +26,7 @@ from core.plugin_api import (
     new_id,
     utcnow,
 )
+from plugins.features.vaccination import offered
 from plugins.features.vaccination.models import (
     MAX_ADDRESS,
     MAX_CODE,
@@ -32,6 +37,7 @@ from plugins.features.vaccination.models import (
     Centre,
     CentreKind,
     Line,
+    OpeningHours,
     SlotCount,
     Stock,
     Vaccine,
@@ -44,6 +50,7 @@ MAX_AGE = 130
 MAX_LINES = 500
 MAX_CAPACITY = 1000  # places per line and slot
 MAX_SLOT_MINUTES = 480
+MAX_DOSES = 1_000_000  # doses of a vaccine a centre has for a day
 WAITING = (WaitStatus.WAITING, WaitStatus.OFFERED)
 # A vaccine's fields, as the set-up page and add_vaccine() name them.
 VACCINE_FIELDS = (
@@ -387,6 +394,202 @@ def delete_centre(centre: Centre) -> None:
     )
     db.session.delete(centre)  # lines, opening days, stock and counters go with it (CASCADE)
     db.session.flush()
+
+
+# --- opening days and stock ---------------------------------------------------------------------
+
+
+def clock(value, field: str) -> time:
+    """A time of day, HH:MM. :raises ValidationError: on ``field``."""
+    text = str(value if value is not None else "").strip()
+    try:
+        found = time.fromisoformat(text) if 0 < len(text) <= 8 else None
+    except ValueError:
+        found = None
+    if found is None or found.tzinfo is not None:
+        raise ValidationError(_("Use the form HH:MM."), field)
+    return found
+
+
+def _day(value, today: date | None) -> date:
+    found = check.day(value, "day")
+    if found is None:
+        raise ValidationError(_("Use the form YYYY-MM-DD."), "day")
+    if today is not None and found < today:
+        raise ValidationError(_("This day has passed: choose today or a later day."), "day")
+    return found
+
+
+def opening_values(day, opens, closes, today: date | None = None) -> dict:
+    """An opening's day and hours, checked: the same for the import and the set-up page,
+    which also refuses a day before ``today`` (the clinic's).
+
+    :raises ValidationError: naming the field (``day``, ``opens``, ``closes``)."""
+    found = _day(day, today)
+    start, end = clock(opens, "opens"), clock(closes, "closes")
+    if end <= start:
+        raise ValidationError(_("The closing time must be after the opening time."), "closes")
+    return {"day": found, "opens": start, "closes": end}
+
+
+def doses_value(doses) -> int:
+    """Doses of a vaccine for a day. :raises ValidationError: on ``doses``."""
+    return check.whole_number(doses, "doses", 0, MAX_DOSES)
+
+
+def openings_ahead(centre: Centre, today: date, limit: int) -> list:
+    """The centre's next ``limit`` openings from ``today``: rows of ``day``, ``opens``,
+    ``closes``, by time."""
+    return list(
+        db.session.execute(
+            sa.select(OpeningHours.day, OpeningHours.opens, OpeningHours.closes)
+            .where(OpeningHours.centre_id == centre.id, OpeningHours.day >= today)
+            .order_by(OpeningHours.day, OpeningHours.opens)
+            .limit(limit)
+        )
+    )
+
+
+def stock_of(centre: Centre, first: date, last: date) -> dict[tuple, tuple[int, int]]:
+    """The centre's stock from day ``first`` to ``last``: ``(day, vaccine_id)`` to its doses
+    and those booked."""
+    rows = db.session.execute(
+        sa.select(Stock.day, Stock.vaccine_id, Stock.doses, Stock.booked).where(
+            Stock.centre_id == centre.id, Stock.day >= first, Stock.day <= last
+        )
+    )
+    return {(r.day, r.vaccine_id): (r.doses, r.booked) for r in rows}
+
+
+def opening(centre: Centre, day, opens) -> OpeningHours:
+    """The centre's opening of ``day`` (YYYY-MM-DD) at ``opens`` (HH:MM), locked until the
+    transaction ends. :raises NotFound:; ValidationError on a malformed day or time."""
+    day, opens = check.day(day, "day"), clock(opens, "opens")
+    found = db.session.scalar(
+        sa.select(OpeningHours)
+        .where(
+            OpeningHours.centre_id == centre.id,
+            OpeningHours.day == day,
+            OpeningHours.opens == opens,
+        )
+        .with_for_update()
+    )
+    if found is None:
+        raise NotFound(_("Not found."))
+    return found
+
+
+def _overlaps(centre: Centre, values: dict, leave_out: time | None = None) -> None:
+    query = sa.select(OpeningHours.opens).where(
+        OpeningHours.centre_id == centre.id,
+        OpeningHours.day == values["day"],
+        OpeningHours.opens < values["closes"],
+        OpeningHours.closes > values["opens"],
+    )
+    if leave_out is not None:
+        query = query.where(OpeningHours.opens != leave_out)
+    if db.session.scalar(query.limit(1)) is not None:
+        raise ValidationError(_("The centre is already open at these hours that day."), "opens")
+
+
+def _refuse_if_booked(tenant, centre: Centre, opening: OpeningHours) -> None:
+    """:raises Conflict: when a dose is booked or given, or a place held, in the opening."""
+    where = ZoneInfo(tenant.timezone)
+    first = datetime.combine(opening.day, opening.opens, where)
+    last = datetime.combine(opening.day, opening.closes, where)
+    booked = sa.select(Booking.id).where(
+        Booking.centre_id == centre.id,
+        Booking.starts_at >= first,
+        Booking.starts_at < last,
+        Booking.status.in_((BookingStatus.BOOKED, BookingStatus.DONE)),
+    )
+    held = sa.select(WaitlistEntry.id).where(
+        WaitlistEntry.centre_id == centre.id,
+        WaitlistEntry.status == WaitStatus.OFFERED,
+        WaitlistEntry.slot_at >= first,
+        WaitlistEntry.slot_at < last,
+    )
+    if db.session.scalar(booked.limit(1)) or db.session.scalar(held.limit(1)):
+        raise Conflict(_("Doses are booked in these hours: move or cancel them first."), "opening")
+
+
+def add_opening(tenant, centre: Centre, today: date, **fields) -> OpeningHours:
+    """Open ``centre`` on a day (``day``, ``opens``, ``closes``), checked as the import
+    checks a row, not before ``today`` nor over another opening (the caller commits).
+
+    :raises ValidationError: naming the field (``day``, ``opens``, ``closes``)."""
+    values = opening_values(**fields, today=today)
+    _overlaps(centre, values)
+    added = OpeningHours(centre_id=centre.id, **values)
+    db.session.add(added)
+    db.session.flush()
+    offered.forget(centre.id)
+    return added
+
+
+def change_opening(
+    tenant, centre: Centre, was_day, was_opens, today: date, **fields
+) -> OpeningHours:
+    """Move the opening of ``was_day`` at ``was_opens`` to other hours (``day``, ``opens``,
+    ``closes``) when no booking depends on it (the caller commits).
+
+    :raises NotFound: no such opening; :class:`Conflict` on ``opening`` when a dose is
+        booked in it; ValidationError naming the field (``day``, ``opens``, ``closes``)."""
+    old = opening(centre, was_day, was_opens)
+    values = opening_values(**fields, today=today)
+    _refuse_if_booked(tenant, centre, old)
+    _overlaps(centre, values, leave_out=old.opens if values["day"] == old.day else None)
+    db.session.delete(old)  # its key changes: a new row, not an UPDATE of the key
+    db.session.flush()
+    changed = OpeningHours(centre_id=centre.id, **values)
+    db.session.add(changed)
+    db.session.flush()
+    offered.forget(centre.id)
+    return changed
+
+
+def delete_opening(tenant, centre: Centre, day, opens) -> None:
+    """Close the centre at the opening of ``day`` at ``opens``, when no booking depends on
+    it (the caller commits). :raises NotFound:; :class:`Conflict` on ``opening``."""
+    old = opening(centre, day, opens)
+    _refuse_if_booked(tenant, centre, old)
+    db.session.delete(old)
+    db.session.flush()
+    offered.forget(centre.id)
+
+
+def set_stock(tenant, centre: Centre, vaccine, day, doses, today: date) -> Stock:
+    """The doses of a vaccine the centre has on a day (``today`` or later), never fewer than
+    those booked (the caller commits).
+
+    :raises ValidationError: naming the field (``vaccine``, ``day``, ``doses``)."""
+    code = check.text(vaccine, "vaccine", MAX_CODE).lower()
+    vaccine_id = db.session.scalar(sa.select(Vaccine.id).where(Vaccine.code == code))
+    if vaccine_id is None:
+        raise ValidationError(_("Choose a vaccine of the list."), "vaccine")
+    found = _day(day, today)
+    doses = doses_value(doses)
+    stock = db.session.scalar(
+        sa.select(Stock)
+        .where(Stock.centre_id == centre.id, Stock.vaccine_id == vaccine_id, Stock.day == found)
+        .with_for_update()
+    )
+    if stock is None:
+        stock = Stock(centre_id=centre.id, vaccine_id=vaccine_id, day=found, doses=0, booked=0)
+        db.session.add(stock)
+    if doses < stock.booked:
+        raise ValidationError(
+            ngettext(
+                "%(num)d dose is booked that day: keep at least as many.",
+                "%(num)d doses are booked that day: keep at least as many.",
+                stock.booked,
+            ),
+            "doses",
+        )
+    stock.doses = doses
+    db.session.flush()
+    offered.forget(centre.id)
+    return stock
 
 
 def find(model, object_id: uuid.UUID):

@@ -1,5 +1,6 @@
 """Set-up pages for a clinic's admins: vaccines, campaigns (who may book) and centres,
-listed, added, changed and deleted (``/vaccination/setup``).
+listed, added, changed and deleted (``/vaccination/setup``), and each centre's opening days
+and stock (``/vaccination/centres/<id>/days``).
 
 Routes only: parse the form, call :mod:`.setup`, render. A wrong field answers 422 with
 the form and the field's message, and nothing is changed; a deletion others depend on
@@ -20,8 +21,9 @@ from core.plugin_api import (
     check,
     db,
     record_audit,
+    utcnow,
 )
-from plugins.features.vaccination import setup
+from plugins.features.vaccination import setup, slots
 from plugins.features.vaccination.models import Campaign, Centre, CentreKind, Vaccine
 from plugins.features.vaccination.views import bp
 
@@ -261,7 +263,8 @@ def _centre_page(centre: Centre | None, save, action: str, done: str):
 @bp.route("/vaccination/centres/new", methods=["GET", "POST"])
 @admin_only
 def centre_new():
-    """Add a centre and its lines; its opening days and stock come from the CSV import."""
+    """Add a centre and its lines; its opening days and stock come next, on its days page
+    or from the CSV import."""
     return _centre_page(None, setup.add_centre, "vaccination.centre.added", _("Centre added."))
 
 
@@ -290,3 +293,127 @@ def centre_delete(centre_id: uuid.UUID):
     except DomainError as exc:
         return _refused("vaccination/centre_edit.html", exc, values=form, **context)
     return _saved("vaccination.centre.deleted", centre_id, _("Centre deleted."))
+
+
+# --- a centre's opening days and stock ---------------------------------------------------------
+
+DAYS_LISTED = 100  # openings ahead on the centre's page: a mega-centre opens every day
+OPENING_FIELDS = ("day", "opens", "closes")
+NEW_OPENING = {"day": "", "opens": "09:00", "closes": "17:00"}
+
+
+def _today():
+    return slots.local_day(g.tenant, utcnow())
+
+
+def _days_context(centre: Centre) -> dict:
+    """The centre's next openings, with each day's doses left per vaccine."""
+    openings = setup.openings_ahead(centre, _today(), DAYS_LISTED)
+    vaccines = list(db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name)))
+    stock = setup.stock_of(centre, openings[0].day, openings[-1].day) if openings else {}
+    return {"centre": centre, "openings": openings, "vaccines": vaccines, "stock": stock}
+
+
+def _days_saved(action: str, centre: Centre, detail: str, message: str):
+    record_audit(action, centre.id, detail=detail)
+    db.session.commit()
+    flash(message)
+    return redirect(url_for(".centre_days", centre_id=centre.id), 303)
+
+
+@bp.route("/vaccination/centres/<uuid:centre_id>/days", methods=["GET", "POST"])
+@admin_only
+def centre_days(centre_id: uuid.UUID):
+    """The centre's opening days ahead with their stock; on POST, a new opening (day,
+    opening and closing time), checked as the CSV import checks a row."""
+    centre = setup.find(Centre, centre_id)
+    values = {k: request.form.get(k) for k in OPENING_FIELDS}
+    if request.method == "POST":
+        try:
+            added = setup.add_opening(g.tenant, centre, _today(), **values)
+        except DomainError as exc:
+            return _refused(
+                "vaccination/centre_days.html", exc, values=values, **_days_context(centre)
+            )
+        return _days_saved(
+            "vaccination.opening.added",
+            centre,
+            f"{added.day.isoformat()} {added.opens:%H:%M}",
+            _("Opening day added."),
+        )
+    return render_template(
+        "vaccination/centre_days.html",
+        values=NEW_OPENING,
+        error=None,
+        **_days_context(centre),
+    )
+
+
+@bp.route("/vaccination/centres/<uuid:centre_id>/days/edit", methods=["GET", "POST"])
+@admin_only
+def opening_edit(centre_id: uuid.UUID):
+    """Change the hours or the day of one opening (``?day=&opens=``) no booking depends on."""
+    centre = setup.find(Centre, centre_id)
+    day, opens = request.args.get("day"), request.args.get("opens")
+    context = {"centre": centre, "day": day, "opens": opens}
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in OPENING_FIELDS}
+        try:
+            changed = setup.change_opening(g.tenant, centre, day, opens, _today(), **values)
+        except DomainError as exc:
+            return _refused("vaccination/opening_edit.html", exc, values=values, **context)
+        return _days_saved(
+            "vaccination.opening.changed",
+            centre,
+            f"{day} {opens} -> {changed.day.isoformat()} {changed.opens:%H:%M}",
+            _("Opening day saved."),
+        )
+    opening = setup.opening(centre, day, opens)
+    values = {
+        "day": opening.day.isoformat(),
+        "opens": f"{opening.opens:%H:%M}",
+        "closes": f"{opening.closes:%H:%M}",
+    }
+    return render_template("vaccination/opening_edit.html", values=values, error=None, **context)
+
+
+@bp.post("/vaccination/centres/<uuid:centre_id>/days/delete")
+@admin_only
+def opening_delete(centre_id: uuid.UUID):
+    """Remove one opening no booking depends on (409 saying why otherwise)."""
+    centre = setup.find(Centre, centre_id)
+    day, opens = request.form.get("day"), request.form.get("opens")
+    try:
+        setup.delete_opening(g.tenant, centre, day, opens)
+    except DomainError as exc:
+        return _refused(
+            "vaccination/centre_days.html", exc, values=NEW_OPENING, **_days_context(centre)
+        )
+    return _days_saved(
+        "vaccination.opening.deleted", centre, f"{day} {opens}", _("Opening day removed.")
+    )
+
+
+@bp.route("/vaccination/centres/<uuid:centre_id>/stock", methods=["GET", "POST"])
+@admin_only
+def centre_stock(centre_id: uuid.UUID):
+    """Set the doses of a vaccine the centre has on a day (never below those booked)."""
+    centre = setup.find(Centre, centre_id)
+    vaccines = {
+        v.code: v.name for v in db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name))
+    }
+    context = {"centre": centre, "vaccines": vaccines}
+    if request.method == "POST":
+        values = {k: request.form.get(k) for k in ("vaccine", "day", "doses")}
+        try:
+            setup.set_stock(g.tenant, centre, today=_today(), **values)
+        except DomainError as exc:
+            return _refused("vaccination/centre_stock.html", exc, values=values, **context)
+        return _days_saved(
+            "vaccination.stock.set",
+            centre,
+            f"{values['day']} {values['vaccine']} {values['doses']}",
+            _("Stock saved."),
+        )
+    values = {"vaccine": next(iter(vaccines), ""), "day": request.args.get("day", "")}
+    return render_template("vaccination/centre_stock.html", values=values, error=None, **context)

@@ -7,9 +7,7 @@ render. Times are shown in the clinic's time zone.
 
 import io
 import uuid
-from dataclasses import dataclass
-from datetime import date, timedelta
-from itertools import groupby, islice
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,12 +24,11 @@ from core.plugin_api import (
     record_audit,
     utcnow,
 )
-from plugins.features.vaccination import booking, importer, slots, staff, waitlist
+from plugins.features.vaccination import booking, importer, offered, slots, staff, waitlist
 from plugins.features.vaccination.models import Booking, BookingStatus, Centre, Vaccine
 
 STATIC = Path(__file__).resolve().parent / "static"
 WEEK = 7
-DAYS_SHOWN = 3  # days with free slots on one page: a mega-centre's day is hundreds of slots
 
 bp = Blueprint("vaccination", __name__, template_folder="templates")
 patient_bp = Blueprint("vaccination_patient", __name__, template_folder="templates")
@@ -63,38 +60,6 @@ def _choices() -> tuple[list[Centre], list[Vaccine]]:
     centres = list(db.session.scalars(sa.select(Centre).order_by(Centre.name)))
     vaccines = list(db.session.scalars(sa.select(Vaccine).order_by(Vaccine.name)))
     return centres, vaccines
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A slot as a radio button: its value, a short id and its time on the clinic's clock
-    (24-hour HH:MM, as every language of Relais writes it), computed once per page."""
-
-    value: str
-    key: str
-    label: str
-
-
-def by_day(found: list[slots.Slot]) -> list[tuple[date, list[Choice]]]:
-    """Slots grouped by the clinic's day, the first :data:`DAYS_SHOWN` days that have some."""
-    zone = slots.zone(g.tenant)
-    local = ((s.starts_at, s.starts_at.astimezone(zone)) for s in found)
-    grouped = groupby(local, key=lambda pair: pair[1].date())
-    return [
-        (
-            day,
-            [
-                Choice(at.isoformat(), str(int(at.timestamp())), wall.strftime("%H:%M"))
-                for at, wall in group
-            ],
-        )
-        for day, group in islice(grouped, DAYS_SHOWN)
-    ]
-
-
-def after(days: list[tuple[date, list]], start: date) -> date:
-    """Where the next page of days starts: the day after the last one shown."""
-    return days[-1][0] + timedelta(days=1) if days else start + timedelta(days=WEEK)
 
 
 # --- patients -----------------------------------------------------------------------------------
@@ -174,24 +139,23 @@ def patient_book():
     except DomainError:
         start = today
     start = max(start, today)
-    given = len(booking.doses_of(g.patient.id, shot.id))
-    two = given + 1 < shot.doses
     if first is None or (error is not None and error.field == "first"):
-        offered = slots.open_slots(
-            g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK), DAYS_SHOWN
+        shown = offered.days(
+            g.tenant, where, shot.id, start, start + timedelta(days=2 * WEEK), "first"
         )
         step, window = "first", None
     else:
         window = booking.window(shot, slots.local_day(g.tenant, first))
+        two = len(booking.doses_of(g.patient.id, shot.id)) + 1 < shot.doses
         begin = max(window.first, start if values.get("from") else window.first)
-        offered = (
-            slots.open_slots(
+        shown = (
+            offered.days(
                 g.tenant,
                 where,
                 shot.id,
                 begin,
                 min(begin + timedelta(days=2 * WEEK), window.last),
-                DAYS_SHOWN,
+                "second",
             )
             if two
             else []
@@ -206,9 +170,9 @@ def patient_book():
         step=step,
         first=first,
         window=window,
-        days=(shown := by_day(offered)),
+        days=shown,
         start=start,
-        next_start=after(shown, start),
+        next_start=offered.after(shown, start, WEEK),
         error=error,
     ), status
 
@@ -264,15 +228,15 @@ def patient_move(booking_id: uuid.UUID):
         first = max(first, lowest - timedelta(days=shot.max_interval_days))
     first = max(first, today)
     last = min(last, first + timedelta(days=2 * WEEK))
-    offered = (
-        slots.open_slots(g.tenant, where, shot.id, first, last, DAYS_SHOWN) if first <= last else []
-    )
+    shown = []
+    if first <= last:
+        shown = offered.days(g.tenant, where, shot.id, first, last, "starts_at")
     return render_template(
         "vaccination/patient_move.html",
         dose=dose,
         centre=where,
         vaccine=shot,
-        days=by_day(offered),
+        days=shown,
         error=error,
     ), (422 if error else 200)
 
@@ -329,14 +293,14 @@ def waitlist_offer(entry_id: uuid.UUID):
     shot = booking.vaccine(entry.vaccine_id)
     window = booking.window(shot, slots.local_day(g.tenant, entry.slot_at))
     given = len(booking.doses_of(g.patient.id, shot.id))
-    offered = (
-        slots.open_slots(
+    shown = (
+        offered.days(
             g.tenant,
             where,
             shot.id,
             window.first,
             min(window.last, window.first + timedelta(days=2 * WEEK)),
-            DAYS_SHOWN,
+            "second",
         )
         if given + 1 < shot.doses
         else []
@@ -348,7 +312,7 @@ def waitlist_offer(entry_id: uuid.UUID):
         centre=where,
         vaccine=shot,
         window=window,
-        days=by_day(offered),
+        days=shown,
         two=given + 1 < shot.doses,
         error=error,
     ), (422 if error else 200)

@@ -758,3 +758,31 @@ def test_a_file_that_is_not_the_csv_expected_is_refused_by_name(app, clinic, wor
         )
         assert page.status_code == 422, (data, page.status_code)
         assert f"<td>{wrong}</td>" in page.text
+
+
+def test_a_slot_booked_meanwhile_is_no_longer_offered_and_cannot_be_booked_twice(app, clinic):
+    """The booking page keeps the days it shows 2 seconds; a booking forgets them at once,
+    and a page shown before still cannot overbook: the place is taken or refused."""
+    from datetime import date, time
+
+    full = build(app, clinic, lines=1, days=(2, 30), opens=time(9), closes=time(9, 10))
+    api = client_for(app, clinic.slug)
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {full.token}"
+    first = make_patient(app, clinic, phone="0612340010", birth_date=date(1950, 1, 1))
+    late = make_patient(app, clinic, birth_date=date(1950, 5, 4))
+    browser = logged_in_patient(app, clinic, late)
+    query = {"centre": str(full.centre_id), "vaccine": str(full.vaccine_id)}
+    shown = radio_values(browser.get("/me/vaccination/book", query_string=query).text, "first")
+    assert shown == [at(day(2), 9).isoformat()]
+    assert book(api, full, first, at(day(2), 9), at(day(30), 9)).status_code == 201
+    page = browser.get("/me/vaccination/book", query_string=query)
+    assert radio_values(page.text, "first") == [] and "Join the waitlist" in page.text
+    # The page shown before the booking: its slot is refused, not booked twice.
+    token = csrf_token(browser, "/me/vaccination")
+    late_try = browser.post(
+        "/me/vaccination/book",
+        data={**query, "first": shown[0], "second": at(day(30), 9).isoformat()}
+        | {"csrf_token": token},
+    )
+    assert late_try.status_code == 422 and "just been taken" in html.unescape(late_try.text)
+    assert counts(app, clinic) == (2, 2, 2)

@@ -4,7 +4,7 @@ their dates and places, and what bookings depend on is not deleted."""
 
 import io
 import uuid
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from plugins.features.vaccination.models import (
     Campaign,
     Centre,
     Line,
+    OpeningHours,
     SlotCount,
     Stock,
     Vaccine,
@@ -427,9 +428,18 @@ def test_a_wrong_new_centre_is_refused_naming_the_field(app, clinic, world, admi
         ("/vaccination/vaccines/new", VACCINE_FORM | {"code": "other"}),
         ("/vaccination/campaigns/new", {"name": "Over 65s", "active": "1"}),
         ("/vaccination/centres/new", CENTRE_FORM | {"code": "LYO-01"}),
+        (
+            "/vaccination/centres/{centre}/days",
+            {"day": "2099-01-01", "opens": "9:00", "closes": "10:00"},
+        ),
+        (
+            "/vaccination/centres/{centre}/stock",
+            {"vaccine": "comirnaty", "day": "2099-01-01", "doses": "3"},
+        ),
     ],
 )
 def test_only_an_admin_adds_and_with_the_forms_csrf_token(app, clinic, world, admin, path, form):
+    path = path.format(centre=world.centre_id)
     assert admin.post(path, data=form).status_code == 400
     secretary = client_for(app, clinic.slug)
     log_in(secretary, make_staff(app, clinic, "secretary"))
@@ -438,6 +448,7 @@ def test_only_an_admin_adds_and_with_the_forms_csrf_token(app, clinic, world, ad
     assert secretary.post(path, data={"csrf_token": token, **form}).status_code == 403
     assert (count(app, clinic, Vaccine), count(app, clinic, Campaign)) == (2, 0)
     assert count(app, clinic, Centre) == 1
+    assert (count(app, clinic, OpeningHours), count(app, clinic, Stock)) == (49, 98)
 
 
 def test_what_is_added_sees_only_the_clinics_own_vaccines_and_codes(app, clinic, world, admin):
@@ -453,3 +464,128 @@ def test_what_is_added_sees_only_the_clinics_own_vaccines_and_codes(app, clinic,
     assert added.status_code == 303
     assert count(app, clinic, Campaign) == 0 and count(app, clinic, Vaccine) == 3
     assert count(app, other, Vaccine) == 1
+
+
+# --- a centre's opening days and stock ---------------------------------------------------------
+
+
+def days_path(world, end=""):
+    return f"/vaccination/centres/{world.centre_id}/{end or 'days'}"
+
+
+def named(page, field) -> bool:
+    """The form names the field; a NUL byte is refused before any form, naming it too."""
+    return f'id="e-{field}"' in page.text or f"The field {field} holds" in page.text
+
+
+def openings(app, clinic, day):
+    return read(
+        app,
+        clinic,
+        sa.select(OpeningHours.opens, OpeningHours.closes).where(OpeningHours.day == day),
+    )
+
+
+def test_an_opening_day_and_its_stock_added_on_the_centres_page_offer_slots(
+    app, clinic, world, admin
+):
+    assert days_path(world) in admin.get(f"/vaccination/centres/{world.centre_id}/edit").text
+    day = today() + timedelta(days=60)  # the world's centre opens on days 1 to 49
+    added = post(admin, days_path(world), day=day.isoformat(), opens="10:00", closes="11:00")
+    assert added.status_code == 303
+    assert openings(app, clinic, day) == [(time(10), time(11))]
+    stocked = post(
+        admin, days_path(world, "stock"), vaccine="comirnaty", day=day.isoformat(), doses="4"
+    )
+    assert stocked.status_code == 303
+    listed = admin.get(days_path(world)).text
+    assert "10:00–11:00" in listed and "4 / 4" in listed
+    slots = admin.get(
+        "/api/v1/vaccination/slots",
+        headers={"Authorization": f"Bearer {world.token}"},
+        query_string={
+            "centre": str(world.centre_id),
+            "vaccine": str(world.vaccine_id),
+            "from": day.isoformat(),
+            "to": day.isoformat(),
+        },
+    ).json["slots"]
+    assert len(slots) == 6 and all(s["free"] == 2 for s in slots)  # 2 lines, 4 doses left
+    details = read(
+        app,
+        clinic,
+        sa.select(AuditEvent.action, AuditEvent.detail).where(
+            AuditEvent.action.in_(("vaccination.opening.added", "vaccination.stock.set"))
+        ),
+    )
+    assert sorted(a for a, _d in details) == ["vaccination.opening.added", "vaccination.stock.set"]
+
+
+@pytest.mark.parametrize(
+    ("field", "form"),
+    [
+        ("day", {"day": "2020-01-01"}),  # passed
+        ("day", {"day": "2026-13-01"}),
+        ("day", {"day": "a\x00b"}),
+        ("opens", {"opens": "25:00"}),
+        ("opens", {"opens": "10:00\x00"}),
+        ("closes", {"closes": "09:00"}),  # before it opens
+        ("opens", {"opens": "09:30", "closes": "11:30"}),  # over the day's opening
+    ],
+)
+def test_a_wrong_opening_day_is_refused_naming_the_field(app, clinic, world, admin, field, form):
+    day = today() + timedelta(days=3)  # open 09:00 to 12:00 already
+    wanted = {"day": (day + timedelta(days=60)).isoformat(), "opens": "10:00", "closes": "11:00"}
+    if form.get("closes") == "11:30":
+        wanted["day"] = day.isoformat()
+    page = post(admin, days_path(world), **wanted | form)
+    assert page.status_code == 422 and named(page, field)
+    assert count(app, clinic, OpeningHours) == 49
+    assert audited(app, clinic, "vaccination.opening.added") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "form"),
+    [
+        ("doses", {"doses": "1000001"}),
+        ("doses", {"doses": "9" * 30}),
+        ("doses", {"doses": "-1"}),
+        ("vaccine", {"vaccine": "sputnik"}),
+        ("vaccine", {"vaccine": "a\x00"}),
+        ("day", {"day": "2020-01-01"}),
+    ],
+)
+def test_a_wrong_stock_is_refused_naming_the_field(app, clinic, world, admin, field, form):
+    day = (today() + timedelta(days=3)).isoformat()
+    wanted = {"vaccine": "comirnaty", "day": day, "doses": "7"}
+    page = post(admin, days_path(world, "stock"), **wanted | form)
+    assert page.status_code == 422 and named(page, field)
+    assert read(app, clinic, sa.select(Stock.doses).distinct()) == [(100,)]
+
+
+def test_an_opening_with_bookings_stays_one_without_changes_and_goes(
+    app, clinic, world, admin, booked
+):
+    day = today() + timedelta(days=2)  # dose 1 is booked at 09:00
+    edit = days_path(world, f"days/edit?day={day.isoformat()}&opens=09:00")
+    assert 'value="12:00"' in admin.get(edit).text
+    refused = post(admin, edit, day=day.isoformat(), opens="09:00", closes="10:00")
+    assert refused.status_code == 409 and "Doses are booked in these hours" in refused.text
+    removed = post(admin, days_path(world, "days/delete"), day=day.isoformat(), opens="09:00")
+    assert removed.status_code == 409 and "Doses are booked in these hours" in removed.text
+    assert openings(app, clinic, day) == [(time(9), time(12))]
+    # Dose 2 stays under its 12 doses booked; a free day moves and goes.
+    second = (today() + timedelta(days=30)).isoformat()
+    low = post(admin, days_path(world, "stock"), vaccine="comirnaty", day=second, doses="0")
+    assert low.status_code == 422 and "1 dose is booked that day" in low.text
+    free = today() + timedelta(days=5)
+    edit = days_path(world, f"days/edit?day={free.isoformat()}&opens=09:00")
+    moved = post(admin, edit, day=free.isoformat(), opens="14:00", closes="16:30")
+    assert moved.status_code == 303
+    assert openings(app, clinic, free) == [(time(14), time(16, 30))]
+    gone = post(admin, days_path(world, "days/delete"), day=free.isoformat(), opens="14:00")
+    assert gone.status_code == 303 and openings(app, clinic, free) == []
+    assert len(audited(app, clinic, "vaccination.opening.changed")) == 1
+    assert len(audited(app, clinic, "vaccination.opening.deleted")) == 1
+    missing = days_path(world, f"days/edit?day={free.isoformat()}&opens=14:00")
+    assert admin.get(missing).status_code == 404
