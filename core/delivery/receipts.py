@@ -1,7 +1,7 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
 import uuid
-from datetime import datetime
+from collections import Counter
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,43 +53,35 @@ def held_references(provider: str, refs) -> dict[str, "uuid.UUID"]:
 
 def apply_receipts(provider: str, reports: list[Receipt]) -> None:
     """Record the delivery reports of one webhook call, as :func:`apply_receipt` does each,
-    in bulk: their references locked at once (in the one order workers lock them in), their
-    messages read in one statement, and the reports of delivery on sent messages (nearly
-    all of them) written in one UPDATE and one insert of history steps
-    (:func:`lifecycle.delivered_many`). The others (not delivered, a second report on the
-    same message, a report by our own id) take the one-by-one path, in the call's order."""
+    in bulk: their references locked at once (in the one order workers lock them in), then
+    the reports of delivery (nearly all of them) applied to their sent messages in one
+    UPDATE that finds, checks and changes them, and one insert of history steps
+    (:func:`lifecycle.delivered_by_reference`). The others (not delivered, a message not
+    sent yet or already final, a reference reported twice in the call, a report by our own
+    id) take the one-by-one path, in the call's order."""
     reports = [r for r in reports if r.status in RECEIPT_STATUSES]
-    by_ref = [r for r in reports if not r.message_id and r.provider_ref]
+    if not reports:
+        return
     _lock((provider, r.provider_ref) for r in reports)
-    found = {}
-    if by_ref:
-        found = {
-            m.provider_ref: m
-            for m in db.session.scalars(
-                sa.select(Message)
-                .where(
-                    Message.provider == provider,
-                    among(Message.provider_ref, {r.provider_ref for r in by_ref}),
-                )
-                .execution_options(populate_existing=True)
-            )
-        }
-    delivered: dict[uuid.UUID, tuple[Message, datetime, str | None]] = {}
+    if db.session.get_bind().dialect.name != "postgresql":  # SQLite: one by one
+        for report in reports:
+            _apply(provider, report)
+        return
+    times = Counter(r.provider_ref for r in reports)
+    plain = [
+        r
+        for r in reports
+        if not r.message_id
+        and r.provider_ref
+        and times[r.provider_ref] == 1
+        and r.status == "delivered"
+    ]
+    done = lifecycle.delivered_by_reference(
+        provider, [(r.provider_ref, r.at, r.error) for r in plain]
+    )
     for report in reports:
-        message = None if report.message_id else found.get(report.provider_ref)
-        if (
-            message is not None
-            and RECEIPT_STATUSES[report.status] == MessageStatus.DELIVERED
-            and message.status in (MessageStatus.SENT, MessageStatus.UNDELIVERED)
-            and message.id not in delivered
-        ):
-            delivered[message.id] = (message, report.at, report.error)
-            continue
-        if message is not None and message.id in delivered:  # its earlier report first
-            lifecycle.delivered_many(list(delivered.values()))
-            delivered.clear()
-        apply_receipt(provider, report)
-    lifecycle.delivered_many(list(delivered.values()))
+        if report.provider_ref not in done:
+            _apply(provider, report)
 
 
 def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
@@ -97,10 +89,15 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
     nothing. A report for a send not recorded yet is kept until it is: the transaction
     that records the send applies it (:func:`apply_early_receipts`), whatever the order in
     which the two came, and the sweeper any left over (:func:`apply_leftovers`)."""
-    status = RECEIPT_STATUSES.get(receipt.status)
-    if status is None:
+    if receipt.status not in RECEIPT_STATUSES:
         return None  # intermediate reports (queued at the operator, sent to the handset...)
     _lock([(provider, receipt.provider_ref)])
+    return _apply(provider, receipt)
+
+
+def _apply(provider: str, receipt: Receipt) -> Message | None:
+    """:func:`apply_receipt`, its reference's lock held."""
+    status = RECEIPT_STATUSES[receipt.status]
     where = (
         (Message.id == receipt.message_id)
         if receipt.message_id
