@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import multiprocessing
 import secrets
+import threading
 from collections import Counter
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
@@ -27,17 +29,30 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     """The fake provider ``kind``, posting its webhooks to the app served at ``webhooks``
     (the public URLs Relais gave it, under ``domain``, reach it there with their Host), until
     the bench says ``"stop"``."""
-    import httpx
-
-    http = httpx.Client(timeout=30)
+    app = urlsplit(webhooks)
+    connections = threading.local()  # one kept-alive connection per posting thread
 
     def post(url: str, content: bytes, headers: dict[str, str]):
         parts = urlsplit(url)
         if not (parts.hostname or "").endswith("." + domain):
             raise ValueError(f"{url} is not an address of the app")
-        local = urlunsplit(("http", urlsplit(webhooks).netloc, parts.path, parts.query, ""))
+        path = urlunsplit(("", "", parts.path, parts.query, ""))
         sent = {**headers, "Host": parts.netloc, "X-Forwarded-Proto": "https"}
-        return http.post(local, content=content, headers=sent)
+        for attempt in (1, 2):  # again on a new connection when gunicorn closed the kept one
+            connection = getattr(connections, "http", None)
+            if connection is None:
+                connection = connections.http = HTTPConnection(app.hostname, app.port, timeout=30)
+            try:
+                connection.request("POST", path, body=content, headers=sent)
+                response = connection.getresponse()
+                response.read()
+                return SimpleNamespace(status_code=response.status)
+            except (HTTPException, OSError) as exc:
+                connection.close()
+                connections.http = None
+                if attempt == 2:
+                    raise OSError(f"the app did not answer: {exc!r}") from exc
+        raise AssertionError("unreachable")
 
     if kind == "infobip":
         from tests.fakes.infobip import API_KEY, FakeInfobip
@@ -54,7 +69,7 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     else:
         from tests.fakes.twilio import FakeTwilio
 
-        fake = FakeTwilio(post=post).start()
+        fake = FakeTwilio(post=post, callback_threads=4).start()
         settings = {
             "account_sid": fake.account_sid,
             "auth_token": fake.auth_token,
