@@ -398,47 +398,19 @@ def sent_many(
         changes.extend((m.tenant_id, m.id, str(S.DELIVERED), at) for m, _ref in sent)
 
 
-def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
-    """Providers' reports of delivery on sent (or undelivered) messages, ``(message, when,
-    detail)``, each as :func:`report` writes one: one UPDATE of them all and one multi-row
-    insert of their history steps. The caller commits; the changes are announced after
-    that commit. The messages keep the values written.
-
-    :raises TransitionError: when one of them cannot be delivered; nothing is then changed.
-    """
-    if not reports:
-        return
-    for message, _at, _detail in reports:
-        check(message.status, S.DELIVERED)
-    session = db.session()
-    if session.dirty or session.new:  # the steps before these first
-        session.flush()
-    same = {"status": S.DELIVERED, "lease_until": None, "claim_id": None}
-    update_many(
-        Message.__table__,
-        [
-            {"tenant_id": m.tenant_id, "id": m.id, "delivered_at": at, "finished_at": at}
-            for m, at, _detail in reports
-        ],
-        **same,
-    )
-    _events_many([(m.tenant_id, m.id, str(S.DELIVERED), d) for m, _at, d in reports], utcnow())
-    changes = db.session.info.setdefault(_CHANGES, [])
-    for message, at, _detail in reports:
-        for name, value in {**same, "delivered_at": at, "finished_at": at}.items():
-            set_committed_value(message, name, value)
-        changes.append((message.tenant_id, message.id, str(S.DELIVERED), at))
-
-
 def delivered_by_reference(
-    provider: str, reports: list[tuple[str, datetime, str | None]]
+    provider: str,
+    reports: list[tuple[str, datetime, str | None]],
+    tenant_id: uuid.UUID | None = None,
 ) -> set[str]:
     """Providers' reports of delivery, ``(provider reference, when, detail)``, applied to
-    the messages of ``provider`` with those references that are sent (or undelivered), as
-    :func:`delivered_many` applies them, without reading the messages first: one UPDATE
-    that finds, checks and changes them, and one multi-row insert of their history steps.
+    the messages of ``provider`` with those references that are sent (or undelivered), each
+    as :func:`report` writes one, without reading the messages first: one UPDATE that finds,
+    checks and changes them, and one multi-row insert of their history steps.
     A message in any other status (not sent yet, delivered already, failed...) is left as
-    it is. The caller commits; the changes are announced after that commit.
+    it is. Only the messages of ``tenant_id`` (default: the clinic in scope) are looked at.
+    The caller commits; the changes are announced after that commit; copies of the messages
+    the session holds keep the values written.
 
     :return: the references whose message was delivered by this call.
     """
@@ -462,10 +434,13 @@ def delivered_by_reference(
         table.c.provider_ref == given.c.ref,
         table.c.status.in_([S.SENT, S.UNDELIVERED]),
     ]
-    scope = current_scope()
+    scope = tenant_id or current_scope()
     if isinstance(scope, uuid.UUID):  # the clinic's own messages (row-level security too)
         where.append(table.c.tenant_id == scope)
-    rows = db.session.execute(
+    session = db.session()
+    if session.dirty or session.new:  # the steps before these first
+        session.flush()
+    rows = session.execute(
         sa.update(table)
         .where(*where)
         .values(
@@ -481,11 +456,12 @@ def delivered_by_reference(
         return set()
     details = {r: d for r, _at, d in reports}
     _events_many([(t, i, str(S.DELIVERED), details[ref]) for t, i, ref, _at in rows], utcnow())
-    session = db.session()
-    for tenant_id, message_id, _ref, _at in rows:  # a copy this session holds is now stale
-        held = session.identity_map.get(identity_key(Message, (tenant_id, message_id)))
+    for owner, message_id, _ref, at in rows:  # a copy the session holds: as written
+        held = session.identity_map.get(identity_key(Message, (owner, message_id)))
         if held is not None:
-            session.expire(held)
+            values = {"status": S.DELIVERED, "delivered_at": at, "finished_at": at}
+            for name, value in {**values, "lease_until": None, "claim_id": None}.items():
+                set_committed_value(held, name, value)
     changes = session.info.setdefault(_CHANGES, [])
     changes.extend((t, i, str(S.DELIVERED), at) for t, i, _ref, at in rows)
     return {ref for _t, _i, ref, _at in rows}

@@ -1,7 +1,7 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -175,9 +175,10 @@ def _apply_kept(keys: set[tuple]) -> int:
         .where(among(EarlyReceipt.provider_ref, {ref for _, _, ref in keys}))
         .order_by(EarlyReceipt.at, EarlyReceipt.id)
     ).all()
-    done = []
+    early = [r for r in early if (r.tenant_id, r.provider, r.provider_ref) in keys]
+    done = _delivered_kept(early)
     for row in early:
-        if (row.tenant_id, row.provider, row.provider_ref) not in keys:
+        if row.id in done:
             continue
         message = db.session.scalar(
             sa.select(Message)
@@ -194,7 +195,7 @@ def _apply_kept(keys: set[tuple]) -> int:
             status=row.status, at=row.at, provider_ref=row.provider_ref, error=row.error
         )
         _report(row.provider, message, RECEIPT_STATUSES[row.status], report)
-        done.append(row.id)
+        done.add(row.id)
     if done:
         db.session.execute(
             sa.delete(EarlyReceipt)
@@ -202,6 +203,25 @@ def _apply_kept(keys: set[tuple]) -> int:
             .execution_options(synchronize_session=False)
         )
     return len(done)
+
+
+def _delivered_kept(early: list[EarlyReceipt]) -> set:
+    """Apply in bulk the kept reports of delivery that are alone for their reference
+    (nearly all), to messages sent by now (:func:`lifecycle.delivered_by_reference`, per
+    clinic and provider); the ids of the rows applied. PostgreSQL only; elsewhere none."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return set()
+    times = Counter((r.tenant_id, r.provider, r.provider_ref) for r in early)
+    groups: dict[tuple, list[EarlyReceipt]] = defaultdict(list)
+    for row in early:
+        if row.status == "delivered" and times[row.tenant_id, row.provider, row.provider_ref] == 1:
+            groups[row.tenant_id, row.provider].append(row)
+    done = set()
+    for (tenant_id, provider), rows in groups.items():
+        reports = [(r.provider_ref, r.at, r.error) for r in rows]
+        delivered = lifecycle.delivered_by_reference(provider, reports, tenant_id)
+        done |= {r.id for r in rows if r.provider_ref in delivered}
+    return done
 
 
 def _report(provider: str, message: Message, status: MessageStatus, receipt: Receipt):
