@@ -11,8 +11,8 @@ provider, then, when asked, what the fake saw.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import secrets
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
@@ -30,7 +30,7 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     (the public URLs Relais gave it, under ``domain``, reach it there with their Host), until
     the bench says ``"stop"``."""
     app = urlsplit(webhooks)
-    connections = threading.local()  # one kept-alive connection per posting thread
+    idle: queue.LifoQueue[HTTPConnection] = queue.LifoQueue()  # kept-alive, for any thread
 
     def post(url: str, content: bytes, headers: dict[str, str]):
         parts = urlsplit(url)
@@ -39,19 +39,21 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
         path = urlunsplit(("", "", parts.path, parts.query, ""))
         sent = {**headers, "Host": parts.netloc, "X-Forwarded-Proto": "https"}
         for attempt in (1, 2):  # again on a new connection when gunicorn closed the kept one
-            connection = getattr(connections, "http", None)
-            if connection is None:
-                connection = connections.http = HTTPConnection(app.hostname, app.port, timeout=30)
+            try:
+                connection = idle.get_nowait()
+            except queue.Empty:
+                connection = HTTPConnection(app.hostname, app.port, timeout=30)
             try:
                 connection.request("POST", path, body=content, headers=sent)
                 response = connection.getresponse()
                 response.read()
-                return SimpleNamespace(status_code=response.status)
             except (HTTPException, OSError) as exc:
                 connection.close()
-                connections.http = None
                 if attempt == 2:
                     raise OSError(f"the app did not answer: {exc!r}") from exc
+                continue
+            idle.put(connection)
+            return SimpleNamespace(status_code=response.status)
         raise AssertionError("unreachable")
 
     if kind == "infobip":
