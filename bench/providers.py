@@ -11,9 +11,11 @@ provider, then, when asked, what the fake saw.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import secrets
 from collections import Counter
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
@@ -27,17 +29,32 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     """The fake provider ``kind``, posting its webhooks to the app served at ``webhooks``
     (the public URLs Relais gave it, under ``domain``, reach it there with their Host), until
     the bench says ``"stop"``."""
-    import httpx
-
-    http = httpx.Client(timeout=30)
+    app = urlsplit(webhooks)
+    idle: queue.LifoQueue[HTTPConnection] = queue.LifoQueue()  # kept-alive, for any thread
 
     def post(url: str, content: bytes, headers: dict[str, str]):
         parts = urlsplit(url)
         if not (parts.hostname or "").endswith("." + domain):
             raise ValueError(f"{url} is not an address of the app")
-        local = urlunsplit(("http", urlsplit(webhooks).netloc, parts.path, parts.query, ""))
+        path = urlunsplit(("", "", parts.path, parts.query, ""))
         sent = {**headers, "Host": parts.netloc, "X-Forwarded-Proto": "https"}
-        return http.post(local, content=content, headers=sent)
+        for attempt in (1, 2):  # again on a new connection when gunicorn closed the kept one
+            try:
+                connection = idle.get_nowait()
+            except queue.Empty:
+                connection = HTTPConnection(app.hostname, app.port, timeout=30)
+            try:
+                connection.request("POST", path, body=content, headers=sent)
+                response = connection.getresponse()
+                response.read()
+            except (HTTPException, OSError) as exc:
+                connection.close()
+                if attempt == 2:
+                    raise OSError(f"the app did not answer: {exc!r}") from exc
+                continue
+            idle.put(connection)
+            return SimpleNamespace(status_code=response.status)
+        raise AssertionError("unreachable")
 
     if kind == "infobip":
         from tests.fakes.infobip import API_KEY, FakeInfobip
@@ -54,7 +71,7 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     else:
         from tests.fakes.twilio import FakeTwilio
 
-        fake = FakeTwilio(post=post).start()
+        fake = FakeTwilio(post=post, callback_threads=4).start()
         settings = {
             "account_sid": fake.account_sid,
             "auth_token": fake.auth_token,
@@ -106,10 +123,12 @@ class FakeProvider:
 
 
 def start_webhooks(config: dict, children) -> str:
-    """gunicorn serving the app (1 worker x 8 threads) for the providers' webhooks; its URL."""
+    """gunicorn serving the app (2 workers x 8 threads: one per core, as a deployment runs
+    it; one process alone is held to one core by the GIL, and Twilio's two callbacks a
+    message then queue behind it) for the providers' webhooks; its URL."""
     from bench.api import start_gunicorn
 
-    return start_gunicorn(SimpleNamespace(workers=1, threads=8), children, config, baseline=False)
+    return start_gunicorn(SimpleNamespace(workers=2, threads=8), children, config, baseline=False)
 
 
 def process_tree(pid: int) -> list[int]:

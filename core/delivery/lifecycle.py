@@ -30,8 +30,10 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core.db import among, db, insert_many, new_id, update_many, utcnow
 from core.delivery import queues
@@ -414,36 +416,73 @@ def sent_many(
         changes.extend((m.tenant_id, m.id, str(S.DELIVERED), at) for m, _ref in sent)
 
 
-def delivered_many(reports: list[tuple[Message, datetime, str | None]]) -> None:
-    """Providers' reports of delivery on sent (or undelivered) messages, ``(message, when,
-    detail)``, each as :func:`report` writes one: one UPDATE of them all and one multi-row
-    insert of their history steps. The caller commits; the changes are announced after
-    that commit. The messages keep the values written.
+def delivered_by_reference(
+    provider: str,
+    reports: list[tuple[str, datetime, str | None]],
+    tenant_id: uuid.UUID | None = None,
+) -> set[str]:
+    """Providers' reports of delivery, ``(provider reference, when, detail)``, applied to
+    the messages of ``provider`` with those references that are sent (or undelivered), each
+    as :func:`report` writes one, without reading the messages first: one UPDATE that finds,
+    checks and changes them, and one multi-row insert of their history steps.
+    A message in any other status (not sent yet, delivered already, failed...) is left as
+    it is. Only the messages of ``tenant_id`` (default: the clinic in scope) are looked at.
+    The caller commits; the changes are announced after that commit; copies of the messages
+    the session holds keep the values written.
 
-    :raises TransitionError: when one of them cannot be delivered; nothing is then changed.
+    :return: the references whose message was delivered by this call.
     """
     if not reports:
-        return
-    for message, _at, _detail in reports:
-        check(message.status, S.DELIVERED)
+        return set()
+    check(S.SENT, S.DELIVERED)
+    check(S.UNDELIVERED, S.DELIVERED)
+    table = Message.__table__
+    ref_type, at_type = table.c.provider_ref.type, table.c.delivered_at.type
+    refs = sa.bindparam("refs", [r for r, _at, _d in reports], type_=ARRAY(ref_type))
+    ats = sa.bindparam("ats", [at for _r, at, _d in reports], type_=ARRAY(at_type))
+    given = (
+        sa.func.unnest(refs, ats)
+        .table_valued(sa.column("ref", ref_type), sa.column("at", at_type))
+        .render_derived(name="given", with_types=False)
+    )
+    # The status is checked by the UPDATE itself: a report racing another one (or a
+    # worker's change) finds the row as that one committed it, never moves it backwards.
+    where = [
+        table.c.provider == provider,
+        table.c.provider_ref == given.c.ref,
+        table.c.status.in_([S.SENT, S.UNDELIVERED]),
+    ]
+    scope = tenant_id or current_scope()
+    if isinstance(scope, uuid.UUID):  # the clinic's own messages (row-level security too)
+        where.append(table.c.tenant_id == scope)
     session = db.session()
     if session.dirty or session.new:  # the steps before these first
         session.flush()
-    same = {"status": S.DELIVERED, "lease_until": None, "claim_id": None}
-    update_many(
-        Message.__table__,
-        [
-            {"tenant_id": m.tenant_id, "id": m.id, "delivered_at": at, "finished_at": at}
-            for m, at, _detail in reports
-        ],
-        **same,
-    )
-    _events_many([(m.tenant_id, m.id, str(S.DELIVERED), d) for m, _at, d in reports], utcnow())
-    changes = db.session.info.setdefault(_CHANGES, [])
-    for message, at, _detail in reports:
-        for name, value in {**same, "delivered_at": at, "finished_at": at}.items():
-            set_committed_value(message, name, value)
-        changes.append((message.tenant_id, message.id, str(S.DELIVERED), at))
+    rows = session.execute(
+        sa.update(table)
+        .where(*where)
+        .values(
+            status=S.DELIVERED,
+            delivered_at=given.c.at,
+            finished_at=given.c.at,
+            lease_until=None,
+            claim_id=None,
+        )
+        .returning(table.c.tenant_id, table.c.id, table.c.provider_ref, given.c.at)
+    ).all()
+    if not rows:
+        return set()
+    details = {r: d for r, _at, d in reports}
+    _events_many([(t, i, str(S.DELIVERED), details[ref]) for t, i, ref, _at in rows], utcnow())
+    for owner, message_id, _ref, at in rows:  # a copy the session holds: as written
+        held = session.identity_map.get(identity_key(Message, (owner, message_id)))
+        if held is not None:
+            values = {"status": S.DELIVERED, "delivered_at": at, "finished_at": at}
+            for name, value in {**values, "lease_until": None, "claim_id": None}.items():
+                set_committed_value(held, name, value)
+    changes = session.info.setdefault(_CHANGES, [])
+    changes.extend((t, i, str(S.DELIVERED), at) for t, i, _ref, at in rows)
+    return {ref for _t, _i, ref, _at in rows}
 
 
 def _events_many(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: datetime) -> None:

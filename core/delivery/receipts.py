@@ -1,7 +1,7 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
 import uuid
-from datetime import datetime
+from collections import Counter, defaultdict
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,43 +53,35 @@ def held_references(provider: str, refs) -> dict[str, "uuid.UUID"]:
 
 def apply_receipts(provider: str, reports: list[Receipt]) -> None:
     """Record the delivery reports of one webhook call, as :func:`apply_receipt` does each,
-    in bulk: their references locked at once (in the one order workers lock them in), their
-    messages read in one statement, and the reports of delivery on sent messages (nearly
-    all of them) written in one UPDATE and one insert of history steps
-    (:func:`lifecycle.delivered_many`). The others (not delivered, a second report on the
-    same message, a report by our own id) take the one-by-one path, in the call's order."""
+    in bulk: their references locked at once (in the one order workers lock them in), then
+    the reports of delivery (nearly all of them) applied to their sent messages in one
+    UPDATE that finds, checks and changes them, and one insert of history steps
+    (:func:`lifecycle.delivered_by_reference`). The others (not delivered, a message not
+    sent yet or already final, a reference reported twice in the call, a report by our own
+    id) take the one-by-one path, in the call's order."""
     reports = [r for r in reports if r.status in RECEIPT_STATUSES]
-    by_ref = [r for r in reports if not r.message_id and r.provider_ref]
+    if not reports:
+        return
     _lock((provider, r.provider_ref) for r in reports)
-    found = {}
-    if by_ref:
-        found = {
-            m.provider_ref: m
-            for m in db.session.scalars(
-                sa.select(Message)
-                .where(
-                    Message.provider == provider,
-                    among(Message.provider_ref, {r.provider_ref for r in by_ref}),
-                )
-                .execution_options(populate_existing=True)
-            )
-        }
-    delivered: dict[uuid.UUID, tuple[Message, datetime, str | None]] = {}
+    if db.session.get_bind().dialect.name != "postgresql":  # SQLite: one by one
+        for report in reports:
+            _apply(provider, report)
+        return
+    times = Counter(r.provider_ref for r in reports)
+    plain = [
+        r
+        for r in reports
+        if not r.message_id
+        and r.provider_ref
+        and times[r.provider_ref] == 1
+        and r.status == "delivered"
+    ]
+    done = lifecycle.delivered_by_reference(
+        provider, [(r.provider_ref, r.at, r.error) for r in plain]
+    )
     for report in reports:
-        message = None if report.message_id else found.get(report.provider_ref)
-        if (
-            message is not None
-            and RECEIPT_STATUSES[report.status] == MessageStatus.DELIVERED
-            and message.status in (MessageStatus.SENT, MessageStatus.UNDELIVERED)
-            and message.id not in delivered
-        ):
-            delivered[message.id] = (message, report.at, report.error)
-            continue
-        if message is not None and message.id in delivered:  # its earlier report first
-            lifecycle.delivered_many(list(delivered.values()))
-            delivered.clear()
-        apply_receipt(provider, report)
-    lifecycle.delivered_many(list(delivered.values()))
+        if report.provider_ref not in done:
+            _apply(provider, report)
 
 
 def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
@@ -97,10 +89,15 @@ def apply_receipt(provider: str, receipt: Receipt) -> Message | None:
     nothing. A report for a send not recorded yet is kept until it is: the transaction
     that records the send applies it (:func:`apply_early_receipts`), whatever the order in
     which the two came, and the sweeper any left over (:func:`apply_leftovers`)."""
-    status = RECEIPT_STATUSES.get(receipt.status)
-    if status is None:
+    if receipt.status not in RECEIPT_STATUSES:
         return None  # intermediate reports (queued at the operator, sent to the handset...)
     _lock([(provider, receipt.provider_ref)])
+    return _apply(provider, receipt)
+
+
+def _apply(provider: str, receipt: Receipt) -> Message | None:
+    """:func:`apply_receipt`, its reference's lock held."""
+    status = RECEIPT_STATUSES[receipt.status]
     where = (
         (Message.id == receipt.message_id)
         if receipt.message_id
@@ -178,9 +175,10 @@ def _apply_kept(keys: set[tuple]) -> int:
         .where(among(EarlyReceipt.provider_ref, {ref for _, _, ref in keys}))
         .order_by(EarlyReceipt.at, EarlyReceipt.id)
     ).all()
-    done = []
+    early = [r for r in early if (r.tenant_id, r.provider, r.provider_ref) in keys]
+    done = _delivered_kept(early)
     for row in early:
-        if (row.tenant_id, row.provider, row.provider_ref) not in keys:
+        if row.id in done:
             continue
         message = db.session.scalar(
             sa.select(Message)
@@ -197,7 +195,7 @@ def _apply_kept(keys: set[tuple]) -> int:
             status=row.status, at=row.at, provider_ref=row.provider_ref, error=row.error
         )
         _report(row.provider, message, RECEIPT_STATUSES[row.status], report)
-        done.append(row.id)
+        done.add(row.id)
     if done:
         db.session.execute(
             sa.delete(EarlyReceipt)
@@ -205,6 +203,25 @@ def _apply_kept(keys: set[tuple]) -> int:
             .execution_options(synchronize_session=False)
         )
     return len(done)
+
+
+def _delivered_kept(early: list[EarlyReceipt]) -> set:
+    """Apply in bulk the kept reports of delivery that are alone for their reference
+    (nearly all), to messages sent by now (:func:`lifecycle.delivered_by_reference`, per
+    clinic and provider); the ids of the rows applied. PostgreSQL only; elsewhere none."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return set()
+    times = Counter((r.tenant_id, r.provider, r.provider_ref) for r in early)
+    groups: dict[tuple, list[EarlyReceipt]] = defaultdict(list)
+    for row in early:
+        if row.status == "delivered" and times[row.tenant_id, row.provider, row.provider_ref] == 1:
+            groups[row.tenant_id, row.provider].append(row)
+    done = set()
+    for (tenant_id, provider), rows in groups.items():
+        reports = [(r.provider_ref, r.at, r.error) for r in rows]
+        delivered = lifecycle.delivered_by_reference(provider, reports, tenant_id)
+        done |= {r.id for r in rows if r.provider_ref in delivered}
+    return done
 
 
 def _report(provider: str, message: Message, status: MessageStatus, receipt: Receipt):

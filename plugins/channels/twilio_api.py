@@ -173,9 +173,9 @@ class TwilioAccount(Provider):
         if not token or not signature:
             raise SignatureError("no X-Twilio-Signature, or no auth token set")
         params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        signed = _signed_params(params)  # once, whichever URL it was signed with
         for candidate in urls_twilio_may_have_signed(url):
-            expected = signature_for(token, candidate, params)
-            if hmac.compare_digest(expected.encode(), signature.encode()):
+            if hmac.compare_digest(_sign(token, candidate + signed), signature.encode()):
                 return
         raise SignatureError("X-Twilio-Signature does not match")
 
@@ -201,12 +201,19 @@ def signature_for(token: str, url: str, params) -> str:
     Parameters are sorted by name, and the values of a repeated name by value, each
     distinct pair once (as Twilio's libraries compute it).
     """
+    return _sign(token, url + _signed_params(params)).decode()
+
+
+def _signed_params(params) -> str:
+    """The parameters as Twilio signs them: names and values, sorted."""
     values: dict[str, set[str]] = {}
     for name, value in params:
         values.setdefault(name, set()).add(value)
-    data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
-    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+    return "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+
+
+def _sign(token: str, data: str) -> bytes:
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest())
 
 
 def urls_twilio_may_have_signed(url: str) -> list[str]:

@@ -373,6 +373,8 @@ class FakeInfobip:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # kept-alive connections, as Infobip's API serves
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 self._handle("POST")
 

@@ -118,6 +118,9 @@ class FakeTwilio:
     callbacks_before_answer: bool = False
     unreachable: dict[str, int] = field(default_factory=dict)  # To -> Twilio error code
     post: Callable | None = None  # post(url, content, headers) -> response with status_code
+    # Threads posting callbacks side by side, as Twilio does; with one (tests), a message's
+    # callbacks always come in their order.
+    callback_threads: int = 1
 
     def __post_init__(self):
         self.messages: list[FakeMessage] = []
@@ -147,7 +150,10 @@ class FakeTwilio:
             threading.Thread(
                 target=self._server.serve_forever, args=(0.05,), name="fake-twilio", daemon=True
             ),
-            threading.Thread(target=self._post_callbacks, name="fake-twilio-cb", daemon=True),
+            *(
+                threading.Thread(target=self._post_callbacks, name="fake-twilio-cb", daemon=True)
+                for _ in range(self.callback_threads)
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -394,7 +400,8 @@ class FakeTwilio:
 
 class _Handler(BaseHTTPRequestHandler):
     twilio: FakeTwilio
-    protocol_version = "HTTP/1.0"  # one request per connection: nothing lingers at close
+    # Kept-alive connections, as Twilio's API serves them: a worker's requests reuse them.
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self):
         account = self._account(self.twilio.resource)

@@ -213,7 +213,8 @@ class InfobipSms(Provider):
             hmac.compare_digest(password.encode(), s.encode()) for s in secrets
         ):
             return
-        tokens = _callback_data(body)
+        # A send's reports share its token: each distinct one is checked once.
+        tokens = {t if isinstance(t, str) else None for t in _callback_data(body)}
         now = utcnow()
         if tokens and all(
             any(_token_ok(token, secret, url, now) for secret in secrets) for token in tokens

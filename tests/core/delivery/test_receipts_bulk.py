@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.db import db
-from core.delivery import dispatch
+from core.delivery import dispatch, sweeper
 from core.delivery.models import Message, MessageStatus
 from tenants.scoping import tenant_scope
 from tests.core.delivery.prompt_receipts import reference
@@ -93,3 +93,16 @@ def test_a_call_of_many_reports_takes_as_many_statements_as_one_of_few(race_app,
         return sum(seen)
 
     assert statements(40) == statements(2)
+
+
+def test_a_report_posted_to_another_clinic_changes_nothing_of_this_ones(race_app, clinic):  # noqa: F811
+    [mine] = sent(race_app, clinic, 1)
+    other = make_clinic(race_app, "bulk-other", "FR", plugins=("fr", "prompt_receipts"))
+
+    assert post(race_app, other, [(reference(mine), "delivered")]) == 204
+    with race_app.app_context():
+        sweeper.sweep()  # nor later, by the sweeper: the report is the other clinic's
+
+    assert statuses(race_app, clinic, [mine]) == [S.SENT]
+    assert history(race_app, clinic, mine)[-1] == "sent"
+    assert kept_receipts(race_app, other) == [reference(mine)]
