@@ -118,6 +118,7 @@ def _round(tenant, messages, patients, now) -> list[Message]:
             attempts = _in_flight(route.provider, [m for m, _ in chunk])
             db.session.commit()  # the call is on record before it is made (see _recover)
             results, latency = send_batch(provider, [o for _, o in chunk], TIMEOUT)
+            answered = utcnow()  # sent_at is the call's time, not the job's start
             results = _unheld_results(route.provider, results)
             routing.breaker.record(route.provider, any(r.outcome == ACCEPTED for r in results))
             outcomes: dict[tuple[str, str | None], list] = defaultdict(list)
@@ -129,10 +130,10 @@ def _round(tenant, messages, patients, now) -> list[Message]:
                 outcomes[(outcome, result.error)].append(attempt_id)
                 if result.outcome == ACCEPTED:
                     accepted.append((message, result.provider_ref))
-                elif _apply(message, route.provider, result, now):
+                elif _apply(message, route.provider, result, answered):
                     again.append(message)
             _outcomes(message.tenant_id, outcomes, latency)
-            lifecycle.sent_many(accepted, route.provider, now, provider.delivered_on_accept)
+            lifecycle.sent_many(accepted, route.provider, answered, provider.delivered_on_accept)
     return again
 
 
