@@ -246,15 +246,40 @@ def claim(message_ids: list[uuid.UUID], lease: timedelta) -> list[Message]:
     ]
     claimed = []
     if taken:
-        claimed = db.session.scalars(
-            sa.update(Message)
-            .where(among(Message.id, taken))
+        table = Message.__table__
+        changed = (
+            sa.update(table)
+            .where(among(table.c.id, taken))
             .values(status=S.SENDING, claim_id=claim_id, lease_until=now + lease)
-            .returning(Message)
-            .execution_options(synchronize_session=False)
-        ).all()
+            .returning(*(table.c[name] for name in _CLAIMED))
+        )
+        claimed = db.session.scalars(sa.select(Message).from_statement(changed)).all()
     db.session.commit()
     return claimed
+
+
+# What a worker reads of the messages it claims; the rest (the verdict, the client's
+# reference, the dates of other steps...) is loaded only if something asks for it. Each
+# column read costs: the JSON and time columns alone doubled the claim's Python time.
+_CLAIMED = (
+    "tenant_id",
+    "id",
+    "patient_id",
+    "address",
+    "key_kind",
+    "purpose",
+    "status",
+    "channels",
+    "channel_index",
+    "provider",
+    "provider_ref",
+    "exhausted",
+    "tries",
+    "content",
+    "expires_at",
+    "claim_id",
+    "lease_until",
+)
 
 
 def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -> set[uuid.UUID]:
