@@ -49,11 +49,12 @@ def new_id() -> uuid.UUID:
     value |= random & 0x3FFFFFFFFFFFFFFF
     made = object.__new__(uuid.UUID)
     object.__setattr__(made, "int", value)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
     return made
 
 
 _VERSION_7 = 7 << 76
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # read once: an enum's member is a slow property
 _VARIANT = 0b10 << 62
 
 
