@@ -80,7 +80,8 @@ def deliver(message_ids: list[str]) -> int:
     try:
         claimed = lifecycle.claim([uuid.UUID(i) for i in message_ids], LEASE, plan)
         now = utcnow()
-        todo = _recover(tenant, [m for m in claimed if m.calling and m.id not in _ids(first)])
+        routed = _ids(first)
+        todo = _recover(tenant, [m for m in claimed if m.calling and m.id not in routed])
         todo = _send(tenant, first, recorded=True) + todo
         for _ in range(ROUNDS):
             if not todo:
