@@ -14,6 +14,7 @@ from core import config, i18n, schema
 from core.clinic import attribute_index
 from core.clinic.models import User
 from core.db import db
+from core.db import install as install_binary_lists
 from core.delivery import lifecycle, metrics, queues, webhooks
 from core.delivery.providers import DeclaredProvider
 from core.errors import DomainError
@@ -79,6 +80,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.add_url_rule("/static/<path:filename>", "main_static", app.send_static_file, subdomain="")
 
     db.init_app(app)
+    install_binary_lists()
     migrate.init_app(app, db, directory=_migrations_dir())
     schema.init_app(app)  # the plugins' branches; a database not migrated answers 503
     csrf.init_app(app)

@@ -1,15 +1,18 @@
 """The SQLAlchemy handle shared by the core, tenants and plugins, and common column types."""
 
 import json
+import os
+import time
 import uuid
 from datetime import UTC, date, datetime
 
+import psycopg
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import Json
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from uuid6 import uuid7
 
 # Constraint names follow one rule so Alembic migrations stay stable on every backend.
 NAMING = {
@@ -28,9 +31,33 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+_last_ms = 0  # the millisecond of the last id: each id is later than the one before
+
+
 def new_id() -> uuid.UUID:
-    """A time-ordered UUIDv7: opaque outside, friendly to B-tree indexes inside."""
-    return uuid7()
+    """A time-ordered UUIDv7 (RFC 9562): opaque outside, friendly to B-tree indexes inside.
+
+    Made as ``uuid6.uuid7`` makes it (a millisecond timestamp, one more than the last one's
+    when the clock has not moved, then 74 random bits), without its validating constructors:
+    a worker makes two per message, and those cost more than the rest of the id's journey.
+    """
+    global _last_ms
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        ms = _last_ms + 1
+    _last_ms = ms
+    random = int.from_bytes(os.urandom(10)) >> 6  # 74 bits: 12 of rand_a, 62 of rand_b
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | _VERSION_7 | (random >> 62) << 64 | _VARIANT
+    value |= random & 0x3FFFFFFFFFFFFFFF
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
+_VERSION_7 = 7 << 76
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # read once: an enum's member is a slow property
+_VARIANT = 0b10 << 62
 
 
 def utcnow() -> datetime:
@@ -202,6 +229,23 @@ def update_many(
         .execution_options(synchronize_session=False)
     )
     return session.execute(update).rowcount
+
+
+def install() -> None:
+    """Send lists to PostgreSQL in binary; called once by the app factory.
+
+    psycopg sends a list in PostgreSQL's text format unless told otherwise: every element
+    rendered, then searched for characters to quote, some 4 µs a timestamp. The hot paths
+    send a column's hundred values as one list (:func:`insert_many`, :func:`update_many`,
+    :func:`among`), where the binary format costs a tenth of that, and the server parses
+    less."""
+    if not sa.event.contains(sa.engine.Engine, "connect", _binary_lists):
+        sa.event.listen(sa.engine.Engine, "connect", _binary_lists)
+
+
+def _binary_lists(dbapi_connection, _record) -> None:
+    if isinstance(dbapi_connection, psycopg.Connection):
+        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:

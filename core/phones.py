@@ -1,6 +1,8 @@
 """Phone numbers as people type them: stored in E.164, searched however typed
 (``06 12 34 56 78``, ``+33 6 12…``, ``0033 6…``); :func:`core.i18n.format_phone` shows them."""
 
+import functools
+
 import phonenumbers
 
 # What a phone number, whole or in part, is typed with; anything else is not one.
@@ -35,6 +37,24 @@ def search_forms(text: str, region: str) -> tuple[list[str], list[str]]:
     if number is not None and phonenumbers.is_possible_number(number):
         prefixes.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return sorted(prefixes), [digits]
+
+
+MOBILE, LANDLINE = "mobile", "landline"  # what a patient's phone line is (Patient.phone_line)
+
+
+@functools.lru_cache(maxsize=4096)
+def line_type(number: str | None) -> str | None:
+    """Whether ``number`` (E.164) takes text messages (``"mobile"``) or not (``"landline"``:
+    fixed, premium, toll free...); None without a number or for one that does not parse.
+    Remembered per process: parsing a number costs more than writing a message."""
+    if not number:
+        return None
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(number))
+    except phonenumbers.NumberParseException:
+        return None
+    texts = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    return MOBILE if kind in texts else LANDLINE
 
 
 # Numbers that can never be a subscriber's (outside each country's numbering plan, so no

@@ -11,11 +11,12 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from core.auth import Credentials
 from core.crypto import EncryptedJSON
 from core.db import UTCDateTime, created_column, db, id_column
+from core.phones import line_type
 from tenants.scoping import TenantOwned
 
 
@@ -125,6 +126,9 @@ class Patient(TenantOwned, db.Model):
     first_name: Mapped[str] = mapped_column(sa.String(100))
     last_name: Mapped[str] = mapped_column(sa.String(100))
     phone: Mapped[str | None] = mapped_column(sa.String(20))  # E.164
+    # "mobile" or "landline" (no SMS), set with the phone (:meth:`_phone_set`): a worker
+    # reads it instead of parsing the number of every patient it sends to.
+    phone_line: Mapped[str | None] = mapped_column(sa.String(8))
     email: Mapped[str | None] = mapped_column(sa.String(254))
     birth_date: Mapped[date | None]
     # Administrative sex (FHIR ``gender``: female, male, other, unknown), or not given. Kept
@@ -161,6 +165,11 @@ class Patient(TenantOwned, db.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @validates("phone")
+    def _phone_set(self, _key: str, phone: str | None) -> str | None:
+        self.phone_line = line_type(phone)
+        return phone
 
 
 class ConsentAction(StrEnum):

@@ -56,33 +56,68 @@ def deliver(message_ids: list[str]) -> int:
         return 0
     session = db.session()
     session.expire_on_commit = False  # the claimed rows are ours: no reload after each commit
-    try:
-        claimed = claim([uuid.UUID(i) for i in message_ids])
-        if not claimed:
-            return 0
-        patients = {
-            p.id: p
-            for p in db.session.scalars(
-                sa.select(Patient)
-                .where(among(Patient.id, {m.patient_id for m in claimed if m.patient_id}))
-                # Their encrypted attributes (conditions) are not for sending: not decrypted
-                # for every message (read on first use, should a plugin want them).
-                .options(defer(Patient.attributes))
-            )
-        }
+    patients: dict = {}
+    callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
+    first: Batches = defaultdict(list)  # the first round's calls, put on record by the claim
+
+    taken: list[Message] = []  # claimed, whatever came of them
+
+    def plan(locked: list[Message]) -> dict[uuid.UUID, str]:
+        taken.extend(locked)
+        patients.update(_patients(locked))
         now = utcnow()
-        todo = _recover(tenant, claimed, patients, now)
+        calls = {}
+        for message in locked:
+            if message.calling:  # its last call's outcome is unknown: looked up first
+                continue
+            patient = patients.get(message.patient_id)
+            decided = _decide(tenant, message, patient, now, callbacks)
+            if decided:
+                first[decided[0]].append((message, decided[1]))
+                calls[message.id] = decided[0].provider
+        return calls
+
+    try:
+        claimed = lifecycle.claim([uuid.UUID(i) for i in message_ids], LEASE, plan)
+        now = utcnow()
+        routed = _ids(first)
+        todo = _recover(tenant, [m for m in claimed if m.calling and m.id not in routed])
+        todo = _send(tenant, first, recorded=True) + todo
         for _ in range(ROUNDS):
-            todo = _round(tenant, todo, patients, now)
             if not todo:
                 break
+            todo = _round(tenant, todo, patients, callbacks)
         for message in todo:  # still undecided after every round: try again later
             _retry_later(message, now, "too many failovers in one go")
         receipts.apply_early_receipts([m for m in claimed if m.status == MessageStatus.SENT])
         db.session.commit()  # the lifecycle announces each change once this commits
     finally:
         session.expire_on_commit = True
-    return len(claimed)
+    return len(taken)
+
+
+Batches = dict[routing.Route, list[tuple[Message, Outgoing]]]
+
+
+def _ids(batches: Batches) -> set[uuid.UUID]:
+    return {m.id for items in batches.values() for m, _ in items}
+
+
+def _patients(messages: list[Message]) -> dict:
+    """The patients of ``messages``, by id."""
+    wanted = {m.patient_id for m in messages if m.patient_id}
+    if not wanted:
+        return {}
+    return {
+        p.id: p
+        for p in db.session.scalars(
+            sa.select(Patient)
+            .where(among(Patient.id, wanted))
+            # Their encrypted attributes (conditions) are not for sending: not decrypted
+            # for every message (read on first use, should a plugin want them).
+            .options(defer(Patient.attributes))
+        )
+    }
 
 
 def claim(message_ids: list[uuid.UUID]) -> list[Message]:
@@ -94,113 +129,98 @@ def claim(message_ids: list[uuid.UUID]) -> list[Message]:
     return lifecycle.claim(message_ids, LEASE)
 
 
-def _round(tenant, messages, patients, now) -> list[Message]:
-    """Send each message on its current channel and provider; return those to try again.
-
-    Per provider call, in bulk: one multi-row insert of the in-flight attempts (committed
-    before the call), then one UPDATE of their outcomes per distinct outcome (one for the
-    whole call when all went the same way) and the accepted messages moved to ``sent`` in
-    one statement (:func:`lifecycle.sent_many`; to ``delivered`` in the same one when the
-    provider delivers what it takes); only the rarer outcomes (retry, failover, fallback)
-    take a message at a time.
-    """
-    batches: dict[routing.Route, list[tuple[Message, Outgoing]]] = defaultdict(list)
-    callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
+def _round(tenant, messages, patients, callbacks) -> list[Message]:
+    """Send each message on its current channel and provider (after a failover, a fallback
+    or a lookup); return those to try again."""
+    now = utcnow()
+    batches: Batches = defaultdict(list)
     for message in messages:
         decided = _decide(tenant, message, patients.get(message.patient_id), now, callbacks)
         if decided:
             batches[decided[0]].append((message, decided[1]))
+    return _send(tenant, batches, recorded=False)
+
+
+def _send(tenant, batches: Batches, recorded: bool) -> list[Message]:
+    """Make the calls of ``batches``; return the messages to try again now.
+
+    Per provider call, in bulk: unless the claim ``recorded`` them, the calls in flight
+    (:func:`lifecycle.calling`, committed before the call); after it, one multi-row insert
+    of its attempts, each with its outcome, and the accepted messages moved to ``sent`` in
+    one statement (:func:`lifecycle.sent_many`; to ``delivered`` in the same one when the
+    provider delivers what it takes); only the rarer outcomes (retry, failover, fallback)
+    take a message at a time.
+    """
     again = []
     for route, items in batches.items():
         provider = routing.provider(tenant, route)
         for start in range(0, len(items), provider.batch_size):
             chunk = items[start : start + provider.batch_size]
-            attempts = _in_flight(route.provider, [m for m, _ in chunk])
-            db.session.commit()  # the call is on record before it is made (see _recover)
+            called = utcnow()
+            if not recorded:
+                lifecycle.calling([m for m, _ in chunk], route.provider, called)
+                db.session.commit()  # the call is on record before it is made (see _recover)
             results, latency = send_batch(provider, [o for _, o in chunk], TIMEOUT)
+            answered = utcnow()  # sent_at is the call's time, not the job's start
             results = _unheld_results(route.provider, results)
             routing.breaker.record(route.provider, any(r.outcome == ACCEPTED for r in results))
-            outcomes: dict[tuple[str, str | None], list] = defaultdict(list)
-            accepted = []
-            for attempt_id, (message, _), result in zip(attempts, chunk, results, strict=True):
-                # A call that may have reached the provider stays of unknown outcome: the
-                # retry looks the message up before sending it again.
+            attempts, accepted = [], []
+            for (message, _), result in zip(chunk, results, strict=True):
+                # A call that may have reached the provider stays of unknown outcome, its
+                # call in flight kept: the retry looks the message up before sending again.
                 outcome = UNKNOWN if result.unknown else result.outcome
-                outcomes[(outcome, result.error)].append(attempt_id)
+                attempts.append(_attempt(message, route.provider, called, outcome, result.error))
                 if result.outcome == ACCEPTED:
                     accepted.append((message, result.provider_ref))
-                elif _apply(message, route.provider, result, now):
+                    continue
+                if not result.unknown:
+                    message.calling = message.calling_since = None
+                if _apply(message, route.provider, result, answered):
                     again.append(message)
-            _outcomes(message.tenant_id, outcomes, latency)
-            lifecycle.sent_many(accepted, route.provider, now, provider.delivered_on_accept)
+            for row in attempts:
+                row["latency_ms"] = latency
+            insert_many(Attempt.__table__, attempts)
+            lifecycle.sent_many(accepted, route.provider, answered, provider.delivered_on_accept)
     return again
 
 
-def _in_flight(provider: str, messages: list[Message]) -> list[uuid.UUID]:
-    """Record a call to ``provider`` for ``messages`` before it is made: one multi-row
-    insert of attempts of outcome ``in_flight``; returns their ids, in order."""
-    at = utcnow()
-    rows = [
-        {
-            "tenant_id": m.tenant_id,
-            "id": new_id(),
-            "message_id": m.id,
-            "at": at,
-            "channel": m.channel,
-            "provider": provider,
-            "outcome": IN_FLIGHT,
-            "latency_ms": 0,
-            "error": None,
-        }
-        for m in messages
-    ]
-    insert_many(Attempt.__table__, rows)
-    return [r["id"] for r in rows]
+def _attempt(message: Message, provider: str, at: datetime, outcome: str, error) -> dict:
+    """An attempt's row: one call to ``provider`` for ``message``, and what came of it."""
+    return {
+        "tenant_id": message.tenant_id,
+        "id": new_id(),
+        "message_id": message.id,
+        "at": at,
+        "channel": message.channel,
+        "provider": provider,
+        "outcome": outcome,
+        "latency_ms": 0,
+        "error": error[:200] if error else None,
+    }
 
 
-def _outcomes(tenant_id, outcomes: dict[tuple[str, str | None], list], latency: int) -> None:
-    """What a call answered, written on its attempts: one UPDATE per distinct answer."""
-    table = Attempt.__table__
-    for (outcome, error), ids in outcomes.items():
-        db.session.execute(
-            sa.update(table)
-            .where(table.c.tenant_id == tenant_id, among(table.c.id, ids))
-            .values(outcome=outcome, latency_ms=latency, error=error)
-        )
-
-
-def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Message]:
-    """Messages whose last call has no known outcome (its worker died during it): ask the
-    provider whether it took them before sending again, so none is sent twice."""
-    unknown = db.session.scalars(
-        sa.select(Attempt).where(
-            among(Attempt.message_id, [m.id for m in claimed]),
-            Attempt.outcome.in_((IN_FLIGHT, UNKNOWN)),
-        )
-    ).all()
-    if not unknown:
-        return claimed
-    by_id = {m.id: m for m in claimed}
-    by_provider: dict[str, list[Attempt]] = defaultdict(list)
-    for attempt in unknown:
-        by_provider[attempt.provider].append(attempt)
-    for name, attempts in by_provider.items():
+def _recover(tenant, messages: list[Message]) -> list[Message]:
+    """Messages whose last call has no known outcome (its worker died during it, or it
+    failed in a way that may have reached the provider): ask the provider whether it took
+    them before sending again, so none is sent twice. Returns those to send again now."""
+    if not messages:
+        return []
+    now = utcnow()
+    patients = _patients(messages)
+    by_provider: dict[str, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_provider[message.calling].append(message)
+    attempts = []
+    for name, group in by_provider.items():
         route = next(
-            (r for r in routing.routes(tenant, attempts[0].channel) if r.provider == name), None
+            (r for r in routing.routes(tenant, group[0].channel) if r.provider == name), None
         )
         found = {}
         if route is not None:
             outgoing = [
-                _outgoing(
-                    tenant,
-                    by_id[a.message_id],
-                    patients.get(by_id[a.message_id].patient_id),
-                    a.channel,
-                    name,
-                )
-                for a in attempts
+                _outgoing(tenant, m, patients.get(m.patient_id), m.channel, name) for m in group
             ]
-            since = min(a.at for a in attempts)
+            since = min(m.calling_since for m in group)
             try:
                 found = {
                     r.message_id: r
@@ -208,16 +228,44 @@ def _recover(tenant, claimed: list[Message], patients, now: datetime) -> list[Me
                     if r.outcome == ACCEPTED
                 }
             except Exception as exc:  # noqa: BLE001 - no answer: retry later, never guess
-                for a in attempts:
-                    _retry_later(by_id[a.message_id], now, f"{name}: lookup failed: {exc}")
+                for m in group:
+                    _retry_later(m, now, f"{name}: lookup failed: {exc}")
                 continue
             found = _unheld(name, found)
-        for attempt in attempts:
-            result = found.get(attempt.message_id)
-            attempt.outcome = RECOVERED if result else LOST
+        for outcome in (RECOVERED, LOST):
+            looked = [m for m in group if (m.id in found) == (outcome == RECOVERED)]
+            attempts += _settled(looked, name, outcome, now)
+        for message in group:
+            result = found.get(message.id)
             if result:
-                _apply(by_id[attempt.message_id], name, result, now)
-    return [m for m in claimed if m.status == MessageStatus.SENDING]
+                _apply(message, name, result, now)
+            else:  # not taken: sent again, as a new call
+                message.calling = message.calling_since = None
+    insert_many(Attempt.__table__, attempts)
+    return [m for m in messages if m.status == MessageStatus.SENDING]
+
+
+def _settled(messages: list[Message], provider: str, outcome: str, at: datetime) -> list[dict]:
+    """What a lookup found of ``messages``' calls to ``provider``: written on their attempts
+    of unknown outcome; returns the rows of attempts to insert for the calls that have none
+    (their worker died during them)."""
+    if not messages:
+        return []
+    table = Attempt.__table__
+    written = set(
+        db.session.scalars(
+            sa.update(table)
+            .where(
+                table.c.tenant_id == messages[0].tenant_id,  # the index's first column
+                among(table.c.message_id, [m.id for m in messages]),
+                table.c.provider == provider,
+                table.c.outcome == UNKNOWN,
+            )
+            .values(outcome=outcome)
+            .returning(table.c.message_id)
+        )
+    )
+    return [_attempt(m, provider, at, outcome, None) for m in messages if m.id not in written]
 
 
 def _unheld(provider: str, found: dict[uuid.UUID, Result]) -> dict[uuid.UUID, Result]:

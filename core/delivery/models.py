@@ -103,6 +103,12 @@ class Message(TenantOwned, db.Model):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claim_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # A call to this provider started then (written with the claim, or before a failover's
+    # call) and its outcome is not known yet: the worker died during it, or it failed in a
+    # way that may have reached the provider. The next claim asks the provider before
+    # sending again; a known outcome clears it (core/delivery/dispatch.py).
+    calling: Mapped[str | None] = mapped_column(sa.String(50))
+    calling_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_column()
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,15 +1,13 @@
 """Which provider carries a message: the operator's routes, enablement, health and weight."""
 
-import functools
 import random
 from dataclasses import dataclass
 
-import phonenumbers
 import sqlalchemy as sa
 from flask import g
 from flask_babel import gettext as _
 
-from core import configured
+from core import configured, phones
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db
@@ -89,7 +87,11 @@ def routes_for(tenant, message, channel: str, to: str | None) -> list[Route]:
 
 def choose(candidates: list[Route]) -> Route | None:
     """The best priority among healthy candidates; weight shares traffic within it, each
-    weight times its provider's health factor (:func:`core.delivery.health.factors`)."""
+    weight times its provider's health factor (:func:`core.delivery.health.factors`).
+
+    A route of weight 0 is a standby: it carries nothing while a route of its priority
+    with a weight is healthy, and shares equally with the other standbys when none is.
+    """
     healthy = [r for r in candidates if breaker.available(r.provider)]
     if not healthy:
         return None
@@ -97,9 +99,14 @@ def choose(candidates: list[Route]) -> Route | None:
     tier = [r for r in healthy if r.priority == best]
     if len(tier) == 1:
         return tier[0]
+    weighted = [r for r in tier if r.weight > 0]
+    if not weighted:
+        return random.choice(tier)
+    if len(weighted) == 1:
+        return weighted[0]
     factor = health.factors()
-    weights = [(max(r.weight, 0) or 1) * factor.get(r.provider, 1.0) for r in tier]
-    return random.choices(tier, weights=weights)[0]
+    weights = [r.weight * factor.get(r.provider, 1.0) for r in weighted]
+    return random.choices(weighted, weights=weights)[0]
 
 
 def provider(tenant, route: Route) -> Provider:
@@ -141,7 +148,10 @@ def address(tenant, patient: Patient, channel: str) -> str | None:
     if channel in ("sms", "voice") and patient.phone:
         if channel == "voice" or is_test_number(patient.phone):
             return patient.phone
-        return patient.phone if _texts(patient.phone) else None  # no SMS to a landline
+        # No SMS to a landline; the line is known since the phone was set (a row written
+        # before it was stored, or around the ORM, is read from the number).
+        line = patient.phone_line or phones.line_type(patient.phone)
+        return patient.phone if line == phones.MOBILE else None
     if channel in ("sms", "voice"):
         return None
     return hooks_for(tenant).relais_channel_address(tenant=tenant, patient=patient, channel=channel)
@@ -167,18 +177,6 @@ def preview(tenant, channel: str, text: str, subject: str | None, language: str)
     if not found:
         return {"text": text}
     return provider(tenant, found[0]).preview(text, subject, language)
-
-
-@functools.lru_cache(maxsize=4096)
-def _texts(phone: str) -> bool:
-    """Whether ``phone`` (E.164) takes text messages: a mobile, not a landline. Remembered
-    per process: a worker's batch asks it of every patient, and parsing a number costs more
-    than sending the message to the outbox."""
-    kind = phonenumbers.number_type(phonenumbers.parse(phone))
-    return kind in (
-        phonenumbers.PhoneNumberType.MOBILE,
-        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    )
 
 
 def best_channels(tenant, patient: Patient) -> list[str]:

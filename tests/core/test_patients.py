@@ -260,6 +260,24 @@ def test_api_creates_reads_updates_and_lists(app, clinic_fr, api):
     assert {"patient.create", "patient.read", "patient.update", "patient.search"} <= actions
 
 
+def test_the_phone_line_is_stored_with_the_phone(app, clinic_fr, api):
+    """Workers read whether a patient's phone takes SMS from the record, not the number."""
+    created = api(
+        "POST", "/patients", json={"first_name": "A", "last_name": "B", "phone": "0612345678"}
+    )
+    patient_id = uuid.UUID(created.json["id"])
+
+    def line():
+        with app.app_context(), tenant_scope(clinic_fr.id):
+            return db.session.get(Patient, (clinic_fr.id, patient_id)).phone_line
+
+    assert line() == "mobile"
+    api("PATCH", f"/patients/{patient_id}", json={"phone": "01 42 68 53 00"})
+    assert line() == "landline"
+    api("PATCH", f"/patients/{patient_id}", json={"phone": None})
+    assert line() is None
+
+
 @pytest.mark.parametrize(
     ("body", "field", "status"),
     [

@@ -13,7 +13,7 @@ from core.app import create_app
 from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, lifecycle, outbox, receipts, sweeper
-from core.delivery.models import Message, MessageEvent, MessageStatus
+from core.delivery.models import Attempt, Message, MessageEvent, MessageStatus
 from core.delivery.providers import Inbound
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery import listener
@@ -146,6 +146,17 @@ def history(app, tenant, message_id):
 
 def heard(message_id):
     return [(status, stored) for _, m, status, stored in listener.changes if m == message_id]
+
+
+def test_a_message_is_sent_at_its_calls_time_not_its_jobs_start(listening_app, clinic):
+    message_id = send(listening_app, clinic)
+    with listening_app.app_context(), tenant_scope(clinic.id):
+        started = utcnow()
+        assert dispatch.deliver([str(message_id)]) == 1
+        message = db.session.get(Message, (clinic.id, message_id))
+        [call] = db.session.scalars(sa.select(Attempt.at)).all()
+    assert started <= call <= message.sent_at <= utcnow()
+    assert message.calling is None  # the call's outcome is known
 
 
 def test_a_disallowed_transition_is_refused_and_changes_nothing(listening_app, clinic):

@@ -64,6 +64,16 @@ def test_priority_first_then_weight_shares_traffic(app):
     assert 2850 <= picks["a"] <= 3150 and picks["a"] + picks["b"] == 4000
 
 
+def test_a_route_of_weight_zero_is_a_standby(app):
+    random.seed(7)
+    with app.app_context():
+        standby = [Route("a", "p", 1, 100), Route("b", "p", 1, 0)]
+        assert {routing.choose(standby).provider for _ in range(500)} == {"a"}
+        only_standbys = [Route("a", "p", 1, 0), Route("b", "p", 1, 0)]
+        picks = Counter(routing.choose(only_standbys).provider for _ in range(1000))
+    assert 400 <= picks["a"] <= 600 and picks["a"] + picks["b"] == 1000
+
+
 def test_an_unhealthy_provider_is_skipped_until_it_cools_down(app):
     breaker = routing.CircuitBreaker(threshold=2, cooldown=60)
     original, routing.breaker = routing.breaker, breaker
