@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -247,10 +247,13 @@ def claim(
     # on the clinic, scanning every due message of the clinic for each batch of a hundred
     # (55 ms at 20,000 due, growing with the backlog), and a plan made early is kept by a
     # long-lived connection. By primary key it is a hundred index probes whatever the size.
-    locked = sa.select(*(table.c[name] for name in _CLAIMED)).where(among(table.c.id, message_ids))
+    # An ORM select, so that the clinic's scope adds ``tenant_id = ...``: the primary key is
+    # (tenant_id, id), and by id alone each claim would read the whole index.
     found = db.session.scalars(
         sa.select(Message)
-        .from_statement(locked.with_for_update(skip_locked=True))
+        .options(load_only(*(getattr(Message, name) for name in _CLAIMED)))
+        .where(among(Message.id, message_ids))
+        .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
     ).all()
     taken = [

@@ -2,6 +2,7 @@
 message's history and announced to plugins once committed, whoever causes it."""
 
 import ast
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,6 +158,27 @@ def test_a_message_is_sent_at_its_calls_time_not_its_jobs_start(listening_app, c
         [call] = db.session.scalars(sa.select(Attempt.at)).all()
     assert started <= call <= message.sent_at <= utcnow()
     assert message.calling is None  # the call's outcome is known
+
+
+def test_a_worker_finds_its_messages_by_their_whole_primary_key(listening_app, clinic):
+    # The key is (tenant_id, id): a statement by id alone reads the whole index, a cost that
+    # grows with the table (a campaign's claims slowed from 3,700 to 600 messages/s).
+    ids = [str(send(listening_app, clinic)) for _ in range(3)]
+    seen = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    with listening_app.app_context(), tenant_scope(clinic.id):
+        sa.event.listen(db.engine, "before_cursor_execute", keep)
+        try:
+            assert dispatch.deliver(ids) == 3
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", keep)
+    by_id = [s for s in seen if re.search(r"(FROM|UPDATE) messages\b", s) and "messages.id" in s]
+    assert by_id, seen
+    for statement in by_id:
+        assert "messages.tenant_id" in statement.partition(" WHERE ")[2], statement
 
 
 def test_a_disallowed_transition_is_refused_and_changes_nothing(listening_app, clinic):
