@@ -41,6 +41,7 @@ from core.config import external_url
 from core.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.db import (
     UTCDateTime,
+    among,
     created_column,
     db,
     id_column,
@@ -217,6 +218,7 @@ __all__ = [
     "utcnow",
     "insert_many",
     "update_many",
+    "among",
     "UTCDateTime",
     "EncryptedText",
     "EncryptedJSON",

@@ -32,6 +32,7 @@ from core.plugin_api import (
     Patient,
     Tenant,
     ValidationError,
+    among,
     cancel_message,
     channel_preview,
     db,
@@ -467,7 +468,7 @@ def run_chunk(campaign_id: str, number: int) -> int:
     patients = db.session.scalars(
         sa.select(Patient)
         .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
-        .where(_among(Patient.id, claimed))
+        .where(among(Patient.id, claimed))
         .order_by(Patient.id)
     ).all()
     drafts = []
@@ -524,15 +525,6 @@ def run_chunk(campaign_id: str, number: int) -> int:
         run_later(tenant, JOB + "run_chunk", str(campaign.id), following, queue_name="bulk")
     _finish_if_done(campaign.id)
     return len(patients)
-
-
-def _among(column, ids: list) -> sa.ColumnElement[bool]:
-    """``column`` is one of ``ids``: on PostgreSQL, ``= ANY`` of one array parameter (the
-    same statement text however many ids: the driver converts it and the server parses it
-    once, where an IN list of a chunk's thousand ids is a new statement every time)."""
-    if db.engine.dialect.name != "postgresql":
-        return column.in_(ids)
-    return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Uuid)))
 
 
 def _first_outcome(result) -> str:
