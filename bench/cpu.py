@@ -60,7 +60,7 @@ from tenants.models import Tenant  # noqa: E402
 from tenants.scoping import system_scope, tenant_scope  # noqa: E402
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/relais_bench_cpu"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = "redis://127.0.0.1:6379/12"  # 1-11 are the test runs' (tests/worlds.py)
 RULES = {"fr": "plugins.regulations.fr.plugin", "open": "bench.open_rules"}
 HOST = "banc.relais.bench"
 

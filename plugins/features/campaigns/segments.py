@@ -209,7 +209,7 @@ def joined_reach(tenant, query: sa.Select, channels) -> tuple[sa.Select, sa.Colu
     :func:`reachable_on_any`'s correlated subqueries would look once per patient."""
     reach = []
     for channel in channels:
-        steps = latest_consents_table(channel).alias(f"reach_{channel}")
+        steps = latest_consents_table(channel, name=f"reach_{channel}")
         query = query.outerjoin(steps, steps.c.patient_id == Patient.id)
         latest = sa.func.coalesce(steps.c.action, "none")
         address = message_address_sql(tenant, channel)
@@ -227,7 +227,7 @@ def count(tenant, segment: Segment, channels) -> dict:
     reach = []
     counting = _consent_counts(tenant)
     for channel in channels:
-        steps = latest_consents_table(channel).alias(f"consent_{channel}")
+        steps = latest_consents_table(channel, name=f"consent_{channel}")
         source = source.outerjoin(steps, steps.c.patient_id == Patient.id)
         address = message_address_sql(tenant, channel)
         latest = sa.func.coalesce(steps.c.action, "none")
