@@ -113,8 +113,14 @@ def latest_action(channel: str, purpose: str = NON_ESSENTIAL) -> sa.ScalarSelect
     consent on ``channel`` (``"given"``, ``"confirmed"``, ``"withdrawn"``, NULL for none), so
     that a query counts or selects patients by consent over thousands of rows at once (a
     campaign's segment), as :func:`state` reads it for one."""
+    return _latest(channel, purpose, Consent.action).scalar_subquery()
+
+
+def _latest(channel: str, purpose: str, *columns) -> sa.Select:
+    """``columns`` of the latest consent step on ``channel`` of :class:`Patient` (correlated):
+    one probe of the consents' index, whose first column is the clinic."""
     return (
-        sa.select(Consent.action)
+        sa.select(*columns)
         .where(
             Consent.tenant_id == Patient.tenant_id,
             Consent.patient_id == Patient.id,
@@ -124,7 +130,6 @@ def latest_action(channel: str, purpose: str = NON_ESSENTIAL) -> sa.ScalarSelect
         .order_by(Consent.at.desc(), Consent.id.desc())
         .limit(1)
         .correlate(Patient)
-        .scalar_subquery()
     )
 
 
@@ -157,19 +162,7 @@ def latest_steps(
             .subquery()
         )
         return sa.select(ranked.c.patient_id, ranked.c.action).where(ranked.c.n == 1).subquery(name)
-    return (
-        sa.select(Consent.patient_id, Consent.action)
-        .where(
-            Consent.tenant_id == Patient.tenant_id,  # the index's first column
-            Consent.patient_id == Patient.id,
-            Consent.channel == channel,
-            Consent.purpose == purpose,
-        )
-        .order_by(Consent.at.desc(), Consent.id.desc())
-        .limit(1)
-        .correlate(Patient)
-        .lateral(name)
-    )
+    return _latest(channel, purpose, Consent.patient_id, Consent.action).lateral(name)
 
 
 def states(patient: Patient) -> dict[str, ConsentState]:
