@@ -11,6 +11,7 @@ channels both build on, so that neither imports the other.
 - the settings both declare: :func:`account_settings` and :func:`base_url_setting`.
 """
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -260,6 +261,7 @@ def client() -> httpx.Client:
     if found is None:
         _clients.clear()
         found = _clients[pid] = httpx.Client(headers={"User-Agent": "relais-twilio"})
+        atexit.register(found.close)  # its kept-alive connections closed, not dropped
     return found
 
 

@@ -42,6 +42,7 @@ while the operator rotates it, its ``previous_webhook_secret``; anything else is
   secret before the previous one.
 """
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -280,6 +281,7 @@ def _client() -> httpx.Client:
     if client is None:
         _clients.clear()
         client = _clients[os.getpid()] = httpx.Client(headers={"User-Agent": "relais-sms-infobip"})
+        atexit.register(client.close)  # its kept-alive connections closed, not dropped
     return client
 
 
