@@ -58,6 +58,7 @@ from rq import Queue, Worker  # noqa: E402
 from bench import naive  # noqa: E402
 from bench.providers import PLUGINS as PROVIDER_PLUGINS  # noqa: E402
 from bench.providers import PROVIDERS, FakeProvider, process_tree, start_webhooks  # noqa: E402
+from core import statistics  # noqa: E402
 from core.app import create_app  # noqa: E402
 from core.clinic import settings  # noqa: E402
 from core.clinic.models import Patient  # noqa: E402
@@ -252,6 +253,25 @@ class World:
     def execute(self, statement: str, **params) -> None:
         with self.sql.begin() as conn:
             conn.execute(sa.text(statement), params)
+
+
+def analyze_as_the_sweeper(tables: list[str], timeout: float = 15.0) -> list[str]:
+    """What the sweeper does within a minute of rows loaded in SQL (core.statistics.refresh),
+    once PostgreSQL counts them: a backend reports its writes up to 10 s after it goes idle,
+    and a refresh before that sees nothing changed. In an app context; returns the tables
+    analyzed."""
+    deadline = time.monotonic() + timeout
+    counted = sa.text(
+        "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY(:t)"
+        " AND n_mod_since_analyze > 0"
+    )
+    with db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            if conn.scalar(counted, {"t": tables}) == len(tables):
+                break
+            time.sleep(0.2)
+    return statistics.refresh()
 
 
 def libpq_url(url: str) -> str:
