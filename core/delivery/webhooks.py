@@ -40,8 +40,10 @@ def receipts_hook(provider: str):
         reports = instance.parse_receipts(headers, body, form)
     except ValueError:
         abort(400)
-    receipts.apply_receipts(provider, reports)
-    db.session.commit()  # the lifecycle announces each change once this commits
+    try:
+        receipts.apply_together(provider, reports)  # committed, with other calls' reports
+    except TimeoutError:
+        abort(503)  # not committed yet: the provider sends it again, which changes nothing
     return "", 204
 
 
