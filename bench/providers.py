@@ -71,7 +71,8 @@ def serve(kind: str, webhooks: str, domain: str, conn) -> None:
     else:
         from tests.fakes.twilio import FakeTwilio
 
-        fake = FakeTwilio(post=post, callback_threads=4).start()
+        # Twilio posts each callback on its own, many at once: 16 threads, not a 4-wide queue.
+        fake = FakeTwilio(post=post, callback_threads=16).start()
         settings = {
             "account_sid": fake.account_sid,
             "auth_token": fake.auth_token,

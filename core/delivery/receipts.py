@@ -1,9 +1,14 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
+import os
+import queue
+import threading
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from flask import Flask, current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clinic.models import Patient
@@ -13,6 +18,7 @@ from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageS
 from core.delivery.providers import Inbound, Receipt
 from core.plugins import hooks_for
 from tenants.models import Tenant
+from tenants.scoping import current_tenant_id, tenant_scope
 
 RECEIPT_STATUSES = {"delivered": MessageStatus.DELIVERED, "undelivered": MessageStatus.UNDELIVERED}
 # A report for a message in one of these is kept (an early receipt) until its send is recorded.
@@ -82,6 +88,96 @@ def apply_receipts(provider: str, reports: list[Receipt]) -> None:
     for report in reports:
         if report.provider_ref not in done:
             _apply(provider, report)
+
+
+# --- the reports of concurrent webhook calls, in one transaction ---------------------------
+
+# Why together. A provider that reports each message in a call of its own (Twilio: one call a
+# message and status) would cost a transaction a call: a connection taken, the clinic's scope
+# set, the locks, the UPDATE, the history insert, the commit, for one report. A process
+# instead applies its calls' reports in one thread, one transaction at a time: the calls that
+# arrive while one commits go together in the next. Nothing is answered before its reports
+# are committed (a call that gets no 2xx is sent again by the provider), and each clinic's
+# reports go in a transaction of their own, in that clinic's scope.
+MOST_CALLS = 200  # calls whose reports go in one transaction, at most
+WAIT_SECONDS = 30.0  # how long a call waits for its commit (then 503: the provider retries)
+
+
+@dataclass(eq=False)
+class _Call:
+    tenant_id: uuid.UUID
+    provider: str
+    reports: list[Receipt]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class _Applier:
+    """The thread of a process that applies its webhook calls' reports (one per app)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app, self.pid = app, os.getpid()
+        self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="relais-receipts", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            calls = [self.calls.get()]
+            while len(calls) < MOST_CALLS:
+                try:
+                    calls.append(self.calls.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[_Call]] = defaultdict(list)
+            for call in calls:
+                groups[call.tenant_id, call.provider].append(call)
+            for group in groups.values():
+                self._apply(group)
+
+    def _apply(self, group: list[_Call]) -> None:
+        try:
+            with self.app.app_context(), tenant_scope(group[0].tenant_id):
+                apply_receipts(group[0].provider, [r for call in group for r in call.reports])
+                db.session.commit()  # the lifecycle announces each change once this commits
+        except Exception as exc:  # noqa: BLE001 - the call's answer says it (5xx)
+            if len(group) > 1:  # the reports of one call may be what failed: each alone
+                for call in group:
+                    self._apply([call])
+                return
+            group[0].error = exc
+        for call in group:
+            call.done.set()
+
+
+_starting = threading.Lock()
+
+
+def apply_together(provider: str, reports: list[Receipt], timeout: float = WAIT_SECONDS) -> None:
+    """Record a webhook call's delivery reports in the clinic in scope, as
+    :func:`apply_receipts` does, in one transaction with the reports of the calls this
+    process receives meanwhile (see the note above); return once that transaction committed.
+    Intermediate reports (accepted, sent to the handset...) change nothing: no transaction.
+
+    :raises TimeoutError: when no commit came within ``timeout`` seconds (the reports may
+        still be applied: applying them again changes nothing).
+    :raises Exception: what applying this call's reports alone raised.
+    """
+    reports = [r for r in reports if r.status in RECEIPT_STATUSES]
+    if not reports:
+        return
+    app = current_app._get_current_object()
+    applier = app.extensions.get("relais_receipts")
+    if applier is None or applier.pid != os.getpid():  # none yet, or the parent's (forked)
+        with _starting:
+            applier = app.extensions.get("relais_receipts")
+            if applier is None or applier.pid != os.getpid():
+                applier = app.extensions["relais_receipts"] = _Applier(app)
+    call = _Call(current_tenant_id(), provider, reports)
+    applier.calls.put(call)
+    if not call.done.wait(timeout):
+        raise TimeoutError(f"{provider}'s reports were not committed within {timeout:g} s")
+    if call.error is not None:
+        raise call.error
 
 
 def apply_receipt(provider: str, receipt: Receipt) -> Message | None:

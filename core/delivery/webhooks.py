@@ -6,6 +6,7 @@ a bad or missing one is a 401 and changes nothing; a malformed body is a 400.
 
 from flask import Blueprint, abort, current_app, g, request
 
+from core import configured
 from core.db import db
 from core.delivery import receipts, routing
 from core.delivery.providers import Provider, SignatureError, declared_provider
@@ -20,7 +21,12 @@ def _provider(name: str, country_code: str, tenant=None) -> Provider:
     declared = declared_provider(name)
     if declared is None or (tenant is not None and declared.plugin not in enabled_plugins(tenant)):
         abort(404)
-    return routing.provider_for_country(name, country_code)
+    # Built once per process for CONFIG_SECONDS (its settings are remembered as long): a
+    # webhook only checks and parses with it, and Twilio calls one a message and status.
+    return configured.remembered(
+        ("webhook provider", name, country_code),
+        lambda: routing.provider_for_country(name, country_code),
+    )
 
 
 def _checked(provider: Provider) -> tuple[dict, bytes, dict]:
@@ -40,8 +46,10 @@ def receipts_hook(provider: str):
         reports = instance.parse_receipts(headers, body, form)
     except ValueError:
         abort(400)
-    receipts.apply_receipts(provider, reports)
-    db.session.commit()  # the lifecycle announces each change once this commits
+    try:
+        receipts.apply_together(provider, reports)  # committed, with other calls' reports
+    except TimeoutError:
+        abort(503)  # not committed yet: the provider sends it again, which changes nothing
     return "", 204
 
 

@@ -402,6 +402,10 @@ class _Handler(BaseHTTPRequestHandler):
     twilio: FakeTwilio
     # Kept-alive connections, as Twilio's API serves them: a worker's requests reuse them.
     protocol_version = "HTTP/1.1"
+    # An answer's headers and body leave at once (TCP_NODELAY): otherwise Nagle's algorithm
+    # holds the body until the client acknowledges the headers, which a client delays up
+    # to 40 ms, and every call on a kept-alive connection waits that long.
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         account = self._account(self.twilio.resource)

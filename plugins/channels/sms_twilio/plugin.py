@@ -23,7 +23,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
 import phonenumbers
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -45,6 +44,7 @@ from core.plugin_api import (
 from plugins.channels.twilio_api import (
     CONCURRENT,
     SID,
+    Answer,
     TwilioAccount,
     account_settings,
     base_url_setting,
@@ -195,7 +195,7 @@ class TwilioSms(TwilioAccount):
         return {"From": sender}
 
 
-def _answer(message: Outgoing, response: httpx.Response) -> Result:
+def _answer(message: Outgoing, response: Answer) -> Result:
     """Map Twilio's answer to a create request onto an outcome."""
     payload = json_of(response)
     status = response.status_code

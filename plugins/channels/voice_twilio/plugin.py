@@ -28,7 +28,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import httpx
 import phonenumbers
 from flask import (
     Blueprint,
@@ -62,6 +61,7 @@ from core.plugin_api import (
 )
 from plugins.channels.twilio_api import (
     SKEW,
+    Answer,
     TwilioAccount,
     account_settings,
     base_url_setting,
@@ -220,7 +220,7 @@ class TwilioVoice(TwilioAccount):
         return [Receipt(status=ours, at=at, provider_ref=sid, error=error)]
 
 
-def _answer(message: Outgoing, response: httpx.Response) -> Result:
+def _answer(message: Outgoing, response: Answer) -> Result:
     """Map Twilio's answer to a create request onto an outcome."""
     payload = json_of(response)
     status = response.status_code

@@ -2,12 +2,14 @@
 recorded in bulk, each report with the effect it has alone, in the call's order."""
 
 import json
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
 from core.db import db
-from core.delivery import dispatch, sweeper
+from core.delivery import dispatch, receipts, sweeper
 from core.delivery.models import Message, MessageStatus
 from tenants.scoping import tenant_scope
 from tests.core.delivery.prompt_receipts import reference
@@ -107,3 +109,90 @@ def test_a_report_posted_to_another_clinic_changes_nothing_of_this_ones(race_app
     assert statuses(race_app, clinic, [mine]) == [S.SENT]
     assert history(race_app, clinic, mine)[-1] == "sent"
     assert kept_receipts(race_app, other) == [reference(mine)]
+
+
+def test_calls_arriving_while_one_commits_are_applied_together(race_app, clinic, monkeypatch):  # noqa: F811
+    """A process applies the reports of its concurrent webhook calls in one transaction; each
+    call is answered once its reports are committed."""
+    ids = sent(race_app, clinic, 6)
+    applied, busy, release = [], threading.Event(), threading.Event()
+    apply_receipts = receipts.apply_receipts
+
+    def held(provider, reports):
+        applied.append(sorted(r.provider_ref for r in reports))
+        if len(applied) == 1:  # the first transaction waits: the other calls queue meanwhile
+            busy.set()
+            assert release.wait(10)
+        apply_receipts(provider, reports)
+
+    monkeypatch.setattr(receipts, "apply_receipts", held)
+    answers = {}
+
+    def call(message_id):
+        answers[message_id] = post(race_app, clinic, [(reference(message_id), "delivered")])
+
+    first = threading.Thread(target=call, args=(ids[0],))
+    first.start()
+    assert busy.wait(10)
+    others = [threading.Thread(target=call, args=(i,)) for i in ids[1:]]
+    for thread in others:
+        thread.start()
+    _wait_until(lambda: receipts_waiting(race_app) == 5)
+    assert answers == {}  # nothing is answered before its commit
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+
+    assert answers == dict.fromkeys(ids, 204)
+    assert applied == [[reference(ids[0])], sorted(reference(i) for i in ids[1:])]
+    assert statuses(race_app, clinic, ids) == [S.DELIVERED] * 6
+
+
+def test_a_call_whose_reports_fail_fails_alone(race_app, clinic, monkeypatch):  # noqa: F811
+    ids = sent(race_app, clinic, 3)
+    bad = reference(ids[1])
+    apply_receipts = receipts.apply_receipts
+    busy, release = threading.Event(), threading.Event()
+
+    def failing(provider, reports):
+        if not busy.is_set():  # the first transaction waits: the three calls queue meanwhile
+            busy.set()
+            assert release.wait(10)
+        if any(r.provider_ref == bad for r in reports):
+            raise RuntimeError("this call's reports cannot be applied")
+        apply_receipts(provider, reports)
+
+    monkeypatch.setattr(receipts, "apply_receipts", failing)
+    blocker = sent(race_app, clinic, 1)[0]
+    answers = {}
+
+    def call(message_id):
+        try:
+            answers[message_id] = post(race_app, clinic, [(reference(message_id), "delivered")])
+        except RuntimeError:  # the test app propagates the view's exceptions (a 500)
+            answers[message_id] = 500
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in (blocker, *ids)]
+    threads[0].start()
+    assert busy.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    _wait_until(lambda: receipts_waiting(race_app) == 3)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert answers == {blocker: 204, ids[0]: 204, ids[1]: 500, ids[2]: 204}
+    assert statuses(race_app, clinic, ids) == [S.DELIVERED, S.SENT, S.DELIVERED]
+
+
+def receipts_waiting(app) -> int:
+    """Calls queued for this app's next transaction of reports."""
+    return app.extensions["relais_receipts"].calls.qsize()
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
