@@ -18,7 +18,7 @@ from core.delivery import jobs
 from core.vocabulary import PURPOSES
 
 QUEUE_OF_PURPOSE = {p.name: p.queue for p in PURPOSES.values()}
-BATCH = 100  # message ids per job
+BATCH = 250  # message ids per job
 DELIVER = jobs.DELIVER
 _KEY = "relais_due"
 
