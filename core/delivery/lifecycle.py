@@ -342,7 +342,7 @@ def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -
         return set()
     table = Message.__table__
     for message, status in started:
-        message.status = status
+        message.__dict__["status"] = status  # as new_message holds its values
     written = set(
         insert_many(
             table,
