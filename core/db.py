@@ -107,8 +107,9 @@ def insert_many(
     goes in PostgreSQL's binary format (:func:`install`): measured on a thousand messages,
     events or attempts, a third less Python than rendering it as an array literal, and a
     fifth less work for the server. A column holding one value in every row (the clinic,
-    the time, the status...) is sent once, not as an array (see :func:`_shared`); NULL in
-    every row (and without a server default), it is left out. Elsewhere, an
+    the time, the status...) is sent once, not as an array, unless its type converts its
+    values itself (an encrypted column: equal ciphertexts would show equal values); NULL
+    in every row (and without a server default), it is left out. Elsewhere, an
     ``executemany``. ``skip_conflicts``: rows breaking a unique constraint are left out (ON
     CONFLICT DO NOTHING).
     """
