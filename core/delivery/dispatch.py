@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import load_only
 
 from core.clinic.models import Patient
 from core.config import external_url
@@ -113,11 +113,22 @@ def _patients(messages: list[Message]) -> dict:
         for p in db.session.scalars(
             sa.select(Patient)
             .where(among(Patient.id, wanted))
-            # Their encrypted attributes (conditions) are not for sending: not decrypted
-            # for every message (read on first use, should a plugin want them).
-            .options(defer(Patient.attributes))
+            # What sending reads of a patient (the addresses, the language); the rest, the
+            # encrypted attributes (conditions) among it, is read on first use, should a
+            # plugin want it: loading every column cost a tenth of a worker's time.
+            .options(load_only(*_SENDING))
         )
     }
+
+
+_SENDING = (
+    Patient.tenant_id,
+    Patient.id,
+    Patient.phone,
+    Patient.phone_line,
+    Patient.email,
+    Patient.language,
+)
 
 
 def claim(message_ids: list[uuid.UUID]) -> list[Message]:

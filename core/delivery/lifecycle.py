@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, load_only
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.util import identity_key
 
 from core.db import among, db, insert_many, new_id, update_many, utcnow
@@ -263,8 +263,7 @@ def claim(
     ]
     same = {"status": S.SENDING, "claim_id": claim_id, "lease_until": now + lease}
     for message in taken:  # as the claim writes them, for ``plan`` to go on from
-        for name, value in same.items():
-            set_committed_value(message, name, value)
+        _written(message, same)
     calls = plan(taken) if plan and taken else {}
     claimed = [m for m in taken if m.status == S.SENDING]
     rows = [
@@ -278,8 +277,7 @@ def claim(
     ]
     update_many(table, rows, **same)
     for message, row in zip(claimed, rows, strict=True):
-        set_committed_value(message, "calling", row["calling"])
-        set_committed_value(message, "calling_since", row["calling_since"])
+        _written(message, {"calling": row["calling"], "calling_since": row["calling_since"]})
     db.session.commit()
     return claimed
 
@@ -294,8 +292,7 @@ def calling(messages: list[Message], provider: str, at: datetime) -> None:
         calling_since=at,
     )
     for message in messages:
-        set_committed_value(message, "calling", provider)
-        set_committed_value(message, "calling_since", at)
+        _written(message, {"calling": provider, "calling_since": at})
 
 
 # What a worker reads of the messages it claims; the rest (the verdict, the client's
@@ -345,7 +342,7 @@ def start_many(started: Iterable[tuple[Message, MessageStatus]], at: datetime) -
         return set()
     table = Message.__table__
     for message, status in started:
-        message.status = status
+        message.__dict__["status"] = status  # as new_message holds its values
     written = set(
         insert_many(
             table,
@@ -475,8 +472,7 @@ def sent_many(
     insert_many(MessageEvent.__table__, rows)
     changes = db.session.info.setdefault(_CHANGES, [])
     for message, ref in sent:
-        for name, value in {**fields, "provider_ref": ref}.items():
-            set_committed_value(message, name, value)
+        _written(message, {**fields, "provider_ref": ref})
         changes.append((message.tenant_id, message.id, str(S.SENT), at))
     if delivered:
         changes.extend((m.tenant_id, m.id, str(S.DELIVERED), at) for m, _ref in sent)
@@ -544,8 +540,7 @@ def delivered_by_reference(
         held = session.identity_map.get(identity_key(Message, (owner, message_id)))
         if held is not None:
             values = {"status": S.DELIVERED, "delivered_at": at, "finished_at": at}
-            for name, value in {**values, "lease_until": None, "claim_id": None}.items():
-                set_committed_value(held, name, value)
+            _written(held, {**values, "lease_until": None, "claim_id": None})
     changes = session.info.setdefault(_CHANGES, [])
     changes.extend((t, i, str(S.DELIVERED), at) for t, i, _ref, at in rows)
     return {ref for _t, _i, ref, _at in rows}
@@ -572,6 +567,16 @@ def _event_rows(steps: list[tuple[uuid.UUID, uuid.UUID, str, str | None]], at: d
 
 
 # --- the inside -------------------------------------------------------------------------------
+
+
+def _written(message: Message, values: dict[str, Any]) -> None:
+    """``values`` as the database now holds them (a bulk statement wrote them): set on the
+    message as loaded, not as changes to flush. What ``set_committed_value`` does, for
+    every value at once: it costs a tenth of a worker's time called per value (eleven a
+    message on the way to sent)."""
+    state = instance_state(message)
+    state.dict.update(values)
+    state._commit(state.dict, values)  # noqa: SLF001 - set_committed_value's own step
 
 
 def _effects(status: MessageStatus, at: datetime) -> dict[str, Any]:

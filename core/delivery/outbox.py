@@ -181,8 +181,9 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
                 seen.add(reference)
             fields = {k: v for k, v in draft.items() if k != "reference"}
             message = _draft(tenant, now, **fields, renders=renders)
-            message.api_key_id, message.reference = api_key_id, reference
-            message.key_kind = key_kind
+            # Straight into its state, as lifecycle.new_message puts its values: written
+            # whole by start_many, with nothing for the ORM to track.
+            message.__dict__.update(api_key_id=api_key_id, reference=reference, key_kind=key_kind)
             key = (tuple(message.channels), message.purpose)
             if key not in senders_of:
                 senders_of[key] = senders(tenant, message)
@@ -193,7 +194,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
             continue
         message.content.pop("discreet", None)
         if status == MessageStatus.PENDING:
-            message.enqueued_at = now  # pushed right after commit; the sweeper checks it
+            message.__dict__["enqueued_at"] = now  # pushed after commit; the sweeper checks it
         new.append((i, message, status))
     if not new:
         return

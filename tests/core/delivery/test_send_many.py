@@ -268,3 +268,28 @@ def test_what_a_batch_writes_reads_back_as_it_was_given(app, clinic):
         assert (message.status, message.address, message.provider) == ("pending", None, None)
     assert results[-2].content["text"] == 'RDV Zoé "la" \\ {1,2}'  # rendered once, not shared
     assert stored["same-1"].content["text"] == 'RDV Zoé "la" \\ {1,2}'
+
+
+def test_a_batch_of_alike_messages_keeps_each_content_sealed_on_its_own(app, clinic):
+    """The bulk insert sends a value shared by every row once (the clinic, the time, the
+    status), but never an encrypted one: two messages with the same text are stored as two
+    different ciphertexts, which show nothing of their being the same."""
+    patient = make_patient(app, clinic)
+    with time_machine.travel(OPEN_HOURS, tick=False), app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        draft = {"patient": who, "purpose": "reminder", "template": "RDV demain"}
+        results = outbox.send_many(clinic, [draft, draft, draft])
+        db.session.commit()
+        ids = [m.id for m in results]
+        stored = db.session.execute(
+            sa.text("SELECT id, content, status, created_at FROM messages WHERE id = ANY(:ids)"),
+            {"ids": ids},
+        ).all()
+        read = db.session.scalars(
+            sa.select(Message).where(Message.id.in_(ids)).execution_options(populate_existing=True)
+        ).all()
+    assert len(stored) == 3
+    assert len({row.content for row in stored}) == 3  # three ciphertexts
+    assert {row.status for row in stored} == {"pending"}
+    assert len({row.created_at for row in stored}) == 1  # the batch's time, sent once
+    assert [m.content["text"] for m in read] == ["RDV demain"] * 3
