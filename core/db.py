@@ -2,9 +2,11 @@
 
 import json
 import os
+import select
 import time
 import uuid
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -124,19 +126,33 @@ def insert_many(
             return []
         return list(session.scalars(insert.returning(returning), rows))
     params, given = {}, []
-    for column in table.columns:
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    for column, process in _bind_processors(table, dialect):
         values = [row[column.key] for row in rows]
         values = [process(v) for v in values] if process else values
         if column.server_default is None and all(v is None for v in values):
             continue  # NULL in every row: left out, NULL all the same (a new message's lease...)
         params[f"c{len(given)}"] = _array_text(values) or values
         given.append(column)
-    sql = _unnest_insert(
+    insert = _unnest_insert(
         table, tuple(given), skip_conflicts, returning.name if returning is not None else None
     )
-    result = session.execute(sa.text(sql), params)
+    result = session.execute(insert, params)
     return list(result.scalars()) if returning is not None else []
+
+
+_PROCESSORS: dict = {}
+
+
+def _bind_processors(table: sa.Table, dialect) -> list[tuple[sa.Column, Any]]:
+    """Each column of ``table`` with the function the dialect converts its values with,
+    looked up once per table and dialect (a one-message insert paid it for every column)."""
+    key = (table.name, dialect)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = [
+            (column, column.type.dialect_impl(dialect).bind_processor(dialect))
+            for column in table.columns
+        ]
+    return _PROCESSORS[key]
 
 
 _UNNEST_SQL: dict = {}
@@ -170,7 +186,9 @@ def _array_text(values: list) -> str | None:
 
 def _unnest_insert(
     table: sa.Table, columns: tuple[sa.Column, ...], skip_conflicts: bool, returning: str | None
-) -> str:
+) -> sa.TextClause:
+    """The statement, made once per table and columns (``sa.text`` parses its text for
+    parameters each time it is made: a tenth of a one-message insert)."""
     key = (table.name, tuple(c.name for c in columns), skip_conflicts, returning)
     if key not in _UNNEST_SQL:
         dialect = postgresql.dialect()
@@ -179,7 +197,7 @@ def _unnest_insert(
             for n, column in enumerate(columns)
         )
         names = ", ".join(f'"{column.name}"' for column in columns)
-        _UNNEST_SQL[key] = (
+        _UNNEST_SQL[key] = sa.text(
             f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
             + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
             + (f' RETURNING "{returning}"' if returning else "")
@@ -241,11 +259,37 @@ def install() -> None:
     less."""
     if not sa.event.contains(sa.engine.Engine, "connect", _binary_lists):
         sa.event.listen(sa.engine.Engine, "connect", _binary_lists)
+    if not sa.event.contains(sa.pool.Pool, "checkout", _still_open):
+        sa.event.listen(sa.pool.Pool, "checkout", _still_open)
 
 
 def _binary_lists(dbapi_connection, _record) -> None:
     if isinstance(dbapi_connection, psycopg.Connection):
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+
+def _still_open(dbapi_connection, _record, _proxy) -> None:
+    """Replace a pooled PostgreSQL connection the server has closed (a restart, an
+    administrator's ``pg_terminate_backend``, an idle timeout) before it is used: a pool
+    checkout listener, in place of SQLAlchemy's ``pool_pre_ping``.
+
+    The pre-ping sent ``SELECT 1`` and waited for its answer at every checkout: a round trip
+    and a twentieth of an API request's CPU. A connection resting in the pool has read every
+    answer to what it sent, so the server has nothing more to say on it; a server that
+    closes it sends its reason and the end of the stream, which makes the socket readable.
+    So a socket with something to read (or closed) is one the server ended: the pool
+    replaces it and, as the pre-ping did, every connection older than it (a restart ended
+    them all). Asking the socket costs no round trip. A connection that breaks while in use
+    is SQLAlchemy's disconnect handling's, as before: that request fails, the pool is renewed.
+    """
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    if dbapi_connection.closed:
+        raise sa.exc.InvalidatePoolError("the connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise sa.exc.InvalidatePoolError("the server closed the connection")
 
 
 def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
@@ -256,4 +300,10 @@ def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
     values = list(values)
     if db.session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
-    return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    array = _ARRAYS.get(column.type)
+    if array is None:
+        array = _ARRAYS[column.type] = postgresql.ARRAY(column.type)
+    return column == sa.any_(sa.bindparam(None, values, type_=array))
+
+
+_ARRAYS: dict = {}  # a column type -> the type of an array of it, made once

@@ -11,12 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
-from sqlalchemy.orm import defer
 
 from core import validation as check
 from core.clinic import apikeys, consent, patients
-from core.clinic.models import ConsentMethod, Patient
-from core.db import among, db
+from core.clinic.models import ConsentMethod
+from core.db import db
 from core.delivery import limits, log, outbox, presenters
 from core.delivery.models import Message
 from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
@@ -299,17 +298,7 @@ def message_batch():
         reference = item.get("reference")
         if reference is not None and seen.setdefault(reference, i) != i:
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
-    wanted = {item["patient_id"] for item in parsed}
-    found = {
-        p.id: p
-        for p in db.session.scalars(
-            sa.select(Patient)
-            .where(among(Patient.id, wanted))
-            # Their encrypted attributes are not for sending: not decrypted for each one
-            # (read on first use, should a plugin want them), as the worker reads them.
-            .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
-        )
-    }
+    found = patients.for_sending({item["patient_id"] for item in parsed})
     staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
     drafts, answers = [], [None] * len(parsed)
     for i, item in enumerate(parsed):
