@@ -8,13 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import pgettext
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import defer
 
 from core import phones
 from core import validation as check
 from core.clinic import audit
 from core.clinic.models import Patient, PatientAttribute, Role, User
-from core.db import among, db, utcnow
+from core.db import db, utcnow
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
 from core.vocabulary import CHANNELS, LANGUAGES, SEXES
@@ -113,14 +114,24 @@ def for_sending(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Patient]:
     one statement whatever their number, and their encrypted attributes, which are not for
     sending, not decrypted (read on first use, should a plugin want them), as a worker
     reads them. Ids of no patient of the clinic are left out."""
-    return {
-        p.id: p
-        for p in db.session.scalars(
+    dialect = db.session.get_bind().dialect.name
+    statement = _FOR_SENDING.get(dialect)
+    if statement is None:  # made once: building it cost as much as running it
+        ids_param = sa.bindparam("ids", type_=ARRAY(Patient.id.type))
+        where = (
+            Patient.id == sa.any_(ids_param)
+            if dialect == "postgresql"
+            else Patient.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        statement = _FOR_SENDING[dialect] = (
             sa.select(Patient)
-            .where(among(Patient.id, ids))
+            .where(where)
             .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
         )
-    }
+    return {p.id: p for p in db.session.scalars(statement, {"ids": list(ids)})}
+
+
+_FOR_SENDING: dict[str, sa.Select] = {}  # by dialect
 
 
 def search_patients(

@@ -18,7 +18,7 @@ from core.clinic.models import ConsentMethod
 from core.db import db
 from core.delivery import limits, log, outbox, presenters
 from core.delivery.models import Message
-from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
+from core.errors import Conflict, DomainError, Forbidden, ValidationError
 from core.extensions import csrf
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
@@ -222,9 +222,12 @@ def message_create():
         field = sorted(unknown)[0]
         raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
     try:
-        patient = patients.find_patient(data.get("patient_id"))
-    except NotFound as exc:
-        raise ValidationError(exc.message, "patient_id") from None
+        patient_id = uuid.UUID(str(data.get("patient_id")))
+    except ValueError:
+        patient_id = None
+    patient = patients.for_sending([patient_id]).get(patient_id) if patient_id else None
+    if patient is None:
+        raise ValidationError(_("No such patient."), "patient_id")
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
         raise ValidationError(_("Send an object of variables."), "variables")
