@@ -6,7 +6,8 @@
 It builds its own world (see bench/pipeline.py's ``fresh_app``): a PostgreSQL database dropped,
 created and migrated (no ANALYZE), its Redis database flushed, a French clinic with the outbox
 channel and France's rules, ``--patients`` patients with their SMS consent, and one API key.
-Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, as production runs it):
+Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, gthread, as
+docs/operating.md recommends a deployment run it):
 
 1. ``POST /api/v1/messages`` on the one key for ``--seconds`` with ``--connections``
    kept-alive connections (wrk, from Debian: ``apt-get install wrk``): requests/s, p50, p99;
@@ -16,9 +17,11 @@ Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, as producti
 3. ``POST /api/v1/messages/batch``: ``--batches`` batches of ``--batch`` messages, from
    ``--batch-clients`` clients at once (bodies built before the clock starts): messages/s.
 
-Every message is a campaign message judged by France's rules (consent, STOP mention, quiet
-hours: at night they are deferred, which costs the same). No worker runs: this measures
-what the API takes in, not delivery. Every process it starts is stopped at the end.
+``--profile DIR`` samples the gunicorn workers with py-spy during run 1 (the thread holding
+the GIL: their CPU) and prints where it goes. Every message is a campaign message judged by
+France's rules (consent, STOP mention, quiet hours: at night they are deferred, which costs
+the same). No worker runs: this measures what the API takes in, not delivery. Every
+process it starts is stopped at the end.
 """
 
 from __future__ import annotations
