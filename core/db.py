@@ -284,10 +284,12 @@ def _still_open(dbapi_connection, _record, _proxy) -> None:
     """
     if not isinstance(dbapi_connection, psycopg.Connection):
         return
-    if dbapi_connection.closed:
-        raise sa.exc.InvalidatePoolError("the connection is closed")
+    try:
+        socket = dbapi_connection.fileno()  # raises once the connection is closed or lost
+    except psycopg.Error as exc:
+        raise sa.exc.InvalidatePoolError("the connection is closed") from exc
     poller = select.poll()
-    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    poller.register(socket, select.POLLIN)
     if poller.poll(0):
         raise sa.exc.InvalidatePoolError("the server closed the connection")
 
