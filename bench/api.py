@@ -6,7 +6,8 @@
 It builds its own world (see bench/pipeline.py's ``fresh_app``): a PostgreSQL database dropped,
 created and migrated (no ANALYZE), its Redis database flushed, a French clinic with the outbox
 channel and France's rules, ``--patients`` patients with their SMS consent, and one API key.
-Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, as production runs it):
+Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, gthread, as
+docs/operating.md recommends a deployment run it):
 
 1. ``POST /api/v1/messages`` on the one key for ``--seconds`` with ``--connections``
    kept-alive connections (wrk, from Debian: ``apt-get install wrk``): requests/s, p50, p99;
@@ -16,9 +17,11 @@ Then, against gunicorn on 127.0.0.1 (``--workers`` × ``--threads``, as producti
 3. ``POST /api/v1/messages/batch``: ``--batches`` batches of ``--batch`` messages, from
    ``--batch-clients`` clients at once (bodies built before the clock starts): messages/s.
 
-Every message is a campaign message judged by France's rules (consent, STOP mention, quiet
-hours: at night they are deferred, which costs the same). No worker runs: this measures
-what the API takes in, not delivery. Every process it starts is stopped at the end.
+``--profile DIR`` samples the gunicorn workers with py-spy during run 1 (the thread holding
+the GIL: their CPU) and prints where it goes. Every message is a campaign message judged by
+France's rules (consent, STOP mention, quiet hours: at night they are deferred, which costs
+the same). No worker runs: this measures what the API takes in, not delivery. Every
+process it starts is stopped at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +46,14 @@ if str(ROOT) not in sys.path:  # `python bench/api.py` as well as `python -m ben
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench.pipeline import Children, cpu_of, drop_database, fresh_app, say  # noqa: E402
+from bench.pipeline import (  # noqa: E402
+    Children,
+    cpu_of,
+    drop_database,
+    fresh_app,
+    say,
+    summarize_profiles,
+)
 from core.clinic import apikeys, consent, settings  # noqa: E402
 from core.clinic.models import ConsentAction, ConsentMethod  # noqa: E402
 from core.clinic.patients import create_patient  # noqa: E402
@@ -247,6 +258,7 @@ def load_single(
     if wrk is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     meter = ServerCpu(args, gunicorn) if gunicorn is not None else None
+    spies = profile_workers(args, meter) if meter is not None and args.profile else []
     done = subprocess.run(  # noqa: S603 - Debian's wrk
         [
             wrk,
@@ -270,7 +282,9 @@ def load_single(
     requests, duration_us, errors, p50, p99, _status = line.split()[1:]
     seconds = int(duration_us) / 1e6
     cpu = meter.spent() if meter is not None else {}
+    profile = stop_profiles(args, spies) if spies else None
     return {
+        "profile": profile,
         "requests": int(requests),
         "errors": int(errors),
         "rate": int(requests) / seconds,
@@ -278,6 +292,34 @@ def load_single(
         "p99_ms": float(p99) / 1000,
         **{f"{part}_ms": 1000 * spent / max(int(requests), 1) for part, spent in cpu.items()},
     }
+
+
+def profile_workers(args, meter: ServerCpu) -> list[tuple[subprocess.Popen, Path]]:
+    """py-spy on each gunicorn worker while wrk runs (``--profile DIR``): the thread holding
+    the GIL only, so that the samples are the workers' CPU, as raw collapsed stacks."""
+    args.profile.mkdir(parents=True, exist_ok=True)
+    spy_command = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    spies = []
+    for pid in meter._gunicorn()[1:]:  # the workers, not the master
+        path = args.profile / f"gunicorn-{pid}.txt"
+        command = [spy_command, "record", "--pid", str(pid), "--rate", "250", "--gil"]
+        command += ["--nonblocking", "--format", "raw", "-o", str(path)]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        spies.append((spy, path))
+    return spies
+
+
+def stop_profiles(args, spies: list[tuple[subprocess.Popen, Path]]) -> str:
+    """Stop the py-spy processes of :func:`profile_workers`; their summary."""
+    for spy, _path in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for spy, _path in spies:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+    return summarize_profiles([path for _spy, path in spies], "", top=args.top)
 
 
 def load_batches(args, url: str, token: str, patients: list[str]) -> dict:
@@ -344,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-clients", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true", help="quote the issue's instead")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--profile", type=Path, help="py-spy the gunicorn workers under wrk")
+    parser.add_argument("--top", type=int, default=40, help="functions printed per profile")
     args = parser.parse_args(argv)
 
     logdir = Path(tempfile.mkdtemp(prefix="relais-bench-api-"))
@@ -388,6 +432,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         if single.get("errors"):
             print(f"  ({single['errors']} errors)")
+        if single.get("profile"):
+            print(f"\nThe gunicorn workers under wrk (py-spy raw stacks in {args.profile}):")
+            print(single["profile"])
         ratio = single["rate"] / base["rate"] if base["rate"] else float("nan")
         verdict = "met" if single["rate"] >= TARGET_RATE else "NOT met"
         print(f"  {ratio:.1f}x the baseline; target {TARGET_RATE}/s {verdict}")

@@ -75,7 +75,9 @@ def load(app: Flask, overrides: dict | None) -> None:
     # Connections are renewed every 30 minutes: PostgreSQL keeps each connection's plans of
     # foreign-key checks, made with the statistics of their first use (a new deployment's
     # empty tables), and a plan that scans a clinic's index grows slower as tables grow.
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    # No pool_pre_ping: a connection the server closed (a restart) is replaced at checkout
+    # without a round trip (core.db's _still_open).
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_recycle": 1800}
     if not app.config["RATELIMIT_STORAGE_URI"]:
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
     if not (app.config["SECRET_KEY"] and app.config["ENCRYPTION_KEYS"]):

@@ -1,9 +1,11 @@
 """The SQLAlchemy handle shared by the core, tenants and plugins, and common column types."""
 
 import os
+import select
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -126,8 +128,7 @@ def insert_many(
             return []
         return list(session.scalars(insert.returning(returning), rows))
     params, given = {}, []
-    for column in table.columns:
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    for column, process in _bind_processors(table, dialect):
         values = [row[column.key] for row in rows]
         one = _shared(column, values)
         if one:
@@ -140,10 +141,10 @@ def insert_many(
     if all(one for _column, one in given) and len(rows) > 1:  # rows alike but for no column
         column, _one = given[0]
         params["c0"], given[0] = [params["c0"]] * len(rows), (column, False)
-    sql = _unnest_insert(
+    insert = _unnest_insert(
         table, tuple(given), skip_conflicts, returning.name if returning is not None else None
     )
-    result = session.execute(sa.text(sql), params)
+    result = session.execute(insert, params)
     return list(result.scalars()) if returning is not None else []
 
 
@@ -158,6 +159,21 @@ def _shared(column: sa.Column, values: list) -> bool:
     return values[-1] == first and values.count(first) == len(values)
 
 
+_PROCESSORS: dict = {}
+
+
+def _bind_processors(table: sa.Table, dialect) -> list[tuple[sa.Column, Any]]:
+    """Each column of ``table`` with the function the dialect converts its values with,
+    looked up once per table and dialect (a one-message insert paid it for every column)."""
+    key = (table.name, dialect)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = [
+            (column, column.type.dialect_impl(dialect).bind_processor(dialect))
+            for column in table.columns
+        ]
+    return _PROCESSORS[key]
+
+
 _UNNEST_SQL: dict = {}
 
 
@@ -166,9 +182,10 @@ def _unnest_insert(
     columns: tuple[tuple[sa.Column, bool], ...],
     skip_conflicts: bool,
     returning: str | None,
-) -> str:
+) -> sa.TextClause:
     """The INSERT of :func:`insert_many` for ``columns``: (column, sent once for every
-    row), parameter ``c<n>`` the n-th's value or array."""
+    row), parameter ``c<n>`` the n-th's value or array; made once per table and columns
+    (``sa.text`` parses its text for parameters each time it is made)."""
     key = (table.name, tuple((c.name, one) for c, one in columns), skip_conflicts, returning)
     if key not in _UNNEST_SQL:
         dialect = postgresql.dialect()
@@ -184,7 +201,7 @@ def _unnest_insert(
             aliases = ", ".join(f"c{n}" for n in arrays)
             source = f" FROM unnest({unnest}) AS given({aliases})"
         names = ", ".join(f'"{column.name}"' for column, _one in columns)
-        _UNNEST_SQL[key] = (
+        _UNNEST_SQL[key] = sa.text(
             f"INSERT INTO {table.name} ({names}) SELECT {', '.join(picked)}{source}"  # noqa: S608
             + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
             + (f' RETURNING "{returning}"' if returning else "")
@@ -256,11 +273,39 @@ def install() -> None:
     less."""
     if not sa.event.contains(sa.engine.Engine, "connect", _binary_lists):
         sa.event.listen(sa.engine.Engine, "connect", _binary_lists)
+    if not sa.event.contains(sa.pool.Pool, "checkout", _still_open):
+        sa.event.listen(sa.pool.Pool, "checkout", _still_open)
 
 
 def _binary_lists(dbapi_connection, _record) -> None:
     if isinstance(dbapi_connection, psycopg.Connection):
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+
+def _still_open(dbapi_connection, _record, _proxy) -> None:
+    """Replace a pooled PostgreSQL connection the server has closed (a restart, an
+    administrator's ``pg_terminate_backend``, an idle timeout) before it is used: a pool
+    checkout listener, in place of SQLAlchemy's ``pool_pre_ping``.
+
+    The pre-ping sent ``SELECT 1`` and waited for its answer at every checkout: a round trip
+    and a twentieth of an API request's CPU. A connection resting in the pool has read every
+    answer to what it sent, so the server has nothing more to say on it; a server that
+    closes it sends its reason and the end of the stream, which makes the socket readable.
+    So a socket with something to read (or closed) is one the server ended: the pool
+    replaces it and, as the pre-ping did, every connection older than it (a restart ended
+    them all). Asking the socket costs no round trip. A connection that breaks while in use
+    is SQLAlchemy's disconnect handling's, as before: that request fails, the pool is renewed.
+    """
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    try:
+        socket = dbapi_connection.fileno()  # raises once the connection is closed or lost
+    except psycopg.Error as exc:
+        raise sa.exc.InvalidatePoolError("the connection is closed") from exc
+    poller = select.poll()
+    poller.register(socket, select.POLLIN)
+    if poller.poll(0):
+        raise sa.exc.InvalidatePoolError("the server closed the connection")
 
 
 def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
@@ -271,4 +316,10 @@ def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
     values = list(values)
     if db.session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
-    return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    array = _ARRAYS.get(column.type)
+    if array is None:
+        array = _ARRAYS[column.type] = postgresql.ARRAY(column.type)
+    return column == sa.any_(sa.bindparam(None, values, type_=array))
+
+
+_ARRAYS: dict = {}  # a column type -> the type of an array of it, made once

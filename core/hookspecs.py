@@ -209,7 +209,7 @@ def relais_plugin_settings():
     ``parse`` function and stores them encrypted. A setting declared with ``clinic=True`` may
     also be chosen by each clinic for itself, on its admins' *Messaging rules* page. Read them
     with :func:`core.clinic.settings.plugin_setting` (the clinic's choice, else the country's
-    value).
+    value). Called once per app, at the first use of a setting: the declarations are kept.
 
     :return: a list of :class:`core.clinic.settings.Setting`.
     """

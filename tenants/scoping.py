@@ -188,11 +188,14 @@ def _begin_as_app_role(session: Session, transaction, connection) -> None:
     if _app_role["name"]:
         scope = _scope.get()
         connection.execute(
-            sa.text(
-                "SELECT set_config('role', :role, true),"
-                " set_config('relais.tenant_id', :scope, true)"
-            ),
+            _BEGIN_AS_APP_ROLE,
             {"role": _app_role["name"], "scope": "" if scope is None else str(scope)},
         )
         return
     _set_local(connection)
+
+
+# Made once (``sa.text`` parses its text for parameters each time it is made).
+_BEGIN_AS_APP_ROLE = sa.text(
+    "SELECT set_config('role', :role, true), set_config('relais.tenant_id', :scope, true)"
+)

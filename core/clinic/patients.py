@@ -1,12 +1,15 @@
 """Patients: creation, edition, search; each read by staff is audited."""
 
 import uuid
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import pgettext
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import defer, load_only
 
 from core import phones
 from core import validation as check
@@ -104,6 +107,34 @@ def find_patient(patient_id: uuid.UUID | str) -> Patient:
     if patient is None:
         raise NotFound(_("No such patient."))
     return patient
+
+
+def for_sending(ids: Iterable[uuid.UUID], only: tuple = ()) -> dict[uuid.UUID, Patient]:
+    """The clinic's patients among ``ids``, by id, as messages to them need them (unaudited):
+    one statement whatever their number, and their encrypted attributes, which are not for
+    sending, not decrypted (read on first use, should a plugin want them). Ids of no patient
+    of the clinic are left out.
+
+    :param only: the columns to read now, the rest on first use (a worker reads only the
+        addresses and the language); by default all but the attributes.
+    """
+    dialect = db.session.get_bind().dialect.name
+    statement = _FOR_SENDING.get((dialect, only))
+    if statement is None:  # made once: building it cost as much as running it
+        ids_param = sa.bindparam("ids", type_=ARRAY(Patient.id.type))
+        where = (
+            Patient.id == sa.any_(ids_param)
+            if dialect == "postgresql"
+            else Patient.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        loaded = [load_only(*only)] if only else [defer(Patient.attributes)]
+        if not only:
+            loaded.append(defer(Patient.attribute_tokens))
+        statement = _FOR_SENDING[dialect, only] = sa.select(Patient).where(where).options(*loaded)
+    return {p.id: p for p in db.session.scalars(statement, {"ids": list(ids)})}
+
+
+_FOR_SENDING: dict[tuple, sa.Select] = {}  # by dialect and columns
 
 
 def search_patients(

@@ -13,9 +13,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import load_only
 
 from core.clinic.models import Patient
+from core.clinic.patients import for_sending
 from core.config import external_url
 from core.db import among, db, insert_many, new_id, utcnow
 from core.delivery import lifecycle, receipts, routing
@@ -104,21 +104,11 @@ def _ids(batches: Batches) -> set[uuid.UUID]:
 
 
 def _patients(messages: list[Message]) -> dict:
-    """The patients of ``messages``, by id."""
+    """The patients of ``messages``, by id, with what sending reads of them (the addresses,
+    the language); the rest on first use, should a plugin want it: loading every column
+    cost a tenth of a worker's time."""
     wanted = {m.patient_id for m in messages if m.patient_id}
-    if not wanted:
-        return {}
-    return {
-        p.id: p
-        for p in db.session.scalars(
-            sa.select(Patient)
-            .where(among(Patient.id, wanted))
-            # What sending reads of a patient (the addresses, the language); the rest, the
-            # encrypted attributes (conditions) among it, is read on first use, should a
-            # plugin want it: loading every column cost a tenth of a worker's time.
-            .options(load_only(*_SENDING))
-        )
-    }
+    return for_sending(wanted, only=_SENDING) if wanted else {}
 
 
 _SENDING = (

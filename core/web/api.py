@@ -11,15 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from flask_babel import gettext as _
-from sqlalchemy.orm import defer
 
 from core import validation as check
 from core.clinic import apikeys, consent, patients
-from core.clinic.models import ConsentMethod, Patient
-from core.db import among, db
+from core.clinic.models import ConsentMethod
+from core.db import db
 from core.delivery import limits, log, outbox, presenters
 from core.delivery.models import Message
-from core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
+from core.errors import Conflict, DomainError, Forbidden, ValidationError
 from core.extensions import csrf
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
@@ -223,9 +222,12 @@ def message_create():
         field = sorted(unknown)[0]
         raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
     try:
-        patient = patients.find_patient(data.get("patient_id"))
-    except NotFound as exc:
-        raise ValidationError(exc.message, "patient_id") from None
+        patient_id = uuid.UUID(str(data.get("patient_id")))
+    except ValueError:
+        patient_id = None
+    patient = patients.for_sending([patient_id]).get(patient_id) if patient_id else None
+    if patient is None:
+        raise ValidationError(_("No such patient."), "patient_id")
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
         raise ValidationError(_("Send an object of variables."), "variables")
@@ -299,17 +301,7 @@ def message_batch():
         reference = item.get("reference")
         if reference is not None and seen.setdefault(reference, i) != i:
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
-    wanted = {item["patient_id"] for item in parsed}
-    found = {
-        p.id: p
-        for p in db.session.scalars(
-            sa.select(Patient)
-            .where(among(Patient.id, wanted))
-            # Their encrypted attributes are not for sending: not decrypted for each one
-            # (read on first use, should a plugin want them), as the worker reads them.
-            .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
-        )
-    }
+    found = patients.for_sending({item["patient_id"] for item in parsed})
     staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
     drafts, answers = [], [None] * len(parsed)
     for i, item in enumerate(parsed):
