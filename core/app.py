@@ -134,6 +134,11 @@ def _register_core_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.inbound_bp, subdomain="hooks")
     csrf.exempt(webhooks.bp)  # providers authenticate with their own signatures
     csrf.exempt(webhooks.inbound_bp)
+    # Nor a limit per address: a provider posts every clinic's reports from a few addresses,
+    # and a report refused is a report lost or late (a default limit an operator sets
+    # would hold them back; the signature, checked first, is what keeps others out).
+    limiter.exempt(webhooks.bp)
+    limiter.exempt(webhooks.inbound_bp)
 
 
 def _register_plugin_parts(app: Flask, state: RelaisState) -> None:

@@ -168,3 +168,23 @@ def test_the_sweeper_applies_a_receipt_its_worker_left(race_app, clinic):
     assert kept_receipts(race_app, clinic) == []
     with race_app.app_context():
         assert sweeper.sweep()["receipts"] == 0
+
+
+def test_a_default_rate_limit_never_holds_back_a_providers_reports(race_app):
+    """A provider posts all its reports from a few addresses: an operator's default limit
+    per address (here two a minute) must not refuse the third, or reports go missing."""
+    limited = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS, "RATELIMIT_DEFAULT": "2 per minute"})
+    limited.test_client_class = HostClient
+    clinic = make_clinic(limited, "limits", "FR", plugins=("fr", "prompt_receipts"))
+    ids = send(limited, clinic, 4)
+    with limited.app_context(), tenant_scope(clinic.id):
+        assert dispatch.deliver([str(i) for i in ids]) == 4
+    answers = [post_receipts(limited, clinic, [i]) for i in ids]
+    assert answers == [204] * 4
+    assert statuses(limited, clinic, ids) == [MessageStatus.DELIVERED] * 4
+    # the default limit holds elsewhere: the clinic's sign-in page is refused a third time
+    client = client_for(limited, clinic.slug)
+    assert [client.get("/login").status_code for _ in range(3)][-1] == 429
+    with limited.app_context():
+        db.session.remove()
+        db.engine.dispose()
