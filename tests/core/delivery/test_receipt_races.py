@@ -18,6 +18,7 @@ from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, lifecycle, outbox, sweeper
 from core.delivery.models import EarlyReceipt, Message, MessageEvent, MessageStatus
+from core.extensions import limiter
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery.prompt_receipts import reference
 from tests.worlds import TEST_CONFIG, HostClient, client_for, make_clinic, make_patient, wait_until
@@ -175,16 +176,21 @@ def test_a_default_rate_limit_never_holds_back_a_providers_reports(race_app):
     per address (here two a minute) must not refuse the third, or reports go missing."""
     limited = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS, "RATELIMIT_DEFAULT": "2 per minute"})
     limited.test_client_class = HostClient
-    clinic = make_clinic(limited, "limits", "FR", plugins=("fr", "prompt_receipts"))
-    ids = send(limited, clinic, 4)
-    with limited.app_context(), tenant_scope(clinic.id):
-        assert dispatch.deliver([str(i) for i in ids]) == 4
-    answers = [post_receipts(limited, clinic, [i]) for i in ids]
-    assert answers == [204] * 4
-    assert statuses(limited, clinic, ids) == [MessageStatus.DELIVERED] * 4
-    # the default limit holds elsewhere: the clinic's sign-in page is refused a third time
-    client = client_for(limited, clinic.slug)
-    assert [client.get("/login").status_code for _ in range(3)][-1] == 429
-    with limited.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    try:
+        clinic = make_clinic(limited, "limits", "FR", plugins=("fr", "prompt_receipts"))
+        ids = send(limited, clinic, 4)
+        with limited.app_context(), tenant_scope(clinic.id):
+            assert dispatch.deliver([str(i) for i in ids]) == 4
+        answers = [post_receipts(limited, clinic, [i]) for i in ids]
+        assert answers == [204] * 4
+        assert statuses(limited, clinic, ids) == [MessageStatus.DELIVERED] * 4
+        # the default limit holds elsewhere: the clinic's sign-in page is refused a third time
+        client = client_for(limited, clinic.slug)
+        assert [client.get("/login").status_code for _ in range(3)][-1] == 429
+    finally:
+        # One limiter serves every app of the process, and keeps the first default limits
+        # an app gives it: the later tests' apps set none.
+        limiter.limit_manager.set_default_limits([])
+        with limited.app_context():
+            db.session.remove()
+            db.engine.dispose()
