@@ -31,8 +31,13 @@ def test_staff_listen_to_a_message_with_the_keyboard_before_sending_it(
     assert preview.value.status == 200
     assert preview.value.header_value("content-type") == "audio/wav"
     expect(player).to_be_visible()
-    page.wait_for_function("document.querySelector('.voice-listen audio').duration > 0")
-    assert 3 < player.evaluate("audio => audio.duration") < 20  # seconds of speech
+    # Awaited in the element's own handler: Playwright's wait_for_function polls with eval,
+    # which the page's CSP refuses.
+    duration = player.evaluate(
+        """audio => audio.duration > 0 ? audio.duration : new Promise(done =>
+            audio.addEventListener("loadedmetadata", () => done(audio.duration), {once: true}))"""
+    )
+    assert 3 < duration < 20  # seconds of speech
     audit()  # the page with its player shown
 
 

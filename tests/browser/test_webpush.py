@@ -60,7 +60,7 @@ def test_a_patient_turns_notifications_on_and_the_worker_acknowledges_a_push(
     audit()
 
     # The service worker registers, for the patient's pages.
-    page.wait_for_function("document.getElementById('push').dataset.ready === 'true'")
+    expect(page.locator("#push")).to_have_attribute("data-ready", "true")
     scope = page.evaluate("async () => (await navigator.serviceWorker.ready).scope")
     assert scope == base + "/me/"
     status = page.get_by_role("status")
