@@ -32,7 +32,7 @@ def init_app(app: Flask) -> None:
         # CONFIG_SECONDS (core.configured): a request reads neither, and its transaction
         # begins in the clinic's scope at once. A clinic changed or suspended in another
         # process is seen within those seconds; an unknown subdomain is never remembered.
-        rows = configured.remembered(("tenant", slug), lambda: _rows(slug), misses=False)
+        rows = _remembered(slug)
         if rows is None:
             abort(404)
         if rows[0]["suspended_at"] is not None:
@@ -58,6 +58,18 @@ def init_app(app: Flask) -> None:
     @app.teardown_request
     def leave(exc=None):
         scoping.leave()
+
+
+def clinic_at(slug: str) -> Tenant | None:
+    """The clinic at ``slug`` in the current session, as a request resolves it: from the
+    process's memory of its row (``CONFIG_SECONDS``), without a query most of the time. For
+    work done outside the request, in the clinic's scope (:mod:`core.group_commit`)."""
+    rows = _remembered(slug)
+    return None if rows is None else _attached(rows)
+
+
+def _remembered(slug: str) -> tuple[dict, dict] | None:
+    return configured.remembered(("tenant", slug), lambda: _rows(slug), misses=False)
 
 
 def _attached(rows: tuple[dict, dict]) -> Tenant:

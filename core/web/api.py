@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 
 from core import validation as check
@@ -20,6 +21,7 @@ from core.delivery import limits, log, outbox, presenters
 from core.delivery.models import Message
 from core.errors import Conflict, DomainError, Forbidden, ValidationError
 from core.extensions import csrf
+from core.group_commit import GroupCommit
 from core.vocabulary import PURPOSES
 from core.web import request_bodies
 from core.web.api_schemas import (
@@ -37,6 +39,8 @@ from core.web.api_schemas import (
     QUEUED,
 )
 from core.web.openapi import api_operation
+from tenants import resolution
+from tenants.scoping import tenant_scope
 
 bp = Blueprint("api", __name__)
 
@@ -216,47 +220,30 @@ def message_create():
     A test key's message never leaves (a simulator answers); a team key's goes only to the
     clinic's staff (403 on ``patient_id`` otherwise). Over the clinic's limits: 429 with
     ``Retry-After``, and nothing is written."""
-    data = _body()
-    unknown = set(data) - MESSAGE_FIELDS
-    if unknown:
-        field = sorted(unknown)[0]
-        raise ValidationError(_("Unknown field: %(field)s.", field=field), field)
-    try:
-        patient_id = uuid.UUID(str(data.get("patient_id")))
-    except ValueError:
-        patient_id = None
-    patient = patients.for_sending([patient_id]).get(patient_id) if patient_id else None
-    if patient is None:
-        raise ValidationError(_("No such patient."), "patient_id")
-    variables = data.get("variables") or {}
-    if not isinstance(variables, dict):
-        raise ValidationError(_("Send an object of variables."), "variables")
-    channels = data.get("channels") or ["sms"]
-    if not isinstance(channels, list):
-        raise ValidationError(_("Send a list of channels."), "channels")
-    if g.api_key.kind == "team" and not apikeys.staff_among([patient]):
-        raise _not_team(patient.id)
-    message = outbox.send(
-        g.tenant,
-        patient,
-        str(data.get("purpose", "")),
-        data.get("template") or "",
-        variables,
-        channels,
-        not_before=presenters.parse_time(data.get("not_before"), "not_before"),
-        expires_at=presenters.parse_time(data.get("expires_at"), "expires_at"),
-        api_key=g.api_key,
-    )
-    limits.take(g.tenant, [message])  # over a limit: 429, and the error handler rolls back
-    # The answer is read before the commit: after it, reading the message would reload it
-    # (and its clinic) in a transaction of its own, a third of the request's statements.
-    body = {
-        "id": str(message.id),
-        "status": str(message.status),
-        "verdict": presenters.verdict_json(message),
-    }
-    db.session.commit()
-    return jsonify(body), 202
+    item = _message_item(_body(), "", MESSAGE_FIELDS)
+    tenant, key = g.tenant, g.api_key
+    # Written with the messages other requests of this process post meanwhile (see
+    # core.group_commit): one transaction, one judging and one queue push for them all.
+    answer = _queue_together((tenant.id, tenant.slug, key, str(get_locale())), item)
+    if isinstance(answer, DomainError):
+        raise answer
+    return jsonify(answer), 202
+
+
+def _queue_group(group: tuple, items: list[dict[str, Any]]) -> list[dict | DomainError]:
+    """:data:`_queue_together`'s work: the messages of concurrent ``POST /messages`` of one
+    clinic and key, written and committed together; each one's answer or error."""
+    tenant_id, slug, key, locale = group
+    with tenant_scope(tenant_id), force_locale(locale):
+        tenant = resolution.clinic_at(slug)
+        answers = [
+            a if isinstance(a, DomainError) else _queued(a) for a in _queue(tenant, key, items)
+        ]
+        db.session.commit()
+    return answers
+
+
+_queue_together = GroupCommit("relais-api-messages", _queue_group)
 
 
 BATCH_FIELDS = MESSAGE_FIELDS | {"reference"}
@@ -295,35 +282,17 @@ def message_batch():
         raise ValidationError(_("Send a list of messages."), "messages")
     if len(items) > BATCH_MAX:
         raise ValidationError(_("At most %(n)d messages a request.", n=BATCH_MAX), "messages")
-    parsed = [_batch_item(item, f"messages[{i}]") for i, item in enumerate(items)]
+    parsed = [_message_item(item, f"messages[{i}]", BATCH_FIELDS) for i, item in enumerate(items)]
     seen: dict[str, int] = {}
     for i, item in enumerate(parsed):
         reference = item.get("reference")
         if reference is not None and seen.setdefault(reference, i) != i:
             raise ValidationError(_("This reference is used twice."), f"messages[{i}].reference")
-    found = patients.for_sending({item["patient_id"] for item in parsed})
-    staff = apikeys.staff_among(list(found.values())) if g.api_key.kind == "team" else None
-    drafts, answers = [], [None] * len(parsed)
-    for i, item in enumerate(parsed):
-        patient = found.get(item.pop("patient_id"))
-        if patient is None:
-            answers[i] = ValidationError(_("No such patient."), "patient_id")
-            continue
-        if staff is not None and patient.id not in staff:
-            answers[i] = _not_team(patient.id)
-            continue
-        drafts.append((i, {**item, "patient": patient}))
-    key = g.api_key
-    results = outbox.send_many(g.tenant, [d for _i, d in drafts], key.id, key.kind)
-    for (i, _draft), result in zip(drafts, results, strict=True):
-        answers[i] = result
-    # Those written now (those a reference found are in the session already) count against
-    # the limits: over one, 429, and the error handler rolls back whatever was written.
-    written = [r for r in results if isinstance(r, Message) and sa.inspect(r).transient]
-    limits.take(g.tenant, written)
+    answers = _queue(g.tenant, g.api_key, parsed)
     db.session.commit()
     body = [
-        _batch_answer(i, result, parsed[i].get("reference")) for i, result in enumerate(answers)
+        _batch_answer(i, a, item.get("reference"))
+        for i, (item, a) in enumerate(zip(parsed, answers, strict=True))
     ]
     return jsonify(
         {
@@ -334,23 +303,56 @@ def message_batch():
     ), 202
 
 
-def _batch_item(item: Any, where: str) -> dict[str, Any]:
-    """One message of a batch, its types checked: ``send_many``'s arguments (patient id
-    still to look up). :raises ValidationError: naming ``where`` and the field."""
+def _queue(tenant, key, items: list[dict[str, Any]]) -> list[Message | DomainError]:
+    """Write the messages ``items`` (:func:`_message_item`'s) of API key ``key``, each judged;
+    each one's message or error, in order. The caller commits.
+
+    :raises OverLimit: when they are more than the clinic's limits leave (none written).
+    """
+    found = patients.for_sending({item["patient_id"] for item in items})
+    staff = apikeys.staff_among(list(found.values())) if key.kind == "team" else None
+    drafts, answers = [], [None] * len(items)
+    for i, item in enumerate(items):
+        patient = found.get(item["patient_id"])
+        if patient is None:
+            answers[i] = ValidationError(_("No such patient."), "patient_id")
+        elif staff is not None and patient.id not in staff:
+            answers[i] = _not_team(patient.id)
+        else:
+            draft = {k: v for k, v in item.items() if k != "patient_id"}
+            drafts.append((i, {**draft, "patient": patient}))
+    results = outbox.send_many(tenant, [d for _i, d in drafts], key.id, key.kind)
+    for (i, _draft), result in zip(drafts, results, strict=True):
+        answers[i] = result
+    # Those written now (those a reference found are in the session already) count against
+    # the limits: over one, OverLimit (429), and the error handler rolls back what was written.
+    limits.take(tenant, [r for r in results if isinstance(r, Message) and sa.inspect(r).transient])
+    return answers
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _message_item(item: Any, where: str, fields: set[str]) -> dict[str, Any]:
+    """A message posted, its types checked: ``send_many``'s arguments (patient id still to
+    look up). :raises ValidationError: naming the field (within ``where``, a batch's item)."""
     if not isinstance(item, dict):
-        raise ValidationError(_("Send a JSON object."), where)
-    unknown = set(item) - BATCH_FIELDS
+        raise ValidationError(_("Send a JSON object."), where or "body")
+    unknown = set(item) - fields
     if unknown:
         field = sorted(unknown)[0]
-        raise ValidationError(_("Unknown field: %(field)s.", field=field), f"{where}.{field}")
+        raise ValidationError(_("Unknown field: %(field)s.", field=field), _at(where, field))
     try:
         patient_id = uuid.UUID(item.get("patient_id"))
     except (TypeError, ValueError, AttributeError):
-        raise ValidationError(_("No such patient."), f"{where}.patient_id") from None
+        raise ValidationError(_("No such patient."), _at(where, "patient_id")) from None
     parsed: dict[str, Any] = {"patient_id": patient_id}
     purpose = item.get("purpose")
     if not isinstance(purpose, str):
-        raise ValidationError(_("Choose one of: %(v)s.", v=", ".join(PURPOSES)), f"{where}.purpose")
+        raise ValidationError(
+            _("Choose one of: %(v)s.", v=", ".join(PURPOSES)), _at(where, "purpose")
+        )
     parsed["purpose"] = purpose
     template = item.get("template")
     if not (
@@ -358,23 +360,23 @@ def _batch_item(item: Any, where: str) -> dict[str, Any]:
         or isinstance(template, dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in template.items())
     ):
-        raise ValidationError(_("A message needs a text."), f"{where}.template")
+        raise ValidationError(_("A message needs a text."), _at(where, "template"))
     parsed["template"] = template
     variables = item.get("variables")
     if variables is not None and not isinstance(variables, dict):
-        raise ValidationError(_("Send an object of variables."), f"{where}.variables")
+        raise ValidationError(_("Send an object of variables."), _at(where, "variables"))
     parsed["variables"] = variables or {}
     channels = item.get("channels")
     if channels is not None and not (
         isinstance(channels, list) and all(isinstance(c, str) for c in channels)
     ):
-        raise ValidationError(_("Send a list of channels."), f"{where}.channels")
+        raise ValidationError(_("Send a list of channels."), _at(where, "channels"))
     parsed["channels"] = channels or ["sms"]
     for name in ("not_before", "expires_at"):
         value = item.get(name)
         if value is not None and not isinstance(value, str):
-            raise ValidationError(_("Give an ISO 8601 time with its offset."), f"{where}.{name}")
-        parsed[name] = presenters.parse_time(value, f"{where}.{name}")
+            raise ValidationError(_("Give an ISO 8601 time with its offset."), _at(where, name))
+        parsed[name] = presenters.parse_time(value, _at(where, name))
     reference = item.get("reference")
     if reference is not None:
         if (
@@ -385,10 +387,19 @@ def _batch_item(item: Any, where: str) -> dict[str, Any]:
         ):
             raise ValidationError(
                 _("Give a reference of 1 to %(n)d printable characters.", n=REFERENCE_LENGTH),
-                f"{where}.reference",
+                _at(where, "reference"),
             )
         parsed["reference"] = reference
     return parsed
+
+
+def _queued(message: Message) -> dict[str, Any]:
+    """What the API answers of a message written: its id, status and verdict."""
+    return {
+        "id": str(message.id),
+        "status": str(message.status),
+        "verdict": presenters.verdict_json(message),
+    }
 
 
 def _batch_answer(index: int, result: Any, reference: str | None) -> dict[str, Any]:
@@ -397,13 +408,7 @@ def _batch_answer(index: int, result: Any, reference: str | None) -> dict[str, A
         if result.field:
             error["field"] = f"messages[{index}].{result.field}"
         return {"index": index, "reference": reference, "error": error}
-    return {
-        "index": index,
-        "reference": reference,
-        "id": str(result.id),
-        "status": str(result.status),
-        "verdict": presenters.verdict_json(result),
-    }
+    return {"index": index, "reference": reference, **_queued(result)}
 
 
 @bp.get("/messages/<uuid:message_id>")
