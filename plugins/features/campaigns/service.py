@@ -32,11 +32,11 @@ from core.plugin_api import (
     Patient,
     Tenant,
     ValidationError,
-    among,
     cancel_message,
     channel_preview,
     db,
     enabled_plugins,
+    for_sending,
     plugin_setting,
     record_audit,
     render_message,
@@ -465,12 +465,8 @@ def run_chunk(campaign_id: str, number: int) -> int:
         .on_conflict_do_nothing()
         .returning(CampaignRecipient.patient_id)
     ).all()
-    patients = db.session.scalars(
-        sa.select(Patient)
-        .options(defer(Patient.attributes), defer(Patient.attribute_tokens))
-        .where(among(Patient.id, claimed))
-        .order_by(Patient.id)
-    ).all()
+    found = for_sending(claimed)
+    patients = [found[patient_id] for patient_id in sorted(found)]
     drafts = []
     size, now = chunk_size(tenant), utcnow()
     # Read once for the chunk, not once a patient.
