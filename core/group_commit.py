@@ -14,6 +14,7 @@ again one request at a time, so that one request's error is its own.
 import os
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -38,11 +39,15 @@ class GroupCommit:
 
     ``work(key, items)`` runs in the thread, in an app context of its own, and returns one
     result per item, in order, once it committed what it wrote; what it raises fails the
-    group, which is then worked again one item at a time.
+    group, which is then worked again one item at a time. ``gather``: how long the first
+    call of a transaction waits for others to join it (seconds of its answer traded for
+    fewer, larger transactions).
     """
 
-    def __init__(self, name: str, work: Callable[[Hashable, list], list]) -> None:
-        self.name, self.work = name, work
+    def __init__(
+        self, name: str, work: Callable[[Hashable, list], list], gather: float = 0.0
+    ) -> None:
+        self.name, self.work, self.gather = name, work, gather
         self._starting = threading.Lock()
 
     def __call__(self, key: Hashable, item: Any, timeout: float | None = None) -> Any:
@@ -86,9 +91,10 @@ class _Thread:
     def _run(self) -> None:
         while True:
             calls = [self.calls.get()]
+            until = time.monotonic() + self.owner.gather
             while len(calls) < MOST:
                 try:
-                    calls.append(self.calls.get_nowait())
+                    calls.append(self.calls.get(timeout=max(until - time.monotonic(), 0)))
                 except queue.Empty:
                     break
             groups: dict[Hashable, list[_Call]] = defaultdict(list)
