@@ -66,7 +66,7 @@ from core.clinic.models import Patient  # noqa: E402
 from core.clinic.patients import create_patient  # noqa: E402
 from core.crypto import generate_key  # noqa: E402
 from core.db import db  # noqa: E402
-from core.delivery import outbox, sweeper  # noqa: E402
+from core.delivery import outbox, queues, sweeper  # noqa: E402
 from core.delivery.jobs import QUEUES  # noqa: E402
 from core.delivery.models import Message  # noqa: E402
 from tenants import provisioning  # noqa: E402
@@ -915,7 +915,7 @@ def otp_during_bulk(world: World) -> dict:
         progress.update(counter.value)
         time.sleep(0.05)
     progress.finish(counter.value)
-    backlog = []  # bulk messages queued in Redis (jobs x 100) when each OTP is sent
+    backlog = []  # bulk messages queued in Redis (jobs x ids a job) when each OTP is sent
     progress = Progress("S2 OTPs, one per 100 ms", otps)
     first = time.monotonic()
     with world.app.app_context(), tenant_scope(world.tenant_id):
@@ -923,7 +923,7 @@ def otp_during_bulk(world: World) -> dict:
         patients = db.session.scalars(sa.select(Patient).limit(otps)).all()
         for k in range(otps):
             time.sleep(max(0.0, first + 0.1 * k - time.monotonic()))
-            backlog.append(world.redis.llen("rq:queue:bulk") * 100)
+            backlog.append(world.redis.llen("rq:queue:bulk") * queues.BATCH)
             patient = patients[k % len(patients)]
             outbox.send(
                 tenant,

@@ -7,6 +7,7 @@ ends and sent again under the same idempotency key (its id).
 
 import base64
 import random
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import replace
@@ -18,7 +19,7 @@ from core.clinic.models import Patient
 from core.clinic.patients import for_sending
 from core.config import external_url
 from core.db import among, db, insert_many, new_id, utcnow
-from core.delivery import lifecycle, receipts, routing
+from core.delivery import jobs, lifecycle, receipts, routing
 from core.delivery.models import Attempt, Message, MessageStatus
 from core.delivery.providers import (
     ACCEPTED,
@@ -34,6 +35,10 @@ from tenants.models import Tenant
 from tenants.scoping import current_tenant_id
 
 LEASE = timedelta(seconds=60)
+# Messages claimed and sent together: a code behind a campaign's job waits for one part at
+# most (the job hands its rest back when codes wait, see deliver).
+PART = 100
+JOB_SECONDS = 30.0  # a job running longer hands its rest back (RQ's timeout is 180 s)
 MAX_TRIES = 3  # on one provider, before failing over to the next
 ROUNDS = 8  # failovers and fallbacks tried within one job
 TIMEOUT = 10.0  # seconds for one provider call
@@ -45,7 +50,13 @@ UNANSWERED = (TEMPORARY, UNKNOWN, RECOVERED, LOST)
 
 
 def deliver(message_ids: list[str]) -> int:
-    """Send the due messages among ``message_ids`` (a job of the current tenant).
+    """Send the due messages among ``message_ids`` (a job of the current tenant), a part
+    of :data:`PART` at a time, each claimed and recorded in its own transactions.
+
+    Between parts, a job whose worker has work waiting on a queue it takes first (a code
+    behind a campaign), or that has run for :data:`JOB_SECONDS`, hands the ids it has not
+    claimed back to the front of its queue and ends: a job of many parts costs RQ's
+    bookkeeping once, and a code still waits for one part at most.
 
     Returns how many this call claimed.
     """
@@ -56,10 +67,27 @@ def deliver(message_ids: list[str]) -> int:
         return 0
     session = db.session()
     session.expire_on_commit = False  # the claimed rows are ours: no reload after each commit
-    patients: dict = {}
-    callbacks: dict[str, str] = {}  # one webhook address per provider, not per message
-    first: Batches = defaultdict(list)  # the first round's calls, put on record by the claim
+    callbacks: dict[str, str] = {}  # one webhook address per provider, not per job
+    began, taken = time.monotonic(), 0
+    try:
+        for start in range(0, len(message_ids), PART):
+            rest = message_ids[start:]
+            if (
+                start
+                and (time.monotonic() - began > JOB_SECONDS or jobs.work_ahead())
+                and jobs.hand_back(jobs.DELIVER, rest)
+            ):
+                break
+            taken += _deliver_part(tenant, rest[:PART], callbacks)
+    finally:
+        session.expire_on_commit = True
+    return taken
 
+
+def _deliver_part(tenant, message_ids: list[str], callbacks: dict[str, str]) -> int:
+    """Claim the due ones among ``message_ids``, send them, record what came of it."""
+    patients: dict = {}
+    first: Batches = defaultdict(list)  # the first round's calls, put on record by the claim
     taken: list[Message] = []  # claimed, whatever came of them
 
     def plan(locked: list[Message]) -> dict[uuid.UUID, str]:
@@ -77,22 +105,19 @@ def deliver(message_ids: list[str]) -> int:
                 calls[message.id] = decided[0].provider
         return calls
 
-    try:
-        claimed = lifecycle.claim([uuid.UUID(i) for i in message_ids], LEASE, plan)
-        now = utcnow()
-        routed = _ids(first)
-        todo = _recover(tenant, [m for m in claimed if m.calling and m.id not in routed])
-        todo = _send(tenant, first, recorded=True) + todo
-        for _ in range(ROUNDS):
-            if not todo:
-                break
-            todo = _round(tenant, todo, patients, callbacks)
-        for message in todo:  # still undecided after every round: try again later
-            _retry_later(message, now, "too many failovers in one go")
-        receipts.apply_early_receipts([m for m in claimed if m.status == MessageStatus.SENT])
-        db.session.commit()  # the lifecycle announces each change once this commits
-    finally:
-        session.expire_on_commit = True
+    claimed = lifecycle.claim([uuid.UUID(i) for i in message_ids], LEASE, plan)
+    now = utcnow()
+    routed = _ids(first)
+    todo = _recover(tenant, [m for m in claimed if m.calling and m.id not in routed])
+    todo = _send(tenant, first, recorded=True) + todo
+    for _ in range(ROUNDS):
+        if not todo:
+            break
+        todo = _round(tenant, todo, patients, callbacks)
+    for message in todo:  # still undecided after every round: try again later
+        _retry_later(message, now, "too many failovers in one go")
+    receipts.apply_early_receipts([m for m in claimed if m.status == MessageStatus.SENT])
+    db.session.commit()  # the lifecycle announces each change once this commits
     return len(taken)
 
 

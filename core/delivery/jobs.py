@@ -9,11 +9,15 @@ delivery job holds the clinic's messages itself (they stay due in the database).
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from werkzeug.utils import import_string
 
@@ -21,9 +25,12 @@ from core import configured
 from core.db import db
 from core.vocabulary import QUEUES
 from tenants.models import Tenant
-from tenants.scoping import tenant_scope
+from tenants.scoping import current_tenant_id, tenant_scope
 
 DELIVER = "core.delivery.dispatch:deliver"  # holds a suspended clinic's messages itself
+# The Redis keys of the queues the running job's worker takes before the job's own (set by
+# the worker around each job): a long job hands its rest back when one of them has work.
+_ahead: ContextVar[tuple[str, ...]] = ContextVar("relais_queues_ahead", default=())
 
 
 def redis() -> Redis:
@@ -105,3 +112,47 @@ def _hold(tenant_id: str, target: str, args: tuple) -> None:
     name = job.origin if job is not None and job.origin in QUEUES else "bulk"
     later = timedelta(seconds=current_app.config["SUSPENDED_RECHECK_SECONDS"])
     queue(name).enqueue_in(later, run, tenant_id, target, *args, job_timeout=600)
+
+
+@contextmanager
+def queues_ahead(keys: tuple[str, ...]) -> Iterator[None]:
+    """Inside the block (a job), :func:`work_ahead` looks at these queues' Redis keys."""
+    token = _ahead.set(keys)
+    try:
+        yield
+    finally:
+        _ahead.reset(token)
+
+
+def work_ahead() -> bool:
+    """Whether a queue the worker takes before the running job's has a job waiting (a code
+    behind a campaign's job): one round trip to Redis; False outside a worker, or when Redis
+    does not answer (the job then goes on)."""
+    keys = _ahead.get()
+    if not keys:
+        return False
+    try:
+        with redis().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.llen(key)
+            return any(pipe.execute())
+    except RedisError:
+        return False
+
+
+def hand_back(target: str, *args) -> bool:
+    """Queue the running job's rest (``target`` called with ``args``, in the current
+    tenant's scope) at the front of the job's queue, to run after the work ahead of it.
+
+    Returns False when it could not (no job running, Redis unavailable): the caller then
+    does the rest itself.
+    """
+    job = get_current_job()
+    if job is None or job.origin not in QUEUES:
+        return False
+    tenant_id = str(current_tenant_id())
+    try:
+        queue(job.origin).enqueue(run, tenant_id, target, *args, result_ttl=0, at_front=True)
+    except RedisError:
+        return False
+    return True

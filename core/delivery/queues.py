@@ -18,12 +18,11 @@ from core.delivery import jobs
 from core.vocabulary import PURPOSES
 
 QUEUE_OF_PURPOSE = {p.name: p.queue for p in PURPOSES.values()}
-# Message ids per job. A job has a fixed cost (RQ's some 70 Redis commands, the clinic's
-# scope, a dozen statements and two commits whatever its size): 250 a job cost a worker 0.31
-# ms of CPU a message where 100 cost 0.42 (bench.cpu). Kept at 100: a code waits between
-# jobs (the ``otp`` queue is taken first, but only then), and with jobs of 250 the codes'
-# p99 during a bulk send went from 242 to 395 ms (bench.pipeline --only 2, same machine).
-BATCH = 100
+# Message ids per job. A job has a fixed cost (RQ's some 65 Redis commands and 28 round
+# trips, the clinic's scope, a new session): many messages a job make it small per
+# message. A code does not wait behind a long job: the job sends a part
+# (``dispatch.PART``) at a time and hands its rest back when the ``otp`` queue has work.
+BATCH = 1000
 DELIVER = jobs.DELIVER
 _KEY = "relais_due"
 

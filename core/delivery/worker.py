@@ -31,6 +31,8 @@ import redis.exceptions
 from rq import SimpleWorker, worker_registration
 from rq.scheduler import RQScheduler
 
+from core.delivery import jobs
+
 OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 FIRST_WAIT = 0.5  # seconds before the first try again; doubled each time
 LONGEST_WAIT = 10.0  # a worker back at most this long after Redis is
@@ -38,7 +40,9 @@ LONGEST_WAIT = 10.0  # a worker back at most this long after Redis is
 
 class Worker(SimpleWorker):
     """A SimpleWorker (jobs run in this process, no fork) that waits for Redis when it is
-    gone and goes on when it is back."""
+    gone and goes on when it is back, and tells the job it runs which of its queues come
+    first (:func:`jobs.work_ahead`: a long delivery job hands its rest back when a code
+    waits)."""
 
     # RQ's own backoff while waiting for a job: capped as ours, not at a minute.
     max_connection_wait_time = LONGEST_WAIT
@@ -55,8 +59,11 @@ class Worker(SimpleWorker):
         return self._through_outages(super().run_maintenance_tasks)
 
     def execute_job(self, job, queue) -> None:
+        names = self.queue_names()
+        ahead = self.queues[: names.index(queue.name)] if queue.name in names else ()
         try:
-            super().execute_job(job, queue)
+            with jobs.queues_ahead(tuple(q.key for q in ahead)):
+                super().execute_job(job, queue)
         except OUTAGE as exc:
             self.log.warning(
                 "Worker %s: Redis lost during job %s (%s); its messages are in the database, "

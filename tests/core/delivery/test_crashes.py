@@ -12,7 +12,7 @@ from core.app import create_app
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db, utcnow
-from core.delivery import outbox, sweeper
+from core.delivery import dispatch, outbox, sweeper
 from core.delivery.models import Attempt, Message, MessageStatus
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery.loopback_api import LoopbackApi
@@ -117,6 +117,63 @@ def test_redis_flushed_mid_run_loses_nothing(crash_app, api):
     worker("--burst").communicate(timeout=60)
     assert statuses(crash_app, clinic) == [MessageStatus.SENT] * 5
     assert len(api.references()) == len(set(api.references())) == 5
+
+
+def send_in_one_job(app, clinic, patient, count: int) -> None:
+    with app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        for n in range(count):
+            outbox.send(clinic, who, "transactional", f"Message {n}", {}, ["sms"])
+        db.session.commit()  # one job carries every id
+    assert Redis.from_url(REDIS_URL).llen("rq:queue:transactional") == 1
+
+
+def test_a_code_waits_for_a_part_of_a_long_job_not_for_the_whole_job(crash_app, api):
+    clinic = make_clinic(crash_app, "demo", "FR", plugins=("fr", "loopback"))
+    patient = make_patient(crash_app, clinic)
+    count = 3 * dispatch.PART
+    send_in_one_job(crash_app, clinic, patient, count)
+
+    running = worker("--burst")
+    wait_until(lambda: len(api.references()) >= 1)  # the job's first part is being sent
+    with crash_app.app_context(), tenant_scope(clinic.id):
+        who = db.session.get(Patient, (clinic.id, patient.id))
+        code = outbox.send(clinic, who, "otp", "Code 123456", {}, ["sms"]).id
+        db.session.commit()
+    output, _ = running.communicate(timeout=60)
+    assert running.returncode == 0, output
+
+    references = api.references()
+    assert len(references) == len(set(references)) == count + 1, "a message was sent twice"
+    # Sent once the part at hand was, before the job's rest (handed back behind it).
+    assert references.index(str(code)) <= 2 * dispatch.PART
+    assert statuses(crash_app, clinic) == [MessageStatus.SENT] * (count + 1)
+
+
+def test_a_worker_killed_in_a_long_job_loses_nothing_and_sends_nothing_twice(crash_app, api):
+    clinic = make_clinic(crash_app, "demo", "FR", plugins=("fr", "loopback"))
+    patient = make_patient(crash_app, clinic)
+    count = 3 * dispatch.PART
+    send_in_one_job(crash_app, clinic, patient, count)
+
+    first = worker("--burst")
+    wait_until(lambda: len(api.references()) >= dispatch.PART + 10)  # in its second part
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    with crash_app.app_context():
+        with system_scope():  # two minutes later: leases over, the rest not pushed again
+            db.session.execute(
+                sa.update(Message).values(
+                    lease_until=utcnow(), enqueued_at=utcnow() - sweeper.REPUSH_AFTER
+                )
+            )
+            db.session.commit()
+        sweeper.sweep()
+    worker("--burst").communicate(timeout=60)
+
+    assert statuses(crash_app, clinic) == [MessageStatus.SENT] * count
+    references = api.references()
+    assert len(references) == len(set(references)) == count, "a message was sent twice"
 
 
 def test_a_killed_worker_leaves_no_process_holding_the_database(crash_app):
