@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -45,6 +46,7 @@ from bench.pipeline import (  # noqa: E402
 )
 from bench.providers import start_webhooks  # noqa: E402
 from plugins.channels.twilio_api import signature_for  # noqa: E402
+from tests.fakes.twilio import status_callback  # noqa: E402
 
 SENDER = "+33939030101"
 PATH = "/webhooks/twilio_sms/receipts"
@@ -53,19 +55,9 @@ PATH = "/webhooks/twilio_sms/receipts"
 def callbacks(rows, status: str, account: str, token: str, url: str) -> list[tuple]:
     """Twilio's callback of ``status`` for each (sid, phone) of ``rows``: body and headers."""
     made = []
+    done = datetime.now(UTC) if status == "delivered" else None
     for sid, phone in rows:
-        params = {
-            "AccountSid": account,
-            "ApiVersion": "2010-04-01",
-            "From": SENDER,
-            "MessageSid": sid,
-            "MessageStatus": status,
-            "SmsSid": sid,
-            "SmsStatus": status,
-            "To": phone,
-        }
-        if status == "delivered":
-            params["RawDlrDoneDate"] = time.strftime("%y%m%d%H%M", time.gmtime())
+        params = status_callback(account, sid, status, phone, sender=SENDER, done=done)
         headers = {
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "I-Twilio-Idempotency-Token": str(uuid.uuid4()),

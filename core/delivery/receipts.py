@@ -3,6 +3,7 @@
 import os
 import queue
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -100,6 +101,11 @@ def apply_receipts(provider: str, reports: list[Receipt]) -> None:
 # are committed (a call that gets no 2xx is sent again by the provider), and each clinic's
 # reports go in a transaction of their own, in that clinic's scope.
 MOST_CALLS = 200  # calls whose reports go in one transaction, at most
+# How long the first call of a transaction waits for others to join it. A transaction costs
+# the process about 2 ms of CPU whatever it holds (its statements, the app context, the
+# commit), and calls arrive a few per millisecond: alone they went 3 to 6 together; this
+# gathers more for each, for a few milliseconds of a call's answer.
+GATHER_SECONDS = 0.005
 WAIT_SECONDS = 30.0  # how long a call waits for its commit (then 503: the provider retries)
 
 
@@ -123,9 +129,10 @@ class _Applier:
     def _run(self) -> None:
         while True:
             calls = [self.calls.get()]
+            until = time.monotonic() + GATHER_SECONDS
             while len(calls) < MOST_CALLS:
                 try:
-                    calls.append(self.calls.get_nowait())
+                    calls.append(self.calls.get(timeout=max(until - time.monotonic(), 0)))
                 except queue.Empty:
                     break
             groups: dict[tuple, list[_Call]] = defaultdict(list)

@@ -6,30 +6,27 @@ channels both build on, so that neither imports the other.
 - :class:`TwilioAccount`, the base of both providers: the account's address and HTTP Basic
   authentication, the check of ``X-Twilio-Signature`` on webhooks, and settling a call whose
   outcome is unknown with Twilio's list API (:meth:`TwilioAccount.lookup`);
-- :func:`request`, Twilio's API over one pool of kept-alive connections per process, its
-  :class:`Answer`, and :func:`json_of` for answers;
+- :func:`request`, Twilio's API over the channels' kept-alive connections
+  (:mod:`plugins.channels.http_api`), :func:`json_of` for its answers, and
+  :func:`requests_pool`, the threads that send a batch's requests at once;
 - :func:`signature_for`, Twilio's request signature;
 - the settings both declare: :func:`account_settings` and :func:`base_url_setting`.
 """
 
-import atexit
 import base64
 import hashlib
 import hmac
-import json
 import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import urllib3
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from urllib3.exceptions import ConnectTimeoutError, HTTPError
+from urllib3.exceptions import HTTPError
 
 from core.plugin_api import (
     ACCEPTED,
@@ -43,6 +40,8 @@ from core.plugin_api import (
     SignatureError,
     utcnow,
 )
+from plugins.channels import http_api
+from plugins.channels.http_api import CONNECTIONS, NEVER_SENT, Answer
 
 API_VERSION = "2010-04-01"
 DEFAULT_BASE_URL = "https://api.twilio.com"
@@ -130,7 +129,7 @@ class TwilioAccount(Provider):
         started = utcnow()
         try:
             response = request("POST", self.url(self.resource), self.auth(), timeout, form)
-        except ConnectTimeoutError as exc:  # no connection (refused, unresolved, timed out)
+        except NEVER_SENT as exc:  # no connection (refused, unresolved, timed out)
             # The request never reached Twilio: safe to send again.
             return Result(message.message_id, TEMPORARY, error=f"Twilio unreachable: {exc}"[:200])
         except HTTPError as exc:
@@ -249,36 +248,18 @@ def json_of(response: "Answer") -> dict:
 
 
 # Requests a worker has in flight at once: Twilio takes one message per request, so a batch's
-# requests go side by side over the pool's kept-alive connections (as many as that per host).
-CONCURRENT = 16
-
-
-@dataclass(frozen=True)
-class Answer:
-    """Twilio's answer to a request."""
-
-    status_code: int
-    reason_phrase: str
-    content: bytes
-
-    def json(self):
-        """The body as JSON; raises ValueError when it is not."""
-        return json.loads(self.content)
+# requests go side by side over the pool's kept-alive connections (one each).
+CONCURRENT = CONNECTIONS
 
 
 def request(
     method: str, url: str, auth: tuple[str, str], timeout: float, form: dict | None = None
 ) -> Answer:
-    """Call Twilio's API over the process's kept-alive connections, ``form`` encoded as
-    Twilio takes it. Not retried, not redirected: the caller decides what a failure means.
+    """Call Twilio's API (:func:`plugins.channels.http_api.request`), with HTTP Basic
+    authentication and ``form`` encoded as Twilio takes it.
 
-    urllib3 rather than httpx: a call costs a worker 0.4 ms of CPU instead of 1.2 (measured
-    on the loopback fake, 16 calls at once), and Twilio takes a call per message. Like httpx,
-    it checks that a kept-alive connection is still open before sending on it.
-
-    :raises urllib3.exceptions.ConnectTimeoutError: no connection was made (refused,
-        unresolved, timed out): the request never left.
-    :raises urllib3.exceptions.HTTPError: anything else (the request may have reached Twilio).
+    :raises urllib3.exceptions.HTTPError: no (complete) answer; one of
+        :data:`~plugins.channels.http_api.NEVER_SENT` when the request never left.
     """
     token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "User-Agent": "relais-twilio"}
@@ -286,31 +267,10 @@ def request(
     if form is not None:
         body = urlencode(form, doseq=True)  # a list: the name repeated, as Twilio takes it
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    response = _connections().request(
-        method,
-        url,
-        body=body,
-        headers=headers,
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        retries=False,
-        redirect=False,
-    )
-    return Answer(response.status, response.reason or "", response.data)
+    return http_api.request(method, url, headers, timeout, body)
 
 
-_clients: dict[int, urllib3.PoolManager] = {}
 _pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _connections() -> urllib3.PoolManager:
-    """One connection pool per process (a forked worker must not share its parent's)."""
-    pid = os.getpid()
-    found = _clients.get(pid)
-    if found is None:
-        _clients.clear()
-        found = _clients[pid] = urllib3.PoolManager(maxsize=CONCURRENT)
-        atexit.register(found.clear)  # its kept-alive connections closed, not dropped
-    return found
 
 
 def requests_pool() -> ThreadPoolExecutor:

@@ -20,6 +20,8 @@ per recipient), :attr:`outcome` (``delivered``, or ``undelivered``/``failed`` wi
 :attr:`callback_delay`, :meth:`hold_callbacks` / :meth:`release_callbacks`, and
 :attr:`callbacks_before_answer` (post the callbacks before answering the create request, so
 that they reach the app before it records the send). Waits are bounded loops on conditions.
+:func:`status_callback` builds a callback's parameters, for tests and benches that post
+their own.
 """
 
 import base64
@@ -363,23 +365,18 @@ class FakeTwilio:
         message.status, message.date_updated = status, now
         if status == "sent":
             message.date_sent = now
-        params = {
-            "AccountSid": message.account_sid,
-            "ApiVersion": "2010-04-01",
-            "From": message.from_ or "",
-            "MessageSid": message.sid,
-            "MessageStatus": status,
-            "SmsSid": message.sid,
-            "SmsStatus": status,
-            "To": message.to,
-        }
-        if message.messaging_service_sid:
-            params["MessagingServiceSid"] = message.messaging_service_sid
         if status in ("undelivered", "failed"):
             message.error_code = self.outcome[1] or 30008
-            params["ErrorCode"] = str(message.error_code)
-        if status in ("delivered", "undelivered"):
-            params["RawDlrDoneDate"] = now.strftime("%y%m%d%H%M")
+        params = status_callback(
+            message.account_sid,
+            message.sid,
+            status,
+            message.to,
+            sender=message.from_,
+            messaging_service_sid=message.messaging_service_sid,
+            error_code=message.error_code if status in ("undelivered", "failed") else None,
+            done=now if status in ("delivered", "undelivered") else None,
+        )
         self.callbacks.append(self._post(message.status_callback, params))
 
     def _post(self, url: str, params: dict[str, str]) -> Callback:
@@ -457,6 +454,39 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - quiet: tests read the records
         pass
+
+
+def status_callback(
+    account_sid: str,
+    sid: str,
+    status: str,
+    to: str,
+    sender: str | None = None,
+    messaging_service_sid: str | None = None,
+    error_code: int | None = None,
+    done: datetime | None = None,
+) -> dict[str, str]:
+    """The form parameters of Twilio's status callback for message ``sid`` moving to
+    ``status``, as Twilio posts them to its ``StatusCallback`` (before signing):
+    ``ErrorCode`` when given (a failure), ``RawDlrDoneDate`` (the carrier's report,
+    YYMMDDhhmm) when ``done`` is given (delivered and undelivered reports)."""
+    params = {
+        "AccountSid": account_sid,
+        "ApiVersion": "2010-04-01",
+        "From": sender or "",
+        "MessageSid": sid,
+        "MessageStatus": status,
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "To": to,
+    }
+    if messaging_service_sid:
+        params["MessagingServiceSid"] = messaging_service_sid
+    if error_code is not None:
+        params["ErrorCode"] = str(error_code)
+    if done is not None:
+        params["RawDlrDoneDate"] = done.strftime("%y%m%d%H%M")
+    return params
 
 
 def _error(code: int | None, message: str, status: int) -> dict:

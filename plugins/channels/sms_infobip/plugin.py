@@ -12,7 +12,9 @@ The protocol, as Infobip publishes it (https://www.infobip.com/docs/api/channels
   ``GET /sms/3/logs?messageId=...`` (logs are kept 48 hours) which messages it already has.
   A call whose answer is lost (read timeout, dropped connection, HTTP 504) is of unknown
   outcome, and the core looks its messages up before sending them again; a call that never
-  left whole (connection refused, connect or write timeout) is a plain temporary failure.
+  left (connection refused, connect timeout: :data:`plugins.channels.http_api.NEVER_SENT`)
+  is a plain temporary failure. A write that fails midway counts as a lost answer (urllib3
+  does not tell them apart): looked up, never sent twice.
 - Delivery reports come in batches (up to 100 per request by default) as
   ``{"results": [{"messageId", "to", "sender", "sentAt", "doneAt", "status": {"groupName"},
   "error"}]}`` to the per-message delivery URL, the clinic's
@@ -42,18 +44,15 @@ while the operator rotates it, its ``previous_webhook_secret``; anything else is
   secret before the previous one.
 """
 
-import atexit
 import base64
 import hashlib
 import hmac
 import json
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import httpx
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -73,6 +72,8 @@ from core.plugin_api import (
     hookimpl,
     utcnow,
 )
+from plugins.channels import http_api
+from plugins.channels.http_api import NEVER_SENT, Answer
 
 kind = "channel"
 name = _l("Infobip SMS")
@@ -107,15 +108,6 @@ NOT_A_PHONE = frozenset(
         "MISSING_TO",
     }
 )
-# Failures before the request left whole: Infobip cannot have taken anything. (Any other
-# network error may come after it took the messages: the core treats it as unknown.)
-NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-)
 
 
 class InfobipSms(Provider):
@@ -127,7 +119,7 @@ class InfobipSms(Provider):
     # --- sending -----------------------------------------------------------------------------
 
     def try_send(self, batch: list[Outgoing], timeout: float) -> list[Result]:
-        answer = self._call("POST", SEND_PATH, timeout, json=self._request(batch))
+        answer = self._call("POST", SEND_PATH, timeout, self._request(batch))
         by_id = {m.get("messageId"): m for m in answer.get("messages") or [] if isinstance(m, dict)}
         return [_result(o, by_id[str(o.message_id)]) for o in batch if str(o.message_id) in by_id]
 
@@ -137,11 +129,12 @@ class InfobipSms(Provider):
         found: dict[str, Result] = {}
         ids = iter(sorted(wanted))
         while chunk := list(islice(ids, LOOKUP_CHUNK)):
-            params = [("messageId", i) for i in chunk] + [
+            query = [("messageId", i) for i in chunk] + [
                 ("sentSince", _infobip_time(since - CLOCK_SKEW)),
                 ("limit", "1000"),
             ]
-            for log in self._call("GET", LOGS_PATH, timeout, params=params).get("results") or []:
+            path = f"{LOGS_PATH}?{urlencode(query)}"
+            for log in self._call("GET", path, timeout).get("results") or []:
                 ref, group = log.get("messageId"), (log.get("status") or {}).get("groupName")
                 if ref in wanted and group != "REJECTED":  # a rejected one was never sent
                     found[ref] = Result(uuid.UUID(ref), ACCEPTED, provider_ref=ref)
@@ -169,19 +162,29 @@ class InfobipSms(Provider):
             )
         return {"messages": list(groups.values())}
 
-    def _call(self, method: str, path: str, timeout: float, **kwargs) -> dict:
+    def _call(self, method: str, path: str, timeout: float, payload: dict | None = None) -> dict:
+        """Infobip's answer to ``method`` on ``path`` (with ``payload`` as JSON), over the
+        channels' kept-alive connections (:mod:`plugins.channels.http_api`).
+
+        :raises ProviderError: temporary when Infobip surely never got the request or
+            refused it for now, of unknown outcome when it may have taken it (a lost
+            answer), permanent when it refuses it for good.
+        """
         base_url, api_key = self.settings.get("base_url"), self.settings.get("api_key")
         if not base_url or not api_key:
             raise ProviderError("Infobip's base URL and API key are not set", PERMANENT)
+        headers = {
+            "Authorization": f"App {api_key}",
+            "Accept": "application/json",
+            "User-Agent": "relais-sms-infobip",
+        }
+        body = None
+        if payload is not None:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            response = _client().request(
-                method,
-                base_url.rstrip("/") + path,
-                headers={"Authorization": f"App {api_key}", "Accept": "application/json"},
-                timeout=timeout,
-                **kwargs,
-            )
-        except NOT_SENT as exc:
+            response = http_api.request(method, base_url.rstrip("/") + path, headers, timeout, body)
+        except NEVER_SENT as exc:
             raise ProviderError(f"Infobip out of reach: {type(exc).__name__}", TEMPORARY) from exc
         if response.status_code == 504:  # a gateway gave up waiting: Infobip may have it
             raise ProviderError("Infobip: HTTP 504", TEMPORARY, unknown=True)
@@ -270,19 +273,6 @@ class InfobipSms(Provider):
             except (KeyError, TypeError, AttributeError, OverflowError) as exc:
                 raise ValueError(f"malformed Infobip reply: {exc!r}") from exc
         return replies
-
-
-_clients: dict[int, httpx.Client] = {}
-
-
-def _client() -> httpx.Client:
-    """A keep-alive connection pool per process (a forked worker gets its own)."""
-    client = _clients.get(os.getpid())
-    if client is None:
-        _clients.clear()
-        client = _clients[os.getpid()] = httpx.Client(headers={"User-Agent": "relais-sms-infobip"})
-        atexit.register(client.close)  # its kept-alive connections closed, not dropped
-    return client
 
 
 def _result(outgoing: Outgoing, answer: dict) -> Result:
@@ -383,7 +373,7 @@ def _basic_password(value: str) -> str | None:
     return decoded.partition(":")[2] if ":" in decoded else None
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: Answer) -> str:
     """The words of Infobip's error answer (v3 ``description``, or the older
     ``requestError.serviceException.text``)."""
     try:

@@ -18,6 +18,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 import time_machine
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    EmptyPoolError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from core.app import create_app
 from core.clinic import settings
@@ -33,7 +41,7 @@ from core.delivery.models import (
     MessageEvent,
     MessageStatus,
 )
-from core.delivery.providers import CircuitBreaker
+from core.delivery.providers import CircuitBreaker, Outgoing, send_batch
 from core.errors import ValidationError
 from core.testing import (
     ChannelContract,
@@ -42,6 +50,7 @@ from core.testing import (
     InboundContract,
     ReceiptContract,
 )
+from plugins.channels import http_api
 from plugins.channels.outbox.plugin import OutboxDelivery
 from plugins.channels.sms_infobip.plugin import TOKEN_LIFETIME, InfobipSms, report_token
 from tenants.models import ProviderRoute
@@ -720,6 +729,36 @@ def test_infobip_out_of_reach_is_retried(infobip_app, clinic, infobip):
     run_job(infobip_app, clinic, [message_id])
     assert messages(infobip_app, clinic, [message_id])[0].status == MessageStatus.SENT
     assert infobip.message_ids() == [str(message_id)]
+
+
+@pytest.mark.parametrize(
+    ("failure", "unknown"),
+    [
+        (NewConnectionError(None, "connection refused"), False),
+        (ConnectTimeoutError(None, "connect timed out"), False),
+        (EmptyPoolError(None, "no connection free"), False),
+        (ClosedPoolError(None, "pool closed"), False),
+        (ReadTimeoutError(None, "/sms/3/messages", "read timed out"), True),
+        (ProtocolError("Connection aborted.", ConnectionResetError()), True),
+    ],
+)
+def test_a_call_that_never_left_is_sent_again_one_that_may_have_is_looked_up_first(
+    monkeypatch, failure, unknown
+):
+    """What urllib3 raises decides: a request that never reached Infobip is a plain
+    temporary failure; one that may have reached it is of unknown outcome (looked up before
+    any retry, never sent twice)."""
+
+    def fails(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(http_api, "request", fails)
+    infobip = InfobipSms(settings={"api_key": API_KEY, "base_url": "https://x.infobip.test"})
+    message = Outgoing(uuid.uuid4(), uuid.uuid4(), "sms", "+33612345678", "Bonjour")
+
+    [result], _latency = send_batch(infobip, [message], 1.0)
+
+    assert (result.outcome, result.unknown) == ("temporary", unknown)
 
 
 def test_a_slow_infobip_that_takes_it_after_the_timeout_gets_it_once(

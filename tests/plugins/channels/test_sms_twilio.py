@@ -44,6 +44,7 @@ from plugins.channels.twilio_api import parse_account_sid, parse_auth_token, par
 from tenants.models import ProviderRoute
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.twilio import FakeTwilio
+from tests.fakes.twilio import status_callback as twilio_callback
 from tests.plugins.channels import confirmations
 from tests.worlds import client_for, make_clinic, make_patient
 
@@ -177,18 +178,9 @@ def post_signed(app, subdomain, path, params, token, signed_url=None, signature=
     return client.post(path, data=params, headers=headers)
 
 
-def status_callback(sid, status="delivered", **extra) -> dict[str, str]:
-    return {
-        "AccountSid": "AC" + "0" * 32,
-        "ApiVersion": "2010-04-01",
-        "From": SENDER,
-        "MessageSid": sid,
-        "MessageStatus": status,
-        "SmsSid": sid,
-        "SmsStatus": status,
-        "To": PHONE,
-        **extra,
-    }
+def status_callback(sid, status="delivered", **options) -> dict[str, str]:
+    """Twilio's status callback for ``sid`` of our sender and patient (the fake's builder)."""
+    return twilio_callback("AC" + "0" * 32, sid, status, PHONE, sender=SENDER, **options)
 
 
 def sent_message(app, clinic, patient, twilio) -> Message:
@@ -296,7 +288,7 @@ def test_a_failed_delivery_is_recorded_with_twilios_error(plugin_app, clinic, pa
 def test_a_late_receipt_keeps_the_carriers_time(plugin_app, clinic, patient, twilio):
     message = sent_message(plugin_app, clinic, patient, twilio)
     done = (utcnow() - timedelta(minutes=10)).replace(second=0, microsecond=0)
-    params = status_callback(message.provider_ref, RawDlrDoneDate=done.strftime("%y%m%d%H%M"))
+    params = status_callback(message.provider_ref, done=done)
 
     answer = post_signed(plugin_app, "demo", RECEIPTS, params, twilio.auth_token)
 
@@ -720,8 +712,8 @@ class TestTwilioContract(ChannelContract, FailureMapping, ReceiptContract, Inbou
                 return url, headers, urlencode(params).encode(), params
 
             def receipt(result, status):
-                extra = {"ErrorCode": "30003"} if status == "undelivered" else {}
-                params = status_callback(result.provider_ref, status, **extra)
+                code = 30003 if status == "undelivered" else None
+                params = status_callback(result.provider_ref, status, error_code=code)
                 return webhook(f"https://demo.relais.test{RECEIPTS}", params)
 
             def inbound(sender, text):
