@@ -1,15 +1,9 @@
 """Delivery receipts and patient replies, as providers' webhooks bring them."""
 
-import os
-import queue
-import threading
-import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from flask import Flask, current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clinic.models import Patient
@@ -17,6 +11,7 @@ from core.db import among, db, new_id
 from core.delivery import lifecycle
 from core.delivery.models import EarlyReceipt, InboundMessage, Message, MessageStatus
 from core.delivery.providers import Inbound, Receipt
+from core.group_commit import GroupCommit
 from core.plugins import hooks_for
 from tenants.models import Tenant
 from tenants.scoping import current_tenant_id, tenant_scope
@@ -96,67 +91,23 @@ def apply_receipts(provider: str, reports: list[Receipt]) -> None:
 # Why together. A provider that reports each message in a call of its own (Twilio: one call a
 # message and status) would cost a transaction a call: a connection taken, the clinic's scope
 # set, the locks, the UPDATE, the history insert, the commit, for one report. A process
-# instead applies its calls' reports in one thread, one transaction at a time: the calls that
-# arrive while one commits go together in the next. Nothing is answered before its reports
-# are committed (a call that gets no 2xx is sent again by the provider), and each clinic's
-# reports go in a transaction of their own, in that clinic's scope.
-MOST_CALLS = 200  # calls whose reports go in one transaction, at most
-# How long the first call of a transaction waits for others to join it. A transaction costs
-# the process about 2 ms of CPU whatever it holds (its statements, the app context, the
-# commit), and calls arrive a few per millisecond: alone they went 3 to 6 together; this
-# gathers more for each, for a few milliseconds of a call's answer.
+# instead applies the reports of the calls waiting in one transaction per clinic and
+# provider (core.group_commit). A transaction costs the process about 2 ms of CPU whatever it
+# holds, and calls arrive a few per millisecond: alone they went 3 to 6 together, so the
+# first call of a transaction waits 5 ms for others to join it.
 GATHER_SECONDS = 0.005
 WAIT_SECONDS = 30.0  # how long a call waits for its commit (then 503: the provider retries)
 
 
-@dataclass(eq=False)
-class _Call:
-    tenant_id: uuid.UUID
-    provider: str
-    reports: list[Receipt]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+def _apply_group(group: tuple[uuid.UUID, str], calls: list[list[Receipt]]) -> list[None]:
+    tenant_id, provider = group
+    with tenant_scope(tenant_id):
+        apply_receipts(provider, [report for reports in calls for report in reports])
+        db.session.commit()  # the lifecycle announces each change once this commits
+    return [None] * len(calls)
 
 
-class _Applier:
-    """The thread of a process that applies its webhook calls' reports (one per app)."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app, self.pid = app, os.getpid()
-        self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="relais-receipts", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            calls = [self.calls.get()]
-            until = time.monotonic() + GATHER_SECONDS
-            while len(calls) < MOST_CALLS:
-                try:
-                    calls.append(self.calls.get(timeout=max(until - time.monotonic(), 0)))
-                except queue.Empty:
-                    break
-            groups: dict[tuple, list[_Call]] = defaultdict(list)
-            for call in calls:
-                groups[call.tenant_id, call.provider].append(call)
-            for group in groups.values():
-                self._apply(group)
-
-    def _apply(self, group: list[_Call]) -> None:
-        try:
-            with self.app.app_context(), tenant_scope(group[0].tenant_id):
-                apply_receipts(group[0].provider, [r for call in group for r in call.reports])
-                db.session.commit()  # the lifecycle announces each change once this commits
-        except Exception as exc:  # noqa: BLE001 - the call's answer says it (5xx)
-            if len(group) > 1:  # the reports of one call may be what failed: each alone
-                for call in group:
-                    self._apply([call])
-                return
-            group[0].error = exc
-        for call in group:
-            call.done.set()
-
-
-_starting = threading.Lock()
+_applied_together = GroupCommit("relais-receipts", _apply_group, gather=GATHER_SECONDS)
 
 
 def apply_together(provider: str, reports: list[Receipt], timeout: float = WAIT_SECONDS) -> None:
@@ -170,21 +121,8 @@ def apply_together(provider: str, reports: list[Receipt], timeout: float = WAIT_
     :raises Exception: what applying this call's reports alone raised.
     """
     reports = [r for r in reports if r.status in RECEIPT_STATUSES]
-    if not reports:
-        return
-    app = current_app._get_current_object()
-    applier = app.extensions.get("relais_receipts")
-    if applier is None or applier.pid != os.getpid():  # none yet, or the parent's (forked)
-        with _starting:
-            applier = app.extensions.get("relais_receipts")
-            if applier is None or applier.pid != os.getpid():
-                applier = app.extensions["relais_receipts"] = _Applier(app)
-    call = _Call(current_tenant_id(), provider, reports)
-    applier.calls.put(call)
-    if not call.done.wait(timeout):
-        raise TimeoutError(f"{provider}'s reports were not committed within {timeout:g} s")
-    if call.error is not None:
-        raise call.error
+    if reports:
+        _applied_together((current_tenant_id(), provider), reports, timeout)
 
 
 def apply_receipt(provider: str, receipt: Receipt) -> Message | None:

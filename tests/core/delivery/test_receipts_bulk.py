@@ -188,7 +188,7 @@ def test_a_call_whose_reports_fail_fails_alone(race_app, clinic, monkeypatch):  
 
 def receipts_waiting(app) -> int:
     """Calls queued for this app's next transaction of reports."""
-    return app.extensions["relais_receipts"].calls.qsize()
+    return receipts._applied_together.waiting(app)
 
 
 def _wait_until(condition, timeout: float = 10.0) -> None:
