@@ -3,55 +3,54 @@ each request still gets its own answer, its own error, and its own place under t
 
 import threading
 import time
+from contextlib import contextmanager
 
-import pytest
 import sqlalchemy as sa
 import time_machine
 
-from core.clinic import apikeys
 from core.db import db
-from core.delivery import outbox
 from core.delivery.models import Message
 from core.web.api import _queue_together
 from tenants.scoping import tenant_scope
+from tests.core.delivery.test_api_batch import clinic, token  # noqa: F401 - fixtures
 from tests.core.delivery.test_limits import limit
-from tests.worlds import OPEN_HOURS, client_for, make_clinic, make_patient
+from tests.worlds import DATABASE_URL, OPEN_HOURS, client_for, make_patient
 
 
-@pytest.fixture
-def clinic(app):
-    return make_clinic(app, "demo", "FR", plugins=("fr", "outbox"))
+@contextmanager
+def messages_locked():
+    """Holds PostgreSQL's SHARE lock on ``messages`` until the block ends: a transaction
+    writing messages waits for it, as it would behind a slow commit."""
+    engine = sa.create_engine(DATABASE_URL)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("LOCK TABLE messages IN SHARE MODE")
+            yield engine
+            conn.rollback()
+    finally:
+        engine.dispose()
 
 
-@pytest.fixture
-def token(app, clinic):
-    with app.app_context(), tenant_scope(clinic.id):
-        _, token = apikeys.create_key("practice software")
-        db.session.commit()
-    return token
+def waiting_on_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                " AND relation = 'messages'::regclass"
+            ).scalar()
+        )
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """Holds the first transaction of messages until released, counting transactions: the
-    requests posted meanwhile queue for the next one."""
-    send_many, busy, release = outbox.send_many, threading.Event(), threading.Event()
-    transactions = []
-
-    def holding(tenant, drafts, *args, **kwargs):
-        transactions.append(len(drafts))
-        if not busy.is_set():
-            busy.set()
-            assert release.wait(10)
-        return send_many(tenant, drafts, *args, **kwargs)
-
-    monkeypatch.setattr(outbox, "send_many", holding)
-    return busy, release, transactions
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
-def post_together(app, clinic, token, held, bodies: list[dict]) -> list:
-    """Post the first body, and the others while its transaction is held; their answers."""
-    busy, release, _transactions = held
+def post_together(app, clinic, token, bodies: list[dict]) -> list:  # noqa: F811
+    """Post the first body, and the others while its transaction waits to write; their
+    answers."""
     answers = [None] * len(bodies)
 
     def post(i):
@@ -61,15 +60,14 @@ def post_together(app, clinic, token, held, bodies: list[dict]) -> list:
         )
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
-    threads[0].start()
-    assert busy.wait(10)
-    for thread in threads[1:]:
-        thread.start()
-    deadline = time.monotonic() + 10
-    while _queue_together.waiting(app) < len(bodies) - 1:
-        assert time.monotonic() < deadline, "the requests did not queue"
-        time.sleep(0.01)
-    release.set()
+    with messages_locked() as engine:
+        threads[0].start()
+        wait_until(lambda: waiting_on_lock(engine), "the first request did not reach its write")
+        for thread in threads[1:]:
+            thread.start()
+        wait_until(
+            lambda: _queue_together.waiting(app) == len(bodies) - 1, "the requests did not queue"
+        )
     for thread in threads:
         thread.join(10)
     return answers
@@ -79,14 +77,17 @@ def body(patient_id, text="Votre rendez-vous est confirmé.") -> dict:
     return {"patient_id": str(patient_id), "purpose": "reminder", "template": text}
 
 
-def written(app, clinic) -> dict:
+def written(app, clinic) -> dict:  # noqa: F811
+    """The clinic's messages: id -> (patient id, time written: that of its transaction)."""
     with app.app_context(), tenant_scope(clinic.id):
-        rows = db.session.execute(sa.select(Message.id, Message.patient_id))
-        return {str(message_id): patient_id for message_id, patient_id in rows}
+        rows = db.session.execute(sa.select(Message.id, Message.patient_id, Message.created_at))
+        return {str(message_id): (patient_id, at) for message_id, patient_id, at in rows}
 
 
 def test_concurrent_posts_are_written_in_one_transaction_each_with_its_answer(
-    app, clinic, token, held
+    app,
+    clinic,  # noqa: F811
+    token,  # noqa: F811
 ):
     patients = [make_patient(app, clinic, phone=f"+3361234560{i}") for i in range(5)]
     unknown = "0190a0c4-1111-7000-8000-000000000000"
@@ -94,21 +95,27 @@ def test_concurrent_posts_are_written_in_one_transaction_each_with_its_answer(
         [body(p.id) for p in patients[:3]] + [body(unknown)] + [body(p.id) for p in patients[3:]]
     )
 
-    answers = post_together(app, clinic, token, held, bodies)
+    answers = post_together(app, clinic, token, bodies)
 
     assert [a.status_code for a in answers] == [202, 202, 202, 422, 202, 202]
     assert answers[3].json["error"]["field"] == "patient_id"
-    rows = written(app, clinic)
-    sent_to = [rows[a.json["id"]] for a in answers if a.status_code == 202]
-    assert sent_to == [p.id for p in patients]  # each answer is its own request's message
-    assert held[2] == [1, 4]  # the first alone, the four others (one refused) together
+    rows = [written(app, clinic)[a.json["id"]] for a in answers if a.status_code == 202]
+    assert [patient for patient, _at in rows] == [p.id for p in patients]  # each its own
+    times = [at for _patient, at in rows]
+    # The first alone, the four others (one refused) in the next transaction, together.
+    assert times[0] != times[1] and len(set(times[1:])) == 1
 
 
-def test_over_a_limit_only_the_requests_past_it_are_refused(app, clinic, token, held, runner):
+def test_over_a_limit_only_the_requests_past_it_are_refused(
+    app,
+    clinic,  # noqa: F811
+    token,  # noqa: F811
+    runner,
+):
     limit(runner, "per_minute=3")
     patients = [make_patient(app, clinic, phone=f"+3361234561{i}") for i in range(5)]
     with time_machine.travel(OPEN_HOURS, tick=False):
-        answers = post_together(app, clinic, token, held, [body(p.id) for p in patients])
+        answers = post_together(app, clinic, token, [body(p.id) for p in patients])
 
     codes = sorted(a.status_code for a in answers)
     assert codes == [202, 202, 202, 429, 429]  # the group over the limit, then each alone
