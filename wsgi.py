@@ -1,5 +1,5 @@
 """What gunicorn and ``flask --app wsgi`` load: ``gunicorn wsgi:app``."""
 
-from core.app import create_app
+from core.app import create_app, long_lived
 
-app = create_app()
+app = long_lived(create_app())

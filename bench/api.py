@@ -77,7 +77,7 @@ def serve(baseline: str = ""):
     """The app gunicorn serves (``bench.api:serve()``), from the bench's config; with
     ``baseline="yes"``, the key's ``last_used_at`` is written by every request in its own
     transaction, as before issue 14."""
-    from core.app import create_app
+    from core.app import create_app, long_lived
 
     if baseline:
 
@@ -91,7 +91,7 @@ def serve(baseline: str = ""):
             )
 
         apikeys.note_use = every_request
-    return create_app(json.loads(os.environ[CONFIG_ENV]))
+    return long_lived(create_app(json.loads(os.environ[CONFIG_ENV])))
 
 
 def build(args) -> tuple[dict, object, str, list[str]]:

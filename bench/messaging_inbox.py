@@ -70,7 +70,7 @@ def serve(offset: str = ""):
     OFFSET (the baseline), in these processes only."""
     from flask import request
 
-    from core.app import create_app
+    from core.app import create_app, long_lived
     from plugins.features.messaging import inbox
 
     if offset:
@@ -81,7 +81,7 @@ def serve(offset: str = ""):
             return keyset(user, show, patient_id, None, size, offset=skip)
 
         inbox.page = by_offset
-    return create_app(json.loads(os.environ[CONFIG_ENV]))
+    return long_lived(create_app(json.loads(os.environ[CONFIG_ENV])))
 
 
 def fill(args, app, tenant_id) -> None:

@@ -86,9 +86,9 @@ LINES, SLOT_MINUTES, OPENS, CLOSES = 10, 10, clock_time(8), clock_time(20)
 
 def serve():
     """The app gunicorn serves (``bench.vaccination:serve()``), from the bench's config."""
-    from core.app import create_app
+    from core.app import create_app, long_lived
 
-    return create_app(json.loads(os.environ[CONFIG_ENV]))
+    return long_lived(create_app(json.loads(os.environ[CONFIG_ENV])))
 
 
 def centres_csv(centres: int, weeks: int, start: date) -> str:

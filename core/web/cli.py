@@ -16,7 +16,7 @@ from flask_migrate import upgrade
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from core import schema
-from core.app import create_app
+from core.app import create_app, long_lived
 from core.clinic import apikeys
 from core.clinic import settings as plugin_settings
 from core.clinic.staff import create_user
@@ -514,6 +514,7 @@ def worker(burst: bool, only: tuple[str, ...]):
     if not burst:
         sweeper.start()  # scheduled messages, retries, dead workers' leases, Redis losses;
         # and once a day in the deployment, the retention purge
+    long_lived(current_app._get_current_object())
     try:
         Worker(queues, connection=jobs.redis()).work(burst=burst, with_scheduler=True)
     finally:
