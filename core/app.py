@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from core import config, i18n, schema
+from core import config, i18n, regulation, schema
 from core.clinic import attribute_index
 from core.clinic.models import User
 from core.db import db
@@ -121,7 +121,9 @@ def long_lived(app: Flask) -> Flask:
     mappers: ~190,000 objects) lives as long as the process, so it is left out of the
     garbage collector's full collections (``gc.freeze``): each of them walked it all, about
     200 ms with Python's lock held, a pause of every request of the process every few
-    seconds under load."""
+    seconds under load. The public holidays, which the first message judged would load,
+    are loaded first, to be left out with them."""
+    regulation.preload()
     gc.collect()
     gc.freeze()
     return app
