@@ -219,4 +219,8 @@ def unknown_variables(source: str, known: Iterable[str]) -> list[str]:
 @functools.lru_cache(maxsize=512)
 def _compiled(source: str, html: bool):
     """Compile each template once per process: campaigns send one text to many."""
-    return (_html_env if html else _text_env).from_string(source)
+    template = (_html_env if html else _text_env).from_string(source)
+    # Jinja copies a template's globals into each render's context; kept as its ChainMap
+    # over the environment's, copying them cost a third of rendering a message's text.
+    template.globals = dict(template.globals)
+    return template
