@@ -2,7 +2,6 @@
 each request still gets its own answer, its own error, and its own place under the limits."""
 
 import threading
-import time
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ from core.web.api import _queue_together
 from tenants.scoping import tenant_scope
 from tests.core.delivery.test_api_batch import clinic, token  # noqa: F401 - fixtures
 from tests.core.delivery.test_limits import limit
-from tests.worlds import DATABASE_URL, OPEN_HOURS, client_for, make_patient
+from tests.worlds import DATABASE_URL, OPEN_HOURS, client_for, make_patient, wait_until
 
 
 @contextmanager
@@ -41,13 +40,6 @@ def waiting_on_lock(engine) -> bool:
         )
 
 
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def post_together(app, clinic, token, bodies: list[dict]) -> list:  # noqa: F811
     """Post the first body, and the others while its transaction waits to write; their
     answers."""
@@ -62,12 +54,10 @@ def post_together(app, clinic, token, bodies: list[dict]) -> list:  # noqa: F811
     threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
     with messages_locked() as engine:
         threads[0].start()
-        wait_until(lambda: waiting_on_lock(engine), "the first request did not reach its write")
+        wait_until(lambda: waiting_on_lock(engine), timeout=10)  # the first reached its write
         for thread in threads[1:]:
             thread.start()
-        wait_until(
-            lambda: _queue_together.waiting(app) == len(bodies) - 1, "the requests did not queue"
-        )
+        wait_until(lambda: _queue_together.waiting(app) == len(bodies) - 1, timeout=10)
     for thread in threads:
         thread.join(10)
     return answers
