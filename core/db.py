@@ -235,28 +235,30 @@ def update_many(
             {**{f"key_{k}": r[k] for k in keys}, **{f"own_{c}": r[c] for c in own}} for r in rows
         ]
         return session.execute(update, params).rowcount
-    given, arrays = {}, []
+    given, arrays, found_by = {}, {}, []
     for n, name in enumerate([*keys, *own]):
         values = [r[name] for r in rows]
         if _shared(table.c[name], values):
             given[name] = sa.bindparam(f"a_{n}", values[0], type_=table.c[name].type)
         else:
-            arrays.append((name, n, values))
+            arrays[name] = sa.bindparam(
+                f"a_{n}", values, type_=postgresql.ARRAY(table.c[name].type)
+            )
     if arrays:
         unnest = (
-            sa.func.unnest(
-                *(
-                    sa.bindparam(f"a_{n}", values, type_=postgresql.ARRAY(table.c[name].type))
-                    for name, n, values in arrays
-                )
-            )
-            .table_valued(*(sa.column(name, table.c[name].type) for name, _n, _v in arrays))
+            sa.func.unnest(*arrays.values())
+            .table_valued(*(sa.column(name, table.c[name].type) for name in arrays))
             .render_derived(name="given", with_types=False)
         )
-        given.update({name: unnest.c[name] for name, _n, _v in arrays})
+        given.update({name: unnest.c[name] for name in arrays})
+        # The rows are found by their keys' arrays too (``id = ANY(...)``), not only through
+        # the join: planned on statistics that take the clinic for a small part of the table
+        # (a table never analyzed, a clinic new since the last analysis), the join alone
+        # read the clinic's every row once per given row (50 ms for 16 rows of 20,000).
+        found_by = [table.c[k] == sa.any_(arrays[k]) for k in keys if k in arrays]
     update = (
         sa.update(table)
-        .where(*(table.c[k] == given[k] for k in keys))
+        .where(*(table.c[k] == given[k] for k in keys), *found_by)
         .values({**{c: given[c] for c in own}, **same})
         .execution_options(synchronize_session=False)
     )

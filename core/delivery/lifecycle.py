@@ -512,6 +512,7 @@ def delivered_by_reference(
     where = [
         table.c.provider == provider,
         table.c.provider_ref == given.c.ref,
+        table.c.provider_ref == sa.any_(refs),  # found by reference whatever the statistics
         table.c.status.in_([S.SENT, S.UNDELIVERED]),
     ]
     scope = tenant_id or current_scope()

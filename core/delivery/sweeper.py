@@ -18,8 +18,8 @@ Each pass, in bounded batches, across clinics:
   (:func:`core.delivery.onboarding.release_expired_signups`);
 - once a minute, providers that turned slow or fail lose traffic to the others, and those
   that recovered get it back (:mod:`core.delivery.health`);
-- once a minute, with PostgreSQL's autovacuum off, tables that changed enough are analyzed
-  (:mod:`core.statistics`).
+- with PostgreSQL's autovacuum off, tables that changed enough are analyzed: once a minute
+  by autovacuum's rule, at once when they doubled (:mod:`core.statistics`).
 
 Beside a worker it also starts the retention purge (:mod:`core.delivery.retention`) at most
 once a day in the whole deployment, in a thread of its own so that sweeping goes on meanwhile.
@@ -70,7 +70,7 @@ def sweep() -> dict[str, int]:
         counts["pushed"] = _push_due(now)
         counts["released"] = _release_expired_signups(now)
         counts["rebalanced"] = health.rebalance_if_due(now)  # once a minute
-        counts["analyzed"] = len(statistics.refresh_if_due(now))  # once a minute
+        counts["analyzed"] = len(statistics.refresh_if_due(now))
         _plugins_sweep(now)
     return counts
 
