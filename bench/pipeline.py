@@ -815,6 +815,10 @@ def use_provider(world: World, kind: str, values: dict | None) -> None:
         if values:
             settings.save("FR", PROVIDER_PLUGINS[kind], values)
         db.session.commit()
+    # The workers remember a country's routes for CONFIG_SECONDS: sent at once, the first
+    # jobs went by the previous scenario's provider (up to 4,000 messages of the Infobip row
+    # delivered by the outbox channel, and counted in Infobip's rate).
+    time.sleep(world.app.config["CONFIG_SECONDS"] + 1)
 
 
 def wait_receipts(world: World, n: int, timeout: float = 60.0) -> dict:

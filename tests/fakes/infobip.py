@@ -32,6 +32,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,8 +203,7 @@ class FakeInfobip:
         return [s.message_id for s in self.accepted()]
 
     def duplicates(self) -> list[str]:
-        ids = self.message_ids()
-        return sorted({i for i in ids if ids.count(i) > 1})
+        return sorted(i for i, times in Counter(self.message_ids()).items() if times > 1)
 
     def sends(self) -> list[Call]:
         with self.lock:
