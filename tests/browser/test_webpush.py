@@ -3,7 +3,6 @@ axe-core), the service worker, and a push delivered to it through the DevTools p
 
 import json
 import re
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from core.delivery.models import Message, MessageStatus
 from plugins.channels.webpush import subscriptions
 from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.push_service import FakePushService
-from tests.worlds import make_clinic, make_patient
+from tests.worlds import make_clinic, make_patient, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -31,13 +30,6 @@ def clinic(app):
     result = app.test_cli_runner().invoke(args=["webpush", "keys"])
     assert result.exit_code == 0, result.output
     return clinic
-
-
-def wait_until(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_patient_turns_notifications_on_and_the_worker_acknowledges_a_push(

@@ -16,7 +16,7 @@ from core.delivery import dispatch, outbox, sweeper
 from core.delivery.models import Attempt, Message, MessageStatus
 from tenants.scoping import system_scope, tenant_scope
 from tests.core.delivery.loopback_api import LoopbackApi
-from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient, start_worker
+from tests.worlds import REDIS_URL, TEST_CONFIG, make_clinic, make_patient, start_worker, wait_until
 
 PLUGINS = ("plugins.regulations.fr.plugin", "tests.core.delivery.loopback")
 
@@ -41,13 +41,6 @@ def crash_app(app, api):
 
 def worker(*args) -> subprocess.Popen:
     return start_worker(PLUGINS, *args)
-
-
-def wait_until(condition, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def statuses(app, tenant):

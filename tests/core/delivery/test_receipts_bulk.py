@@ -3,7 +3,6 @@ recorded in bulk, each report with the effect it has alone, in the call's order.
 
 import json
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from tests.core.delivery.test_receipt_races import (
     send,
     statuses,
 )
-from tests.worlds import client_for, make_clinic
+from tests.worlds import client_for, make_clinic, wait_until
 
 S = MessageStatus
 
@@ -137,7 +136,7 @@ def test_calls_arriving_while_one_commits_are_applied_together(race_app, clinic,
     others = [threading.Thread(target=call, args=(i,)) for i in ids[1:]]
     for thread in others:
         thread.start()
-    _wait_until(lambda: receipts_waiting(race_app) == 5)
+    wait_until(lambda: receipts_waiting(race_app) == 5)
     assert answers == {}  # nothing is answered before its commit
     release.set()
     for thread in [first, *others]:
@@ -177,7 +176,7 @@ def test_a_call_whose_reports_fail_fails_alone(race_app, clinic, monkeypatch):  
     assert busy.wait(10)
     for thread in threads[1:]:
         thread.start()
-    _wait_until(lambda: receipts_waiting(race_app) == 3)
+    wait_until(lambda: receipts_waiting(race_app) == 3)
     release.set()
     for thread in threads:
         thread.join(10)
@@ -189,10 +188,3 @@ def test_a_call_whose_reports_fail_fails_alone(race_app, clinic, monkeypatch):  
 def receipts_waiting(app) -> int:
     """Calls queued for this app's next transaction of reports."""
     return receipts._applied_together.waiting(app)
-
-
-def _wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)

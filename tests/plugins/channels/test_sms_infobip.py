@@ -59,7 +59,7 @@ from tests.fakes.app_server import AppServer
 from tests.fakes.infobip import API_KEY, FakeInfobip
 from tests.fakes.twilio import FakeTwilio
 from tests.plugins.channels import stop_words
-from tests.worlds import SERVER, TEST_CONFIG, make_clinic, start_worker
+from tests.worlds import SERVER, TEST_CONFIG, make_clinic, start_worker, wait_until
 
 PLUGINS = (
     "plugins.channels.outbox.plugin",
@@ -213,13 +213,6 @@ def time_passes(app, tenant, ids) -> None:
             sa.update(Message).where(Message.id.in_(ids)).values(next_attempt_at=utcnow())
         )
         db.session.commit()
-
-
-def wait_until(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def basic(password: str, user: str = "relais") -> dict[str, str]:

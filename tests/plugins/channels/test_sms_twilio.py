@@ -46,7 +46,7 @@ from tenants.scoping import system_scope, tenant_scope
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.twilio import status_callback as twilio_callback
 from tests.plugins.channels import confirmations
-from tests.worlds import client_for, make_clinic, make_patient
+from tests.worlds import client_for, make_clinic, make_patient, wait_until
 
 PLUGINS = (
     "plugins.channels.outbox.plugin",
@@ -157,15 +157,6 @@ def history(app, tenant, message_id) -> list[str]:
                 .order_by(MessageEvent.at)
             )
         )
-
-
-def wait_until(check, timeout: float = 10.0):
-    """Poll ``check`` (bounded) until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "the expected change did not come"
-        time.sleep(0.01)
-    return result
 
 
 def post_signed(app, subdomain, path, params, token, signed_url=None, signature=None):

@@ -10,7 +10,6 @@ TwiML the fake received. Waiting is a bounded poll, never a sleep.
 
 import io
 import re
-import time
 import uuid
 import wave
 from dataclasses import replace
@@ -48,6 +47,7 @@ from tests.worlds import (
     make_patient,
     make_staff,
     start_worker,
+    wait_until,
 )
 
 PLUGINS = (
@@ -155,15 +155,6 @@ def history(app, tenant, message_id) -> list[tuple[str, str | None]]:
 def rows(app, tenant, *columns) -> list[tuple]:
     with app.app_context(), tenant_scope(tenant.id):
         return [tuple(r) for r in db.session.execute(sa.select(*columns)).all()]
-
-
-def wait_until(check, timeout: float = 10.0):
-    """Poll ``check`` (bounded) until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "the expected change did not come"
-        time.sleep(0.01)
-    return result
 
 
 def status_is(app, tenant, message_id, status):

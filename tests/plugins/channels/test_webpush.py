@@ -46,6 +46,7 @@ from tests.worlds import (
     make_patient,
     make_staff,
     start_worker,
+    wait_until,
 )
 
 PLUGINS = (
@@ -177,13 +178,6 @@ def acknowledge(app_server, payload: dict, token: str | None = None, url: str | 
         json.dumps(body).encode(),
         {"Content-Type": "application/json"},
     )
-
-
-def wait_until(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ FHIR, staff book, move and mark them in the agenda; every change reaches the plu
 import html
 import re
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -33,6 +32,7 @@ from tests.worlds import (
     make_clinic,
     make_patient,
     make_staff,
+    wait_until,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -198,13 +198,6 @@ def test_the_same_external_id_pushed_twice_at_once_still_makes_one(
     assert sorted(status for status, _ in answers) == [200, 201]
     [row] = stored(relais, clinic)
     assert (row.external_id, row.minutes) == ("PS-9", 45)
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def waiting_on_a_lock(relais) -> bool:
