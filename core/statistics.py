@@ -5,9 +5,10 @@ as tables change. With autovacuum off (some managed or tuned deployments, the te
 tables are never analyzed: the planner guesses their contents, and a connection keeps the
 plan it made while they were small for as long as it lives. The guesses go wrong as tables
 grow: a clinic's whole message index read to find one webhook's hundred messages, a message
-log page sorting every message of the clinic. Sending itself does not depend on this (its
-statements find rows by primary key: see :func:`core.delivery.lifecycle.claim` and migration
-0021), but every other query does.
+log page sorting every message of the clinic. Sending's statements find their rows by
+primary key whatever the statistics (:func:`core.delivery.lifecycle.claim`,
+:func:`core.db.update_many`, migration 0021), though they still run faster on good ones;
+every other query depends on them.
 
 So the sweeper analyzes the tables that changed enough since they were last analyzed: once a
 minute by autovacuum's own default rule (50 rows plus 10 % of the table), and at every pass
@@ -15,7 +16,7 @@ minute by autovacuum's own default rule (50 rows plus 10 % of the table), and at
 The second rule is for a new deployment's first burst: with no statistics the planner takes
 a clinic for 0.5 % of a table, and plans made on that guess read a clinic's every message
 for each batch a worker records (50 ms a batch at 20,000 messages); waiting for the minute
-held sending to half its speed for that minute. Doubling keeps those analyses few (ten from
+held sending through Twilio to a sixth of its speed for that minute. Doubling keeps those analyses few (ten from
 50 rows to 50,000) and cheap (small tables). ANALYZE reads a sample of at most 30,000 rows
 a table, and makes every connection plan its queries on those tables again.
 """
