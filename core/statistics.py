@@ -16,9 +16,10 @@ minute by autovacuum's own default rule (50 rows plus 10 % of the table), and at
 The second rule is for a new deployment's first burst: with no statistics the planner takes
 a clinic for 0.5 % of a table, and plans made on that guess read a clinic's every message
 for each batch a worker records (50 ms a batch at 20,000 messages); waiting for the minute
-held sending through Twilio to a sixth of its speed for that minute. Doubling keeps those analyses few (ten from
-50 rows to 50,000) and cheap (small tables). ANALYZE reads a sample of at most 30,000 rows
-a table, and makes every connection plan its queries on those tables again.
+held sending through Twilio to a sixth of its speed for that minute. Doubling keeps those
+analyses few (ten from 50 rows to 50,000) and cheap (small tables). ANALYZE reads a sample
+of at most 30,000 rows a table, and makes every connection plan its queries on those
+tables again.
 """
 
 from datetime import datetime, timedelta
