@@ -31,20 +31,30 @@ def _changed(table: str) -> int:
         )
 
 
+def _grow_patients(app, tenant_id, count: int, name: str) -> None:
+    with app.app_context(), tenant_scope(tenant_id):
+        tenant = db.session.get(Tenant, tenant_id)
+        for n in range(count):
+            create_patient(tenant, {"first_name": f"P{n}", "last_name": name, "phone": None})
+        db.session.commit()
+
+
+def _counted(table: str, at_least: int) -> None:
+    """Until PostgreSQL counted ``at_least`` writes to ``table`` (it counts them a moment
+    after their transaction, up to a second), at most 10 s: with autovacuum on, it may
+    analyze the table meanwhile and the count never come, which the caller shows."""
+    deadline = time.monotonic() + 10
+    while _changed(table) < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_tables_that_grew_are_analyzed_by_the_sweeper_once_a_minute(app, clinic_fr):
+    _grow_patients(app, clinic_fr.id, 120, "Grow")
     with app.app_context():
         autovacuum = db.session.scalar(sa.text("SELECT current_setting('autovacuum')"))
-        with tenant_scope(clinic_fr.id):
-            tenant = db.session.get(Tenant, clinic_fr.id)
-            for n in range(120):
-                create_patient(tenant, {"first_name": f"P{n}", "last_name": "Grow", "phone": None})
-            db.session.commit()
         before = _analyzed("patients")
         statistics._last.clear()
-        # PostgreSQL counts the writes a moment after their transaction (up to a second).
-        deadline = time.monotonic() + 10
-        while _changed("patients") < 120 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _counted("patients", 120)
         counts = sweeper.sweep()
         after = _analyzed("patients")
         if autovacuum == "on":  # PostgreSQL's own autovacuum does it: Relais leaves it
@@ -56,21 +66,6 @@ def test_tables_that_grew_are_analyzed_by_the_sweeper_once_a_minute(app, clinic_
         # Within the minute, the next sweep looks only for tables that doubled.
         assert statistics.refresh_if_due(utcnow() + timedelta(seconds=30)) == []
         assert sweeper.sweep()["analyzed"] == 0
-
-
-def _grow_patients(app, tenant_id, count: int, name: str) -> None:
-    with app.app_context(), tenant_scope(tenant_id):
-        tenant = db.session.get(Tenant, tenant_id)
-        for n in range(count):
-            create_patient(tenant, {"first_name": f"P{n}", "last_name": name, "phone": None})
-        db.session.commit()
-
-
-def _counted(table: str, at_least: int) -> None:
-    """PostgreSQL counts the writes a moment after their transaction (up to a second)."""
-    deadline = time.monotonic() + 10
-    while _changed(table) < at_least and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def test_a_table_that_doubled_is_analyzed_at_the_next_pass_not_a_minute_later(app, clinic_fr):
