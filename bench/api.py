@@ -139,8 +139,9 @@ def start_gunicorn(args, children: Children, config: dict, baseline: bool) -> st
 
 
 def gunicorn(args, children, name, target, env, probe, extra=()) -> str:
-    """gunicorn (``--workers`` x ``--threads``, gthread) on a free port of 127.0.0.1 serving
-    ``target``; returns its base URL once ``probe`` answers on the bench's clinic host."""
+    """gunicorn (``--workers`` x ``--threads``, gthread, ``--reuse-port``) on a free port of
+    127.0.0.1 serving ``target``; returns its base URL once ``probe`` answers on the bench's
+    clinic host."""
     port = free_port()
     command = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     children.popen(
@@ -155,6 +156,7 @@ def gunicorn(args, children, name, target, env, probe, extra=()) -> str:
             str(args.threads),
             "--worker-class",
             "gthread",
+            "--reuse-port",  # each worker its own socket: connections spread over them
             *extra,
             target,
         ],

@@ -77,7 +77,10 @@ def load(app: Flask, overrides: dict | None) -> None:
     # empty tables), and a plan that scans a clinic's index grows slower as tables grow.
     # No pool_pre_ping: a connection the server closed (a restart) is replaced at checkout
     # without a round trip (core.db's _still_open).
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_recycle": 1800}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "pool_recycle": 1800,
+        **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
     if not app.config["RATELIMIT_STORAGE_URI"]:
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
     if not (app.config["SECRET_KEY"] and app.config["ENCRYPTION_KEYS"]):

@@ -22,6 +22,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from core.db import db
+
 MOST = 200  # requests whose work goes in one transaction, at most
 
 
@@ -59,6 +61,11 @@ class GroupCommit:
         :raises Exception: what working ``item`` alone raised.
         """
         call = _Call(key, item)
+        # The caller gives its connection back before it waits: requests that hold theirs
+        # while the thread waits for one would all wait for ever once they fill the pool
+        # (more threads than connections, a new process that reads its clinics and keys).
+        # What the caller's session read stays readable; it has nothing left to write.
+        db.session.close()
         self._thread(current_app._get_current_object()).calls.put(call)
         if not call.done.wait(timeout):
             raise TimeoutError(f"{self.name}: not committed within {timeout:g} s")

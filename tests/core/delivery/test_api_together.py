@@ -13,7 +13,14 @@ from core.web.api import _queue_together
 from tenants.scoping import tenant_scope
 from tests.core.delivery.test_api_batch import clinic, token  # noqa: F401 - fixtures
 from tests.core.delivery.test_limits import limit
-from tests.worlds import DATABASE_URL, OPEN_HOURS, client_for, make_patient, wait_until
+from tests.worlds import (
+    DATABASE_URL,
+    OPEN_HOURS,
+    app_with,
+    client_for,
+    make_patient,
+    wait_until,
+)
 
 
 @contextmanager
@@ -110,3 +117,27 @@ def test_over_a_limit_only_the_requests_past_it_are_refused(
     codes = sorted(a.status_code for a in answers)
     assert codes == [202, 202, 202, 429, 429]  # the group over the limit, then each alone
     assert len(written(app, clinic)) == 3
+
+
+def test_requests_do_not_hold_the_connections_the_writing_thread_needs(
+    app,
+    clinic,  # noqa: F811
+    token,  # noqa: F811
+):
+    """A request that read the database (its key and clinic not yet remembered by a new
+    process) gives its connection back before waiting for the writing thread: with a pool
+    of one connection, holding it would leave the thread waiting for ever."""
+    patient = make_patient(app, clinic)
+    headers = {"Authorization": f"Bearer {token}"}
+    # A first request records the key's use (once a minute per process, in a session of
+    # its own: a second connection), so that the next one needs only its own.
+    first = client_for(app, clinic.slug).post(
+        "/api/v1/messages", json=body(patient.id), headers=headers
+    )
+    one_connection = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 3}
+    with app_with({"SQLALCHEMY_ENGINE_OPTIONS": one_connection}) as fresh:
+        answer = client_for(fresh, clinic.slug).post(
+            "/api/v1/messages", json=body(patient.id), headers=headers
+        )
+        assert answer.status_code == 202, answer.json
+    assert sorted(written(app, clinic)) == sorted([first.json["id"], answer.json["id"]])
