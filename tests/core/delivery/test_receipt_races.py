@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from core.app import create_app
+from core.clinic import apikeys
 from core.clinic.models import Patient
 from core.db import db, utcnow
 from core.delivery import dispatch, lifecycle, outbox, sweeper
@@ -171,7 +172,9 @@ def test_the_sweeper_applies_a_receipt_its_worker_left(race_app, clinic):
         assert sweeper.sweep()["receipts"] == 0
 
 
-def test_a_default_rate_limit_never_holds_back_a_providers_reports(race_app):
+def test_a_default_rate_limit_never_holds_back_a_providers_reports_but_holds_elsewhere(
+    race_app,
+):
     """A provider posts all its reports from a few addresses: an operator's default limit
     per address (here two a minute) must not refuse the third, or reports go missing."""
     limited = create_app({**TEST_CONFIG, "PLUGINS": PLUGINS, "RATELIMIT_DEFAULT": "2 per minute"})
@@ -187,6 +190,13 @@ def test_a_default_rate_limit_never_holds_back_a_providers_reports(race_app):
         # the default limit holds elsewhere: the clinic's sign-in page is refused a third time
         client = client_for(limited, clinic.slug)
         assert [client.get("/login").status_code for _ in range(3)][-1] == 429
+        # and on the API, whose routes have no limit of their own
+        with limited.app_context(), tenant_scope(clinic.id):
+            _, token = apikeys.create_key("practice software")
+            db.session.commit()
+        bearer = {"Authorization": f"Bearer {token}"}
+        api = [client.get("/api/v1/patients", headers=bearer).status_code for _ in range(3)]
+        assert api == [200, 200, 429]
     finally:
         # One limiter serves every app of the process, and keeps the first default limits
         # an app gives it: the later tests' apps set none.
