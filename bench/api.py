@@ -245,6 +245,13 @@ class ServerCpu:
             for part, pids in now.items()
         }
 
+    def spread(self) -> list[float]:
+        """Each gunicorn worker's share of the workers' CPU since this meter started, the
+        largest first: whether the connections reached every worker."""
+        now = cpu_of(self._gunicorn()[1:])
+        spent = [t - self.before["gunicorn"].get(pid, 0.0) for pid, t in now.items()]
+        return sorted((x / (sum(spent) or 1) for x in spent), reverse=True)
+
 
 def load_single(
     args, url: str, token: str, patients: list[str], logdir: Path, gunicorn=None
@@ -283,6 +290,7 @@ def load_single(
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
     requests, duration_us, errors, p50, p99, _status = line.split()[1:]
     seconds = int(duration_us) / 1e6
+    spread = meter.spread() if meter is not None else []
     cpu = meter.spent() if meter is not None else {}
     profile = stop_profiles(args, spies) if spies else None
     return {
@@ -292,6 +300,7 @@ def load_single(
         "rate": int(requests) / seconds,
         "p50_ms": float(p50) / 1000,
         "p99_ms": float(p99) / 1000,
+        "spread": spread,
         **{f"{part}_ms": 1000 * spent / max(int(requests), 1) for part, spent in cpu.items()},
     }
 
@@ -324,9 +333,10 @@ def stop_profiles(args, spies: list[tuple[subprocess.Popen, Path]]) -> str:
     return summarize_profiles([path for _spy, path in spies], "", top=args.top)
 
 
-def load_batches(args, url: str, token: str, patients: list[str]) -> dict:
+def load_batches(args, url: str, token: str, patients: list[str], gunicorn) -> dict:
     """``--batches`` batches of ``--batch`` messages from ``--batch-clients`` threads, each on
-    a kept-alive connection: messages/s, and each batch's time."""
+    a kept-alive connection: messages/s, each batch's time, and the CPU milliseconds per
+    message of gunicorn and PostgreSQL."""
     bodies = []
     for b in range(args.batches):
         items = []
@@ -356,6 +366,7 @@ def load_batches(args, url: str, token: str, patients: list[str]) -> dict:
                     times.append(took)
                     accepted.append(answer.json()["accepted"])
 
+    meter = ServerCpu(args, gunicorn)
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(args.batch_clients)]
     for t in threads:
@@ -363,6 +374,7 @@ def load_batches(args, url: str, token: str, patients: list[str]) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
+    spread, cpu = meter.spread(), meter.spent()
     if failures:
         raise RuntimeError(f"{len(failures)} batches refused, e.g. {failures[0]}")
     times.sort()
@@ -371,7 +383,13 @@ def load_batches(args, url: str, token: str, patients: list[str]) -> dict:
         "rate": sum(accepted) / elapsed,
         "p50_ms": times[len(times) // 2] * 1000,
         "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        "spread": spread,
+        **{f"{part}_ms": 1000 * spent / max(sum(accepted), 1) for part, spent in cpu.items()},
     }
+
+
+def shares(spread: list[float]) -> str:
+    return " ".join(f"{100 * x:.0f} %" for x in spread)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -381,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
-    parser.add_argument("--connections", type=int, default=12, help="wrk's, one key")
+    parser.add_argument("--connections", type=int, default=32, help="wrk's, one key")
     parser.add_argument("--seconds", type=int, default=20, help="per run of wrk")
     parser.add_argument("--batches", type=int, default=30, help="0: no batch run")
     parser.add_argument("--batch", type=int, default=1000, help="messages per batch")
@@ -404,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         batch = None
         if args.batches:
             say(f"POST /api/v1/messages/batch, {args.batches} x {args.batch} ...")
-            batch = load_batches(args, url, token, patients)
+            batch = load_batches(args, url, token, patients, children.running["gunicorn"])
         children.stop("gunicorn")
         if args.skip_baseline:
             base = {"rate": ISSUE_BASELINE, "p50_ms": float("nan"), "p99_ms": float("nan")}
@@ -432,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
                 f" {row.get('gunicorn_ms', float('nan')):>25.2f}"
                 f" {row.get('postgres_ms', float('nan')):>10.2f}"
             )
+        print(f"  each gunicorn worker's share of their CPU: {shares(single['spread'])}")
         if single.get("errors"):
             print(f"  ({single['errors']} errors)")
         if single.get("profile"):
@@ -448,6 +467,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.batch} from {args.batch_clients} clients: {batch['rate']:,.0f} messages/s "
             f"(a batch: p50 {batch['p50_ms']:.0f} ms, p99 {batch['p99_ms']:.0f} ms); "
             f"target {TARGET_BATCH:,}/s {'met' if batch['rate'] >= TARGET_BATCH else 'NOT met'}"
+        )
+        print(
+            f"  CPU ms/message: gunicorn {batch['gunicorn_ms']:.3f}, PostgreSQL "
+            f"{batch['postgres_ms']:.3f}; each gunicorn worker's share: {shares(batch['spread'])}"
         )
     finally:
         children.stop_all()
