@@ -1,4 +1,4 @@
-"""The planner's statistics, kept fresh by the sweeper when PostgreSQL's autovacuum is off.
+"""The planner's statistics, kept fresh by the sweeper, with or without PostgreSQL's autovacuum.
 
 PostgreSQL chooses each query's plan from its tables' statistics, which autovacuum refreshes
 as tables change. With autovacuum off (some managed or tuned deployments, the test machines)
@@ -11,15 +11,16 @@ primary key whatever the statistics (:func:`core.delivery.lifecycle.claim`,
 every other query depends on them.
 
 So the sweeper analyzes the tables that changed enough since they were last analyzed: once a
-minute by autovacuum's own default rule (50 rows plus 10 % of the table), and at every pass
-(each second) those that more than doubled, or that were never analyzed and took 50 rows.
-The second rule is for a new deployment's first burst: with no statistics the planner takes
-a clinic for 0.5 % of a table, and plans made on that guess read a clinic's every message
-for each batch a worker records (50 ms a batch at 20,000 messages); waiting for the minute
-held sending through Twilio to a sixth of its speed for that minute. Doubling keeps those
-analyses few (ten from 50 rows to 50,000) and cheap (small tables). ANALYZE reads a sample
-of at most 30,000 rows a table, and makes every connection plan its queries on those
-tables again.
+minute by autovacuum's own default rule (50 rows plus 10 % of the table), when autovacuum is
+off; and at every pass (each second) those that more than doubled, or that were never
+analyzed and took 50 rows, whether autovacuum is on or off. The second rule is for a new
+deployment's first burst: with no statistics the planner takes a clinic for 0.5 % of a
+table, and plans made on that guess read a clinic's every message for each batch a worker
+records (50 ms a batch at 20,000 messages); waiting for the minute held sending through
+Twilio to a sixth of its speed for that minute. Autovacuum looks once a minute too (its
+naptime), so it leaves the same gap. Doubling keeps those analyses few (ten from 50 rows to
+50,000) and cheap (small tables). ANALYZE reads a sample of at most 30,000 rows a table, and
+makes every connection plan its queries on those tables again.
 """
 
 from datetime import datetime, timedelta
@@ -38,11 +39,12 @@ _CHANGED = sa.text(
     " AND pg_stat_get_mod_since_analyze(c.oid) > :threshold + :scale * greatest(c.reltuples, 0)"
     " ORDER BY c.relname"
 )
+_AUTOVACUUM = sa.text("SELECT current_setting('autovacuum')")
 _last: dict[str, datetime] = {}
 
 
 def refresh_if_due(now: datetime | None = None) -> list[str]:
-    """Analyze the tables that changed enough, if autovacuum is off: by the 10 % rule if this
+    """Analyze the tables that changed enough: by the 10 % rule (autovacuum off) if this
     process did not look in the last minute, else those that doubled; returns their names."""
     now = now or utcnow()
     if db.engine.dialect.name != "postgresql":
@@ -55,15 +57,15 @@ def refresh_if_due(now: datetime | None = None) -> list[str]:
 
 def refresh(scale: float = SCALE) -> list[str]:
     """Analyze the tables of the schema that changed by more than 50 rows plus ``scale``
-    of their size (10 %) since their last analysis, when autovacuum is off (else it does
-    it); returns their names.
+    of their size (10 %) since their last analysis; returns their names. By a smaller
+    scale than :data:`DOUBLED`, only when autovacuum is off (else it does that).
 
     Runs on a connection of its own as the database's user (the tables' owner), not in the
     app role the ORM's transactions take; with another user, PostgreSQL skips the tables
     with a warning. Another sweeper doing it at the same moment: this one leaves it.
     """
     with db.engine.begin() as conn:
-        if conn.scalar(sa.text("SELECT current_setting('autovacuum')")) == "on":
+        if scale < DOUBLED and conn.scalar(_AUTOVACUUM) == "on":
             return []
         if not conn.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK}):
             return []
