@@ -54,17 +54,17 @@ class GroupCommit:
 
     def __call__(self, key: Hashable, item: Any, timeout: float | None = None) -> Any:
         """``work``'s result for ``item``, done with the items of the calls that ``key``
-        groups with it; returns once committed.
+        groups with it; returns once committed. The caller's session is closed first (what
+        it read stays readable): commit what it wrote before.
 
         :raises TimeoutError: when no commit came within ``timeout`` seconds (the work may
             still be done after).
         :raises Exception: what working ``item`` alone raised.
         """
         call = _Call(key, item)
-        # The caller gives its connection back before it waits: requests that hold theirs
-        # while the thread waits for one would all wait for ever once they fill the pool
-        # (more threads than connections, a new process that reads its clinics and keys).
-        # What the caller's session read stays readable; it has nothing left to write.
+        # Its connection back to the pool before it waits: requests that held theirs while
+        # the thread waited for one would all wait for ever once they filled the pool (more
+        # threads than connections, a new process reading its clinics and keys).
         db.session.close()
         self._thread(current_app._get_current_object()).calls.put(call)
         if not call.done.wait(timeout):
