@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=20, help="per run of wrk")
     parser.add_argument("--batches", type=int, default=30, help="0: no batch run")
     parser.add_argument("--batch", type=int, default=1000, help="messages per batch")
-    parser.add_argument("--batch-clients", type=int, default=2)
+    parser.add_argument(
+        "--batch-clients", type=int, default=4, help="each on a connection of its own"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="quote the issue's instead")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--profile", type=Path, help="py-spy the gunicorn workers under wrk")
