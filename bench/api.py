@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default=REDIS_URL, help="its database is flushed")
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
     parser.add_argument("--connections", type=int, default=32, help="wrk's, one key")
     parser.add_argument("--seconds", type=int, default=20, help="per run of wrk")
     parser.add_argument("--batches", type=int, default=30, help="0: no batch run")

@@ -124,12 +124,12 @@ class FakeProvider:
 
 
 def start_webhooks(config: dict, children) -> str:
-    """gunicorn serving the app (2 workers x 8 threads: one per core, as a deployment runs
+    """gunicorn serving the app (2 workers x 16 threads: one per core, as a deployment runs
     it; one process alone is held to one core by the GIL, and Twilio's two callbacks a
     message then queue behind it) for the providers' webhooks; its URL."""
     from bench.api import start_gunicorn
 
-    return start_gunicorn(SimpleNamespace(workers=2, threads=8), children, config, baseline=False)
+    return start_gunicorn(SimpleNamespace(workers=2, threads=16), children, config, baseline=False)
 
 
 def process_tree(pid: int) -> list[int]:
