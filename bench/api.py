@@ -235,22 +235,19 @@ class ServerCpu:
                 ).scalars()
             )
 
-    def spent(self) -> dict[str, float]:
-        """CPU seconds of each part since this meter started."""
+    def spent(self) -> tuple[dict[str, float], list[float]]:
+        """CPU seconds of each part since this meter started; and each gunicorn worker's
+        share of the workers' CPU, the largest first (whether connections reached them all)."""
         now = {"gunicorn": cpu_of(self._gunicorn()), "postgres": cpu_of(self._backends())}
         self.sql.dispose()
         # Backends that started meanwhile count from zero; those gone took their count along.
-        return {
-            part: sum(t - self.before[part].get(pid, 0.0) for pid, t in pids.items())
+        each = {
+            part: {pid: t - self.before[part].get(pid, 0.0) for pid, t in pids.items()}
             for part, pids in now.items()
         }
-
-    def spread(self) -> list[float]:
-        """Each gunicorn worker's share of the workers' CPU since this meter started, the
-        largest first: whether the connections reached every worker."""
-        now = cpu_of(self._gunicorn()[1:])
-        spent = [t - self.before["gunicorn"].get(pid, 0.0) for pid, t in now.items()]
-        return sorted((x / (sum(spent) or 1) for x in spent), reverse=True)
+        workers = [t for pid, t in each["gunicorn"].items() if pid != self.master]
+        shares = sorted((t / (sum(workers) or 1) for t in workers), reverse=True)
+        return {part: sum(times.values()) for part, times in each.items()}, shares
 
 
 def load_single(
@@ -290,8 +287,7 @@ def load_single(
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
     requests, duration_us, errors, p50, p99, _status = line.split()[1:]
     seconds = int(duration_us) / 1e6
-    spread = meter.spread() if meter is not None else []
-    cpu = meter.spent() if meter is not None else {}
+    cpu, spread = meter.spent() if meter is not None else ({}, [])
     profile = stop_profiles(args, spies) if spies else None
     return {
         "profile": profile,
@@ -374,7 +370,7 @@ def load_batches(args, url: str, token: str, patients: list[str], gunicorn) -> d
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    spread, cpu = meter.spread(), meter.spent()
+    cpu, spread = meter.spent()
     if failures:
         raise RuntimeError(f"{len(failures)} batches refused, e.g. {failures[0]}")
     times.sort()
