@@ -310,18 +310,25 @@ def _still_open(dbapi_connection, _record, _proxy) -> None:
         raise sa.exc.InvalidatePoolError("the server closed the connection")
 
 
-def among(column: sa.ColumnElement, values) -> sa.ColumnElement[bool]:
+def among(
+    column: sa.ColumnElement, values: Any = None, *, name: str | None = None
+) -> sa.ColumnElement[bool]:
     """``column IN values`` for a long list of values. On PostgreSQL, ``column = ANY(<one
     array>)``: the statement's text stays the same whatever the number of values, where an
     IN list is rendered and converted again, a placeholder per value, at every execution
-    (a worker's batch of a hundred ids). Elsewhere, the IN list."""
-    values = list(values)
-    if db.session.get_bind().dialect.name != "postgresql":
-        return column.in_(values)
+    (a worker's batch of a hundred ids). Elsewhere, the IN list. With ``name`` instead of
+    ``values``, for a statement built once: the values are given at each execution, as the
+    parameter ``name``."""
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        return column.in_(sa.bindparam(name, expanding=True) if name else list(values))
     array = _ARRAYS.get(column.type)
     if array is None:
         array = _ARRAYS[column.type] = postgresql.ARRAY(column.type)
-    return column == sa.any_(sa.bindparam(None, values, type_=array))
+    given = (
+        sa.bindparam(name, type_=array) if name else sa.bindparam(None, list(values), type_=array)
+    )
+    return column == sa.any_(given)
 
 
 _ARRAYS: dict = {}  # a column type -> the type of an array of it, made once

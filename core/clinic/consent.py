@@ -26,7 +26,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from core.clinic import audit
 from core.clinic.models import ApiKey, Consent, ConsentAction, ConsentMethod, Patient, User
 from core.config import external_url
-from core.db import db
+from core.db import among, db
 from core.errors import NotFound, ValidationError
 from core.i18n import format_date
 from core.plugins import hooks_for
@@ -80,6 +80,7 @@ _LATEST = (
 )
 
 
+_STEPS: dict[str, sa.Select] = {}  # preloaded's statement, by dialect
 _PRELOADED = "_relais_consents"  # (patient ids, {(patient id, channel): state}) of a batch
 
 
@@ -91,13 +92,17 @@ def preloaded(patients: Iterable[Patient]) -> Iterator[None]:
     ids = {p.id for p in patients}
     found: dict[tuple[uuid.UUID, str], ConsentState] = {}
     if ids:
-        steps = db.session.execute(
-            sa.select(
-                Consent.patient_id, Consent.channel, Consent.action, Consent.at, Consent.method
+        dialect = db.session.get_bind().dialect.name
+        statement = _STEPS.get(dialect)
+        if statement is None:  # made once: a group of API posts reads them in each transaction
+            statement = _STEPS[dialect] = (
+                sa.select(
+                    Consent.patient_id, Consent.channel, Consent.action, Consent.at, Consent.method
+                )
+                .where(among(Consent.patient_id, name="ids"), Consent.purpose == NON_ESSENTIAL)
+                .order_by(Consent.at, Consent.id)
             )
-            .where(Consent.patient_id.in_(ids), Consent.purpose == NON_ESSENTIAL)
-            .order_by(Consent.at, Consent.id)
-        )
+        steps = db.session.execute(statement, {"ids": list(ids)})
         for patient_id, channel, action, at, method in steps:  # the latest step wins
             found[(patient_id, channel)] = ConsentState(str(action), at, str(method))
     outer = g.get(_PRELOADED)

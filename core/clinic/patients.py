@@ -8,14 +8,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import pgettext
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import defer, load_only
 
 from core import phones
 from core import validation as check
 from core.clinic import audit
 from core.clinic.models import Patient, PatientAttribute, Role, User
-from core.db import db, utcnow
+from core.db import among, db, utcnow
 from core.errors import NotFound, ValidationError
 from core.plugins import hooks_for
 from core.vocabulary import CHANNELS, LANGUAGES, SEXES
@@ -121,16 +120,12 @@ def for_sending(ids: Iterable[uuid.UUID], only: tuple = ()) -> dict[uuid.UUID, P
     dialect = db.session.get_bind().dialect.name
     statement = _FOR_SENDING.get((dialect, only))
     if statement is None:  # made once: building it cost as much as running it
-        ids_param = sa.bindparam("ids", type_=ARRAY(Patient.id.type))
-        where = (
-            Patient.id == sa.any_(ids_param)
-            if dialect == "postgresql"
-            else Patient.id.in_(sa.bindparam("ids", expanding=True))
-        )
         loaded = [load_only(*only)] if only else [defer(Patient.attributes)]
         if not only:
             loaded.append(defer(Patient.attribute_tokens))
-        statement = _FOR_SENDING[dialect, only] = sa.select(Patient).where(where).options(*loaded)
+        statement = _FOR_SENDING[dialect, only] = (
+            sa.select(Patient).where(among(Patient.id, name="ids")).options(*loaded)
+        )
     return {p.id: p for p in db.session.scalars(statement, {"ids": list(ids)})}
 
 

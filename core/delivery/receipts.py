@@ -93,8 +93,8 @@ def apply_receipts(provider: str, reports: list[Receipt]) -> None:
 # set, the locks, the UPDATE, the history insert, the commit, for one report. A process
 # instead applies the reports of the calls waiting in one transaction per clinic and
 # provider (core.group_commit). A transaction costs the process about 2 ms of CPU whatever it
-# holds, and calls arrive a few per millisecond: alone they went 3 to 6 together, so the
-# first call of a transaction waits 5 ms for others to join it.
+# holds, and calls arrive a few per millisecond: alone they went 3 to 6 together, so while
+# they come in a burst the first call of a transaction waits 5 ms for others to join it.
 GATHER_SECONDS = 0.005
 WAIT_SECONDS = 30.0  # how long a call waits for its commit (then 503: the provider retries)
 
