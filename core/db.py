@@ -319,8 +319,7 @@ def among(
     (a worker's batch of a hundred ids). Elsewhere, the IN list. With ``name`` instead of
     ``values``, for a statement built once: the values are given at each execution, as the
     parameter ``name``."""
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    if not postgres:
+    if db.session.get_bind().dialect.name != "postgresql":
         return column.in_(sa.bindparam(name, expanding=True) if name else list(values))
     array = _ARRAYS.get(column.type)
     if array is None:

@@ -42,8 +42,8 @@ class GroupCommit:
     ``work(key, items)`` runs in the thread, in an app context of its own, and returns one
     result per item, in order, once it committed what it wrote; what it raises fails the
     group, which is then worked again one item at a time. ``gather``: how long the first
-    call of a transaction waits for others to join it while a burst is on (the transaction
-    before held more than one call): seconds of its answer traded for fewer, larger
+    call of a transaction waits for others to join it while a burst is on (the thread's last
+    round took more than one call): seconds of its answer traded for fewer, larger
     transactions. A call that comes alone after a quiet moment does not wait.
     """
 
@@ -94,19 +94,19 @@ class _Thread:
     def __init__(self, app: Flask, owner: GroupCommit) -> None:
         self.app, self.owner, self.pid = app, owner, os.getpid()
         self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self.burst = False  # whether the last transaction held more than one call
         threading.Thread(target=self._run, name=owner.name, daemon=True).start()
 
     def _run(self) -> None:
+        burst = False  # whether the last round took more than one call
         while True:
             calls = [self.calls.get()]
-            until = time.monotonic() + (self.owner.gather if self.burst else 0)
+            until = time.monotonic() + (self.owner.gather if burst else 0)
             while len(calls) < MOST:
                 try:
                     calls.append(self.calls.get(timeout=max(until - time.monotonic(), 0)))
                 except queue.Empty:
                     break
-            self.burst = len(calls) > 1
+            burst = len(calls) > 1
             groups: dict[Hashable, list[_Call]] = defaultdict(list)
             for call in calls:
                 groups[call.key].append(call)
