@@ -77,7 +77,7 @@ def send(
     if api_key is not None:
         message.api_key_id, message.key_kind = api_key.id, api_key.kind
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):  # the API's words
-        status = _apply_verdict(message, _judged(tenant, patient, message), now)
+        status = _apply_verdict(message, _judging(tenant)(patient, message), now)
     message.content.pop("discreet", None)  # judged: the health details stay once, or not at all
     db.session.add(message)
     lifecycle.start(message, status, message.verdict_reason, now)
@@ -163,6 +163,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
     seen: set[str] = set()
     new: list[tuple[int, Message, MessageStatus]] = []
     senders_of: dict = {}
+    judged = _judging(tenant)
     reasons: dict = {}  # the batch's verdicts share a few reasons: each rendered once
     renders: dict = {}  # and drafts may share their template and variables
     for i in chunk:
@@ -187,7 +188,7 @@ def _send_chunk(tenant, drafts, chunk, key, results) -> None:
             key = (tuple(message.channels), message.purpose)
             if key not in senders_of:
                 senders_of[key] = senders(tenant, message)
-            verdict = _judged(tenant, fields.get("patient"), message, senders_of[key])
+            verdict = judged(fields.get("patient"), message, senders_of[key])
             status = _apply_verdict(message, verdict, now, reasons)
         except ValidationError as exc:
             results[i] = exc
@@ -313,7 +314,7 @@ def trial(
     """
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
         message = _draft(tenant, utcnow(), patient, purpose, template, variables, channels)
-        verdict = _judged(tenant, patient, message)
+        verdict = _judging(tenant)(patient, message)
     message.content.pop("discreet", None)
     return message.content, verdict
 
@@ -375,37 +376,45 @@ def judge(tenant, patient: Patient, message: Message) -> Verdict:
     practice software reads them, and they read the same on every page.
     """
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
-        return _judged(tenant, patient, message)
+        return _judging(tenant)(patient, message)
 
 
-def _judged(tenant, patient: Patient, message: Message, known_senders=None) -> Verdict:
-    if not is_transactional(message.purpose) and not any(
-        host().info[name].kind == "regulation" for name in enabled_plugins(tenant)
-    ):
-        why = _l(
-            "no regulation plugin is enabled for %(country)s: only transactional messages "
-            "can be sent"
+def _judging(tenant):
+    """A judge of the clinic's messages, ``judged(patient, message, known_senders=None)``:
+    which plugins are enabled, and which regulate, asked once (a batch judges a thousand
+    messages with the same ones). ``known_senders``: :func:`senders` of the message, if
+    already known (a batch's messages share a few)."""
+    regulated = any(host().info[name].kind == "regulation" for name in enabled_plugins(tenant))
+    hooks = hooks_for(tenant)
+
+    def judged(patient: Patient, message: Message, known_senders=None) -> Verdict:
+        if not regulated and not is_transactional(message.purpose):
+            why = _l(
+                "no regulation plugin is enabled for %(country)s: only transactional messages "
+                "can be sent"
+            )
+            return Verdict(
+                "deny",
+                reasons=(Phrase(why, country=phrase_country(tenant.country_code)),),
+                rule="no_regulation",
+            )
+        verdicts = []
+        answers = hooks.each(
+            "relais_judge_message",
+            tenant=tenant,
+            patient=patient,
+            message=message,
+            senders=senders(tenant, message) if known_senders is None else known_senders,
         )
-        return Verdict(
-            "deny",
-            reasons=(Phrase(why, country=phrase_country(tenant.country_code)),),
-            rule="no_regulation",
-        )
-    verdicts = []
-    answers = hooks_for(tenant).each(
-        "relais_judge_message",
-        tenant=tenant,
-        patient=patient,
-        message=message,
-        senders=senders(tenant, message) if known_senders is None else known_senders,
-    )
-    for plugin, verdict in answers:
-        if verdict is None:
-            continue
-        verdicts.append(replace(verdict, plugin=plugin))
-        if verdict.action != "deny":  # a deferral may amend too (a STOP mention added)
-            _amend(message, verdict)
-    return Verdict.strictest(verdicts)
+        for plugin, verdict in answers:
+            if verdict is None:
+                continue
+            verdicts.append(replace(verdict, plugin=plugin))
+            if verdict.action != "deny":  # a deferral may amend too (a STOP mention added)
+                _amend(message, verdict)
+        return Verdict.strictest(verdicts)
+
+    return judged
 
 
 def senders(tenant, message: Message) -> dict[str, list[tuple[str, str | None]]]:
