@@ -31,24 +31,35 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-_last_ms = 0  # the millisecond of the last id: each id is later than the one before
+_last = (0, 0)  # the millisecond and counter of the last id: each id is later than the one before
 
 
 def new_id() -> uuid.UUID:
     """A time-ordered UUIDv7 (RFC 9562): opaque outside, friendly to B-tree indexes inside.
 
-    Made as ``uuid6.uuid7`` makes it (a millisecond timestamp, one more than the last one's
-    when the clock has not moved, then 74 random bits), without its validating constructors:
-    a worker makes two per message, and those cost more than the rest of the id's journey.
+    Made as Python 3.14's ``uuid.uuid7`` makes it (RFC 9562's method 1): a millisecond
+    timestamp, a 42-bit counter, random from a new millisecond and one more for each id made
+    within it, then 32 random bits; without the validating constructors (a worker makes two
+    per message, and those cost more than the rest of the id's journey). Ids made in a burst
+    keep the clock's time: only a counter that overflows (4 trillion ids in a millisecond)
+    or a clock that went back moves the timestamp on.
     """
-    global _last_ms
-    ms = time.time_ns() // 1_000_000
-    if ms <= _last_ms:
-        ms = _last_ms + 1
-    _last_ms = ms
-    random = int.from_bytes(os.urandom(10)) >> 6  # 74 bits: 12 of rand_a, 62 of rand_b
-    value = (ms & 0xFFFFFFFFFFFF) << 80 | _VERSION_7 | (random >> 62) << 64 | _VARIANT
-    value |= random & 0x3FFFFFFFFFFFFFFF
+    global _last
+    ms, counter = time.time_ns() // 1_000_000, 0
+    last_ms, last_counter = _last
+    if ms > last_ms:
+        random = int.from_bytes(os.urandom(10))
+        counter, tail = random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
+    else:
+        ms, counter = last_ms, last_counter + 1
+        if counter > _COUNTER_MAX:
+            random = int.from_bytes(os.urandom(10))
+            ms, counter, tail = ms + 1, random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
+        else:
+            tail = int.from_bytes(os.urandom(4))
+    _last = ms, counter
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | _VERSION_7 | (counter >> 30) << 64 | _VARIANT
+    value |= (counter & 0x3FFFFFFF) << 32 | tail
     made = object.__new__(uuid.UUID)
     object.__setattr__(made, "int", value)
     object.__setattr__(made, "is_safe", _UNKNOWN_SAFETY)
@@ -58,6 +69,8 @@ def new_id() -> uuid.UUID:
 _VERSION_7 = 7 << 76
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # read once: an enum's member is a slow property
 _VARIANT = 0b10 << 62
+_COUNTER_MAX = (1 << 42) - 1
+_COUNTER_START = (1 << 41) - 1  # a new millisecond's counter leaves room to count up
 
 
 def utcnow() -> datetime:
