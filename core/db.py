@@ -2,6 +2,7 @@
 
 import os
 import select
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+_id_lock = threading.Lock()
 _last = (0, 0)  # the millisecond and counter of the last id: each id is later than the one before
 
 
@@ -45,19 +47,20 @@ def new_id() -> uuid.UUID:
     or a clock that went back moves the timestamp on.
     """
     global _last
-    ms, counter = time.time_ns() // 1_000_000, 0
-    last_ms, last_counter = _last
-    if ms > last_ms:
-        random = int.from_bytes(os.urandom(10))
-        counter, tail = random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
-    else:
-        ms, counter = last_ms, last_counter + 1
-        if counter > _COUNTER_MAX:
+    with _id_lock:  # threads of a process share the counter: no two ids alike, all in order
+        ms, counter = time.time_ns() // 1_000_000, 0
+        last_ms, last_counter = _last
+        if ms > last_ms:
             random = int.from_bytes(os.urandom(10))
-            ms, counter, tail = ms + 1, random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
+            counter, tail = random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
         else:
-            tail = int.from_bytes(os.urandom(4))
-    _last = ms, counter
+            ms, counter = last_ms, last_counter + 1
+            if counter > _COUNTER_MAX:
+                random = int.from_bytes(os.urandom(10))
+                ms, counter, tail = ms + 1, random >> 32 & _COUNTER_START, random & 0xFFFFFFFF
+            else:
+                tail = int.from_bytes(os.urandom(4))
+        _last = ms, counter
     value = (ms & 0xFFFFFFFFFFFF) << 80 | _VERSION_7 | (counter >> 30) << 64 | _VARIANT
     value |= (counter & 0x3FFFFFFF) << 32 | tail
     made = object.__new__(uuid.UUID)
