@@ -43,8 +43,8 @@ def new_id() -> uuid.UUID:
     timestamp, a 42-bit counter, random from a new millisecond and one more for each id made
     within it, then 32 random bits; without the validating constructors (a worker makes two
     per message, and those cost more than the rest of the id's journey). Ids made in a burst
-    keep the clock's time: only a counter that overflows (4 trillion ids in a millisecond)
-    or a clock that went back moves the timestamp on.
+    keep the clock's time; after a clock that went back, ids count on from the last one's
+    millisecond until the clock passes it.
     """
     global _last
     with _id_lock:  # threads of a process share the counter: no two ids alike, all in order
