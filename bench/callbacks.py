@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--statuses", default="sent,delivered")
     args = parser.parse_args(argv)
     args.database_url, args.redis_url, args.patients = DATABASE_URL, REDIS_URL, 100
-    args.keep = args.analyzed_empty = False
+    args.keep = False
     children = Children(Path(tempfile.mkdtemp(prefix="relais-bench-")))
     world = None
     try:

@@ -255,7 +255,6 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     args.patients = 0  # build_world's own patients: none (written in SQL here)
-    args.analyzed_empty = False
     return args
 
 

@@ -391,8 +391,12 @@ def reset_messages(world: World) -> None:
     tenth of scenario 1).
     """
     # the benches that share it load the outbox plugin or not, and may have no --analyzed-empty
-    exist = [t for t in MESSAGE_TABLES if world.scalar("SELECT to_regclass(:t) IS NOT NULL", t=t)]
-    world.execute(f"TRUNCATE {', '.join(exist)} CASCADE")
+    exist = world.scalar(
+        "SELECT string_agg(t, ', ') FROM unnest(CAST(:t AS text[])) t"
+        " WHERE to_regclass(t) IS NOT NULL",
+        t=list(MESSAGE_TABLES),
+    )
+    world.execute(f"TRUNCATE {exist} CASCADE")
     if getattr(world.args, "analyzed_empty", False):  # the hard case: planned, empty, filled
         world.execute("ANALYZE messages, message_events, attempts, outbox_deliveries")
 

@@ -26,8 +26,8 @@ from core.clinic import consent, settings
 from core.clinic.models import ConsentAction, ConsentMethod, Patient
 from core.clinic.patients import create_patient
 from core.clinic.staff import create_user
-from core.db import db
-from core.delivery import dispatch, outbox, receipts
+from core.db import db, utcnow
+from core.delivery import dispatch, outbox, receipts, sweeper
 from core.delivery.models import Attempt, Message
 from core.delivery.providers import Receipt
 from tenants import provisioning
@@ -266,6 +266,18 @@ def wait_until(check, timeout: float = 60.0):
         assert time.monotonic() < deadline, "the expected change did not come"
         time.sleep(0.05)
     return result
+
+
+def two_minutes_after_a_worker_died(app) -> None:
+    """As two minutes after a worker was killed: the leases of the messages it had claimed
+    are over, and those it had taken from Redis are due to be pushed again by the sweeper."""
+    with app.app_context(), system_scope():
+        db.session.execute(
+            sa.update(Message).values(
+                lease_until=utcnow(), enqueued_at=utcnow() - sweeper.REPUSH_AFTER
+            )
+        )
+        db.session.commit()
 
 
 def route_through_twilio(app, channel: str, fake, number: str) -> None:

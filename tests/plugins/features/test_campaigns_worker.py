@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from core.clinic import settings
 from core.clinic.models import Patient
 from core.db import db, utcnow
-from core.delivery import jobs, sweeper
+from core.delivery import jobs
 from core.delivery.jobs import queue
 from core.delivery.models import Message
 from core.plugins import DEFAULT_PLUGINS, host
@@ -39,6 +39,7 @@ from tests.worlds import (
     make_staff,
     process_env,
     route_through_twilio,
+    two_minutes_after_a_worker_died,
     wait_until,
 )
 
@@ -126,13 +127,7 @@ def test_a_killed_worker_and_two_workers_on_one_chunk_send_nobody_twice(
     finally:
         first.send_signal(signal.SIGKILL)  # mid-campaign, maybe mid-chunk
         first.communicate()
-    with app.app_context(), system_scope():  # two minutes later: the messages it had claimed
-        db.session.execute(  # are free again, and those it had taken from Redis are pushed again
-            sa.update(Message).values(
-                lease_until=utcnow(), enqueued_at=utcnow() - sweeper.REPUSH_AFTER
-            )
-        )
-        db.session.commit()
+    two_minutes_after_a_worker_died(app)
     # The campaign goes on with two workers, each chunk queued twice (resume after the kill,
     # twice): two workers run the same chunks.
     others = [worker(logs) for _ in range(2)]
